@@ -1,0 +1,5 @@
+"""`python -m gridd` runs the CLI."""
+
+from gridd.cli.main import main
+
+raise SystemExit(main())

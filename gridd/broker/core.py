@@ -1,0 +1,245 @@
+"""The broker's use cases: each commits through the store first, then tells everyone who must know.
+
+Rule: a reply, an event or a wake-up is only ever produced after the store call that made it true has
+returned (committed). Sessions translate frames into these calls; nothing here knows about sockets.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import structlog
+
+from gridd.broker import transitions as tr
+from gridd.broker.events import EventHub
+from gridd.broker.finishes import FinishWatch
+from gridd.broker.scheduler import Dispatcher
+from gridd.broker.store import Store, Transition
+from gridd.broker.workers import WorkerLink, WorkerRegistry
+from gridd.clock import Clock
+from gridd.protocol.errors import InvalidRequest
+from gridd.protocol.messages import (
+    AttemptView,
+    Event,
+    JobResult,
+    JobSpec,
+    JobView,
+    LeasedJob,
+    LeaseRef,
+    Outcome,
+    RevokeLeases,
+    WorkerView,
+)
+
+log = structlog.get_logger()
+
+_KIND_BY_STATE = {
+    tr.QUEUED: "job.requeued",
+    tr.RUNNING: "job.started",
+    tr.SUCCEEDED: "job.succeeded",
+    tr.FAILED: "job.failed",
+    tr.CANCELLED: "job.cancelled",
+    tr.HELD: "job.held",
+}
+_KIND_BY_ACTION = {"release": "job.released", "retry": "job.retried"}
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerSettings:
+    """The numbers every session needs."""
+
+    lease_ttl_ms: int
+    retry_base_ms: int
+
+    @property
+    def heartbeat_s(self) -> float:
+        """Workers renew three times per TTL, so one lost heartbeat never costs a lease."""
+        return self.lease_ttl_ms / 3000
+
+
+class Broker:
+    """Jobs, leases and workers as the sessions and the reaper use them."""
+
+    def __init__(
+        self,
+        store: Store,
+        hub: EventHub,
+        dispatcher: Dispatcher,
+        clock: Clock,
+        settings: BrokerSettings,
+    ) -> None:
+        self.store = store
+        self.hub = hub
+        self.dispatcher = dispatcher
+        self.clock = clock
+        self.settings = settings
+        self.watch = FinishWatch()
+        self.workers = WorkerRegistry()
+        self.stale_completions = 0
+        self.port = 0  # set once listening
+
+    # ---- clients -----------------------------------------------------------------------------------------
+
+    async def submit(self, specs: Sequence[JobSpec]) -> list[str]:
+        for spec in specs:
+            if not spec.argv or not spec.argv[0]:
+                raise InvalidRequest("a job needs a command: gridd submit -- COMMAND [ARG...]")
+        now = self.clock.now_ms()
+        changed = await self.store.submit_jobs(specs, now)
+        log.info("jobs.submitted", count=len(changed), first=changed[0].job_id, queue=changed[0].queue)
+        self.hub.publish(
+            Event(kind="job.submitted", ts_ms=now, job_id=t.job_id, queue=t.queue, state=t.state) for t in changed
+        )
+        self.dispatcher.wake()
+        return [t.job_id for t in changed]
+
+    async def show(self, job_id: str) -> tuple[JobView, list[AttemptView]]:
+        return await self.store.get_job(job_id)
+
+    async def control(self, action: str, job_ids: Sequence[str]) -> list[Outcome]:
+        if action not in tr.ACTIONS:
+            raise InvalidRequest(f"unknown action {action!r}; expected one of {', '.join(tr.ACTIONS)}")
+        outcomes, changed, revoked = await self.store.control_jobs(action, job_ids, self.clock.now_ms())
+        self.record(changed, kind=_KIND_BY_ACTION.get(action))
+        by_worker: dict[str, list[LeaseRef]] = {}
+        for r in revoked:
+            by_worker.setdefault(r.worker, []).append(r.lease)
+        for name, leases in by_worker.items():
+            link = self.workers.get(name)
+            if link is not None:  # else the worker learns it at its next heartbeat or re-attach
+                link.push(RevokeLeases(leases=leases))
+        return outcomes
+
+    async def wait(self, job_ids: Sequence[str]) -> list[JobView]:
+        """Return when every named job has finished."""
+        with self.watch.watch(job_ids) as waiter:
+            for view in await self.store.get_jobs(job_ids):  # also refuses unknown ids up front
+                if view.state in tr.FINISHED:
+                    waiter.finished(view.id)
+            await waiter.done.wait()
+        return await self.store.get_jobs(job_ids)
+
+    async def status(self) -> tuple[dict[str, int], int, int]:
+        """Jobs by state, connected workers, their slots in all."""
+        counts = await self.store.count_by_state()
+        links = self.workers.all()
+        return counts, len(links), sum(w.slots for w in links)
+
+    async def worker_views(self) -> list[WorkerView]:
+        running = await self.store.running_by_worker()
+        return [
+            WorkerView(
+                name=w.name,
+                host=w.host,
+                slots=w.slots,
+                running=len(running.get(w.name, [])),
+                jobs=running.get(w.name, []),
+                queues=w.queues,
+                tags=w.tags,
+                connected=True,
+                connected_ms=w.connected_ms,
+                last_seen_ms=w.last_seen_ms,
+            )
+            for w in self.workers.all()
+        ]
+
+    # ---- workers ------------------------------------------------------------------------------------------
+
+    async def register_worker(self, link: WorkerLink, running: Sequence[LeaseRef]) -> list[LeaseRef]:
+        """Add a worker and re-attach the jobs it still runs; returns the leases it must stop."""
+        self.workers.add(link)
+        now = self.clock.now_ms()
+        try:
+            lost, changed = await self.store.attach_worker(link.name, running, now + self.settings.lease_ttl_ms, now)
+        except BaseException:
+            self.workers.remove(link)
+            raise
+        self.record(changed)
+        log.info(
+            "worker.joined",
+            worker=link.name,
+            host=link.host,
+            slots=link.slots,
+            queues=link.queues,
+            attached=len(running) - len(lost),
+            lost=len(lost),
+        )
+        self.hub.publish([Event(kind="worker.joined", ts_ms=now, worker=link.name, message=link.host)])
+        return lost
+
+    def unregister_worker(self, link: WorkerLink) -> None:
+        self.workers.remove(link)
+        log.info("worker.left", worker=link.name)
+        self.hub.publish([Event(kind="worker.left", ts_ms=self.clock.now_ms(), worker=link.name)])
+
+    async def lease(self, link: WorkerLink, max_jobs: int) -> list[LeasedJob]:
+        return await self.dispatcher.lease(link.name, link.queues, max_jobs)
+
+    async def renew(self, link: WorkerLink, leases: Sequence[LeaseRef]) -> tuple[list[LeaseRef], int]:
+        now = self.clock.now_ms()
+        link.last_seen_ms = now
+        deadline = now + self.settings.lease_ttl_ms
+        lost = await self.store.renew_leases(link.name, leases, deadline) if leases else []
+        return lost, deadline
+
+    async def complete(self, link: WorkerLink, results: Sequence[JobResult]) -> list[Outcome]:
+        now = self.clock.now_ms()
+        link.last_seen_ms = now
+        outcomes, changed = await self.store.complete_jobs(link.name, results, now, self.settings.retry_base_ms)
+        for o in outcomes:
+            if o.code:
+                self.stale_completions += 1
+                log.warning(
+                    "lease.stale_completion",
+                    job_id=o.job_id,
+                    worker=link.name,
+                    state=o.state,
+                    lease=next(r.lease for r in results if r.job_id == o.job_id),
+                    refused_total=self.stale_completions,
+                )
+        self.record(changed)
+        return outcomes
+
+    async def return_leases(self, link: WorkerLink, leases: Sequence[LeaseRef]) -> None:
+        self.record(await self.store.return_leases(link.name, leases), kind="job.returned")
+
+    async def expire_leases(self, now_ms: int) -> list[Transition]:
+        changed = await self.store.expire_leases(now_ms)
+        self.record(changed)
+        return changed
+
+    # ---- fan-out ------------------------------------------------------------------------------------------
+
+    def record(self, changed: Sequence[Transition], kind: str | None = None) -> None:
+        """Log, publish, wake the waiters and the dispatcher for transitions that just committed."""
+        if not changed:
+            return
+        now = self.clock.now_ms()
+        for t in changed:
+            log.info(
+                kind or _KIND_BY_STATE.get(t.state, "job.changed"),
+                job_id=t.job_id,
+                state=t.state,
+                attempt=t.attempt,
+                worker=t.worker,
+                exit_code=t.exit_code,
+                reason=t.reason,
+            )
+        self.hub.publish(
+            Event(
+                kind=kind or _KIND_BY_STATE.get(t.state, "job.changed"),
+                ts_ms=now,
+                job_id=t.job_id,
+                worker=t.worker,
+                queue=t.queue,
+                state=t.state,
+                attempt=t.attempt,
+                exit_code=t.exit_code,
+                message=t.reason,
+            )
+            for t in changed
+        )
+        self.watch.finished(t.job_id for t in changed if t.state in tr.FINISHED)
+        if any(t.state == tr.QUEUED for t in changed):
+            self.dispatcher.wake()

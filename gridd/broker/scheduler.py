@@ -1,0 +1,110 @@
+"""The dispatcher: answers workers' long-poll requests for jobs as jobs become eligible.
+
+Rule: one task owns the queue of waiting requests and does all leasing, so two requests never race for
+the same job and an idle grid costs nothing: the task sleeps until a submit, a requeue or a retry delay
+wakes it. Workers never poll.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import anyio
+import structlog
+from anyio.abc import TaskStatus
+
+from gridd.broker.events import EventHub
+from gridd.broker.store import Store
+from gridd.clock import Clock
+from gridd.protocol.errors import GriddError
+from gridd.protocol.messages import Event, LeasedJob
+
+log = structlog.get_logger()
+
+
+@dataclass(eq=False, slots=True)
+class _Request:
+    worker: str
+    queues: Sequence[str]
+    max_jobs: int
+    done: anyio.Event = field(default_factory=anyio.Event)
+    jobs: list[LeasedJob] = field(default_factory=list)
+
+
+class Dispatcher:
+    """Leases the best eligible jobs to waiting workers, in the order the workers asked."""
+
+    def __init__(self, store: Store, clock: Clock, hub: EventHub, lease_ttl_ms: int) -> None:
+        self._store = store
+        self._clock = clock
+        self._hub = hub
+        self._ttl_ms = lease_ttl_ms
+        self._pending: deque[_Request] = deque()
+        self._wake = anyio.Event()
+
+    def wake(self) -> None:
+        """Something may have become eligible: look again."""
+        self._wake.set()
+
+    async def lease(self, worker: str, queues: Sequence[str], max_jobs: int) -> list[LeasedJob]:
+        """Wait until at least one job is leased to `worker`, then return up to `max_jobs` of them."""
+        request = _Request(worker, queues, max_jobs)
+        self._pending.append(request)
+        self.wake()
+        try:
+            await request.done.wait()
+        finally:
+            if not request.done.is_set():
+                self._pending.remove(request)
+        return request.jobs
+
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        task_status.started()
+        while True:
+            self._wake = anyio.Event()  # replaced before the pass, so a wake during it is not lost
+            try:
+                next_ms = await self._serve()
+            except GriddError as exc:
+                log.error("dispatch.failed", error=str(exc))
+                next_ms = self._clock.now_ms() + 1000
+            delay = None if next_ms is None else max(0.0, (next_ms - self._clock.now_ms()) / 1000)
+            with anyio.move_on_after(delay if delay is not None else float("inf")):
+                await self._wake.wait()
+
+    async def _serve(self) -> int | None:
+        """One pass over the waiting requests; returns when the next delayed job becomes eligible."""
+        now = self._clock.now_ms()
+        drained: set[str] = set()
+        for request in list(self._pending):
+            queues = [q for q in request.queues if q not in drained]
+            if not queues:
+                continue
+            jobs = await self._store.lease_jobs(request.worker, queues, request.max_jobs, now, self._ttl_ms)
+            if len(jobs) < request.max_jobs:
+                drained.update(queues)
+            if jobs and not request.done.is_set():
+                self._pending.remove(request)
+                request.jobs = jobs
+                request.done.set()
+                self._announce(request.worker, jobs, now)
+        if self._pending and drained:
+            return await self._store.next_eligible_ms(now)
+        return None
+
+    def _announce(self, worker: str, jobs: list[LeasedJob], now: int) -> None:
+        for job in jobs:
+            log.info("job.started", job_id=job.job_id, worker=worker, attempt=job.attempt, lease=job.lease)
+        self._hub.publish(
+            Event(
+                kind="job.started",
+                ts_ms=now,
+                job_id=j.job_id,
+                worker=worker,
+                queue=j.spec.queue,
+                state="running",
+                attempt=j.attempt,
+            )
+            for j in jobs
+        )

@@ -1,0 +1,69 @@
+"""The database schema as numbered migrations, applied in order under PRAGMA user_version.
+
+Rule: a released migration is never edited; a change is a new migration appended to MIGRATIONS.
+"""
+
+from __future__ import annotations
+
+import aiosqlite
+
+MIGRATIONS: list[str] = [
+    # 1: jobs, their finished attempts and their captured output.
+    """
+    CREATE TABLE jobs (
+        id            INTEGER PRIMARY KEY,
+        state         TEXT    NOT NULL,
+        queue         TEXT    NOT NULL,
+        priority      INTEGER NOT NULL,
+        max_attempts  INTEGER NOT NULL,
+        spec          BLOB    NOT NULL,             -- msgpack JobSpec: argv, env, stdin, timeout
+        attempts      INTEGER NOT NULL DEFAULT 0,   -- attempts started
+        lease         INTEGER NOT NULL DEFAULT 0,   -- fencing token of the current (or last) lease
+        worker        TEXT,
+        deadline_ms   INTEGER,                      -- lease deadline while running
+        not_before_ms INTEGER NOT NULL DEFAULT 0,   -- queued, but not eligible before (retry delay)
+        exit_code     INTEGER,
+        reason        TEXT,
+        submitted_ms  INTEGER NOT NULL,
+        started_ms    INTEGER,
+        finished_ms   INTEGER
+    );
+    CREATE INDEX jobs_ready ON jobs (queue, priority DESC, id) WHERE state = 'queued';
+    CREATE INDEX jobs_delayed ON jobs (not_before_ms) WHERE state = 'queued' AND not_before_ms > 0;
+    CREATE INDEX jobs_deadline ON jobs (deadline_ms) WHERE state = 'running';
+    CREATE INDEX jobs_worker ON jobs (worker) WHERE state = 'running';
+    CREATE INDEX jobs_state ON jobs (state, id);
+    CREATE TABLE attempts (
+        job_id     INTEGER NOT NULL,
+        lease      INTEGER NOT NULL,
+        attempt    INTEGER NOT NULL,
+        worker     TEXT,
+        started_ms INTEGER,
+        ended_ms   INTEGER NOT NULL,
+        exit_code  INTEGER,
+        outcome    TEXT    NOT NULL,
+        PRIMARY KEY (job_id, lease)
+    ) WITHOUT ROWID;
+    CREATE TABLE outputs (
+        job_id    INTEGER NOT NULL,
+        stream    TEXT    NOT NULL,
+        data      BLOB    NOT NULL,
+        truncated INTEGER NOT NULL,
+        PRIMARY KEY (job_id, stream)
+    ) WITHOUT ROWID;
+    """,
+]
+
+
+async def migrate(db: aiosqlite.Connection) -> int:
+    """Bring the schema up to date; returns the version now in force."""
+    async with db.execute("PRAGMA user_version") as cur:
+        row = await cur.fetchone()
+    version = int(row[0]) if row else 0
+    if version > len(MIGRATIONS):
+        raise RuntimeError(f"database schema {version} is newer than this gridd ({len(MIGRATIONS)})")
+    for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+        # executescript commits first; the version bump rides in the same script so a crash between
+        # the two is impossible.
+        await db.executescript(f"BEGIN;\n{script}\nPRAGMA user_version = {number:d};\nCOMMIT;")
+    return len(MIGRATIONS)

@@ -1,0 +1,355 @@
+"""One peer's connection to the broker: handshake, authentication, request dispatch, replies.
+
+Rules: this is the broker's one place that joins bytes and messages. Nothing is trusted from the
+network: the decoder checks every frame's size before buffering it and validates it on decode; a peer
+that breaks the wire rules gets an Error frame and its connection closed, and nobody else notices.
+A refused request is answered with an Error for its rid and the connection stays open. Long polls
+(wait, lease requests, event subscriptions) run as tasks of the session, so one connection can carry
+many requests at once. Replies go through a bounded outbox drained by one writer task, which writes
+everything queued in one send.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import anyio
+import structlog
+from anyio.abc import SocketAttribute, SocketStream, TaskGroup
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+from gridd import __version__
+from gridd.broker.core import Broker
+from gridd.broker.workers import WorkerLink
+from gridd.protocol.auth import broker_proof, new_nonce, peer_proof, proofs_match
+from gridd.protocol.errors import (
+    AuthFailed,
+    BadFrame,
+    ConnectionLost,
+    GriddError,
+    NotAWorker,
+    OperationRefused,
+    ProtocolError,
+    SlowConsumer,
+    StorageFailed,
+    UnsupportedVersion,
+)
+from gridd.protocol.frames import FrameDecoder, encode_frames
+from gridd.protocol.messages import (
+    Authenticate,
+    Challenge,
+    CompleteJobs,
+    ControlJobs,
+    Error,
+    GetStatus,
+    Hello,
+    JobsAccepted,
+    JobsCompleted,
+    JobsControlled,
+    JobsFinished,
+    JobShown,
+    JobsLeased,
+    JobsListed,
+    LeasesRenewed,
+    LeasesReturned,
+    ListJobs,
+    ListWorkers,
+    Message,
+    OutputRead,
+    PeerMessage,
+    ReadOutput,
+    RegisterWorker,
+    RenewLeases,
+    RequestJobs,
+    ReturnLeases,
+    ShowJob,
+    StatusReported,
+    SubmitJobs,
+    Subscribe,
+    Subscribed,
+    WaitJobs,
+    Welcome,
+    WorkerRegistered,
+    WorkersListed,
+)
+from gridd.protocol.version import PROTOCOL_VERSION
+
+log = structlog.get_logger()
+
+HANDSHAKE_TIMEOUT_S = 10.0
+OUTBOX_FRAMES = 1024
+READ_BYTES = 65536
+_TRANSPORT_ERRORS = (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError, OSError)
+
+
+class Session:
+    """Serves one connection from accept to close."""
+
+    def __init__(self, stream: SocketStream, broker: Broker, token: str) -> None:
+        self._stream = stream
+        self._broker = broker
+        self._token = token
+        self._decoder: FrameDecoder[Any] = FrameDecoder(PeerMessage)
+        self._pending: list[Any] = []
+        self._outbox: MemoryObjectSendStream[Message]
+        self._worker: WorkerLink | None = None
+        self._hello_name = ""
+        self.peer = _peer_name(stream)
+
+    async def run(self) -> None:
+        with structlog.contextvars.bound_contextvars(peer=self.peer):
+            try:
+                hello = await self._handshake()
+            except ProtocolError as exc:
+                await self._send_final(Error(rid=None, code=exc.code, message=str(exc)))
+                log.warning("conn.refused", code=int(exc.code), error=str(exc))
+                return
+            except AuthFailed as exc:
+                await self._send_final(Error(rid=None, code=exc.code, message=str(exc)))
+                log.warning("auth.failed", error=str(exc))
+                return
+            except (ConnectionLost, TimeoutError):
+                return
+            self._hello_name = hello.name
+            log.debug("conn.opened", role=hello.role, name=hello.name)
+            tx, rx = anyio.create_memory_object_stream[Message](OUTBOX_FRAMES)
+            self._outbox = tx
+            try:
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(self._write, rx)
+                    with tx:
+                        await self._serve(tg)
+                    tg.cancel_scope.cancel()
+            finally:
+                if self._worker is not None:
+                    self._broker.unregister_worker(self._worker)
+                log.debug("conn.closed")
+
+    # ---- I/O ----------------------------------------------------------------------------------------------
+
+    async def _receive(self) -> list[Any]:
+        """The next messages: at least one, from as few reads as the bytes allow."""
+        while not self._pending:
+            try:
+                data = await self._stream.receive(READ_BYTES)
+            except _TRANSPORT_ERRORS as exc:
+                raise ConnectionLost(f"peer {self.peer} went away") from exc
+            self._pending = self._decoder.feed(data)
+        messages, self._pending = self._pending, []
+        return messages
+
+    async def _write(self, rx: MemoryObjectReceiveStream[Message]) -> None:
+        with rx:
+            async for first in rx:
+                batch = [first]
+                while True:
+                    try:
+                        batch.append(rx.receive_nowait())
+                    except (anyio.WouldBlock, anyio.EndOfStream):
+                        break
+                try:
+                    await self._stream.send(encode_frames(batch))
+                except _TRANSPORT_ERRORS:
+                    return
+
+    async def _send_final(self, message: Message) -> None:
+        with anyio.move_on_after(2):
+            with contextlib.suppress(_TRANSPORT_ERRORS):
+                await self._stream.send(encode_frames([message]))
+        await self._stream.aclose()
+
+    # ---- handshake ----------------------------------------------------------------------------------------
+
+    async def _handshake(self) -> Hello:
+        with anyio.fail_after(HANDSHAKE_TIMEOUT_S):
+            hello = await self._expect(Hello)
+            if hello.version != PROTOCOL_VERSION:
+                raise UnsupportedVersion(f"peer speaks protocol {hello.version}; this broker speaks {PROTOCOL_VERSION}")
+            nonce = new_nonce()
+            proof = broker_proof(self._token, hello.nonce, nonce)
+            await self._stream.send(encode_frames([Challenge(version=PROTOCOL_VERSION, nonce=nonce, proof=proof)]))
+            auth = await self._expect(Authenticate)
+            if not proofs_match(peer_proof(self._token, hello.nonce, nonce), auth.proof):
+                raise AuthFailed("authentication failed: the peer does not know the cluster token (GRIDD_TOKEN)")
+            settings = self._broker.settings
+            await self._stream.send(
+                encode_frames(
+                    [
+                        Welcome(
+                            broker_version=__version__,
+                            lease_ttl_s=settings.lease_ttl_ms / 1000,
+                            heartbeat_s=settings.heartbeat_s,
+                        )
+                    ]
+                )
+            )
+        return hello
+
+    async def _expect(self, kind: type[Any]) -> Any:
+        messages = await self._receive()
+        first, self._pending = messages[0], messages[1:]
+        if not isinstance(first, kind):
+            raise BadFrame(f"expected {kind.__name__} during the handshake, got {type(first).__name__}")
+        return first
+
+    # ---- requests -----------------------------------------------------------------------------------------
+
+    async def _serve(self, tg: TaskGroup) -> None:
+        while True:
+            try:
+                for message in await self._receive_with_liveness():
+                    await self._dispatch(message, tg)
+            except ProtocolError as exc:
+                log.warning("conn.bad_frame", code=int(exc.code), error=str(exc))
+                await self._outbox.send(Error(rid=None, code=exc.code, message=str(exc)))
+                return
+            except TimeoutError:
+                log.warning("worker.silent", heartbeat_s=self._broker.settings.heartbeat_s)
+                return
+            except ConnectionLost:
+                return
+
+    async def _receive_with_liveness(self) -> list[Any]:
+        if self._worker is None:
+            return await self._receive()
+        # A worker heart-beats every heartbeat_s: silence for three of them means it is gone.
+        with anyio.fail_after(self._broker.settings.heartbeat_s * 3):
+            return await self._receive()
+
+    async def _dispatch(self, message: Any, tg: TaskGroup) -> None:
+        b = self._broker
+        match message:
+            case SubmitJobs(rid=rid, jobs=jobs):
+                await self._answer(rid, lambda: _reply(JobsAccepted, rid, job_ids=b.submit(jobs)))
+            case ShowJob(rid=rid, job_id=job_id):
+                await self._answer(rid, lambda: self._show(rid, job_id))
+            case ListJobs(rid=rid, state=state, queue=queue, limit=limit):
+                await self._answer(rid, lambda: _reply(JobsListed, rid, jobs=b.store.list_jobs(state, queue, limit)))
+            case ReadOutput(rid=rid, job_id=job_id, stream=stream):
+                await self._answer(rid, lambda: self._read_output(rid, job_id, stream))
+            case ControlJobs(rid=rid, action=action, job_ids=job_ids):
+                await self._answer(rid, lambda: _reply(JobsControlled, rid, outcomes=b.control(action, job_ids)))
+            case WaitJobs(rid=rid, job_ids=job_ids):
+                tg.start_soon(self._answer, rid, lambda: _reply(JobsFinished, rid, jobs=b.wait(job_ids)))
+            case ListWorkers(rid=rid):
+                await self._answer(rid, lambda: _reply(WorkersListed, rid, workers=b.worker_views()))
+            case GetStatus(rid=rid):
+                await self._answer(rid, lambda: self._status(rid))
+            case Subscribe(rid=rid):
+                tg.start_soon(self._follow_events, rid)
+            case RegisterWorker():
+                await self._answer(message.rid, lambda: self._register(message))
+            case RequestJobs(rid=rid, max_jobs=n):
+                link = self._require_worker(rid)
+                if link:
+                    tg.start_soon(self._answer, rid, lambda: _reply(JobsLeased, rid, jobs=b.lease(link, n)))
+            case RenewLeases(rid=rid, leases=leases):
+                if link := self._require_worker(rid):
+                    await self._answer(rid, lambda: self._renew(rid, link, leases))
+            case CompleteJobs(rid=rid, results=results):
+                if link := self._require_worker(rid):
+                    await self._answer(rid, lambda: _reply(JobsCompleted, rid, outcomes=b.complete(link, results)))
+            case ReturnLeases(rid=rid, leases=leases):
+                if link := self._require_worker(rid):
+                    await self._answer(rid, lambda: self._return(rid, link, leases))
+            case _:
+                raise BadFrame(f"unexpected {type(message).__name__} after the handshake")
+
+    async def _answer(self, rid: int, handler: Callable[[], Awaitable[Message]]) -> None:
+        """Run a request and send its reply, or an Error for its rid if it was refused."""
+        try:
+            reply = await handler()
+        except (OperationRefused, StorageFailed) as exc:
+            reply = Error(rid=rid, code=exc.code, message=str(exc))
+        except GriddError as exc:
+            log.error("request.failed", rid=rid, error=str(exc))
+            reply = Error(rid=rid, code=exc.code, message=str(exc))
+        with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError):
+            await self._outbox.send(reply)
+
+    def _require_worker(self, rid: int) -> WorkerLink | None:
+        if self._worker is None:
+            exc = NotAWorker("this connection has not registered as a worker")
+            self._outbox.send_nowait(Error(rid=rid, code=exc.code, message=str(exc)))
+        return self._worker
+
+    async def _show(self, rid: int, job_id: str) -> Message:
+        job, attempts = await self._broker.show(job_id)
+        return JobShown(rid=rid, job=job, attempts=attempts)
+
+    async def _read_output(self, rid: int, job_id: str, stream: str) -> Message:
+        if stream not in ("stdout", "stderr"):
+            raise BadFrame(f"unknown output stream {stream!r}")
+        data, truncated = await self._broker.store.read_output(job_id, stream)
+        return OutputRead(rid=rid, data=data, truncated=truncated)
+
+    async def _status(self, rid: int) -> Message:
+        counts, workers, slots = await self._broker.status()
+        return StatusReported(rid=rid, counts=counts, workers=workers, slots=slots, running=counts.get("running", 0))
+
+    async def _register(self, message: RegisterWorker) -> Message:
+        if self._worker is not None:
+            raise BadFrame("this connection has already registered as a worker")
+        now = self._broker.clock.now_ms()
+        outbox = self._outbox
+        link = WorkerLink(
+            name=self._hello_name,
+            host=message.host,
+            slots=message.slots,
+            queues=list(message.queues),
+            tags=dict(message.tags),
+            connected_ms=now,
+            last_seen_ms=now,
+            push=lambda m: _push(outbox, m),
+        )
+        lost = await self._broker.register_worker(link, message.running)
+        self._worker = link
+        structlog.contextvars.bind_contextvars(worker=link.name)
+        return WorkerRegistered(rid=message.rid, lost=lost)
+
+    async def _renew(self, rid: int, link: WorkerLink, leases: Any) -> Message:
+        lost, deadline = await self._broker.renew(link, leases)
+        return LeasesRenewed(rid=rid, lost=lost, deadline_ms=deadline)
+
+    async def _return(self, rid: int, link: WorkerLink, leases: Any) -> Message:
+        await self._broker.return_leases(link, leases)
+        return LeasesReturned(rid=rid)
+
+    async def _follow_events(self, rid: int) -> None:
+        with self._broker.hub.subscribe() as events:
+            await self._outbox.send(Subscribed(rid=rid))
+            try:
+                async for event in events:
+                    await self._outbox.send(event)
+            except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+                return
+        # The hub ended our stream: we fell behind. Say so and close rather than grow memory.
+        exc = SlowConsumer("event subscriber fell too far behind and was dropped; subscribe again")
+        with anyio.move_on_after(1):
+            await self._outbox.send(Error(rid=rid, code=exc.code, message=str(exc)))
+        await self._stream.aclose()
+
+
+async def _reply(kind: type[Any], rid: int, **fields: Awaitable[Any]) -> Message:
+    """Await each field's value and build the reply message."""
+    values = {name: await value for name, value in fields.items()}
+    return kind(rid=rid, **values)  # type: ignore[no-any-return]
+
+
+def _push(outbox: MemoryObjectSendStream[Message], message: Message) -> None:
+    try:
+        outbox.send_nowait(message)
+    except (anyio.WouldBlock, anyio.BrokenResourceError, anyio.ClosedResourceError):
+        pass  # the worker also learns it from its next heartbeat reply
+
+
+def _peer_name(stream: SocketStream) -> str:
+    try:
+        address = stream.extra(SocketAttribute.remote_address)
+    except Exception:  # noqa: BLE001 - a name for logs only
+        return "?"
+    if isinstance(address, tuple):
+        return f"{address[0]}:{address[1]}"
+    return str(address)

@@ -1,0 +1,53 @@
+"""Every legal job transition, in one place (h11's Rule 1): the store asks here, never decides alone.
+
+Rule: this module knows states and actions, not SQL and not sockets.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+QUEUED: Final = "queued"
+RUNNING: Final = "running"
+SUCCEEDED: Final = "succeeded"
+FAILED: Final = "failed"
+CANCELLED: Final = "cancelled"
+HELD: Final = "held"
+
+STATES: Final = (QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED, HELD)
+FINISHED: Final = frozenset({SUCCEEDED, FAILED, CANCELLED})
+
+# action -> (states it applies to, state it leads to)
+ACTIONS: Final[dict[str, tuple[frozenset[str], str]]] = {
+    "cancel": (frozenset({QUEUED, HELD, RUNNING}), CANCELLED),
+    "hold": (frozenset({QUEUED}), HELD),
+    "release": (frozenset({HELD}), QUEUED),
+    "retry": (frozenset({FAILED, CANCELLED}), QUEUED),
+}
+
+
+def refusal(action: str, job_id: str, state: str) -> str:
+    """The one-line reason an action does not apply to a job in `state`."""
+    if action in ("cancel", "hold") and state in FINISHED:
+        return f"job {job_id} has already finished (state={state})"
+    if action == "hold" and state == RUNNING:
+        return f"job {job_id} is running; only a queued job can be held (cancel it instead)"
+    if action == "release":
+        return f"job {job_id} is not held (state={state})"
+    if action == "retry" and state == SUCCEEDED:
+        return f"job {job_id} succeeded; there is nothing to retry"
+    if action == "retry":
+        return f"job {job_id} has not finished (state={state}); only a failed or cancelled job can be retried"
+    return f"cannot {action} job {job_id} (state={state})"
+
+
+def after_attempt(exit_code: int | None, attempts: int, max_attempts: int) -> str:
+    """Where a job goes when an attempt ends: succeeded, queued again while attempts remain, else failed."""
+    if exit_code == 0:
+        return SUCCEEDED
+    return QUEUED if attempts < max_attempts else FAILED
+
+
+def retry_delay_ms(attempt: int, base_ms: int) -> int:
+    """Delay before a failed command runs again: grows with the attempt, at most five times the base."""
+    return base_ms * min(attempt, 5)

@@ -1,0 +1,45 @@
+"""The workers connected now: their announced capacity and the way to push a frame to each."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from gridd.protocol.errors import WorkerNameInUse
+from gridd.protocol.messages import Message
+
+
+@dataclass(slots=True)
+class WorkerLink:
+    """One connected worker. Mutable, owned by the registry; `push` never blocks."""
+
+    name: str
+    host: str
+    slots: int
+    queues: list[str]
+    tags: dict[str, str]
+    connected_ms: int
+    last_seen_ms: int
+    push: Callable[[Message], None] = field(repr=False)
+
+
+class WorkerRegistry:
+    """Worker name -> link. A name is held by one live connection at a time."""
+
+    def __init__(self) -> None:
+        self._links: dict[str, WorkerLink] = {}
+
+    def add(self, link: WorkerLink) -> None:
+        if link.name in self._links:
+            raise WorkerNameInUse(f"a worker named {link.name!r} is already connected; give this one --name")
+        self._links[link.name] = link
+
+    def remove(self, link: WorkerLink) -> None:
+        if self._links.get(link.name) is link:
+            del self._links[link.name]
+
+    def get(self, name: str) -> WorkerLink | None:
+        return self._links.get(name)
+
+    def all(self) -> list[WorkerLink]:
+        return sorted(self._links.values(), key=lambda w: w.name)

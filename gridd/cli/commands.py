@@ -1,0 +1,212 @@
+"""The client commands: each connects, makes its requests, and prints for a person or a script."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import anyio
+
+from gridd.cli import render
+from gridd.client.api import Client, connect
+from gridd.config import DEFAULT_PORT, Config, default_data_dir
+from gridd.protocol.errors import ConfigError, ConnectionLost, GriddError, exception_for
+from gridd.protocol.messages import JobSpec
+
+EXIT_UNFINISHED = 125  # submit --wait: gridd could not bring the job to an end
+
+
+def broker_address(config: Config) -> str:
+    """--broker, GRIDD_BROKER or the config file; else the local broker's address file; else the default."""
+    if config.client.broker:
+        return config.client.broker
+    addr = default_data_dir(os.environ) / "broker.addr"
+    try:
+        return addr.read_text().strip() or f"127.0.0.1:{DEFAULT_PORT}"
+    except OSError:
+        return f"127.0.0.1:{DEFAULT_PORT}"
+
+
+def cluster_token(token: str | None) -> str:
+    """GRIDD_TOKEN, else the token file in the default data dir (where a local broker made it)."""
+    if token:
+        return token
+    path = default_data_dir(os.environ) / "token"
+    try:
+        return path.read_text().strip()
+    except OSError:
+        raise ConfigError(f"no cluster token: set GRIDD_TOKEN, or run where the broker's {path} is readable") from None
+
+
+def run(args: argparse.Namespace, config: Config) -> int:
+    handler = _COMMANDS[args.command]
+    address = broker_address(config)
+    token = config.client.token
+    if args.command == "submit" and args.wait:
+        return _submit_and_wait(args, address, token)
+
+    async def main() -> int:
+        async with connect(address, cluster_token(token)) as client:
+            return await handler(client, args)
+
+    return anyio.run(main)
+
+
+# ---- submit --------------------------------------------------------------------------------------------------
+
+
+def _spec(args: argparse.Namespace) -> JobSpec:
+    argv = args.argv[1:] if args.argv[:1] == ["--"] else args.argv
+    if not argv:
+        raise ConfigError("submit needs a command: gridd submit [FLAGS] -- COMMAND [ARG...]")
+    env = {}
+    for item in args.env:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--env wants KEY=VALUE, got {item!r}")
+        env[key] = value
+    if args.max_attempts < 1:
+        raise ConfigError("--max-attempts must be at least 1")
+    if args.timeout is not None and args.timeout <= 0:
+        raise ConfigError("--timeout must be more than 0 seconds")
+    stdin = sys.stdin.buffer.read() if args.stdin else None
+    return JobSpec(argv=argv, queue=args.queue, priority=args.priority, max_attempts=args.max_attempts,
+                   timeout_s=args.timeout, env=env, stdin=stdin)
+
+
+async def _submit(client: Client, args: argparse.Namespace) -> int:
+    (job_id,) = await client.submit_many([_spec(args)])
+    print(job_id, flush=True)
+    return 0
+
+
+def _submit_and_wait(args: argparse.Namespace, address: str, token: str | None) -> int:
+    """Behave like running the command here: its stdout, its stderr, its exit status."""
+    spec = _spec(args)
+
+    async def main() -> int:
+        async with connect(address, cluster_token(token)) as client:
+            (job_id,) = await client.submit_many([spec])
+            print(job_id, file=sys.stderr, flush=True)
+            (job,) = await client.wait([job_id])
+            out, out_cut = await client.output(job_id, "stdout")
+            err, err_cut = await client.output(job_id, "stderr")
+        sys.stdout.buffer.write(out)
+        sys.stdout.flush()
+        sys.stderr.buffer.write(err)
+        for name, cut in (("stdout", out_cut), ("stderr", err_cut)):
+            if cut:
+                print(f"gridd: job {job_id}'s {name} was truncated", file=sys.stderr)
+        if job.state == "succeeded":
+            return 0
+        if job.state == "failed" and job.exit_code is not None:
+            return job.exit_code
+        print(f"gridd: job {job_id} {job.state}" + (f": {job.reason}" if job.reason else ""), file=sys.stderr)
+        return EXIT_UNFINISHED
+
+    try:
+        return anyio.run(main)
+    except (ConnectionLost, ConfigError) as exc:
+        print(f"gridd: {exc}", file=sys.stderr)
+        return EXIT_UNFINISHED
+
+
+# ---- inspection ---------------------------------------------------------------------------------------------
+
+
+async def _show(client: Client, args: argparse.Namespace) -> int:
+    job, attempts = await client.show(args.job)
+    print(render.to_json(render.job_record(job)) if args.json else render.show(job, attempts))
+    return 0
+
+
+async def _jobs(client: Client, args: argparse.Namespace) -> int:
+    if args.limit < 0:
+        raise ConfigError("--limit must be 0 (all) or more")
+    views = await client.jobs(state=args.state, queue=args.queue, limit=args.limit)
+    print(render.to_json([render.job_record(j) for j in views]) if args.json else render.jobs(views))
+    return 0
+
+
+async def _workers(client: Client, args: argparse.Namespace) -> int:
+    views = await client.workers()
+    print(render.to_json(views) if args.json else render.workers(views))
+    return 0
+
+
+async def _status(client: Client, args: argparse.Namespace) -> int:
+    report = await client.status()
+    if args.json:
+        print(render.to_json({"counts": report.counts, "workers": report.workers, "slots": report.slots,
+                              "running": report.running}))
+    else:
+        print(render.status(report))
+    return 0
+
+
+async def _logs(client: Client, args: argparse.Namespace) -> int:
+    stream = "stderr" if args.stderr else "stdout"
+    data, truncated = await client.output(args.job, stream)
+    sys.stdout.buffer.write(data)
+    sys.stdout.flush()
+    if truncated:
+        print(f"gridd: job {args.job}'s {stream} was truncated", file=sys.stderr)
+    return 0
+
+
+async def _wait(client: Client, args: argparse.Namespace) -> int:
+    views = await client.wait(args.jobs)
+    bad = [j for j in views if j.state != "succeeded"]
+    for j in bad:
+        exit_part = f", exit code {j.exit_code}" if j.exit_code is not None else ""
+        print(f"gridd: job {j.id} {j.state}{exit_part}", file=sys.stderr)
+    return 1 if bad else 0
+
+
+def _control(action: str) -> Callable[[Client, argparse.Namespace], Awaitable[int]]:
+    async def handler(client: Client, args: argparse.Namespace) -> int:
+        outcomes = await client.control(action, args.jobs)
+        refused = [o for o in outcomes if o.code]
+        for o in refused:
+            print(f"gridd: {exception_for(o.code, o.message)}", file=sys.stderr)
+        return 1 if refused else 0
+
+    return handler
+
+
+async def _events(client: Client, args: argparse.Namespace) -> int:
+    def wanted(e: Any) -> bool:
+        return (
+            (not args.kind or any(e.kind.startswith(k) for k in args.kind))
+            and (not args.job or e.job_id in args.job)
+            and (not args.worker or e.worker in args.worker)
+            and (not args.queue or e.queue in args.queue)
+        )
+
+    try:
+        async for event in client.follow_events():
+            if wanted(event):
+                print(render.to_json(event) if args.json else render.event_line(event), flush=True)
+    except GriddError as exc:
+        print(f"gridd: {exc}", file=sys.stderr)
+        return 3 if isinstance(exc, ConnectionLost) else 1
+    return 0
+
+
+_COMMANDS: dict[str, Callable[[Client, argparse.Namespace], Awaitable[int]]] = {
+    "submit": _submit,
+    "show": _show,
+    "jobs": _jobs,
+    "workers": _workers,
+    "status": _status,
+    "logs": _logs,
+    "wait": _wait,
+    "cancel": _control("cancel"),
+    "retry": _control("retry"),
+    "hold": _control("hold"),
+    "release": _control("release"),
+    "events": _events,
+}

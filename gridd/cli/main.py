@@ -1,0 +1,202 @@
+"""`gridd`: argument parsing, settings, exit codes and one-line errors. No logic of its own.
+
+Exit codes: 0 ok, 1 the operation failed, 2 usage or settings, 3 cannot connect or authenticate.
+Each command imports what it needs when it runs, so that `gridd submit` costs little more than
+Python's own start-up (no structlog, no SQLite, no Textual).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from gridd import __version__
+from gridd.protocol.errors import AuthFailed, ConfigError, ConnectionLost, GriddError, OperationRefused
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_CONNECT = 0, 1, 2, 3
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> Any:  # argparse's own errors: one line, exit 2
+        self.exit(EXIT_USAGE, f"gridd: {message} (see gridd {self.prog.partition(' ')[2]} --help)\n".replace(" ()", ""))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="gridd", description="A batch grid for the machines you already have.")
+    parser.add_argument("--version", action="version", version=f"gridd {__version__}")
+    parser.add_argument("--config", type=Path, help="config file (default: $XDG_CONFIG_HOME/gridd/gridd.toml)")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    def command(name: str, help: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=help, description=help)
+
+    def client(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        p.add_argument("--broker", metavar="HOST:PORT", help="broker address (default: $GRIDD_BROKER)")
+        return p
+
+    def logging_flags(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+        p.add_argument("--log-format", default="auto", choices=["auto", "logfmt", "console", "json"])
+
+    p = command("broker", "run the broker: the jobs, their leases, the event stream")
+    p.add_argument("--listen", metavar="HOST:PORT", help="address to listen on (default 127.0.0.1:7420)")
+    p.add_argument("--data-dir", type=Path, metavar="DIR", help="where the database and token live")
+    p.add_argument("--lease-ttl", type=float, metavar="SECONDS", help="lease time-to-live (default 30)")
+    logging_flags(p)
+
+    p = command("worker", "run a worker on this machine")
+    p.add_argument("--broker", metavar="HOST:PORT", help="broker address (default: $GRIDD_BROKER)")
+    p.add_argument("--slots", type=int, metavar="N", help="jobs to run at once (default 1)")
+    p.add_argument("--queue", action="append", metavar="NAME", help="queue to serve (repeatable; default 'default')")
+    p.add_argument("--name", metavar="NAME", help="worker name (default: the host name)")
+    p.add_argument("--tag", action="append", metavar="KEY=VALUE", help="a label for this worker (repeatable)")
+    p.add_argument("--work-dir", type=Path, metavar="DIR", help="where jobs' working directories are made")
+    p.add_argument("--grace", type=float, metavar="SECONDS", help="on SIGTERM, time running jobs get (default 10)")
+    logging_flags(p)
+
+    p = client(command("submit", "submit a command as a job; prints its id"))
+    p.add_argument("--queue", default="default", metavar="NAME")
+    p.add_argument("--priority", type=int, default=0, metavar="INT", help="larger runs first (default 0)")
+    p.add_argument("--max-attempts", type=int, default=3, metavar="N", help="attempts before failing (default 3)")
+    p.add_argument("--timeout", type=float, metavar="SECONDS", help="end an attempt after this long (exit 124)")
+    p.add_argument("--env", action="append", default=[], metavar="KEY=VALUE", help="environment (repeatable)")
+    p.add_argument("--stdin", action="store_true", help="send this standard input to the job")
+    p.add_argument("--wait", action="store_true", help="wait; print the job's output; exit with its status")
+    p.add_argument("argv", nargs=argparse.REMAINDER, metavar="-- COMMAND [ARG...]")
+
+    p = client(command("show", "show one job"))
+    p.add_argument("job")
+    p.add_argument("--json", action="store_true")
+
+    p = client(command("jobs", "list jobs, most recent first"))
+    p.add_argument("--state", metavar="STATE")
+    p.add_argument("--queue", metavar="NAME")
+    p.add_argument("--limit", type=int, default=1000, metavar="N", help="at most N (default 1000; 0 = all)")
+    p.add_argument("--json", action="store_true")
+
+    p = client(command("workers", "list connected workers"))
+    p.add_argument("--json", action="store_true")
+
+    p = client(command("status", "jobs by state and connected workers"))
+    p.add_argument("--json", action="store_true")
+
+    p = client(command("logs", "write a job's captured stdout (or stderr) to stdout"))
+    p.add_argument("job")
+    p.add_argument("--stderr", action="store_true")
+
+    for name, what in [
+        ("wait", "wait until every job named has finished (exit 1 if any did not succeed)"),
+        ("cancel", "cancel jobs (running ones are stopped)"),
+        ("retry", "queue failed or cancelled jobs again"),
+        ("hold", "keep queued jobs from starting"),
+        ("release", "let held jobs start"),
+    ]:
+        client(command(name, what)).add_argument("jobs", nargs="+", metavar="JOB")
+
+    p = client(command("events", "print events as they happen"))
+    p.add_argument("--json", action="store_true", help="one JSON object per line")
+    p.add_argument("--kind", action="append", metavar="KIND", help="only these kinds (prefix, e.g. job. or worker.)")
+    p.add_argument("--job", action="append", metavar="JOB")
+    p.add_argument("--worker", action="append", metavar="NAME")
+    p.add_argument("--queue", action="append", metavar="NAME")
+
+    client(command("tui", "live dashboard of the grid"))
+
+    p = command("demo", "run a broker and workers in this process on a temporary dir, and a batch of jobs")
+    p.add_argument("--jobs", type=int, default=200, metavar="N")
+    p.add_argument("--workers", type=int, default=2, metavar="N")
+    p.add_argument("--slots", type=int, default=2, metavar="N")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return EXIT_USAGE
+    try:
+        return _run(args)
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        _silence_stdout()
+        return EXIT_FAILED
+    except GriddError as exc:
+        print(f"gridd: {exc}", file=sys.stderr)
+        return exit_code_for(exc)
+    except Exception as exc:  # noqa: BLE001 - the person sees one line; GRIDD_DEBUG=1 shows the traceback
+        if os.environ.get("GRIDD_DEBUG"):
+            _log_crash(exc)
+        hint = "" if os.environ.get("GRIDD_DEBUG") else " (GRIDD_DEBUG=1 shows the traceback)"
+        print(f"gridd: internal error: {type(exc).__name__}: {exc}{hint}", file=sys.stderr)
+        return EXIT_FAILED
+
+
+def exit_code_for(exc: BaseException) -> int:
+    if isinstance(exc, ConnectionLost | AuthFailed):
+        return EXIT_CONNECT
+    if isinstance(exc, ConfigError):
+        return EXIT_USAGE
+    if isinstance(exc, OperationRefused):
+        return EXIT_FAILED
+    return EXIT_FAILED
+
+
+def _run(args: argparse.Namespace) -> int:
+    from gridd.config import load_config
+
+    config = load_config(args.config, os.environ, _flags(args))
+    if args.command in ("broker", "worker", "demo"):
+        from gridd.cli import serve
+
+        return serve.run(args, config)
+    if args.command == "tui":
+        from gridd.cli.tui_command import run_tui
+
+        return run_tui(config)
+    from gridd.cli import commands
+
+    return commands.run(args, config)
+
+
+def _flags(args: argparse.Namespace) -> dict[str, Any]:
+    """The command line as a config layer (None means: not given)."""
+    get = vars(args).get
+    tags = dict(_key_value(t, "--tag") for t in get("tag") or [])
+    return {
+        "broker": {"listen": get("listen"), "data_dir": get("data_dir"), "lease_ttl_s": get("lease_ttl")},
+        "worker": {
+            "broker": get("broker"), "slots": get("slots"), "queues": get("queue") if args.command == "worker" else None,
+            "name": get("name"), "tags": tags or None, "work_dir": get("work_dir"), "grace_s": get("grace"),
+        },
+        "client": {"broker": get("broker")},
+    }
+
+
+def _key_value(text: str, flag: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise ConfigError(f"{flag} wants KEY=VALUE, got {text!r}")
+    return key, value
+
+
+def _log_crash(exc: BaseException) -> None:
+    try:
+        import structlog
+
+        from gridd.logs import configure_logging
+
+        configure_logging("error", "logfmt")
+        structlog.get_logger().error("cli.crashed", exc_info=exc)
+    except Exception:  # noqa: BLE001 - logging must not turn one error into two
+        pass
+
+
+def _silence_stdout() -> None:
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())

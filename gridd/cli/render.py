@@ -1,0 +1,121 @@
+"""How jobs, workers, status and events look to a person (tables) and to a script (--json)."""
+
+from __future__ import annotations
+
+import shlex
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import msgspec
+
+from gridd.protocol.messages import AttemptView, Event, JobView, StatusReported, WorkerView
+
+_json = msgspec.json.Encoder()
+
+
+def to_json(value: Any) -> str:
+    return _json.encode(value).decode()
+
+
+def job_record(job: JobView) -> dict[str, Any]:
+    """The `show --json` object: JobView's fields plus a shell-quoted command."""
+    record = msgspec.structs.asdict(job)
+    record["command"] = shlex.join(job.argv)
+    return record
+
+
+def show(job: JobView, attempts: Sequence[AttemptView]) -> str:
+    rows = [
+        ("id", job.id),
+        ("state", job.state),
+        ("command", shlex.join(job.argv)),
+        ("queue", job.queue),
+        ("priority", str(job.priority)),
+        ("attempts", f"{job.attempts} of {job.max_attempts}"),
+        ("exit code", "-" if job.exit_code is None else str(job.exit_code)),
+        ("worker", job.worker or "-"),
+        ("submitted", _when(job.submitted_ms)),
+        ("started", _when(job.started_ms)),
+        ("finished", _when(job.finished_ms)),
+        ("timeout", f"{job.timeout_s:g}s" if job.timeout_s else "-"),
+        ("output", f"{job.stdout_bytes} bytes stdout, {job.stderr_bytes} bytes stderr"),
+    ]
+    if job.reason:
+        rows.append(("reason", job.reason))
+    width = max(len(k) for k, _ in rows)
+    text = "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
+    if attempts:
+        table = [["ATTEMPT", "WORKER", "OUTCOME", "EXIT", "ENDED"]] + [
+            [str(a.attempt), a.worker or "-", a.outcome, "-" if a.exit_code is None else str(a.exit_code),
+             _when(a.ended_ms)]
+            for a in attempts
+        ]
+        text += "\n\n" + _table(table)
+    return text
+
+
+def jobs(views: Sequence[JobView]) -> str:
+    now = time.time() * 1000
+    rows = [["ID", "STATE", "QUEUE", "PRI", "TRIES", "EXIT", "WORKER", "AGE", "COMMAND"]]
+    for j in views:
+        rows.append([
+            j.id, j.state, j.queue, str(j.priority), f"{j.attempts}/{j.max_attempts}",
+            "-" if j.exit_code is None else str(j.exit_code), j.worker or "-", _age(now - j.submitted_ms),
+            _clip(shlex.join(j.argv), 60),
+        ])
+    return _table(rows)
+
+
+def workers(views: Sequence[WorkerView]) -> str:
+    now = time.time() * 1000
+    rows = [["NAME", "HOST", "SLOTS", "RUNNING", "QUEUES", "UP", "JOBS"]]
+    for w in views:
+        rows.append([
+            w.name, w.host, str(w.slots), str(w.running), ",".join(w.queues), _age(now - w.connected_ms),
+            _clip(" ".join(w.jobs), 40) or "-",
+        ])
+    return _table(rows)
+
+
+def status(report: StatusReported) -> str:
+    counts = "  ".join(f"{state} {n}" for state, n in report.counts.items())
+    return f"jobs     {counts}\nworkers  {report.workers} connected, {report.slots} slots, {report.running} running"
+
+
+def event_line(e: Event) -> str:
+    stamp = time.strftime("%H:%M:%S", time.localtime(e.ts_ms / 1000)) + f".{e.ts_ms % 1000:03d}"
+    parts = [stamp, e.kind]
+    for key, value in (("job", e.job_id), ("worker", e.worker), ("queue", e.queue), ("attempt", e.attempt),
+                       ("exit", e.exit_code)):
+        if value is not None:
+            parts.append(f"{key}={value}")
+    if e.message:
+        parts.append(f"({e.message})")
+    return " ".join(parts)
+
+
+def _table(rows: list[list[str]]) -> str:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows)
+
+
+def _when(ms: int | None) -> str:
+    if ms is None:
+        return "-"
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ms / 1000))
+
+
+def _age(ms: float) -> str:
+    s = max(0, int(ms / 1000))
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m"
+    if s < 86400:
+        return f"{s // 3600}h"
+    return f"{s // 86400}d"
+
+
+def _clip(text: str, n: int) -> str:
+    return text if len(text) <= n else text[: n - 1] + "…"

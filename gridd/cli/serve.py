@@ -1,0 +1,66 @@
+"""The long-running commands: broker, worker, demo. The only code that handles signals."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+
+import anyio
+import structlog
+
+from gridd.cli.commands import cluster_token
+from gridd.config import Config, default_data_dir
+from gridd.logs import configure_logging
+
+log = structlog.get_logger()
+
+
+def run(args: argparse.Namespace, config: Config) -> int:
+    if args.command == "demo":
+        from gridd.cli.demo import run_demo
+
+        configure_logging("warning", "logfmt")
+        return anyio.run(run_demo, args)
+    configure_logging(args.log_level, args.log_format)
+    if args.command == "broker":
+        return anyio.run(_broker, config)
+    return anyio.run(_worker, config)
+
+
+async def _broker(config: Config) -> int:
+    from gridd.broker.app import run_broker
+
+    data_dir = config.broker.data_dir or default_data_dir(os.environ)
+    async with anyio.create_task_group() as tg:
+        await tg.start(run_broker, config.broker, data_dir)
+        with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+            async for signum in signals:
+                log.info("broker.stopping", signal=signal.Signals(signum).name)
+                break
+        tg.cancel_scope.cancel()
+    log.info("broker.stopped")
+    return 0
+
+
+async def _worker(config: Config) -> int:
+    from gridd.worker.app import make_agent
+
+    token = cluster_token(config.worker.token)
+    agent = make_agent(config.worker, token, default_data_dir(os.environ))
+    async with anyio.create_task_group() as tg:
+
+        async def agent_then_stop() -> None:
+            await agent.run()
+            tg.cancel_scope.cancel()
+
+        tg.start_soon(agent_then_stop)
+        with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+            async for signum in signals:
+                if agent.draining:
+                    log.warning("worker.stopping_now", signal=signal.Signals(signum).name)
+                    tg.cancel_scope.cancel()
+                    break
+                agent.drain()
+    log.info("worker.stopped")
+    return 0

@@ -1,0 +1,129 @@
+"""The Python API: `async with connect(address, token) as client`, then submit, inspect, control, wait.
+
+Used as it is by the CLI, the TUI and user programs. Every method is one request, one reply.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
+
+from gridd.client.connection import Connection, open_connection
+from gridd.protocol.errors import exception_for
+from gridd.protocol.messages import (
+    AttemptView,
+    ControlJobs,
+    Event,
+    GetStatus,
+    JobSpec,
+    JobView,
+    ListJobs,
+    ListWorkers,
+    Outcome,
+    ReadOutput,
+    ShowJob,
+    StatusReported,
+    SubmitJobs,
+    Subscribe,
+    WaitJobs,
+    WorkerView,
+)
+
+# Many jobs travel in chunks so that no submit frame nears the frame limit.
+SUBMIT_CHUNK = 5000
+
+
+class Client:
+    """A connected client. Create it with `connect(...)`."""
+
+    def __init__(self, connection: Connection) -> None:
+        self.connection = connection
+
+    async def submit(
+        self,
+        argv: Sequence[str],
+        *,
+        queue: str = "default",
+        priority: int = 0,
+        max_attempts: int = 3,
+        timeout_s: float | None = None,
+        env: Mapping[str, str] | None = None,
+        stdin: bytes | None = None,
+    ) -> str:
+        """Submit one command; returns its id once the job is durable."""
+        spec = JobSpec(argv=list(argv), queue=queue, priority=priority, max_attempts=max_attempts,
+                       timeout_s=timeout_s, env=dict(env or {}), stdin=stdin)
+        return (await self.submit_many([spec]))[0]
+
+    async def submit_many(self, specs: Sequence[JobSpec]) -> list[str]:
+        """Submit many jobs; returns their ids in order, once every one is durable."""
+        ids: list[str] = []
+        for start in range(0, len(specs), SUBMIT_CHUNK):
+            chunk = list(specs[start : start + SUBMIT_CHUNK])
+            reply = await self.connection.request(lambda rid, c=chunk: SubmitJobs(rid=rid, jobs=c))
+            ids.extend(reply.job_ids)
+        return ids
+
+    async def show(self, job_id: str) -> tuple[JobView, list[AttemptView]]:
+        """A job and its finished attempts; UnknownJob if there is none."""
+        reply = await self.connection.request(lambda rid: ShowJob(rid=rid, job_id=job_id))
+        return reply.job, reply.attempts
+
+    async def jobs(self, *, state: str | None = None, queue: str | None = None, limit: int = 1000) -> list[JobView]:
+        """The most recently submitted jobs first (limit 0: all)."""
+        reply = await self.connection.request(lambda rid: ListJobs(rid=rid, state=state, queue=queue, limit=limit))
+        return list(reply.jobs)
+
+    async def output(self, job_id: str, stream: str = "stdout") -> tuple[bytes, bool]:
+        """A job's captured stdout or stderr, and whether it was truncated."""
+        reply = await self.connection.request(lambda rid: ReadOutput(rid=rid, job_id=job_id, stream=stream))
+        return reply.data, reply.truncated
+
+    async def control(self, action: str, job_ids: Sequence[str]) -> list[Outcome]:
+        """cancel/retry/hold/release each job; one Outcome per job (code 0: done)."""
+        reply = await self.connection.request(lambda rid: ControlJobs(rid=rid, action=action, job_ids=list(job_ids)))
+        return list(reply.outcomes)
+
+    async def cancel(self, job_id: str) -> None:
+        await self._control_one("cancel", job_id)
+
+    async def retry(self, job_id: str) -> None:
+        await self._control_one("retry", job_id)
+
+    async def hold(self, job_id: str) -> None:
+        await self._control_one("hold", job_id)
+
+    async def release(self, job_id: str) -> None:
+        await self._control_one("release", job_id)
+
+    async def _control_one(self, action: str, job_id: str) -> None:
+        (outcome,) = await self.control(action, [job_id])
+        if outcome.code:
+            raise exception_for(outcome.code, outcome.message)
+
+    async def wait(self, job_ids: Sequence[str]) -> list[JobView]:
+        """Return the jobs once every one has finished."""
+        reply = await self.connection.request(lambda rid: WaitJobs(rid=rid, job_ids=list(job_ids)))
+        return list(reply.jobs)
+
+    async def workers(self) -> list[WorkerView]:
+        reply = await self.connection.request(lambda rid: ListWorkers(rid=rid))
+        return list(reply.workers)
+
+    async def status(self) -> StatusReported:
+        return await self.connection.request(lambda rid: GetStatus(rid=rid))  # type: ignore[no-any-return]
+
+    async def follow_events(self) -> AsyncIterator[Event]:
+        """Every event from now on, until the connection closes (SlowConsumer if we fell behind)."""
+        await self.connection.request(lambda rid: Subscribe(rid=rid))
+        async for message in self.connection.pushes:
+            if isinstance(message, Event):
+                yield message
+        raise self.connection.closed_error()
+
+
+@asynccontextmanager
+async def connect(address: str, token: str | None, *, name: str | None = None) -> AsyncIterator[Client]:
+    """Connect to the broker at HOST:PORT with the cluster token."""
+    async with open_connection(address, token, role="client", name=name) as connection:
+        yield Client(connection)

@@ -1,0 +1,198 @@
+"""A framed, authenticated connection to the broker: the client side's one place that joins bytes and
+messages.
+
+Requests carry a rid; one reader task routes each reply to the request that waits for it, so any
+number of requests can be in flight on one connection. Messages the broker sends unasked (events,
+lease revocations) go to `pushes`. Transport errors become ConnectionLost, once, here.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import anyio
+from anyio.abc import SocketStream, TaskStatus
+from anyio.streams.memory import MemoryObjectSendStream
+
+from gridd.protocol.auth import broker_proof, new_nonce, peer_proof, proofs_match
+from gridd.protocol.errors import AuthFailed, BadFrame, ConfigError, ConnectionLost, GriddError, exception_for
+from gridd.protocol.frames import FrameDecoder, encode_frame
+from gridd.protocol.messages import (
+    Authenticate,
+    BrokerMessage,
+    Challenge,
+    Error,
+    Hello,
+    Message,
+    Welcome,
+)
+from gridd.protocol.version import PROTOCOL_VERSION
+
+CONNECT_TIMEOUT_S = 10.0
+READ_BYTES = 65536
+PUSH_BUFFER = 10_000
+_TRANSPORT_ERRORS = (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError, OSError)
+
+
+class _Slot:
+    __slots__ = ("done", "reply")
+
+    def __init__(self) -> None:
+        self.done = anyio.Event()
+        self.reply: Any = None
+
+
+class Connection:
+    """Send requests, await their replies; read unasked messages from `pushes`."""
+
+    def __init__(self, stream: SocketStream, address: str, welcome: Welcome) -> None:
+        self._stream = stream
+        self.address = address
+        self.welcome = welcome
+        self._decoder: FrameDecoder[Any] = FrameDecoder(BrokerMessage)
+        self._next_rid = 1
+        self._waiting: dict[int, _Slot] = {}
+        self._closed: GriddError | None = None
+        self._push_tx: MemoryObjectSendStream[Any]
+        self._push_tx, self.pushes = anyio.create_memory_object_stream[Any](PUSH_BUFFER)
+        self._send_lock = anyio.Lock()
+
+    async def request(self, build: Callable[[int], Message]) -> Any:
+        """Send `build(rid)` and return the reply for that rid; an Error reply raises its typed exception."""
+        rid = self._next_rid
+        self._next_rid = (rid + 1) % 2**32
+        slot = self._waiting[rid] = _Slot()
+        try:
+            await self.send(build(rid))
+            await slot.done.wait()
+        finally:
+            self._waiting.pop(rid, None)
+        if slot.reply is None:
+            raise self._closed or ConnectionLost(f"connection to the broker at {self.address} was lost")
+        if isinstance(slot.reply, Error):
+            raise exception_for(slot.reply.code, slot.reply.message)
+        return slot.reply
+
+    async def send(self, message: Message) -> None:
+        if self._closed is not None:
+            raise self._closed
+        try:
+            async with self._send_lock:
+                await self._stream.send(encode_frame(message))
+        except _TRANSPORT_ERRORS as exc:
+            raise ConnectionLost(f"connection to the broker at {self.address} was lost") from exc
+
+    async def read_loop(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Route every incoming message until the connection ends, then fail whoever still waits."""
+        task_status.started()
+        try:
+            while True:
+                try:
+                    data = await self._stream.receive(READ_BYTES)
+                except _TRANSPORT_ERRORS as exc:
+                    raise ConnectionLost(f"connection to the broker at {self.address} was lost") from exc
+                for message in self._decoder.feed(data):
+                    await self._route(message)
+        except GriddError as exc:
+            self._closed = exc
+        finally:
+            if self._closed is None:
+                self._closed = ConnectionLost(f"connection to the broker at {self.address} was closed")
+            for slot in self._waiting.values():
+                slot.done.set()
+            self._push_tx.close()
+
+    async def _route(self, message: Any) -> None:
+        rid = getattr(message, "rid", None)
+        if isinstance(message, Error) and rid is None:
+            raise exception_for(message.code, message.message)
+        slot = self._waiting.get(rid) if rid is not None else None
+        if slot is not None:
+            slot.reply = message
+            slot.done.set()
+        elif rid is None:
+            # Unasked messages: a slow reader here slows this connection only, as it should.
+            await self._push_tx.send(message)
+
+    def closed_error(self) -> GriddError:
+        """Why the connection ended (ConnectionLost unless the broker said otherwise)."""
+        return self._closed or ConnectionLost(f"connection to the broker at {self.address} was lost")
+
+    async def aclose(self) -> None:
+        await self._stream.aclose()
+
+
+@asynccontextmanager
+async def open_connection(
+    address: str, token: str | None, *, role: str = "client", name: str | None = None
+) -> AsyncIterator[Connection]:
+    """Connect, authenticate with the cluster token, and keep the reader running until exit."""
+    host, port = _split(address)
+    if not token:
+        raise ConfigError("no cluster token: set GRIDD_TOKEN (the broker's data dir holds it in the file 'token')")
+    try:
+        with anyio.fail_after(CONNECT_TIMEOUT_S):
+            stream = await anyio.connect_tcp(host, port)
+    except (OSError, TimeoutError) as exc:
+        raise ConnectionLost(f"cannot connect to the broker at {address}: {_why(exc)}") from exc
+    async with stream:
+        welcome = await _handshake(stream, address, token, role, name or f"{role}-{os.getpid()}")
+        connection = Connection(stream, address, welcome)
+        async with anyio.create_task_group() as tg:
+            await tg.start(connection.read_loop)
+            try:
+                yield connection
+            finally:
+                tg.cancel_scope.cancel()
+
+
+async def _handshake(stream: SocketStream, address: str, token: str, role: str, name: str) -> Welcome:
+    decoder: FrameDecoder[Any] = FrameDecoder(BrokerMessage)
+    pending: list[Any] = []
+
+    async def receive() -> Any:
+        nonlocal pending
+        while not pending:
+            pending = decoder.feed(await stream.receive(READ_BYTES))
+        message, pending = pending[0], pending[1:]
+        if isinstance(message, Error):
+            raise exception_for(message.code, message.message)
+        return message
+
+    nonce = new_nonce()
+    try:
+        with anyio.fail_after(CONNECT_TIMEOUT_S):
+            await stream.send(encode_frame(Hello(version=PROTOCOL_VERSION, role=role, name=name, nonce=nonce)))
+            challenge = await receive()
+            if not isinstance(challenge, Challenge):
+                raise BadFrame(f"expected a challenge from the broker, got {type(challenge).__name__}")
+            if not proofs_match(broker_proof(token, nonce, challenge.nonce), challenge.proof):
+                raise AuthFailed(f"the broker at {address} does not know our cluster token (GRIDD_TOKEN)")
+            await stream.send(encode_frame(Authenticate(proof=peer_proof(token, nonce, challenge.nonce))))
+            welcome = await receive()
+    except _TRANSPORT_ERRORS as exc:
+        raise ConnectionLost(f"the broker at {address} closed the connection during the handshake") from exc
+    except TimeoutError as exc:
+        raise ConnectionLost(f"the broker at {address} did not answer the handshake") from exc
+    if not isinstance(welcome, Welcome):
+        raise BadFrame(f"expected a welcome from the broker, got {type(welcome).__name__}")
+    return welcome
+
+
+def _split(address: str) -> tuple[str, int]:
+    host, sep, port = address.rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise ConfigError(f"broker address {address!r} is not HOST:PORT")
+    return host.strip("[]"), int(port)
+
+
+def _why(exc: BaseException) -> str:
+    if isinstance(exc, TimeoutError):
+        return "timed out"
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror.lower()
+    return str(exc) or type(exc).__name__
+

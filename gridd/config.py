@@ -1,0 +1,140 @@
+"""Settings: one Struct tree, four layers (defaults < TOML file < environment < flags).
+
+Rule: only load_config reads the environment for settings; components get their section as an argument.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import socket
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any
+
+import msgspec
+
+from gridd.protocol.errors import ConfigError
+
+DEFAULT_PORT = 7420
+
+
+class Section(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Config sections: field names are the TOML keys; unknown keys are typos and fail loudly."""
+
+
+class BrokerConfig(Section):
+    listen: str = f"127.0.0.1:{DEFAULT_PORT}"
+    data_dir: Path | None = None  # None: the default data dir
+    lease_ttl_s: Annotated[float, msgspec.Meta(gt=0)] = 30.0
+    retry_delay_s: Annotated[float, msgspec.Meta(ge=0)] = 1.0
+    reap_every_s: Annotated[float, msgspec.Meta(gt=0)] = 1.0
+    token: str | None = None
+
+
+class WorkerConfig(Section):
+    broker: str = f"127.0.0.1:{DEFAULT_PORT}"
+    name: str | None = None  # None: the host name
+    slots: Annotated[int, msgspec.Meta(ge=1, le=4096)] = 1
+    queues: list[str] = msgspec.field(default_factory=lambda: ["default"])
+    tags: dict[str, str] = msgspec.field(default_factory=dict)
+    work_dir: Path | None = None  # None: a directory under the default data dir
+    grace_s: Annotated[float, msgspec.Meta(ge=0)] = 10.0
+    max_output_bytes: Annotated[int, msgspec.Meta(ge=0)] = 1024 * 1024
+    token: str | None = None
+
+
+class ClientConfig(Section):
+    broker: str = f"127.0.0.1:{DEFAULT_PORT}"
+    token: str | None = None
+
+
+class Config(Section):
+    broker: BrokerConfig = msgspec.field(default_factory=BrokerConfig)
+    worker: WorkerConfig = msgspec.field(default_factory=WorkerConfig)
+    client: ClientConfig = msgspec.field(default_factory=ClientConfig)
+
+
+# Environment variables, explicit and documented: name -> every (section, key) it sets.
+ENV: dict[str, list[tuple[str, str]]] = {
+    "GRIDD_BROKER": [("client", "broker"), ("worker", "broker")],
+    "GRIDD_TOKEN": [("client", "token"), ("worker", "token"), ("broker", "token")],
+}
+
+
+def default_data_dir(environ: Mapping[str, str]) -> Path:
+    """$XDG_DATA_HOME/gridd, else ~/.local/share/gridd."""
+    base = environ.get("XDG_DATA_HOME") or os.path.join(environ.get("HOME") or str(Path.home()), ".local/share")
+    return Path(base) / "gridd"
+
+
+def default_config_path(environ: Mapping[str, str]) -> Path:
+    base = environ.get("XDG_CONFIG_HOME") or os.path.join(environ.get("HOME") or str(Path.home()), ".config")
+    return Path(base) / "gridd" / "gridd.toml"
+
+
+def load_config(path: Path | None, environ: Mapping[str, str], flags: dict[str, Any]) -> Config:
+    """Merge the layers and validate; a bad value raises ConfigError naming where it is."""
+    layers = [_read_toml(path, environ), _env_layer(environ), flags]
+    merged = functools.reduce(_deep_merge, layers, {})
+    try:
+        return msgspec.convert(merged, type=Config, strict=False, dec_hook=_to_path)
+    except msgspec.ValidationError as exc:
+        raise ConfigError(f"bad setting: {exc}") from exc
+
+
+def parse_address(text: str) -> tuple[str, int]:
+    """HOST:PORT (IPv6 in brackets) as a host and a port; ConfigError if it is not one."""
+    host, sep, port = text.rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ConfigError(f"{text!r} is not HOST:PORT")
+    return host, int(port)
+
+
+def host_name() -> str:
+    """This machine's name, the default worker name."""
+    return socket.gethostname() or "worker"
+
+
+def _read_toml(path: Path | None, environ: Mapping[str, str]) -> dict[str, Any]:
+    explicit = path is not None
+    path = path or default_config_path(environ)
+    if not path.exists():
+        if explicit:
+            raise ConfigError(f"config file {path} does not exist")
+        return {}
+    import tomllib  # only when there is a file: the CLI's start-up stays cheap
+
+    try:
+        with path.open("rb") as f:
+            return tomllib.load(f)
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc}") from exc
+
+
+def _env_layer(environ: Mapping[str, str]) -> dict[str, Any]:
+    layer: dict[str, Any] = {}
+    for name, targets in ENV.items():
+        if environ.get(name):
+            for section, key in targets:
+                layer.setdefault(section, {})[key] = environ[name]
+    return layer
+
+
+def _deep_merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    out = dict(a)
+    for key, value in b.items():
+        if value is None:
+            continue
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _to_path(type_: type, obj: Any) -> Any:
+    if type_ is Path and isinstance(obj, str | Path):
+        return Path(obj)
+    raise NotImplementedError

@@ -1,0 +1,419 @@
+"""Every message of the wire protocol, as tagged msgspec Structs, one union per direction.
+
+Rules (schema evolution, see msgspec's docs): tags are stable forever; a new field gets a default and goes
+last; no field ever changes type; `forbid_unknown_fields` is never set on a message, so an older peer skips
+what it does not know. An incompatible change bumps PROTOCOL_VERSION. Every number that comes off the wire
+is bounded here, so decoding is validation.
+
+Job states and event kinds travel as plain strings so that new ones never break an old peer.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import msgspec
+
+RequestId = Annotated[int, msgspec.Meta(ge=0, lt=2**32)]
+JobId = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+Name = Annotated[str, msgspec.Meta(min_length=1, max_length=255)]
+EpochMs = Annotated[int, msgspec.Meta(ge=0, lt=2**53)]
+Lease = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]
+Int64 = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]
+Nonce = Annotated[bytes, msgspec.Meta(min_length=16, max_length=64)]
+Proof = Annotated[bytes, msgspec.Meta(min_length=32, max_length=64)]
+Count = Annotated[int, msgspec.Meta(ge=0, lt=2**53)]
+
+
+class Message(msgspec.Struct, frozen=True, kw_only=True, tag_field="op"):
+    """Base of every frame body; each subclass sets a stable tag."""
+
+
+class Record(msgspec.Struct, frozen=True, kw_only=True):
+    """A value carried inside messages (not a frame of its own)."""
+
+
+# ---- records -------------------------------------------------------------------------------------------
+
+
+class JobSpec(Record, omit_defaults=True):
+    """What a submitter asks to run. Defaults here are the contract's defaults."""
+
+    argv: Annotated[list[str], msgspec.Meta(min_length=1)]
+    queue: Name = "default"
+    priority: Int64 = 0
+    max_attempts: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 3
+    timeout_s: Annotated[float, msgspec.Meta(gt=0)] | None = None
+    env: dict[str, str] = msgspec.field(default_factory=dict)
+    stdin: bytes | None = None
+
+
+class JobView(Record):
+    """A job as clients see it (`show --json` is this, with `id`)."""
+
+    id: JobId
+    state: str
+    queue: str
+    priority: int
+    argv: list[str]
+    attempts: int
+    max_attempts: int
+    exit_code: int | None
+    worker: str | None
+    submitted_ms: EpochMs
+    started_ms: EpochMs | None = None
+    finished_ms: EpochMs | None = None
+    timeout_s: float | None = None
+    reason: str | None = None
+    stdout_bytes: Count = 0
+    stderr_bytes: Count = 0
+
+
+class AttemptView(Record):
+    """One finished attempt of a job: who ran it and how it ended."""
+
+    attempt: int
+    worker: str | None
+    lease: int
+    started_ms: EpochMs | None
+    ended_ms: EpochMs
+    exit_code: int | None
+    outcome: str
+
+
+class WorkerView(Record):
+    """A worker as clients see it (`workers --json`)."""
+
+    name: str
+    host: str
+    slots: int
+    running: int
+    jobs: list[str]
+    queues: list[str]
+    tags: dict[str, str]
+    connected: bool
+    connected_ms: EpochMs
+    last_seen_ms: EpochMs
+
+
+class LeaseRef(Record):
+    """A job and the fencing token of the lease under which it runs."""
+
+    job_id: JobId
+    lease: Lease
+
+
+class LeasedJob(Record):
+    """A job handed to a worker: run `spec` as attempt `attempt`, under `lease`, until `deadline_ms`."""
+
+    job_id: JobId
+    lease: Lease
+    attempt: int
+    deadline_ms: EpochMs
+    spec: JobSpec
+
+
+class JobResult(Record):
+    """How one attempt ended on the worker. `exit_code` is shell style (128+N, 124, 126, 127)."""
+
+    job_id: JobId
+    lease: Lease
+    exit_code: int | None
+    outcome: str  # exited | signalled | timed_out | not_found | not_executable | error
+    started_ms: EpochMs
+    ended_ms: EpochMs
+    stdout: bytes = b""
+    stderr: bytes = b""
+    stdout_truncated: bool = False
+    stderr_truncated: bool = False
+    message: str = ""
+
+
+class Outcome(Record):
+    """The answer for one job of a batch request: code 0 is success, else an ErrorCode value."""
+
+    job_id: str
+    code: int
+    message: str = ""
+    state: str | None = None
+
+
+# ---- handshake ---------------------------------------------------------------------------------------------
+
+
+class Hello(Message, tag="hello"):
+    """First frame from any peer: who it is and a nonce the broker must prove itself over."""
+
+    version: int
+    role: str  # client | worker
+    name: Name
+    nonce: Nonce
+
+
+class Challenge(Message, tag="challenge"):
+    """The broker's nonce, and its proof over the peer's nonce (so a peer knows it reached a real broker)."""
+
+    version: int
+    nonce: Nonce
+    proof: Proof
+
+
+class Authenticate(Message, tag="authenticate"):
+    """The peer's proof over the broker's nonce."""
+
+    proof: Proof
+
+
+class Welcome(Message, tag="welcome"):
+    """Authentication succeeded; the broker's settings a peer needs."""
+
+    broker_version: str
+    lease_ttl_s: float
+    heartbeat_s: float
+
+
+class Error(Message, tag="error"):
+    """A refused request (rid set) or a connection-level error (rid None, then the broker closes)."""
+
+    rid: RequestId | None
+    code: int  # an ErrorCode value; a plain int so new codes never break old peers
+    message: str
+
+
+# ---- client requests and their replies ---------------------------------------------------------------------
+
+
+class SubmitJobs(Message, tag="job.submit"):
+    rid: RequestId
+    jobs: Annotated[list[JobSpec], msgspec.Meta(min_length=1)]
+
+
+class JobsAccepted(Message, tag="job.accepted"):
+    """Every job of the submit is durable; ids in the order submitted."""
+
+    rid: RequestId
+    job_ids: list[str]
+
+
+class ShowJob(Message, tag="job.show"):
+    rid: RequestId
+    job_id: JobId
+
+
+class JobShown(Message, tag="job.shown"):
+    rid: RequestId
+    job: JobView
+    attempts: list[AttemptView]
+
+
+class ListJobs(Message, tag="job.list"):
+    rid: RequestId
+    state: str | None = None
+    queue: str | None = None
+    limit: Annotated[int, msgspec.Meta(ge=0)] = 1000
+
+
+class JobsListed(Message, tag="job.listed"):
+    rid: RequestId
+    jobs: list[JobView]
+
+
+class ReadOutput(Message, tag="job.output"):
+    rid: RequestId
+    job_id: JobId
+    stream: str = "stdout"  # stdout | stderr
+
+
+class OutputRead(Message, tag="job.output_read"):
+    rid: RequestId
+    data: bytes
+    truncated: bool
+
+
+class ControlJobs(Message, tag="job.control"):
+    """cancel | retry | hold | release, for each job named."""
+
+    rid: RequestId
+    action: str
+    job_ids: Annotated[list[JobId], msgspec.Meta(min_length=1)]
+
+
+class JobsControlled(Message, tag="job.controlled"):
+    rid: RequestId
+    outcomes: list[Outcome]
+
+
+class WaitJobs(Message, tag="job.wait"):
+    """Answered when every named job has finished (a long poll)."""
+
+    rid: RequestId
+    job_ids: Annotated[list[JobId], msgspec.Meta(min_length=1)]
+
+
+class JobsFinished(Message, tag="job.finished"):
+    rid: RequestId
+    jobs: list[JobView]
+
+
+class ListWorkers(Message, tag="worker.list"):
+    rid: RequestId
+
+
+class WorkersListed(Message, tag="worker.listed"):
+    rid: RequestId
+    workers: list[WorkerView]
+
+
+class GetStatus(Message, tag="status.get"):
+    rid: RequestId
+
+
+class StatusReported(Message, tag="status.reported"):
+    rid: RequestId
+    counts: dict[str, int]
+    workers: int
+    slots: int
+    running: int
+
+
+class Subscribe(Message, tag="events.subscribe"):
+    """Follow the event stream; deltas arrive as Event frames after Subscribed."""
+
+    rid: RequestId
+
+
+class Subscribed(Message, tag="events.subscribed"):
+    rid: RequestId
+
+
+class Event(Message, tag="event"):
+    """Something that happened (job.submitted, job.started, job.succeeded, worker.joined, ...)."""
+
+    kind: str
+    ts_ms: EpochMs
+    job_id: str | None = None
+    worker: str | None = None
+    queue: str | None = None
+    state: str | None = None
+    attempt: int | None = None
+    exit_code: int | None = None
+    message: str | None = None
+
+
+# ---- worker requests and their replies ------------------------------------------------------------------------
+
+
+class RegisterWorker(Message, tag="worker.register"):
+    """A worker announces itself and re-attaches the jobs it is still running."""
+
+    rid: RequestId
+    host: Name
+    slots: Annotated[int, msgspec.Meta(ge=1, le=4096)]
+    queues: Annotated[list[Name], msgspec.Meta(min_length=1)]
+    tags: dict[str, str] = msgspec.field(default_factory=dict)
+    running: list[LeaseRef] = msgspec.field(default_factory=list)
+
+
+class WorkerRegistered(Message, tag="worker.registered"):
+    """`lost`: attached leases that are no longer current; the worker must stop those jobs."""
+
+    rid: RequestId
+    lost: list[LeaseRef]
+
+
+class RequestJobs(Message, tag="lease.request"):
+    """Long poll: answered as soon as at least one job is leased to this worker."""
+
+    rid: RequestId
+    max_jobs: Annotated[int, msgspec.Meta(ge=1, le=4096)]
+
+
+class JobsLeased(Message, tag="lease.granted"):
+    rid: RequestId
+    jobs: list[LeasedJob]
+
+
+class RenewLeases(Message, tag="lease.renew"):
+    rid: RequestId
+    leases: list[LeaseRef]
+
+
+class LeasesRenewed(Message, tag="lease.renewed"):
+    """`lost`: leases that are no longer current (cancelled, expired); the worker stops those jobs."""
+
+    rid: RequestId
+    lost: list[LeaseRef]
+    deadline_ms: EpochMs
+
+
+class CompleteJobs(Message, tag="job.complete"):
+    rid: RequestId
+    results: Annotated[list[JobResult], msgspec.Meta(min_length=1)]
+
+
+class JobsCompleted(Message, tag="job.completed"):
+    """One outcome per result: code 0 recorded, STALE_LEASE refused (the job's outcome was not changed)."""
+
+    rid: RequestId
+    outcomes: list[Outcome]
+
+
+class ReturnLeases(Message, tag="lease.return"):
+    """A draining worker hands jobs back unfinished; they are queued again without spending an attempt."""
+
+    rid: RequestId
+    leases: Annotated[list[LeaseRef], msgspec.Meta(min_length=1)]
+
+
+class LeasesReturned(Message, tag="lease.returned"):
+    rid: RequestId
+
+
+class RevokeLeases(Message, tag="lease.revoke"):
+    """Broker push: stop these jobs now (they were cancelled); their results will be refused."""
+
+    leases: list[LeaseRef]
+
+
+PeerMessage = (
+    Hello
+    | Authenticate
+    | SubmitJobs
+    | ShowJob
+    | ListJobs
+    | ReadOutput
+    | ControlJobs
+    | WaitJobs
+    | ListWorkers
+    | GetStatus
+    | Subscribe
+    | RegisterWorker
+    | RequestJobs
+    | RenewLeases
+    | CompleteJobs
+    | ReturnLeases
+)
+"""Everything a peer (client or worker) may send to the broker."""
+
+BrokerMessage = (
+    Challenge
+    | Welcome
+    | Error
+    | JobsAccepted
+    | JobShown
+    | JobsListed
+    | OutputRead
+    | JobsControlled
+    | JobsFinished
+    | WorkersListed
+    | StatusReported
+    | Subscribed
+    | Event
+    | WorkerRegistered
+    | JobsLeased
+    | LeasesRenewed
+    | JobsCompleted
+    | LeasesReturned
+    | RevokeLeases
+)
+"""Everything the broker may send to a peer."""

@@ -1,0 +1,254 @@
+"""The worker agent: keeps a connection to the broker, runs up to `slots` jobs, delivers every result.
+
+Rules:
+- Jobs belong to the agent, not to a connection: they keep running while the broker is away, and the
+  agent re-attaches them (by lease) when it reconnects, with backoff.
+- A result stays in `_results` until the broker has answered for it (recorded, or refused as stale).
+- Work is asked for by one long-poll request at a time for as many jobs as there are free slots: an
+  idle worker sends nothing but heartbeats.
+- drain() (SIGTERM): ask for nothing more, give running jobs `grace_s`, hand back what still runs
+  (its attempt not spent), deliver the results, and return.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+import anyio
+import structlog
+from anyio.abc import TaskGroup, TaskStatus
+
+from gridd.client.connection import Connection, open_connection
+from gridd.clock import Clock
+from gridd.protocol.errors import ConnectionLost, GriddError, WorkerNameInUse
+from gridd.protocol.messages import (
+    CompleteJobs,
+    JobResult,
+    LeasedJob,
+    LeaseRef,
+    RegisterWorker,
+    RenewLeases,
+    RequestJobs,
+    ReturnLeases,
+    RevokeLeases,
+)
+from gridd.worker.runner import RunSettings, run_attempt
+
+log = structlog.get_logger()
+
+BACKOFF_MIN_S = 0.1
+BACKOFF_MAX_S = 5.0
+RESULTS_PER_FRAME_BYTES = 8 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class AgentSettings:
+    broker: str
+    token: str
+    name: str
+    host: str
+    slots: int
+    queues: list[str]
+    tags: dict[str, str]
+    grace_s: float
+
+
+@dataclass(eq=False, slots=True)
+class _Running:
+    lease: LeaseRef
+    scope: anyio.CancelScope
+    handed_back: bool = False
+
+
+class WorkerAgent:
+    """One worker process's link to the grid."""
+
+    def __init__(self, settings: AgentSettings, run: RunSettings, clock: Clock) -> None:
+        self._s = settings
+        self._run = run
+        self._clock = clock
+        self._running: dict[str, _Running] = {}
+        self._results: list[JobResult] = []
+        self._changed = anyio.Event()  # a slot freed, a result arrived, or draining began
+        self._draining = False
+        self._connected: Connection | None = None
+
+    @property
+    def running(self) -> int:
+        return len(self._running)
+
+    @property
+    def draining(self) -> bool:
+        return self._draining
+
+    def drain(self) -> None:
+        """Stop taking work and wind down (see the module's rules)."""
+        if not self._draining:
+            log.info("worker.draining", running=len(self._running), grace_s=self._s.grace_s)
+            self._draining = True
+            self._poke()
+
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        async with anyio.create_task_group() as jobs:
+            task_status.started()
+            with anyio.CancelScope() as links:
+                jobs.start_soon(self._wind_down, links)
+                await self._keep_connected(jobs)
+            # Drained: wind-down cancelled the link loop once results were delivered (or the broker stayed away).
+            jobs.cancel_scope.cancel()
+
+    # ---- connection ---------------------------------------------------------------------------------
+
+    async def _keep_connected(self, jobs: TaskGroup) -> None:
+        backoff = BACKOFF_MIN_S
+        while True:
+            try:
+                async with open_connection(self._s.broker, self._s.token, role="worker", name=self._s.name) as conn:
+                    backoff = BACKOFF_MIN_S
+                    await self._serve(conn, jobs)
+            except* WorkerNameInUse as group:
+                log.warning("worker.name_in_use", error=str(group.exceptions[0]))
+            except* ConnectionLost as group:
+                log.warning("worker.disconnected", error=str(group.exceptions[0]), retry_in_s=round(backoff, 2))
+            except* GriddError as group:
+                log.error("worker.refused", error=str(group.exceptions[0]), retry_in_s=round(backoff, 2))
+            self._connected = None
+            await anyio.sleep(backoff * random.uniform(0.8, 1.2))
+            backoff = min(backoff * 2, BACKOFF_MAX_S)
+
+    async def _serve(self, conn: Connection, jobs: TaskGroup) -> None:
+        refs = [r.lease for r in self._running.values()]
+        reply = await conn.request(lambda rid: RegisterWorker(
+            rid=rid, host=self._s.host, slots=self._s.slots, queues=self._s.queues, tags=self._s.tags, running=refs,
+        ))
+        log.info("worker.connected", broker=self._s.broker, attached=len(refs) - len(reply.lost), lost=len(reply.lost))
+        self._stop(reply.lost, why="lost while disconnected")
+        self._connected = conn
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(self._heartbeat, conn, conn.welcome.heartbeat_s)
+            tg.start_soon(self._deliver, conn)
+            tg.start_soon(self._take_work, conn, jobs)
+            tg.start_soon(self._obey, conn)
+
+    async def _heartbeat(self, conn: Connection, every_s: float) -> None:
+        while True:
+            await anyio.sleep(every_s)
+            refs = [r.lease for r in self._running.values() if not r.handed_back]
+            reply = await conn.request(lambda rid, refs=refs: RenewLeases(rid=rid, leases=refs))
+            self._stop(reply.lost, why="lease no longer current")
+
+    async def _obey(self, conn: Connection) -> None:
+        async for message in conn.pushes:
+            if isinstance(message, RevokeLeases):
+                self._stop(message.leases, why="cancelled")
+        raise conn.closed_error()
+
+    async def _take_work(self, conn: Connection, jobs: TaskGroup) -> None:
+        while not self._draining:
+            free = self._s.slots - len(self._running)
+            if free <= 0:
+                await self._wait_change()
+                continue
+            with anyio.CancelScope() as self._asking:
+                reply = await conn.request(lambda rid, n=free: RequestJobs(rid=rid, max_jobs=n))
+                for job in reply.jobs:
+                    self._start(job, jobs)
+            if self._asking.cancelled_caught:
+                return  # draining began; the connection closes after delivery, which drops the request
+
+    def _start(self, job: LeasedJob, jobs: TaskGroup) -> None:
+        scope = anyio.CancelScope()
+        self._running[job.job_id] = _Running(LeaseRef(job_id=job.job_id, lease=job.lease), scope)
+        jobs.start_soon(self._run_one, job, scope)
+
+    async def _run_one(self, job: LeasedJob, scope: anyio.CancelScope) -> None:
+        log.info("job.started", job_id=job.job_id, attempt=job.attempt, lease=job.lease, argv0=job.spec.argv[0])
+        result: JobResult | None = None
+        with scope:
+            result = await run_attempt(job, self._run, self._clock)
+        entry = self._running.pop(job.job_id)
+        if result is not None and not entry.handed_back:
+            log.info("job.ended", job_id=job.job_id, exit_code=result.exit_code, outcome=result.outcome,
+                     ms=result.ended_ms - result.started_ms)
+            self._results.append(result)
+        self._poke()
+
+    def _stop(self, leases: list[LeaseRef], *, why: str) -> None:
+        for ref in leases:
+            entry = self._running.get(ref.job_id)
+            if entry is not None and entry.lease == ref:
+                log.info("job.stopped", job_id=ref.job_id, lease=ref.lease, why=why)
+                entry.scope.cancel()
+
+    async def _deliver(self, conn: Connection) -> None:
+        while True:
+            if not self._results:
+                await self._wait_change()
+                continue
+            batch = _batch(self._results)
+            reply = await conn.request(lambda rid, batch=batch: CompleteJobs(rid=rid, results=batch))
+            for outcome in reply.outcomes:
+                if outcome.code:
+                    log.warning("result.refused", job_id=outcome.job_id, error=outcome.message)
+            delivered = {id(r) for r in batch}
+            self._results = [r for r in self._results if id(r) not in delivered]
+            self._poke()
+
+    # ---- draining -----------------------------------------------------------------------------------------
+
+    async def _wind_down(self, links: anyio.CancelScope) -> None:
+        while not self._draining:
+            await self._wait_change()
+        asking = getattr(self, "_asking", None)
+        if asking is not None:
+            asking.cancel()
+        with anyio.move_on_after(self._s.grace_s):
+            while self._running:
+                await self._wait_change()
+        if self._running:
+            await self._hand_back()
+        with anyio.move_on_after(self._s.grace_s + 5):
+            while self._running or self._results:
+                await self._wait_change()
+        if self._results:
+            log.error("worker.results_undelivered", count=len(self._results))
+        links.cancel()
+
+    async def _hand_back(self) -> None:
+        entries = list(self._running.values())
+        for entry in entries:
+            entry.handed_back = True
+            entry.scope.cancel()
+        conn = self._connected
+        if conn is None:
+            log.warning("worker.hand_back_skipped", jobs=len(entries), why="broker unreachable; leases will expire")
+            return
+        refs = [e.lease for e in entries]
+        try:
+            with anyio.fail_after(5):
+                await conn.request(lambda rid: ReturnLeases(rid=rid, leases=refs))
+            log.info("worker.handed_back", jobs=[r.job_id for r in refs])
+        except (GriddError, TimeoutError) as exc:
+            log.warning("worker.hand_back_failed", jobs=len(refs), error=str(exc))
+
+    # ---- plumbing -----------------------------------------------------------------------------------------
+
+    def _poke(self) -> None:
+        self._changed.set()
+
+    async def _wait_change(self) -> None:
+        await self._changed.wait()
+        self._changed = anyio.Event()
+
+
+def _batch(results: list[JobResult]) -> list[JobResult]:
+    """As many results as fit comfortably in one frame (at least one)."""
+    batch: list[JobResult] = []
+    size = 0
+    for result in results:
+        size += len(result.stdout) + len(result.stderr) + 256
+        if batch and size > RESULTS_PER_FRAME_BYTES:
+            break
+        batch.append(result)
+    return batch

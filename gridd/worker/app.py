@@ -1,0 +1,45 @@
+"""The worker's composition root: settings in, a running WorkerAgent out."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import anyio
+from anyio.abc import TaskStatus
+
+from gridd.clock import Clock, SystemClock
+from gridd.config import WorkerConfig, host_name
+from gridd.worker.agent import AgentSettings, WorkerAgent
+from gridd.worker.runner import RunSettings
+
+
+def make_agent(config: WorkerConfig, token: str, default_work_dir: Path, clock: Clock | None = None) -> WorkerAgent:
+    """Build the agent; the work dir is emptied of what a previous run of this worker left behind."""
+    name = config.name or host_name()
+    work_dir = config.work_dir or default_work_dir / "worker" / name
+    if work_dir.exists():
+        shutil.rmtree(work_dir, ignore_errors=True)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    settings = AgentSettings(
+        broker=config.broker, token=token, name=name, host=host_name(), slots=config.slots,
+        queues=list(config.queues), tags=dict(config.tags), grace_s=config.grace_s,
+    )
+    # Each running job holds a thread while it waits for its process; leave room for the rest.
+    limiter = anyio.CapacityLimiter(config.slots * 2 + 4)
+    run = RunSettings(worker=name, work_dir=work_dir, max_output_bytes=config.max_output_bytes, limiter=limiter)
+    return WorkerAgent(settings, run, clock or SystemClock())
+
+
+async def run_worker(
+    config: WorkerConfig,
+    token: str,
+    default_work_dir: Path,
+    *,
+    task_status: TaskStatus[WorkerAgent] = anyio.TASK_STATUS_IGNORED,
+) -> None:
+    """Run a worker until it has drained (agent.drain()) or is cancelled."""
+    agent = make_agent(config, token, default_work_dir)
+    async with anyio.create_task_group() as tg:
+        await tg.start(agent.run)
+        task_status.started(agent)
