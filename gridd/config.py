@@ -127,8 +127,9 @@ def _deep_merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
     for key, value in b.items():
         if value is None:
             continue
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _deep_merge(out[key], value)
+        if isinstance(value, dict):
+            base = out.get(key)
+            out[key] = _deep_merge(base if isinstance(base, dict) else {}, value)
         else:
             out[key] = value
     return out

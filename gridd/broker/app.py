@@ -14,7 +14,6 @@ from gridd.broker.core import Broker, BrokerSettings
 from gridd.broker.events import EventHub
 from gridd.broker.leases import LeaseReaper
 from gridd.broker.listener import serve_peers
-from gridd.broker.scheduler import Dispatcher
 from gridd.broker.store import open_store
 from gridd.clock import Clock, SystemClock
 from gridd.config import BrokerConfig, parse_address
@@ -39,10 +38,9 @@ async def run_broker(
     async with open_store(data_dir / "gridd.db") as store, anyio.create_task_group() as tg:
         # Workers that ran jobs under the previous broker get one TTL to re-attach before any is reaped.
         extended = await store.extend_running_leases(clock.now_ms() + ttl_ms)
-        hub = EventHub()
-        dispatcher = Dispatcher(store, clock, hub, ttl_ms)
-        broker = Broker(store, hub, dispatcher, clock, BrokerSettings(ttl_ms, int(config.retry_delay_s * 1000)))
-        await tg.start(dispatcher.run)
+        settings = BrokerSettings(ttl_ms, int(config.retry_delay_s * 1000))
+        broker = Broker(store, EventHub(), clock, settings, await store.count_by_queue())
+        await tg.start(broker.dispatcher.run)
         await tg.start(LeaseReaper(broker, clock, config.reap_every_s).run)
         bound = await tg.start(serve_peers, host, port, broker, token)
         broker.port = bound

@@ -65,17 +65,20 @@ class Broker:
         self,
         store: Store,
         hub: EventHub,
-        dispatcher: Dispatcher,
         clock: Clock,
         settings: BrokerSettings,
+        counts: dict[str, dict[str, int]],
     ) -> None:
         self.store = store
         self.hub = hub
-        self.dispatcher = dispatcher
         self.clock = clock
         self.settings = settings
+        self.dispatcher = Dispatcher(store, clock, settings.lease_ttl_ms, on_leased=self._leased)
         self.watch = FinishWatch()
         self.workers = WorkerRegistry()
+        # queue -> state -> jobs: read from the store once at start, then kept by record(), so that a
+        # snapshot and the events after it agree exactly.
+        self.counts = counts
         self.stale_completions = 0
         self.port = 0  # set once listening
 
@@ -85,13 +88,9 @@ class Broker:
         for spec in specs:
             if not spec.argv or not spec.argv[0]:
                 raise InvalidRequest("a job needs a command: gridd submit -- COMMAND [ARG...]")
-        now = self.clock.now_ms()
-        changed = await self.store.submit_jobs(specs, now)
+        changed = await self.store.submit_jobs(specs, self.clock.now_ms())
         log.info("jobs.submitted", count=len(changed), first=changed[0].job_id, queue=changed[0].queue)
-        self.hub.publish(
-            Event(kind="job.submitted", ts_ms=now, job_id=t.job_id, queue=t.queue, state=t.state) for t in changed
-        )
-        self.dispatcher.wake()
+        self.record(changed, kind="job.submitted", log_each=False)
         return [t.job_id for t in changed]
 
     async def show(self, job_id: str) -> tuple[JobView, list[AttemptView]]:
@@ -120,21 +119,27 @@ class Broker:
             await waiter.done.wait()
         return await self.store.get_jobs(job_ids)
 
-    async def status(self) -> tuple[dict[str, int], int, int]:
+    def status(self) -> tuple[dict[str, int], int, int]:
         """Jobs by state, connected workers, their slots in all."""
-        counts = await self.store.count_by_state()
+        totals = dict.fromkeys(tr.STATES, 0)
+        for by_state in self.counts.values():
+            for state, n in by_state.items():
+                totals[state] = totals.get(state, 0) + n
         links = self.workers.all()
-        return counts, len(links), sum(w.slots for w in links)
+        return totals, len(links), sum(w.slots for w in links)
 
-    async def worker_views(self) -> list[WorkerView]:
-        running = await self.store.running_by_worker()
+    def snapshot(self) -> tuple[dict[str, dict[str, int]], list[WorkerView]]:
+        """Jobs per queue and state, and the workers: what the next event applies to."""
+        return {q: dict(by_state) for q, by_state in self.counts.items()}, self.worker_views()
+
+    def worker_views(self) -> list[WorkerView]:
         return [
             WorkerView(
                 name=w.name,
                 host=w.host,
                 slots=w.slots,
-                running=len(running.get(w.name, [])),
-                jobs=running.get(w.name, []),
+                running=len(w.jobs),
+                jobs=sorted(w.jobs, key=_id_order),
                 queues=w.queues,
                 tags=w.tags,
                 connected=True,
@@ -155,6 +160,7 @@ class Broker:
         except BaseException:
             self.workers.remove(link)
             raise
+        link.jobs = {ref.job_id for ref in running} - {ref.job_id for ref in lost}
         self.record(changed)
         log.info(
             "worker.joined",
@@ -175,6 +181,11 @@ class Broker:
 
     async def lease(self, link: WorkerLink, max_jobs: int) -> list[LeasedJob]:
         return await self.dispatcher.lease(link.name, link.queues, max_jobs)
+
+    def _leased(self, worker: str, jobs: Sequence[LeasedJob]) -> None:
+        self.record(
+            [Transition(j.job_id, tr.RUNNING, j.spec.queue, j.attempt, worker, previous=tr.QUEUED) for j in jobs]
+        )
 
     async def renew(self, link: WorkerLink, leases: Sequence[LeaseRef]) -> tuple[list[LeaseRef], int]:
         now = self.clock.now_ms()
@@ -211,35 +222,61 @@ class Broker:
 
     # ---- fan-out ------------------------------------------------------------------------------------------
 
-    def record(self, changed: Sequence[Transition], kind: str | None = None) -> None:
-        """Log, publish, wake the waiters and the dispatcher for transitions that just committed."""
+    def record(self, changed: Sequence[Transition], kind: str | None = None, *, log_each: bool = True) -> None:
+        """Count, log, publish, wake the waiters and the dispatcher for transitions that just committed."""
         if not changed:
             return
         now = self.clock.now_ms()
+        events: list[Event] = []
         for t in changed:
-            log.info(
-                kind or _KIND_BY_STATE.get(t.state, "job.changed"),
-                job_id=t.job_id,
-                state=t.state,
-                attempt=t.attempt,
-                worker=t.worker,
-                exit_code=t.exit_code,
-                reason=t.reason,
+            by_state = self.counts.setdefault(t.queue, {})
+            if t.previous is not None:
+                by_state[t.previous] = by_state.get(t.previous, 0) - 1
+            by_state[t.state] = by_state.get(t.state, 0) + 1
+            name = kind or _KIND_BY_STATE.get(t.state, "job.changed")
+            if log_each:
+                log.info(
+                    name,
+                    job_id=t.job_id,
+                    state=t.state,
+                    attempt=t.attempt,
+                    worker=t.worker,
+                    exit_code=t.exit_code,
+                    reason=t.reason,
+                )
+            events.append(
+                Event(
+                    kind=name,
+                    ts_ms=now,
+                    job_id=t.job_id,
+                    worker=t.worker,
+                    queue=t.queue,
+                    state=t.state,
+                    attempt=t.attempt,
+                    exit_code=t.exit_code,
+                    message=t.reason,
+                )
             )
-        self.hub.publish(
-            Event(
-                kind=kind or _KIND_BY_STATE.get(t.state, "job.changed"),
-                ts_ms=now,
-                job_id=t.job_id,
-                worker=t.worker,
-                queue=t.queue,
-                state=t.state,
-                attempt=t.attempt,
-                exit_code=t.exit_code,
-                message=t.reason,
-            )
-            for t in changed
-        )
+            events.extend(self._track_worker(t, now))
+        self.hub.publish(events)
         self.watch.finished(t.job_id for t in changed if t.state in tr.FINISHED)
         if any(t.state == tr.QUEUED for t in changed):
             self.dispatcher.wake()
+
+    def _track_worker(self, t: Transition, now: int) -> list[Event]:
+        """Keep each worker's running jobs current; say when it goes busy or idle."""
+        link = self.workers.get(t.worker) if t.worker else None
+        if link is None:
+            return []
+        was_busy = bool(link.jobs)
+        if t.state == tr.RUNNING:
+            link.jobs.add(t.job_id)
+        elif t.previous == tr.RUNNING:
+            link.jobs.discard(t.job_id)
+        if was_busy == bool(link.jobs):
+            return []
+        return [Event(kind="worker.busy" if link.jobs else "worker.idle", ts_ms=now, worker=link.name)]
+
+
+def _id_order(job_id: str) -> tuple[int, str]:
+    return (len(job_id), job_id)

@@ -8,18 +8,17 @@ wakes it. Workers never poll.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import anyio
 import structlog
 from anyio.abc import TaskStatus
 
-from gridd.broker.events import EventHub
 from gridd.broker.store import Store
 from gridd.clock import Clock
 from gridd.protocol.errors import GriddError
-from gridd.protocol.messages import Event, LeasedJob
+from gridd.protocol.messages import LeasedJob
 
 log = structlog.get_logger()
 
@@ -36,11 +35,13 @@ class _Request:
 class Dispatcher:
     """Leases the best eligible jobs to waiting workers, in the order the workers asked."""
 
-    def __init__(self, store: Store, clock: Clock, hub: EventHub, lease_ttl_ms: int) -> None:
+    def __init__(
+        self, store: Store, clock: Clock, lease_ttl_ms: int, on_leased: Callable[[str, list[LeasedJob]], None]
+    ) -> None:
         self._store = store
         self._clock = clock
-        self._hub = hub
         self._ttl_ms = lease_ttl_ms
+        self._on_leased = on_leased
         self._pending: deque[_Request] = deque()
         self._wake = anyio.Event()
 
@@ -88,23 +89,7 @@ class Dispatcher:
                 self._pending.remove(request)
                 request.jobs = jobs
                 request.done.set()
-                self._announce(request.worker, jobs, now)
+                self._on_leased(request.worker, jobs)
         if self._pending and drained:
             return await self._store.next_eligible_ms(now)
         return None
-
-    def _announce(self, worker: str, jobs: list[LeasedJob], now: int) -> None:
-        for job in jobs:
-            log.info("job.started", job_id=job.job_id, worker=worker, attempt=job.attempt, lease=job.lease)
-        self._hub.publish(
-            Event(
-                kind="job.started",
-                ts_ms=now,
-                job_id=j.job_id,
-                worker=worker,
-                queue=j.spec.queue,
-                state="running",
-                attempt=j.attempt,
-            )
-            for j in jobs
-        )

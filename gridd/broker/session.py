@@ -225,8 +225,10 @@ class Session:
                 await self._answer(rid, lambda: _reply(JobsAccepted, rid, job_ids=b.submit(jobs)))
             case ShowJob(rid=rid, job_id=job_id):
                 await self._answer(rid, lambda: self._show(rid, job_id))
-            case ListJobs(rid=rid, state=state, queue=queue, limit=limit):
-                await self._answer(rid, lambda: _reply(JobsListed, rid, jobs=b.store.list_jobs(state, queue, limit)))
+            case ListJobs(rid=rid, state=state, queue=queue, limit=limit, before=before):
+                await self._answer(
+                    rid, lambda: _reply(JobsListed, rid, jobs=b.store.list_jobs(state, queue, limit, before))
+                )
             case ReadOutput(rid=rid, job_id=job_id, stream=stream):
                 await self._answer(rid, lambda: self._read_output(rid, job_id, stream))
             case ControlJobs(rid=rid, action=action, job_ids=job_ids):
@@ -234,7 +236,7 @@ class Session:
             case WaitJobs(rid=rid, job_ids=job_ids):
                 tg.start_soon(self._answer, rid, lambda: _reply(JobsFinished, rid, jobs=b.wait(job_ids)))
             case ListWorkers(rid=rid):
-                await self._answer(rid, lambda: _reply(WorkersListed, rid, workers=b.worker_views()))
+                self._outbox.send_nowait(WorkersListed(rid=rid, workers=b.worker_views()))
             case GetStatus(rid=rid):
                 await self._answer(rid, lambda: self._status(rid))
             case Subscribe(rid=rid):
@@ -286,7 +288,7 @@ class Session:
         return OutputRead(rid=rid, data=data, truncated=truncated)
 
     async def _status(self, rid: int) -> Message:
-        counts, workers, slots = await self._broker.status()
+        counts, workers, slots = self._broker.status()
         return StatusReported(rid=rid, counts=counts, workers=workers, slots=slots, running=counts.get("running", 0))
 
     async def _register(self, message: RegisterWorker) -> Message:
@@ -318,8 +320,10 @@ class Session:
         return LeasesReturned(rid=rid)
 
     async def _follow_events(self, rid: int) -> None:
+        # Snapshot and subscription in one step (no await between): the deltas apply to exactly it.
+        queues, workers = self._broker.snapshot()
         with self._broker.hub.subscribe() as events:
-            await self._outbox.send(Subscribed(rid=rid))
+            await self._outbox.send(Subscribed(rid=rid, queues=queues, workers=workers))
             try:
                 async for event in events:
                     await self._outbox.send(event)

@@ -56,6 +56,7 @@ class Transition:
     worker: str | None = None
     exit_code: int | None = None
     reason: str | None = None
+    previous: str | None = None  # the state it left; None for a new job
 
 
 @dataclass(frozen=True, slots=True)
@@ -248,7 +249,9 @@ class Store:
                 outputs.append((job_id, "stdout", result.stdout, result.stdout_truncated))
                 outputs.append((job_id, "stderr", result.stderr, result.stderr_truncated))
                 outcomes.append(Outcome(job_id=result.job_id, code=0, state=state))
-                changed.append(Transition(result.job_id, state, queue, attempts, worker, result.exit_code, reason))
+                changed.append(
+                    Transition(result.job_id, state, queue, attempts, worker, result.exit_code, reason, tr.RUNNING)
+                )
             if updates:
                 await db.executemany(
                     "UPDATE jobs SET state = ?, exit_code = ?, finished_ms = ?, not_before_ms = ?, reason = ?,"
@@ -278,7 +281,7 @@ class Store:
             reason = f"{why} on worker {worker} (attempt {attempts} of {max_attempts})"
             updates.append((state, now_ms if state == tr.FAILED else None, reason, job_id, lease))
             history.append((job_id, lease, attempts, worker, started_ms, now_ms, None, "lease_expired"))
-            changed.append(Transition(str(job_id), state, queue, attempts, worker, None, reason))
+            changed.append(Transition(str(job_id), state, queue, attempts, worker, None, reason, tr.RUNNING))
         if updates:
             await self._db.executemany(
                 "UPDATE jobs SET state = ?, finished_ms = ?, reason = ?, worker = NULL, deadline_ms = NULL"
@@ -327,7 +330,9 @@ class Store:
                 [(r[0], r[1]) for r in back],
             )
         return [
-            Transition(str(r[0]), tr.QUEUED, r[2], r[3] - 1, worker, reason="handed back by a draining worker")
+            Transition(
+                str(r[0]), tr.QUEUED, r[2], r[3] - 1, worker, None, "handed back by a draining worker", tr.RUNNING
+            )
             for r in back
         ]
 
@@ -378,7 +383,7 @@ class Store:
                     revoked.append(Revoked(row[3], LeaseRef(job_id=job_id, lease=row[2])))
                 updates.append((target, now_ms if target == tr.CANCELLED else None, row[0], state))
                 outcomes.append(Outcome(job_id=job_id, code=0, state=target))
-                changed.append(Transition(job_id, target, row[4], row[5], row[3], reason=f"{action} by user"))
+                changed.append(Transition(job_id, target, row[4], row[5], row[3], None, f"{action} by user", state))
             if updates:
                 await db.executemany(_CONTROL_SQL[action], updates)
         return outcomes, changed, revoked
@@ -417,12 +422,16 @@ class Store:
                 raise UnknownJob(f"no job has id {job_id!r}")
         return [found[k] for k in keys]
 
-    async def list_jobs(self, state: str | None, queue: str | None, limit: int) -> list[JobView]:
-        """The most recently submitted jobs first, optionally of one state and queue; limit 0 = all."""
+    async def list_jobs(
+        self, state: str | None, queue: str | None, limit: int, before: str | None = None
+    ) -> list[JobView]:
+        """The most recently submitted jobs first, optionally of one state and queue, older than the job
+        `before` (for paging); limit 0 = all."""
+        cursor = parse_job_id(before) if before else 2**62
         rows = await self._rows(
             f"SELECT {_VIEW_COLUMNS} FROM jobs j WHERE (?1 IS NULL OR j.state = ?1)"  # noqa: S608
-            " AND (?2 IS NULL OR j.queue = ?2) ORDER BY j.id DESC LIMIT ?3",
-            (state, queue, limit if limit > 0 else -1),
+            " AND (?2 IS NULL OR j.queue = ?2) AND j.id < ?4 ORDER BY j.id DESC LIMIT ?3",
+            (state, queue, limit if limit > 0 else -1, cursor),
         )
         return [_view(r) for r in rows]
 
@@ -438,21 +447,12 @@ class Store:
             raise UnknownJob(f"no job has id {job_id!r}")
         return (bytes(rows[0][1] or b""), bool(rows[0][2]))
 
-    async def count_by_state(self) -> dict[str, int]:
-        """How many jobs are in each state (every known state is present, maybe with 0)."""
-        counts = dict.fromkeys(tr.STATES, 0)
-        for state, n in await self._rows("SELECT state, COUNT(*) FROM jobs GROUP BY state"):
-            counts[state] = n
+    async def count_by_queue(self) -> dict[str, dict[str, int]]:
+        """queue -> state -> number of jobs (read once at start; the broker keeps it current)."""
+        counts: dict[str, dict[str, int]] = {}
+        for queue, state, n in await self._rows("SELECT queue, state, COUNT(*) FROM jobs GROUP BY queue, state"):
+            counts.setdefault(queue, {})[state] = n
         return counts
-
-    async def running_by_worker(self) -> dict[str, list[str]]:
-        """The ids of the jobs each worker runs now."""
-        result: dict[str, list[str]] = {}
-        for worker, job_id in await self._rows(
-            "SELECT worker, id FROM jobs WHERE state = 'running' AND worker IS NOT NULL ORDER BY id"
-        ):
-            result.setdefault(worker, []).append(str(job_id))
-        return result
 
 
 def _view(r: sqlite3.Row) -> JobView:

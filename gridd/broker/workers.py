@@ -21,6 +21,7 @@ class WorkerLink:
     connected_ms: int
     last_seen_ms: int
     push: Callable[[Message], None] = field(repr=False)
+    jobs: set[str] = field(default_factory=set)  # ids of the jobs it runs now
 
 
 class WorkerRegistry:

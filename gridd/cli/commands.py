@@ -73,8 +73,15 @@ def _spec(args: argparse.Namespace) -> JobSpec:
     if args.timeout is not None and args.timeout <= 0:
         raise ConfigError("--timeout must be more than 0 seconds")
     stdin = sys.stdin.buffer.read() if args.stdin else None
-    return JobSpec(argv=argv, queue=args.queue, priority=args.priority, max_attempts=args.max_attempts,
-                   timeout_s=args.timeout, env=env, stdin=stdin)
+    return JobSpec(
+        argv=argv,
+        queue=args.queue,
+        priority=args.priority,
+        max_attempts=args.max_attempts,
+        timeout_s=args.timeout,
+        env=env,
+        stdin=stdin,
+    )
 
 
 async def _submit(client: Client, args: argparse.Namespace) -> int:
@@ -140,8 +147,11 @@ async def _workers(client: Client, args: argparse.Namespace) -> int:
 async def _status(client: Client, args: argparse.Namespace) -> int:
     report = await client.status()
     if args.json:
-        print(render.to_json({"counts": report.counts, "workers": report.workers, "slots": report.slots,
-                              "running": report.running}))
+        print(
+            render.to_json(
+                {"counts": report.counts, "workers": report.workers, "slots": report.slots, "running": report.running}
+            )
+        )
     else:
         print(render.status(report))
     return 0

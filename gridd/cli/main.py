@@ -171,8 +171,13 @@ def _flags(args: argparse.Namespace) -> dict[str, Any]:
     return {
         "broker": {"listen": get("listen"), "data_dir": get("data_dir"), "lease_ttl_s": get("lease_ttl")},
         "worker": {
-            "broker": get("broker"), "slots": get("slots"), "queues": get("queue") if args.command == "worker" else None,
-            "name": get("name"), "tags": tags or None, "work_dir": get("work_dir"), "grace_s": get("grace"),
+            "broker": get("broker"),
+            "slots": get("slots"),
+            "queues": get("queue") if args.command == "worker" else None,
+            "name": get("name"),
+            "tags": tags or None,
+            "work_dir": get("work_dir"),
+            "grace_s": get("grace"),
         },
         "client": {"broker": get("broker")},
     }

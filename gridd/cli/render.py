@@ -47,8 +47,13 @@ def show(job: JobView, attempts: Sequence[AttemptView]) -> str:
     text = "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
     if attempts:
         table = [["ATTEMPT", "WORKER", "OUTCOME", "EXIT", "ENDED"]] + [
-            [str(a.attempt), a.worker or "-", a.outcome, "-" if a.exit_code is None else str(a.exit_code),
-             _when(a.ended_ms)]
+            [
+                str(a.attempt),
+                a.worker or "-",
+                a.outcome,
+                "-" if a.exit_code is None else str(a.exit_code),
+                _when(a.ended_ms),
+            ]
             for a in attempts
         ]
         text += "\n\n" + _table(table)
@@ -59,11 +64,19 @@ def jobs(views: Sequence[JobView]) -> str:
     now = time.time() * 1000
     rows = [["ID", "STATE", "QUEUE", "PRI", "TRIES", "EXIT", "WORKER", "AGE", "COMMAND"]]
     for j in views:
-        rows.append([
-            j.id, j.state, j.queue, str(j.priority), f"{j.attempts}/{j.max_attempts}",
-            "-" if j.exit_code is None else str(j.exit_code), j.worker or "-", _age(now - j.submitted_ms),
-            _clip(shlex.join(j.argv), 60),
-        ])
+        rows.append(
+            [
+                j.id,
+                j.state,
+                j.queue,
+                str(j.priority),
+                f"{j.attempts}/{j.max_attempts}",
+                "-" if j.exit_code is None else str(j.exit_code),
+                j.worker or "-",
+                _age(now - j.submitted_ms),
+                _clip(shlex.join(j.argv), 60),
+            ]
+        )
     return _table(rows)
 
 
@@ -71,10 +84,17 @@ def workers(views: Sequence[WorkerView]) -> str:
     now = time.time() * 1000
     rows = [["NAME", "HOST", "SLOTS", "RUNNING", "QUEUES", "UP", "JOBS"]]
     for w in views:
-        rows.append([
-            w.name, w.host, str(w.slots), str(w.running), ",".join(w.queues), _age(now - w.connected_ms),
-            _clip(" ".join(w.jobs), 40) or "-",
-        ])
+        rows.append(
+            [
+                w.name,
+                w.host,
+                str(w.slots),
+                str(w.running),
+                ",".join(w.queues),
+                _age(now - w.connected_ms),
+                _clip(" ".join(w.jobs), 40) or "-",
+            ]
+        )
     return _table(rows)
 
 
@@ -86,8 +106,13 @@ def status(report: StatusReported) -> str:
 def event_line(e: Event) -> str:
     stamp = time.strftime("%H:%M:%S", time.localtime(e.ts_ms / 1000)) + f".{e.ts_ms % 1000:03d}"
     parts = [stamp, e.kind]
-    for key, value in (("job", e.job_id), ("worker", e.worker), ("queue", e.queue), ("attempt", e.attempt),
-                       ("exit", e.exit_code)):
+    for key, value in (
+        ("job", e.job_id),
+        ("worker", e.worker),
+        ("queue", e.queue),
+        ("attempt", e.attempt),
+        ("exit", e.exit_code),
+    ):
         if value is not None:
             parts.append(f"{key}={value}")
     if e.message:

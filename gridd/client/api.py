@@ -25,6 +25,7 @@ from gridd.protocol.messages import (
     StatusReported,
     SubmitJobs,
     Subscribe,
+    Subscribed,
     WaitJobs,
     WorkerView,
 )
@@ -51,8 +52,15 @@ class Client:
         stdin: bytes | None = None,
     ) -> str:
         """Submit one command; returns its id once the job is durable."""
-        spec = JobSpec(argv=list(argv), queue=queue, priority=priority, max_attempts=max_attempts,
-                       timeout_s=timeout_s, env=dict(env or {}), stdin=stdin)
+        spec = JobSpec(
+            argv=list(argv),
+            queue=queue,
+            priority=priority,
+            max_attempts=max_attempts,
+            timeout_s=timeout_s,
+            env=dict(env or {}),
+            stdin=stdin,
+        )
         return (await self.submit_many([spec]))[0]
 
     async def submit_many(self, specs: Sequence[JobSpec]) -> list[str]:
@@ -69,9 +77,13 @@ class Client:
         reply = await self.connection.request(lambda rid: ShowJob(rid=rid, job_id=job_id))
         return reply.job, reply.attempts
 
-    async def jobs(self, *, state: str | None = None, queue: str | None = None, limit: int = 1000) -> list[JobView]:
-        """The most recently submitted jobs first (limit 0: all)."""
-        reply = await self.connection.request(lambda rid: ListJobs(rid=rid, state=state, queue=queue, limit=limit))
+    async def jobs(
+        self, *, state: str | None = None, queue: str | None = None, limit: int = 1000, before: str | None = None
+    ) -> list[JobView]:
+        """The most recently submitted jobs first (limit 0: all); `before` pages back from a job id."""
+        reply = await self.connection.request(
+            lambda rid: ListJobs(rid=rid, state=state, queue=queue, limit=limit, before=before)
+        )
         return list(reply.jobs)
 
     async def output(self, job_id: str, stream: str = "stdout") -> tuple[bytes, bool]:
@@ -113,9 +125,22 @@ class Client:
     async def status(self) -> StatusReported:
         return await self.connection.request(lambda rid: GetStatus(rid=rid))  # type: ignore[no-any-return]
 
+    async def subscribe(self) -> tuple[Subscribed, AsyncIterator[Event]]:
+        """The grid now (jobs per queue and state, workers) and every event after it, in order.
+
+        The iterator ends by raising why the stream ended: ConnectionLost, or SlowConsumer if this
+        client fell too far behind and the broker dropped it (subscribe again to resync).
+        """
+        snapshot = await self.connection.request(lambda rid: Subscribe(rid=rid))
+        return snapshot, self._events()
+
     async def follow_events(self) -> AsyncIterator[Event]:
-        """Every event from now on, until the connection closes (SlowConsumer if we fell behind)."""
-        await self.connection.request(lambda rid: Subscribe(rid=rid))
+        """Every event from now on (see subscribe)."""
+        _, events = await self.subscribe()
+        async for event in events:
+            yield event
+
+    async def _events(self) -> AsyncIterator[Event]:
         async for message in self.connection.pushes:
             if isinstance(message, Event):
                 yield message

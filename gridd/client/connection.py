@@ -141,12 +141,18 @@ async def open_connection(
     async with stream:
         welcome = await _handshake(stream, address, token, role, name or f"{role}-{os.getpid()}")
         connection = Connection(stream, address, welcome)
-        async with anyio.create_task_group() as tg:
-            await tg.start(connection.read_loop)
-            try:
-                yield connection
-            finally:
-                tg.cancel_scope.cancel()
+        try:
+            async with anyio.create_task_group() as tg:
+                await tg.start(connection.read_loop)
+                try:
+                    yield connection
+                finally:
+                    tg.cancel_scope.cancel()
+        except BaseExceptionGroup as group:
+            # The reader never raises, so the group holds the caller's own exception: give it back bare.
+            if len(group.exceptions) == 1:
+                raise group.exceptions[0] from None
+            raise
 
 
 async def _handshake(stream: SocketStream, address: str, token: str, role: str, name: str) -> Welcome:
@@ -195,4 +201,3 @@ def _why(exc: BaseException) -> str:
     if isinstance(exc, OSError) and exc.strerror:
         return exc.strerror.lower()
     return str(exc) or type(exc).__name__
-

@@ -211,6 +211,7 @@ class ListJobs(Message, tag="job.list"):
     state: str | None = None
     queue: str | None = None
     limit: Annotated[int, msgspec.Meta(ge=0)] = 1000
+    before: JobId | None = None  # page: only jobs submitted before this one
 
 
 class JobsListed(Message, tag="job.listed"):
@@ -283,7 +284,11 @@ class Subscribe(Message, tag="events.subscribe"):
 
 
 class Subscribed(Message, tag="events.subscribed"):
+    """The snapshot the following Event deltas apply to: jobs per queue and state, connected workers."""
+
     rid: RequestId
+    queues: dict[str, dict[str, int]] = msgspec.field(default_factory=dict)
+    workers: list[WorkerView] = msgspec.field(default_factory=list)
 
 
 class Event(Message, tag="event"):

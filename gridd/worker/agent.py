@@ -119,9 +119,16 @@ class WorkerAgent:
 
     async def _serve(self, conn: Connection, jobs: TaskGroup) -> None:
         refs = [r.lease for r in self._running.values()]
-        reply = await conn.request(lambda rid: RegisterWorker(
-            rid=rid, host=self._s.host, slots=self._s.slots, queues=self._s.queues, tags=self._s.tags, running=refs,
-        ))
+        reply = await conn.request(
+            lambda rid: RegisterWorker(
+                rid=rid,
+                host=self._s.host,
+                slots=self._s.slots,
+                queues=self._s.queues,
+                tags=self._s.tags,
+                running=refs,
+            )
+        )
         log.info("worker.connected", broker=self._s.broker, attached=len(refs) - len(reply.lost), lost=len(reply.lost))
         self._stop(reply.lost, why="lost while disconnected")
         self._connected = conn
@@ -169,8 +176,13 @@ class WorkerAgent:
             result = await run_attempt(job, self._run, self._clock)
         entry = self._running.pop(job.job_id)
         if result is not None and not entry.handed_back:
-            log.info("job.ended", job_id=job.job_id, exit_code=result.exit_code, outcome=result.outcome,
-                     ms=result.ended_ms - result.started_ms)
+            log.info(
+                "job.ended",
+                job_id=job.job_id,
+                exit_code=result.exit_code,
+                outcome=result.outcome,
+                ms=result.ended_ms - result.started_ms,
+            )
             self._results.append(result)
         self._poke()
 

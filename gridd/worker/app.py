@@ -22,8 +22,14 @@ def make_agent(config: WorkerConfig, token: str, default_work_dir: Path, clock: 
         shutil.rmtree(work_dir, ignore_errors=True)
     work_dir.mkdir(parents=True, exist_ok=True)
     settings = AgentSettings(
-        broker=config.broker, token=token, name=name, host=host_name(), slots=config.slots,
-        queues=list(config.queues), tags=dict(config.tags), grace_s=config.grace_s,
+        broker=config.broker,
+        token=token,
+        name=name,
+        host=host_name(),
+        slots=config.slots,
+        queues=list(config.queues),
+        tags=dict(config.tags),
+        grace_s=config.grace_s,
     )
     # Each running job holds a thread while it waits for its process; leave room for the rest.
     limiter = anyio.CapacityLimiter(config.slots * 2 + 4)

@@ -49,9 +49,16 @@ async def run_attempt(job: LeasedJob, settings: RunSettings, clock: Clock) -> Jo
     except OSError as exc:
         await anyio.to_thread.run_sync(shutil.rmtree, run_dir, True)
         code, outcome = _spawn_failure(exc)
-        return JobResult(job_id=job.job_id, lease=job.lease, exit_code=code, outcome=outcome,
-                         started_ms=started, ended_ms=clock.now_ms(), stderr=f"gridd: {job.spec.argv[0]}: "
-                         f"{exc.strerror or exc}\n".encode(), message=f"{job.spec.argv[0]}: {exc.strerror or exc}")
+        return JobResult(
+            job_id=job.job_id,
+            lease=job.lease,
+            exit_code=code,
+            outcome=outcome,
+            started_ms=started,
+            ended_ms=clock.now_ms(),
+            stderr=f"gridd: {job.spec.argv[0]}: {exc.strerror or exc}\n".encode(),
+            message=f"{job.spec.argv[0]}: {exc.strerror or exc}",
+        )
     timed_out = False
     try:
         with anyio.move_on_after(job.spec.timeout_s if job.spec.timeout_s else float("inf")) as scope:
@@ -75,9 +82,19 @@ async def run_attempt(job: LeasedJob, settings: RunSettings, clock: Clock) -> Jo
         code, outcome, message = 128 - rc, "signalled", f"killed by signal {_signal_name(-rc)}"
     else:
         code, outcome, message = rc, "exited", ("" if rc == 0 else f"exited with status {rc}")
-    return JobResult(job_id=job.job_id, lease=job.lease, exit_code=code, outcome=outcome, started_ms=started,
-                     ended_ms=ended, stdout=stdout, stderr=stderr, stdout_truncated=stdout_cut,
-                     stderr_truncated=stderr_cut, message=message)
+    return JobResult(
+        job_id=job.job_id,
+        lease=job.lease,
+        exit_code=code,
+        outcome=outcome,
+        started_ms=started,
+        ended_ms=ended,
+        stdout=stdout,
+        stderr=stderr,
+        stdout_truncated=stdout_cut,
+        stderr_truncated=stderr_cut,
+        message=message,
+    )
 
 
 def _spawn(job: LeasedJob, run_dir: Path, worker: str) -> subprocess.Popen[bytes]:
@@ -92,8 +109,16 @@ def _spawn(job: LeasedJob, run_dir: Path, worker: str) -> subprocess.Popen[bytes
         stdin = open(run_dir / "stdin", "rb")  # noqa: SIM115 - closed below, after the child has it
     try:
         with open(run_dir / "stdout", "wb") as out, open(run_dir / "stderr", "wb") as err:
-            return subprocess.Popen(job.spec.argv, cwd=cwd, env=env, stdin=stdin, stdout=out, stderr=err,
-                                    start_new_session=True, close_fds=True)
+            return subprocess.Popen(
+                job.spec.argv,
+                cwd=cwd,
+                env=env,
+                stdin=stdin,
+                stdout=out,
+                stderr=err,
+                start_new_session=True,
+                close_fds=True,
+            )
     finally:
         if not isinstance(stdin, int):
             stdin.close()
