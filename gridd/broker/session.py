@@ -28,6 +28,7 @@ from gridd.protocol.errors import (
     AuthFailed,
     BadFrame,
     ConnectionLost,
+    ErrorCode,
     GriddError,
     NotAWorker,
     OperationRefused,
@@ -79,6 +80,7 @@ from gridd.protocol.version import PROTOCOL_VERSION
 log = structlog.get_logger()
 
 HANDSHAKE_TIMEOUT_S = 10.0
+FLUSH_S = 5.0
 OUTBOX_FRAMES = 1024
 READ_BYTES = 65536
 _TRANSPORT_ERRORS = (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError, OSError)
@@ -96,6 +98,8 @@ class Session:
         self._outbox: MemoryObjectSendStream[Message]
         self._worker: WorkerLink | None = None
         self._hello_name = ""
+        self._challenged = False
+        self._serving = anyio.CancelScope()  # cancelled to end the session once the outbox is flushed
         self.peer = _peer_name(stream)
 
     async def run(self) -> None:
@@ -110,7 +114,11 @@ class Session:
                 await self._send_final(Error(rid=None, code=exc.code, message=str(exc)))
                 log.warning("auth.failed", error=str(exc))
                 return
-            except (ConnectionLost, TimeoutError):
+            except ConnectionLost:
+                if self._challenged:  # gridd's own client leaves here when the broker's proof is wrong
+                    log.warning("auth.failed", error="the peer left after the challenge: a different token")
+                return
+            except TimeoutError:
                 return
             self._hello_name = hello.name
             log.debug("conn.opened", role=hello.role, name=hello.name)
@@ -120,8 +128,13 @@ class Session:
                 async with anyio.create_task_group() as tg:
                     tg.start_soon(self._write, rx)
                     with tx:
-                        await self._serve(tg)
-                    tg.cancel_scope.cancel()
+                        async with anyio.create_task_group() as polls:
+                            with self._serving:
+                                await self._serve(polls)
+                            polls.cancel_scope.cancel()
+                    # The outbox is closed: the writer sends what is queued (a last Error frame, say)
+                    # and ends; a peer that reads nothing gets FLUSH_S, then the connection closes.
+                    tg.cancel_scope.deadline = anyio.current_time() + FLUSH_S
             finally:
                 if self._worker is not None:
                     self._broker.unregister_worker(self._worker)
@@ -170,6 +183,7 @@ class Session:
             nonce = new_nonce()
             proof = broker_proof(self._token, hello.nonce, nonce)
             await self._stream.send(encode_frames([Challenge(version=PROTOCOL_VERSION, nonce=nonce, proof=proof)]))
+            self._challenged = True
             auth = await self._expect(Authenticate)
             if not proofs_match(peer_proof(self._token, hello.nonce, nonce), auth.proof):
                 raise AuthFailed("authentication failed: the peer does not know the cluster token (GRIDD_TOKEN)")
@@ -221,13 +235,13 @@ class Session:
     async def _dispatch(self, message: Any, tg: TaskGroup) -> None:
         b = self._broker
         match message:
-            case SubmitJobs(rid=rid, jobs=jobs):
-                await self._answer(rid, lambda: _reply(JobsAccepted, rid, job_ids=b.submit(jobs)))
+            case SubmitJobs(rid=rid):
+                await self._answer(rid, lambda: self._submit(message))
             case ShowJob(rid=rid, job_id=job_id):
                 await self._answer(rid, lambda: self._show(rid, job_id))
-            case ListJobs(rid=rid, state=state, queue=queue, limit=limit, before=before):
+            case ListJobs(rid=rid, state=state, queue=queue, limit=limit, before=before, group=group):
                 await self._answer(
-                    rid, lambda: _reply(JobsListed, rid, jobs=b.store.list_jobs(state, queue, limit, before))
+                    rid, lambda: _reply(JobsListed, rid, jobs=b.store.list_jobs(state, queue, limit, before, group))
                 )
             case ReadOutput(rid=rid, job_id=job_id, stream=stream):
                 await self._answer(rid, lambda: self._read_output(rid, job_id, stream))
@@ -268,6 +282,9 @@ class Session:
         except GriddError as exc:
             log.error("request.failed", rid=rid, error=str(exc))
             reply = Error(rid=rid, code=exc.code, message=str(exc))
+        except Exception as exc:  # a bug of ours: this request fails, the connection and broker go on
+            log.exception("request.crashed", rid=rid)
+            reply = Error(rid=rid, code=ErrorCode.INTERNAL, message=f"internal error: {type(exc).__name__}: {exc}")
         with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError):
             await self._outbox.send(reply)
 
@@ -276,6 +293,12 @@ class Session:
             exc = NotAWorker("this connection has not registered as a worker")
             self._outbox.send_nowait(Error(rid=rid, code=exc.code, message=str(exc)))
         return self._worker
+
+    async def _submit(self, m: SubmitJobs) -> Message:
+        ids, group = await self._broker.submit(
+            m.jobs, after=m.after, new_group=m.new_group, group=m.group, max_running=m.max_running
+        )
+        return JobsAccepted(rid=m.rid, job_ids=ids, group=group)
 
     async def _show(self, rid: int, job_id: str) -> Message:
         job, attempts = await self._broker.show(job_id)
@@ -329,11 +352,12 @@ class Session:
                     await self._outbox.send(event)
             except (anyio.BrokenResourceError, anyio.ClosedResourceError):
                 return
-        # The hub ended our stream: we fell behind. Say so and close rather than grow memory.
+        # The hub ended our stream: we fell behind. Say so (after what is queued) and close, rather
+        # than grow memory.
         exc = SlowConsumer("event subscriber fell too far behind and was dropped; subscribe again")
-        with anyio.move_on_after(1):
-            await self._outbox.send(Error(rid=rid, code=exc.code, message=str(exc)))
-        await self._stream.aclose()
+        with anyio.move_on_after(FLUSH_S):
+            await self._outbox.send(Error(rid=None, code=exc.code, message=str(exc)))
+        self._serving.cancel()
 
 
 async def _reply(kind: type[Any], rid: int, **fields: Awaitable[Any]) -> Message:
@@ -343,10 +367,9 @@ async def _reply(kind: type[Any], rid: int, **fields: Awaitable[Any]) -> Message
 
 
 def _push(outbox: MemoryObjectSendStream[Message], message: Message) -> None:
-    try:
+    # If it cannot be queued, the worker learns it from its next heartbeat's reply.
+    with contextlib.suppress(anyio.WouldBlock, anyio.BrokenResourceError, anyio.ClosedResourceError):
         outbox.send_nowait(message)
-    except (anyio.WouldBlock, anyio.BrokenResourceError, anyio.ClosedResourceError):
-        pass  # the worker also learns it from its next heartbeat reply
 
 
 def _peer_name(stream: SocketStream) -> str:

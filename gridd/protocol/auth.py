@@ -34,4 +34,4 @@ def proofs_match(expected: bytes, given: bytes) -> bool:
 
 
 def _mac(token: str, data: bytes) -> bytes:
-    return hmac.new(token.encode(), data, hashlib.sha256).digest()
+    return hmac.new(token.encode("utf-8", "surrogateescape"), data, hashlib.sha256).digest()
