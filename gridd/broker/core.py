@@ -84,14 +84,34 @@ class Broker:
 
     # ---- clients -----------------------------------------------------------------------------------------
 
-    async def submit(self, specs: Sequence[JobSpec]) -> list[str]:
+    async def submit(
+        self,
+        specs: Sequence[JobSpec],
+        *,
+        after: Sequence[str] = (),
+        new_group: bool = False,
+        group: str | None = None,
+        max_running: int | None = None,
+    ) -> tuple[list[str], str | None]:
+        """Commit the jobs; returns their ids in order and their group (None if they have none)."""
         for spec in specs:
             if not spec.argv or not spec.argv[0]:
                 raise InvalidRequest("a job needs a command: gridd submit -- COMMAND [ARG...]")
-        changed = await self.store.submit_jobs(specs, self.clock.now_ms())
-        log.info("jobs.submitted", count=len(changed), first=changed[0].job_id, queue=changed[0].queue)
+        if max_running is not None and not new_group:
+            raise InvalidRequest("--max-running applies to a new group of jobs (--each or --array)")
+        changed, group_id = await self.store.submit_jobs(
+            specs, self.clock.now_ms(), after=after, new_group=new_group, group=group, max_running=max_running
+        )
+        log.info(
+            "jobs.submitted",
+            count=len(changed),
+            first=changed[0].job_id,
+            queue=changed[0].queue,
+            group=group_id,
+            state=changed[0].state,
+        )
         self.record(changed, kind="job.submitted", log_each=False)
-        return [t.job_id for t in changed]
+        return [t.job_id for t in changed], group_id
 
     async def show(self, job_id: str) -> tuple[JobView, list[AttemptView]]:
         return await self.store.get_job(job_id)
@@ -110,8 +130,9 @@ class Broker:
                 link.push(RevokeLeases(leases=leases))
         return outcomes
 
-    async def wait(self, job_ids: Sequence[str]) -> list[JobView]:
-        """Return when every named job has finished."""
+    async def wait(self, refs: Sequence[str]) -> list[JobView]:
+        """Return when every named job (a group: all its jobs) has finished."""
+        job_ids = await self.store.expand(refs)
         with self.watch.watch(job_ids) as waiter:
             for view in await self.store.get_jobs(job_ids):  # also refuses unknown ids up front
                 if view.state in tr.FINISHED:
@@ -260,8 +281,8 @@ class Broker:
             events.extend(self._track_worker(t, now))
         self.hub.publish(events)
         self.watch.finished(t.job_id for t in changed if t.state in tr.FINISHED)
-        if any(t.state == tr.QUEUED for t in changed):
-            self.dispatcher.wake()
+        # Not only a queued job can make work eligible: a finished one may free a --max-running token.
+        self.dispatcher.wake()
 
     def _track_worker(self, t: Transition, now: int) -> list[Event]:
         """Keep each worker's running jobs current; say when it goes busy or idle."""

@@ -8,8 +8,13 @@ from __future__ import annotations
 import aiosqlite
 
 MIGRATIONS: list[str] = [
-    # 1: jobs, their finished attempts and their captured output.
+    # 1: jobs, their groups and dependencies, their finished attempts and their captured output.
     """
+    CREATE TABLE groups (
+        id           INTEGER PRIMARY KEY,
+        max_running  INTEGER,                      -- NULL: no limit
+        submitted_ms INTEGER NOT NULL
+    );
     CREATE TABLE jobs (
         id            INTEGER PRIMARY KEY,
         state         TEXT    NOT NULL,
@@ -26,9 +31,19 @@ MIGRATIONS: list[str] = [
         reason        TEXT,
         submitted_ms  INTEGER NOT NULL,
         started_ms    INTEGER,
-        finished_ms   INTEGER
+        finished_ms   INTEGER,
+        group_id      INTEGER REFERENCES groups (id),
+        pending_deps  INTEGER NOT NULL DEFAULT 0,   -- dependencies not yet succeeded (state waiting)
+        throttled     INTEGER NOT NULL DEFAULT 0    -- 1: queued, but its group is at --max-running
     );
-    CREATE INDEX jobs_ready ON jobs (queue, priority DESC, id) WHERE state = 'queued';
+    -- Leasing reads this index only: throttled and waiting jobs cost nothing until they may run.
+    CREATE INDEX jobs_ready ON jobs (queue, priority DESC, id) WHERE state = 'queued' AND throttled = 0;
+    CREATE INDEX jobs_group ON jobs (group_id, state, throttled) WHERE group_id IS NOT NULL;
+    CREATE TABLE deps (
+        job_id INTEGER NOT NULL,                    -- the waiting job
+        dep_id INTEGER NOT NULL,                    -- the job it waits for
+        PRIMARY KEY (dep_id, job_id)
+    ) WITHOUT ROWID;
     CREATE INDEX jobs_delayed ON jobs (not_before_ms) WHERE state = 'queued' AND not_before_ms > 0;
     CREATE INDEX jobs_deadline ON jobs (deadline_ms) WHERE state = 'running';
     CREATE INDEX jobs_worker ON jobs (worker) WHERE state = 'running';

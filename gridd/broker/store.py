@@ -21,8 +21,10 @@ import aiosqlite
 import anyio
 import msgspec
 
+from gridd.broker import store_flow as flow
 from gridd.broker import transitions as tr
 from gridd.broker.schema import migrate
+from gridd.broker.transitions import Transition
 from gridd.protocol.errors import StorageFailed, UnknownJob
 from gridd.protocol.messages import (
     AttemptView,
@@ -41,22 +43,9 @@ _VIEW_COLUMNS = (
     "j.id, j.state, j.queue, j.priority, j.spec, j.attempts, j.max_attempts, j.exit_code, j.worker, "
     "j.submitted_ms, j.started_ms, j.finished_ms, j.reason, "
     "(SELECT length(data) FROM outputs WHERE job_id = j.id AND stream = 'stdout'), "
-    "(SELECT length(data) FROM outputs WHERE job_id = j.id AND stream = 'stderr')"
+    "(SELECT length(data) FROM outputs WHERE job_id = j.id AND stream = 'stderr'), "
+    "j.group_id, (SELECT json_group_array(dep_id) FROM deps WHERE job_id = j.id)"
 )
-
-
-@dataclass(frozen=True, slots=True)
-class Transition:
-    """A job that changed state in a store call, for events and waiters."""
-
-    job_id: str
-    state: str
-    queue: str
-    attempt: int
-    worker: str | None = None
-    exit_code: int | None = None
-    reason: str | None = None
-    previous: str | None = None  # the state it left; None for a new job
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,10 +61,25 @@ _CONTROL_SQL = {
     "cancel": "UPDATE jobs SET state = ?, finished_ms = ?, deadline_ms = NULL, reason = 'cancelled by user'"
     " WHERE id = ? AND state = ?",
     "hold": "UPDATE jobs SET state = ?, finished_ms = ? WHERE id = ? AND state = ?",
-    "release": "UPDATE jobs SET state = ?, finished_ms = ? WHERE id = ? AND state = ?",
+    # A released or retried job of a capped group queues throttled, and waits for a token.
+    "release": "UPDATE jobs SET state = ?, finished_ms = ?, throttled = (SELECT COUNT(*) FROM groups g"
+    " WHERE g.id = jobs.group_id AND g.max_running IS NOT NULL) WHERE id = ? AND state = ?",
     "retry": "UPDATE jobs SET state = ?, finished_ms = ?, attempts = 0, exit_code = NULL, reason = NULL,"
-    " worker = NULL, not_before_ms = 0 WHERE id = ? AND state = ?",
+    " worker = NULL, not_before_ms = 0, throttled = (SELECT COUNT(*) FROM groups g"
+    " WHERE g.id = jobs.group_id AND g.max_running IS NOT NULL) WHERE id = ? AND state = ?",
 }
+
+
+def _first_of_each(named: list[tuple[str, int | None, str | None]]) -> list[tuple[str, int | None, str | None]]:
+    """Each job once, however many times (or through however many groups) it was named."""
+    seen: set[int] = set()
+    out = []
+    for entry in named:
+        if entry[1] is None or entry[1] not in seen:
+            out.append(entry)
+            if entry[1] is not None:
+                seen.add(entry[1])
+    return out
 
 
 def parse_job_id(job_id: str) -> int:
@@ -104,9 +108,15 @@ class Store:
                 yield self._db
                 await self._db.commit()
             except BaseException as exc:
+                closed = False
                 with anyio.CancelScope(shield=True):
-                    await self._db.rollback()
-                if isinstance(exc, sqlite3.Error):
+                    try:
+                        await self._db.rollback()
+                    except ValueError:  # aiosqlite's word for a closed connection
+                        closed = True
+                    except sqlite3.Error:  # report the first error, not this one
+                        pass
+                if isinstance(exc, sqlite3.Error) or (closed and isinstance(exc, ValueError)):
                     raise StorageFailed(f"the broker could not commit: {exc}") from exc
                 raise
 
@@ -116,21 +126,77 @@ class Store:
 
     # ---- submit ----------------------------------------------------------------------------------------
 
-    async def submit_jobs(self, specs: Sequence[JobSpec], now_ms: int) -> list[Transition]:
-        """Insert jobs, queued, in one transaction; returns them in order with their new ids."""
+    async def submit_jobs(
+        self,
+        specs: Sequence[JobSpec],
+        now_ms: int,
+        *,
+        after: Sequence[str] = (),
+        new_group: bool = False,
+        group: str | None = None,
+        max_running: int | None = None,
+    ) -> tuple[list[Transition], str | None]:
+        """Insert jobs in one transaction; returns them in order with their new ids, and their group.
+
+        Jobs wait for the jobs named in `after` (groups expanded); if one of those has already failed
+        or been cancelled, they are cancelled at once, with that job named as the reason."""
         async with self._transaction() as db:
+            deps = await flow.dependency_states(db, after) if after else []
+            group_id, throttled = await self._group_for(new_group, group, max_running, now_ms)
+            unmet = [key for key, state in deps if state != tr.SUCCEEDED]
+            dead = next(((key, state) for key, state in deps if state in (tr.FAILED, tr.CANCELLED)), None)
+            if dead is not None:
+                state, reason, finished = tr.CANCELLED, flow.doom_reason(*dead), now_ms
+            else:
+                state, reason, finished = (tr.WAITING if unmet else tr.QUEUED), None, None
             first = self._next_id
             rows = [
-                (first + i, tr.QUEUED, s.queue, s.priority, s.max_attempts, _spec_encoder.encode(s), now_ms)
+                (
+                    first + i,
+                    state,
+                    s.queue,
+                    s.priority,
+                    s.max_attempts,
+                    _spec_encoder.encode(s),
+                    now_ms,
+                    group_id,
+                    len(unmet),
+                    reason,
+                    finished,
+                    throttled,
+                )
                 for i, s in enumerate(specs)
             ]
             await db.executemany(
-                "INSERT INTO jobs (id, state, queue, priority, max_attempts, spec, submitted_ms)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO jobs (id, state, queue, priority, max_attempts, spec, submitted_ms, group_id,"
+                " pending_deps, reason, finished_ms, throttled) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 rows,
             )
             self._next_id = first + len(rows)
-        return [Transition(str(r[0]), tr.QUEUED, r[2], 0) for r in rows]
+            if deps:
+                await db.executemany(
+                    "INSERT INTO deps (job_id, dep_id) VALUES (?, ?)", [(r[0], key) for r in rows for key, _ in deps]
+                )
+            await flow.rebalance(db, [rows[0][0]] if group_id is not None else [])
+        changed = [Transition(str(r[0]), state, r[2], 0, reason=reason) for r in rows]
+        return changed, flow.group_name(group_id)
+
+    async def _group_for(
+        self, new_group: bool, group: str | None, max_running: int | None, now_ms: int
+    ) -> tuple[int | None, int]:
+        """The submission's group id, and whether its queued jobs start throttled (a capped group)."""
+        if new_group:
+            found = await self._rows(
+                "INSERT INTO groups (max_running, submitted_ms) VALUES (?, ?) RETURNING id", (max_running, now_ms)
+            )
+            return int(found[0][0]), int(max_running is not None)
+        if group is None:
+            return None, 0
+        kind, key = flow.parse_ref(group)
+        found = await self._rows("SELECT max_running FROM groups WHERE id = ?", (key,)) if kind == "group" else []
+        if not found:
+            raise UnknownJob(f"no group has id {group!r}")
+        return key, int(found[0][0] is not None)
 
     # ---- leasing ---------------------------------------------------------------------------------------
 
@@ -140,9 +206,9 @@ class Store:
         """Lease up to `max_jobs` of the best eligible jobs (priority, then age) of `queues` to `worker`."""
         async with self._transaction():
             candidates: list[tuple[int, int]] = []
-            for queue in queues:
+            for queue in dict.fromkeys(queues):
                 rows = await self._rows(
-                    "SELECT id, priority FROM jobs WHERE state = 'queued' AND queue = ?"
+                    "SELECT id, priority FROM jobs WHERE state = 'queued' AND throttled = 0 AND queue = ?"
                     " AND not_before_ms <= ? ORDER BY priority DESC, id LIMIT ?",
                     (queue, now_ms, max_jobs),
                 )
@@ -155,7 +221,7 @@ class Store:
             rows = await self._rows(
                 "UPDATE jobs SET state = 'running', attempts = attempts + 1, lease = lease + 1,"
                 " worker = ?, deadline_ms = ?, started_ms = ?, not_before_ms = 0"
-                " WHERE id IN (SELECT value FROM json_each(?)) AND state = 'queued'"
+                " WHERE id IN (SELECT value FROM json_each(?)) AND state = 'queued' AND throttled = 0"
                 " RETURNING id, lease, attempts, spec",
                 (worker, deadline, now_ms, _ids_json(chosen)),
             )
@@ -211,7 +277,7 @@ class Store:
             history: list[tuple[Any, ...]] = []
             outputs: list[tuple[Any, ...]] = []
             for job_id, result in zip(ids, results, strict=True):
-                row = current.get(job_id)
+                row = current.pop(job_id, None)  # popped: a second result for it in this batch is stale
                 if row is None or row[1] != tr.RUNNING or row[2] != result.lease:
                     state = row[1] if row else "unknown"
                     outcomes.append(
@@ -260,6 +326,7 @@ class Store:
                 )
                 await db.executemany("INSERT OR REPLACE INTO attempts VALUES (?, ?, ?, ?, ?, ?, ?, ?)", history)
                 await db.executemany("INSERT OR REPLACE INTO outputs VALUES (?, ?, ?, ?)", outputs)
+                changed += await flow.settle(db, changed, now_ms)
         return outcomes, changed
 
     async def expire_leases(self, now_ms: int) -> list[Transition]:
@@ -289,6 +356,7 @@ class Store:
                 updates,
             )
             await self._db.executemany("INSERT OR REPLACE INTO attempts VALUES (?, ?, ?, ?, ?, ?, ?, ?)", history)
+            changed += await flow.settle(self._db, changed, now_ms)
         return changed
 
     async def attach_worker(
@@ -347,46 +415,76 @@ class Store:
     # ---- control actions -----------------------------------------------------------------------------------
 
     async def control_jobs(
-        self, action: str, job_ids: Sequence[str], now_ms: int
+        self, action: str, refs: Sequence[str], now_ms: int
     ) -> tuple[list[Outcome], list[Transition], list[Revoked]]:
-        """Apply cancel/hold/release/retry to each job where the transition is legal; refuse the rest."""
+        """Apply cancel/hold/release/retry to each job named (a group names all its jobs) where the
+        transition is legal; refuse the rest, one Outcome each."""
         allowed, target = tr.ACTIONS[action]
         async with self._transaction() as db:
-            parsed: dict[str, int | None] = {}
-            for job_id in job_ids:
-                try:
-                    parsed[job_id] = parse_job_id(job_id)
-                except UnknownJob:
-                    parsed[job_id] = None
+            named = _first_of_each(await flow.expand_refs(db, refs))
             rows = await self._rows(
-                "SELECT id, state, lease, worker, queue, attempts FROM jobs"
+                "SELECT id, state, lease, worker, queue, attempts, pending_deps FROM jobs"
                 " WHERE id IN (SELECT value FROM json_each(?))",
-                (_ids_json(i for i in parsed.values() if i is not None),),
+                (_ids_json(key for _, key, _ in named if key is not None),),
             )
             current = {r[0]: r for r in rows}
             outcomes: list[Outcome] = []
             changed: list[Transition] = []
             revoked: list[Revoked] = []
             updates: list[tuple[Any, ...]] = []
-            for job_id, key in parsed.items():
+            for job_id, key, group in named:
                 row = current.get(key) if key is not None else None
                 if row is None:
-                    outcomes.append(Outcome(job_id=job_id, code=3000, message=f"no job has id {job_id!r}"))
+                    outcomes.append(Outcome(job_id=job_id, code=3000, message=f"no job or group has id {job_id!r}"))
                     continue
                 state = row[1]
-                if state not in allowed:
-                    outcomes.append(
-                        Outcome(job_id=job_id, code=3001, state=state, message=tr.refusal(action, job_id, state))
-                    )
+                refusal = tr.refusal(action, job_id, state) if state not in allowed else None
+                if refusal is None and action == "retry":
+                    refusal = await self._retry_refusal(key)  # type: ignore[arg-type]
+                if refusal is not None:
+                    outcomes.append(Outcome(job_id=job_id, code=3001, state=state, message=refusal, group=group))
                     continue
                 if state == tr.RUNNING and row[3]:
                     revoked.append(Revoked(row[3], LeaseRef(job_id=job_id, lease=row[2])))
-                updates.append((target, now_ms if target == tr.CANCELLED else None, row[0], state))
-                outcomes.append(Outcome(job_id=job_id, code=0, state=target))
-                changed.append(Transition(job_id, target, row[4], row[5], row[3], None, f"{action} by user", state))
+                pending = row[6] if action == "release" else await self._unmet(key)  # type: ignore[arg-type]
+                new_state = tr.ready_state(target, pending)
+                updates.append((new_state, now_ms if new_state == tr.CANCELLED else None, row[0], state, pending))
+                outcomes.append(Outcome(job_id=job_id, code=0, state=new_state, group=group))
+                changed.append(Transition(job_id, new_state, row[4], row[5], row[3], None, f"{action} by user", state))
             if updates:
-                await db.executemany(_CONTROL_SQL[action], updates)
+                await db.executemany(_CONTROL_SQL[action], [u[:4] for u in updates])
+                if action == "retry":
+                    await db.executemany(
+                        "UPDATE jobs SET pending_deps = ? WHERE id = ?", [(u[4], u[2]) for u in updates]
+                    )
+                changed += await flow.settle(db, changed, now_ms)
         return outcomes, changed, revoked
+
+    async def _unmet(self, key: int) -> int:
+        found = await self._rows(
+            "SELECT COUNT(*) FROM deps d JOIN jobs x ON x.id = d.dep_id WHERE d.job_id = ? AND x.state != 'succeeded'",
+            (key,),
+        )
+        return int(found[0][0])
+
+    async def _retry_refusal(self, key: int) -> str | None:
+        """A job cannot be retried while one of its dependencies has failed or been cancelled."""
+        found = await self._rows(
+            "SELECT x.id, x.state FROM deps d JOIN jobs x ON x.id = d.dep_id WHERE d.job_id = ?"
+            " AND x.state IN ('failed', 'cancelled') LIMIT 1",
+            (key,),
+        )
+        if not found:
+            return None
+        return f"job {key} depends on job {found[0][0]}, which {found[0][1]}; retry that one first"
+
+    async def expand(self, refs: Sequence[str]) -> list[str]:
+        """Job ids for job and group ids (a group: all its jobs); UnknownJob for one that does not exist."""
+        named = await flow.expand_refs(self._db, refs)
+        for ref, key, _ in named:
+            if key is None:
+                raise UnknownJob(f"no job or group has id {ref!r}")
+        return [job_id for job_id, _, _ in named]
 
     # ---- reads -----------------------------------------------------------------------------------------------
 
@@ -423,15 +521,21 @@ class Store:
         return [found[k] for k in keys]
 
     async def list_jobs(
-        self, state: str | None, queue: str | None, limit: int, before: str | None = None
+        self, state: str | None, queue: str | None, limit: int, before: str | None = None, group: str | None = None
     ) -> list[JobView]:
-        """The most recently submitted jobs first, optionally of one state and queue, older than the job
-        `before` (for paging); limit 0 = all."""
+        """The most recently submitted jobs first, optionally of one state, queue and group, older than
+        the job `before` (for paging); limit 0 = all."""
         cursor = parse_job_id(before) if before else 2**62
+        group_key = None
+        if group is not None:
+            kind, group_key = flow.parse_ref(group)
+            if kind != "group" or not await self._rows("SELECT 1 FROM groups WHERE id = ?", (group_key,)):
+                raise UnknownJob(f"no group has id {group!r}")
         rows = await self._rows(
             f"SELECT {_VIEW_COLUMNS} FROM jobs j WHERE (?1 IS NULL OR j.state = ?1)"  # noqa: S608
-            " AND (?2 IS NULL OR j.queue = ?2) AND j.id < ?4 ORDER BY j.id DESC LIMIT ?3",
-            (state, queue, limit if limit > 0 else -1, cursor),
+            " AND (?2 IS NULL OR j.queue = ?2) AND (?5 IS NULL OR j.group_id = ?5) AND j.id < ?4"
+            " ORDER BY j.id DESC LIMIT ?3",
+            (state, queue, limit if limit > 0 else -1, cursor, group_key),
         )
         return [_view(r) for r in rows]
 
@@ -474,6 +578,8 @@ def _view(r: sqlite3.Row) -> JobView:
         reason=r[12],
         stdout_bytes=r[13] or 0,
         stderr_bytes=r[14] or 0,
+        group=flow.group_name(r[15]),
+        after=[str(d) for d in json.loads(r[16])] if r[16] else [],
     )
 
 

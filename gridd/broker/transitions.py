@@ -5,6 +5,7 @@ Rule: this module knows states and actions, not SQL and not sockets.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Final
 
 QUEUED: Final = "queued"
@@ -13,17 +14,23 @@ SUCCEEDED: Final = "succeeded"
 FAILED: Final = "failed"
 CANCELLED: Final = "cancelled"
 HELD: Final = "held"
+WAITING: Final = "waiting"  # for its dependencies (--after) to succeed
 
-STATES: Final = (QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED, HELD)
+STATES: Final = (WAITING, QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED, HELD)
 FINISHED: Final = frozenset({SUCCEEDED, FAILED, CANCELLED})
 
 # action -> (states it applies to, state it leads to)
 ACTIONS: Final[dict[str, tuple[frozenset[str], str]]] = {
-    "cancel": (frozenset({QUEUED, HELD, RUNNING}), CANCELLED),
-    "hold": (frozenset({QUEUED}), HELD),
-    "release": (frozenset({HELD}), QUEUED),
-    "retry": (frozenset({FAILED, CANCELLED}), QUEUED),
+    "cancel": (frozenset({WAITING, QUEUED, HELD, RUNNING}), CANCELLED),
+    "hold": (frozenset({WAITING, QUEUED}), HELD),
+    "release": (frozenset({HELD}), QUEUED),  # or WAITING while dependencies remain: see ready_state
+    "retry": (frozenset({FAILED, CANCELLED}), QUEUED),  # likewise
 }
+
+
+def ready_state(target: str, pending_deps: int) -> str:
+    """A job that would be queued waits instead while some of its dependencies have not succeeded."""
+    return WAITING if target == QUEUED and pending_deps > 0 else target
 
 
 def refusal(action: str, job_id: str, state: str) -> str:
@@ -31,7 +38,7 @@ def refusal(action: str, job_id: str, state: str) -> str:
     if action in ("cancel", "hold") and state in FINISHED:
         return f"job {job_id} has already finished (state={state})"
     if action == "hold" and state == RUNNING:
-        return f"job {job_id} is running; only a queued job can be held (cancel it instead)"
+        return f"job {job_id} is running; only a queued or waiting job can be held (cancel it instead)"
     if action == "release":
         return f"job {job_id} is not held (state={state})"
     if action == "retry" and state == SUCCEEDED:
@@ -51,3 +58,17 @@ def after_attempt(exit_code: int | None, attempts: int, max_attempts: int) -> st
 def retry_delay_ms(attempt: int, base_ms: int) -> int:
     """Delay before a failed command runs again: grows with the attempt, at most five times the base."""
     return base_ms * min(attempt, 5)
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    """A job that changed state in a store call, for counts, events and waiters."""
+
+    job_id: str
+    state: str
+    queue: str
+    attempt: int
+    worker: str | None = None
+    exit_code: int | None = None
+    reason: str | None = None
+    previous: str | None = None  # the state it left; None for a new job

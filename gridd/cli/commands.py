@@ -5,12 +5,15 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import anyio
+import msgspec
 
 from gridd.cli import render
+from gridd.cli.expand import array_items, each_items, expand_argv, ids_from_stdin
 from gridd.client.api import Client, connect
 from gridd.config import DEFAULT_PORT, Config, default_data_dir
 from gridd.protocol.errors import ConfigError, ConnectionLost, GriddError, exception_for
@@ -45,7 +48,7 @@ def run(args: argparse.Namespace, config: Config) -> int:
     handler = _COMMANDS[args.command]
     address = broker_address(config)
     token = config.client.token
-    if args.command == "submit" and args.wait:
+    if args.command == "submit" and args.wait and not (args.each or args.array):
         return _submit_and_wait(args, address, token)
 
     async def main() -> int:
@@ -72,6 +75,8 @@ def _spec(args: argparse.Namespace) -> JobSpec:
         raise ConfigError("--max-attempts must be at least 1")
     if args.timeout is not None and args.timeout <= 0:
         raise ConfigError("--timeout must be more than 0 seconds")
+    if args.stdin and args.each == "-":
+        raise ConfigError("--stdin and --each - both want standard input")
     stdin = sys.stdin.buffer.read() if args.stdin else None
     return JobSpec(
         argv=argv,
@@ -85,9 +90,47 @@ def _spec(args: argparse.Namespace) -> JobSpec:
 
 
 async def _submit(client: Client, args: argparse.Namespace) -> int:
-    (job_id,) = await client.submit_many([_spec(args)])
-    print(job_id, flush=True)
+    if args.max_running is not None and not (args.each or args.array):
+        raise ConfigError("--max-running applies to --each or --array submissions")
+    if args.max_running is not None and args.max_running < 1:
+        raise ConfigError("--max-running must be at least 1")
+    if not (args.each or args.array):
+        (job_id,) = await client.submit_many([_spec(args)], after=args.after)
+        print(job_id, flush=True)
+        return 0
+    specs = _many_specs(args)
+    if not specs:
+        print(f"gridd: nothing to submit: {args.each} has no non-empty line", file=sys.stderr)
+        return 0
+    ids, group = await client.submit_group(specs, after=args.after, max_running=args.max_running)
+    sys.stdout.write("".join(f"{job_id}\n" for job_id in ids))
+    sys.stdout.flush()
+    if not args.wait:
+        return 0
+    views = await client.wait([group])
+    bad = Counter(j.state for j in views if j.state != "succeeded")
+    if bad:
+        detail = ", ".join(f"{n} {state}" for state, n in sorted(bad.items()))
+        print(
+            f"gridd: {sum(bad.values())} of {len(views)} jobs of group {group} did not succeed ({detail})",
+            file=sys.stderr,
+        )
+        return 1
     return 0
+
+
+def _many_specs(args: argparse.Namespace) -> list[JobSpec]:
+    template = _spec(args)
+    if args.each:
+        items = each_items(args.each)
+        key = "GRIDD_ITEM"
+    else:
+        items = [str(i) for i in array_items(args.array)]
+        key = "GRIDD_ARRAY_INDEX"
+    return [
+        msgspec.structs.replace(template, argv=expand_argv(template.argv, item), env={**template.env, key: item})
+        for item in items
+    ]
 
 
 def _submit_and_wait(args: argparse.Namespace, address: str, token: str | None) -> int:
@@ -96,7 +139,7 @@ def _submit_and_wait(args: argparse.Namespace, address: str, token: str | None) 
 
     async def main() -> int:
         async with connect(address, cluster_token(token)) as client:
-            (job_id,) = await client.submit_many([spec])
+            (job_id,) = await client.submit_many([spec], after=args.after)
             print(job_id, file=sys.stderr, flush=True)
             (job,) = await client.wait([job_id])
             out, out_cut = await client.output(job_id, "stdout")
@@ -133,7 +176,7 @@ async def _show(client: Client, args: argparse.Namespace) -> int:
 async def _jobs(client: Client, args: argparse.Namespace) -> int:
     if args.limit < 0:
         raise ConfigError("--limit must be 0 (all) or more")
-    views = await client.jobs(state=args.state, queue=args.queue, limit=args.limit)
+    views = await client.jobs(state=args.state, queue=args.queue, limit=args.limit, group=args.group)
     print(render.to_json([render.job_record(j) for j in views]) if args.json else render.jobs(views))
     return 0
 
@@ -168,7 +211,10 @@ async def _logs(client: Client, args: argparse.Namespace) -> int:
 
 
 async def _wait(client: Client, args: argparse.Namespace) -> int:
-    views = await client.wait(args.jobs)
+    refs = list(ids_from_stdin(args.jobs))
+    if not refs:
+        return 0
+    views = await client.wait(refs)
     bad = [j for j in views if j.state != "succeeded"]
     for j in bad:
         exit_part = f", exit code {j.exit_code}" if j.exit_code is not None else ""
@@ -178,11 +224,25 @@ async def _wait(client: Client, args: argparse.Namespace) -> int:
 
 def _control(action: str) -> Callable[[Client, argparse.Namespace], Awaitable[int]]:
     async def handler(client: Client, args: argparse.Namespace) -> int:
-        outcomes = await client.control(action, args.jobs)
-        refused = [o for o in outcomes if o.code]
-        for o in refused:
-            print(f"gridd: {exception_for(o.code, o.message)}", file=sys.stderr)
-        return 1 if refused else 0
+        refs = list(ids_from_stdin(args.jobs))
+        if not refs:
+            return 0
+        outcomes = await client.control(action, refs)
+        failed = False
+        for o in outcomes:
+            if o.code and o.group is None:
+                print(f"gridd: {exception_for(o.code, o.message)}", file=sys.stderr)
+                failed = True
+        # A group: act on those of its jobs for which it makes sense, say how many, fail only if none.
+        groups: dict[str, list[int]] = {}
+        for o in outcomes:
+            if o.group is not None:
+                groups.setdefault(o.group, []).append(o.code)
+        for group, codes in groups.items():
+            done = codes.count(0)
+            print(f"gridd: {_PAST[action]} {done} of {len(codes)} jobs of group {group}", file=sys.stderr)
+            failed = failed or done == 0
+        return 1 if failed else 0
 
     return handler
 
@@ -205,6 +265,8 @@ async def _events(client: Client, args: argparse.Namespace) -> int:
         return 3 if isinstance(exc, ConnectionLost) else 1
     return 0
 
+
+_PAST = {"cancel": "cancelled", "retry": "retried", "hold": "held", "release": "released"}
 
 _COMMANDS: dict[str, Callable[[Client, argparse.Namespace], Awaitable[int]]] = {
     "submit": _submit,

@@ -51,8 +51,7 @@ async def run_demo(args: argparse.Namespace) -> int:
             for i in range(n_workers):
                 worker = WorkerConfig(broker=addr, name=f"demo-worker-{i + 1}", slots=slots, token=token)
                 await tg.start(make_agent(worker, token, data_dir).run)
-            print(f"gridd demo: broker on {addr}, {n_workers} workers x {slots} slots, data in {tmp}",
-                  file=sys.stderr)
+            print(f"gridd demo: broker on {addr}, {n_workers} workers x {slots} slots, data in {tmp}", file=sys.stderr)
             code = await _run_batch(addr, token, n_jobs)
             tg.cancel_scope.cancel()
     return code
@@ -87,8 +86,10 @@ async def _run_batch(addr: str, token: str, n_jobs: int) -> int:
         print(file=sys.stderr)
         sample = min(ids, key=int)
         out, _ = await client.output(sample)
-    print(f"{n_jobs} jobs in {elapsed:.2f} s ({n_jobs / elapsed:.0f} jobs/s): "
-          f"{finished['succeeded']} succeeded, {finished['failed']} failed, {retried} retried after a failure")
+    print(
+        f"{n_jobs} jobs in {elapsed:.2f} s ({n_jobs / elapsed:.0f} jobs/s): "
+        f"{finished['succeeded']} succeeded, {finished['failed']} failed, {retried} retried after a failure"
+    )
     for worker, count in sorted(by_worker.items()):
         print(f"  {worker}: {count} jobs")
     print(f"job {sample} printed: {out.decode().strip()}")
@@ -100,5 +101,9 @@ def _progress(done: int, total: int, failed: int, retried: int, elapsed: float) 
     filled = width * done // total
     rate = done / elapsed if elapsed > 0 else 0.0
     bar = "#" * filled + "." * (width - filled)
-    print(f"\r[{bar}] {done}/{total} done, {failed} failed, {retried} retried, {rate:.0f} jobs/s ",
-          end="", file=sys.stderr, flush=True)
+    print(
+        f"\r[{bar}] {done}/{total} done, {failed} failed, {retried} retried, {rate:.0f} jobs/s ",
+        end="",
+        file=sys.stderr,
+        flush=True,
+    )

@@ -66,6 +66,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--env", action="append", default=[], metavar="KEY=VALUE", help="environment (repeatable)")
     p.add_argument("--stdin", action="store_true", help="send this standard input to the job")
     p.add_argument("--wait", action="store_true", help="wait; print the job's output; exit with its status")
+    many = p.add_mutually_exclusive_group()
+    many.add_argument("--each", metavar="FILE", help="one job per non-empty line of FILE (- for stdin); {} = the line")
+    many.add_argument("--array", metavar="A-B[:STEP]", help="one job per index; {} = the index")
+    p.add_argument("--max-running", type=int, metavar="N", help="with --each/--array: at most N run at once")
+    p.add_argument(
+        "--after",
+        action="append",
+        default=[],
+        metavar="JOB",
+        help="wait until JOB (or group) has succeeded (repeatable)",
+    )
     p.add_argument("argv", nargs=argparse.REMAINDER, metavar="-- COMMAND [ARG...]")
 
     p = client(command("show", "show one job"))
@@ -75,6 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = client(command("jobs", "list jobs, most recent first"))
     p.add_argument("--state", metavar="STATE")
     p.add_argument("--queue", metavar="NAME")
+    p.add_argument("--group", metavar="ID", help="only the jobs of this group")
     p.add_argument("--limit", type=int, default=1000, metavar="N", help="at most N (default 1000; 0 = all)")
     p.add_argument("--json", action="store_true")
 
@@ -95,7 +107,9 @@ def build_parser() -> argparse.ArgumentParser:
         ("hold", "keep queued jobs from starting"),
         ("release", "let held jobs start"),
     ]:
-        client(command(name, what)).add_argument("jobs", nargs="+", metavar="JOB")
+        client(command(name, what)).add_argument(
+            "jobs", nargs="+", metavar="JOB", help="job or group ids; - reads them from stdin, one per line"
+        )
 
     p = client(command("events", "print events as they happen"))
     p.add_argument("--json", action="store_true", help="one JSON object per line")

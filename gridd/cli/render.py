@@ -41,6 +41,10 @@ def show(job: JobView, attempts: Sequence[AttemptView]) -> str:
         ("timeout", f"{job.timeout_s:g}s" if job.timeout_s else "-"),
         ("output", f"{job.stdout_bytes} bytes stdout, {job.stderr_bytes} bytes stderr"),
     ]
+    if job.group:
+        rows.append(("group", job.group))
+    if job.after:
+        rows.append(("after", " ".join(job.after)))
     if job.reason:
         rows.append(("reason", job.reason))
     width = max(len(k) for k, _ in rows)

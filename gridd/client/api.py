@@ -8,6 +8,8 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 
+import msgspec
+
 from gridd.client.connection import Connection, open_connection
 from gridd.protocol.errors import exception_for
 from gridd.protocol.messages import (
@@ -30,8 +32,9 @@ from gridd.protocol.messages import (
     WorkerView,
 )
 
-# Many jobs travel in chunks so that no submit frame nears the frame limit.
-SUBMIT_CHUNK = 5000
+# Many jobs travel in chunks so that no submit frame nears the frame limit (16 MiB).
+CHUNK_BYTES = 4 * 1024 * 1024
+_size = msgspec.msgpack.Encoder()
 
 
 class Client:
@@ -50,6 +53,7 @@ class Client:
         timeout_s: float | None = None,
         env: Mapping[str, str] | None = None,
         stdin: bytes | None = None,
+        after: Sequence[str] = (),
     ) -> str:
         """Submit one command; returns its id once the job is durable."""
         spec = JobSpec(
@@ -61,16 +65,42 @@ class Client:
             env=dict(env or {}),
             stdin=stdin,
         )
-        return (await self.submit_many([spec]))[0]
+        return (await self.submit_many([spec], after=after))[0]
 
-    async def submit_many(self, specs: Sequence[JobSpec]) -> list[str]:
+    async def submit_many(self, specs: Sequence[JobSpec], *, after: Sequence[str] = ()) -> list[str]:
         """Submit many jobs; returns their ids in order, once every one is durable."""
-        ids: list[str] = []
-        for start in range(0, len(specs), SUBMIT_CHUNK):
-            chunk = list(specs[start : start + SUBMIT_CHUNK])
-            reply = await self.connection.request(lambda rid, c=chunk: SubmitJobs(rid=rid, jobs=c))
-            ids.extend(reply.job_ids)
+        ids, _ = await self._submit(specs, after=after, new_group=False, max_running=None)
         return ids
+
+    async def submit_group(
+        self, specs: Sequence[JobSpec], *, after: Sequence[str] = (), max_running: int | None = None
+    ) -> tuple[list[str], str]:
+        """Submit jobs as one group (at most `max_running` of them running at once); returns their ids
+        in order and the group's id, which names all of them wherever a job id is taken."""
+        ids, group = await self._submit(specs, after=after, new_group=True, max_running=max_running)
+        assert group is not None  # noqa: S101 - the broker always names a new group
+        return ids, group
+
+    async def _submit(
+        self, specs: Sequence[JobSpec], *, after: Sequence[str], new_group: bool, max_running: int | None
+    ) -> tuple[list[str], str | None]:
+        ids: list[str] = []
+        group: str | None = None
+        for chunk in _chunks(specs):
+            first = group is None
+            reply = await self.connection.request(
+                lambda rid, c=chunk, first=first, g=group: SubmitJobs(
+                    rid=rid,
+                    jobs=c,
+                    after=list(after),
+                    new_group=new_group and first,
+                    group=None if first else g,
+                    max_running=max_running if first else None,
+                )
+            )
+            ids.extend(reply.job_ids)
+            group = reply.group
+        return ids, group
 
     async def show(self, job_id: str) -> tuple[JobView, list[AttemptView]]:
         """A job and its finished attempts; UnknownJob if there is none."""
@@ -78,11 +108,17 @@ class Client:
         return reply.job, reply.attempts
 
     async def jobs(
-        self, *, state: str | None = None, queue: str | None = None, limit: int = 1000, before: str | None = None
+        self,
+        *,
+        state: str | None = None,
+        queue: str | None = None,
+        limit: int = 1000,
+        before: str | None = None,
+        group: str | None = None,
     ) -> list[JobView]:
         """The most recently submitted jobs first (limit 0: all); `before` pages back from a job id."""
         reply = await self.connection.request(
-            lambda rid: ListJobs(rid=rid, state=state, queue=queue, limit=limit, before=before)
+            lambda rid: ListJobs(rid=rid, state=state, queue=queue, limit=limit, before=before, group=group)
         )
         return list(reply.jobs)
 
@@ -152,3 +188,17 @@ async def connect(address: str, token: str | None, *, name: str | None = None) -
     """Connect to the broker at HOST:PORT with the cluster token."""
     async with open_connection(address, token, role="client", name=name) as connection:
         yield Client(connection)
+
+
+def _chunks(specs: Sequence[JobSpec]) -> list[list[JobSpec]]:
+    """Consecutive runs of specs whose encoded size stays under CHUNK_BYTES (at least one each)."""
+    chunks: list[list[JobSpec]] = [[]]
+    size = 0
+    for spec in specs:
+        n = len(_size.encode(spec))
+        if chunks[-1] and size + n > CHUNK_BYTES:
+            chunks.append([])
+            size = 0
+        chunks[-1].append(spec)
+        size += n
+    return chunks

@@ -67,6 +67,8 @@ class JobView(Record):
     reason: str | None = None
     stdout_bytes: Count = 0
     stderr_bytes: Count = 0
+    group: str | None = None
+    after: list[str] = msgspec.field(default_factory=list)
 
 
 class AttemptView(Record):
@@ -118,7 +120,7 @@ class JobResult(Record):
 
     job_id: JobId
     lease: Lease
-    exit_code: int | None
+    exit_code: Annotated[int, msgspec.Meta(ge=-(2**31), le=2**31)] | None
     outcome: str  # exited | signalled | timed_out | not_found | not_executable | error
     started_ms: EpochMs
     ended_ms: EpochMs
@@ -136,6 +138,7 @@ class Outcome(Record):
     code: int
     message: str = ""
     state: str | None = None
+    group: str | None = None  # set when the job was named through its group
 
 
 # ---- handshake ---------------------------------------------------------------------------------------------
@@ -184,8 +187,16 @@ class Error(Message, tag="error"):
 
 
 class SubmitJobs(Message, tag="job.submit"):
+    """Jobs to run. `new_group` puts them in a new group (with `max_running` of them running at once);
+    `group` adds them to an existing one (the later chunks of a large submission). Every job waits
+    until each job (or group) named in `after` has succeeded."""
+
     rid: RequestId
     jobs: Annotated[list[JobSpec], msgspec.Meta(min_length=1)]
+    after: list[JobId] = msgspec.field(default_factory=list)
+    new_group: bool = False
+    group: JobId | None = None
+    max_running: Annotated[int, msgspec.Meta(ge=1, le=2**31)] | None = None
 
 
 class JobsAccepted(Message, tag="job.accepted"):
@@ -193,6 +204,7 @@ class JobsAccepted(Message, tag="job.accepted"):
 
     rid: RequestId
     job_ids: list[str]
+    group: str | None = None
 
 
 class ShowJob(Message, tag="job.show"):
@@ -210,8 +222,9 @@ class ListJobs(Message, tag="job.list"):
     rid: RequestId
     state: str | None = None
     queue: str | None = None
-    limit: Annotated[int, msgspec.Meta(ge=0)] = 1000
+    limit: Annotated[int, msgspec.Meta(ge=0, le=2**62)] = 1000
     before: JobId | None = None  # page: only jobs submitted before this one
+    group: JobId | None = None
 
 
 class JobsListed(Message, tag="job.listed"):
