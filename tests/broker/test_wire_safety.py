@@ -1,0 +1,303 @@
+"""Nothing is trusted from the network, against a real broker over real TCP: bad frames, oversized
+prefixes, wrong tokens, other protocol versions, requests out of place and slow subscribers each end
+(or are refused on) that one connection with a clear Error frame, and the broker keeps serving everyone
+else. Raw sockets speak the protocol by hand where gridd's own client would refuse to misbehave."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import anyio
+import msgspec
+import pytest
+from anyio.abc import SocketStream
+from structlog.testing import capture_logs
+
+from gridd.client import connect
+from gridd.protocol.auth import new_nonce, peer_proof
+from gridd.protocol.errors import AuthFailed, BadFrame, ErrorCode, NotAWorker
+from gridd.protocol.frames import MAX_FRAME_BYTES, FrameDecoder, encode_frame
+from gridd.protocol.messages import (
+    Authenticate,
+    BrokerMessage,
+    Challenge,
+    CompleteJobs,
+    Error,
+    Event,
+    GetStatus,
+    Hello,
+    JobResult,
+    JobSpec,
+    ListJobs,
+    RequestJobs,
+    StatusReported,
+    SubmitJobs,
+    Subscribe,
+    Subscribed,
+    Welcome,
+)
+from gridd.protocol.version import PROTOCOL_VERSION
+from tests.conftest import TOKEN, BrokerHandle, client_of, eventually, running_broker
+
+NET_S = 10
+
+
+class Raw:
+    """A raw TCP connection to the broker that reads frames with gridd's own decoder."""
+
+    def __init__(self, stream: SocketStream) -> None:
+        self.stream = stream
+        self.decoder: FrameDecoder[Any] = FrameDecoder(BrokerMessage)
+        self.pending: list[Any] = []
+
+    async def send(self, data: bytes) -> None:
+        with anyio.fail_after(NET_S):
+            await self.stream.send(data)
+
+    async def receive(self) -> Any:
+        """The next frame from the broker; EOFError when it closed the connection."""
+        with anyio.fail_after(NET_S):
+            while not self.pending:
+                try:
+                    data = await self.stream.receive(65536)
+                except (anyio.EndOfStream, anyio.BrokenResourceError, ConnectionResetError) as exc:
+                    raise EOFError from exc
+                self.pending = self.decoder.feed(data)
+        return self.pending.pop(0)
+
+    async def until_closed(self) -> list[Any]:
+        """Every frame the broker still sends, then its close (fails if it does not close)."""
+        frames = []
+        while True:
+            try:
+                frames.append(await self.receive())
+            except EOFError:
+                return frames
+
+    async def handshake(self, token: str = TOKEN, version: int = PROTOCOL_VERSION, name: str = "raw") -> Any:
+        nonce = new_nonce()
+        await self.send(encode_frame(Hello(version=version, role="client", name=name, nonce=nonce)))
+        challenge = await self.receive()
+        if not isinstance(challenge, Challenge):
+            return challenge
+        await self.send(encode_frame(Authenticate(proof=peer_proof(token, nonce, challenge.nonce))))
+        return await self.receive()
+
+
+async def raw(handle: BrokerHandle) -> Raw:
+    with anyio.fail_after(NET_S):
+        return Raw(await anyio.connect_tcp("127.0.0.1", handle.broker.port))
+
+
+def frame_of(body: Any) -> bytes:
+    data = msgspec.msgpack.encode(body)
+    return len(data).to_bytes(4, "big") + data
+
+
+def closing_error(frames: list[Any]) -> Error:
+    """The broker's last word on a connection it closes: one Error frame for no request (rid None)."""
+    assert frames, "the broker closed the connection without saying why"
+    last = frames[-1]
+    assert isinstance(last, Error) and last.rid is None, frames
+    return last
+
+
+async def still_serves(handle: BrokerHandle) -> None:
+    """A normal client can submit and read back a job on the same broker."""
+    with anyio.fail_after(NET_S):
+        async with client_of(handle) as client:
+            job_id = await client.submit(["true"])
+            view, _ = await client.show(job_id)
+            assert view.state == "queued"
+
+
+async def jobs_in(handle: BrokerHandle) -> int:
+    return len(await handle.broker.store.list_jobs(None, None, 0))
+
+
+# ---- before the handshake ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "garbage",
+    [b"\x00\x00\x00\x03\xc1\xc1\xc1", b"\x00\x00\x00\x02\x92\x01", frame_of({"op": "no.such.op", "rid": 1})],
+    ids=["not-msgpack", "not-a-message", "unknown-op"],
+)
+async def test_garbage_gets_a_bad_frame_error_and_a_close_and_others_are_still_served(
+    tmp_path: Any, garbage: bytes
+) -> None:
+    async with running_broker(tmp_path) as b:
+        conn = await raw(b)
+        with capture_logs() as logs:
+            await conn.send(garbage)
+            assert closing_error(await conn.until_closed()).code == ErrorCode.BAD_FRAME
+        assert any(e["event"] == "conn.refused" and e.get("code") == ErrorCode.BAD_FRAME for e in logs), logs
+        await still_serves(b)
+
+
+async def test_an_oversized_length_prefix_is_refused_at_once_without_waiting_for_the_body(tmp_path: Any) -> None:
+    async with running_broker(tmp_path) as b:
+        conn = await raw(b)
+        await conn.send((MAX_FRAME_BYTES + 1).to_bytes(4, "big"))  # the prefix alone: no body ever follows
+        assert closing_error(await conn.until_closed()).code == ErrorCode.FRAME_TOO_LARGE
+        await still_serves(b)
+
+
+async def test_a_stray_http_request_is_refused_as_too_large_a_frame(tmp_path: Any) -> None:
+    async with running_broker(tmp_path) as b:
+        conn = await raw(b)
+        await conn.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")  # "GET " read as a length is ~1.1 GB
+        assert closing_error(await conn.until_closed()).code == ErrorCode.FRAME_TOO_LARGE
+        await still_serves(b)
+
+
+async def test_a_request_before_the_handshake_is_refused_and_nothing_is_submitted(tmp_path: Any) -> None:
+    async with running_broker(tmp_path) as b:
+        conn = await raw(b)
+        await conn.send(encode_frame(SubmitJobs(rid=1, jobs=[JobSpec(argv=["touch", "/tmp/pwned"])])))
+        assert closing_error(await conn.until_closed()).code == ErrorCode.BAD_FRAME
+        assert await jobs_in(b) == 0
+        await still_serves(b)
+
+
+async def test_a_request_instead_of_the_authentication_proof_is_refused_and_nothing_is_submitted(
+    tmp_path: Any,
+) -> None:
+    async with running_broker(tmp_path) as b:
+        conn = await raw(b)
+        await conn.send(encode_frame(Hello(version=PROTOCOL_VERSION, role="client", name="x", nonce=new_nonce())))
+        assert isinstance(await conn.receive(), Challenge)
+        await conn.send(encode_frame(SubmitJobs(rid=1, jobs=[JobSpec(argv=["true"])])))
+        assert isinstance(closing_error(await conn.until_closed()), Error)
+        assert await jobs_in(b) == 0
+
+
+async def test_a_peer_with_the_wrong_token_gets_auth_failed_and_the_broker_logs_it(tmp_path: Any) -> None:
+    async with running_broker(tmp_path) as b:
+        conn = await raw(b)
+        with capture_logs() as logs:
+            error = await conn.handshake(token="not-the-token")
+            assert isinstance(error, Error) and error.code == ErrorCode.AUTH_FAILED
+            assert await conn.until_closed() == []
+        assert [e for e in logs if e["event"] == "auth.failed"], logs
+        assert TOKEN not in repr(logs) and "not-the-token" not in repr(logs)  # never log a token
+        await conn.send(encode_frame(SubmitJobs(rid=1, jobs=[JobSpec(argv=["true"])])))
+        assert await jobs_in(b) == 0
+        await still_serves(b)
+
+
+async def test_a_client_with_the_wrong_token_gets_auth_failed_and_the_broker_logs_the_attempt(tmp_path: Any) -> None:
+    async with running_broker(tmp_path) as b:
+        with capture_logs() as logs:
+            with anyio.fail_after(NET_S), pytest.raises(AuthFailed):
+                async with connect(b.addr, "not-the-token"):
+                    pass
+
+            async def logged() -> bool:
+                return any(e["event"] == "auth.failed" for e in logs)
+
+            await eventually(logged, within_s=2)
+        await still_serves(b)
+
+
+async def test_a_peer_speaking_another_protocol_version_gets_unsupported_version(tmp_path: Any) -> None:
+    async with running_broker(tmp_path) as b:
+        conn = await raw(b)
+        error = await conn.handshake(version=PROTOCOL_VERSION + 1)
+        assert isinstance(error, Error) and (error.rid, error.code) == (None, ErrorCode.UNSUPPORTED_VERSION)
+        assert str(PROTOCOL_VERSION + 1) in error.message
+        assert await conn.until_closed() == []
+        await still_serves(b)
+
+
+# ---- after the handshake ------------------------------------------------------------------------------------------
+
+
+async def test_garbage_after_a_good_handshake_closes_only_that_connection(tmp_path: Any) -> None:
+    async with running_broker(tmp_path) as b, client_of(b) as other:
+        conn = await raw(b)
+        assert isinstance(await conn.handshake(), Welcome)
+        await conn.send(encode_frame(GetStatus(rid=5)))
+        assert isinstance(await conn.receive(), StatusReported)
+        await conn.send(b"\x00\x00\x00\x03\xc1\xc1\xc1")
+        assert closing_error(await conn.until_closed()).code == ErrorCode.BAD_FRAME
+        with anyio.fail_after(NET_S):
+            job_id = await other.submit(["true"])  # the connection opened before is untouched
+            assert (await other.show(job_id))[0].id == job_id
+
+
+async def test_an_oversized_frame_after_the_handshake_closes_only_that_connection(tmp_path: Any) -> None:
+    async with running_broker(tmp_path) as b, client_of(b) as other:
+        conn = await raw(b)
+        assert isinstance(await conn.handshake(), Welcome)
+        await conn.send((2**32 - 1).to_bytes(4, "big"))
+        assert closing_error(await conn.until_closed()).code == ErrorCode.FRAME_TOO_LARGE
+        with anyio.fail_after(NET_S):
+            assert isinstance(await other.status(), StatusReported)
+
+
+async def test_a_worker_request_from_a_client_is_refused_and_the_connection_stays_usable(tmp_path: Any) -> None:
+    async with running_broker(tmp_path) as b, client_of(b) as client:
+        with anyio.fail_after(NET_S):
+            job_id = await client.submit(["true"])
+            with pytest.raises(NotAWorker):
+                await client.connection.request(lambda rid: RequestJobs(rid=rid, max_jobs=1))
+            result = JobResult(job_id=job_id, lease=1, exit_code=0, outcome="exited", started_ms=1, ended_ms=2)
+            with pytest.raises(NotAWorker):
+                await client.connection.request(lambda rid: CompleteJobs(rid=rid, results=[result]))
+            view, _ = await client.show(job_id)  # same connection, still served
+        assert view.state == "queued"
+
+
+@pytest.mark.parametrize(
+    "request_of",
+    [
+        lambda rid: ListJobs(rid=rid, limit=2**64 - 1),
+        lambda rid: SubmitJobs(rid=rid, jobs=[JobSpec(argv=["true"])], new_group=True, max_running=2**64 - 1),
+    ],
+    ids=["list-limit", "max-running"],
+)
+async def test_a_number_too_large_for_the_database_is_refused_as_a_bad_frame_and_the_broker_keeps_serving(
+    tmp_path: Any, request_of: Any
+) -> None:
+    """Numbers off the wire are bounded on decode: one past what the database holds is a bad frame
+    (it used to crash the session with OverflowError, and the peer saw only a closed socket)."""
+    async with running_broker(tmp_path) as b, client_of(b) as client:
+        with anyio.fail_after(NET_S):
+            await client.submit(["true"])
+            with pytest.raises(BadFrame):
+                await client.connection.request(request_of)
+        await still_serves(b)
+
+
+# ---- slow subscribers ------------------------------------------------------------------------------------------------
+
+
+async def test_a_subscriber_that_stops_reading_is_dropped_with_slow_consumer_and_others_are_unaffected(
+    tmp_path: Any,
+) -> None:
+    jobs = 30_000  # more events than the hub buffers for one subscriber, plus what the sockets hold
+    spec = JobSpec(argv=["true"], queue="q" * 200)  # long queue names: big events fill the socket sooner
+    async with running_broker(tmp_path) as b, client_of(b) as submitter:
+        slow = await raw(b)
+        assert isinstance(await slow.handshake(), Welcome)
+        await slow.send(encode_frame(Subscribe(rid=1)))
+        assert isinstance(await slow.receive(), Subscribed)
+        with capture_logs() as logs:
+            with anyio.fail_after(60):
+                ids = await submitter.submit_many([spec] * jobs)  # `slow` reads nothing meanwhile
+            assert len(ids) == jobs
+
+            async def dropped() -> bool:
+                return any(e["event"] == "events.subscriber_dropped" for e in logs)
+
+            await eventually(dropped, within_s=10)
+        with anyio.fail_after(NET_S):
+            status = await submitter.status()  # the broker and its other clients carry on
+        assert status.counts["queued"] == jobs
+        frames = await slow.until_closed()
+        events = [f for f in frames if isinstance(f, Event)]
+        assert len(events) < jobs  # it was cut off, not buffered without bound
+        last = frames[-1]
+        assert isinstance(last, Error) and (last.rid, last.code) == (None, ErrorCode.SLOW_CONSUMER)
+        await still_serves(b)

@@ -1,0 +1,291 @@
+"""Hypothesis strategies for every wire message, mirroring the msgspec Meta bounds in
+gridd/protocol/messages.py: a value these strategies produce is one a peer may legally send."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hypothesis import strategies as st
+
+from gridd.protocol import messages as m
+
+# ---- scalars, with the bounds of messages.py ---------------------------------------------------------------
+
+rids = st.integers(0, 2**32 - 1)
+leases = st.integers(0, 2**63 - 1)
+epoch_ms = st.integers(0, 2**53 - 1)
+counts = st.integers(0, 2**53 - 1)
+int64 = st.integers(-(2**63), 2**63 - 1)
+# Unbounded `int` fields still have to fit msgpack; they are sent by the broker, not validated on decode.
+plain_ints = int64
+small_ints = st.integers(-(2**31), 2**31 - 1)
+texts = st.text(max_size=40)
+names = st.text(min_size=1, max_size=255)
+short_names = st.text(min_size=1, max_size=20)
+job_ids = st.text(min_size=1, max_size=64)
+nonces = st.binary(min_size=16, max_size=64)
+proofs = st.binary(min_size=32, max_size=64)
+finite_floats = st.floats(allow_nan=False, allow_infinity=False)
+positive_floats = st.floats(min_value=0.0, exclude_min=True, allow_nan=False)
+str_dicts = st.dictionaries(texts, texts, max_size=4)
+states = st.sampled_from(["queued", "running", "succeeded", "failed", "cancelled", "held"]) | texts
+
+# ---- records -------------------------------------------------------------------------------------------------
+
+job_specs = st.builds(
+    m.JobSpec,
+    argv=st.lists(texts, min_size=1, max_size=5),
+    queue=names,
+    priority=int64,
+    max_attempts=st.integers(1, 1000),
+    timeout_s=st.none() | positive_floats,
+    env=str_dicts,
+    stdin=st.none() | st.binary(max_size=64),
+)
+lease_refs = st.builds(m.LeaseRef, job_id=job_ids, lease=leases)
+job_views = st.builds(
+    m.JobView,
+    id=job_ids,
+    state=states,
+    queue=texts,
+    priority=plain_ints,
+    argv=st.lists(texts, max_size=4),
+    attempts=plain_ints,
+    max_attempts=plain_ints,
+    exit_code=st.none() | plain_ints,
+    worker=st.none() | texts,
+    submitted_ms=epoch_ms,
+    started_ms=st.none() | epoch_ms,
+    finished_ms=st.none() | epoch_ms,
+    timeout_s=st.none() | finite_floats,
+    reason=st.none() | texts,
+    stdout_bytes=counts,
+    stderr_bytes=counts,
+    group=st.none() | job_ids,
+    after=st.lists(job_ids, max_size=3),
+)
+attempt_views = st.builds(
+    m.AttemptView,
+    attempt=plain_ints,
+    worker=st.none() | texts,
+    lease=plain_ints,
+    started_ms=st.none() | epoch_ms,
+    ended_ms=epoch_ms,
+    exit_code=st.none() | plain_ints,
+    outcome=texts,
+)
+worker_views = st.builds(
+    m.WorkerView,
+    name=texts,
+    host=texts,
+    slots=plain_ints,
+    running=plain_ints,
+    jobs=st.lists(texts, max_size=3),
+    queues=st.lists(texts, max_size=3),
+    tags=str_dicts,
+    connected=st.booleans(),
+    connected_ms=epoch_ms,
+    last_seen_ms=epoch_ms,
+)
+leased_jobs = st.builds(
+    m.LeasedJob, job_id=job_ids, lease=leases, attempt=plain_ints, deadline_ms=epoch_ms, spec=job_specs
+)
+job_results = st.builds(
+    m.JobResult,
+    job_id=job_ids,
+    lease=leases,
+    exit_code=st.none() | st.integers(-(2**31), 2**31),
+    outcome=st.sampled_from(["exited", "signalled", "timed_out", "not_found", "not_executable", "error"]) | texts,
+    started_ms=epoch_ms,
+    ended_ms=epoch_ms,
+    stdout=st.binary(max_size=64),
+    stderr=st.binary(max_size=64),
+    stdout_truncated=st.booleans(),
+    stderr_truncated=st.booleans(),
+    message=texts,
+)
+outcomes = st.builds(
+    m.Outcome, job_id=texts, code=plain_ints, message=texts, state=st.none() | states, group=st.none() | texts
+)
+
+# ---- messages a peer sends -----------------------------------------------------------------------------------
+
+hellos = st.builds(
+    m.Hello, version=plain_ints, role=st.sampled_from(["client", "worker"]) | texts, name=names, nonce=nonces
+)
+authenticates = st.builds(m.Authenticate, proof=proofs)
+submit_jobs = st.builds(
+    m.SubmitJobs,
+    rid=rids,
+    jobs=st.lists(job_specs, min_size=1, max_size=4),
+    after=st.lists(job_ids, max_size=3),
+    new_group=st.booleans(),
+    group=st.none() | job_ids,
+    max_running=st.none() | st.integers(1, 2**31),
+)
+show_jobs = st.builds(m.ShowJob, rid=rids, job_id=job_ids)
+list_jobs = st.builds(
+    m.ListJobs,
+    rid=rids,
+    state=st.none() | states,
+    queue=st.none() | texts,
+    limit=st.integers(0, 2**62),
+    before=st.none() | job_ids,
+    group=st.none() | job_ids,
+)
+read_outputs = st.builds(m.ReadOutput, rid=rids, job_id=job_ids, stream=st.sampled_from(["stdout", "stderr"]))
+control_jobs = st.builds(
+    m.ControlJobs,
+    rid=rids,
+    action=st.sampled_from(["cancel", "retry", "hold", "release"]) | texts,
+    job_ids=st.lists(job_ids, min_size=1, max_size=4),
+)
+wait_jobs = st.builds(m.WaitJobs, rid=rids, job_ids=st.lists(job_ids, min_size=1, max_size=4))
+list_workers = st.builds(m.ListWorkers, rid=rids)
+get_status = st.builds(m.GetStatus, rid=rids)
+subscribes = st.builds(m.Subscribe, rid=rids)
+register_workers = st.builds(
+    m.RegisterWorker,
+    rid=rids,
+    host=names,
+    slots=st.integers(1, 4096),
+    queues=st.lists(names, min_size=1, max_size=3),
+    tags=str_dicts,
+    running=st.lists(lease_refs, max_size=3),
+)
+request_jobs = st.builds(m.RequestJobs, rid=rids, max_jobs=st.integers(1, 4096))
+renew_leases = st.builds(m.RenewLeases, rid=rids, leases=st.lists(lease_refs, max_size=4))
+complete_jobs = st.builds(m.CompleteJobs, rid=rids, results=st.lists(job_results, min_size=1, max_size=3))
+return_leases = st.builds(m.ReturnLeases, rid=rids, leases=st.lists(lease_refs, min_size=1, max_size=3))
+
+peer_messages: st.SearchStrategy[Any] = st.one_of(
+    hellos,
+    authenticates,
+    submit_jobs,
+    show_jobs,
+    list_jobs,
+    read_outputs,
+    control_jobs,
+    wait_jobs,
+    list_workers,
+    get_status,
+    subscribes,
+    register_workers,
+    request_jobs,
+    renew_leases,
+    complete_jobs,
+    return_leases,
+)
+
+# ---- messages the broker sends -----------------------------------------------------------------------------------
+
+challenges = st.builds(m.Challenge, version=plain_ints, nonce=nonces, proof=proofs)
+welcomes = st.builds(m.Welcome, broker_version=texts, lease_ttl_s=finite_floats, heartbeat_s=finite_floats)
+errors = st.builds(m.Error, rid=st.none() | rids, code=plain_ints, message=texts)
+jobs_accepted = st.builds(m.JobsAccepted, rid=rids, job_ids=st.lists(texts, max_size=4), group=st.none() | texts)
+jobs_shown = st.builds(m.JobShown, rid=rids, job=job_views, attempts=st.lists(attempt_views, max_size=3))
+jobs_listed = st.builds(m.JobsListed, rid=rids, jobs=st.lists(job_views, max_size=3))
+outputs_read = st.builds(m.OutputRead, rid=rids, data=st.binary(max_size=64), truncated=st.booleans())
+jobs_controlled = st.builds(m.JobsControlled, rid=rids, outcomes=st.lists(outcomes, max_size=3))
+jobs_finished = st.builds(m.JobsFinished, rid=rids, jobs=st.lists(job_views, max_size=3))
+workers_listed = st.builds(m.WorkersListed, rid=rids, workers=st.lists(worker_views, max_size=3))
+statuses = st.builds(
+    m.StatusReported,
+    rid=rids,
+    counts=st.dictionaries(texts, plain_ints, max_size=6),
+    workers=plain_ints,
+    slots=plain_ints,
+    running=plain_ints,
+)
+subscribeds = st.builds(
+    m.Subscribed,
+    rid=rids,
+    queues=st.dictionaries(texts, st.dictionaries(texts, plain_ints, max_size=3), max_size=3),
+    workers=st.lists(worker_views, max_size=2),
+)
+events = st.builds(
+    m.Event,
+    kind=st.sampled_from(["job.submitted", "job.started", "job.succeeded", "worker.joined"]) | texts,
+    ts_ms=epoch_ms,
+    job_id=st.none() | texts,
+    worker=st.none() | texts,
+    queue=st.none() | texts,
+    state=st.none() | states,
+    attempt=st.none() | plain_ints,
+    exit_code=st.none() | plain_ints,
+    message=st.none() | texts,
+)
+workers_registered = st.builds(m.WorkerRegistered, rid=rids, lost=st.lists(lease_refs, max_size=3))
+jobs_leased = st.builds(m.JobsLeased, rid=rids, jobs=st.lists(leased_jobs, max_size=3))
+leases_renewed = st.builds(m.LeasesRenewed, rid=rids, lost=st.lists(lease_refs, max_size=3), deadline_ms=epoch_ms)
+jobs_completed = st.builds(m.JobsCompleted, rid=rids, outcomes=st.lists(outcomes, max_size=3))
+leases_returned = st.builds(m.LeasesReturned, rid=rids)
+revoke_leases = st.builds(m.RevokeLeases, leases=st.lists(lease_refs, max_size=3))
+
+broker_messages: st.SearchStrategy[Any] = st.one_of(
+    challenges,
+    welcomes,
+    errors,
+    jobs_accepted,
+    jobs_shown,
+    jobs_listed,
+    outputs_read,
+    jobs_controlled,
+    jobs_finished,
+    workers_listed,
+    statuses,
+    subscribeds,
+    events,
+    workers_registered,
+    jobs_leased,
+    leases_renewed,
+    jobs_completed,
+    leases_returned,
+    revoke_leases,
+)
+
+# Every message class and the strategy that builds it, so a test can check no class was forgotten.
+BY_CLASS: dict[type, st.SearchStrategy[Any]] = {
+    m.Hello: hellos,
+    m.Authenticate: authenticates,
+    m.SubmitJobs: submit_jobs,
+    m.ShowJob: show_jobs,
+    m.ListJobs: list_jobs,
+    m.ReadOutput: read_outputs,
+    m.ControlJobs: control_jobs,
+    m.WaitJobs: wait_jobs,
+    m.ListWorkers: list_workers,
+    m.GetStatus: get_status,
+    m.Subscribe: subscribes,
+    m.RegisterWorker: register_workers,
+    m.RequestJobs: request_jobs,
+    m.RenewLeases: renew_leases,
+    m.CompleteJobs: complete_jobs,
+    m.ReturnLeases: return_leases,
+    m.Challenge: challenges,
+    m.Welcome: welcomes,
+    m.Error: errors,
+    m.JobsAccepted: jobs_accepted,
+    m.JobShown: jobs_shown,
+    m.JobsListed: jobs_listed,
+    m.OutputRead: outputs_read,
+    m.JobsControlled: jobs_controlled,
+    m.JobsFinished: jobs_finished,
+    m.WorkersListed: workers_listed,
+    m.StatusReported: statuses,
+    m.Subscribed: subscribeds,
+    m.Event: events,
+    m.WorkerRegistered: workers_registered,
+    m.JobsLeased: jobs_leased,
+    m.LeasesRenewed: leases_renewed,
+    m.JobsCompleted: jobs_completed,
+    m.LeasesReturned: leases_returned,
+    m.RevokeLeases: revoke_leases,
+}
+
+# msgpack-encodable values of any shape, for bodies that are valid msgpack but not valid messages.
+msgpack_values = st.recursive(
+    st.none() | st.booleans() | int64 | finite_floats | texts | st.binary(max_size=16),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(texts, inner, max_size=4),
+    max_leaves=12,
+)
