@@ -5,7 +5,10 @@ Rules:
   agent re-attaches them (by lease) when it reconnects, with backoff.
 - A result stays in `_results` until the broker has answered for it (recorded, or refused as stale).
 - Work is asked for by one long-poll request at a time for as many jobs as there are free slots: an
-  idle worker sends nothing but heartbeats.
+  idle worker sends nothing but heartbeats. While recent jobs are short (under PREFETCH_BELOW_MS),
+  it also leases up to `slots` jobs ahead, so that a slot never idles for a round trip to the broker
+  between two short jobs; with long jobs it leases nothing ahead, so no job waits behind another
+  while a different worker is free.
 - drain() (SIGTERM): ask for nothing more, give running jobs `grace_s`, hand back what still runs
   (its attempt not spent), deliver the results, and return.
 """
@@ -13,6 +16,8 @@ Rules:
 from __future__ import annotations
 
 import random
+import statistics
+from collections import deque
 from dataclasses import dataclass
 
 import anyio
@@ -40,6 +45,7 @@ log = structlog.get_logger()
 BACKOFF_MIN_S = 0.1
 BACKOFF_MAX_S = 5.0
 RESULTS_PER_FRAME_BYTES = 8 * 1024 * 1024
+PREFETCH_BELOW_MS = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,8 +62,12 @@ class AgentSettings:
 
 @dataclass(eq=False, slots=True)
 class _Running:
+    """A job this worker holds a lease for: running, or leased ahead and waiting for a slot."""
+
+    job: LeasedJob
     lease: LeaseRef
     scope: anyio.CancelScope
+    started: bool = False
     handed_back: bool = False
 
 
@@ -73,10 +83,12 @@ class WorkerAgent:
         self._changed = anyio.Event()  # a slot freed, a result arrived, or draining began
         self._draining = False
         self._connected: Connection | None = None
+        self._jobs: TaskGroup | None = None
+        self._recent_ms: deque[int] = deque(maxlen=20)
 
     @property
     def running(self) -> int:
-        return len(self._running)
+        return sum(1 for r in self._running.values() if r.started)
 
     @property
     def draining(self) -> bool:
@@ -91,6 +103,7 @@ class WorkerAgent:
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         async with anyio.create_task_group() as jobs:
+            self._jobs = jobs
             task_status.started()
             with anyio.CancelScope() as links:
                 jobs.start_soon(self._wind_down, links)
@@ -135,7 +148,7 @@ class WorkerAgent:
         async with anyio.create_task_group() as tg:
             tg.start_soon(self._heartbeat, conn, conn.welcome.heartbeat_s)
             tg.start_soon(self._deliver, conn)
-            tg.start_soon(self._take_work, conn, jobs)
+            tg.start_soon(self._take_work, conn)
             tg.start_soon(self._obey, conn)
 
     async def _heartbeat(self, conn: Connection, every_s: float) -> None:
@@ -151,23 +164,38 @@ class WorkerAgent:
                 self._stop(message.leases, why="cancelled")
         raise conn.closed_error()
 
-    async def _take_work(self, conn: Connection, jobs: TaskGroup) -> None:
+    async def _take_work(self, conn: Connection) -> None:
         while not self._draining:
-            free = self._s.slots - len(self._running)
-            if free <= 0:
+            want = self._s.slots + self._prefetch() - len(self._running)
+            if want <= 0:
                 await self._wait_change()
                 continue
             with anyio.CancelScope() as self._asking:
-                reply = await conn.request(lambda rid, n=free: RequestJobs(rid=rid, max_jobs=n))
+                reply = await conn.request(lambda rid, n=want: RequestJobs(rid=rid, max_jobs=n))
                 for job in reply.jobs:
-                    self._start(job, jobs)
+                    ref = LeaseRef(job_id=job.job_id, lease=job.lease)
+                    self._running[job.job_id] = _Running(job, ref, anyio.CancelScope())
+                self._start_ready()
             if self._asking.cancelled_caught:
                 return  # draining began; the connection closes after delivery, which drops the request
 
-    def _start(self, job: LeasedJob, jobs: TaskGroup) -> None:
-        scope = anyio.CancelScope()
-        self._running[job.job_id] = _Running(LeaseRef(job_id=job.job_id, lease=job.lease), scope)
-        jobs.start_soon(self._run_one, job, scope)
+    def _prefetch(self) -> int:
+        """How many jobs to lease beyond the free slots: `slots` while recent jobs are short, else 0."""
+        if len(self._recent_ms) >= 3 and statistics.median(self._recent_ms) < PREFETCH_BELOW_MS:
+            return self._s.slots
+        return 0
+
+    def _start_ready(self) -> None:
+        """Start jobs leased ahead while slots are free (in the order they were leased)."""
+        assert self._jobs is not None  # noqa: S101 - set by run() before any connection
+        free = self._s.slots - self.running
+        for entry in list(self._running.values()):
+            if free <= 0 or self._draining:
+                return
+            if not entry.started:
+                entry.started = True
+                free -= 1
+                self._jobs.start_soon(self._run_one, entry.job, entry.scope)
 
     async def _run_one(self, job: LeasedJob, scope: anyio.CancelScope) -> None:
         log.info("job.started", job_id=job.job_id, attempt=job.attempt, lease=job.lease, argv0=job.spec.argv[0])
@@ -175,7 +203,9 @@ class WorkerAgent:
         with scope:
             result = await run_attempt(job, self._run, self._clock)
         entry = self._running.pop(job.job_id)
+        self._start_ready()
         if result is not None and not entry.handed_back:
+            self._recent_ms.append(result.ended_ms - result.started_ms)
             log.info(
                 "job.ended",
                 job_id=job.job_id,
@@ -191,7 +221,11 @@ class WorkerAgent:
             entry = self._running.get(ref.job_id)
             if entry is not None and entry.lease == ref:
                 log.info("job.stopped", job_id=ref.job_id, lease=ref.lease, why=why)
-                entry.scope.cancel()
+                if entry.started:
+                    entry.scope.cancel()
+                else:
+                    del self._running[ref.job_id]
+                    self._poke()
 
     async def _deliver(self, conn: Connection) -> None:
         while True:
@@ -215,6 +249,8 @@ class WorkerAgent:
         asking = getattr(self, "_asking", None)
         if asking is not None:
             asking.cancel()
+        if any(not e.started for e in self._running.values()):
+            await self._hand_back(started=False)  # jobs leased ahead go back at once
         with anyio.move_on_after(self._s.grace_s):
             while self._running:
                 await self._wait_change()
@@ -227,11 +263,15 @@ class WorkerAgent:
             log.error("worker.results_undelivered", count=len(self._results))
         links.cancel()
 
-    async def _hand_back(self) -> None:
-        entries = list(self._running.values())
+    async def _hand_back(self, *, started: bool = True) -> None:
+        """Return leases to the broker unfinished: the jobs not yet started, or (started) all of them."""
+        entries = [e for e in self._running.values() if started or not e.started]
         for entry in entries:
             entry.handed_back = True
-            entry.scope.cancel()
+            if entry.started:
+                entry.scope.cancel()
+            else:
+                del self._running[entry.lease.job_id]
         conn = self._connected
         if conn is None:
             log.warning("worker.hand_back_skipped", jobs=len(entries), why="broker unreachable; leases will expire")
