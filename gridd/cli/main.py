@@ -22,7 +22,14 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_CONNECT = 0, 1, 2, 3
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> Any:  # argparse's own errors: one line, exit 2
-        self.exit(EXIT_USAGE, f"gridd: {message} (see gridd {self.prog.partition(' ')[2]} --help)\n".replace(" ()", ""))
+        command = self.prog
+        if command == "gridd":  # e.g. an unknown flag after a command is reported by the top parser
+            named = [a for a in sys.argv[1:] if a in _COMMAND_NAMES]
+            command = f"gridd {named[0]}" if named else "gridd"
+        self.exit(EXIT_USAGE, f"gridd: {message} (see {command} --help)\n")
+
+
+_COMMAND_NAMES: set[str] = set()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -32,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     def command(name: str, help: str) -> argparse.ArgumentParser:
+        _COMMAND_NAMES.add(name)
         return sub.add_parser(name, help=help, description=help)
 
     def client(p: argparse.ArgumentParser) -> argparse.ArgumentParser:

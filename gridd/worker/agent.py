@@ -130,8 +130,14 @@ class WorkerAgent:
             await anyio.sleep(backoff * random.uniform(0.8, 1.2))
             backoff = min(backoff * 2, BACKOFF_MAX_S)
 
+    def _held_leases(self) -> list[LeaseRef]:
+        """Leases this worker still answers for: jobs held (running or leased ahead) and results not
+        yet acknowledged, so the broker keeps them current until each outcome is recorded."""
+        held = [r.lease for r in self._running.values() if not r.handed_back]
+        return held + [LeaseRef(job_id=r.job_id, lease=r.lease) for r in self._results]
+
     async def _serve(self, conn: Connection, jobs: TaskGroup) -> None:
-        refs = [r.lease for r in self._running.values()]
+        refs = self._held_leases()
         reply = await conn.request(
             lambda rid: RegisterWorker(
                 rid=rid,
@@ -154,7 +160,7 @@ class WorkerAgent:
     async def _heartbeat(self, conn: Connection, every_s: float) -> None:
         while True:
             await anyio.sleep(every_s)
-            refs = [r.lease for r in self._running.values() if not r.handed_back]
+            refs = self._held_leases()
             reply = await conn.request(lambda rid, refs=refs: RenewLeases(rid=rid, leases=refs))
             self._stop(reply.lost, why="lease no longer current")
 
@@ -287,11 +293,14 @@ class WorkerAgent:
     # ---- plumbing -----------------------------------------------------------------------------------------
 
     def _poke(self) -> None:
+        """Wake every task waiting for a change. The poker, never a waiter, replaces the event: a
+        waiter that replaced it would orphan the others still waiting on the old one."""
         self._changed.set()
+        self._changed = anyio.Event()
 
     async def _wait_change(self) -> None:
+        """Wait for the next poke (callers re-check their condition after it, in a loop)."""
         await self._changed.wait()
-        self._changed = anyio.Event()
 
 
 def _batch(results: list[JobResult]) -> list[JobResult]:

@@ -28,6 +28,9 @@ from gridd.clock import Clock
 from gridd.protocol.messages import JobResult, LeasedJob
 
 TERM_GRACE_S = 2.0
+# The worker's own secrets are not the job's business: a job that could read the cluster token could
+# submit as anyone.
+HIDDEN_ENV = frozenset({"GRIDD_TOKEN"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,7 +103,7 @@ async def run_attempt(job: LeasedJob, settings: RunSettings, clock: Clock) -> Jo
 def _spawn(job: LeasedJob, run_dir: Path, worker: str) -> subprocess.Popen[bytes]:
     cwd = run_dir / "cwd"
     cwd.mkdir(parents=True)
-    env = dict(os.environ)
+    env = {k: v for k, v in os.environ.items() if k not in HIDDEN_ENV}
     env.update(job.spec.env)
     env.update(GRIDD_JOB_ID=job.job_id, GRIDD_ATTEMPT=str(job.attempt), GRIDD_WORKER=worker)
     stdin: IO[bytes] | int = subprocess.DEVNULL
