@@ -1,4 +1,8 @@
-"""`gridd tui`: connects, then hands the client to the dashboard. Textual is imported only here."""
+"""`gridd tui`: hands the dashboard where the broker is and the cluster token. Textual is imported only here.
+
+The address is a callable, asked again at every reconnect: without --broker/GRIDD_BROKER it reads the
+local broker's address file, so the dashboard follows a broker that restarted on another port.
+"""
 
 from __future__ import annotations
 
@@ -9,11 +13,11 @@ from gridd.config import Config
 
 
 def run_tui(config: Config) -> int:
+    """Run the dashboard until the user quits; returns the exit status (0 on `q`)."""
     from gridd.tui.app import GriddApp
 
-    address = broker_address(config)
     token = cluster_token(config.client.token)
-    app = GriddApp(address, token)
+    app = GriddApp(lambda: broker_address(config), token)
 
     async def main() -> None:
         await app.run_async()

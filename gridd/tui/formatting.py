@@ -1,0 +1,57 @@
+"""How the dashboard writes times, commands and output tails. Pure functions, no Textual."""
+
+from __future__ import annotations
+
+import shlex
+import time
+from collections.abc import Sequence
+
+TAIL_LINES = 40
+TAIL_BYTES = 16_384
+
+
+def age(epoch_ms: int | None, now_s: float | None = None) -> str:
+    """How long ago, short: "now", "12s", "5m", "3h", "2d"; "-" when unknown."""
+    if not epoch_ms:
+        return "-"
+    seconds = max(0, int((time.time() if now_s is None else now_s) - epoch_ms / 1000))
+    if seconds < 2:
+        return "now"
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+def clock_time(epoch_ms: int | None) -> str:
+    """Local wall-clock time of day, or "-"."""
+    if not epoch_ms:
+        return "-"
+    return time.strftime("%H:%M:%S", time.localtime(epoch_ms / 1000))
+
+
+def command_line(argv: Sequence[str], width: int = 200) -> str:
+    """The command as a shell would show it, cut to `width` characters."""
+    text = shlex.join(argv)
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def tail(data: bytes, truncated: bool = False) -> str:
+    """The last lines of captured output, decoded for display."""
+    cut = len(data) > TAIL_BYTES
+    text = data[-TAIL_BYTES:].decode("utf-8", errors="replace")
+    lines = text.splitlines()
+    if len(lines) > TAIL_LINES:
+        lines, cut = lines[-TAIL_LINES:], True
+    head = "… (earlier output not shown)\n" if cut or truncated else ""
+    return head + "\n".join(lines) if lines else "(empty)"
+
+
+def exit_text(exit_code: int | None) -> str:
+    """An exit status for a table cell."""
+    return "-" if exit_code is None else str(exit_code)
+
+
+def id_order(job_id: str) -> tuple[int, str]:
+    """Sort key for job ids: numeric ids compare by length first, then text."""
+    return (len(job_id), job_id)

@@ -1,0 +1,98 @@
+"""Jobs per queue and state, kept exact from one snapshot plus the events after it.
+
+Rule: an event names a job's new state but not its previous one. The previous state comes, in order,
+from what this book saw of the job since the snapshot, from the event kind when only one transition
+leads to it, or from the counts themselves when only one candidate state is non-zero in that queue.
+When none of these settles it (a `cancel` of a job this dashboard never saw, while the queue has both
+queued and held jobs), the book says it is no longer exact and the dashboard takes a fresh snapshot
+(at most once per resync interval). We chose this over re-reading `status()`: status has totals by
+state but not by queue, and a fresh snapshot is exact by construction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+from gridd.protocol.messages import Event
+
+# The only state a job can come from, for event kinds that have only one (see broker transitions).
+_PREVIOUS_BY_KIND: dict[str, str | None] = {
+    "job.submitted": None,
+    "job.started": "queued",
+    "job.succeeded": "running",
+    "job.failed": "running",
+    "job.returned": "running",
+    "job.released": "held",
+}
+# Kinds with several possible previous states ("job.requeued": a failed attempt, or dependencies met).
+_CANDIDATES: dict[str, tuple[str, ...]] = {
+    "job.requeued": ("running", "waiting"),
+    "job.held": ("queued", "waiting"),
+    "job.cancelled": ("waiting", "queued", "held", "running"),
+    "job.retried": ("failed", "cancelled"),
+}
+STATES: tuple[str, ...] = ("waiting", "queued", "running", "held", "succeeded", "failed", "cancelled")
+
+
+class CountBook:
+    """Per-queue, per-state job counts; `exact` turns False when an event could not be placed."""
+
+    def __init__(self, known_limit: int = 200_000) -> None:
+        self._known_limit = known_limit
+        self._counts: dict[str, dict[str, int]] = {}
+        self._known: dict[str, str] = {}  # job id -> state, for jobs seen since the snapshot
+        self.exact = True
+
+    def reset(self, queues: Mapping[str, Mapping[str, int]], running: Iterable[str] = ()) -> None:
+        """Start again from a snapshot; `running` are the job ids the snapshot's workers run."""
+        self._counts = {q: dict(by_state) for q, by_state in queues.items()}
+        self._known = dict.fromkeys(running, "running")
+        self.exact = True
+
+    def apply(self, event: Event) -> None:
+        """Move one job from its previous state to the event's state."""
+        if event.job_id is None or event.state is None or event.queue is None:
+            return
+        by_state = self._counts.setdefault(event.queue, {})
+        previous = self._previous(event, event.job_id, by_state)
+        if previous == "?":
+            self.exact = False
+        elif previous is not None:
+            by_state[previous] = max(0, by_state.get(previous, 0) - 1)
+        by_state[event.state] = by_state.get(event.state, 0) + 1
+        self._remember(event.job_id, event.state)
+
+    def _previous(self, event: Event, job_id: str, by_state: Mapping[str, int]) -> str | None:
+        """The job's previous state, None for a new job, or "?" when it cannot be known."""
+        if job_id in self._known:
+            return self._known[job_id]
+        # Once events carry the previous state (the broker knows it), it settles every case.
+        previous: str | None = getattr(event, "previous", None)
+        if previous is not None:
+            return previous
+        if event.kind in _PREVIOUS_BY_KIND:
+            return _PREVIOUS_BY_KIND[event.kind]
+        candidates = [s for s in _CANDIDATES.get(event.kind, ()) if by_state.get(s, 0) > 0]
+        return candidates[0] if len(candidates) == 1 else "?"
+
+    def _remember(self, job_id: str, state: str) -> None:
+        self._known.pop(job_id, None)
+        self._known[job_id] = state
+        if len(self._known) > self._known_limit:  # forget the job seen longest ago (dicts keep order)
+            del self._known[next(iter(self._known))]
+
+    def by_queue(self) -> dict[str, dict[str, int]]:
+        """A copy of the counts: queue -> state -> jobs."""
+        return {q: dict(by_state) for q, by_state in sorted(self._counts.items())}
+
+    def totals(self) -> dict[str, int]:
+        """Jobs per state over every queue."""
+        totals = dict.fromkeys(STATES, 0)
+        for by_state in self._counts.values():
+            for state, n in by_state.items():
+                totals[state] = totals.get(state, 0) + n
+        return totals
+
+    def queues(self) -> list[str]:
+        """Every queue the book has seen, sorted."""
+        return sorted(self._counts)

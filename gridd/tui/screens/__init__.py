@@ -1,0 +1,1 @@
+"""The dashboard's screens: the dashboard itself, a job's detail, and the confirmation dialog."""
