@@ -214,6 +214,7 @@ events = st.builds(
     attempt=st.none() | plain_ints,
     exit_code=st.none() | plain_ints,
     message=st.none() | texts,
+    previous=st.none() | states,
 )
 workers_registered = st.builds(m.WorkerRegistered, rid=rids, lost=st.lists(lease_refs, max_size=3))
 jobs_leased = st.builds(m.JobsLeased, rid=rids, jobs=st.lists(leased_jobs, max_size=3))

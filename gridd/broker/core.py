@@ -276,6 +276,7 @@ class Broker:
                     attempt=t.attempt,
                     exit_code=t.exit_code,
                     message=t.reason,
+                    previous=t.previous,
                 )
             )
             events.extend(self._track_worker(t, now))

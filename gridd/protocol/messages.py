@@ -316,6 +316,7 @@ class Event(Message, tag="event"):
     attempt: int | None = None
     exit_code: int | None = None
     message: str | None = None
+    previous: str | None = None  # for a job event: the state the job left (None: a new job)
 
 
 # ---- worker requests and their replies ------------------------------------------------------------------------

@@ -64,12 +64,11 @@ class CountBook:
 
     def _previous(self, event: Event, job_id: str, by_state: Mapping[str, int]) -> str | None:
         """The job's previous state, None for a new job, or "?" when it cannot be known."""
+        # The broker says what the job left (every event from a current broker does): it settles it.
+        if event.previous is not None:
+            return event.previous
         if job_id in self._known:
             return self._known[job_id]
-        # Once events carry the previous state (the broker knows it), it settles every case.
-        previous: str | None = getattr(event, "previous", None)
-        if previous is not None:
-            return previous
         if event.kind in _PREVIOUS_BY_KIND:
             return _PREVIOUS_BY_KIND[event.kind]
         candidates = [s for s in _CANDIDATES.get(event.kind, ()) if by_state.get(s, 0) > 0]
