@@ -6,7 +6,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-HEAVY = ["textual", "structlog", "aiosqlite"]
+HEAVY = ["textual", "structlog", "sqlite3"]
 
 
 def test_importing_the_cli_and_its_client_commands_loads_no_tui_logging_or_database_code() -> None:

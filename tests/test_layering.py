@@ -18,7 +18,7 @@ ALLOWED = {
     "worker": {"gridd", "gridd.protocol", "gridd.client", *SHARED},
     "tui": {"gridd", "gridd.client", "gridd.protocol", "gridd.config"},
 }
-ONLY_IN = {"textual": "gridd/tui/", "aiosqlite": ("gridd/broker/store", "gridd/broker/schema.py")}
+ONLY_IN = {"textual": "gridd/tui/", "sqlite3": ("gridd/broker/store", "gridd/broker/schema.py")}
 
 
 def imports(path: Path) -> set[str]:

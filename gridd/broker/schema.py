@@ -5,7 +5,7 @@ Rule: a released migration is never edited; a change is a new migration appended
 
 from __future__ import annotations
 
-import aiosqlite
+import sqlite3
 
 MIGRATIONS: list[str] = [
     # 1: jobs, their groups and dependencies, their finished attempts and their captured output.
@@ -70,15 +70,14 @@ MIGRATIONS: list[str] = [
 ]
 
 
-async def migrate(db: aiosqlite.Connection) -> int:
+def migrate(db: sqlite3.Connection) -> int:
     """Bring the schema up to date; returns the version now in force."""
-    async with db.execute("PRAGMA user_version") as cur:
-        row = await cur.fetchone()
+    row = db.execute("PRAGMA user_version").fetchone()
     version = int(row[0]) if row else 0
     if version > len(MIGRATIONS):
         raise RuntimeError(f"database schema {version} is newer than this gridd ({len(MIGRATIONS)})")
     for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
         # executescript commits first; the version bump rides in the same script so a crash between
         # the two is impossible.
-        await db.executescript(f"BEGIN;\n{script}\nPRAGMA user_version = {number:d};\nCOMMIT;")
+        db.executescript(f"BEGIN;\n{script}\nPRAGMA user_version = {number:d};\nCOMMIT;")
     return len(MIGRATIONS)

@@ -9,15 +9,16 @@ Nothing is acknowledged by a caller before the method that wrote it has returned
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
 import sqlite3
-from collections.abc import AsyncIterator, Iterable, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-import aiosqlite
 import anyio
 import msgspec
 
@@ -35,6 +36,8 @@ from gridd.protocol.messages import (
     LeaseRef,
     Outcome,
 )
+
+T = TypeVar("T")
 
 _spec_encoder = msgspec.msgpack.Encoder()
 _spec_decoder = msgspec.msgpack.Decoder(JobSpec)
@@ -96,37 +99,40 @@ def _ids_json(ids: Iterable[int]) -> str:
 class Store:
     """Jobs, leases, attempts and outputs in one SQLite file (WAL)."""
 
-    def __init__(self, db: aiosqlite.Connection, next_id: int) -> None:
-        self._db = db
-        self._lock = anyio.Lock()
+    def __init__(self, conn: sqlite3.Connection, next_id: int) -> None:
+        self._conn = conn
         self._next_id = next_id
+        # One call at a time on the connection, each a whole transaction in one hop to a worker thread.
+        self._limiter = anyio.CapacityLimiter(1)
 
-    @asynccontextmanager
-    async def _transaction(self) -> AsyncIterator[aiosqlite.Connection]:
-        async with self._lock:
-            try:
-                yield self._db
-                await self._db.commit()
-            except BaseException as exc:
-                closed = False
-                with anyio.CancelScope(shield=True):
-                    try:
-                        await self._db.rollback()
-                    except ValueError:  # aiosqlite's word for a closed connection
-                        closed = True
-                    except sqlite3.Error:  # report the first error, not this one
-                        pass
-                if isinstance(exc, sqlite3.Error) or (closed and isinstance(exc, ValueError)):
-                    raise StorageFailed(f"the broker could not commit: {exc}") from exc
-                raise
+    async def _call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run one use case on the database thread. Not cancellable midway, on purpose: a transaction
+        always ends in COMMIT or ROLLBACK before its caller hears of it."""
+        return await anyio.to_thread.run_sync(functools.partial(fn, *args, **kwargs), limiter=self._limiter)
 
-    async def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
-        async with self._db.execute(sql, params) as cur:
-            return list(await cur.fetchall())
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        try:
+            self._conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:  # a closed or broken connection
+            raise StorageFailed(f"the broker could not start a transaction: {exc}") from exc
+        try:
+            yield self._conn
+            self._conn.execute("COMMIT")
+        except BaseException as exc:
+            if self._conn.in_transaction:
+                with contextlib.suppress(sqlite3.Error):  # report the first error, not this one
+                    self._conn.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.Error):
+                raise StorageFailed(f"the broker could not commit: {exc}") from exc
+            raise
+
+    def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        return self._conn.execute(sql, params).fetchall()
 
     # ---- submit ----------------------------------------------------------------------------------------
 
-    async def submit_jobs(
+    def _submit_jobs(
         self,
         specs: Sequence[JobSpec],
         now_ms: int,
@@ -136,13 +142,9 @@ class Store:
         group: str | None = None,
         max_running: int | None = None,
     ) -> tuple[list[Transition], str | None]:
-        """Insert jobs in one transaction; returns them in order with their new ids, and their group.
-
-        Jobs wait for the jobs named in `after` (groups expanded); if one of those has already failed
-        or been cancelled, they are cancelled at once, with that job named as the reason."""
-        async with self._transaction() as db:
-            deps = await flow.dependency_states(db, after) if after else []
-            group_id, throttled = await self._group_for(new_group, group, max_running, now_ms)
+        with self._transaction() as db:
+            deps = flow.dependency_states(db, after) if after else []
+            group_id, throttled = self._group_for(new_group, group, max_running, now_ms)
             unmet = [key for key, state in deps if state != tr.SUCCEEDED]
             dead = next(((key, state) for key, state in deps if state in (tr.FAILED, tr.CANCELLED)), None)
             if dead is not None:
@@ -167,47 +169,46 @@ class Store:
                 )
                 for i, s in enumerate(specs)
             ]
-            await db.executemany(
+            db.executemany(
                 "INSERT INTO jobs (id, state, queue, priority, max_attempts, spec, submitted_ms, group_id,"
                 " pending_deps, reason, finished_ms, throttled) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 rows,
             )
             self._next_id = first + len(rows)
             if deps:
-                await db.executemany(
+                db.executemany(
                     "INSERT INTO deps (job_id, dep_id) VALUES (?, ?)", [(r[0], key) for r in rows for key, _ in deps]
                 )
-            await flow.rebalance(db, [rows[0][0]] if group_id is not None else [])
+            flow.rebalance(db, [rows[0][0]] if group_id is not None else [])
         changed = [Transition(str(r[0]), state, r[2], 0, reason=reason) for r in rows]
         return changed, flow.group_name(group_id)
 
-    async def _group_for(
+    def _group_for(
         self, new_group: bool, group: str | None, max_running: int | None, now_ms: int
     ) -> tuple[int | None, int]:
         """The submission's group id, and whether its queued jobs start throttled (a capped group)."""
         if new_group:
-            found = await self._rows(
+            found = self._rows(
                 "INSERT INTO groups (max_running, submitted_ms) VALUES (?, ?) RETURNING id", (max_running, now_ms)
             )
             return int(found[0][0]), int(max_running is not None)
         if group is None:
             return None, 0
         kind, key = flow.parse_ref(group)
-        found = await self._rows("SELECT max_running FROM groups WHERE id = ?", (key,)) if kind == "group" else []
+        found = self._rows("SELECT max_running FROM groups WHERE id = ?", (key,)) if kind == "group" else []
         if not found:
             raise UnknownJob(f"no group has id {group!r}")
         return key, int(found[0][0] is not None)
 
     # ---- leasing ---------------------------------------------------------------------------------------
 
-    async def lease_jobs(
+    def _lease_jobs(
         self, worker: str, queues: Sequence[str], max_jobs: int, now_ms: int, ttl_ms: int
     ) -> list[LeasedJob]:
-        """Lease up to `max_jobs` of the best eligible jobs (priority, then age) of `queues` to `worker`."""
-        async with self._transaction():
+        with self._transaction():
             candidates: list[tuple[int, int]] = []
             for queue in dict.fromkeys(queues):
-                rows = await self._rows(
+                rows = self._rows(
                     "SELECT id, priority FROM jobs WHERE state = 'queued' AND throttled = 0 AND queue = ?"
                     " AND not_before_ms <= ? ORDER BY priority DESC, id LIMIT ?",
                     (queue, now_ms, max_jobs),
@@ -218,7 +219,7 @@ class Store:
             candidates.sort(key=lambda c: (-c[1], c[0]))
             chosen = [c[0] for c in candidates[:max_jobs]]
             deadline = now_ms + ttl_ms
-            rows = await self._rows(
+            rows = self._rows(
                 "UPDATE jobs SET state = 'running', attempts = attempts + 1, lease = lease + 1,"
                 " worker = ?, deadline_ms = ?, started_ms = ?, not_before_ms = 0"
                 " WHERE id IN (SELECT value FROM json_each(?)) AND state = 'queued' AND throttled = 0"
@@ -232,26 +233,22 @@ class Store:
         leased.sort(key=lambda j: chosen.index(int(j.job_id)))
         return leased
 
-    async def next_eligible_ms(self, now_ms: int) -> int | None:
-        """When the next delayed job becomes eligible, if any is waiting for its retry delay."""
-        rows = await self._rows(
-            "SELECT MIN(not_before_ms) FROM jobs WHERE state = 'queued' AND not_before_ms > ?", (now_ms,)
-        )
+    def _next_eligible_ms(self, now_ms: int) -> int | None:
+        rows = self._rows("SELECT MIN(not_before_ms) FROM jobs WHERE state = 'queued' AND not_before_ms > ?", (now_ms,))
         return rows[0][0] if rows and rows[0][0] is not None else None
 
-    async def renew_leases(self, worker: str, leases: Sequence[LeaseRef], deadline_ms: int) -> list[LeaseRef]:
-        """Extend the deadlines of the leases `worker` still holds; returns those it no longer holds."""
-        async with self._transaction() as db:
-            current = await self._current_leases([parse_job_id(ref.job_id) for ref in leases])
+    def _renew_leases(self, worker: str, leases: Sequence[LeaseRef], deadline_ms: int) -> list[LeaseRef]:
+        with self._transaction() as db:
+            current = self._current_leases([parse_job_id(ref.job_id) for ref in leases])
             valid = [ref for ref in leases if current.get(int(ref.job_id)) == (tr.RUNNING, ref.lease, worker)]
-            await db.executemany(
+            db.executemany(
                 "UPDATE jobs SET deadline_ms = ? WHERE id = ? AND lease = ? AND state = 'running'",
                 [(deadline_ms, int(ref.job_id), ref.lease) for ref in valid],
             )
         return [ref for ref in leases if ref not in valid]
 
-    async def _current_leases(self, ids: Sequence[int]) -> dict[int, tuple[str, int, str | None]]:
-        rows = await self._rows(
+    def _current_leases(self, ids: Sequence[int]) -> dict[int, tuple[str, int, str | None]]:
+        rows = self._rows(
             "SELECT id, state, lease, worker FROM jobs WHERE id IN (SELECT value FROM json_each(?))",
             (_ids_json(ids),),
         )
@@ -259,13 +256,12 @@ class Store:
 
     # ---- completion, expiry, hand-back -------------------------------------------------------------------
 
-    async def complete_jobs(
+    def _complete_jobs(
         self, worker: str, results: Sequence[JobResult], now_ms: int, retry_base_ms: int
     ) -> tuple[list[Outcome], list[Transition]]:
-        """Record each attempt's outcome exactly once: a result whose lease is not current is refused."""
-        async with self._transaction() as db:
+        with self._transaction() as db:
             ids = [parse_job_id(r.job_id) for r in results]
-            rows = await self._rows(
+            rows = self._rows(
                 "SELECT id, state, lease, attempts, max_attempts, queue, started_ms FROM jobs"
                 " WHERE id IN (SELECT value FROM json_each(?))",
                 (_ids_json(ids),),
@@ -319,27 +315,26 @@ class Store:
                     Transition(result.job_id, state, queue, attempts, worker, result.exit_code, reason, tr.RUNNING)
                 )
             if updates:
-                await db.executemany(
+                db.executemany(
                     "UPDATE jobs SET state = ?, exit_code = ?, finished_ms = ?, not_before_ms = ?, reason = ?,"
                     " worker = ?, deadline_ms = NULL WHERE id = ? AND lease = ? AND state = 'running'",
                     updates,
                 )
-                await db.executemany("INSERT OR REPLACE INTO attempts VALUES (?, ?, ?, ?, ?, ?, ?, ?)", history)
-                await db.executemany("INSERT OR REPLACE INTO outputs VALUES (?, ?, ?, ?)", outputs)
-                changed += await flow.settle(db, changed, now_ms)
+                db.executemany("INSERT OR REPLACE INTO attempts VALUES (?, ?, ?, ?, ?, ?, ?, ?)", history)
+                db.executemany("INSERT OR REPLACE INTO outputs VALUES (?, ?, ?, ?)", outputs)
+                changed += flow.settle(db, changed, now_ms)
         return outcomes, changed
 
-    async def expire_leases(self, now_ms: int) -> list[Transition]:
-        """Reap leases past their deadline: queued again (attempt + 1 next time) or failed after the last."""
-        async with self._transaction():
-            rows = await self._rows(
+    def _expire_leases(self, now_ms: int) -> list[Transition]:
+        with self._transaction():
+            rows = self._rows(
                 "SELECT id, lease, attempts, max_attempts, queue, worker, started_ms FROM jobs"
                 " WHERE state = 'running' AND deadline_ms < ?",
                 (now_ms,),
             )
-            return await self._expire(rows, now_ms, "lease expired")
+            return self._expire(rows, now_ms, "lease expired")
 
-    async def _expire(self, rows: Sequence[sqlite3.Row], now_ms: int, why: str) -> list[Transition]:
+    def _expire(self, rows: Sequence[sqlite3.Row], now_ms: int, why: str) -> list[Transition]:
         changed: list[Transition] = []
         updates: list[tuple[Any, ...]] = []
         history: list[tuple[Any, ...]] = []
@@ -350,23 +345,20 @@ class Store:
             history.append((job_id, lease, attempts, worker, started_ms, now_ms, None, "lease_expired"))
             changed.append(Transition(str(job_id), state, queue, attempts, worker, None, reason, tr.RUNNING))
         if updates:
-            await self._db.executemany(
+            self._conn.executemany(
                 "UPDATE jobs SET state = ?, finished_ms = ?, reason = ?, worker = NULL, deadline_ms = NULL"
                 " WHERE id = ? AND lease = ? AND state = 'running'",
                 updates,
             )
-            await self._db.executemany("INSERT OR REPLACE INTO attempts VALUES (?, ?, ?, ?, ?, ?, ?, ?)", history)
-            changed += await flow.settle(self._db, changed, now_ms)
+            self._conn.executemany("INSERT OR REPLACE INTO attempts VALUES (?, ?, ?, ?, ?, ?, ?, ?)", history)
+            changed += flow.settle(self._conn, changed, now_ms)
         return changed
 
-    async def attach_worker(
+    def _attach_worker(
         self, worker: str, running: Sequence[LeaseRef], deadline_ms: int, now_ms: int
     ) -> tuple[list[LeaseRef], list[Transition]]:
-        """A (re)connecting worker names the jobs it still runs: those leases are renewed, the ones it
-        does not hold any more are returned as lost, and jobs leased to it that it does not name (the
-        grant was lost with the connection) expire at once."""
-        async with self._transaction():
-            rows = await self._rows(
+        with self._transaction():
+            rows = self._rows(
                 "SELECT id, lease, attempts, max_attempts, queue, worker, started_ms FROM jobs"
                 " WHERE state = 'running' AND worker = ?",
                 (worker,),
@@ -374,25 +366,24 @@ class Store:
             held = {(str(r[0]), r[1]) for r in rows}
             named = {(ref.job_id, ref.lease) for ref in running}
             lost = [ref for ref in running if (ref.job_id, ref.lease) not in held]
-            await self._db.executemany(
+            self._conn.executemany(
                 "UPDATE jobs SET deadline_ms = ? WHERE id = ? AND lease = ? AND state = 'running'",
                 [(deadline_ms, int(job_id), lease) for job_id, lease in held & named],
             )
             orphans = [r for r in rows if (str(r[0]), r[1]) not in named]
-            changed = await self._expire(orphans, now_ms, "lease lost with the connection")
+            changed = self._expire(orphans, now_ms, "lease lost with the connection")
         return lost, changed
 
-    async def return_leases(self, worker: str, leases: Sequence[LeaseRef]) -> list[Transition]:
-        """A draining worker hands jobs back: queued again at once, the attempt not spent."""
-        async with self._transaction() as db:
-            rows = await self._rows(
+    def _return_leases(self, worker: str, leases: Sequence[LeaseRef]) -> list[Transition]:
+        with self._transaction() as db:
+            rows = self._rows(
                 "SELECT id, lease, queue, attempts FROM jobs WHERE id IN (SELECT value FROM json_each(?))"
                 " AND state = 'running' AND worker = ?",
                 (_ids_json(parse_job_id(r.job_id) for r in leases), worker),
             )
             named = {(int(r.job_id), r.lease) for r in leases}
             back = [r for r in rows if (r[0], r[1]) in named]
-            await db.executemany(
+            db.executemany(
                 "UPDATE jobs SET state = 'queued', attempts = attempts - 1, worker = NULL, deadline_ms = NULL"
                 " WHERE id = ? AND lease = ? AND state = 'running'",
                 [(r[0], r[1]) for r in back],
@@ -404,25 +395,22 @@ class Store:
             for r in back
         ]
 
-    async def extend_running_leases(self, deadline_ms: int) -> int:
-        """After a restart: give every running lease until `deadline_ms` for its worker to re-attach."""
-        async with self._transaction() as db:
-            cur = await db.execute(
+    def _extend_running_leases(self, deadline_ms: int) -> int:
+        with self._transaction() as db:
+            cur = db.execute(
                 "UPDATE jobs SET deadline_ms = MAX(deadline_ms, ?) WHERE state = 'running'", (deadline_ms,)
             )
             return cur.rowcount
 
     # ---- control actions -----------------------------------------------------------------------------------
 
-    async def control_jobs(
+    def _control_jobs(
         self, action: str, refs: Sequence[str], now_ms: int
     ) -> tuple[list[Outcome], list[Transition], list[Revoked]]:
-        """Apply cancel/hold/release/retry to each job named (a group names all its jobs) where the
-        transition is legal; refuse the rest, one Outcome each."""
         allowed, target = tr.ACTIONS[action]
-        async with self._transaction() as db:
-            named = _first_of_each(await flow.expand_refs(db, refs))
-            rows = await self._rows(
+        with self._transaction() as db:
+            named = _first_of_each(flow.expand_refs(db, refs))
+            rows = self._rows(
                 "SELECT id, state, lease, worker, queue, attempts, pending_deps FROM jobs"
                 " WHERE id IN (SELECT value FROM json_each(?))",
                 (_ids_json(key for _, key, _ in named if key is not None),),
@@ -440,36 +428,34 @@ class Store:
                 state = row[1]
                 refusal = tr.refusal(action, job_id, state) if state not in allowed else None
                 if refusal is None and action == "retry":
-                    refusal = await self._retry_refusal(key)  # type: ignore[arg-type]
+                    refusal = self._retry_refusal(key)  # type: ignore[arg-type]
                 if refusal is not None:
                     outcomes.append(Outcome(job_id=job_id, code=3001, state=state, message=refusal, group=group))
                     continue
                 if state == tr.RUNNING and row[3]:
                     revoked.append(Revoked(row[3], LeaseRef(job_id=job_id, lease=row[2])))
-                pending = row[6] if action == "release" else await self._unmet(key)  # type: ignore[arg-type]
+                pending = row[6] if action == "release" else self._unmet(key)  # type: ignore[arg-type]
                 new_state = tr.ready_state(target, pending)
                 updates.append((new_state, now_ms if new_state == tr.CANCELLED else None, row[0], state, pending))
                 outcomes.append(Outcome(job_id=job_id, code=0, state=new_state, group=group))
                 changed.append(Transition(job_id, new_state, row[4], row[5], row[3], None, f"{action} by user", state))
             if updates:
-                await db.executemany(_CONTROL_SQL[action], [u[:4] for u in updates])
+                db.executemany(_CONTROL_SQL[action], [u[:4] for u in updates])
                 if action == "retry":
-                    await db.executemany(
-                        "UPDATE jobs SET pending_deps = ? WHERE id = ?", [(u[4], u[2]) for u in updates]
-                    )
-                changed += await flow.settle(db, changed, now_ms)
+                    db.executemany("UPDATE jobs SET pending_deps = ? WHERE id = ?", [(u[4], u[2]) for u in updates])
+                changed += flow.settle(db, changed, now_ms)
         return outcomes, changed, revoked
 
-    async def _unmet(self, key: int) -> int:
-        found = await self._rows(
+    def _unmet(self, key: int) -> int:
+        found = self._rows(
             "SELECT COUNT(*) FROM deps d JOIN jobs x ON x.id = d.dep_id WHERE d.job_id = ? AND x.state != 'succeeded'",
             (key,),
         )
         return int(found[0][0])
 
-    async def _retry_refusal(self, key: int) -> str | None:
+    def _retry_refusal(self, key: int) -> str | None:
         """A job cannot be retried while one of its dependencies has failed or been cancelled."""
-        found = await self._rows(
+        found = self._rows(
             "SELECT x.id, x.state FROM deps d JOIN jobs x ON x.id = d.dep_id WHERE d.job_id = ?"
             " AND x.state IN ('failed', 'cancelled') LIMIT 1",
             (key,),
@@ -478,9 +464,8 @@ class Store:
             return None
         return f"job {key} depends on job {found[0][0]}, which {found[0][1]}; retry that one first"
 
-    async def expand(self, refs: Sequence[str]) -> list[str]:
-        """Job ids for job and group ids (a group: all its jobs); UnknownJob for one that does not exist."""
-        named = await flow.expand_refs(self._db, refs)
+    def _expand(self, refs: Sequence[str]) -> list[str]:
+        named = flow.expand_refs(self._conn, refs)
         for ref, key, _ in named:
             if key is None:
                 raise UnknownJob(f"no job or group has id {ref!r}")
@@ -488,13 +473,12 @@ class Store:
 
     # ---- reads -----------------------------------------------------------------------------------------------
 
-    async def get_job(self, job_id: str) -> tuple[JobView, list[AttemptView]]:
-        """One job and its finished attempts; UnknownJob if there is none."""
+    def _get_job(self, job_id: str) -> tuple[JobView, list[AttemptView]]:
         key = parse_job_id(job_id)
-        rows = await self._rows(f"SELECT {_VIEW_COLUMNS} FROM jobs j WHERE j.id = ?", (key,))  # noqa: S608
+        rows = self._rows(f"SELECT {_VIEW_COLUMNS} FROM jobs j WHERE j.id = ?", (key,))  # noqa: S608
         if not rows:
             raise UnknownJob(f"no job has id {job_id!r}")
-        history = await self._rows(
+        history = self._rows(
             "SELECT attempt, worker, lease, started_ms, ended_ms, exit_code, outcome FROM attempts"
             " WHERE job_id = ? ORDER BY lease",
             (key,),
@@ -507,10 +491,9 @@ class Store:
         ]
         return _view(rows[0]), attempts
 
-    async def get_jobs(self, job_ids: Sequence[str]) -> list[JobView]:
-        """The named jobs, in the order named; UnknownJob for the first that does not exist."""
+    def _get_jobs(self, job_ids: Sequence[str]) -> list[JobView]:
         keys = [parse_job_id(j) for j in job_ids]
-        rows = await self._rows(
+        rows = self._rows(
             f"SELECT {_VIEW_COLUMNS} FROM jobs j WHERE j.id IN (SELECT value FROM json_each(?))",  # noqa: S608
             (_ids_json(keys),),
         )
@@ -520,18 +503,16 @@ class Store:
                 raise UnknownJob(f"no job has id {job_id!r}")
         return [found[k] for k in keys]
 
-    async def list_jobs(
+    def _list_jobs(
         self, state: str | None, queue: str | None, limit: int, before: str | None = None, group: str | None = None
     ) -> list[JobView]:
-        """The most recently submitted jobs first, optionally of one state, queue and group, older than
-        the job `before` (for paging); limit 0 = all."""
         cursor = parse_job_id(before) if before else 2**62
         group_key = None
         if group is not None:
             kind, group_key = flow.parse_ref(group)
-            if kind != "group" or not await self._rows("SELECT 1 FROM groups WHERE id = ?", (group_key,)):
+            if kind != "group" or not self._rows("SELECT 1 FROM groups WHERE id = ?", (group_key,)):
                 raise UnknownJob(f"no group has id {group!r}")
-        rows = await self._rows(
+        rows = self._rows(
             f"SELECT {_VIEW_COLUMNS} FROM jobs j WHERE (?1 IS NULL OR j.state = ?1)"  # noqa: S608
             " AND (?2 IS NULL OR j.queue = ?2) AND (?5 IS NULL OR j.group_id = ?5) AND j.id < ?4"
             " ORDER BY j.id DESC LIMIT ?3",
@@ -539,10 +520,9 @@ class Store:
         )
         return [_view(r) for r in rows]
 
-    async def read_output(self, job_id: str, stream: str) -> tuple[bytes, bool]:
-        """A job's captured stdout or stderr (empty before it has run) and whether it was truncated."""
+    def _read_output(self, job_id: str, stream: str) -> tuple[bytes, bool]:
         key = parse_job_id(job_id)
-        rows = await self._rows(
+        rows = self._rows(
             "SELECT j.id, o.data, o.truncated FROM jobs j LEFT JOIN outputs o ON o.job_id = j.id AND o.stream = ?"
             " WHERE j.id = ?",
             (stream, key),
@@ -551,12 +531,107 @@ class Store:
             raise UnknownJob(f"no job has id {job_id!r}")
         return (bytes(rows[0][1] or b""), bool(rows[0][2]))
 
-    async def count_by_queue(self) -> dict[str, dict[str, int]]:
-        """queue -> state -> number of jobs (read once at start; the broker keeps it current)."""
+    def _count_by_queue(self) -> dict[str, dict[str, int]]:
         counts: dict[str, dict[str, int]] = {}
-        for queue, state, n in await self._rows("SELECT queue, state, COUNT(*) FROM jobs GROUP BY queue, state"):
+        for queue, state, n in self._rows("SELECT queue, state, COUNT(*) FROM jobs GROUP BY queue, state"):
             counts.setdefault(queue, {})[state] = n
         return counts
+
+    # ---- the async face: each call is one hop to the database thread --------------------------------------
+
+    async def submit_jobs(
+        self,
+        specs: Sequence[JobSpec],
+        now_ms: int,
+        *,
+        after: Sequence[str] = (),
+        new_group: bool = False,
+        group: str | None = None,
+        max_running: int | None = None,
+    ) -> tuple[list[Transition], str | None]:
+        """Insert jobs in one transaction; returns them in order with their new ids, and their group.
+
+        Jobs wait for the jobs named in `after` (groups expanded); if one of those has already failed
+        or been cancelled, they are cancelled at once, with that job named as the reason."""
+        return await self._call(
+            self._submit_jobs, specs, now_ms, after=after, new_group=new_group, group=group, max_running=max_running
+        )
+
+    async def lease_jobs(
+        self, worker: str, queues: Sequence[str], max_jobs: int, now_ms: int, ttl_ms: int
+    ) -> list[LeasedJob]:
+        """Lease up to `max_jobs` of the best eligible jobs (priority, then age) of `queues` to `worker`."""
+        return await self._call(self._lease_jobs, worker, queues, max_jobs, now_ms, ttl_ms)
+
+    async def next_eligible_ms(self, now_ms: int) -> int | None:
+        """When the next delayed job becomes eligible, if any is waiting for its retry delay."""
+        return await self._call(self._next_eligible_ms, now_ms)
+
+    async def renew_leases(self, worker: str, leases: Sequence[LeaseRef], deadline_ms: int) -> list[LeaseRef]:
+        """Extend the deadlines of the leases `worker` still holds; returns those it no longer holds."""
+        return await self._call(self._renew_leases, worker, leases, deadline_ms)
+
+    async def complete_jobs(
+        self, worker: str, results: Sequence[JobResult], now_ms: int, retry_base_ms: int
+    ) -> tuple[list[Outcome], list[Transition]]:
+        """Record each attempt's outcome exactly once: a result whose lease is not current is refused."""
+        return await self._call(self._complete_jobs, worker, results, now_ms, retry_base_ms)
+
+    async def expire_leases(self, now_ms: int) -> list[Transition]:
+        """Reap leases past their deadline: queued again (attempt + 1 next time) or failed after the last."""
+        return await self._call(self._expire_leases, now_ms)
+
+    async def attach_worker(
+        self, worker: str, running: Sequence[LeaseRef], deadline_ms: int, now_ms: int
+    ) -> tuple[list[LeaseRef], list[Transition]]:
+        """A (re)connecting worker names the jobs it still runs: those leases are renewed, the ones it
+        does not hold any more are returned as lost, and jobs leased to it that it does not name (the
+        grant was lost with the connection) expire at once."""
+        return await self._call(self._attach_worker, worker, running, deadline_ms, now_ms)
+
+    async def return_leases(self, worker: str, leases: Sequence[LeaseRef]) -> list[Transition]:
+        """A draining worker hands jobs back: queued again at once, the attempt not spent."""
+        return await self._call(self._return_leases, worker, leases)
+
+    async def extend_running_leases(self, deadline_ms: int) -> int:
+        """After a restart: give every running lease until `deadline_ms` for its worker to re-attach."""
+        return await self._call(self._extend_running_leases, deadline_ms)
+
+    async def control_jobs(
+        self, action: str, refs: Sequence[str], now_ms: int
+    ) -> tuple[list[Outcome], list[Transition], list[Revoked]]:
+        """Apply cancel/hold/release/retry to each job named (a group names all its jobs) where the
+        transition is legal; refuse the rest, one Outcome each."""
+        return await self._call(self._control_jobs, action, refs, now_ms)
+
+    async def expand(self, refs: Sequence[str]) -> list[str]:
+        """Job ids for job and group ids (a group: all its jobs); UnknownJob for one that does not exist."""
+        return await self._call(self._expand, refs)
+
+    async def get_job(self, job_id: str) -> tuple[JobView, list[AttemptView]]:
+        """One job and its finished attempts; UnknownJob if there is none."""
+        return await self._call(self._get_job, job_id)
+
+    async def get_jobs(self, job_ids: Sequence[str]) -> list[JobView]:
+        """The named jobs, in the order named; UnknownJob for the first that does not exist."""
+        return await self._call(self._get_jobs, job_ids)
+
+    async def list_jobs(
+        self, state: str | None, queue: str | None, limit: int, before: str | None = None, group: str | None = None
+    ) -> list[JobView]:
+        """The most recently submitted jobs first, optionally of one state, queue and group, older than
+        the job `before` (for paging); limit 0 = all."""
+        return await self._call(self._list_jobs, state, queue, limit, before, group)
+
+    async def read_output(self, job_id: str, stream: str) -> tuple[bytes, bool]:
+        """A job's captured stdout or stderr (empty before it has run) and whether it was truncated."""
+        return await self._call(self._read_output, job_id, stream)
+
+    async def count_by_queue(self) -> dict[str, dict[str, int]]:
+        """queue -> state -> number of jobs (read once at start; the broker keeps it current)."""
+        return await self._call(
+            self._count_by_queue,
+        )
 
 
 def _view(r: sqlite3.Row) -> JobView:
@@ -586,19 +661,30 @@ def _view(r: sqlite3.Row) -> JobView:
 @asynccontextmanager
 async def open_store(path: Path) -> AsyncIterator[Store]:
     """Open (creating and migrating if needed) the database at `path`, in WAL mode, fsync on commit."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    conn = await anyio.to_thread.run_sync(_connect, path)
     try:
-        db = await aiosqlite.connect(path)
-    except sqlite3.Error as exc:
-        raise StorageFailed(f"cannot open the database {path}: {exc}") from exc
-    try:
-        await db.execute("PRAGMA journal_mode = WAL")
-        # FULL: a commit survives a power cut, not only a killed broker; group commit pays for it.
-        await db.execute("PRAGMA synchronous = FULL")
-        await db.execute("PRAGMA busy_timeout = 5000")
-        await migrate(db)
-        rows = await db.execute_fetchall("SELECT COALESCE(MAX(id), 0) FROM jobs")
-        yield Store(db, next_id=int(next(iter(rows))[0]) + 1)
+        next_id = await anyio.to_thread.run_sync(_last_job_id, conn) + 1
+        yield Store(conn, next_id=next_id)
     finally:
         with anyio.CancelScope(shield=True):
-            await db.close()
+            await anyio.to_thread.run_sync(conn.close)
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # Autocommit mode: every transaction is an explicit BEGIN IMMEDIATE ... COMMIT (Store._transaction).
+        # Used from one thread at a time (the store's limiter), not always the same one.
+        conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA journal_mode = WAL")
+        # FULL: a commit survives a power cut, not only a killed broker; batching pays for it.
+        conn.execute("PRAGMA synchronous = FULL")
+        conn.execute("PRAGMA busy_timeout = 5000")
+        migrate(conn)
+    except (OSError, sqlite3.Error) as exc:
+        raise StorageFailed(f"cannot open the database {path}: {exc}") from exc
+    return conn
+
+
+def _last_job_id(conn: sqlite3.Connection) -> int:
+    return int(conn.execute("SELECT COALESCE(MAX(id), 0) FROM jobs").fetchone()[0])

@@ -14,10 +14,9 @@ was held or cancelled), the next throttled queued job of the group (priority, th
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import Iterable, Sequence
 from typing import Any
-
-import aiosqlite
 
 from gridd.broker import transitions as tr
 from gridd.broker.transitions import Transition
@@ -40,12 +39,11 @@ def ids_json(ids: Iterable[int]) -> str:
     return json.dumps(list(ids))
 
 
-async def rows(db: aiosqlite.Connection, sql: str, params: Sequence[Any] = ()) -> list[Any]:
-    async with db.execute(sql, params) as cur:
-        return list(await cur.fetchall())
+def rows(db: sqlite3.Connection, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+    return db.execute(sql, params).fetchall()
 
 
-async def expand_refs(db: aiosqlite.Connection, refs: Sequence[str]) -> list[tuple[str, int | None, str | None]]:
+def expand_refs(db: sqlite3.Connection, refs: Sequence[str]) -> list[tuple[str, int | None, str | None]]:
     """Each ref as (ref, job id or None if unknown, group name if it came from a group), in order;
     a group stands for all its jobs. Unknown ids are kept (job id None) for the caller to refuse."""
     out: list[tuple[str, int | None, str | None]] = []
@@ -58,23 +56,21 @@ async def expand_refs(db: aiosqlite.Connection, refs: Sequence[str]) -> list[tup
         if kind == "job":
             out.append((ref, key, None))
             continue
-        members = await rows(db, "SELECT id FROM jobs WHERE group_id = ? ORDER BY id", (key,))
+        members = rows(db, "SELECT id FROM jobs WHERE group_id = ? ORDER BY id", (key,))
         if not members:
             out.append((ref, None, None))
         out.extend((str(m[0]), int(m[0]), ref) for m in members)
     return out
 
 
-async def dependency_states(db: aiosqlite.Connection, refs: Sequence[str]) -> list[tuple[int, str]]:
+def dependency_states(db: sqlite3.Connection, refs: Sequence[str]) -> list[tuple[int, str]]:
     """The jobs named by --after (groups expanded) and their states; UnknownJob if one does not exist."""
-    expanded = await expand_refs(db, refs)
+    expanded = expand_refs(db, refs)
     for ref, key, _ in expanded:
         if key is None:
             raise UnknownJob(f"cannot wait for {ref!r}: no job or group has that id")
     keys = sorted({key for _, key, _ in expanded if key is not None})
-    found = dict(
-        await rows(db, "SELECT id, state FROM jobs WHERE id IN (SELECT value FROM json_each(?))", (ids_json(keys),))
-    )
+    found = dict(rows(db, "SELECT id, state FROM jobs WHERE id IN (SELECT value FROM json_each(?))", (ids_json(keys),)))
     for key in keys:
         if key not in found:
             raise UnknownJob(f"cannot wait for {key}: no job has that id")
@@ -86,20 +82,20 @@ def doom_reason(dep_id: int, dep_state: str) -> str:
     return f"dependency {dep_id} {verb}"
 
 
-async def settle(db: aiosqlite.Connection, changed: Sequence[Transition], now_ms: int) -> list[Transition]:
+def settle(db: sqlite3.Connection, changed: Sequence[Transition], now_ms: int) -> list[Transition]:
     """What `changed` sets off: dependents queued or cancelled, group tokens passed on."""
-    extra = await _unblock(db, [int(t.job_id) for t in changed if t.state == tr.SUCCEEDED])
-    extra += await _doom(
+    extra = _unblock(db, [int(t.job_id) for t in changed if t.state == tr.SUCCEEDED])
+    extra += _doom(
         db, [(int(t.job_id), t.state) for t in [*changed, *extra] if t.state in (tr.FAILED, tr.CANCELLED)], now_ms
     )
-    await rebalance(db, [int(t.job_id) for t in [*changed, *extra]])
+    rebalance(db, [int(t.job_id) for t in [*changed, *extra]])
     return extra
 
 
-async def _unblock(db: aiosqlite.Connection, succeeded: list[int]) -> list[Transition]:
+def _unblock(db: sqlite3.Connection, succeeded: list[int]) -> list[Transition]:
     if not succeeded:
         return []
-    updated = await rows(
+    updated = rows(
         db,
         "UPDATE jobs SET pending_deps = pending_deps - (SELECT COUNT(*) FROM deps d WHERE d.job_id = jobs.id"
         " AND d.dep_id IN (SELECT value FROM json_each(?1)))"
@@ -110,7 +106,7 @@ async def _unblock(db: aiosqlite.Connection, succeeded: list[int]) -> list[Trans
     ready = [int(r[0]) for r in updated if r[1] == tr.WAITING and r[2] == 0]
     if not ready:
         return []
-    queued = await rows(
+    queued = rows(
         db,
         "UPDATE jobs SET state = 'queued', throttled = (SELECT COUNT(*) FROM groups g WHERE g.id = jobs.group_id"
         " AND g.max_running IS NOT NULL) WHERE id IN (SELECT value FROM json_each(?)) AND state = 'waiting'"
@@ -123,12 +119,12 @@ async def _unblock(db: aiosqlite.Connection, succeeded: list[int]) -> list[Trans
     ]
 
 
-async def _doom(db: aiosqlite.Connection, ended: list[tuple[int, str]], now_ms: int) -> list[Transition]:
+def _doom(db: sqlite3.Connection, ended: list[tuple[int, str]], now_ms: int) -> list[Transition]:
     """Cancel the waiting or held dependents of jobs that will never succeed, transitively."""
     doomed: list[Transition] = []
     frontier = dict(ended)
     while frontier:
-        found = await rows(
+        found = rows(
             db,
             "SELECT d.dep_id, j.id, j.state, j.queue, j.attempts FROM deps d JOIN jobs j ON j.id = d.job_id"
             " WHERE d.dep_id IN (SELECT value FROM json_each(?)) AND j.state IN ('waiting', 'held')",
@@ -138,7 +134,7 @@ async def _doom(db: aiosqlite.Connection, ended: list[tuple[int, str]], now_ms: 
         for dep_id, job_id, state, queue, attempts in found:
             reason = doom_reason(dep_id, frontier[int(dep_id)])
             victims.setdefault(int(job_id), (str(state), reason, str(queue), int(attempts)))
-        await db.executemany(
+        db.executemany(
             "UPDATE jobs SET state = 'cancelled', finished_ms = ?, reason = ? WHERE id = ? AND state = ?",
             [(now_ms, reason, job_id, state) for job_id, (state, reason, _, _) in victims.items()],
         )
@@ -150,18 +146,18 @@ async def _doom(db: aiosqlite.Connection, ended: list[tuple[int, str]], now_ms: 
     return doomed
 
 
-async def rebalance(db: aiosqlite.Connection, job_ids: Sequence[int]) -> None:
+def rebalance(db: sqlite3.Connection, job_ids: Sequence[int]) -> None:
     """Give the free tokens of these jobs' capped groups to their next throttled queued jobs."""
     if not job_ids:
         return
-    groups = await rows(
+    groups = rows(
         db,
         "SELECT DISTINCT g.id, g.max_running FROM jobs j JOIN groups g ON g.id = j.group_id"
         " WHERE j.id IN (SELECT value FROM json_each(?)) AND g.max_running IS NOT NULL",
         (ids_json(job_ids),),
     )
     for group_id, max_running in groups:
-        held = await rows(
+        held = rows(
             db,
             "SELECT COUNT(*) FROM jobs WHERE group_id = ?1 AND (state = 'running'"
             " OR (state = 'queued' AND throttled = 0))",
@@ -169,7 +165,7 @@ async def rebalance(db: aiosqlite.Connection, job_ids: Sequence[int]) -> None:
         )
         free = int(max_running) - int(held[0][0])
         if free > 0:
-            await db.execute(
+            db.execute(
                 "UPDATE jobs SET throttled = 0 WHERE id IN (SELECT id FROM jobs WHERE group_id = ?"
                 " AND state = 'queued' AND throttled = 1 ORDER BY priority DESC, id LIMIT ?)",
                 (group_id, free),

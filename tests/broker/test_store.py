@@ -508,8 +508,8 @@ async def test_a_full_database_refuses_a_submit_with_storage_failed_and_loses_no
     clock = FakeClock()
     async with store_at(tmp_path) as store:
         before = await submit(store, clock, spec("kept", "1"), spec("kept", "2"))
-        (pages,) = await store._db.execute_fetchall("PRAGMA page_count")
-        await store._db.execute(f"PRAGMA max_page_count = {pages[0]}")
+        (pages,) = store._conn.execute("PRAGMA page_count").fetchall()
+        store._conn.execute(f"PRAGMA max_page_count = {pages[0]}")
         big = [spec("x" * 2000, str(i)) for i in range(200)]
         with pytest.raises(StorageFailed) as caught:
             await submit(store, clock, *big)
@@ -518,7 +518,7 @@ async def test_a_full_database_refuses_a_submit_with_storage_failed_and_loses_no
         assert [v.id for v in await store.list_jobs(None, None, 0)] == list(reversed(before))
         assert [v.argv for v in await store.get_jobs(before)] == [["kept", "1"], ["kept", "2"]]
         assert (await lease_one(store, clock)).job_id == before[0]  # and it still leases
-        await store._db.execute("PRAGMA max_page_count = 1073741823")  # space freed
+        store._conn.execute("PRAGMA max_page_count = 1073741823")  # space freed
         after = await submit(store, clock, spec("later"))
     async with store_at(tmp_path) as store:
         views = await store.list_jobs(None, None, 0)
@@ -529,6 +529,6 @@ async def test_a_store_whose_database_connection_is_gone_refuses_writes_with_sto
     clock = FakeClock()
     async with store_at(tmp_path) as store:
         await submit(store, clock, spec())
-        await store._db.close()
+        store._conn.close()
         with pytest.raises(StorageFailed):
             await submit(store, clock, spec())
