@@ -13,9 +13,9 @@ import contextlib
 import functools
 import json
 import sqlite3
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
-from contextlib import asynccontextmanager, contextmanager
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -49,6 +49,20 @@ _VIEW_COLUMNS = (
     "(SELECT length(data) FROM outputs WHERE job_id = j.id AND stream = 'stderr'), "
     "j.group_id, (SELECT json_group_array(dep_id) FROM deps WHERE job_id = j.id)"
 )
+
+
+MAX_BATCH_CALLS = 256
+
+
+@dataclass(eq=False, slots=True)
+class _Call:
+    """One use case waiting for its group commit."""
+
+    fn: Callable[[], Any]
+    durable: bool
+    done: anyio.Event = field(default_factory=anyio.Event)
+    result: Any = None
+    error: BaseException | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,30 +116,87 @@ class Store:
     def __init__(self, conn: sqlite3.Connection, next_id: int) -> None:
         self._conn = conn
         self._next_id = next_id
-        # One call at a time on the connection, each a whole transaction in one hop to a worker thread.
+        # One batch at a time on the connection, each a whole transaction in one hop to a worker thread.
         self._limiter = anyio.CapacityLimiter(1)
+        self._queued: list[_Call] = []
+        self._leading = False
+        self._sync = "FULL"
 
-    async def _call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """Run one use case on the database thread. Not cancellable midway, on purpose: a transaction
-        always ends in COMMIT or ROLLBACK before its caller hears of it."""
-        return await anyio.to_thread.run_sync(functools.partial(fn, *args, **kwargs), limiter=self._limiter)
+    async def _call(self, fn: Callable[..., T], *args: Any, _durable: bool = True, **kwargs: Any) -> T:
+        """Run one use case on the database thread, in the next group commit.
 
-    @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        Calls made while a batch is being committed queue up, and the next batch runs them all in one
+        transaction and one hop to the thread (DESIGN.md: one round trip serves many jobs). Each call
+        has a savepoint, so one that fails is undone alone. A call returns only after COMMIT. It is not
+        cancellable midway, on purpose: a transaction always ends before its caller hears of it."""
+        call = _Call(functools.partial(fn, *args, **kwargs), _durable)
+        self._queued.append(call)
+        if not self._leading:
+            with anyio.CancelScope(shield=True):
+                await self._lead()
+        await call.done.wait()
+        if call.error is not None:
+            raise call.error
+        return call.result  # type: ignore[no-any-return]
+
+    async def _lead(self) -> None:
+        """Commit batches until nothing is queued; whoever finds no batch running leads."""
+        self._leading = True
         try:
-            self._conn.execute("BEGIN IMMEDIATE")
+            while self._queued:
+                batch, self._queued = self._queued[:MAX_BATCH_CALLS], self._queued[MAX_BATCH_CALLS:]
+                try:
+                    await anyio.to_thread.run_sync(self._commit_batch, batch, limiter=self._limiter)
+                except BaseException as exc:  # a bug of ours: every caller of the batch hears of it
+                    for call in batch:
+                        call.error = call.error or exc
+                    raise
+                finally:
+                    for call in batch:
+                        call.done.set()
+        finally:
+            self._leading = False
+
+    def _commit_batch(self, batch: list[_Call]) -> None:
+        conn = self._conn
+        # Only a batch that acknowledges something to a person (a submit, a result) waits for fsync; a
+        # lease grant or renewal lost with the power is re-done after restart (the job runs again).
+        sync = "FULL" if any(call.durable for call in batch) else "NORMAL"
+        try:
+            if sync != self._sync:
+                conn.execute(f"PRAGMA synchronous = {sync}")
+                self._sync = sync
+            conn.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as exc:  # a closed or broken connection
-            raise StorageFailed(f"the broker could not start a transaction: {exc}") from exc
+            for call in batch:
+                call.error = StorageFailed(f"the broker could not start a transaction: {exc}")
+            return
+        for call in batch:
+            conn.execute("SAVEPOINT call")
+            try:
+                call.result = call.fn()
+                conn.execute("RELEASE call")
+            except Exception as exc:
+                call.error = (
+                    StorageFailed(f"the broker could not commit: {exc}") if isinstance(exc, sqlite3.Error) else exc
+                )
+                if not conn.in_transaction:  # SQLite rolled the whole transaction back (disk full)
+                    return self._fail(batch, call.error)
+                conn.execute("ROLLBACK TO call")
+                conn.execute("RELEASE call")
         try:
-            yield self._conn
-            self._conn.execute("COMMIT")
-        except BaseException as exc:
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+            self._fail(batch, StorageFailed(f"the broker could not commit: {exc}"))
+
+    def _fail(self, batch: list[_Call], error: BaseException) -> None:
+        for call in batch:
+            call.result, call.error = None, error
+        with contextlib.suppress(sqlite3.Error):
             if self._conn.in_transaction:
-                with contextlib.suppress(sqlite3.Error):  # report the first error, not this one
-                    self._conn.execute("ROLLBACK")
-            if isinstance(exc, sqlite3.Error):
-                raise StorageFailed(f"the broker could not commit: {exc}") from exc
-            raise
+                self._conn.execute("ROLLBACK")
 
     def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         return self._conn.execute(sql, params).fetchall()
@@ -142,44 +213,44 @@ class Store:
         group: str | None = None,
         max_running: int | None = None,
     ) -> tuple[list[Transition], str | None]:
-        with self._transaction() as db:
-            deps = flow.dependency_states(db, after) if after else []
-            group_id, throttled = self._group_for(new_group, group, max_running, now_ms)
-            unmet = [key for key, state in deps if state != tr.SUCCEEDED]
-            dead = next(((key, state) for key, state in deps if state in (tr.FAILED, tr.CANCELLED)), None)
-            if dead is not None:
-                state, reason, finished = tr.CANCELLED, flow.doom_reason(*dead), now_ms
-            else:
-                state, reason, finished = (tr.WAITING if unmet else tr.QUEUED), None, None
-            first = self._next_id
-            rows = [
-                (
-                    first + i,
-                    state,
-                    s.queue,
-                    s.priority,
-                    s.max_attempts,
-                    _spec_encoder.encode(s),
-                    now_ms,
-                    group_id,
-                    len(unmet),
-                    reason,
-                    finished,
-                    throttled,
-                )
-                for i, s in enumerate(specs)
-            ]
-            db.executemany(
-                "INSERT INTO jobs (id, state, queue, priority, max_attempts, spec, submitted_ms, group_id,"
-                " pending_deps, reason, finished_ms, throttled) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                rows,
+        db = self._conn
+        deps = flow.dependency_states(db, after) if after else []
+        group_id, throttled = self._group_for(new_group, group, max_running, now_ms)
+        unmet = [key for key, state in deps if state != tr.SUCCEEDED]
+        dead = next(((key, state) for key, state in deps if state in (tr.FAILED, tr.CANCELLED)), None)
+        if dead is not None:
+            state, reason, finished = tr.CANCELLED, flow.doom_reason(*dead), now_ms
+        else:
+            state, reason, finished = (tr.WAITING if unmet else tr.QUEUED), None, None
+        first = self._next_id
+        rows = [
+            (
+                first + i,
+                state,
+                s.queue,
+                s.priority,
+                s.max_attempts,
+                _spec_encoder.encode(s),
+                now_ms,
+                group_id,
+                len(unmet),
+                reason,
+                finished,
+                throttled,
             )
-            self._next_id = first + len(rows)
-            if deps:
-                db.executemany(
-                    "INSERT INTO deps (job_id, dep_id) VALUES (?, ?)", [(r[0], key) for r in rows for key, _ in deps]
-                )
-            flow.rebalance(db, [rows[0][0]] if group_id is not None else [])
+            for i, s in enumerate(specs)
+        ]
+        db.executemany(
+            "INSERT INTO jobs (id, state, queue, priority, max_attempts, spec, submitted_ms, group_id,"
+            " pending_deps, reason, finished_ms, throttled) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            rows,
+        )
+        self._next_id = first + len(rows)
+        if deps:
+            db.executemany(
+                "INSERT INTO deps (job_id, dep_id) VALUES (?, ?)", [(r[0], key) for r in rows for key, _ in deps]
+            )
+        flow.rebalance(db, [rows[0][0]] if group_id is not None else [])
         changed = [Transition(str(r[0]), state, r[2], 0, reason=reason) for r in rows]
         return changed, flow.group_name(group_id)
 
@@ -205,27 +276,26 @@ class Store:
     def _lease_jobs(
         self, worker: str, queues: Sequence[str], max_jobs: int, now_ms: int, ttl_ms: int
     ) -> list[LeasedJob]:
-        with self._transaction():
-            candidates: list[tuple[int, int]] = []
-            for queue in dict.fromkeys(queues):
-                rows = self._rows(
-                    "SELECT id, priority FROM jobs WHERE state = 'queued' AND throttled = 0 AND queue = ?"
-                    " AND not_before_ms <= ? ORDER BY priority DESC, id LIMIT ?",
-                    (queue, now_ms, max_jobs),
-                )
-                candidates.extend((r[0], r[1]) for r in rows)
-            if not candidates:
-                return []
-            candidates.sort(key=lambda c: (-c[1], c[0]))
-            chosen = [c[0] for c in candidates[:max_jobs]]
-            deadline = now_ms + ttl_ms
+        candidates: list[tuple[int, int]] = []
+        for queue in dict.fromkeys(queues):
             rows = self._rows(
-                "UPDATE jobs SET state = 'running', attempts = attempts + 1, lease = lease + 1,"
-                " worker = ?, deadline_ms = ?, started_ms = ?, not_before_ms = 0"
-                " WHERE id IN (SELECT value FROM json_each(?)) AND state = 'queued' AND throttled = 0"
-                " RETURNING id, lease, attempts, spec",
-                (worker, deadline, now_ms, _ids_json(chosen)),
+                "SELECT id, priority FROM jobs WHERE state = 'queued' AND throttled = 0 AND queue = ?"
+                " AND not_before_ms <= ? ORDER BY priority DESC, id LIMIT ?",
+                (queue, now_ms, max_jobs),
             )
+            candidates.extend((r[0], r[1]) for r in rows)
+        if not candidates:
+            return []
+        candidates.sort(key=lambda c: (-c[1], c[0]))
+        chosen = [c[0] for c in candidates[:max_jobs]]
+        deadline = now_ms + ttl_ms
+        rows = self._rows(
+            "UPDATE jobs SET state = 'running', attempts = attempts + 1, lease = lease + 1,"
+            " worker = ?, deadline_ms = ?, started_ms = ?, not_before_ms = 0"
+            " WHERE id IN (SELECT value FROM json_each(?)) AND state = 'queued' AND throttled = 0"
+            " RETURNING id, lease, attempts, spec",
+            (worker, deadline, now_ms, _ids_json(chosen)),
+        )
         leased = [
             LeasedJob(job_id=str(r[0]), lease=r[1], attempt=r[2], deadline_ms=deadline, spec=_spec_decoder.decode(r[3]))
             for r in rows
@@ -238,13 +308,13 @@ class Store:
         return rows[0][0] if rows and rows[0][0] is not None else None
 
     def _renew_leases(self, worker: str, leases: Sequence[LeaseRef], deadline_ms: int) -> list[LeaseRef]:
-        with self._transaction() as db:
-            current = self._current_leases([parse_job_id(ref.job_id) for ref in leases])
-            valid = [ref for ref in leases if current.get(int(ref.job_id)) == (tr.RUNNING, ref.lease, worker)]
-            db.executemany(
-                "UPDATE jobs SET deadline_ms = ? WHERE id = ? AND lease = ? AND state = 'running'",
-                [(deadline_ms, int(ref.job_id), ref.lease) for ref in valid],
-            )
+        db = self._conn
+        current = self._current_leases([parse_job_id(ref.job_id) for ref in leases])
+        valid = [ref for ref in leases if current.get(int(ref.job_id)) == (tr.RUNNING, ref.lease, worker)]
+        db.executemany(
+            "UPDATE jobs SET deadline_ms = ? WHERE id = ? AND lease = ? AND state = 'running'",
+            [(deadline_ms, int(ref.job_id), ref.lease) for ref in valid],
+        )
         return [ref for ref in leases if ref not in valid]
 
     def _current_leases(self, ids: Sequence[int]) -> dict[int, tuple[str, int, str | None]]:
@@ -259,80 +329,77 @@ class Store:
     def _complete_jobs(
         self, worker: str, results: Sequence[JobResult], now_ms: int, retry_base_ms: int
     ) -> tuple[list[Outcome], list[Transition]]:
-        with self._transaction() as db:
-            ids = [parse_job_id(r.job_id) for r in results]
-            rows = self._rows(
-                "SELECT id, state, lease, attempts, max_attempts, queue, started_ms FROM jobs"
-                " WHERE id IN (SELECT value FROM json_each(?))",
-                (_ids_json(ids),),
+        db = self._conn
+        ids = [parse_job_id(r.job_id) for r in results]
+        rows = self._rows(
+            "SELECT id, state, lease, attempts, max_attempts, queue, started_ms FROM jobs"
+            " WHERE id IN (SELECT value FROM json_each(?))",
+            (_ids_json(ids),),
+        )
+        current = {r[0]: r for r in rows}
+        outcomes: list[Outcome] = []
+        changed: list[Transition] = []
+        updates: list[tuple[Any, ...]] = []
+        history: list[tuple[Any, ...]] = []
+        outputs: list[tuple[Any, ...]] = []
+        for job_id, result in zip(ids, results, strict=True):
+            row = current.pop(job_id, None)  # popped: a second result for it in this batch is stale
+            if row is None or row[1] != tr.RUNNING or row[2] != result.lease:
+                state = row[1] if row else "unknown"
+                outcomes.append(
+                    Outcome(
+                        job_id=result.job_id,
+                        code=4000,
+                        state=state,
+                        message=(
+                            f"lease {result.lease} of job {result.job_id} is no longer current"
+                            f" (state={state}, lease={row[2] if row else None}); the result was not recorded"
+                        ),
+                    )
+                )
+                continue
+            attempts, max_attempts, queue = row[3], row[4], row[5]
+            state = tr.after_attempt(result.exit_code, attempts, max_attempts)
+            finished = now_ms if state != tr.QUEUED else None
+            not_before = now_ms + tr.retry_delay_ms(attempts, retry_base_ms) if state == tr.QUEUED else 0
+            reason = result.message or None
+            updates.append(
+                (
+                    state,
+                    result.exit_code,
+                    finished,
+                    not_before,
+                    reason,
+                    worker if state != tr.QUEUED else None,
+                    job_id,
+                    result.lease,
+                )
             )
-            current = {r[0]: r for r in rows}
-            outcomes: list[Outcome] = []
-            changed: list[Transition] = []
-            updates: list[tuple[Any, ...]] = []
-            history: list[tuple[Any, ...]] = []
-            outputs: list[tuple[Any, ...]] = []
-            for job_id, result in zip(ids, results, strict=True):
-                row = current.pop(job_id, None)  # popped: a second result for it in this batch is stale
-                if row is None or row[1] != tr.RUNNING or row[2] != result.lease:
-                    state = row[1] if row else "unknown"
-                    outcomes.append(
-                        Outcome(
-                            job_id=result.job_id,
-                            code=4000,
-                            state=state,
-                            message=(
-                                f"lease {result.lease} of job {result.job_id} is no longer current"
-                                f" (state={state}, lease={row[2] if row else None}); the result was not recorded"
-                            ),
-                        )
-                    )
-                    continue
-                attempts, max_attempts, queue = row[3], row[4], row[5]
-                state = tr.after_attempt(result.exit_code, attempts, max_attempts)
-                finished = now_ms if state != tr.QUEUED else None
-                not_before = now_ms + tr.retry_delay_ms(attempts, retry_base_ms) if state == tr.QUEUED else 0
-                reason = result.message or None
-                updates.append(
-                    (
-                        state,
-                        result.exit_code,
-                        finished,
-                        not_before,
-                        reason,
-                        worker if state != tr.QUEUED else None,
-                        job_id,
-                        result.lease,
-                    )
-                )
-                history.append(
-                    (job_id, result.lease, attempts, worker, row[6], now_ms, result.exit_code, result.outcome)
-                )
-                outputs.append((job_id, "stdout", result.stdout, result.stdout_truncated))
-                outputs.append((job_id, "stderr", result.stderr, result.stderr_truncated))
-                outcomes.append(Outcome(job_id=result.job_id, code=0, state=state))
-                changed.append(
-                    Transition(result.job_id, state, queue, attempts, worker, result.exit_code, reason, tr.RUNNING)
-                )
-            if updates:
-                db.executemany(
-                    "UPDATE jobs SET state = ?, exit_code = ?, finished_ms = ?, not_before_ms = ?, reason = ?,"
-                    " worker = ?, deadline_ms = NULL WHERE id = ? AND lease = ? AND state = 'running'",
-                    updates,
-                )
-                db.executemany("INSERT OR REPLACE INTO attempts VALUES (?, ?, ?, ?, ?, ?, ?, ?)", history)
-                db.executemany("INSERT OR REPLACE INTO outputs VALUES (?, ?, ?, ?)", outputs)
-                changed += flow.settle(db, changed, now_ms)
+            history.append((job_id, result.lease, attempts, worker, row[6], now_ms, result.exit_code, result.outcome))
+            outputs.append((job_id, "stdout", result.stdout, result.stdout_truncated))
+            outputs.append((job_id, "stderr", result.stderr, result.stderr_truncated))
+            outcomes.append(Outcome(job_id=result.job_id, code=0, state=state))
+            changed.append(
+                Transition(result.job_id, state, queue, attempts, worker, result.exit_code, reason, tr.RUNNING)
+            )
+        if updates:
+            db.executemany(
+                "UPDATE jobs SET state = ?, exit_code = ?, finished_ms = ?, not_before_ms = ?, reason = ?,"
+                " worker = ?, deadline_ms = NULL WHERE id = ? AND lease = ? AND state = 'running'",
+                updates,
+            )
+            db.executemany("INSERT OR REPLACE INTO attempts VALUES (?, ?, ?, ?, ?, ?, ?, ?)", history)
+            db.executemany("INSERT OR REPLACE INTO outputs VALUES (?, ?, ?, ?)", outputs)
+            changed += flow.settle(db, changed, now_ms)
         return outcomes, changed
 
     def _expire_leases(self, now_ms: int) -> list[Transition]:
-        with self._transaction():
-            rows = self._rows(
-                "SELECT id, lease, attempts, max_attempts, queue, worker, started_ms FROM jobs"
-                " WHERE state = 'running' AND deadline_ms < ?",
-                (now_ms,),
-            )
-            return self._expire(rows, now_ms, "lease expired")
+        rows = self._rows(
+            "SELECT id, lease, attempts, max_attempts, queue, worker, started_ms FROM jobs"
+            " WHERE state = 'running' AND deadline_ms < ?",
+            (now_ms,),
+        )
+        return self._expire(rows, now_ms, "lease expired")
 
     def _expire(self, rows: Sequence[sqlite3.Row], now_ms: int, why: str) -> list[Transition]:
         changed: list[Transition] = []
@@ -357,37 +424,36 @@ class Store:
     def _attach_worker(
         self, worker: str, running: Sequence[LeaseRef], deadline_ms: int, now_ms: int
     ) -> tuple[list[LeaseRef], list[Transition]]:
-        with self._transaction():
-            rows = self._rows(
-                "SELECT id, lease, attempts, max_attempts, queue, worker, started_ms FROM jobs"
-                " WHERE state = 'running' AND worker = ?",
-                (worker,),
-            )
-            held = {(str(r[0]), r[1]) for r in rows}
-            named = {(ref.job_id, ref.lease) for ref in running}
-            lost = [ref for ref in running if (ref.job_id, ref.lease) not in held]
-            self._conn.executemany(
-                "UPDATE jobs SET deadline_ms = ? WHERE id = ? AND lease = ? AND state = 'running'",
-                [(deadline_ms, int(job_id), lease) for job_id, lease in held & named],
-            )
-            orphans = [r for r in rows if (str(r[0]), r[1]) not in named]
-            changed = self._expire(orphans, now_ms, "lease lost with the connection")
+        rows = self._rows(
+            "SELECT id, lease, attempts, max_attempts, queue, worker, started_ms FROM jobs"
+            " WHERE state = 'running' AND worker = ?",
+            (worker,),
+        )
+        held = {(str(r[0]), r[1]) for r in rows}
+        named = {(ref.job_id, ref.lease) for ref in running}
+        lost = [ref for ref in running if (ref.job_id, ref.lease) not in held]
+        self._conn.executemany(
+            "UPDATE jobs SET deadline_ms = ? WHERE id = ? AND lease = ? AND state = 'running'",
+            [(deadline_ms, int(job_id), lease) for job_id, lease in held & named],
+        )
+        orphans = [r for r in rows if (str(r[0]), r[1]) not in named]
+        changed = self._expire(orphans, now_ms, "lease lost with the connection")
         return lost, changed
 
     def _return_leases(self, worker: str, leases: Sequence[LeaseRef]) -> list[Transition]:
-        with self._transaction() as db:
-            rows = self._rows(
-                "SELECT id, lease, queue, attempts FROM jobs WHERE id IN (SELECT value FROM json_each(?))"
-                " AND state = 'running' AND worker = ?",
-                (_ids_json(parse_job_id(r.job_id) for r in leases), worker),
-            )
-            named = {(int(r.job_id), r.lease) for r in leases}
-            back = [r for r in rows if (r[0], r[1]) in named]
-            db.executemany(
-                "UPDATE jobs SET state = 'queued', attempts = attempts - 1, worker = NULL, deadline_ms = NULL"
-                " WHERE id = ? AND lease = ? AND state = 'running'",
-                [(r[0], r[1]) for r in back],
-            )
+        db = self._conn
+        rows = self._rows(
+            "SELECT id, lease, queue, attempts FROM jobs WHERE id IN (SELECT value FROM json_each(?))"
+            " AND state = 'running' AND worker = ?",
+            (_ids_json(parse_job_id(r.job_id) for r in leases), worker),
+        )
+        named = {(int(r.job_id), r.lease) for r in leases}
+        back = [r for r in rows if (r[0], r[1]) in named]
+        db.executemany(
+            "UPDATE jobs SET state = 'queued', attempts = attempts - 1, worker = NULL, deadline_ms = NULL"
+            " WHERE id = ? AND lease = ? AND state = 'running'",
+            [(r[0], r[1]) for r in back],
+        )
         return [
             Transition(
                 str(r[0]), tr.QUEUED, r[2], r[3] - 1, worker, None, "handed back by a draining worker", tr.RUNNING
@@ -396,11 +462,9 @@ class Store:
         ]
 
     def _extend_running_leases(self, deadline_ms: int) -> int:
-        with self._transaction() as db:
-            cur = db.execute(
-                "UPDATE jobs SET deadline_ms = MAX(deadline_ms, ?) WHERE state = 'running'", (deadline_ms,)
-            )
-            return cur.rowcount
+        db = self._conn
+        cur = db.execute("UPDATE jobs SET deadline_ms = MAX(deadline_ms, ?) WHERE state = 'running'", (deadline_ms,))
+        return cur.rowcount
 
     # ---- control actions -----------------------------------------------------------------------------------
 
@@ -408,42 +472,42 @@ class Store:
         self, action: str, refs: Sequence[str], now_ms: int
     ) -> tuple[list[Outcome], list[Transition], list[Revoked]]:
         allowed, target = tr.ACTIONS[action]
-        with self._transaction() as db:
-            named = _first_of_each(flow.expand_refs(db, refs))
-            rows = self._rows(
-                "SELECT id, state, lease, worker, queue, attempts, pending_deps FROM jobs"
-                " WHERE id IN (SELECT value FROM json_each(?))",
-                (_ids_json(key for _, key, _ in named if key is not None),),
-            )
-            current = {r[0]: r for r in rows}
-            outcomes: list[Outcome] = []
-            changed: list[Transition] = []
-            revoked: list[Revoked] = []
-            updates: list[tuple[Any, ...]] = []
-            for job_id, key, group in named:
-                row = current.get(key) if key is not None else None
-                if row is None:
-                    outcomes.append(Outcome(job_id=job_id, code=3000, message=f"no job or group has id {job_id!r}"))
-                    continue
-                state = row[1]
-                refusal = tr.refusal(action, job_id, state) if state not in allowed else None
-                if refusal is None and action == "retry":
-                    refusal = self._retry_refusal(key)  # type: ignore[arg-type]
-                if refusal is not None:
-                    outcomes.append(Outcome(job_id=job_id, code=3001, state=state, message=refusal, group=group))
-                    continue
-                if state == tr.RUNNING and row[3]:
-                    revoked.append(Revoked(row[3], LeaseRef(job_id=job_id, lease=row[2])))
-                pending = row[6] if action == "release" else self._unmet(key)  # type: ignore[arg-type]
-                new_state = tr.ready_state(target, pending)
-                updates.append((new_state, now_ms if new_state == tr.CANCELLED else None, row[0], state, pending))
-                outcomes.append(Outcome(job_id=job_id, code=0, state=new_state, group=group))
-                changed.append(Transition(job_id, new_state, row[4], row[5], row[3], None, f"{action} by user", state))
-            if updates:
-                db.executemany(_CONTROL_SQL[action], [u[:4] for u in updates])
-                if action == "retry":
-                    db.executemany("UPDATE jobs SET pending_deps = ? WHERE id = ?", [(u[4], u[2]) for u in updates])
-                changed += flow.settle(db, changed, now_ms)
+        db = self._conn
+        named = _first_of_each(flow.expand_refs(db, refs))
+        rows = self._rows(
+            "SELECT id, state, lease, worker, queue, attempts, pending_deps FROM jobs"
+            " WHERE id IN (SELECT value FROM json_each(?))",
+            (_ids_json(key for _, key, _ in named if key is not None),),
+        )
+        current = {r[0]: r for r in rows}
+        outcomes: list[Outcome] = []
+        changed: list[Transition] = []
+        revoked: list[Revoked] = []
+        updates: list[tuple[Any, ...]] = []
+        for job_id, key, group in named:
+            row = current.get(key) if key is not None else None
+            if row is None:
+                outcomes.append(Outcome(job_id=job_id, code=3000, message=f"no job or group has id {job_id!r}"))
+                continue
+            state = row[1]
+            refusal = tr.refusal(action, job_id, state) if state not in allowed else None
+            if refusal is None and action == "retry":
+                refusal = self._retry_refusal(key)  # type: ignore[arg-type]
+            if refusal is not None:
+                outcomes.append(Outcome(job_id=job_id, code=3001, state=state, message=refusal, group=group))
+                continue
+            if state == tr.RUNNING and row[3]:
+                revoked.append(Revoked(row[3], LeaseRef(job_id=job_id, lease=row[2])))
+            pending = row[6] if action == "release" else self._unmet(key)  # type: ignore[arg-type]
+            new_state = tr.ready_state(target, pending)
+            updates.append((new_state, now_ms if new_state == tr.CANCELLED else None, row[0], state, pending))
+            outcomes.append(Outcome(job_id=job_id, code=0, state=new_state, group=group))
+            changed.append(Transition(job_id, new_state, row[4], row[5], row[3], None, f"{action} by user", state))
+        if updates:
+            db.executemany(_CONTROL_SQL[action], [u[:4] for u in updates])
+            if action == "retry":
+                db.executemany("UPDATE jobs SET pending_deps = ? WHERE id = ?", [(u[4], u[2]) for u in updates])
+            changed += flow.settle(db, changed, now_ms)
         return outcomes, changed, revoked
 
     def _unmet(self, key: int) -> int:
@@ -561,15 +625,15 @@ class Store:
         self, worker: str, queues: Sequence[str], max_jobs: int, now_ms: int, ttl_ms: int
     ) -> list[LeasedJob]:
         """Lease up to `max_jobs` of the best eligible jobs (priority, then age) of `queues` to `worker`."""
-        return await self._call(self._lease_jobs, worker, queues, max_jobs, now_ms, ttl_ms)
+        return await self._call(self._lease_jobs, worker, queues, max_jobs, now_ms, ttl_ms, _durable=False)
 
     async def next_eligible_ms(self, now_ms: int) -> int | None:
         """When the next delayed job becomes eligible, if any is waiting for its retry delay."""
-        return await self._call(self._next_eligible_ms, now_ms)
+        return await self._call(self._next_eligible_ms, now_ms, _durable=False)
 
     async def renew_leases(self, worker: str, leases: Sequence[LeaseRef], deadline_ms: int) -> list[LeaseRef]:
         """Extend the deadlines of the leases `worker` still holds; returns those it no longer holds."""
-        return await self._call(self._renew_leases, worker, leases, deadline_ms)
+        return await self._call(self._renew_leases, worker, leases, deadline_ms, _durable=False)
 
     async def complete_jobs(
         self, worker: str, results: Sequence[JobResult], now_ms: int, retry_base_ms: int
@@ -595,7 +659,7 @@ class Store:
 
     async def extend_running_leases(self, deadline_ms: int) -> int:
         """After a restart: give every running lease until `deadline_ms` for its worker to re-attach."""
-        return await self._call(self._extend_running_leases, deadline_ms)
+        return await self._call(self._extend_running_leases, deadline_ms, _durable=False)
 
     async def control_jobs(
         self, action: str, refs: Sequence[str], now_ms: int
@@ -606,32 +670,30 @@ class Store:
 
     async def expand(self, refs: Sequence[str]) -> list[str]:
         """Job ids for job and group ids (a group: all its jobs); UnknownJob for one that does not exist."""
-        return await self._call(self._expand, refs)
+        return await self._call(self._expand, refs, _durable=False)
 
     async def get_job(self, job_id: str) -> tuple[JobView, list[AttemptView]]:
         """One job and its finished attempts; UnknownJob if there is none."""
-        return await self._call(self._get_job, job_id)
+        return await self._call(self._get_job, job_id, _durable=False)
 
     async def get_jobs(self, job_ids: Sequence[str]) -> list[JobView]:
         """The named jobs, in the order named; UnknownJob for the first that does not exist."""
-        return await self._call(self._get_jobs, job_ids)
+        return await self._call(self._get_jobs, job_ids, _durable=False)
 
     async def list_jobs(
         self, state: str | None, queue: str | None, limit: int, before: str | None = None, group: str | None = None
     ) -> list[JobView]:
         """The most recently submitted jobs first, optionally of one state, queue and group, older than
         the job `before` (for paging); limit 0 = all."""
-        return await self._call(self._list_jobs, state, queue, limit, before, group)
+        return await self._call(self._list_jobs, state, queue, limit, before, group, _durable=False)
 
     async def read_output(self, job_id: str, stream: str) -> tuple[bytes, bool]:
         """A job's captured stdout or stderr (empty before it has run) and whether it was truncated."""
-        return await self._call(self._read_output, job_id, stream)
+        return await self._call(self._read_output, job_id, stream, _durable=False)
 
     async def count_by_queue(self) -> dict[str, dict[str, int]]:
         """queue -> state -> number of jobs (read once at start; the broker keeps it current)."""
-        return await self._call(
-            self._count_by_queue,
-        )
+        return await self._call(self._count_by_queue, _durable=False)
 
 
 def _view(r: sqlite3.Row) -> JobView:
@@ -673,7 +735,7 @@ async def open_store(path: Path) -> AsyncIterator[Store]:
 def _connect(path: Path) -> sqlite3.Connection:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        # Autocommit mode: every transaction is an explicit BEGIN IMMEDIATE ... COMMIT (Store._transaction).
+        # Autocommit mode: every transaction is an explicit BEGIN IMMEDIATE ... COMMIT (Store._commit_batch).
         # Used from one thread at a time (the store's limiter), not always the same one.
         conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         conn.execute("PRAGMA journal_mode = WAL")
