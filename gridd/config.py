@@ -30,6 +30,7 @@ class BrokerConfig(Section):
     retry_delay_s: Annotated[float, msgspec.Meta(ge=0)] = 1.0
     reap_every_s: Annotated[float, msgspec.Meta(gt=0)] = 1.0
     token: str | None = None
+    max_pending_events: Annotated[int, msgspec.Meta(ge=1)] = 100_000  # per event subscriber
 
 
 class WorkerConfig(Section):

@@ -216,6 +216,7 @@ events = st.builds(
     message=st.none() | texts,
     previous=st.none() | states,
 )
+event_batches = st.builds(m.EventBatch, events=st.lists(events, max_size=3))
 workers_registered = st.builds(m.WorkerRegistered, rid=rids, lost=st.lists(lease_refs, max_size=3))
 jobs_leased = st.builds(m.JobsLeased, rid=rids, jobs=st.lists(leased_jobs, max_size=3))
 leases_renewed = st.builds(m.LeasesRenewed, rid=rids, lost=st.lists(lease_refs, max_size=3), deadline_ms=epoch_ms)
@@ -276,6 +277,7 @@ BY_CLASS: dict[type, st.SearchStrategy[Any]] = {
     m.StatusReported: statuses,
     m.Subscribed: subscribeds,
     m.Event: events,
+    m.EventBatch: event_batches,
     m.WorkerRegistered: workers_registered,
     m.JobsLeased: jobs_leased,
     m.LeasesRenewed: leases_renewed,

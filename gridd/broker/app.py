@@ -39,7 +39,8 @@ async def run_broker(
         # Workers that ran jobs under the previous broker get one TTL to re-attach before any is reaped.
         extended = await store.extend_running_leases(clock.now_ms() + ttl_ms)
         settings = BrokerSettings(ttl_ms, int(config.retry_delay_s * 1000))
-        broker = Broker(store, EventHub(), clock, settings, await store.count_by_queue())
+        hub = EventHub(config.max_pending_events)
+        broker = Broker(store, hub, clock, settings, await store.count_by_queue())
         await tg.start(broker.dispatcher.run)
         await tg.start(LeaseReaper(broker, clock, config.reap_every_s).run)
         bound = await tg.start(serve_peers, host, port, broker, token)

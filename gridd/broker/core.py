@@ -265,20 +265,21 @@ class Broker:
                     exit_code=t.exit_code,
                     reason=t.reason,
                 )
-            events.append(
-                Event(
-                    kind=name,
-                    ts_ms=now,
-                    job_id=t.job_id,
-                    worker=t.worker,
-                    queue=t.queue,
-                    state=t.state,
-                    attempt=t.attempt,
-                    exit_code=t.exit_code,
-                    message=t.reason,
-                    previous=t.previous,
+            if self.hub.active:  # nobody listening: building events is wasted work
+                events.append(
+                    Event(
+                        kind=name,
+                        ts_ms=now,
+                        job_id=t.job_id,
+                        worker=t.worker,
+                        queue=t.queue,
+                        state=t.state,
+                        attempt=t.attempt,
+                        exit_code=t.exit_code,
+                        message=t.reason,
+                        previous=t.previous,
+                    )
                 )
-            )
             events.extend(self._track_worker(t, now))
         self.hub.publish(events)
         self.watch.finished(t.job_id for t in changed if t.state in tr.FINISHED)

@@ -44,6 +44,7 @@ from gridd.protocol.messages import (
     CompleteJobs,
     ControlJobs,
     Error,
+    EventBatch,
     GetStatus,
     Hello,
     JobsAccepted,
@@ -80,6 +81,8 @@ from gridd.protocol.version import PROTOCOL_VERSION
 log = structlog.get_logger()
 
 HANDSHAKE_TIMEOUT_S = 10.0
+# Small enough that the outbox (OUTBOX_FRAMES) bounds what a slow subscriber's socket backs up.
+EVENTS_PER_FRAME = 64
 FLUSH_S = 5.0
 OUTBOX_FRAMES = 1024
 READ_BYTES = 65536
@@ -345,11 +348,12 @@ class Session:
     async def _follow_events(self, rid: int) -> None:
         # Snapshot and subscription in one step (no await between): the deltas apply to exactly it.
         queues, workers = self._broker.snapshot()
-        with self._broker.hub.subscribe() as events:
-            await self._outbox.send(Subscribed(rid=rid, queues=queues, workers=workers))
+        with self._broker.hub.subscribe() as subscription:
             try:
-                async for event in events:
-                    await self._outbox.send(event)
+                await self._outbox.send(Subscribed(rid=rid, queues=queues, workers=workers))
+                while (batch := await subscription.next_batch()) is not None:
+                    for start in range(0, len(batch), EVENTS_PER_FRAME):
+                        await self._outbox.send(EventBatch(events=list(batch[start : start + EVENTS_PER_FRAME])))
             except (anyio.BrokenResourceError, anyio.ClosedResourceError):
                 return
         # The hub ended our stream: we fell behind. Say so (after what is queued) and close, rather

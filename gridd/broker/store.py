@@ -498,7 +498,8 @@ class Store:
                 continue
             if state == tr.RUNNING and row[3]:
                 revoked.append(Revoked(row[3], LeaseRef(job_id=job_id, lease=row[2])))
-            pending = row[6] if action == "release" else self._unmet(key)  # type: ignore[arg-type]
+            # Only a job going back to the queue may have to wait for its dependencies instead.
+            pending = row[6] if action == "release" else self._unmet(row[0]) if action == "retry" else 0
             new_state = tr.ready_state(target, pending)
             updates.append((new_state, now_ms if new_state == tr.CANCELLED else None, row[0], state, pending))
             outcomes.append(Outcome(job_id=job_id, code=0, state=new_state, group=group))
@@ -526,7 +527,8 @@ class Store:
         )
         if not found:
             return None
-        return f"job {key} depends on job {found[0][0]}, which {found[0][1]}; retry that one first"
+        verb = "failed" if found[0][1] == tr.FAILED else "was cancelled"
+        return f"job {key} depends on job {found[0][0]}, which {verb}; retry that one first"
 
     def _expand(self, refs: Sequence[str]) -> list[str]:
         named = flow.expand_refs(self._conn, refs)

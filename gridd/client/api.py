@@ -16,6 +16,7 @@ from gridd.protocol.messages import (
     AttemptView,
     ControlJobs,
     Event,
+    EventBatch,
     GetStatus,
     JobSpec,
     JobView,
@@ -178,7 +179,10 @@ class Client:
 
     async def _events(self) -> AsyncIterator[Event]:
         async for message in self.connection.pushes:
-            if isinstance(message, Event):
+            if isinstance(message, EventBatch):
+                for event in message.events:
+                    yield event
+            elif isinstance(message, Event):
                 yield message
         raise self.connection.closed_error()
 

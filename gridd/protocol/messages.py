@@ -319,6 +319,12 @@ class Event(Message, tag="event"):
     previous: str | None = None  # for a job event: the state the job left (None: a new job)
 
 
+class EventBatch(Message, tag="events"):
+    """Several events, in order: how a subscription delivers them."""
+
+    events: list[Event]
+
+
 # ---- worker requests and their replies ------------------------------------------------------------------------
 
 
@@ -428,6 +434,7 @@ BrokerMessage = (
     | StatusReported
     | Subscribed
     | Event
+    | EventBatch
     | WorkerRegistered
     | JobsLeased
     | LeasesRenewed
