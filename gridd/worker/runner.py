@@ -18,6 +18,7 @@ import os
 import shutil
 import signal
 import subprocess
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -44,41 +45,87 @@ class RunSettings:
 
 
 async def run_attempt(job: LeasedJob, settings: RunSettings, clock: Clock) -> JobResult:
-    """Run the job to its end (or its timeout); cancelling this kills the job's process group."""
-    run_dir = settings.work_dir / f"{job.job_id}.{job.lease}"
-    started = clock.now_ms()
+    """Run the job to its end (or its timeout); cancelling this kills the job's process group.
+
+    The whole attempt (spawn, wait, timeout, collect, clean up) is one blocking call in one thread:
+    one hop per job instead of four, which matters when jobs take milliseconds."""
+    attempt = _Attempt(job, settings, clock)
     try:
-        proc = await anyio.to_thread.run_sync(_spawn, job, run_dir, settings.worker, limiter=settings.limiter)
-    except OSError as exc:
-        await anyio.to_thread.run_sync(shutil.rmtree, run_dir, True)
-        code, outcome = _spawn_failure(exc)
-        return JobResult(
-            job_id=job.job_id,
-            lease=job.lease,
-            exit_code=code,
-            outcome=outcome,
-            started_ms=started,
-            ended_ms=clock.now_ms(),
-            stderr=f"gridd: {job.spec.argv[0]}: {exc.strerror or exc}\n".encode(),
-            message=f"{job.spec.argv[0]}: {exc.strerror or exc}",
-        )
-    timed_out = False
-    try:
-        with anyio.move_on_after(job.spec.timeout_s if job.spec.timeout_s else float("inf")) as scope:
-            await anyio.to_thread.run_sync(proc.wait, abandon_on_cancel=True, limiter=settings.limiter)
-        if scope.cancelled_caught:
+        return await anyio.to_thread.run_sync(attempt.run, abandon_on_cancel=True, limiter=settings.limiter)
+    except anyio.get_cancelled_exc_class():
+        attempt.stop()  # the thread then reaps the process and cleans up on its own
+        raise
+
+
+class _Attempt:
+    """One attempt's blocking work, and a way to stop it from the event loop's thread."""
+
+    def __init__(self, job: LeasedJob, settings: RunSettings, clock: Clock) -> None:
+        self._job = job
+        self._settings = settings
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._stopped = False
+
+    def stop(self) -> None:
+        with self._lock:
+            self._stopped = True
+            proc = self._proc
+        if proc is not None:
+            _kill_group(proc.pid, signal.SIGKILL)
+
+    def run(self) -> JobResult:
+        job, run_dir = self._job, self._settings.work_dir / f"{self._job.job_id}.{self._job.lease}"
+        started = self._clock.now_ms()
+        try:
+            proc = _spawn(job, run_dir, self._settings.worker)
+        except OSError as exc:
+            shutil.rmtree(run_dir, ignore_errors=True)
+            code, outcome = _spawn_failure(exc)
+            why = f"{job.spec.argv[0]}: {exc.strerror or exc}"
+            return JobResult(
+                job_id=job.job_id,
+                lease=job.lease,
+                exit_code=code,
+                outcome=outcome,
+                started_ms=started,
+                ended_ms=self._clock.now_ms(),
+                stderr=f"gridd: {why}\n".encode(),
+                message=why,
+            )
+        with self._lock:
+            self._proc = proc
+            stopped = self._stopped
+        if stopped:
+            _kill_group(proc.pid, signal.SIGKILL)
+        timed_out = False
+        try:
+            proc.wait(timeout=job.spec.timeout_s)
+        except subprocess.TimeoutExpired:
             timed_out = True
-            await _terminate(proc, settings.limiter)
-    finally:
-        with anyio.CancelScope(shield=True):
-            _kill_group(proc.pid, signal.SIGKILL)  # stragglers the job left behind, or all of it if stopped
-            if proc.returncode is None:
-                await anyio.to_thread.run_sync(proc.wait, limiter=settings.limiter)
-    ended = clock.now_ms()
-    (stdout, stdout_cut), (stderr, stderr_cut) = await anyio.to_thread.run_sync(
-        _collect, run_dir, settings.max_output_bytes, limiter=settings.limiter
-    )
-    rc = proc.returncode
+            _kill_group(proc.pid, signal.SIGTERM)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=TERM_GRACE_S)
+        finally:
+            _kill_group(proc.pid, signal.SIGKILL)  # stragglers the job left behind, or all of it
+            proc.wait()
+        ended = self._clock.now_ms()
+        (stdout, stdout_cut), (stderr, stderr_cut) = _collect(run_dir, self._settings.max_output_bytes)
+        return _result(job, proc.returncode, timed_out, started, ended, stdout, stdout_cut, stderr, stderr_cut)
+
+
+def _result(
+    job: LeasedJob,
+    rc: int,
+    timed_out: bool,
+    started: int,
+    ended: int,
+    stdout: bytes,
+    stdout_cut: bool,
+    stderr: bytes,
+    stderr_cut: bool,
+) -> JobResult:
     if timed_out:
         code, outcome, message = 124, "timed_out", f"timed out after {job.spec.timeout_s:g}s"
     elif rc < 0:
@@ -135,13 +182,6 @@ def _spawn_failure(exc: OSError) -> tuple[int, str]:
     return 126, "error"
 
 
-async def _terminate(proc: subprocess.Popen[bytes], limiter: anyio.CapacityLimiter) -> None:
-    """SIGTERM to the group, then SIGKILL if it has not ended within TERM_GRACE_S."""
-    _kill_group(proc.pid, signal.SIGTERM)
-    with anyio.move_on_after(TERM_GRACE_S):
-        await anyio.to_thread.run_sync(proc.wait, abandon_on_cancel=True, limiter=limiter)
-
-
 def _kill_group(pgid: int, sig: signal.Signals) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, sig)
@@ -152,6 +192,18 @@ def _collect(run_dir: Path, limit: int) -> tuple[tuple[bytes, bool], tuple[bytes
     try:
         return _read_head(run_dir / "stdout", limit), _read_head(run_dir / "stderr", limit)
     finally:
+        _remove(run_dir)
+
+
+def _remove(run_dir: Path) -> None:
+    """Remove the attempt's directory: cheaply when the job left its working directory empty."""
+    try:
+        for name in ("stdout", "stderr", "stdin"):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(run_dir / name)
+        os.rmdir(run_dir / "cwd")
+        os.rmdir(run_dir)
+    except OSError:
         shutil.rmtree(run_dir, ignore_errors=True)
 
 
