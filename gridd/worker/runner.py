@@ -1,9 +1,9 @@
 """Runs one attempt of a job as a child process and reports how it ended, shell style.
 
-Each attempt gets a fresh, empty working directory; stdout and stderr go to files (never through the
-event loop), of which the first `max_output_bytes` are kept. The job runs in its own session (process
-group), and the whole group is killed when the job ends, times out or is stopped, so no child outlives
-its job. Processes are started and reaped from threads: it is the fastest way this machine allows
+Each attempt gets a fresh, empty working directory; stdout and stderr go to anonymous files (never
+through the event loop), of which the first `max_output_bytes` are kept. The job runs in its own
+session (process group), and the whole group is killed when the job ends, times out or is stopped, so
+no child outlives its job. Processes are started and reaped from threads: it is the fastest way this machine allows
 (DESIGN.md), and it keeps the event loop free.
 
 Exit status is what a shell would report: the command's code, 128+N for signal N, 124 on timeout,
@@ -18,6 +18,7 @@ import os
 import shutil
 import signal
 import subprocess
+import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -76,24 +77,27 @@ class _Attempt:
             _kill_group(proc.pid, signal.SIGKILL)
 
     def run(self) -> JobResult:
-        job, run_dir = self._job, self._settings.work_dir / f"{self._job.job_id}.{self._job.lease}"
+        job, scratch = self._job, self._settings.work_dir
+        cwd = scratch / f"{job.job_id}.{job.lease}"
         started = self._clock.now_ms()
+        # Output goes to anonymous files (O_TMPFILE where the system has it): nothing to name or unlink.
+        with tempfile.TemporaryFile(dir=scratch) as out, tempfile.TemporaryFile(dir=scratch) as err:
+            try:
+                return self._run_in(cwd, out, err, started)
+            finally:
+                _remove(cwd)
+
+    def _run_in(self, cwd: Path, out: IO[bytes], err: IO[bytes], started: int) -> JobResult:
+        job, limit = self._job, self._settings.max_output_bytes
         try:
-            proc = _spawn(job, run_dir, self._settings.worker)
+            cwd.mkdir(parents=True)
         except OSError as exc:
-            shutil.rmtree(run_dir, ignore_errors=True)
+            return self._not_started(None, "error", f"cannot make the working directory {cwd}: {exc.strerror}", started)
+        try:
+            proc = _spawn(job, cwd, self._settings.worker, out, err)
+        except OSError as exc:
             code, outcome = _spawn_failure(exc)
-            why = f"{job.spec.argv[0]}: {exc.strerror or exc}"
-            return JobResult(
-                job_id=job.job_id,
-                lease=job.lease,
-                exit_code=code,
-                outcome=outcome,
-                started_ms=started,
-                ended_ms=self._clock.now_ms(),
-                stderr=f"gridd: {why}\n".encode(),
-                message=why,
-            )
+            return self._not_started(code, outcome, f"{job.spec.argv[0]}: {exc.strerror or exc}", started)
         with self._lock:
             self._proc = proc
             stopped = self._stopped
@@ -111,8 +115,21 @@ class _Attempt:
             _kill_group(proc.pid, signal.SIGKILL)  # stragglers the job left behind, or all of it
             proc.wait()
         ended = self._clock.now_ms()
-        (stdout, stdout_cut), (stderr, stderr_cut) = _collect(run_dir, self._settings.max_output_bytes)
+        (stdout, stdout_cut), (stderr, stderr_cut) = _read_head(out, limit), _read_head(err, limit)
         return _result(job, proc.returncode, timed_out, started, ended, stdout, stdout_cut, stderr, stderr_cut)
+
+    def _not_started(self, code: int | None, outcome: str, why: str, started: int) -> JobResult:
+        job = self._job
+        return JobResult(
+            job_id=job.job_id,
+            lease=job.lease,
+            exit_code=code,
+            outcome=outcome,
+            started_ms=started,
+            ended_ms=self._clock.now_ms(),
+            stderr=f"gridd: {why}\n".encode(),
+            message=why,
+        )
 
 
 def _result(
@@ -147,31 +164,25 @@ def _result(
     )
 
 
-def _spawn(job: LeasedJob, run_dir: Path, worker: str) -> subprocess.Popen[bytes]:
-    cwd = run_dir / "cwd"
-    cwd.mkdir(parents=True)
+def _spawn(job: LeasedJob, cwd: Path, worker: str, out: IO[bytes], err: IO[bytes]) -> subprocess.Popen[bytes]:
     env = {k: v for k, v in os.environ.items() if k not in HIDDEN_ENV}
     env.update(job.spec.env)
     env.update(GRIDD_JOB_ID=job.job_id, GRIDD_ATTEMPT=str(job.attempt), GRIDD_WORKER=worker)
-    stdin: IO[bytes] | int = subprocess.DEVNULL
-    if job.spec.stdin is not None:
-        (run_dir / "stdin").write_bytes(job.spec.stdin)
-        stdin = open(run_dir / "stdin", "rb")  # noqa: SIM115 - closed below, after the child has it
-    try:
-        with open(run_dir / "stdout", "wb") as out, open(run_dir / "stderr", "wb") as err:
-            return subprocess.Popen(
-                job.spec.argv,
-                cwd=cwd,
-                env=env,
-                stdin=stdin,
-                stdout=out,
-                stderr=err,
-                start_new_session=True,
-                close_fds=True,
-            )
-    finally:
-        if not isinstance(stdin, int):
-            stdin.close()
+    if job.spec.stdin is None:
+        return _popen(job.spec.argv, cwd, env, subprocess.DEVNULL, out, err)
+    with tempfile.TemporaryFile(dir=cwd.parent) as stdin:
+        stdin.write(job.spec.stdin)
+        stdin.seek(0)
+        return _popen(job.spec.argv, cwd, env, stdin, out, err)
+
+
+def _popen(
+    argv: list[str], cwd: Path, env: dict[str, str], stdin: IO[bytes] | int, out: IO[bytes], err: IO[bytes]
+) -> subprocess.Popen[bytes]:
+    # Its own session: the job's whole process group can be stopped at once.
+    return subprocess.Popen(
+        argv, cwd=cwd, env=env, stdin=stdin, stdout=out, stderr=err, start_new_session=True, close_fds=True
+    )
 
 
 def _spawn_failure(exc: OSError) -> tuple[int, str]:
@@ -187,32 +198,20 @@ def _kill_group(pgid: int, sig: signal.Signals) -> None:
         os.killpg(pgid, sig)
 
 
-def _collect(run_dir: Path, limit: int) -> tuple[tuple[bytes, bool], tuple[bytes, bool]]:
-    """The head of both outputs; then the attempt's directory goes."""
+def _remove(cwd: Path) -> None:
+    """Remove the attempt's working directory: with one rmdir when the job left it empty."""
     try:
-        return _read_head(run_dir / "stdout", limit), _read_head(run_dir / "stderr", limit)
-    finally:
-        _remove(run_dir)
-
-
-def _remove(run_dir: Path) -> None:
-    """Remove the attempt's directory: cheaply when the job left its working directory empty."""
-    try:
-        for name in ("stdout", "stderr", "stdin"):
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(run_dir / name)
-        os.rmdir(run_dir / "cwd")
-        os.rmdir(run_dir)
-    except OSError:
-        shutil.rmtree(run_dir, ignore_errors=True)
-
-
-def _read_head(path: Path, limit: int) -> tuple[bytes, bool]:
-    try:
-        with path.open("rb") as f:
-            data = f.read(limit + 1)
+        os.rmdir(cwd)
     except FileNotFoundError:
-        return b"", False
+        pass
+    except OSError:
+        shutil.rmtree(cwd, ignore_errors=True)
+
+
+def _read_head(f: IO[bytes], limit: int) -> tuple[bytes, bool]:
+    """The first `limit` bytes the job wrote, and whether it wrote more."""
+    f.seek(0)
+    data = f.read(limit + 1)
     return (data[:limit], True) if len(data) > limit else (data, False)
 
 
