@@ -152,6 +152,7 @@ register_workers = st.builds(
     queues=st.lists(names, min_size=1, max_size=3),
     tags=str_dicts,
     running=st.lists(lease_refs, max_size=3),
+    restarted=st.booleans(),
 )
 request_jobs = st.builds(m.RequestJobs, rid=rids, max_jobs=st.integers(1, 4096))
 renew_leases = st.builds(m.RenewLeases, rid=rids, leases=st.lists(lease_refs, max_size=4))

@@ -172,12 +172,16 @@ class Broker:
 
     # ---- workers ------------------------------------------------------------------------------------------
 
-    async def register_worker(self, link: WorkerLink, running: Sequence[LeaseRef]) -> list[LeaseRef]:
+    async def register_worker(
+        self, link: WorkerLink, running: Sequence[LeaseRef], restarted: bool = True
+    ) -> list[LeaseRef]:
         """Add a worker and re-attach the jobs it still runs; returns the leases it must stop."""
         self.workers.add(link)
         now = self.clock.now_ms()
         try:
-            lost, changed = await self.store.attach_worker(link.name, running, now + self.settings.lease_ttl_ms, now)
+            lost, changed = await self.store.attach_worker(
+                link.name, running, now + self.settings.lease_ttl_ms, now, restarted
+            )
         except BaseException:
             self.workers.remove(link)
             raise

@@ -332,7 +332,7 @@ class Session:
             last_seen_ms=now,
             push=lambda m: _push(outbox, m),
         )
-        lost = await self._broker.register_worker(link, message.running)
+        lost = await self._broker.register_worker(link, message.running, message.restarted)
         self._worker = link
         structlog.contextvars.bind_contextvars(worker=link.name)
         return WorkerRegistered(rid=message.rid, lost=lost)

@@ -422,7 +422,7 @@ class Store:
         return changed
 
     def _attach_worker(
-        self, worker: str, running: Sequence[LeaseRef], deadline_ms: int, now_ms: int
+        self, worker: str, running: Sequence[LeaseRef], deadline_ms: int, now_ms: int, restarted: bool
     ) -> tuple[list[LeaseRef], list[Transition]]:
         rows = self._rows(
             "SELECT id, lease, attempts, max_attempts, queue, worker, started_ms FROM jobs"
@@ -437,10 +437,16 @@ class Store:
             [(deadline_ms, int(job_id), lease) for job_id, lease in held & named],
         )
         orphans = [r for r in rows if (str(r[0]), r[1]) not in named]
-        changed = self._expire(orphans, now_ms, "lease lost with the connection")
-        return lost, changed
+        if restarted:  # a new worker process: the old one may have run them, so the attempt counts
+            return lost, self._expire(orphans, now_ms, "worker restarted")
+        # The same process, reconnecting: it names every lease it ever received, so these grants never
+        # reached it (lost with the connection) and the jobs never started there.
+        back = [LeaseRef(job_id=str(r[0]), lease=r[1]) for r in orphans]
+        return lost, self._return_leases(worker, back, "lease grant lost with the connection")
 
-    def _return_leases(self, worker: str, leases: Sequence[LeaseRef]) -> list[Transition]:
+    def _return_leases(
+        self, worker: str, leases: Sequence[LeaseRef], why: str = "handed back by a draining worker"
+    ) -> list[Transition]:
         db = self._conn
         rows = self._rows(
             "SELECT id, lease, queue, attempts FROM jobs WHERE id IN (SELECT value FROM json_each(?))"
@@ -454,12 +460,7 @@ class Store:
             " WHERE id = ? AND lease = ? AND state = 'running'",
             [(r[0], r[1]) for r in back],
         )
-        return [
-            Transition(
-                str(r[0]), tr.QUEUED, r[2], r[3] - 1, worker, None, "handed back by a draining worker", tr.RUNNING
-            )
-            for r in back
-        ]
+        return [Transition(str(r[0]), tr.QUEUED, r[2], r[3] - 1, worker, None, why, tr.RUNNING) for r in back]
 
     def _extend_running_leases(self, deadline_ms: int) -> int:
         db = self._conn
@@ -648,12 +649,13 @@ class Store:
         return await self._call(self._expire_leases, now_ms)
 
     async def attach_worker(
-        self, worker: str, running: Sequence[LeaseRef], deadline_ms: int, now_ms: int
+        self, worker: str, running: Sequence[LeaseRef], deadline_ms: int, now_ms: int, restarted: bool = True
     ) -> tuple[list[LeaseRef], list[Transition]]:
-        """A (re)connecting worker names the jobs it still runs: those leases are renewed, the ones it
-        does not hold any more are returned as lost, and jobs leased to it that it does not name (the
-        grant was lost with the connection) expire at once."""
-        return await self._call(self._attach_worker, worker, running, deadline_ms, now_ms)
+        """A (re)connecting worker names the jobs it still holds: those leases are renewed, the ones no
+        longer current are returned as lost. Jobs leased to it that it does not name expire at once
+        (an attempt spent) if it is a new process, or go back to the queue unspent if it is the same
+        process reconnecting (the grant never reached it)."""
+        return await self._call(self._attach_worker, worker, running, deadline_ms, now_ms, restarted)
 
     async def return_leases(self, worker: str, leases: Sequence[LeaseRef]) -> list[Transition]:
         """A draining worker hands jobs back: queued again at once, the attempt not spent."""

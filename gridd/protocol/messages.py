@@ -337,6 +337,8 @@ class RegisterWorker(Message, tag="worker.register"):
     queues: Annotated[list[Name], msgspec.Meta(min_length=1)]
     tags: dict[str, str] = msgspec.field(default_factory=dict)
     running: list[LeaseRef] = msgspec.field(default_factory=list)
+    # False: the same worker process reconnecting, which names every lease it ever received.
+    restarted: bool = True
 
 
 class WorkerRegistered(Message, tag="worker.registered"):

@@ -84,6 +84,7 @@ class WorkerAgent:
         self._draining = False
         self._connected: Connection | None = None
         self._jobs: TaskGroup | None = None
+        self._registered = False  # once registered, later registrations are reconnections
         self._recent_ms: deque[int] = deque(maxlen=20)
 
     @property
@@ -141,6 +142,7 @@ class WorkerAgent:
         reply = await conn.request(
             lambda rid: RegisterWorker(
                 rid=rid,
+                restarted=not self._registered,
                 host=self._s.host,
                 slots=self._s.slots,
                 queues=self._s.queues,
@@ -149,6 +151,7 @@ class WorkerAgent:
             )
         )
         log.info("worker.connected", broker=self._s.broker, attached=len(refs) - len(reply.lost), lost=len(reply.lost))
+        self._registered = True
         self._stop(reply.lost, why="lost while disconnected")
         self._connected = conn
         async with anyio.create_task_group() as tg:

@@ -313,6 +313,25 @@ async def test_a_reconnecting_worker_keeps_the_leases_it_names_and_loses_the_res
         assert (view.state, view.worker) == ("running", "w1")
 
 
+async def test_the_same_worker_process_reconnecting_gets_back_unreceived_grants_without_spending_an_attempt(
+    tmp_path: Path,
+) -> None:
+    """A lease granted as the broker died never reached the worker: the job did not run, so a job with
+    --max-attempts 1 must not fail for it."""
+    clock = FakeClock()
+    async with store_at(tmp_path) as store:
+        await submit(store, clock, spec(), spec(max_attempts=1))
+        kept, never_received = await lease(store, clock, "w1", n=2)
+        named = [LeaseRef(job_id=kept.job_id, lease=kept.lease)]
+        lost, changed = await store.attach_worker("w1", named, clock.now_ms() + TTL_MS, clock.now_ms(), restarted=False)
+        assert lost == []
+        assert [(t.job_id, t.state, t.attempt) for t in changed] == [(never_received.job_id, "queued", 0)]
+        view, _ = await store.get_job(never_received.job_id)
+        assert (view.state, view.attempts) == ("queued", 0)
+        again = await lease_one(store, clock, "w1")
+        assert (again.job_id, again.attempt) == (never_received.job_id, 1)
+
+
 async def test_renewing_leases_extends_deadlines_and_reports_leases_no_longer_held(tmp_path: Path) -> None:
     clock = FakeClock()
     async with store_at(tmp_path) as store:
