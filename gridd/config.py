@@ -23,7 +23,7 @@ class Section(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=T
     """Config sections: field names are the TOML keys; unknown keys are typos and fail loudly."""
 
 
-class BrokerConfig(Section):
+class BrokerConfig(Section, frozen=True):
     listen: str = f"127.0.0.1:{DEFAULT_PORT}"
     data_dir: Path | None = None  # None: the default data dir
     lease_ttl_s: Annotated[float, msgspec.Meta(gt=0)] = 30.0
@@ -33,7 +33,7 @@ class BrokerConfig(Section):
     max_pending_events: Annotated[int, msgspec.Meta(ge=1)] = 100_000  # per event subscriber
 
 
-class WorkerConfig(Section):
+class WorkerConfig(Section, frozen=True):
     broker: str = f"127.0.0.1:{DEFAULT_PORT}"
     name: str | None = None  # None: the host name
     slots: Annotated[int, msgspec.Meta(ge=1, le=4096)] = 1
@@ -45,12 +45,12 @@ class WorkerConfig(Section):
     token: str | None = None
 
 
-class ClientConfig(Section):
+class ClientConfig(Section, frozen=True):
     broker: str = f"127.0.0.1:{DEFAULT_PORT}"
     token: str | None = None
 
 
-class Config(Section):
+class Config(Section, frozen=True):
     broker: BrokerConfig = msgspec.field(default_factory=BrokerConfig)
     worker: WorkerConfig = msgspec.field(default_factory=WorkerConfig)
     client: ClientConfig = msgspec.field(default_factory=ClientConfig)
@@ -77,7 +77,7 @@ def default_config_path(environ: Mapping[str, str]) -> Path:
 def load_config(path: Path | None, environ: Mapping[str, str], flags: dict[str, Any]) -> Config:
     """Merge the layers and validate; a bad value raises ConfigError naming where it is."""
     layers = [_read_toml(path, environ), _env_layer(environ), flags]
-    merged = functools.reduce(_deep_merge, layers, {})
+    merged: dict[str, Any] = functools.reduce(_deep_merge, layers, {})
     try:
         return msgspec.convert(merged, type=Config, strict=False, dec_hook=_to_path)
     except msgspec.ValidationError as exc:

@@ -15,7 +15,8 @@ from gridd.broker import transitions as tr
 from gridd.broker.events import EventHub
 from gridd.broker.finishes import FinishWatch
 from gridd.broker.scheduler import Dispatcher
-from gridd.broker.store import Store, Transition
+from gridd.broker.store import Store
+from gridd.broker.transitions import Transition
 from gridd.broker.workers import WorkerLink, WorkerRegistry
 from gridd.clock import Clock
 from gridd.protocol.errors import InvalidRequest

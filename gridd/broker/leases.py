@@ -9,7 +9,7 @@ import structlog
 from anyio.abc import TaskStatus
 
 from gridd.broker.core import Broker
-from gridd.broker.store import Transition
+from gridd.broker.transitions import Transition
 from gridd.clock import Clock
 from gridd.protocol.errors import GriddError
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio
 import structlog
@@ -79,6 +79,8 @@ from gridd.protocol.messages import (
 from gridd.protocol.version import PROTOCOL_VERSION
 
 log = structlog.get_logger()
+
+M = TypeVar("M")
 
 HANDSHAKE_TIMEOUT_S = 10.0
 # Small enough that the outbox (OUTBOX_FRAMES) bounds what a slow subscriber's socket backs up.
@@ -172,7 +174,7 @@ class Session:
 
     async def _send_final(self, message: Message) -> None:
         with anyio.move_on_after(2):
-            with contextlib.suppress(_TRANSPORT_ERRORS):
+            with contextlib.suppress(*_TRANSPORT_ERRORS):
                 await self._stream.send(encode_frames([message]))
         await self._stream.aclose()
 
@@ -204,7 +206,7 @@ class Session:
             )
         return hello
 
-    async def _expect(self, kind: type[Any]) -> Any:
+    async def _expect(self, kind: type[M]) -> M:
         messages = await self._receive()
         first, self._pending = messages[0], messages[1:]
         if not isinstance(first, kind):
@@ -260,19 +262,8 @@ class Session:
                 tg.start_soon(self._follow_events, rid)
             case RegisterWorker():
                 await self._answer(message.rid, lambda: self._register(message))
-            case RequestJobs(rid=rid, max_jobs=n):
-                link = self._require_worker(rid)
-                if link:
-                    tg.start_soon(self._answer, rid, lambda: _reply(JobsLeased, rid, jobs=b.lease(link, n)))
-            case RenewLeases(rid=rid, leases=leases):
-                if link := self._require_worker(rid):
-                    await self._answer(rid, lambda: self._renew(rid, link, leases))
-            case CompleteJobs(rid=rid, results=results):
-                if link := self._require_worker(rid):
-                    await self._answer(rid, lambda: _reply(JobsCompleted, rid, outcomes=b.complete(link, results)))
-            case ReturnLeases(rid=rid, leases=leases):
-                if link := self._require_worker(rid):
-                    await self._answer(rid, lambda: self._return(rid, link, leases))
+            case RequestJobs() | RenewLeases() | CompleteJobs() | ReturnLeases():
+                await self._dispatch_worker(message, tg)
             case _:
                 raise BadFrame(f"unexpected {type(message).__name__} after the handshake")
 
@@ -291,11 +282,24 @@ class Session:
         with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError):
             await self._outbox.send(reply)
 
-    def _require_worker(self, rid: int) -> WorkerLink | None:
-        if self._worker is None:
+    async def _dispatch_worker(
+        self, message: RequestJobs | RenewLeases | CompleteJobs | ReturnLeases, tg: TaskGroup
+    ) -> None:
+        """A worker's requests; refused on a connection that did not register as a worker."""
+        b, link, rid = self._broker, self._worker, message.rid
+        if link is None:
             exc = NotAWorker("this connection has not registered as a worker")
-            self._outbox.send_nowait(Error(rid=rid, code=exc.code, message=str(exc)))
-        return self._worker
+            await self._outbox.send(Error(rid=rid, code=exc.code, message=str(exc)))
+            return
+        match message:
+            case RequestJobs(max_jobs=n):  # a long poll: it must not hold up this connection's other requests
+                tg.start_soon(self._answer, rid, lambda: _reply(JobsLeased, rid, jobs=b.lease(link, n)))
+            case RenewLeases(leases=leases):
+                await self._answer(rid, lambda: self._renew(rid, link, leases))
+            case CompleteJobs(results=results):
+                await self._answer(rid, lambda: _reply(JobsCompleted, rid, outcomes=b.complete(link, results)))
+            case ReturnLeases(leases=leases):
+                await self._answer(rid, lambda: self._return(rid, link, leases))
 
     async def _submit(self, m: SubmitJobs) -> Message:
         ids, group = await self._broker.submit(

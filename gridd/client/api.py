@@ -5,7 +5,7 @@ Used as it is by the CLI, the TUI and user programs. Every method is one request
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 
 import msgspec
@@ -89,16 +89,10 @@ class Client:
         group: str | None = None
         for chunk in _chunks(specs):
             first = group is None
-            reply = await self.connection.request(
-                lambda rid, c=chunk, first=first, g=group: SubmitJobs(
-                    rid=rid,
-                    jobs=c,
-                    after=list(after),
-                    new_group=new_group and first,
-                    group=None if first else g,
-                    max_running=max_running if first else None,
-                )
+            message = _submit_message(
+                chunk, after, new_group and first, None if first else group, max_running if first else None
             )
+            reply = await self.connection.request(message)
             ids.extend(reply.job_ids)
             group = reply.group
         return ids, group
@@ -192,6 +186,17 @@ async def connect(address: str, token: str | None, *, name: str | None = None) -
     """Connect to the broker at HOST:PORT with the cluster token."""
     async with open_connection(address, token, role="client", name=name) as connection:
         yield Client(connection)
+
+
+def _submit_message(
+    jobs: list[JobSpec], after: Sequence[str], new_group: bool, group: str | None, max_running: int | None
+) -> Callable[[int], SubmitJobs]:
+    def build(rid: int) -> SubmitJobs:
+        return SubmitJobs(
+            rid=rid, jobs=jobs, after=list(after), new_group=new_group, group=group, max_running=max_running
+        )
+
+    return build
 
 
 def _chunks(specs: Sequence[JobSpec]) -> list[list[JobSpec]]:

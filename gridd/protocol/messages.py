@@ -36,7 +36,7 @@ class Record(msgspec.Struct, frozen=True, kw_only=True):
 # ---- records -------------------------------------------------------------------------------------------
 
 
-class JobSpec(Record, omit_defaults=True):
+class JobSpec(Record, frozen=True, omit_defaults=True):
     """What a submitter asks to run. Defaults here are the contract's defaults."""
 
     argv: Annotated[list[str], msgspec.Meta(min_length=1)]
@@ -48,7 +48,7 @@ class JobSpec(Record, omit_defaults=True):
     stdin: bytes | None = None
 
 
-class JobView(Record):
+class JobView(Record, frozen=True):
     """A job as clients see it (`show --json` is this, with `id`)."""
 
     id: JobId
@@ -71,7 +71,7 @@ class JobView(Record):
     after: list[str] = msgspec.field(default_factory=list)
 
 
-class AttemptView(Record):
+class AttemptView(Record, frozen=True):
     """One finished attempt of a job: who ran it and how it ended."""
 
     attempt: int
@@ -83,7 +83,7 @@ class AttemptView(Record):
     outcome: str
 
 
-class WorkerView(Record):
+class WorkerView(Record, frozen=True):
     """A worker as clients see it (`workers --json`)."""
 
     name: str
@@ -98,14 +98,14 @@ class WorkerView(Record):
     last_seen_ms: EpochMs
 
 
-class LeaseRef(Record):
+class LeaseRef(Record, frozen=True):
     """A job and the fencing token of the lease under which it runs."""
 
     job_id: JobId
     lease: Lease
 
 
-class LeasedJob(Record):
+class LeasedJob(Record, frozen=True):
     """A job handed to a worker: run `spec` as attempt `attempt`, under `lease`, until `deadline_ms`."""
 
     job_id: JobId
@@ -115,7 +115,7 @@ class LeasedJob(Record):
     spec: JobSpec
 
 
-class JobResult(Record):
+class JobResult(Record, frozen=True):
     """How one attempt ended on the worker. `exit_code` is shell style (128+N, 124, 126, 127)."""
 
     job_id: JobId
@@ -131,7 +131,7 @@ class JobResult(Record):
     message: str = ""
 
 
-class Outcome(Record):
+class Outcome(Record, frozen=True):
     """The answer for one job of a batch request: code 0 is success, else an ErrorCode value."""
 
     job_id: str
@@ -144,7 +144,7 @@ class Outcome(Record):
 # ---- handshake ---------------------------------------------------------------------------------------------
 
 
-class Hello(Message, tag="hello"):
+class Hello(Message, frozen=True, tag="hello"):
     """First frame from any peer: who it is and a nonce the broker must prove itself over."""
 
     version: int
@@ -153,7 +153,7 @@ class Hello(Message, tag="hello"):
     nonce: Nonce
 
 
-class Challenge(Message, tag="challenge"):
+class Challenge(Message, frozen=True, tag="challenge"):
     """The broker's nonce, and its proof over the peer's nonce (so a peer knows it reached a real broker)."""
 
     version: int
@@ -161,13 +161,13 @@ class Challenge(Message, tag="challenge"):
     proof: Proof
 
 
-class Authenticate(Message, tag="authenticate"):
+class Authenticate(Message, frozen=True, tag="authenticate"):
     """The peer's proof over the broker's nonce."""
 
     proof: Proof
 
 
-class Welcome(Message, tag="welcome"):
+class Welcome(Message, frozen=True, tag="welcome"):
     """Authentication succeeded; the broker's settings a peer needs."""
 
     broker_version: str
@@ -175,7 +175,7 @@ class Welcome(Message, tag="welcome"):
     heartbeat_s: float
 
 
-class Error(Message, tag="error"):
+class Error(Message, frozen=True, tag="error"):
     """A refused request (rid set) or a connection-level error (rid None, then the broker closes)."""
 
     rid: RequestId | None
@@ -186,7 +186,7 @@ class Error(Message, tag="error"):
 # ---- client requests and their replies ---------------------------------------------------------------------
 
 
-class SubmitJobs(Message, tag="job.submit"):
+class SubmitJobs(Message, frozen=True, tag="job.submit"):
     """Jobs to run. `new_group` puts them in a new group (with `max_running` of them running at once);
     `group` adds them to an existing one (the later chunks of a large submission). Every job waits
     until each job (or group) named in `after` has succeeded."""
@@ -199,7 +199,7 @@ class SubmitJobs(Message, tag="job.submit"):
     max_running: Annotated[int, msgspec.Meta(ge=1, le=2**31)] | None = None
 
 
-class JobsAccepted(Message, tag="job.accepted"):
+class JobsAccepted(Message, frozen=True, tag="job.accepted"):
     """Every job of the submit is durable; ids in the order submitted."""
 
     rid: RequestId
@@ -207,18 +207,18 @@ class JobsAccepted(Message, tag="job.accepted"):
     group: str | None = None
 
 
-class ShowJob(Message, tag="job.show"):
+class ShowJob(Message, frozen=True, tag="job.show"):
     rid: RequestId
     job_id: JobId
 
 
-class JobShown(Message, tag="job.shown"):
+class JobShown(Message, frozen=True, tag="job.shown"):
     rid: RequestId
     job: JobView
     attempts: list[AttemptView]
 
 
-class ListJobs(Message, tag="job.list"):
+class ListJobs(Message, frozen=True, tag="job.list"):
     rid: RequestId
     state: str | None = None
     queue: str | None = None
@@ -227,24 +227,24 @@ class ListJobs(Message, tag="job.list"):
     group: JobId | None = None
 
 
-class JobsListed(Message, tag="job.listed"):
+class JobsListed(Message, frozen=True, tag="job.listed"):
     rid: RequestId
     jobs: list[JobView]
 
 
-class ReadOutput(Message, tag="job.output"):
+class ReadOutput(Message, frozen=True, tag="job.output"):
     rid: RequestId
     job_id: JobId
     stream: str = "stdout"  # stdout | stderr
 
 
-class OutputRead(Message, tag="job.output_read"):
+class OutputRead(Message, frozen=True, tag="job.output_read"):
     rid: RequestId
     data: bytes
     truncated: bool
 
 
-class ControlJobs(Message, tag="job.control"):
+class ControlJobs(Message, frozen=True, tag="job.control"):
     """cancel | retry | hold | release, for each job named."""
 
     rid: RequestId
@@ -252,37 +252,37 @@ class ControlJobs(Message, tag="job.control"):
     job_ids: Annotated[list[JobId], msgspec.Meta(min_length=1)]
 
 
-class JobsControlled(Message, tag="job.controlled"):
+class JobsControlled(Message, frozen=True, tag="job.controlled"):
     rid: RequestId
     outcomes: list[Outcome]
 
 
-class WaitJobs(Message, tag="job.wait"):
+class WaitJobs(Message, frozen=True, tag="job.wait"):
     """Answered when every named job has finished (a long poll)."""
 
     rid: RequestId
     job_ids: Annotated[list[JobId], msgspec.Meta(min_length=1)]
 
 
-class JobsFinished(Message, tag="job.finished"):
+class JobsFinished(Message, frozen=True, tag="job.finished"):
     rid: RequestId
     jobs: list[JobView]
 
 
-class ListWorkers(Message, tag="worker.list"):
+class ListWorkers(Message, frozen=True, tag="worker.list"):
     rid: RequestId
 
 
-class WorkersListed(Message, tag="worker.listed"):
+class WorkersListed(Message, frozen=True, tag="worker.listed"):
     rid: RequestId
     workers: list[WorkerView]
 
 
-class GetStatus(Message, tag="status.get"):
+class GetStatus(Message, frozen=True, tag="status.get"):
     rid: RequestId
 
 
-class StatusReported(Message, tag="status.reported"):
+class StatusReported(Message, frozen=True, tag="status.reported"):
     rid: RequestId
     counts: dict[str, int]
     workers: int
@@ -290,13 +290,13 @@ class StatusReported(Message, tag="status.reported"):
     running: int
 
 
-class Subscribe(Message, tag="events.subscribe"):
+class Subscribe(Message, frozen=True, tag="events.subscribe"):
     """Follow the event stream; deltas arrive as Event frames after Subscribed."""
 
     rid: RequestId
 
 
-class Subscribed(Message, tag="events.subscribed"):
+class Subscribed(Message, frozen=True, tag="events.subscribed"):
     """The snapshot the following Event deltas apply to: jobs per queue and state, connected workers."""
 
     rid: RequestId
@@ -304,7 +304,7 @@ class Subscribed(Message, tag="events.subscribed"):
     workers: list[WorkerView] = msgspec.field(default_factory=list)
 
 
-class Event(Message, tag="event"):
+class Event(Message, frozen=True, tag="event"):
     """Something that happened (job.submitted, job.started, job.succeeded, worker.joined, ...)."""
 
     kind: str
@@ -319,7 +319,7 @@ class Event(Message, tag="event"):
     previous: str | None = None  # for a job event: the state the job left (None: a new job)
 
 
-class EventBatch(Message, tag="events"):
+class EventBatch(Message, frozen=True, tag="events"):
     """Several events, in order: how a subscription delivers them."""
 
     events: list[Event]
@@ -328,7 +328,7 @@ class EventBatch(Message, tag="events"):
 # ---- worker requests and their replies ------------------------------------------------------------------------
 
 
-class RegisterWorker(Message, tag="worker.register"):
+class RegisterWorker(Message, frozen=True, tag="worker.register"):
     """A worker announces itself and re-attaches the jobs it is still running."""
 
     rid: RequestId
@@ -341,31 +341,31 @@ class RegisterWorker(Message, tag="worker.register"):
     restarted: bool = True
 
 
-class WorkerRegistered(Message, tag="worker.registered"):
+class WorkerRegistered(Message, frozen=True, tag="worker.registered"):
     """`lost`: attached leases that are no longer current; the worker must stop those jobs."""
 
     rid: RequestId
     lost: list[LeaseRef]
 
 
-class RequestJobs(Message, tag="lease.request"):
+class RequestJobs(Message, frozen=True, tag="lease.request"):
     """Long poll: answered as soon as at least one job is leased to this worker."""
 
     rid: RequestId
     max_jobs: Annotated[int, msgspec.Meta(ge=1, le=4096)]
 
 
-class JobsLeased(Message, tag="lease.granted"):
+class JobsLeased(Message, frozen=True, tag="lease.granted"):
     rid: RequestId
     jobs: list[LeasedJob]
 
 
-class RenewLeases(Message, tag="lease.renew"):
+class RenewLeases(Message, frozen=True, tag="lease.renew"):
     rid: RequestId
     leases: list[LeaseRef]
 
 
-class LeasesRenewed(Message, tag="lease.renewed"):
+class LeasesRenewed(Message, frozen=True, tag="lease.renewed"):
     """`lost`: leases that are no longer current (cancelled, expired); the worker stops those jobs."""
 
     rid: RequestId
@@ -373,30 +373,30 @@ class LeasesRenewed(Message, tag="lease.renewed"):
     deadline_ms: EpochMs
 
 
-class CompleteJobs(Message, tag="job.complete"):
+class CompleteJobs(Message, frozen=True, tag="job.complete"):
     rid: RequestId
     results: Annotated[list[JobResult], msgspec.Meta(min_length=1)]
 
 
-class JobsCompleted(Message, tag="job.completed"):
+class JobsCompleted(Message, frozen=True, tag="job.completed"):
     """One outcome per result: code 0 recorded, STALE_LEASE refused (the job's outcome was not changed)."""
 
     rid: RequestId
     outcomes: list[Outcome]
 
 
-class ReturnLeases(Message, tag="lease.return"):
+class ReturnLeases(Message, frozen=True, tag="lease.return"):
     """A draining worker hands jobs back unfinished; they are queued again without spending an attempt."""
 
     rid: RequestId
     leases: Annotated[list[LeaseRef], msgspec.Meta(min_length=1)]
 
 
-class LeasesReturned(Message, tag="lease.returned"):
+class LeasesReturned(Message, frozen=True, tag="lease.returned"):
     rid: RequestId
 
 
-class RevokeLeases(Message, tag="lease.revoke"):
+class RevokeLeases(Message, frozen=True, tag="lease.revoke"):
     """Broker push: stop these jobs now (they were cancelled); their results will be refused."""
 
     leases: list[LeaseRef]

@@ -164,7 +164,7 @@ class WorkerAgent:
         while True:
             await anyio.sleep(every_s)
             refs = self._held_leases()
-            reply = await conn.request(lambda rid, refs=refs: RenewLeases(rid=rid, leases=refs))
+            reply = await conn.request(lambda rid: RenewLeases(rid=rid, leases=refs))  # noqa: B023 - called at once
             self._stop(reply.lost, why="lease no longer current")
 
     async def _obey(self, conn: Connection) -> None:
@@ -180,7 +180,7 @@ class WorkerAgent:
                 await self._wait_change()
                 continue
             with anyio.CancelScope() as self._asking:
-                reply = await conn.request(lambda rid, n=want: RequestJobs(rid=rid, max_jobs=n))
+                reply = await conn.request(lambda rid: RequestJobs(rid=rid, max_jobs=want))  # noqa: B023 - at once
                 for job in reply.jobs:
                     ref = LeaseRef(job_id=job.job_id, lease=job.lease)
                     self._running[job.job_id] = _Running(job, ref, anyio.CancelScope())
@@ -242,7 +242,7 @@ class WorkerAgent:
                 await self._wait_change()
                 continue
             batch = _batch(self._results)
-            reply = await conn.request(lambda rid, batch=batch: CompleteJobs(rid=rid, results=batch))
+            reply = await conn.request(lambda rid: CompleteJobs(rid=rid, results=batch))  # noqa: B023 - at once
             for outcome in reply.outcomes:
                 if outcome.code:
                     log.warning("result.refused", job_id=outcome.job_id, error=outcome.message)
