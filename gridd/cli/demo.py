@@ -35,7 +35,7 @@ sieve[0:2] = b"\\0\\0"
 for i in range(2, int(bound ** 0.5) + 1):
     if sieve[i]:
         sieve[i * i :: i] = bytearray(len(sieve[i * i :: i]))
-print(n, sum(sieve))
+print(f"job {n}: {sum(sieve)} primes below {bound}")
 """
 
 
@@ -92,7 +92,7 @@ async def _run_batch(addr: str, token: str, n_jobs: int) -> int:
     )
     for worker, count in sorted(by_worker.items()):
         print(f"  {worker}: {count} jobs")
-    print(f"job {sample} printed: {out.decode().strip()}")
+    print(f"job {sample} printed: {out.decode().strip()!r} (gridd logs {sample})")
     return 0 if finished["succeeded"] == n_jobs else 1
 
 
