@@ -13,7 +13,7 @@ import contextlib
 import functools
 import json
 import sqlite3
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -104,10 +104,6 @@ def parse_job_id(job_id: str) -> int:
     if not job_id.isdigit() or len(job_id) > 18:
         raise UnknownJob(f"no job has id {job_id!r}")
     return int(job_id)
-
-
-def _ids_json(ids: Iterable[int]) -> str:
-    return json.dumps(list(ids))
 
 
 class Store:
@@ -294,7 +290,7 @@ class Store:
             " worker = ?, deadline_ms = ?, started_ms = ?, not_before_ms = 0"
             " WHERE id IN (SELECT value FROM json_each(?)) AND state = 'queued' AND throttled = 0"
             " RETURNING id, lease, attempts, spec",
-            (worker, deadline, now_ms, _ids_json(chosen)),
+            (worker, deadline, now_ms, flow.ids_json(chosen)),
         )
         leased = [
             LeasedJob(job_id=str(r[0]), lease=r[1], attempt=r[2], deadline_ms=deadline, spec=_spec_decoder.decode(r[3]))
@@ -320,7 +316,7 @@ class Store:
     def _current_leases(self, ids: Sequence[int]) -> dict[int, tuple[str, int, str | None]]:
         rows = self._rows(
             "SELECT id, state, lease, worker FROM jobs WHERE id IN (SELECT value FROM json_each(?))",
-            (_ids_json(ids),),
+            (flow.ids_json(ids),),
         )
         return {r[0]: (r[1], r[2], r[3]) for r in rows}
 
@@ -334,7 +330,7 @@ class Store:
         rows = self._rows(
             "SELECT id, state, lease, attempts, max_attempts, queue, started_ms FROM jobs"
             " WHERE id IN (SELECT value FROM json_each(?))",
-            (_ids_json(ids),),
+            (flow.ids_json(ids),),
         )
         current = {r[0]: r for r in rows}
         outcomes: list[Outcome] = []
@@ -451,7 +447,7 @@ class Store:
         rows = self._rows(
             "SELECT id, lease, queue, attempts FROM jobs WHERE id IN (SELECT value FROM json_each(?))"
             " AND state = 'running' AND worker = ?",
-            (_ids_json(parse_job_id(r.job_id) for r in leases), worker),
+            (flow.ids_json(parse_job_id(r.job_id) for r in leases), worker),
         )
         named = {(int(r.job_id), r.lease) for r in leases}
         back = [r for r in rows if (r[0], r[1]) in named]
@@ -478,7 +474,7 @@ class Store:
         rows = self._rows(
             "SELECT id, state, lease, worker, queue, attempts, pending_deps FROM jobs"
             " WHERE id IN (SELECT value FROM json_each(?))",
-            (_ids_json(key for _, key, _ in named if key is not None),),
+            (flow.ids_json(key for _, key, _ in named if key is not None),),
         )
         current = {r[0]: r for r in rows}
         outcomes: list[Outcome] = []
@@ -562,7 +558,7 @@ class Store:
         keys = [parse_job_id(j) for j in job_ids]
         rows = self._rows(
             f"SELECT {_VIEW_COLUMNS} FROM jobs j WHERE j.id IN (SELECT value FROM json_each(?))",  # noqa: S608
-            (_ids_json(keys),),
+            (flow.ids_json(keys),),
         )
         found = {r[0]: _view(r) for r in rows}
         for job_id, key in zip(job_ids, keys, strict=True):

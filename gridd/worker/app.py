@@ -1,4 +1,4 @@
-"""The worker's composition root: settings in, a running WorkerAgent out."""
+"""The worker's composition root: settings in, a WorkerAgent ready to run out."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ import shutil
 from pathlib import Path
 
 import anyio
-from anyio.abc import TaskStatus
 
 from gridd.clock import Clock, SystemClock
 from gridd.config import WorkerConfig, host_name
@@ -35,17 +34,3 @@ def make_agent(config: WorkerConfig, token: str, default_work_dir: Path, clock: 
     limiter = anyio.CapacityLimiter(config.slots * 2 + 4)
     run = RunSettings(worker=name, work_dir=work_dir, max_output_bytes=config.max_output_bytes, limiter=limiter)
     return WorkerAgent(settings, run, clock or SystemClock())
-
-
-async def run_worker(
-    config: WorkerConfig,
-    token: str,
-    default_work_dir: Path,
-    *,
-    task_status: TaskStatus[WorkerAgent] = anyio.TASK_STATUS_IGNORED,
-) -> None:
-    """Run a worker until it has drained (agent.drain()) or is cancelled."""
-    agent = make_agent(config, token, default_work_dir)
-    async with anyio.create_task_group() as tg:
-        await tg.start(agent.run)
-        task_status.started(agent)
