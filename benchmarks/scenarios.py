@@ -1,0 +1,683 @@
+"""The benchmark scenarios (issues 6 and 8). Each `run_*` function is one run: it starts what it needs,
+measures, stops everything, and returns {figure key: value}. Peers and baselines are measured inside the
+same run, so their ratio compares like with like on a machine whose load varies.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from benchmarks.harness import (
+    GRIDD,
+    PYTHON,
+    TOKEN,
+    VENV_BIN,
+    BenchError,
+    StallWatch,
+    bench_env,
+    grid,
+    rss_mb,
+    run_async,
+    run_timed,
+    status_counts,
+    stop_process,
+    submit_true_jobs,
+    temp_root,
+)
+
+REPO = Path(__file__).resolve().parent.parent
+STALL_S = 10.0  # a gridd run whose finished-job count does not move for this long is abandoned as stalled
+
+
+# ---- sizes ------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """How big each workload is: --quick (smoke, ~2 min), default (the issues' sizes), --full (adds 1M)."""
+
+    mode: str
+    shell_jobs: int
+    drain_jobs: int
+    cli_runs: int
+    latency_iters: int
+    throughput_jobs: int
+    throughput_singles: int
+    lease_sizes: tuple[int, ...]
+    leases: int
+    memory_jobs: int
+    restart_jobs: int
+    huey_jobs: int
+    gridd_timeout_s: float
+
+
+QUICK = Sizes("quick", 500, 500, 10, 100, 20_000, 300, (1_000, 20_000), 200, 20_000, 20_000, 500, 30)
+DEFAULT = Sizes("default", 2_000, 2_000, 20, 200, 100_000, 1_000, (1_000, 100_000), 500, 100_000, 100_000, 2_000, 60)
+FULL = Sizes(
+    "full", 2_000, 2_000, 20, 200, 100_000, 1_000, (1_000, 100_000, 1_000_000), 500, 1_000_000, 1_000_000, 2_000, 120
+)
+
+
+# ---- figures -------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Figure:
+    key: str
+    unit: str
+    label: str
+    peer: str | None = None  # key of the baseline/peer figure of the same run: ratio = this / peer
+    target: str = ""
+    ok: Callable[[float, float | None], bool] | None = None  # (median, median ratio) -> met?
+
+
+@dataclass
+class Scenario:
+    name: str
+    about: str
+    figures: list[Figure]
+    run: Callable[[Sizes, Fixtures], dict[str, float]]
+    notes: list[str] = field(default_factory=list)
+
+
+class Fixtures:
+    """Databases pre-filled with N queued `true` jobs, built once per benchmark process and copied per use."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self._built: dict[int, Path] = {}
+        self.build_s: dict[int, float] = {}
+
+    def queued_db(self, n: int) -> Path:
+        if n not in self._built:
+            root = Path(tempfile.mkdtemp(prefix=f"queued-{n}-", dir=self.root))
+            with grid(root=root) as g:
+                self.build_s[n] = submit_true_jobs(g.addr, n)
+            self._built[n] = root / "broker"
+        return self._built[n]
+
+
+def _last_line(data: bytes) -> str:
+    lines = data.decode(errors="replace").strip().splitlines()
+    return lines[-1] if lines else ""
+
+
+# ---- 1. shell-each -------------------------------------------------------------------------------------------
+
+
+def run_shell_each(sz: Sizes, fx: Fixtures) -> dict[str, float]:
+    n = sz.shell_jobs
+    out: dict[str, float] = {}
+    with temp_root() as tmp:
+        # Peers first, on a quiet machine (no broker or worker running yet).
+        out["xargs_s"], cp = run_timed(f"seq {n} | xargs -P2 -n1 true", shell=True, timeout_s=60, cwd=tmp)
+        if shutil.which("parallel"):
+            out["parallel_s"], cp = run_timed(f"seq {n} | parallel -j2 true", shell=True, timeout_s=120, cwd=tmp)
+    out["runner_only_s"] = runner_only(n)
+    try:
+        t = _gridd_shell_each(n, sz)
+    except BenchError as exc:
+        return {**out, "_error": str(exc)}  # the peers' figures still count
+    out["gridd_s"] = t
+    out["overhead_ms_per_job"] = (t - out["xargs_s"]) / n * 1000
+    return out
+
+
+def _gridd_shell_each(n: int, sz: Sizes) -> float:
+    with grid() as g:
+        g.add_worker(slots=2)
+        env = bench_env(GRIDD_BROKER=g.addr)
+        cmd = f"set -o pipefail; seq {n} | {GRIDD} submit --each - -- true | {GRIDD} wait -"
+        try:
+            t, cp = run_timed(
+                cmd, shell=True, timeout_s=sz.gridd_timeout_s, env=env, cwd=g.root, watchdog=StallWatch(g.addr)
+            )
+        except BenchError as exc:
+            raise BenchError(f"{exc}; job counts then: {_counts_line(g.addr)}") from None
+        if cp.returncode != 0:
+            raise BenchError(f"gridd pipeline exited {cp.returncode}: {_last_line(cp.stderr)}; {_counts_line(g.addr)}")
+    return t
+
+
+def runner_only(n: int, slots: int = 2) -> float:
+    """The worker's own job runner (gridd.worker.runner.run_attempt: run dir, spawn from a thread, wait,
+    collect output, remove the dir) for n `true` jobs, `slots` at a time, in-process, no broker: the floor
+    a gridd worker can reach with its present runner."""
+    from gridd.clock import SystemClock
+    from gridd.protocol.messages import JobSpec, LeasedJob
+    from gridd.worker.runner import RunSettings, run_attempt
+
+    async def go(work: Path) -> float:
+        # the same limiter as gridd/worker/app.py
+        settings = RunSettings("bench", work, 1024 * 1024, anyio.CapacityLimiter(slots * 2 + 4))
+        clock = SystemClock()
+        todo = iter(range(n))
+
+        async def slot() -> None:
+            for i in todo:
+                job = LeasedJob(job_id=str(i + 1), lease=1, attempt=1, deadline_ms=2**40, spec=JobSpec(argv=["true"]))
+                result = await run_attempt(job, settings, clock)
+                if result.exit_code != 0:
+                    raise BenchError(f"runner-only job exited {result.exit_code}")
+
+        t0 = time.perf_counter()
+        async with anyio.create_task_group() as tg:
+            for _ in range(slots):
+                tg.start_soon(slot)
+        return time.perf_counter() - t0
+
+    with temp_root() as tmp:
+        return run_async(go, tmp)  # type: ignore[no-any-return]
+
+
+def _counts_line(addr: str) -> str:
+    try:
+        counts = status_counts(addr)
+    except Exception as exc:  # noqa: BLE001 - diagnostics only
+        return f"(status failed: {exc})"
+    return " ".join(f"{k}={v}" for k, v in sorted(counts.items()) if v)
+
+
+# ---- 2. drain-shell ------------------------------------------------------------------------------------------
+
+
+def gridd_drain(n: int, timeout_s: float) -> dict[str, float]:
+    """n `true` jobs submitted with one --array into a broker without workers; then one 2-slot worker starts.
+    Returns submit seconds, drain seconds (worker exec to last job recorded), and the steady rate (first job
+    started to last job finished, from the broker's own timestamps)."""
+    from gridd.client import connect
+
+    with grid() as g:
+        env = bench_env(GRIDD_BROKER=g.addr)
+        t_submit, cp = run_timed([GRIDD, "submit", "--array", f"1-{n}", "--", "true"], env=env, timeout_s=60)
+        if cp.returncode != 0:
+            raise BenchError(f"gridd submit --array exited {cp.returncode}: {_last_line(cp.stderr)}")
+        first = cp.stdout.split()[0].decode()
+
+        async def drain() -> dict[str, float]:
+            async with connect(g.addr, TOKEN) as client:
+                job, _ = await client.show(first)
+                group = job.group or first
+                t0 = time.perf_counter()
+                g.add_worker(slots=2, wait=False)
+                jobs: list[Any] = []
+
+                async def wait_all() -> None:
+                    jobs.extend(await client.wait([group]))
+                    tg.cancel_scope.cancel()
+
+                async def watch() -> None:
+                    last, since = -1, time.perf_counter()
+                    while True:
+                        await anyio.sleep(1)
+                        counts = (await client.status()).counts
+                        done = sum(counts.get(k, 0) for k in ("succeeded", "failed", "cancelled"))
+                        if done != last:
+                            last, since = done, time.perf_counter()
+                        elif time.perf_counter() - since >= STALL_S:
+                            raise BenchError(f"stalled: {done} jobs finished and none more for {STALL_S:g}s")
+
+                try:
+                    with anyio.fail_after(timeout_s):
+                        async with anyio.create_task_group() as tg:
+                            tg.start_soon(wait_all)
+                            tg.start_soon(watch)
+                except TimeoutError:
+                    raise BenchError(f"drain not done within {timeout_s:g}s") from None
+                except BaseExceptionGroup as group_exc:
+                    raise group_exc.exceptions[0] from None
+                t = time.perf_counter() - t0
+                bad = [j for j in jobs if j.state != "succeeded"]
+                if len(jobs) != n or bad:
+                    raise BenchError(f"{len(bad)} of {len(jobs)} jobs did not succeed")
+                started = min(j.started_ms or 0 for j in jobs)
+                finished = max(j.finished_ms or 0 for j in jobs)
+                return {"drain_s": t, "steady_s": max(finished - started, 1) / 1000}
+
+        try:
+            res = run_async(drain)
+        except BenchError as exc:
+            raise BenchError(f"{exc}; job counts then: {_counts_line(g.addr)}") from None
+    return {"submit_s": t_submit, **res}
+
+
+def run_drain_shell(sz: Sizes, fx: Fixtures) -> dict[str, float]:
+    n = sz.drain_jobs
+    with temp_root() as tmp:
+        xargs_s, _ = run_timed(f"seq {n} | xargs -P2 -n1 true", shell=True, timeout_s=60, cwd=tmp)
+    try:
+        d = gridd_drain(n, sz.gridd_timeout_s)
+    except BenchError as exc:
+        return {"xargs_jobs_s": n / xargs_s, "_error": str(exc)}
+    return {
+        "gridd_jobs_s": n / d["drain_s"],
+        "gridd_steady_jobs_s": n / d["steady_s"],
+        "xargs_jobs_s": n / xargs_s,
+        "array_submit_s": d["submit_s"],
+    }
+
+
+# ---- 3. submit-cli -------------------------------------------------------------------------------------------
+
+
+def run_submit_cli(sz: Sizes, fx: Fixtures) -> dict[str, float]:
+    floor = [run_timed([PYTHON, "-c", "pass"], timeout_s=30)[0] for _ in range(sz.cli_runs)]
+    with grid() as g:
+        env = bench_env(GRIDD_BROKER=g.addr)
+        times = []
+        for _ in range(sz.cli_runs):
+            t, cp = run_timed([GRIDD, "submit", "--", "true"], env=env, timeout_s=30, cwd=g.root)
+            if cp.returncode != 0:
+                raise BenchError(f"gridd submit exited {cp.returncode}: {_last_line(cp.stderr)}")
+            times.append(t)
+        version = [run_timed([GRIDD, "--version"], env=env, timeout_s=30)[0] for _ in range(sz.cli_runs)]
+    return {
+        "submit_ms": statistics.median(times) * 1000,
+        "python_pass_ms": statistics.median(floor) * 1000,
+        "gridd_version_ms": statistics.median(version) * 1000,
+    }
+
+
+# ---- 4. latency ----------------------------------------------------------------------------------------------
+
+
+def _percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered)) - 1))]
+
+
+def run_latency(sz: Sizes, fx: Fixtures) -> dict[str, float]:
+    from gridd.client import connect
+
+    with grid() as g:
+        g.add_worker(slots=2)
+
+        async def go() -> list[float]:
+            lat: list[float] = []
+            async with connect(g.addr, TOKEN) as client:
+                deadline = time.perf_counter() + 60
+                for i in range(sz.latency_iters + 5):
+                    t0 = time.perf_counter()
+                    job_id = await client.submit(["true"])
+                    (job,) = await client.wait([job_id])
+                    t = time.perf_counter() - t0
+                    if job.state != "succeeded":
+                        raise BenchError(f"latency job {job_id} ended {job.state}")
+                    if i >= 5:  # 5 warm-up round trips
+                        lat.append(t * 1000)
+                    if time.perf_counter() > deadline:
+                        break
+            return lat
+
+        lat = run_async(go)
+    return {"p50_ms": _percentile(lat, 50), "p99_ms": _percentile(lat, 99), "mean_ms": statistics.fmean(lat)}
+
+
+# ---- 5. submit-throughput --------------------------------------------------------------------------------------
+
+
+def run_submit_throughput(sz: Sizes, fx: Fixtures) -> dict[str, float]:
+    from gridd.client import connect
+    from gridd.protocol.messages import JobSpec
+
+    with grid() as g:
+        t_batch = submit_true_jobs(g.addr, sz.throughput_jobs, batch=1000)
+
+        async def singles() -> float:
+            async with connect(g.addr, TOKEN) as client:
+                t0 = time.perf_counter()
+                for _ in range(sz.throughput_singles):
+                    await client.submit_many([JobSpec(argv=["true"])])
+                return time.perf_counter() - t0
+
+        t_single = run_async(singles)
+    return {
+        "batch1000_jobs_s": sz.throughput_jobs / t_batch,
+        "batch1_jobs_s": sz.throughput_singles / t_single,
+    }
+
+
+# ---- 6. lease-scale ------------------------------------------------------------------------------------------
+
+
+def fake_worker_leases(addr: str, count: int, *, time_limit_s: float = 60) -> tuple[list[float], list[float]]:
+    """A worker in-process: RegisterWorker, then `count` times RequestJobs(max_jobs=1) and CompleteJobs
+    (exit 0) for the job it got. Returns the lease and the completion round trips, in ms."""
+    from gridd.client.connection import open_connection
+    from gridd.protocol.messages import CompleteJobs, JobResult, RegisterWorker, RequestJobs
+
+    async def go() -> tuple[list[float], list[float]]:
+        leases: list[float] = []
+        completes: list[float] = []
+        async with open_connection(addr, TOKEN, role="worker", name="bench-fake") as conn:
+            await conn.request(lambda rid: RegisterWorker(rid=rid, host="bench", slots=1, queues=["default"]))
+            deadline = time.perf_counter() + time_limit_s
+            for _ in range(count):
+                t0 = time.perf_counter()
+                with anyio.fail_after(10):
+                    reply = await conn.request(lambda rid: RequestJobs(rid=rid, max_jobs=1))
+                t1 = time.perf_counter()
+                now = int(time.time() * 1000)
+                results = [
+                    JobResult(
+                        job_id=j.job_id, lease=j.lease, exit_code=0, outcome="exited", started_ms=now, ended_ms=now
+                    )
+                    for j in reply.jobs
+                ]
+                await conn.request(lambda rid, r=results: CompleteJobs(rid=rid, results=r))
+                t2 = time.perf_counter()
+                leases.append((t1 - t0) * 1000)
+                completes.append((t2 - t1) * 1000)
+                if t2 > deadline:
+                    break
+        return leases, completes
+
+    return run_async(go)  # type: ignore[no-any-return]
+
+
+def run_lease_scale(sz: Sizes, fx: Fixtures) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for n in sz.lease_sizes:
+        db = fx.queued_db(n)
+        with grid(data_from=db) as g:
+            leases, completes = fake_worker_leases(g.addr, sz.leases)
+        out[f"lease_ms@{n}"] = statistics.median(leases)
+        out[f"complete_ms@{n}"] = statistics.median(completes)
+    return out
+
+
+# ---- 7. broker-memory ----------------------------------------------------------------------------------------
+
+
+def run_broker_memory(sz: Sizes, fx: Fixtures) -> dict[str, float]:
+    n = sz.memory_jobs
+    with grid() as g:
+        time.sleep(0.5)
+        idle = rss_mb(g.broker.pid)
+        submit_true_jobs(g.addr, n)
+        time.sleep(0.5)
+        after_submit = rss_mb(g.broker.pid)
+    db = fx.queued_db(n)
+    with grid(data_from=db) as g:
+        status_counts(g.addr)
+        time.sleep(0.5)
+        after_restart = rss_mb(g.broker.pid)
+    return {"idle_mb": idle, f"submitted_{n}_mb": after_submit, f"restarted_{n}_mb": after_restart}
+
+
+# ---- 8. restart ----------------------------------------------------------------------------------------------
+
+
+def _time_to_status(data_from: Path | None) -> float:
+    """Seconds from `gridd broker` exec to its first successful status reply."""
+    from gridd.client import connect
+
+    with grid(data_from=data_from) as g:
+
+        async def first_status() -> float:
+            with anyio.fail_after(60):
+                while True:
+                    try:
+                        async with connect(g.addr, TOKEN) as client:
+                            await client.status()
+                            return time.perf_counter() - g.broker.started_at
+                    except OSError:
+                        await anyio.sleep(0.002)
+                    except Exception as exc:  # noqa: BLE001 - not serving yet
+                        if "connect" not in str(exc):
+                            raise
+                        await anyio.sleep(0.002)
+
+        return run_async(first_status)  # type: ignore[no-any-return]
+
+
+def run_restart(sz: Sizes, fx: Fixtures) -> dict[str, float]:
+    n = sz.restart_jobs
+    db = fx.queued_db(n)
+    empty = _time_to_status(None)
+    full = _time_to_status(db)
+    return {f"restart_s@{n}": full, "restart_s@0": empty}
+
+
+# ---- 9. huey (and Redis peers) ---------------------------------------------------------------------------------
+
+
+def _huey_drain(task_name: str, n: int, db_path: Path, timeout_s: float) -> tuple[float, float]:
+    """Enqueue n calls of benchmarks.huey_app.<task_name> into SqliteHuey, then start `huey_consumer -w 2 -k
+    process` and time until n results are stored. Returns (enqueue seconds, drain seconds)."""
+    os.environ["GRIDD_BENCH_HUEY_DB"] = str(db_path)
+    from benchmarks import huey_app
+
+    app = importlib.reload(huey_app)
+    task = getattr(app, task_name)
+    t0 = time.perf_counter()
+    for i in range(n):
+        task(i)
+    t_enqueue = time.perf_counter() - t0
+    consumer = shutil.which("huey_consumer", path=str(VENV_BIN))
+    if consumer is None:
+        raise BenchError("huey_consumer not installed (pip install huey into the venv)")
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    log = open(db_path.with_suffix(".consumer.log"), "ab")  # noqa: SIM115
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(
+        [consumer, "benchmarks.huey_app.huey", "-w", "2", "-k", "process", "-q"],
+        cwd=REPO,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=log,
+        stderr=log,
+    )
+    log.close()
+    try:
+        storage = app.huey.storage
+        deadline = t0 + timeout_s
+        while storage.result_store_size() < n:
+            if time.perf_counter() > deadline:
+                raise BenchError(f"huey drained {storage.result_store_size()} of {n} within {timeout_s:g}s")
+            if proc.poll() is not None:
+                raise BenchError(f"huey_consumer exited {proc.returncode}")
+            time.sleep(0.002)
+        t_drain = time.perf_counter() - t0
+    finally:
+        stop_process(proc, grace_s=5)
+    return t_enqueue, t_drain
+
+
+def run_huey(sz: Sizes, fx: Fixtures) -> dict[str, float]:
+    n = sz.huey_jobs
+    out: dict[str, Any] = {}
+    with temp_root() as tmp:
+        xargs_s, _ = run_timed(f"seq {n} | xargs -P2 -n1 true", shell=True, timeout_s=60, cwd=tmp)
+        for task in ("noop", "shell_true"):
+            enq, drain = _huey_drain(task, n, tmp / f"huey-{task}.db", sz.gridd_timeout_s)
+            out[f"huey_{task}_jobs_s"] = n / drain
+            out[f"huey_{task}_total_s"] = enq + drain
+    try:
+        d = gridd_drain(n, sz.gridd_timeout_s)
+    except BenchError as exc:
+        return {**out, "_error": str(exc)}  # huey's figures still count
+    out["gridd_shell_jobs_s"] = n / d["drain_s"]
+    out["gridd_total_s"] = d["submit_s"] + d["drain_s"]
+    out["gridd_overhead_jobs_s"] = n / max(d["drain_s"] - xargs_s, 1e-3)
+    return out
+
+
+def redis_note() -> str:
+    if shutil.which("redis-server") is None:
+        return "RQ/Celery/dramatiq: skipped: no local redis-server"
+    return "RQ/Celery/dramatiq: redis-server is present but these peers are not wired up yet"
+
+
+# ---- the list -------------------------------------------------------------------------------------------------
+
+
+def _le(limit: float) -> Callable[[float, float | None], bool]:
+    return lambda v, r: v <= limit
+
+
+def _ratio_le(limit: float) -> Callable[[float, float | None], bool]:
+    return lambda v, r: r is not None and r <= limit
+
+
+SCENARIOS: dict[str, Scenario] = {
+    s.name: s
+    for s in [
+        Scenario(
+            "shell-each",
+            "seq N | gridd submit --each - -- true | gridd wait -, one 2-slot worker already connected",
+            [
+                Figure("gridd_s", "s", "gridd submit --each | wait", "xargs_s", "<= 1.25 x xargs", _ratio_le(1.25)),
+                Figure("xargs_s", "s", "xargs -P2 -n1 true"),
+                Figure("parallel_s", "s", "GNU parallel -j2 true"),
+                Figure("overhead_ms_per_job", "ms/job", "gridd minus xargs, per job"),
+                Figure("runner_only_s", "s", "worker's runner alone, no broker", "xargs_s"),
+            ],
+            run_shell_each,
+        ),
+        Scenario(
+            "drain-shell",
+            "N `true` jobs queued by one --array submit; time from worker exec (2 slots) to all succeeded",
+            [
+                Figure("gridd_jobs_s", "jobs/s", "gridd drain (incl. worker start)", "xargs_jobs_s"),
+                Figure("gridd_steady_jobs_s", "jobs/s", "gridd drain, first start..last finish", "xargs_jobs_s"),
+                Figure("xargs_jobs_s", "jobs/s", "xargs -P2 -n1 true"),
+                Figure("array_submit_s", "s", "gridd submit --array 1-N (one process)"),
+            ],
+            run_drain_shell,
+        ),
+        Scenario(
+            "submit-cli",
+            "wall time of one `gridd submit -- true` process (median of its runs), vs `python -c pass`",
+            [
+                Figure("submit_ms", "ms", "gridd submit -- true", "python_pass_ms", "< 150 ms", _le(150)),
+                Figure("python_pass_ms", "ms", "python -c pass (floor)"),
+                Figure("gridd_version_ms", "ms", "gridd --version (start-up only)", "python_pass_ms"),
+            ],
+            run_submit_cli,
+        ),
+        Scenario(
+            "latency",
+            "Python client, one connection: submit `true`, wait for its result; idle grid, one 2-slot worker",
+            [
+                Figure("p50_ms", "ms", "submit-to-result p50", None, "< 1 ms (no-op task)", _le(1)),
+                Figure("p99_ms", "ms", "submit-to-result p99", None, "< 5 ms (no-op task)", _le(5)),
+                Figure("mean_ms", "ms", "submit-to-result mean"),
+            ],
+            run_latency,
+        ),
+        Scenario(
+            "submit-throughput",
+            "one Python client, submit_many into a broker without workers, each batch acknowledged after commit",
+            [
+                Figure("batch1000_jobs_s", "jobs/s", "batches of 1,000"),
+                Figure("batch1_jobs_s", "jobs/s", "batches of 1", "batch1000_jobs_s"),
+            ],
+            run_submit_throughput,
+        ),
+        Scenario(
+            "lease-scale",
+            "a fake worker leases 1 job and completes it, repeatedly, with N jobs queued; median per lease",
+            [],  # filled in by figures_for() from the sizes
+            run_lease_scale,
+        ),
+        Scenario(
+            "broker-memory",
+            "broker RSS (VmRSS) idle, after N jobs were submitted to it, and restarted on a DB with N queued",
+            [],
+            run_broker_memory,
+        ),
+        Scenario(
+            "restart",
+            "from `gridd broker` exec to the first successful status reply, with N jobs in the database",
+            [],
+            run_restart,
+        ),
+        Scenario(
+            "huey",
+            "N no-op jobs queued, then drained by 2 worker processes: gridd (shell `true`) vs huey SqliteHuey",
+            [
+                Figure("gridd_shell_jobs_s", "jobs/s", "gridd drain, shell `true`", "huey_noop_jobs_s"),
+                Figure("huey_noop_jobs_s", "jobs/s", "huey -w2 -k process, no-op function"),
+                Figure("huey_shell_true_jobs_s", "jobs/s", "huey -w2 -k process, subprocess.run(['true'])"),
+                Figure(
+                    "gridd_overhead_jobs_s",
+                    "jobs/s",
+                    "gridd's own overhead (drain minus xargs time)",
+                    "huey_noop_jobs_s",
+                ),
+                Figure("gridd_total_s", "s", "gridd submit + drain", "huey_noop_total_s"),
+                Figure("huey_noop_total_s", "s", "huey enqueue + drain (no-op)"),
+                Figure("huey_shell_true_total_s", "s", "huey enqueue + drain (shell true)"),
+            ],
+            run_huey,
+        ),
+    ]
+}
+
+
+def figures_for(scenario: Scenario, sz: Sizes) -> list[Figure]:
+    """Scenarios whose figure keys depend on the sizes."""
+    if scenario.name == "lease-scale":
+        small = sz.lease_sizes[0]
+        figs = [Figure(f"lease_ms@{small}", "ms", f"lease 1 job, {small:,} queued")]
+        for n in sz.lease_sizes[1:]:
+            figs.append(
+                Figure(
+                    f"lease_ms@{n}",
+                    "ms",
+                    f"lease 1 job, {n:,} queued",
+                    f"lease_ms@{small}",
+                    "ratio <= 1.2",
+                    _ratio_le(1.2),
+                )
+            )
+        figs += [Figure(f"complete_ms@{n}", "ms", f"complete 1 job, {n:,} queued") for n in sz.lease_sizes]
+        return figs
+    if scenario.name == "broker-memory":
+        n = sz.memory_jobs
+        ok = _le(200) if n >= 1_000_000 else None
+        target = "< 200 MB at 1M" if n >= 1_000_000 else "(< 200 MB at 1M: --full)"
+        return [
+            Figure("idle_mb", "MB", "broker RSS idle"),
+            Figure(f"submitted_{n}_mb", "MB", f"RSS after {n:,} submitted", None, target, ok),
+            Figure(f"restarted_{n}_mb", "MB", f"RSS restarted, {n:,} queued", None, target, ok),
+        ]
+    if scenario.name == "restart":
+        n = sz.restart_jobs
+        ok = _le(2) if n >= 1_000_000 else None
+        target = "< 2 s at 1M" if n >= 1_000_000 else "(< 2 s at 1M: --full)"
+        return [
+            Figure(f"restart_s@{n}", "s", f"exec to first status, {n:,} jobs", "restart_s@0", target, ok),
+            Figure("restart_s@0", "s", "exec to first status, empty DB"),
+        ]
+    return scenario.figures
+
+
+def scenario_notes(scenario: Scenario) -> list[str]:
+    if scenario.name == "latency":
+        return ["gridd has no Python tasks yet: the job is shell `true` (a process spawn, ~1-2 ms, is included)"]
+    if scenario.name == "huey":
+        return [
+            "gridd runs a process per job (`true`); huey's no-op runs in-process: compare huey_shell_true for like",
+            "gridd_overhead = N / (gridd drain time - xargs time for the same N): gridd's cost beyond spawning",
+            redis_note(),
+        ]
+    return []
+
+
+def python_version() -> str:
+    return sys.version.split()[0]
