@@ -125,6 +125,11 @@ class ConnectionLost(GriddError):
     """Client side: the broker is unreachable or went away."""
 
 
+class WorkDirInUse(GriddError):
+    """Another worker on this machine already uses the work directory (two workers would delete each
+    other's jobs' directories)."""
+
+
 class ConfigError(GriddError):
     """A setting is missing or malformed (a flag, an environment variable, the config file)."""
 

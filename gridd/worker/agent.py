@@ -15,6 +15,7 @@ Rules:
 
 from __future__ import annotations
 
+import os
 import random
 import statistics
 from collections import deque
@@ -74,8 +75,9 @@ class _Running:
 class WorkerAgent:
     """One worker process's link to the grid."""
 
-    def __init__(self, settings: AgentSettings, run: RunSettings, clock: Clock) -> None:
+    def __init__(self, settings: AgentSettings, run: RunSettings, clock: Clock, *, lock: int | None = None) -> None:
         self._s = settings
+        self._lock = lock  # the work dir's lock (an open file), released when run() ends
         self._run = run
         self._clock = clock
         self._running: dict[str, _Running] = {}
@@ -103,6 +105,14 @@ class WorkerAgent:
             self._poke()
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        try:
+            await self._run_until_drained(task_status)
+        finally:
+            if self._lock is not None:
+                os.close(self._lock)
+                self._lock = None
+
+    async def _run_until_drained(self, task_status: TaskStatus[None]) -> None:
         async with anyio.create_task_group() as jobs:
             self._jobs = jobs
             task_status.started()

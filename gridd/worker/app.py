@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import fcntl
+import os
 import shutil
 from pathlib import Path
 
@@ -9,14 +11,17 @@ import anyio
 
 from gridd.clock import Clock, SystemClock
 from gridd.config import WorkerConfig, host_name
+from gridd.protocol.errors import WorkDirInUse
 from gridd.worker.agent import AgentSettings, WorkerAgent
 from gridd.worker.runner import RunSettings
 
 
 def make_agent(config: WorkerConfig, token: str, default_work_dir: Path, clock: Clock | None = None) -> WorkerAgent:
-    """Build the agent; the work dir is emptied of what a previous run of this worker left behind."""
+    """Build the agent; the work dir is locked for it (WorkDirInUse if another worker holds it) and
+    emptied of what a previous run of this worker left behind."""
     name = config.name or host_name()
     work_dir = config.work_dir or default_work_dir / "worker" / name
+    lock = _lock(work_dir)
     if work_dir.exists():
         shutil.rmtree(work_dir, ignore_errors=True)
     work_dir.mkdir(parents=True, exist_ok=True)
@@ -33,4 +38,19 @@ def make_agent(config: WorkerConfig, token: str, default_work_dir: Path, clock: 
     # Each running job holds a thread while it waits for its process; leave room for the rest.
     limiter = anyio.CapacityLimiter(config.slots * 2 + 4)
     run = RunSettings(worker=name, work_dir=work_dir, max_output_bytes=config.max_output_bytes, limiter=limiter)
-    return WorkerAgent(settings, run, clock or SystemClock())
+    return WorkerAgent(settings, run, clock or SystemClock(), lock=lock)
+
+
+def _lock(work_dir: Path) -> int:
+    """An exclusive lock beside the work dir, held (by its open file) for as long as the worker runs."""
+    path = work_dir.parent / f"{work_dir.name}.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise WorkDirInUse(
+            f"another worker is running with the work directory {work_dir}; give this one its own --name or --work-dir"
+        ) from None
+    return fd

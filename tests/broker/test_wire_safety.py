@@ -23,7 +23,6 @@ from gridd.protocol.messages import (
     Challenge,
     CompleteJobs,
     Error,
-    Event,
     EventBatch,
     GetStatus,
     Hello,
