@@ -80,16 +80,20 @@ class Dispatcher:
         drained: set[str] = set()
         for request in list(self._pending):
             queues = [q for q in request.queues if q not in drained]
-            if not queues:
+            if not queues or request not in self._pending:  # abandoned: its worker went away meanwhile
                 continue
             jobs = await self._store.lease_jobs(request.worker, queues, request.max_jobs, now, self._ttl_ms)
             if len(jobs) < request.max_jobs:
                 drained.update(queues)
-            if jobs and not request.done.is_set():
+            if not jobs:
+                continue
+            # The leases are committed: announce them even if the worker went away during the call. Its
+            # next registration hands them back unspent, or they expire after a TTL.
+            self._on_leased(request.worker, jobs)
+            if request in self._pending:
                 self._pending.remove(request)
                 request.jobs = jobs
                 request.done.set()
-                self._on_leased(request.worker, jobs)
         if self._pending and drained:
             return await self._store.next_eligible_ms(now)
         return None
