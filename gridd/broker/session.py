@@ -39,6 +39,7 @@ from gridd.protocol.errors import (
 )
 from gridd.protocol.frames import FrameDecoder, encode_frames
 from gridd.protocol.messages import (
+    MAX_LIST_ROWS,
     Authenticate,
     Challenge,
     CompleteJobs,
@@ -245,8 +246,9 @@ class Session:
             case ShowJob(rid=rid, job_id=job_id):
                 await self._answer(rid, lambda: self._show(rid, job_id))
             case ListJobs(rid=rid, state=state, queue=queue, limit=limit, before=before, group=group):
+                rows = min(limit or MAX_LIST_ROWS, MAX_LIST_ROWS)  # one reply stays far below the frame limit
                 await self._answer(
-                    rid, lambda: _reply(JobsListed, rid, jobs=b.store.list_jobs(state, queue, limit, before, group))
+                    rid, lambda: _reply(JobsListed, rid, jobs=b.store.list_jobs(state, queue, rows, before, group))
                 )
             case ReadOutput(rid=rid, job_id=job_id, stream=stream):
                 await self._answer(rid, lambda: self._read_output(rid, job_id, stream))

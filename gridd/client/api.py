@@ -13,6 +13,7 @@ import msgspec
 from gridd.client.connection import Connection, open_connection
 from gridd.protocol.errors import exception_for
 from gridd.protocol.messages import (
+    MAX_LIST_ROWS,
     AttemptView,
     ControlJobs,
     Event,
@@ -111,11 +112,19 @@ class Client:
         before: str | None = None,
         group: str | None = None,
     ) -> list[JobView]:
-        """The most recently submitted jobs first (limit 0: all); `before` pages back from a job id."""
-        reply = await self.connection.request(
-            lambda rid: ListJobs(rid=rid, state=state, queue=queue, limit=limit, before=before, group=group)
-        )
-        return list(reply.jobs)
+        """The most recently submitted jobs first (limit 0: all); `before` pages back from a job id.
+
+        The broker answers at most MAX_LIST_ROWS a request; more are fetched page by page."""
+        jobs: list[JobView] = []
+        while True:
+            want = MAX_LIST_ROWS if limit == 0 else min(limit - len(jobs), MAX_LIST_ROWS)
+            reply = await self.connection.request(
+                lambda rid: ListJobs(rid=rid, state=state, queue=queue, limit=want, before=before, group=group)  # noqa: B023
+            )
+            jobs.extend(reply.jobs)
+            if len(reply.jobs) < want or (limit and len(jobs) >= limit):
+                return jobs
+            before = reply.jobs[-1].id
 
     async def output(self, job_id: str, stream: str = "stdout") -> tuple[bytes, bool]:
         """A job's captured stdout or stderr, and whether it was truncated."""

@@ -32,6 +32,9 @@ from gridd.protocol.messages import (
 from gridd.protocol.version import PROTOCOL_VERSION
 
 CONNECT_TIMEOUT_S = 10.0
+# What the broker sends may be larger than what it accepts (a `wait` on a group of 200,000 jobs lists
+# them all); the broker has proven the token by then, so the client trusts it with this much.
+MAX_REPLY_BYTES = 256 * 1024 * 1024
 READ_BYTES = 65536
 PUSH_BUFFER = 10_000
 _TRANSPORT_ERRORS = (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError, OSError)
@@ -52,7 +55,7 @@ class Connection:
         self._stream = stream
         self.address = address
         self.welcome = welcome
-        self._decoder: FrameDecoder[Any] = FrameDecoder(BrokerMessage)
+        self._decoder: FrameDecoder[Any] = FrameDecoder(BrokerMessage, MAX_REPLY_BYTES)
         self._next_rid = 1
         self._waiting: dict[int, _Slot] = {}
         self._closed: GriddError | None = None

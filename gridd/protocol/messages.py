@@ -218,7 +218,12 @@ class JobShown(Message, frozen=True, tag="job.shown"):
     attempts: list[AttemptView]
 
 
+MAX_LIST_ROWS = 10_000  # a JobsListed carries at most this many jobs (page on with `before`)
+
+
 class ListJobs(Message, frozen=True, tag="job.list"):
+    """The newest jobs first, at most `limit` (0: no limit) and at most MAX_LIST_ROWS per reply."""
+
     rid: RequestId
     state: str | None = None
     queue: str | None = None
