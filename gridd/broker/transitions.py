@@ -8,6 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final
 
+from gridd.protocol.messages import JOB_STATES
+
 QUEUED: Final = "queued"
 RUNNING: Final = "running"
 SUCCEEDED: Final = "succeeded"
@@ -16,7 +18,8 @@ CANCELLED: Final = "cancelled"
 HELD: Final = "held"
 WAITING: Final = "waiting"  # for its dependencies (--after) to succeed
 
-STATES: Final = (WAITING, QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED, HELD)
+STATES: Final = JOB_STATES
+assert set(STATES) == {WAITING, QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED, HELD}  # noqa: S101 - one list
 FINISHED: Final = frozenset({SUCCEEDED, FAILED, CANCELLED})
 
 # action -> (states it applies to, state it leads to)

@@ -17,7 +17,7 @@ from gridd.cli.expand import array_items, each_items, expand_argv, ids_from_stdi
 from gridd.client.api import Client, connect
 from gridd.config import DEFAULT_PORT, Config, default_data_dir
 from gridd.protocol.errors import ConfigError, ConnectionLost, GriddError, exception_for
-from gridd.protocol.messages import JobSpec
+from gridd.protocol.messages import JOB_STATES, JobSpec
 
 EXIT_UNFINISHED = 125  # submit --wait: gridd could not bring the job to an end
 
@@ -176,6 +176,8 @@ async def _show(client: Client, args: argparse.Namespace) -> int:
 async def _jobs(client: Client, args: argparse.Namespace) -> int:
     if args.limit < 0:
         raise ConfigError("--limit must be 0 (all) or more")
+    if args.state is not None and args.state not in JOB_STATES:
+        raise ConfigError(f"unknown state {args.state!r}; states are: {', '.join(JOB_STATES)}")
     views = await client.jobs(state=args.state, queue=args.queue, limit=args.limit, group=args.group)
     print(render.to_json([render.job_record(j) for j in views]) if args.json else render.jobs(views))
     return 0

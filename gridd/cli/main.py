@@ -36,6 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="gridd", description="A batch grid for the machines you already have.")
     parser.add_argument("--version", action="version", version=f"gridd {__version__}")
     parser.add_argument("--config", type=Path, help="config file (default: $XDG_CONFIG_HOME/gridd/gridd.toml)")
+    parser.add_argument("--broker", metavar="HOST:PORT", help="broker address, before or after the command")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     def command(name: str, help: str) -> argparse.ArgumentParser:
@@ -43,7 +44,10 @@ def build_parser() -> argparse.ArgumentParser:
         return sub.add_parser(name, help=help, description=help)
 
     def client(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
-        p.add_argument("--broker", metavar="HOST:PORT", help="broker address (default: $GRIDD_BROKER)")
+        # SUPPRESS: a --broker given before the command is not overwritten by this one's default.
+        p.add_argument(
+            "--broker", metavar="HOST:PORT", default=argparse.SUPPRESS, help="broker address (default: $GRIDD_BROKER)"
+        )
         return p
 
     def logging_flags(p: argparse.ArgumentParser) -> None:
@@ -56,8 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lease-ttl", type=float, metavar="SECONDS", help="lease time-to-live (default 30)")
     logging_flags(p)
 
-    p = command("worker", "run a worker on this machine")
-    p.add_argument("--broker", metavar="HOST:PORT", help="broker address (default: $GRIDD_BROKER)")
+    p = client(command("worker", "run a worker on this machine"))
     p.add_argument("--slots", type=int, metavar="N", help="jobs to run at once (default 1)")
     p.add_argument("--queue", action="append", metavar="NAME", help="queue to serve (repeatable; default 'default')")
     p.add_argument("--name", metavar="NAME", help="worker name (default: the host name)")

@@ -25,6 +25,10 @@ Proof = Annotated[bytes, msgspec.Meta(min_length=32, max_length=64)]
 Count = Annotated[int, msgspec.Meta(ge=0, lt=2**53)]
 
 
+# The job states this version knows. They travel as strings: a newer broker may add some.
+JOB_STATES = ("waiting", "queued", "running", "succeeded", "failed", "cancelled", "held")
+
+
 class Message(msgspec.Struct, frozen=True, kw_only=True, tag_field="op"):
     """Base of every frame body; each subclass sets a stable tag."""
 
