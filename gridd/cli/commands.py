@@ -71,8 +71,12 @@ def _spec(args: argparse.Namespace) -> JobSpec:
         if not sep or not key:
             raise ConfigError(f"--env wants KEY=VALUE, got {item!r}")
         env[key] = value
-    if args.max_attempts < 1:
-        raise ConfigError("--max-attempts must be at least 1")
+    for flag, value, low, high in (
+        ("--priority", args.priority, -(2**63), 2**63 - 1),
+        ("--max-attempts", args.max_attempts, 1, 1000),
+    ):
+        if not low <= value <= high:
+            raise ConfigError(f"{flag} must be between {low} and {high}, got {value}")
     if args.timeout is not None and args.timeout <= 0:
         raise ConfigError("--timeout must be more than 0 seconds")
     if args.stdin and args.each == "-":
