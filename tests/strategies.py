@@ -218,6 +218,18 @@ events = st.builds(
     previous=st.none() | states,
 )
 event_batches = st.builds(m.EventBatch, events=st.lists(events, max_size=3))
+output_chunks = st.builds(
+    m.OutputChunk,
+    job_id=job_ids,
+    lease=leases,
+    stream=st.sampled_from(["stdout", "stderr"]),
+    offset=counts,
+    data=st.binary(max_size=32),
+)
+follow_outputs = st.builds(m.FollowOutput, rid=rids, job_id=job_ids)
+outputs_followed = st.builds(m.OutputFollowed, rid=rids)
+output_chunk_pushes = st.builds(m.OutputChunks, chunks=st.lists(output_chunks, max_size=3))
+append_outputs = st.builds(m.AppendOutput, chunks=st.lists(output_chunks, max_size=3))
 workers_registered = st.builds(m.WorkerRegistered, rid=rids, lost=st.lists(lease_refs, max_size=3))
 jobs_leased = st.builds(m.JobsLeased, rid=rids, jobs=st.lists(leased_jobs, max_size=3))
 leases_renewed = st.builds(m.LeasesRenewed, rid=rids, lost=st.lists(lease_refs, max_size=3), deadline_ms=epoch_ms)
@@ -265,6 +277,8 @@ BY_CLASS: dict[type, st.SearchStrategy[Any]] = {
     m.RenewLeases: renew_leases,
     m.CompleteJobs: complete_jobs,
     m.ReturnLeases: return_leases,
+    m.FollowOutput: follow_outputs,
+    m.AppendOutput: append_outputs,
     m.Challenge: challenges,
     m.Welcome: welcomes,
     m.Error: errors,
@@ -279,6 +293,8 @@ BY_CLASS: dict[type, st.SearchStrategy[Any]] = {
     m.Subscribed: subscribeds,
     m.Event: events,
     m.EventBatch: event_batches,
+    m.OutputFollowed: outputs_followed,
+    m.OutputChunks: output_chunk_pushes,
     m.WorkerRegistered: workers_registered,
     m.JobsLeased: jobs_leased,
     m.LeasesRenewed: leases_renewed,

@@ -14,6 +14,7 @@ import structlog
 from gridd.broker import transitions as tr
 from gridd.broker.events import EventHub
 from gridd.broker.finishes import FinishWatch
+from gridd.broker.outputs import OutputRelay
 from gridd.broker.scheduler import Dispatcher
 from gridd.broker.store import Store
 from gridd.broker.transitions import Transition
@@ -76,6 +77,7 @@ class Broker:
         self.settings = settings
         self.dispatcher = Dispatcher(store, clock, settings.lease_ttl_ms, on_leased=self._leased)
         self.watch = FinishWatch()
+        self.outputs = OutputRelay()
         self.workers = WorkerRegistry()
         # queue -> state -> jobs: read from the store once at start, then kept by record(), so that a
         # snapshot and the events after it agree exactly.

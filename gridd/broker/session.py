@@ -40,12 +40,14 @@ from gridd.protocol.errors import (
 from gridd.protocol.frames import FrameDecoder, encode_frames
 from gridd.protocol.messages import (
     MAX_LIST_ROWS,
+    AppendOutput,
     Authenticate,
     Challenge,
     CompleteJobs,
     ControlJobs,
     Error,
     EventBatch,
+    FollowOutput,
     GetStatus,
     Hello,
     JobsAccepted,
@@ -60,6 +62,8 @@ from gridd.protocol.messages import (
     ListJobs,
     ListWorkers,
     Message,
+    OutputChunks,
+    OutputFollowed,
     OutputRead,
     PeerMessage,
     ReadOutput,
@@ -262,6 +266,11 @@ class Session:
                 await self._answer(rid, lambda: self._status(rid))
             case Subscribe(rid=rid):
                 tg.start_soon(self._follow_events, rid)
+            case FollowOutput(rid=rid, job_id=job_id):
+                tg.start_soon(self._follow_output, rid, job_id)
+            case AppendOutput(chunks=chunks):
+                if self._worker is not None:  # no reply either way: it is a best-effort push
+                    b.outputs.relay([c for c in chunks if c.job_id in self._worker.jobs])
             case RegisterWorker():
                 await self._answer(message.rid, lambda: self._register(message))
             case RequestJobs() | RenewLeases() | CompleteJobs() | ReturnLeases():
@@ -350,6 +359,24 @@ class Session:
     async def _return(self, rid: int, link: WorkerLink, leases: Any) -> Message:
         await self._broker.return_leases(link, leases)
         return LeasesReturned(rid=rid)
+
+    async def _follow_output(self, rid: int, job_id: str) -> None:
+        try:
+            await self._broker.show(job_id)  # an unknown job is refused, not followed forever
+        except OperationRefused as exc:
+            await self._outbox.send(Error(rid=rid, code=exc.code, message=str(exc)))
+            return
+        with self._broker.outputs.follow(job_id) as chunks:
+            try:
+                await self._outbox.send(OutputFollowed(rid=rid))
+                async for chunk in chunks:
+                    batch = [chunk]
+                    with contextlib.suppress(anyio.WouldBlock):
+                        while len(batch) < 64:
+                            batch.append(chunks.receive_nowait())
+                    await self._outbox.send(OutputChunks(chunks=batch))
+            except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+                return
 
     async def _follow_events(self, rid: int) -> None:
         # Snapshot and subscription in one step (no await between): the deltas apply to exactly it.

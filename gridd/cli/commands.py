@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 from collections import Counter
@@ -14,6 +15,7 @@ import msgspec
 
 from gridd.cli import render
 from gridd.cli.expand import array_items, each_items, expand_argv, ids_from_stdin
+from gridd.cli.live import LiveOutput
 from gridd.client.api import Client, connect
 from gridd.config import DEFAULT_PORT, Config, default_data_dir
 from gridd.protocol.errors import ConfigError, ConnectionLost, GriddError, exception_for
@@ -145,12 +147,21 @@ def _submit_and_wait(args: argparse.Namespace, address: str, token: str | None) 
         async with connect(address, cluster_token(token)) as client:
             (job_id,) = await client.submit_many([spec], after=args.after)
             print(job_id, file=sys.stderr, flush=True)
-            (job,) = await client.wait([job_id])
+            live = LiveOutput(job_id)
+
+            async def relay() -> None:
+                with contextlib.suppress(GriddError):  # best effort: finish() completes the output
+                    async for chunk in client.follow_output(job_id):
+                        live.chunk(chunk)
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(relay)
+                (job,) = await client.wait([job_id])
+                tg.cancel_scope.cancel()
+            _, attempts = await client.show(job_id)
             out, out_cut = await client.output(job_id, "stdout")
             err, err_cut = await client.output(job_id, "stderr")
-        sys.stdout.buffer.write(out)
-        sys.stdout.flush()
-        sys.stderr.buffer.write(err)
+        live.finish(attempts, {"stdout": out, "stderr": err})
         for name, cut in (("stdout", out_cut), ("stderr", err_cut)):
             if cut:
                 print(f"gridd: job {job_id}'s {name} was truncated", file=sys.stderr)

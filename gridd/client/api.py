@@ -18,12 +18,15 @@ from gridd.protocol.messages import (
     ControlJobs,
     Event,
     EventBatch,
+    FollowOutput,
     GetStatus,
     JobSpec,
     JobView,
     ListJobs,
     ListWorkers,
     Outcome,
+    OutputChunk,
+    OutputChunks,
     ReadOutput,
     ShowJob,
     StatusReported,
@@ -173,6 +176,15 @@ class Client:
         """
         snapshot = await self.connection.request(lambda rid: Subscribe(rid=rid))
         return snapshot, self._events()
+
+    async def follow_output(self, job_id: str) -> AsyncIterator[OutputChunk]:
+        """What the job's attempts write while they run, as they write it (best effort: chunks may be
+        missing; the recorded output, by offset, is complete). Ends when the connection closes."""
+        await self.connection.request(lambda rid: FollowOutput(rid=rid, job_id=job_id))
+        async for message in self.connection.pushes:
+            if isinstance(message, OutputChunks):
+                for chunk in message.chunks:
+                    yield chunk
 
     async def follow_events(self) -> AsyncIterator[Event]:
         """Every event from now on (see subscribe)."""

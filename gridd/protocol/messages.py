@@ -135,6 +135,16 @@ class JobResult(Record, frozen=True):
     message: str = ""
 
 
+class OutputChunk(Record, frozen=True):
+    """Bytes a running attempt wrote to one stream, at `offset` from the start of that stream."""
+
+    job_id: JobId
+    lease: Lease
+    stream: str  # stdout | stderr
+    offset: Count
+    data: bytes
+
+
 class Outcome(Record, frozen=True):
     """The answer for one job of a batch request: code 0 is success, else an ErrorCode value."""
 
@@ -328,6 +338,23 @@ class Event(Message, frozen=True, tag="event"):
     previous: str | None = None  # for a job event: the state the job left (None: a new job)
 
 
+class FollowOutput(Message, frozen=True, tag="job.output_follow"):
+    """Receive what the job's running attempts write, as they write it (OutputChunks pushes)."""
+
+    rid: RequestId
+    job_id: JobId
+
+
+class OutputFollowed(Message, frozen=True, tag="job.output_followed"):
+    rid: RequestId
+
+
+class OutputChunks(Message, frozen=True, tag="job.output_chunks"):
+    """Broker push to a follower. Best effort: a follower completes from the recorded output."""
+
+    chunks: list[OutputChunk]
+
+
 class EventBatch(Message, frozen=True, tag="events"):
     """Several events, in order: how a subscription delivers them."""
 
@@ -405,6 +432,12 @@ class LeasesReturned(Message, frozen=True, tag="lease.returned"):
     rid: RequestId
 
 
+class AppendOutput(Message, frozen=True, tag="job.output_append"):
+    """Worker push: output of attempts still running (no reply; the result carries it all anyway)."""
+
+    chunks: list[OutputChunk]
+
+
 class RevokeLeases(Message, frozen=True, tag="lease.revoke"):
     """Broker push: stop these jobs now (they were cancelled); their results will be refused."""
 
@@ -423,11 +456,13 @@ PeerMessage = (
     | ListWorkers
     | GetStatus
     | Subscribe
+    | FollowOutput
     | RegisterWorker
     | RequestJobs
     | RenewLeases
     | CompleteJobs
     | ReturnLeases
+    | AppendOutput
 )
 """Everything a peer (client or worker) may send to the broker."""
 
@@ -446,6 +481,8 @@ BrokerMessage = (
     | Subscribed
     | Event
     | EventBatch
+    | OutputFollowed
+    | OutputChunks
     | WorkerRegistered
     | JobsLeased
     | LeasesRenewed

@@ -29,17 +29,19 @@ from gridd.client.connection import Connection, open_connection
 from gridd.clock import Clock
 from gridd.protocol.errors import ConnectionLost, GriddError, WorkerNameInUse
 from gridd.protocol.messages import (
+    AppendOutput,
     CompleteJobs,
     JobResult,
     LeasedJob,
     LeaseRef,
+    OutputChunk,
     RegisterWorker,
     RenewLeases,
     RequestJobs,
     ReturnLeases,
     RevokeLeases,
 )
-from gridd.worker.runner import RunSettings, run_attempt
+from gridd.worker.runner import OUTPUT_EVERY_S, RunSettings, run_attempt
 
 log = structlog.get_logger()
 
@@ -82,6 +84,7 @@ class WorkerAgent:
         self._clock = clock
         self._running: dict[str, _Running] = {}
         self._results: list[JobResult] = []
+        self._outputs: list[OutputChunk] = []  # output of running jobs, to send as it comes
         self._changed = anyio.Event()  # a slot freed, a result arrived, or draining began
         self._draining = False
         self._connected: Connection | None = None
@@ -169,6 +172,7 @@ class WorkerAgent:
             tg.start_soon(self._deliver, conn)
             tg.start_soon(self._take_work, conn)
             tg.start_soon(self._obey, conn)
+            tg.start_soon(self._send_output, conn)
 
     async def _heartbeat(self, conn: Connection, every_s: float) -> None:
         while True:
@@ -220,7 +224,7 @@ class WorkerAgent:
         log.info("job.started", job_id=job.job_id, attempt=job.attempt, lease=job.lease, argv0=job.spec.argv[0])
         result: JobResult | None = None
         with scope:
-            result = await run_attempt(job, self._run, self._clock)
+            result = await run_attempt(job, self._run, self._clock, self._outputs.extend)
         entry = self._running.pop(job.job_id)
         self._start_ready()
         if result is not None and not entry.handed_back:
@@ -245,6 +249,14 @@ class WorkerAgent:
                 else:
                     del self._running[ref.job_id]
                     self._poke()
+
+    async def _send_output(self, conn: Connection) -> None:
+        """Pass running jobs' output on (best effort: the result carries all of it anyway)."""
+        while True:
+            await anyio.sleep(OUTPUT_EVERY_S)
+            if self._outputs:
+                chunks, self._outputs = self._outputs, []
+                await conn.send(AppendOutput(chunks=chunks))
 
     async def _deliver(self, conn: Connection) -> None:
         while True:

@@ -20,6 +20,7 @@ import signal
 import subprocess
 import tempfile
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -27,9 +28,10 @@ from typing import IO
 import anyio
 
 from gridd.clock import Clock
-from gridd.protocol.messages import JobResult, LeasedJob
+from gridd.protocol.messages import JobResult, LeasedJob, OutputChunk
 
 TERM_GRACE_S = 2.0
+OUTPUT_EVERY_S = 0.5  # a running job's new output goes out this often (shorter jobs: with the result only)
 # The worker's own secrets are not the job's business: a job that could read the cluster token could
 # submit as anyone.
 HIDDEN_ENV = frozenset({"GRIDD_TOKEN"})
@@ -45,17 +47,35 @@ class RunSettings:
     limiter: anyio.CapacityLimiter
 
 
-async def run_attempt(job: LeasedJob, settings: RunSettings, clock: Clock) -> JobResult:
+async def run_attempt(
+    job: LeasedJob, settings: RunSettings, clock: Clock, on_output: Callable[[list[OutputChunk]], None] | None = None
+) -> JobResult:
     """Run the job to its end (or its timeout); cancelling this kills the job's process group.
 
     The whole attempt (spawn, wait, timeout, collect, clean up) is one blocking call in one thread:
-    one hop per job instead of four, which matters when jobs take milliseconds."""
+    one hop per job instead of four, which matters when jobs take milliseconds. While it runs longer
+    than OUTPUT_EVERY_S, what it writes is handed to `on_output` every OUTPUT_EVERY_S."""
     attempt = _Attempt(job, settings, clock)
-    try:
-        return await anyio.to_thread.run_sync(attempt.run, abandon_on_cancel=True, limiter=settings.limiter)
-    except anyio.get_cancelled_exc_class():
-        attempt.stop()  # the thread then reaps the process and cleans up on its own
-        raise
+    async with anyio.create_task_group() as tg:
+        if on_output is not None:
+            tg.start_soon(_follow, attempt, on_output, settings.limiter)
+        try:
+            result = await anyio.to_thread.run_sync(attempt.run, abandon_on_cancel=True, limiter=settings.limiter)
+        except anyio.get_cancelled_exc_class():
+            attempt.stop()  # the thread then reaps the process and cleans up on its own
+            raise
+        tg.cancel_scope.cancel()
+    return result
+
+
+async def _follow(
+    attempt: _Attempt, on_output: Callable[[list[OutputChunk]], None], limiter: anyio.CapacityLimiter
+) -> None:
+    while True:
+        await anyio.sleep(OUTPUT_EVERY_S)
+        chunks = await anyio.to_thread.run_sync(attempt.new_output, limiter=limiter)
+        if chunks:
+            on_output(chunks)
 
 
 class _Attempt:
@@ -68,6 +88,26 @@ class _Attempt:
         self._lock = threading.Lock()
         self._proc: subprocess.Popen[bytes] | None = None
         self._stopped = False
+        self._files: dict[str, IO[bytes]] = {}  # open while the job runs
+        self._sent = {"stdout": 0, "stderr": 0}
+
+    def new_output(self) -> list[OutputChunk]:
+        """What the job wrote since the last call (up to the kept size), as chunks."""
+        chunks = []
+        limit = self._settings.max_output_bytes
+        with self._lock:
+            for stream, f in self._files.items():
+                start = self._sent[stream]
+                end = min(os.fstat(f.fileno()).st_size, limit)
+                if end > start:
+                    data = os.pread(f.fileno(), end - start, start)
+                    self._sent[stream] = start + len(data)
+                    chunks.append(
+                        OutputChunk(
+                            job_id=self._job.job_id, lease=self._job.lease, stream=stream, offset=start, data=data
+                        )
+                    )
+        return chunks
 
     def stop(self) -> None:
         with self._lock:
@@ -82,9 +122,13 @@ class _Attempt:
         started = self._clock.now_ms()
         # Output goes to anonymous files (O_TMPFILE where the system has it): nothing to name or unlink.
         with tempfile.TemporaryFile(dir=scratch) as out, tempfile.TemporaryFile(dir=scratch) as err:
+            with self._lock:
+                self._files = {"stdout": out, "stderr": err}
             try:
                 return self._run_in(cwd, out, err, started)
             finally:
+                with self._lock:  # new_output must not read them once they close
+                    self._files = {}
                 _remove(cwd)
 
     def _run_in(self, cwd: Path, out: IO[bytes], err: IO[bytes], started: int) -> JobResult:
