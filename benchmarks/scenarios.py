@@ -62,9 +62,11 @@ class Sizes:
     restart_jobs: int
     huey_jobs: int
     gridd_timeout_s: float
+    heartbeat_workers: int = 1_000
+    heartbeat_window_s: float = 30.0
 
 
-QUICK = Sizes("quick", 500, 500, 10, 100, 20_000, 300, (1_000, 20_000), 200, 20_000, 20_000, 500, 30)
+QUICK = Sizes("quick", 500, 500, 10, 100, 20_000, 300, (1_000, 20_000), 200, 20_000, 20_000, 500, 30, 200, 12.0)
 DEFAULT = Sizes("default", 2_000, 2_000, 20, 200, 100_000, 1_000, (1_000, 100_000), 500, 100_000, 100_000, 2_000, 60)
 FULL = Sizes(
     "full", 2_000, 2_000, 20, 200, 100_000, 1_000, (1_000, 100_000, 1_000_000), 500, 1_000_000, 1_000_000, 2_000, 120
@@ -452,6 +454,56 @@ def run_restart(sz: Sizes, fx: Fixtures) -> dict[str, float]:
     return {f"restart_s@{n}": full, "restart_s@0": empty}
 
 
+# ---- 8b. heartbeats ---------------------------------------------------------------------------------------------
+
+
+def _cpu_s(pid: int) -> float:
+    """User + system CPU seconds the process has used (from /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def run_heartbeats(sz: Sizes, fx: Fixtures) -> dict[str, float]:
+    """N simulated idle workers, each as a real one is: registered, a lease request pending, and a
+    heartbeat (RenewLeases) every heartbeat_s of the broker (its default TTL/3 = 10 s). The broker's
+    CPU over a window of several heartbeat rounds, as a percentage of one core."""
+    from gridd.client.connection import open_connection
+    from gridd.protocol.messages import RegisterWorker, RenewLeases, RequestJobs
+
+    n, window_s = sz.heartbeat_workers, sz.heartbeat_window_s
+    with grid() as g:
+
+        async def one(i: int, ready: anyio.Event, counted: list[int]) -> None:
+            async with open_connection(g.addr, TOKEN, role="worker", name=f"hb-{i}") as conn:
+                await conn.request(lambda rid: RegisterWorker(rid=rid, host="bench", slots=1, queues=["default"]))
+                await conn.send(RequestJobs(rid=2**31, max_jobs=1))  # the idle worker's pending long poll
+                counted[0] += 1
+                if counted[0] == n:
+                    ready.set()
+                while True:  # until the task group is cancelled
+                    await anyio.sleep(conn.welcome.heartbeat_s)
+                    await conn.request(lambda rid: RenewLeases(rid=rid, leases=[]))
+
+        async def go() -> float:
+            ready, counted = anyio.Event(), [0]
+            async with anyio.create_task_group() as tg:
+                for i in range(n):
+                    tg.start_soon(one, i, ready, counted)
+                    if i % 50 == 49:
+                        await anyio.sleep(0.01)  # connect in waves, not all 1,000 handshakes at once
+                with anyio.fail_after(120):
+                    await ready.wait()
+                await anyio.sleep(2)  # let the connection burst settle before measuring
+                cpu0, t0 = _cpu_s(g.broker.pid), time.perf_counter()
+                await anyio.sleep(window_s)
+                cpu1, t1 = _cpu_s(g.broker.pid), time.perf_counter()
+                tg.cancel_scope.cancel()
+            return 100 * (cpu1 - cpu0) / (t1 - t0)
+
+        pct = run_async(go)
+    return {"cpu_pct": pct, "workers": float(n)}
+
+
 # ---- 9. huey (and Redis peers) ---------------------------------------------------------------------------------
 
 
@@ -605,6 +657,15 @@ SCENARIOS: dict[str, Scenario] = {
             "from `gridd broker` exec to the first successful status reply, with N jobs in the database",
             [],
             run_restart,
+        ),
+        Scenario(
+            "heartbeats",
+            "N simulated idle workers (registered, a lease request pending) heart-beating at the default interval",
+            [
+                Figure("cpu_pct", "%", "broker CPU, % of one core", None, "< 10 % of one core", _le(10)),
+                Figure("workers", "", "simulated workers"),
+            ],
+            run_heartbeats,
         ),
         Scenario(
             "huey",
