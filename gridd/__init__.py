@@ -4,4 +4,17 @@ Importing this package is cheap on purpose: the CLI runs in loops and scripts, s
 (structlog, Textual, SQLite) is imported until a command needs it.
 """
 
+from typing import Any
+
 __version__ = "0.1.0"
+
+# The Python API, imported on first use so that `import gridd` (and the CLI) stays cheap.
+_LAZY = {"connect": "gridd.client.api", "Client": "gridd.client.api", "JobSpec": "gridd.protocol.messages"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'gridd' has no attribute {name!r}")
