@@ -16,10 +16,11 @@ import msgspec
 from gridd.cli import render
 from gridd.cli.expand import array_items, each_items, expand_argv, ids_from_stdin
 from gridd.cli.live import LiveOutput
+from gridd.cli.waiting import through_restarts
 from gridd.client.api import Client, connect
 from gridd.config import DEFAULT_PORT, Config, default_data_dir
 from gridd.protocol.errors import ConfigError, ConnectionLost, GriddError, exception_for
-from gridd.protocol.messages import JOB_STATES, JobSpec
+from gridd.protocol.messages import JOB_STATES, AttemptView, JobSpec, JobView
 
 EXIT_UNFINISHED = 125  # submit --wait: gridd could not bring the job to an end
 
@@ -54,7 +55,8 @@ def run(args: argparse.Namespace, config: Config) -> int:
         return _submit_and_wait(args, address, token)
 
     async def main() -> int:
-        async with connect(address, cluster_token(token)) as client:
+        args.connect_to = (address, cluster_token(token))  # for steps that ride through a broker restart
+        async with connect(*args.connect_to) as client:
             return await handler(client, args)
 
     return anyio.run(main)
@@ -113,7 +115,8 @@ async def _submit(client: Client, args: argparse.Namespace) -> int:
     sys.stdout.flush()
     if not args.wait:
         return 0
-    views = await client.wait([group])
+    address, token = args.connect_to
+    views = await through_restarts(client, address, token, lambda c: c.wait([group]))
     bad = Counter(j.state for j in views if j.state != "succeeded")
     if bad:
         detail = ", ".join(f"{n} {state}" for state, n in sorted(bad.items()))
@@ -144,23 +147,31 @@ def _submit_and_wait(args: argparse.Namespace, address: str, token: str | None) 
     spec = _spec(args)
 
     async def main() -> int:
-        async with connect(address, cluster_token(token)) as client:
+        address_token = (address, cluster_token(token))
+        async with connect(*address_token) as client:
             (job_id,) = await client.submit_many([spec], after=args.after)
             print(job_id, file=sys.stderr, flush=True)
             live = LiveOutput(job_id)
 
-            async def relay() -> None:
-                with contextlib.suppress(GriddError):  # best effort: finish() completes the output
-                    async for chunk in client.follow_output(job_id):
-                        live.chunk(chunk)
+            async def outcome(c: Client) -> tuple[JobView, list[AttemptView], bytes, bool, bytes, bool]:
+                """Wait (writing its output as it comes), then read the result: idempotent."""
 
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(relay)
-                (job,) = await client.wait([job_id])
-                tg.cancel_scope.cancel()
-            _, attempts = await client.show(job_id)
-            out, out_cut = await client.output(job_id, "stdout")
-            err, err_cut = await client.output(job_id, "stderr")
+                async def relay() -> None:
+                    with contextlib.suppress(GriddError):  # best effort: finish() completes the output
+                        async for chunk in c.follow_output(job_id):
+                            live.chunk(chunk)
+
+                try:
+                    async with anyio.create_task_group() as tg:
+                        tg.start_soon(relay)
+                        (job,) = await c.wait([job_id])
+                        tg.cancel_scope.cancel()
+                except BaseExceptionGroup as group:  # the relay swallows its own: this is the wait's
+                    raise group.exceptions[0] from None
+                _, attempts = await c.show(job_id)
+                return job, attempts, *await c.output(job_id, "stdout"), *await c.output(job_id, "stderr")
+
+            job, attempts, out, out_cut, err, err_cut = await through_restarts(client, *address_token, outcome)
         live.finish(attempts, {"stdout": out, "stderr": err})
         for name, cut in (("stdout", out_cut), ("stderr", err_cut)):
             if cut:
@@ -231,7 +242,8 @@ async def _wait(client: Client, args: argparse.Namespace) -> int:
     refs = list(ids_from_stdin(args.jobs))
     if not refs:
         return 0
-    views = await client.wait(refs)
+    address, token = args.connect_to
+    views = await through_restarts(client, address, token, lambda c: c.wait(refs))
     bad = [j for j in views if j.state != "succeeded"]
     for j in bad:
         exit_part = f", exit code {j.exit_code}" if j.exit_code is not None else ""

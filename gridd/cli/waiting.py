@@ -1,0 +1,42 @@
+"""Waiting that rides through a broker restart.
+
+A broker restart is safe for workers (they re-attach); it should be for a person waiting too. When the
+connection is lost during an idempotent step (waiting, reading a result), the step is run again on a new
+connection, with backoff, for up to RECONNECT_FOR_S; one line on stderr says what is going on. A
+submit is never repeated this way: it is not idempotent.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+import anyio
+
+from gridd.client.api import Client, connect
+from gridd.protocol.errors import ConnectionLost
+
+T = TypeVar("T")
+
+RECONNECT_FOR_S = 300.0
+BACKOFF_MAX_S = 5.0
+
+
+async def through_restarts(client: Client, address: str, token: str, step: Callable[[Client], Awaitable[T]]) -> T:
+    """`step(client)`, and if the broker goes away meanwhile, `step` on a new connection once it is back."""
+    try:
+        return await step(client)
+    except ConnectionLost as exc:
+        print(f"gridd: {exc}; waiting for the broker to come back", file=sys.stderr, flush=True)
+    deadline = anyio.current_time() + RECONNECT_FOR_S
+    delay = 0.2
+    while True:
+        await anyio.sleep(delay)
+        try:
+            async with connect(address, token) as again:
+                return await step(again)
+        except ConnectionLost:
+            if anyio.current_time() >= deadline:
+                raise
+            delay = min(delay * 2, BACKOFF_MAX_S)

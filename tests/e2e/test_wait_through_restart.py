@@ -1,0 +1,39 @@
+"""A person waiting on the grid rides through a broker restart, as the workers do."""
+
+from __future__ import annotations
+
+import subprocess
+
+from tests.e2e.conftest import GRIDD, Grid, wait_until
+
+
+def test_wait_and_submit_wait_outlast_a_broker_restart_and_report_the_real_outcome(grid: Grid) -> None:
+    grid.start_broker(lease_ttl=10)
+    port = grid.port
+    grid.start_worker("A", slots=2)
+    gate = grid.root / "gate"
+    script = f"echo begun; while [ ! -e {gate} ]; do sleep 0.05; done; echo over; exit 3"
+    waited_job = grid.submit("sh", "-c", script)
+    grid.wait_state(waited_job, "running")
+    addr = grid.addr or ""  # the restarted broker listens on the same port
+    waiter = grid.spawn([*GRIDD, "wait", "--broker", addr, waited_job], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    submitter = grid.spawn(
+        [*GRIDD, "submit", "--broker", addr, "--wait", "--", "sh", "-c", script],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    wait_until(lambda: len(grid.json("jobs", "--state", "running")) == 2, 20, "both jobs to run")
+
+    assert grid.broker is not None
+    grid.broker.terminate()
+    assert grid.broker.wait(timeout=10) == 0
+    grid.start_broker(port=port, lease_ttl=10)  # the workers re-attach; so must the waiting clients
+    gate.touch()
+
+    _, waiter_err = waiter.communicate(timeout=60)
+    out, err = submitter.communicate(timeout=60)
+    assert waiter.returncode == 1, waiter_err  # the job failed (exit 3): wait says so, not "connection lost"
+    assert f"job {waited_job} failed, exit code 3" in waiter_err.decode()
+    assert submitter.returncode == 3, err  # the job's own status, as if run here
+    assert out == b"begun\nover\n"  # all of it, once, across the restart
+    assert b"waiting for the broker to come back" in err
