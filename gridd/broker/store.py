@@ -409,8 +409,9 @@ class Store:
             changed.append(Transition(str(job_id), state, queue, attempts, worker, None, reason, tr.RUNNING))
         if updates:
             self._conn.executemany(
-                "UPDATE jobs SET state = ?, finished_ms = ?, reason = ?, worker = NULL, deadline_ms = NULL"
-                " WHERE id = ? AND lease = ? AND state = 'running'",
+                # The job's exit status is its last attempt's, and an expired attempt has none.
+                "UPDATE jobs SET state = ?, finished_ms = ?, reason = ?, worker = NULL, deadline_ms = NULL,"
+                " exit_code = NULL WHERE id = ? AND lease = ? AND state = 'running'",
                 updates,
             )
             self._conn.executemany("INSERT OR REPLACE INTO attempts VALUES (?, ?, ?, ?, ?, ?, ?, ?)", history)

@@ -551,3 +551,19 @@ async def test_a_store_whose_database_connection_is_gone_refuses_writes_with_sto
         store._conn.close()
         with pytest.raises(StorageFailed):
             await submit(store, clock, spec())
+
+
+async def test_a_job_whose_last_attempt_expired_has_no_exit_status_though_an_earlier_one_had(tmp_path: Path) -> None:
+    """`submit --wait` then exits 125 (no status), not with the status of an attempt before the last."""
+    clock = FakeClock()
+    async with store_at(tmp_path) as store:
+        (job_id,) = await submit(store, clock, spec(max_attempts=2))
+        first = await lease_one(store, clock)
+        await store.complete_jobs("w1", [result(first, exit_code=3)], clock.now_ms(), 0)
+        assert (await store.get_job(job_id))[0].exit_code == 3  # queued again, showing attempt 1's status
+        await lease_one(store, clock)
+        clock.advance(TTL_MS / 1000 + 1)
+        await store.expire_leases(clock.now_ms())
+        view, attempts = await store.get_job(job_id)
+    assert (view.state, view.exit_code) == ("failed", None)
+    assert [a.exit_code for a in attempts] == [3, None]
