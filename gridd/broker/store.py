@@ -1,7 +1,8 @@
-"""The broker's store: the only code that speaks SQL.
+"""The broker's store: the only code that speaks SQL, with its parts store_commit.py (group commit),
+store_flow.py (dependencies and --max-running) and store_reads.py (jobs as clients see them).
 
-Rules: one public method per use case, and each is one transaction under the store's lock, so two tasks'
-statements never interleave on the single connection. Methods take and return batches: the cost of the
+Rules: one public method per use case, and each is one transaction, run with others that arrived at
+the same time in one group commit (store_commit.py). Methods take and return batches: the cost of the
 store is its round trips to the database thread, not its rows (DESIGN.md), so one call serves many jobs.
 Transitions are conditional UPDATEs (`WHERE id = ? AND lease = ? AND state = ?`) decided by transitions.py.
 Nothing is acknowledged by a caller before the method that wrote it has returned, i.e. committed.
@@ -9,13 +10,11 @@ Nothing is acknowledged by a caller before the method that wrote it has returned
 
 from __future__ import annotations
 
-import contextlib
 import functools
-import json
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -23,8 +22,10 @@ import anyio
 import msgspec
 
 from gridd.broker import store_flow as flow
+from gridd.broker import store_reads as reads
 from gridd.broker import transitions as tr
 from gridd.broker.schema import migrate
+from gridd.broker.store_commit import GroupCommit
 from gridd.broker.transitions import Transition
 from gridd.protocol.errors import StorageFailed, UnknownJob
 from gridd.protocol.messages import (
@@ -41,28 +42,6 @@ T = TypeVar("T")
 
 _spec_encoder = msgspec.msgpack.Encoder()
 _spec_decoder = msgspec.msgpack.Decoder(JobSpec)
-
-_VIEW_COLUMNS = (
-    "j.id, j.state, j.queue, j.priority, j.spec, j.attempts, j.max_attempts, j.exit_code, j.worker, "
-    "j.submitted_ms, j.started_ms, j.finished_ms, j.reason, "
-    "(SELECT length(data) FROM outputs WHERE job_id = j.id AND stream = 'stdout'), "
-    "(SELECT length(data) FROM outputs WHERE job_id = j.id AND stream = 'stderr'), "
-    "j.group_id, (SELECT json_group_array(dep_id) FROM deps WHERE job_id = j.id)"
-)
-
-
-MAX_BATCH_CALLS = 256
-
-
-@dataclass(eq=False, slots=True)
-class _Call:
-    """One use case waiting for its group commit."""
-
-    fn: Callable[[], Any]
-    durable: bool
-    done: anyio.Event = field(default_factory=anyio.Event)
-    result: Any = None
-    error: BaseException | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,100 +78,17 @@ def _first_of_each(named: list[tuple[str, int | None, str | None]]) -> list[tupl
     return out
 
 
-def parse_job_id(job_id: str) -> int:
-    """A job id as the database keys it; anything else is an unknown job."""
-    if not job_id.isdigit() or len(job_id) > 18:
-        raise UnknownJob(f"no job has id {job_id!r}")
-    return int(job_id)
-
-
 class Store:
     """Jobs, leases, attempts and outputs in one SQLite file (WAL)."""
 
     def __init__(self, conn: sqlite3.Connection, next_id: int) -> None:
         self._conn = conn
         self._next_id = next_id
-        # One batch at a time on the connection, each a whole transaction in one hop to a worker thread.
-        self._limiter = anyio.CapacityLimiter(1)
-        self._queued: list[_Call] = []
-        self._leading = False
-        self._sync = "FULL"
+        self._commits = GroupCommit(conn)
 
     async def _call(self, fn: Callable[..., T], *args: Any, _durable: bool = True, **kwargs: Any) -> T:
-        """Run one use case on the database thread, in the next group commit.
-
-        Calls made while a batch is being committed queue up, and the next batch runs them all in one
-        transaction and one hop to the thread (DESIGN.md: one round trip serves many jobs). Each call
-        has a savepoint, so one that fails is undone alone. A call returns only after COMMIT. It is not
-        cancellable midway, on purpose: a transaction always ends before its caller hears of it."""
-        call = _Call(functools.partial(fn, *args, **kwargs), _durable)
-        self._queued.append(call)
-        if not self._leading:
-            with anyio.CancelScope(shield=True):
-                await self._lead()
-        await call.done.wait()
-        if call.error is not None:
-            raise call.error
-        return call.result  # type: ignore[no-any-return]
-
-    async def _lead(self) -> None:
-        """Commit batches until nothing is queued; whoever finds no batch running leads."""
-        self._leading = True
-        try:
-            while self._queued:
-                batch, self._queued = self._queued[:MAX_BATCH_CALLS], self._queued[MAX_BATCH_CALLS:]
-                try:
-                    await anyio.to_thread.run_sync(self._commit_batch, batch, limiter=self._limiter)
-                except BaseException as exc:  # a bug of ours: every caller of the batch hears of it
-                    for call in batch:
-                        call.error = call.error or exc
-                    raise
-                finally:
-                    for call in batch:
-                        call.done.set()
-        finally:
-            self._leading = False
-
-    def _commit_batch(self, batch: list[_Call]) -> None:
-        conn = self._conn
-        # Only a batch that acknowledges something to a person (a submit, a result) waits for fsync; a
-        # lease grant or renewal lost with the power is re-done after restart (the job runs again).
-        sync = "FULL" if any(call.durable for call in batch) else "NORMAL"
-        try:
-            if sync != self._sync:
-                conn.execute(f"PRAGMA synchronous = {sync}")
-                self._sync = sync
-            conn.execute("BEGIN IMMEDIATE")
-        except sqlite3.Error as exc:  # a closed or broken connection
-            for call in batch:
-                call.error = StorageFailed(f"the broker could not start a transaction: {exc}")
-            return
-        for call in batch:
-            conn.execute("SAVEPOINT call")
-            try:
-                call.result = call.fn()
-                conn.execute("RELEASE call")
-            except Exception as exc:
-                call.error = (
-                    StorageFailed(f"the broker could not commit: {exc}") if isinstance(exc, sqlite3.Error) else exc
-                )
-                if not conn.in_transaction:  # SQLite rolled the whole transaction back (disk full)
-                    return self._fail(batch, call.error)
-                conn.execute("ROLLBACK TO call")
-                conn.execute("RELEASE call")
-        try:
-            conn.execute("COMMIT")
-        except sqlite3.Error as exc:
-            with contextlib.suppress(sqlite3.Error):
-                conn.execute("ROLLBACK")
-            self._fail(batch, StorageFailed(f"the broker could not commit: {exc}"))
-
-    def _fail(self, batch: list[_Call], error: BaseException) -> None:
-        for call in batch:
-            call.result, call.error = None, error
-        with contextlib.suppress(sqlite3.Error):
-            if self._conn.in_transaction:
-                self._conn.execute("ROLLBACK")
+        """Run one use case on the database thread, in the next group commit (see GroupCommit)."""
+        return await self._commits.run(functools.partial(fn, *args, **kwargs), durable=_durable)
 
     def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         return self._conn.execute(sql, params).fetchall()
@@ -305,7 +201,7 @@ class Store:
 
     def _renew_leases(self, worker: str, leases: Sequence[LeaseRef], deadline_ms: int) -> list[LeaseRef]:
         db = self._conn
-        current = self._current_leases([parse_job_id(ref.job_id) for ref in leases])
+        current = self._current_leases([flow.parse_job_id(ref.job_id) for ref in leases])
         valid = [ref for ref in leases if current.get(int(ref.job_id)) == (tr.RUNNING, ref.lease, worker)]
         db.executemany(
             "UPDATE jobs SET deadline_ms = ? WHERE id = ? AND lease = ? AND state = 'running'",
@@ -326,7 +222,7 @@ class Store:
         self, worker: str, results: Sequence[JobResult], now_ms: int, retry_base_ms: int
     ) -> tuple[list[Outcome], list[Transition]]:
         db = self._conn
-        ids = [parse_job_id(r.job_id) for r in results]
+        ids = [flow.parse_job_id(r.job_id) for r in results]
         rows = self._rows(
             "SELECT id, state, lease, attempts, max_attempts, queue, started_ms FROM jobs"
             " WHERE id IN (SELECT value FROM json_each(?))",
@@ -448,7 +344,7 @@ class Store:
         rows = self._rows(
             "SELECT id, lease, queue, attempts FROM jobs WHERE id IN (SELECT value FROM json_each(?))"
             " AND state = 'running' AND worker = ?",
-            (flow.ids_json(parse_job_id(r.job_id) for r in leases), worker),
+            (flow.ids_json(flow.parse_job_id(r.job_id) for r in leases), worker),
         )
         named = {(int(r.job_id), r.lease) for r in leases}
         back = [r for r in rows if (r[0], r[1]) in named]
@@ -537,70 +433,6 @@ class Store:
 
     # ---- reads -----------------------------------------------------------------------------------------------
 
-    def _get_job(self, job_id: str) -> tuple[JobView, list[AttemptView]]:
-        key = parse_job_id(job_id)
-        rows = self._rows(f"SELECT {_VIEW_COLUMNS} FROM jobs j WHERE j.id = ?", (key,))  # noqa: S608
-        if not rows:
-            raise UnknownJob(f"no job has id {job_id!r}")
-        history = self._rows(
-            "SELECT attempt, worker, lease, started_ms, ended_ms, exit_code, outcome FROM attempts"
-            " WHERE job_id = ? ORDER BY lease",
-            (key,),
-        )
-        attempts = [
-            AttemptView(
-                attempt=h[0], worker=h[1], lease=h[2], started_ms=h[3], ended_ms=h[4], exit_code=h[5], outcome=h[6]
-            )
-            for h in history
-        ]
-        return _view(rows[0]), attempts
-
-    def _get_jobs(self, job_ids: Sequence[str]) -> list[JobView]:
-        keys = [parse_job_id(j) for j in job_ids]
-        rows = self._rows(
-            f"SELECT {_VIEW_COLUMNS} FROM jobs j WHERE j.id IN (SELECT value FROM json_each(?))",  # noqa: S608
-            (flow.ids_json(keys),),
-        )
-        found = {r[0]: _view(r) for r in rows}
-        for job_id, key in zip(job_ids, keys, strict=True):
-            if key not in found:
-                raise UnknownJob(f"no job has id {job_id!r}")
-        return [found[k] for k in keys]
-
-    def _list_jobs(
-        self, state: str | None, queue: str | None, limit: int, before: str | None = None, group: str | None = None
-    ) -> list[JobView]:
-        cursor = parse_job_id(before) if before else 2**62
-        group_key = None
-        if group is not None:
-            kind, group_key = flow.parse_ref(group)
-            if kind != "group" or not self._rows("SELECT 1 FROM groups WHERE id = ?", (group_key,)):
-                raise UnknownJob(f"no group has id {group!r}")
-        rows = self._rows(
-            f"SELECT {_VIEW_COLUMNS} FROM jobs j WHERE (?1 IS NULL OR j.state = ?1)"  # noqa: S608
-            " AND (?2 IS NULL OR j.queue = ?2) AND (?5 IS NULL OR j.group_id = ?5) AND j.id < ?4"
-            " ORDER BY j.id DESC LIMIT ?3",
-            (state, queue, limit if limit > 0 else -1, cursor, group_key),
-        )
-        return [_view(r) for r in rows]
-
-    def _read_output(self, job_id: str, stream: str) -> tuple[bytes, bool]:
-        key = parse_job_id(job_id)
-        rows = self._rows(
-            "SELECT j.id, o.data, o.truncated FROM jobs j LEFT JOIN outputs o ON o.job_id = j.id AND o.stream = ?"
-            " WHERE j.id = ?",
-            (stream, key),
-        )
-        if not rows:
-            raise UnknownJob(f"no job has id {job_id!r}")
-        return (bytes(rows[0][1] or b""), bool(rows[0][2]))
-
-    def _count_by_queue(self) -> dict[str, dict[str, int]]:
-        counts: dict[str, dict[str, int]] = {}
-        for queue, state, n in self._rows("SELECT queue, state, COUNT(*) FROM jobs GROUP BY queue, state"):
-            counts.setdefault(queue, {})[state] = n
-        return counts
-
     # ---- the async face: each call is one hop to the database thread --------------------------------------
 
     async def submit_jobs(
@@ -675,50 +507,26 @@ class Store:
 
     async def get_job(self, job_id: str) -> tuple[JobView, list[AttemptView]]:
         """One job and its finished attempts; UnknownJob if there is none."""
-        return await self._call(self._get_job, job_id, _durable=False)
+        return await self._call(reads.get_job, self._conn, job_id, _durable=False)
 
     async def get_jobs(self, job_ids: Sequence[str]) -> list[JobView]:
         """The named jobs, in the order named; UnknownJob for the first that does not exist."""
-        return await self._call(self._get_jobs, job_ids, _durable=False)
+        return await self._call(reads.get_jobs, self._conn, job_ids, _durable=False)
 
     async def list_jobs(
         self, state: str | None, queue: str | None, limit: int, before: str | None = None, group: str | None = None
     ) -> list[JobView]:
         """The most recently submitted jobs first, optionally of one state, queue and group, older than
         the job `before` (for paging); limit 0 = all."""
-        return await self._call(self._list_jobs, state, queue, limit, before, group, _durable=False)
+        return await self._call(reads.list_jobs, self._conn, state, queue, limit, before, group, _durable=False)
 
     async def read_output(self, job_id: str, stream: str) -> tuple[bytes, bool]:
         """A job's captured stdout or stderr (empty before it has run) and whether it was truncated."""
-        return await self._call(self._read_output, job_id, stream, _durable=False)
+        return await self._call(reads.read_output, self._conn, job_id, stream, _durable=False)
 
     async def count_by_queue(self) -> dict[str, dict[str, int]]:
         """queue -> state -> number of jobs (read once at start; the broker keeps it current)."""
-        return await self._call(self._count_by_queue, _durable=False)
-
-
-def _view(r: sqlite3.Row) -> JobView:
-    spec = _spec_decoder.decode(r[4])
-    return JobView(
-        id=str(r[0]),
-        state=r[1],
-        queue=r[2],
-        priority=r[3],
-        argv=spec.argv,
-        attempts=r[5],
-        max_attempts=r[6],
-        exit_code=r[7],
-        worker=r[8],
-        submitted_ms=r[9],
-        started_ms=r[10],
-        finished_ms=r[11],
-        timeout_s=spec.timeout_s,
-        reason=r[12],
-        stdout_bytes=r[13] or 0,
-        stderr_bytes=r[14] or 0,
-        group=flow.group_name(r[15]),
-        after=[str(d) for d in json.loads(r[16])] if r[16] else [],
-    )
+        return await self._call(reads.count_by_queue, self._conn, _durable=False)
 
 
 @asynccontextmanager
@@ -736,7 +544,7 @@ async def open_store(path: Path) -> AsyncIterator[Store]:
 def _connect(path: Path) -> sqlite3.Connection:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        # Autocommit mode: every transaction is an explicit BEGIN IMMEDIATE ... COMMIT (Store._commit_batch).
+        # Autocommit mode: every transaction is an explicit BEGIN IMMEDIATE ... COMMIT (GroupCommit).
         # Used from one thread at a time (the store's limiter), not always the same one.
         conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         conn.execute("PRAGMA journal_mode = WAL")

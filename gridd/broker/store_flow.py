@@ -23,6 +23,13 @@ from gridd.broker.transitions import Transition
 from gridd.protocol.errors import UnknownJob
 
 
+def parse_job_id(job_id: str) -> int:
+    """A job id as the database keys it; anything else is an unknown job."""
+    if not job_id.isdigit() or len(job_id) > 18:
+        raise UnknownJob(f"no job has id {job_id!r}")
+    return int(job_id)
+
+
 def parse_ref(ref: str) -> tuple[str, int]:
     """('job', id) or ('group', id) for a job id ("42") or a group id ("g7")."""
     kind, digits = ("group", ref[1:]) if ref.startswith("g") else ("job", ref)

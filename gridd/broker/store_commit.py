@@ -1,0 +1,121 @@
+"""Group commit: the store's calls, batched into one transaction and one hop to the database thread.
+
+Rules: one batch at a time on the connection (a capacity limiter of 1), each a whole transaction run
+in a worker thread. Calls made while a batch commits queue up for the next one. Each call runs under a
+savepoint, so one that fails is undone alone; if SQLite rolls the whole transaction back (a full disk),
+every call of the batch fails. Only a batch holding a durable call waits for fsync.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import anyio
+
+from gridd.protocol.errors import StorageFailed
+
+T = TypeVar("T")
+
+MAX_BATCH_CALLS = 256
+
+
+@dataclass(eq=False, slots=True)
+class _Call:
+    """One use case waiting for its group commit."""
+
+    fn: Callable[[], Any]
+    durable: bool
+    done: anyio.Event = field(default_factory=anyio.Event)
+    result: Any = None
+    error: BaseException | None = None
+
+
+class GroupCommit:
+    """Runs store calls in batches on one SQLite connection (autocommit mode, explicit transactions)."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+        self._limiter = anyio.CapacityLimiter(1)
+        self._queued: list[_Call] = []
+        self._leading = False
+        self._sync = "FULL"
+
+    async def run(self, fn: Callable[[], T], *, durable: bool) -> T:
+        """Run one use case on the database thread, in the next group commit.
+
+        Calls made while a batch is being committed queue up, and the next batch runs them all in one
+        transaction and one hop to the thread (DESIGN.md: one round trip serves many jobs). Each call
+        has a savepoint, so one that fails is undone alone. A call returns only after COMMIT. It is not
+        cancellable midway, on purpose: a transaction always ends before its caller hears of it."""
+        call = _Call(fn, durable)
+        self._queued.append(call)
+        if not self._leading:
+            with anyio.CancelScope(shield=True):
+                await self._lead()
+        await call.done.wait()
+        if call.error is not None:
+            raise call.error
+        return call.result  # type: ignore[no-any-return]
+
+    async def _lead(self) -> None:
+        """Commit batches until nothing is queued; whoever finds no batch running leads."""
+        self._leading = True
+        try:
+            while self._queued:
+                batch, self._queued = self._queued[:MAX_BATCH_CALLS], self._queued[MAX_BATCH_CALLS:]
+                try:
+                    await anyio.to_thread.run_sync(self._commit_batch, batch, limiter=self._limiter)
+                except BaseException as exc:  # a bug of ours: every caller of the batch hears of it
+                    for call in batch:
+                        call.error = call.error or exc
+                    raise
+                finally:
+                    for call in batch:
+                        call.done.set()
+        finally:
+            self._leading = False
+
+    def _commit_batch(self, batch: list[_Call]) -> None:
+        conn = self._conn
+        # Only a batch that acknowledges something to a person (a submit, a result) waits for fsync; a
+        # lease grant or renewal lost with the power is re-done after restart (the job runs again).
+        sync = "FULL" if any(call.durable for call in batch) else "NORMAL"
+        try:
+            if sync != self._sync:
+                conn.execute(f"PRAGMA synchronous = {sync}")
+                self._sync = sync
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:  # a closed or broken connection
+            for call in batch:
+                call.error = StorageFailed(f"the broker could not start a transaction: {exc}")
+            return
+        for call in batch:
+            conn.execute("SAVEPOINT call")
+            try:
+                call.result = call.fn()
+                conn.execute("RELEASE call")
+            except Exception as exc:
+                call.error = (
+                    StorageFailed(f"the broker could not commit: {exc}") if isinstance(exc, sqlite3.Error) else exc
+                )
+                if not conn.in_transaction:  # SQLite rolled the whole transaction back (disk full)
+                    return self._fail(batch, call.error)
+                conn.execute("ROLLBACK TO call")
+                conn.execute("RELEASE call")
+        try:
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+            self._fail(batch, StorageFailed(f"the broker could not commit: {exc}"))
+
+    def _fail(self, batch: list[_Call], error: BaseException) -> None:
+        for call in batch:
+            call.result, call.error = None, error
+        with contextlib.suppress(sqlite3.Error):
+            if self._conn.in_transaction:
+                self._conn.execute("ROLLBACK")

@@ -1,0 +1,123 @@
+"""The store's reads: jobs as clients see them. Part of the store, run on its database thread."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Sequence
+
+import msgspec
+
+from gridd.broker import store_flow as flow
+from gridd.protocol.errors import UnknownJob
+from gridd.protocol.messages import AttemptView, JobSpec, JobView
+
+_spec_decoder = msgspec.msgpack.Decoder(JobSpec)
+
+_VIEW_COLUMNS = (
+    "j.id, j.state, j.queue, j.priority, j.spec, j.attempts, j.max_attempts, j.exit_code, j.worker, "
+    "j.submitted_ms, j.started_ms, j.finished_ms, j.reason, "
+    "(SELECT length(data) FROM outputs WHERE job_id = j.id AND stream = 'stdout'), "
+    "(SELECT length(data) FROM outputs WHERE job_id = j.id AND stream = 'stderr'), "
+    "j.group_id, (SELECT json_group_array(dep_id) FROM deps WHERE job_id = j.id)"
+)
+
+
+def get_job(conn: sqlite3.Connection, job_id: str) -> tuple[JobView, list[AttemptView]]:
+    key = flow.parse_job_id(job_id)
+    rows = flow.rows(conn, f"SELECT {_VIEW_COLUMNS} FROM jobs j WHERE j.id = ?", (key,))  # noqa: S608
+    if not rows:
+        raise UnknownJob(f"no job has id {job_id!r}")
+    history = flow.rows(
+        conn,
+        "SELECT attempt, worker, lease, started_ms, ended_ms, exit_code, outcome FROM attempts"
+        " WHERE job_id = ? ORDER BY lease",
+        (key,),
+    )
+    attempts = [
+        AttemptView(attempt=h[0], worker=h[1], lease=h[2], started_ms=h[3], ended_ms=h[4], exit_code=h[5], outcome=h[6])
+        for h in history
+    ]
+    return _view(rows[0]), attempts
+
+
+def get_jobs(conn: sqlite3.Connection, job_ids: Sequence[str]) -> list[JobView]:
+    keys = [flow.parse_job_id(j) for j in job_ids]
+    rows = flow.rows(
+        conn,
+        f"SELECT {_VIEW_COLUMNS} FROM jobs j WHERE j.id IN (SELECT value FROM json_each(?))",  # noqa: S608
+        (flow.ids_json(keys),),
+    )
+    found = {r[0]: _view(r) for r in rows}
+    for job_id, key in zip(job_ids, keys, strict=True):
+        if key not in found:
+            raise UnknownJob(f"no job has id {job_id!r}")
+    return [found[k] for k in keys]
+
+
+def list_jobs(
+    conn: sqlite3.Connection,
+    state: str | None,
+    queue: str | None,
+    limit: int,
+    before: str | None = None,
+    group: str | None = None,
+) -> list[JobView]:
+    cursor = flow.parse_job_id(before) if before else 2**62
+    group_key = None
+    if group is not None:
+        kind, group_key = flow.parse_ref(group)
+        if kind != "group" or not flow.rows(conn, "SELECT 1 FROM groups WHERE id = ?", (group_key,)):
+            raise UnknownJob(f"no group has id {group!r}")
+    rows = flow.rows(
+        conn,
+        f"SELECT {_VIEW_COLUMNS} FROM jobs j WHERE (?1 IS NULL OR j.state = ?1)"  # noqa: S608
+        " AND (?2 IS NULL OR j.queue = ?2) AND (?5 IS NULL OR j.group_id = ?5) AND j.id < ?4"
+        " ORDER BY j.id DESC LIMIT ?3",
+        (state, queue, limit if limit > 0 else -1, cursor, group_key),
+    )
+    return [_view(r) for r in rows]
+
+
+def read_output(conn: sqlite3.Connection, job_id: str, stream: str) -> tuple[bytes, bool]:
+    key = flow.parse_job_id(job_id)
+    rows = flow.rows(
+        conn,
+        "SELECT j.id, o.data, o.truncated FROM jobs j LEFT JOIN outputs o ON o.job_id = j.id AND o.stream = ?"
+        " WHERE j.id = ?",
+        (stream, key),
+    )
+    if not rows:
+        raise UnknownJob(f"no job has id {job_id!r}")
+    return (bytes(rows[0][1] or b""), bool(rows[0][2]))
+
+
+def count_by_queue(conn: sqlite3.Connection) -> dict[str, dict[str, int]]:
+    counts: dict[str, dict[str, int]] = {}
+    for queue, state, n in flow.rows(conn, "SELECT queue, state, COUNT(*) FROM jobs GROUP BY queue, state"):
+        counts.setdefault(queue, {})[state] = n
+    return counts
+
+
+def _view(r: sqlite3.Row) -> JobView:
+    spec = _spec_decoder.decode(r[4])
+    return JobView(
+        id=str(r[0]),
+        state=r[1],
+        queue=r[2],
+        priority=r[3],
+        argv=spec.argv,
+        attempts=r[5],
+        max_attempts=r[6],
+        exit_code=r[7],
+        worker=r[8],
+        submitted_ms=r[9],
+        started_ms=r[10],
+        finished_ms=r[11],
+        timeout_s=spec.timeout_s,
+        reason=r[12],
+        stdout_bytes=r[13] or 0,
+        stderr_bytes=r[14] or 0,
+        group=flow.group_name(r[15]),
+        after=[str(d) for d in json.loads(r[16])] if r[16] else [],
+    )
