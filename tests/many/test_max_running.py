@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
-from tests.conftest import client_of, eventually, running_broker, running_worker
+from tests.conftest import BrokerHandle, client_of, eventually, running_broker, running_worker
 from tests.many.helpers import gridd_ok, group_of, ids_of, job_command, max_concurrency, read_marks, wait_all
 
 FREE_SLOTS = 8  # two workers of 4 slots
@@ -72,19 +72,7 @@ async def test_cancelling_jobs_of_a_capped_group_passes_their_tokens_on(tmp_path
         running_worker(tmp_path, b.addr, slots=4, name="w2"),
         client_of(b) as client,
     ):
-        ids = ids_of(
-            await gridd_ok(
-                b,
-                tmp_path,
-                "submit",
-                "--array",
-                "1-6",
-                "--max-running",
-                "2",
-                "--",
-                *job_command(tmp_path, marks, gate=gate),
-            )
-        )
+        ids = await submit_capped_six(b, tmp_path, marks, gate)
         group = await group_of(client, ids[0])
         assert group is not None
         most = 0
@@ -127,19 +115,7 @@ async def test_holding_and_releasing_a_job_of_a_capped_group_does_not_exceed_the
         running_worker(tmp_path, b.addr, slots=4, name="w2"),
         client_of(b) as client,
     ):
-        ids = ids_of(
-            await gridd_ok(
-                b,
-                tmp_path,
-                "submit",
-                "--array",
-                "1-6",
-                "--max-running",
-                "2",
-                "--",
-                *job_command(tmp_path, marks, gate=gate),
-            )
-        )
+        ids = await submit_capped_six(b, tmp_path, marks, gate)
         group = await group_of(client, ids[0])
 
         async def running_ids() -> list[str]:
@@ -198,3 +174,9 @@ async def test_max_running_holds_for_a_group_that_waited_for_a_dependency(tmp_pa
     assert Counter(v.state for v in views) == {"succeeded": 13}
     seen = read_marks(marks)
     assert max_concurrency(seen) == 3
+
+
+async def submit_capped_six(b: BrokerHandle, tmp_path: Path, marks: Path, gate: Path) -> list[str]:
+    """Six gated jobs of one --array submission, at most 2 running at once; their ids."""
+    command = job_command(tmp_path, marks, gate=gate)
+    return ids_of(await gridd_ok(b, tmp_path, "submit", "--array", "1-6", "--max-running", "2", "--", *command))
