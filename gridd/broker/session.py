@@ -37,7 +37,7 @@ from gridd.protocol.errors import (
     StorageFailed,
     UnsupportedVersion,
 )
-from gridd.protocol.frames import FrameDecoder, encode_frames
+from gridd.protocol.frames import MAX_FRAME_BYTES, FrameDecoder, encode_frames
 from gridd.protocol.messages import (
     MAX_LIST_ROWS,
     AppendOutput,
@@ -88,6 +88,7 @@ log = structlog.get_logger()
 M = TypeVar("M")
 
 HANDSHAKE_TIMEOUT_S = 10.0
+HANDSHAKE_FRAME_BYTES = 64 * 1024
 # Small enough that the outbox (OUTBOX_FRAMES) bounds what a slow subscriber's socket backs up.
 EVENTS_PER_FRAME = 64
 FLUSH_S = 5.0
@@ -103,7 +104,9 @@ class Session:
         self._stream = stream
         self._broker = broker
         self._token = token
-        self._decoder: FrameDecoder[Any] = FrameDecoder(PeerMessage)
+        # Until the peer has authenticated, only small frames: Hello and Authenticate are tiny, so neither
+        # garbage that looks like a long frame nor a stranger can make the broker buffer 16 MiB.
+        self._decoder: FrameDecoder[Any] = FrameDecoder(PeerMessage, HANDSHAKE_FRAME_BYTES)
         self._pending: list[Any] = []
         self._outbox: MemoryObjectSendStream[Message]
         self._worker: WorkerLink | None = None
@@ -130,6 +133,7 @@ class Session:
                 return
             except TimeoutError:
                 return
+            self._decoder.max_frame_bytes = MAX_FRAME_BYTES
             self._hello_name = hello.name
             log.debug("conn.opened", role=hello.role, name=hello.name)
             tx, rx = anyio.create_memory_object_stream[Message](OUTBOX_FRAMES)

@@ -45,7 +45,7 @@ class FrameDecoder(Generic[T]):
 
     def __init__(self, message_type: Any, max_frame_bytes: int = MAX_FRAME_BYTES) -> None:
         self._decoder: msgspec.msgpack.Decoder[T] = msgspec.msgpack.Decoder(message_type)
-        self._max = max_frame_bytes
+        self.max_frame_bytes = max_frame_bytes  # may change between frames (e.g. once a peer is authenticated)
         self._buf = bytearray()
 
     @property
@@ -62,8 +62,8 @@ class FrameDecoder(Generic[T]):
         end = len(buf)
         while end - pos >= _PREFIX:
             size = int.from_bytes(buf[pos : pos + _PREFIX], "big")
-            if size > self._max:
-                raise FrameTooLarge(f"frame of {size} bytes exceeds the limit of {self._max} bytes")
+            if size > self.max_frame_bytes:
+                raise FrameTooLarge(f"frame of {size} bytes exceeds the limit of {self.max_frame_bytes} bytes")
             if end - pos - _PREFIX < size:
                 break
             body = memoryview(buf)[pos + _PREFIX : pos + _PREFIX + size]

@@ -143,6 +143,17 @@ async def test_an_oversized_length_prefix_is_refused_at_once_without_waiting_for
         await still_serves(b)
 
 
+async def test_before_authentication_even_a_frame_of_100_kb_is_refused_at_once(tmp_path: Any) -> None:
+    """A stranger (or garbage whose first bytes read as a modest length) cannot make the broker wait for,
+    or buffer, a large body: the handshake's frames are small."""
+    async with running_broker(tmp_path) as b:
+        conn = await raw(b)
+        await conn.send((100_000).to_bytes(4, "big"))  # under the 16 MiB limit, over the handshake's
+        with anyio.fail_after(NET_S):
+            assert closing_error(await conn.until_closed()).code == ErrorCode.FRAME_TOO_LARGE
+        await still_serves(b)
+
+
 async def test_a_stray_http_request_is_refused_as_too_large_a_frame(tmp_path: Any) -> None:
     async with running_broker(tmp_path) as b:
         conn = await raw(b)

@@ -136,6 +136,11 @@ async def test_holding_and_releasing_a_job_of_a_capped_group_does_not_exceed_the
         # A released job wrongly given a token would be leased at once by the idle slots and block on the
         # gate next to the two running ones: its start mark would show three at once.
         assert sorted(await running_ids()) == sorted(i for i in ids if i not in waiting)
+
+        async def both_started() -> bool:  # leased is not yet started: wait for their processes' marks
+            return sum(m[0] == "start" for m in read_marks(marks)) == 2
+
+        await eventually(both_started, within_s=20)
         gate.touch()
         views = await wait_all(client, [group], within_s=20)
     assert Counter(v.state for v in views) == {"succeeded": 6}
