@@ -32,6 +32,16 @@ states = st.sampled_from(["queued", "running", "succeeded", "failed", "cancelled
 
 # ---- records -------------------------------------------------------------------------------------------------
 
+blob_ids = st.text(alphabet="0123456789abcdef", min_size=64, max_size=64)
+task_names = st.from_regex(r"[a-z_][a-z0-9_.]{0,20}:[a-z_][a-z0-9_]{0,20}", fullmatch=True)
+task_calls = st.builds(
+    m.TaskCall,
+    name=task_names,
+    args=st.binary(max_size=64),
+    args_blob=st.none() | blob_ids,
+    records=st.none() | st.integers(0, 2**31 - 1),
+)
+task_errors = st.builds(m.TaskError, type=texts, message=texts, traceback=texts)
 job_specs = st.builds(
     m.JobSpec,
     argv=st.lists(texts, min_size=1, max_size=5),
@@ -41,6 +51,7 @@ job_specs = st.builds(
     timeout_s=st.none() | positive_floats,
     env=str_dicts,
     stdin=st.none() | st.binary(max_size=64),
+    task=st.none() | task_calls,
 )
 lease_refs = st.builds(m.LeaseRef, job_id=job_ids, lease=leases)
 job_views = st.builds(
@@ -73,6 +84,7 @@ attempt_views = st.builds(
     ended_ms=epoch_ms,
     exit_code=st.none() | plain_ints,
     outcome=texts,
+    code=st.none() | texts,
 )
 worker_views = st.builds(
     m.WorkerView,
@@ -86,6 +98,7 @@ worker_views = st.builds(
     connected=st.booleans(),
     connected_ms=epoch_ms,
     last_seen_ms=epoch_ms,
+    tasks=st.lists(texts, max_size=3),
 )
 leased_jobs = st.builds(
     m.LeasedJob, job_id=job_ids, lease=leases, attempt=plain_ints, deadline_ms=epoch_ms, spec=job_specs
@@ -103,6 +116,20 @@ job_results = st.builds(
     stdout_truncated=st.booleans(),
     stderr_truncated=st.booleans(),
     message=texts,
+    value=st.binary(max_size=64),
+    value_blob=st.none() | blob_ids,
+    error=st.none() | task_errors,
+    code=st.text(max_size=40),
+)
+task_outcomes = st.builds(
+    m.TaskOutcome,
+    job_id=texts,
+    state=states,
+    exit_code=st.none() | plain_ints,
+    reason=st.none() | texts,
+    value=st.binary(max_size=64),
+    value_blob=st.none() | texts,
+    error=st.none() | task_errors,
 )
 outcomes = st.builds(
     m.Outcome, job_id=texts, code=plain_ints, message=texts, state=st.none() | states, group=st.none() | texts
@@ -140,7 +167,13 @@ control_jobs = st.builds(
     action=st.sampled_from(["cancel", "retry", "hold", "release"]) | texts,
     job_ids=st.lists(job_ids, min_size=1, max_size=4),
 )
-wait_jobs = st.builds(m.WaitJobs, rid=rids, job_ids=st.lists(job_ids, min_size=1, max_size=4))
+wait_jobs = st.builds(m.WaitJobs, rid=rids, job_ids=st.lists(job_ids, min_size=1, max_size=4), any=st.booleans())
+read_results = st.builds(m.ReadResults, rid=rids, job_ids=st.lists(job_ids, min_size=1, max_size=4))
+blob_offsets = st.integers(0, m.MAX_BLOB_BYTES)
+put_blobs = st.builds(
+    m.PutBlob, rid=rids, blob=blob_ids, size=blob_offsets, offset=blob_offsets, data=st.binary(max_size=64)
+)
+get_blobs = st.builds(m.GetBlob, rid=rids, blob=blob_ids, offset=blob_offsets)
 list_workers = st.builds(m.ListWorkers, rid=rids)
 get_status = st.builds(m.GetStatus, rid=rids)
 subscribes = st.builds(m.Subscribe, rid=rids)
@@ -153,6 +186,7 @@ register_workers = st.builds(
     tags=str_dicts,
     running=st.lists(lease_refs, max_size=3),
     restarted=st.booleans(),
+    tasks=st.lists(names, max_size=3),
 )
 request_jobs = st.builds(m.RequestJobs, rid=rids, max_jobs=st.integers(1, 4096))
 renew_leases = st.builds(m.RenewLeases, rid=rids, leases=st.lists(lease_refs, max_size=4))
@@ -168,6 +202,9 @@ peer_messages: st.SearchStrategy[Any] = st.one_of(
     read_outputs,
     control_jobs,
     wait_jobs,
+    read_results,
+    put_blobs,
+    get_blobs,
     list_workers,
     get_status,
     subscribes,
@@ -189,6 +226,9 @@ jobs_listed = st.builds(m.JobsListed, rid=rids, jobs=st.lists(job_views, max_siz
 outputs_read = st.builds(m.OutputRead, rid=rids, data=st.binary(max_size=64), truncated=st.booleans())
 jobs_controlled = st.builds(m.JobsControlled, rid=rids, outcomes=st.lists(outcomes, max_size=3))
 jobs_finished = st.builds(m.JobsFinished, rid=rids, jobs=st.lists(job_views, max_size=3))
+results_read = st.builds(m.ResultsRead, rid=rids, results=st.lists(task_outcomes, max_size=3))
+blobs_stored = st.builds(m.BlobStored, rid=rids, have=counts)
+blobs_read = st.builds(m.BlobRead, rid=rids, size=counts, data=st.binary(max_size=64))
 workers_listed = st.builds(m.WorkersListed, rid=rids, workers=st.lists(worker_views, max_size=3))
 statuses = st.builds(
     m.StatusReported,
@@ -247,6 +287,9 @@ broker_messages: st.SearchStrategy[Any] = st.one_of(
     outputs_read,
     jobs_controlled,
     jobs_finished,
+    results_read,
+    blobs_stored,
+    blobs_read,
     workers_listed,
     statuses,
     subscribeds,
@@ -269,6 +312,9 @@ BY_CLASS: dict[type, st.SearchStrategy[Any]] = {
     m.ReadOutput: read_outputs,
     m.ControlJobs: control_jobs,
     m.WaitJobs: wait_jobs,
+    m.ReadResults: read_results,
+    m.PutBlob: put_blobs,
+    m.GetBlob: get_blobs,
     m.ListWorkers: list_workers,
     m.GetStatus: get_status,
     m.Subscribe: subscribes,
@@ -288,6 +334,9 @@ BY_CLASS: dict[type, st.SearchStrategy[Any]] = {
     m.OutputRead: outputs_read,
     m.JobsControlled: jobs_controlled,
     m.JobsFinished: jobs_finished,
+    m.ResultsRead: results_read,
+    m.BlobStored: blobs_stored,
+    m.BlobRead: blobs_read,
     m.WorkersListed: workers_listed,
     m.StatusReported: statuses,
     m.Subscribed: subscribeds,

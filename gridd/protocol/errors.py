@@ -7,7 +7,7 @@ An unknown code from a newer peer becomes a plain GriddError, never a crash.
 from __future__ import annotations
 
 import enum
-from typing import ClassVar
+from typing import Any, ClassVar
 
 
 class ErrorCode(enum.IntEnum):
@@ -19,6 +19,9 @@ class ErrorCode(enum.IntEnum):
     UNKNOWN_JOB = 3000
     ILLEGAL_TRANSITION = 3001
     INVALID_REQUEST = 3002
+    BAD_RESULT = 3003
+    PAYLOAD_TOO_LARGE = 3004
+    UNKNOWN_BLOB = 3005
     STALE_LEASE = 4000
     WORKER_NAME_IN_USE = 4001
     NOT_A_WORKER = 4002
@@ -91,6 +94,55 @@ class InvalidRequest(OperationRefused):
     code = ErrorCode.INVALID_REQUEST
 
 
+class BadArguments(InvalidRequest, TypeError):
+    """A task's arguments do not match its signature or annotations (refused before submitting)."""
+
+
+class BadResult(OperationRefused):
+    """A task's result was refused: a batch returned a different number of results than it had records."""
+
+    code = ErrorCode.BAD_RESULT
+
+
+class PayloadTooLarge(OperationRefused):
+    """A task's arguments or result exceed MAX_BLOB_BYTES."""
+
+    code = ErrorCode.PAYLOAD_TOO_LARGE
+
+
+class UnknownBlob(OperationRefused):
+    """No complete blob has that id (a payload that was never uploaded, or only in part)."""
+
+    code = ErrorCode.UNKNOWN_BLOB
+
+
+class JobFailed(GriddError):
+    """Client side: a job whose result was asked for did not succeed (failed or cancelled)."""
+
+    def __init__(self, message: str, *, job_id: str, state: str, exit_code: int | None) -> None:
+        super().__init__(message)
+        self.job_id = job_id
+        self.state = state
+        self.exit_code = exit_code
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Keyword-only arguments: pickle (across processes) needs to be told how to rebuild it.
+        return _rebuild, (type(self), str(self), self.__dict__)
+
+
+class TaskFailed(JobFailed):
+    """Client side: the task raised. `remote_type`, `remote_message` and `remote_traceback` are the
+    exception as it happened on the worker."""
+
+    def __init__(
+        self, message: str, *, job_id: str, state: str, remote_type: str, remote_message: str, remote_traceback: str
+    ) -> None:
+        super().__init__(message, job_id=job_id, state=state, exit_code=1)
+        self.remote_type = remote_type
+        self.remote_message = remote_message
+        self.remote_traceback = remote_traceback
+
+
 class StaleLease(OperationRefused):
     """A completion or renewal presented a lease that is no longer the job's current one."""
 
@@ -134,6 +186,13 @@ class ConfigError(GriddError):
     """A setting is missing or malformed (a flag, an environment variable, the config file)."""
 
 
+def _rebuild(cls: type[JobFailed], message: str, fields: dict[str, Any]) -> JobFailed:
+    exc = cls.__new__(cls)
+    Exception.__init__(exc, message)
+    exc.__dict__.update(fields)
+    return exc
+
+
 _BY_CODE: dict[int, type[GriddError]] = {
     cls.code: cls
     for cls in (
@@ -145,6 +204,9 @@ _BY_CODE: dict[int, type[GriddError]] = {
         UnknownJob,
         IllegalTransition,
         InvalidRequest,
+        BadResult,
+        PayloadTooLarge,
+        UnknownBlob,
         StaleLease,
         WorkerNameInUse,
         NotAWorker,

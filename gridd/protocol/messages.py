@@ -23,6 +23,8 @@ Int64 = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]
 Nonce = Annotated[bytes, msgspec.Meta(min_length=16, max_length=64)]
 Proof = Annotated[bytes, msgspec.Meta(min_length=32, max_length=64)]
 Count = Annotated[int, msgspec.Meta(ge=0, lt=2**53)]
+BlobId = Annotated[str, msgspec.Meta(pattern="^[0-9a-f]{64}$")]  # the sha256 of the content, in hex
+TaskName = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$", max_length=512)]
 
 
 # The job states this version knows. They travel as strings: a newer broker may add some.
@@ -40,6 +42,25 @@ class Record(msgspec.Struct, frozen=True, kw_only=True):
 # ---- records -------------------------------------------------------------------------------------------
 
 
+class TaskCall(Record, frozen=True, omit_defaults=True):
+    """A Python task to call instead of a command. `name` is "module:qualname"; only workers that serve
+    the module (`gridd worker --tasks MODULE`) lease it. `args` is the msgpack array of its arguments or,
+    for a batch (`records` set), of its records; when too large for a frame it is in the blob `args_blob`."""
+
+    name: TaskName
+    args: bytes = b""
+    args_blob: BlobId | None = None
+    records: Annotated[int, msgspec.Meta(ge=0, lt=2**31)] | None = None  # a batch: results that must come back
+
+
+class TaskError(Record, frozen=True):
+    """What a task raised, as the worker saw it."""
+
+    type: str  # qualified name of the exception class ("ValueError", "mypkg.errors.Bad")
+    message: str
+    traceback: str = ""
+
+
 class JobSpec(Record, frozen=True, omit_defaults=True):
     """What a submitter asks to run. Defaults here are the contract's defaults."""
 
@@ -50,6 +71,7 @@ class JobSpec(Record, frozen=True, omit_defaults=True):
     timeout_s: Annotated[float, msgspec.Meta(gt=0)] | None = None
     env: dict[str, str] = msgspec.field(default_factory=dict)
     stdin: bytes | None = None
+    task: TaskCall | None = None  # set: call this Python task (argv then only names it)
 
 
 class JobView(Record, frozen=True):
@@ -85,6 +107,7 @@ class AttemptView(Record, frozen=True):
     ended_ms: EpochMs
     exit_code: int | None
     outcome: str
+    code: str | None = None  # the version of the task code that ran it (task jobs)
 
 
 class WorkerView(Record, frozen=True):
@@ -100,6 +123,7 @@ class WorkerView(Record, frozen=True):
     connected: bool
     connected_ms: EpochMs
     last_seen_ms: EpochMs
+    tasks: list[str] = msgspec.field(default_factory=list)  # the task modules it serves
 
 
 class LeaseRef(Record, frozen=True):
@@ -133,6 +157,24 @@ class JobResult(Record, frozen=True):
     stdout_truncated: bool = False
     stderr_truncated: bool = False
     message: str = ""
+    # Task jobs: the msgpack return value (in the blob `value_blob` when too large for a frame), or
+    # what the task raised; `code` is the version of the task's module that ran.
+    value: bytes = b""
+    value_blob: BlobId | None = None
+    error: TaskError | None = None
+    code: Annotated[str, msgspec.Meta(max_length=256)] = ""
+
+
+class TaskOutcome(Record, frozen=True):
+    """A task job's recorded result: its value (or blob) when it succeeded, what it raised when it failed."""
+
+    job_id: str
+    state: str
+    exit_code: int | None = None
+    reason: str | None = None
+    value: bytes = b""
+    value_blob: str | None = None
+    error: TaskError | None = None
 
 
 class OutputChunk(Record, frozen=True):
@@ -277,15 +319,68 @@ class JobsControlled(Message, frozen=True, tag="job.controlled"):
 
 
 class WaitJobs(Message, frozen=True, tag="job.wait"):
-    """Answered when every named job has finished (a long poll)."""
+    """Answered when every named job has finished (a long poll). With `any`: as soon as at least one
+    has, with the finished ones only (how a client iterates jobs as they complete)."""
 
     rid: RequestId
     job_ids: Annotated[list[JobId], msgspec.Meta(min_length=1)]
+    any: bool = False
 
 
 class JobsFinished(Message, frozen=True, tag="job.finished"):
     rid: RequestId
     jobs: list[JobView]
+
+
+class ReadResults(Message, frozen=True, tag="job.results"):
+    """The recorded results of task jobs (a reply stays under the frame limit: read on with the rest)."""
+
+    rid: RequestId
+    job_ids: Annotated[list[JobId], msgspec.Meta(min_length=1)]
+
+
+class ResultsRead(Message, frozen=True, tag="job.results_read"):
+    """Results for the first len(results) of the ids asked for, in their order."""
+
+    rid: RequestId
+    results: list[TaskOutcome]
+
+
+BLOB_CHUNK_BYTES = 4 * 1024 * 1024  # a blob travels in pieces of at most this size
+MAX_BLOB_BYTES = 1024 * 1024 * 1024  # a task's arguments or result may not exceed this (1 GiB)
+
+
+class PutBlob(Message, frozen=True, tag="blob.put"):
+    """A piece of a content-addressed blob of `size` bytes, at `offset`. The broker keeps what arrives in
+    order; once all is there and hashes to `blob`, the blob exists. Resumable: the reply says how much
+    the broker has, and a blob it already holds is never sent again."""
+
+    rid: RequestId
+    blob: BlobId
+    size: Annotated[int, msgspec.Meta(ge=0, le=MAX_BLOB_BYTES)]
+    offset: Annotated[int, msgspec.Meta(ge=0, le=MAX_BLOB_BYTES)]
+    data: Annotated[bytes, msgspec.Meta(max_length=BLOB_CHUNK_BYTES)]
+
+
+class BlobStored(Message, frozen=True, tag="blob.stored"):
+    """`have`: bytes the broker holds, from the start (== size: the blob is complete)."""
+
+    rid: RequestId
+    have: Count
+
+
+class GetBlob(Message, frozen=True, tag="blob.get"):
+    rid: RequestId
+    blob: BlobId
+    offset: Annotated[int, msgspec.Meta(ge=0, le=MAX_BLOB_BYTES)] = 0
+
+
+class BlobRead(Message, frozen=True, tag="blob.read"):
+    """Up to BLOB_CHUNK_BYTES of the blob from `offset`, and its whole size."""
+
+    rid: RequestId
+    size: Count
+    data: bytes
 
 
 class ListWorkers(Message, frozen=True, tag="worker.list"):
@@ -375,6 +470,7 @@ class RegisterWorker(Message, frozen=True, tag="worker.register"):
     running: list[LeaseRef] = msgspec.field(default_factory=list)
     # False: the same worker process reconnecting, which names every lease it ever received.
     restarted: bool = True
+    tasks: list[Name] = msgspec.field(default_factory=list)  # the task modules it serves (gridd worker --tasks)
 
 
 class WorkerRegistered(Message, frozen=True, tag="worker.registered"):
@@ -453,6 +549,9 @@ PeerMessage = (
     | ReadOutput
     | ControlJobs
     | WaitJobs
+    | ReadResults
+    | PutBlob
+    | GetBlob
     | ListWorkers
     | GetStatus
     | Subscribe
@@ -476,6 +575,9 @@ BrokerMessage = (
     | OutputRead
     | JobsControlled
     | JobsFinished
+    | ResultsRead
+    | BlobStored
+    | BlobRead
     | WorkersListed
     | StatusReported
     | Subscribed
