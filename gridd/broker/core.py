@@ -20,7 +20,7 @@ from gridd.broker.store import Store
 from gridd.broker.transitions import Transition
 from gridd.broker.workers import WorkerLink, WorkerRegistry
 from gridd.clock import Clock
-from gridd.protocol.errors import InvalidRequest
+from gridd.protocol.errors import ErrorCode, InvalidRequest
 from gridd.protocol.messages import (
     AttemptView,
     Event,
@@ -133,15 +133,24 @@ class Broker:
                 link.push(RevokeLeases(leases=leases))
         return outcomes
 
-    async def wait(self, refs: Sequence[str]) -> list[JobView]:
-        """Return when every named job (a group: all its jobs) has finished."""
+    async def wait(self, refs: Sequence[str], *, any_: bool = False) -> list[JobView]:
+        """Return when every named job (a group: all its jobs) has finished; with `any_`, as soon as one
+        has, with the finished ones only."""
         job_ids = await self.store.expand(refs)
-        with self.watch.watch(job_ids) as waiter:
+        with self.watch.watch(job_ids, any_=any_) as waiter:
             for view in await self.store.get_jobs(job_ids):  # also refuses unknown ids up front
                 if view.state in tr.FINISHED:
                     waiter.finished(view.id)
             await waiter.done.wait()
-        return await self.store.get_jobs(job_ids)
+        views = await self.store.get_jobs(job_ids)
+        return [v for v in views if v.state in tr.FINISHED] if any_ else views
+
+    async def put_blob(self, blob: str, size: int, offset: int, data: bytes) -> int:
+        """Keep a piece of a payload; returns how many bytes of it the broker holds."""
+        have, intact = await self.store.put_blob(blob, size, offset, data)
+        if not intact:
+            raise InvalidRequest(f"the content sent does not hash to {blob[:12]}…; it was discarded, send it again")
+        return have
 
     def status(self) -> tuple[dict[str, int], int, int]:
         """Jobs by state, connected workers, their slots in all."""
@@ -169,6 +178,7 @@ class Broker:
                 connected=True,
                 connected_ms=w.connected_ms,
                 last_seen_ms=w.last_seen_ms,
+                tasks=w.tasks,
             )
             for w in self.workers.all()
         ]
@@ -208,7 +218,7 @@ class Broker:
         self.hub.publish([Event(kind="worker.left", ts_ms=self.clock.now_ms(), worker=link.name)])
 
     async def lease(self, link: WorkerLink, max_jobs: int) -> list[LeasedJob]:
-        return await self.dispatcher.lease(link.name, link.queues, max_jobs)
+        return await self.dispatcher.lease(link.name, link.lanes, max_jobs)
 
     def _leased(self, worker: str, jobs: Sequence[LeasedJob]) -> None:
         self.record(
@@ -227,7 +237,9 @@ class Broker:
         link.last_seen_ms = now
         outcomes, changed = await self.store.complete_jobs(link.name, results, now, self.settings.retry_base_ms)
         for o in outcomes:
-            if o.code:
+            if o.code == ErrorCode.BAD_RESULT:
+                log.warning("result.refused", job_id=o.job_id, worker=link.name, state=o.state, error=o.message)
+            elif o.code:
                 self.stale_completions += 1
                 log.warning(
                     "lease.stale_completion",

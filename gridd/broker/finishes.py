@@ -11,13 +11,16 @@ import anyio
 
 
 class Waiter:
-    """A set of jobs still to finish, and an event set when none is left."""
+    """A set of jobs still to finish, and an event set when none is left (`any_`: when one has finished)."""
 
-    def __init__(self, job_ids: Iterable[str]) -> None:
+    def __init__(self, job_ids: Iterable[str], any_: bool = False) -> None:
         self.remaining = set(job_ids)
+        self.any = any_
         self.done = anyio.Event()
 
     def finished(self, job_id: str) -> None:
+        if job_id in self.remaining and self.any:
+            self.done.set()
         self.remaining.discard(job_id)
         if not self.remaining:
             self.done.set()
@@ -30,16 +33,18 @@ class FinishWatch:
         self._by_job: dict[str, list[Waiter]] = {}
 
     @contextmanager
-    def watch(self, job_ids: Iterable[str]) -> Iterator[Waiter]:
+    def watch(self, job_ids: Iterable[str], *, any_: bool = False) -> Iterator[Waiter]:
         """Register before reading the store, so that a job finishing in between is not missed."""
-        waiter = Waiter(job_ids)
-        for job_id in waiter.remaining:
+        waiter = Waiter(job_ids, any_)
+        watched = list(waiter.remaining)
+        for job_id in watched:
             self._by_job.setdefault(job_id, []).append(waiter)
         try:
             yield waiter
         finally:
-            for job_id, waiters in list(self._by_job.items()):
-                if waiter in waiters:
+            for job_id in watched:
+                waiters = self._by_job.get(job_id)
+                if waiters is not None and waiter in waiters:
                     waiters.remove(waiter)
                     if not waiters:
                         del self._by_job[job_id]

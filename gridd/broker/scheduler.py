@@ -23,10 +23,13 @@ from gridd.protocol.messages import LeasedJob
 log = structlog.get_logger()
 
 
+Lane = tuple[str, str]  # (queue, lane): see store.lane_of
+
+
 @dataclass(eq=False, slots=True)
 class _Request:
     worker: str
-    queues: Sequence[str]
+    lanes: Sequence[Lane]
     max_jobs: int
     done: anyio.Event = field(default_factory=anyio.Event)
     jobs: list[LeasedJob] = field(default_factory=list)
@@ -49,9 +52,9 @@ class Dispatcher:
         """Something may have become eligible: look again."""
         self._wake.set()
 
-    async def lease(self, worker: str, queues: Sequence[str], max_jobs: int) -> list[LeasedJob]:
-        """Wait until at least one job is leased to `worker`, then return up to `max_jobs` of them."""
-        request = _Request(worker, queues, max_jobs)
+    async def lease(self, worker: str, lanes: Sequence[Lane], max_jobs: int) -> list[LeasedJob]:
+        """Wait until at least one job of `lanes` is leased to `worker`, then return up to `max_jobs`."""
+        request = _Request(worker, lanes, max_jobs)
         self._pending.append(request)
         self.wake()
         try:
@@ -77,14 +80,14 @@ class Dispatcher:
     async def _serve(self) -> int | None:
         """One pass over the waiting requests; returns when the next delayed job becomes eligible."""
         now = self._clock.now_ms()
-        drained: set[str] = set()
+        drained: set[Lane] = set()
         for request in list(self._pending):
-            queues = [q for q in request.queues if q not in drained]
-            if not queues or request not in self._pending:  # abandoned: its worker went away meanwhile
+            lanes = [lane for lane in request.lanes if lane not in drained]
+            if not lanes or request not in self._pending:  # abandoned: its worker went away meanwhile
                 continue
-            jobs = await self._store.lease_jobs(request.worker, queues, request.max_jobs, now, self._ttl_ms)
+            jobs = await self._store.lease_jobs(request.worker, lanes, request.max_jobs, now, self._ttl_ms)
             if len(jobs) < request.max_jobs:
-                drained.update(queues)
+                drained.update(lanes)
             if not jobs:
                 continue
             # The leases are committed: announce them even if the worker went away during the call. Its

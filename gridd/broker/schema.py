@@ -67,6 +67,33 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (job_id, stream)
     ) WITHOUT ROWID;
     """,
+    # 2: Python tasks. A job's lane says which workers may lease it ('' commands: any worker;
+    # 'task:MODULE' only workers serving that module), so leasing stays one index range per lane.
+    # Results of task jobs, and content-addressed blobs for payloads too large for a frame.
+    """
+    ALTER TABLE jobs ADD COLUMN lane TEXT NOT NULL DEFAULT '';
+    ALTER TABLE jobs ADD COLUMN records INTEGER;       -- a batch task: results that must come back
+    DROP INDEX jobs_ready;
+    CREATE INDEX jobs_ready ON jobs (queue, lane, priority DESC, id) WHERE state = 'queued' AND throttled = 0;
+    ALTER TABLE attempts ADD COLUMN code TEXT;         -- the task code's version that ran the attempt
+    CREATE TABLE results (
+        job_id INTEGER PRIMARY KEY,
+        value  BLOB,                                   -- msgpack return value (NULL: in the blob)
+        blob   TEXT,
+        error  BLOB                                    -- msgpack TaskError of the last attempt that raised
+    );
+    CREATE TABLE blobs (
+        id   TEXT PRIMARY KEY,                         -- sha256 of the content, hex
+        size INTEGER NOT NULL,
+        have INTEGER NOT NULL                          -- bytes stored so far; == size: complete
+    );
+    CREATE TABLE blob_chunks (
+        blob   TEXT    NOT NULL,
+        offset INTEGER NOT NULL,
+        data   BLOB    NOT NULL,
+        PRIMARY KEY (blob, offset)
+    );
+    """,
 ]
 
 

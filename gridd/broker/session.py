@@ -42,12 +42,15 @@ from gridd.protocol.messages import (
     MAX_LIST_ROWS,
     AppendOutput,
     Authenticate,
+    BlobRead,
+    BlobStored,
     Challenge,
     CompleteJobs,
     ControlJobs,
     Error,
     EventBatch,
     FollowOutput,
+    GetBlob,
     GetStatus,
     Hello,
     JobsAccepted,
@@ -66,10 +69,13 @@ from gridd.protocol.messages import (
     OutputFollowed,
     OutputRead,
     PeerMessage,
+    PutBlob,
     ReadOutput,
+    ReadResults,
     RegisterWorker,
     RenewLeases,
     RequestJobs,
+    ResultsRead,
     ReturnLeases,
     ShowJob,
     StatusReported,
@@ -91,6 +97,7 @@ HANDSHAKE_TIMEOUT_S = 10.0
 HANDSHAKE_FRAME_BYTES = 64 * 1024
 # Small enough that the outbox (OUTBOX_FRAMES) bounds what a slow subscriber's socket backs up.
 EVENTS_PER_FRAME = 64
+RESULTS_PER_REPLY_BYTES = 8 * 1024 * 1024  # a ResultsRead stays well under the frame limit
 FLUSH_S = 5.0
 OUTBOX_FRAMES = 1024
 READ_BYTES = 65536
@@ -262,8 +269,15 @@ class Session:
                 await self._answer(rid, lambda: self._read_output(rid, job_id, stream))
             case ControlJobs(rid=rid, action=action, job_ids=job_ids):
                 await self._answer(rid, lambda: _reply(JobsControlled, rid, outcomes=b.control(action, job_ids)))
-            case WaitJobs(rid=rid, job_ids=job_ids):
-                tg.start_soon(self._answer, rid, lambda: _reply(JobsFinished, rid, jobs=b.wait(job_ids)))
+            case WaitJobs(rid=rid, job_ids=job_ids, any=any_):
+                tg.start_soon(self._answer, rid, lambda: _reply(JobsFinished, rid, jobs=b.wait(job_ids, any_=any_)))
+            case ReadResults(rid=rid, job_ids=job_ids):
+                results = b.store.read_results(job_ids, RESULTS_PER_REPLY_BYTES)
+                await self._answer(rid, lambda: _reply(ResultsRead, rid, results=results))
+            case PutBlob(rid=rid, blob=blob, size=size, offset=offset, data=data):
+                await self._answer(rid, lambda: _reply(BlobStored, rid, have=b.put_blob(blob, size, offset, data)))
+            case GetBlob(rid=rid, blob=blob, offset=offset):
+                await self._answer(rid, lambda: self._get_blob(rid, blob, offset))
             case ListWorkers(rid=rid):
                 self._outbox.send_nowait(WorkersListed(rid=rid, workers=b.worker_views()))
             case GetStatus(rid=rid):
@@ -332,6 +346,10 @@ class Session:
         data, truncated = await self._broker.store.read_output(job_id, stream)
         return OutputRead(rid=rid, data=data, truncated=truncated)
 
+    async def _get_blob(self, rid: int, blob: str, offset: int) -> Message:
+        size, data = await self._broker.store.get_blob(blob, offset)
+        return BlobRead(rid=rid, size=size, data=data)
+
     async def _status(self, rid: int) -> Message:
         counts, workers, slots = self._broker.status()
         return StatusReported(rid=rid, counts=counts, workers=workers, slots=slots, running=counts.get("running", 0))
@@ -347,6 +365,7 @@ class Session:
             slots=message.slots,
             queues=list(message.queues),
             tags=dict(message.tags),
+            tasks=list(message.tasks),
             connected_ms=now,
             last_seen_ms=now,
             push=lambda m: _push(outbox, m),

@@ -21,13 +21,14 @@ from typing import Any, TypeVar
 import anyio
 import msgspec
 
+from gridd.broker import store_blobs as blobs
 from gridd.broker import store_flow as flow
 from gridd.broker import store_reads as reads
 from gridd.broker import transitions as tr
 from gridd.broker.schema import migrate
 from gridd.broker.store_commit import GroupCommit
 from gridd.broker.transitions import Transition
-from gridd.protocol.errors import StorageFailed, UnknownJob
+from gridd.protocol.errors import ErrorCode, StorageFailed, UnknownJob
 from gridd.protocol.messages import (
     AttemptView,
     JobResult,
@@ -36,12 +37,33 @@ from gridd.protocol.messages import (
     LeasedJob,
     LeaseRef,
     Outcome,
+    TaskOutcome,
 )
+from gridd.protocol.payloads import array_length
 
 T = TypeVar("T")
 
 _spec_encoder = msgspec.msgpack.Encoder()
 _spec_decoder = msgspec.msgpack.Decoder(JobSpec)
+
+
+_INSERT_ATTEMPT = (
+    "INSERT OR REPLACE INTO attempts (job_id, lease, attempt, worker, started_ms, ended_ms, exit_code, outcome, code)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+def lane_of(spec: JobSpec) -> str:
+    """Which workers may lease the job: '' any worker (a command), 'task:MODULE' those serving MODULE."""
+    return f"task:{spec.task.name.partition(':')[0]}" if spec.task is not None else ""
+
+
+def _task_result(job_id: int, result: JobResult, accepted: bool) -> tuple[Any, ...]:
+    """The results row of a task attempt: its value when it returned (and was accepted), else its error."""
+    error = _spec_encoder.encode(result.error) if result.error is not None else None
+    if not accepted or error is not None:
+        return (job_id, None, None, error)
+    return (job_id, result.value, result.value_blob, None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,12 +151,18 @@ class Store:
                 reason,
                 finished,
                 throttled,
+                lane_of(s),
+                s.task.records if s.task else None,
             )
             for i, s in enumerate(specs)
         ]
+        for s in specs:
+            if s.task is not None and s.task.args_blob is not None:
+                blobs.blob_size(db, s.task.args_blob)  # refuses a payload that was never uploaded
         db.executemany(
             "INSERT INTO jobs (id, state, queue, priority, max_attempts, spec, submitted_ms, group_id,"
-            " pending_deps, reason, finished_ms, throttled) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " pending_deps, reason, finished_ms, throttled, lane, records)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             rows,
         )
         self._next_id = first + len(rows)
@@ -166,14 +194,14 @@ class Store:
     # ---- leasing ---------------------------------------------------------------------------------------
 
     def _lease_jobs(
-        self, worker: str, queues: Sequence[str], max_jobs: int, now_ms: int, ttl_ms: int
+        self, worker: str, lanes: Sequence[tuple[str, str]], max_jobs: int, now_ms: int, ttl_ms: int
     ) -> list[LeasedJob]:
         candidates: list[tuple[int, int]] = []
-        for queue in dict.fromkeys(queues):
+        for queue, lane in dict.fromkeys(lanes):
             rows = self._rows(
-                "SELECT id, priority FROM jobs WHERE state = 'queued' AND throttled = 0 AND queue = ?"
+                "SELECT id, priority FROM jobs WHERE state = 'queued' AND throttled = 0 AND queue = ? AND lane = ?"
                 " AND not_before_ms <= ? ORDER BY priority DESC, id LIMIT ?",
-                (queue, now_ms, max_jobs),
+                (queue, lane, now_ms, max_jobs),
             )
             candidates.extend((r[0], r[1]) for r in rows)
         if not candidates:
@@ -224,7 +252,7 @@ class Store:
         db = self._conn
         ids = [flow.parse_job_id(r.job_id) for r in results]
         rows = self._rows(
-            "SELECT id, state, lease, attempts, max_attempts, queue, started_ms FROM jobs"
+            "SELECT id, state, lease, attempts, max_attempts, queue, started_ms, records, lane FROM jobs"
             " WHERE id IN (SELECT value FROM json_each(?))",
             (flow.ids_json(ids),),
         )
@@ -234,6 +262,7 @@ class Store:
         updates: list[tuple[Any, ...]] = []
         history: list[tuple[Any, ...]] = []
         outputs: list[tuple[Any, ...]] = []
+        task_results: list[tuple[Any, ...]] = []
         for job_id, result in zip(ids, results, strict=True):
             row = current.pop(job_id, None)  # popped: a second result for it in this batch is stale
             if row is None or row[1] != tr.RUNNING or row[2] != result.lease:
@@ -251,14 +280,17 @@ class Store:
                 )
                 continue
             attempts, max_attempts, queue = row[3], row[4], row[5]
-            state = tr.after_attempt(result.exit_code, attempts, max_attempts)
+            exit_code, outcome, reason = result.exit_code, result.outcome, result.message or None
+            miscount = self._miscount(result, row[7]) if exit_code == 0 else None
+            if miscount is not None:  # the articles' check: one result per record, or the attempt failed
+                exit_code, outcome, reason = None, "bad_result", miscount
+            state = tr.after_attempt(exit_code, attempts, max_attempts)
             finished = now_ms if state != tr.QUEUED else None
             not_before = now_ms + tr.retry_delay_ms(attempts, retry_base_ms) if state == tr.QUEUED else 0
-            reason = result.message or None
             updates.append(
                 (
                     state,
-                    result.exit_code,
+                    exit_code,
                     finished,
                     not_before,
                     reason,
@@ -267,12 +299,20 @@ class Store:
                     result.lease,
                 )
             )
-            history.append((job_id, result.lease, attempts, worker, row[6], now_ms, result.exit_code, result.outcome))
+            code = result.code or None
+            history.append((job_id, result.lease, attempts, worker, row[6], now_ms, exit_code, outcome, code))
             outputs.append((job_id, "stdout", result.stdout, result.stdout_truncated))
             outputs.append((job_id, "stderr", result.stderr, result.stderr_truncated))
-            outcomes.append(Outcome(job_id=result.job_id, code=0, state=state))
-            changed.append(
-                Transition(result.job_id, state, queue, attempts, worker, result.exit_code, reason, tr.RUNNING)
+            if row[8]:  # a task job: its value, or what it raised
+                task_results.append(_task_result(job_id, result, miscount is None))
+            if miscount is not None:
+                outcomes.append(Outcome(job_id=result.job_id, code=ErrorCode.BAD_RESULT, state=state, message=miscount))
+            else:
+                outcomes.append(Outcome(job_id=result.job_id, code=0, state=state))
+            changed.append(Transition(result.job_id, state, queue, attempts, worker, exit_code, reason, tr.RUNNING))
+        if task_results:
+            db.executemany(
+                "INSERT OR REPLACE INTO results (job_id, value, blob, error) VALUES (?, ?, ?, ?)", task_results
             )
         if updates:
             db.executemany(
@@ -280,10 +320,21 @@ class Store:
                 " worker = ?, deadline_ms = NULL WHERE id = ? AND lease = ? AND state = 'running'",
                 updates,
             )
-            db.executemany("INSERT OR REPLACE INTO attempts VALUES (?, ?, ?, ?, ?, ?, ?, ?)", history)
+            db.executemany(_INSERT_ATTEMPT, history)
             db.executemany("INSERT OR REPLACE INTO outputs VALUES (?, ?, ?, ?)", outputs)
             changed += flow.settle(db, changed, now_ms)
         return outcomes, changed
+
+    def _miscount(self, result: JobResult, records: int | None) -> str | None:
+        """Why a batch's result is refused (a count other than its records), or None."""
+        if records is None:
+            return None
+        head = result.value or (blobs.blob_head(self._conn, result.value_blob, 5) if result.value_blob else b"")
+        count = array_length(head)
+        if count == records:
+            return None
+        got = "no list of results" if count is None else f"{count} results"
+        return f"the task returned {got} for a batch of {records} records; the attempt counts as failed"
 
     def _expire_leases(self, now_ms: int) -> list[Transition]:
         rows = self._rows(
@@ -301,7 +352,7 @@ class Store:
             state = tr.QUEUED if attempts < max_attempts else tr.FAILED
             reason = f"{why} on worker {worker} (attempt {attempts} of {max_attempts})"
             updates.append((state, now_ms if state == tr.FAILED else None, reason, job_id, lease))
-            history.append((job_id, lease, attempts, worker, started_ms, now_ms, None, "lease_expired"))
+            history.append((job_id, lease, attempts, worker, started_ms, now_ms, None, "lease_expired", None))
             changed.append(Transition(str(job_id), state, queue, attempts, worker, None, reason, tr.RUNNING))
         if updates:
             self._conn.executemany(
@@ -310,7 +361,7 @@ class Store:
                 " exit_code = NULL WHERE id = ? AND lease = ? AND state = 'running'",
                 updates,
             )
-            self._conn.executemany("INSERT OR REPLACE INTO attempts VALUES (?, ?, ?, ?, ?, ?, ?, ?)", history)
+            self._conn.executemany(_INSERT_ATTEMPT, history)
             changed += flow.settle(self._conn, changed, now_ms)
         return changed
 
@@ -454,10 +505,11 @@ class Store:
         )
 
     async def lease_jobs(
-        self, worker: str, queues: Sequence[str], max_jobs: int, now_ms: int, ttl_ms: int
+        self, worker: str, lanes: Sequence[tuple[str, str]], max_jobs: int, now_ms: int, ttl_ms: int
     ) -> list[LeasedJob]:
-        """Lease up to `max_jobs` of the best eligible jobs (priority, then age) of `queues` to `worker`."""
-        return await self._call(self._lease_jobs, worker, queues, max_jobs, now_ms, ttl_ms, _durable=False)
+        """Lease up to `max_jobs` of the best eligible jobs (priority, then age) of `lanes` (queue, lane)
+        to `worker`."""
+        return await self._call(self._lease_jobs, worker, lanes, max_jobs, now_ms, ttl_ms, _durable=False)
 
     async def next_eligible_ms(self, now_ms: int) -> int | None:
         """When the next delayed job becomes eligible, if any is waiting for its retry delay."""
@@ -523,6 +575,19 @@ class Store:
     async def read_output(self, job_id: str, stream: str) -> tuple[bytes, bool]:
         """A job's captured stdout or stderr (empty before it has run) and whether it was truncated."""
         return await self._call(reads.read_output, self._conn, job_id, stream, _durable=False)
+
+    async def put_blob(self, blob: str, size: int, offset: int, data: bytes) -> tuple[int, bool]:
+        """Keep a piece of a blob; returns the bytes held, and False if the whole did not hash to its id."""
+        # Not fsynced: a submit naming the blob commits later with fsync, and WAL keeps commits in order.
+        return await self._call(blobs.put_blob, self._conn, blob, size, offset, data, _durable=False)
+
+    async def get_blob(self, blob: str, offset: int) -> tuple[int, bytes]:
+        """A complete blob's size and its stored bytes from `offset` (one piece at most)."""
+        return await self._call(blobs.get_blob, self._conn, blob, offset, _durable=False)
+
+    async def read_results(self, job_ids: Sequence[str], max_bytes: int) -> list[TaskOutcome]:
+        """Task jobs' recorded results, in order, as many as fit in `max_bytes` (at least one)."""
+        return await self._call(blobs.read_results, self._conn, job_ids, max_bytes, _durable=False)
 
     async def count_by_queue(self) -> dict[str, dict[str, int]]:
         """queue -> state -> number of jobs (read once at start; the broker keeps it current)."""

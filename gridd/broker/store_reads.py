@@ -30,12 +30,21 @@ def get_job(conn: sqlite3.Connection, job_id: str) -> tuple[JobView, list[Attemp
         raise UnknownJob(f"no job has id {job_id!r}")
     history = flow.rows(
         conn,
-        "SELECT attempt, worker, lease, started_ms, ended_ms, exit_code, outcome FROM attempts"
+        "SELECT attempt, worker, lease, started_ms, ended_ms, exit_code, outcome, code FROM attempts"
         " WHERE job_id = ? ORDER BY lease",
         (key,),
     )
     attempts = [
-        AttemptView(attempt=h[0], worker=h[1], lease=h[2], started_ms=h[3], ended_ms=h[4], exit_code=h[5], outcome=h[6])
+        AttemptView(
+            attempt=h[0],
+            worker=h[1],
+            lease=h[2],
+            started_ms=h[3],
+            ended_ms=h[4],
+            exit_code=h[5],
+            outcome=h[6],
+            code=h[7],
+        )
         for h in history
     ]
     return _view(rows[0]), attempts

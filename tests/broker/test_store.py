@@ -46,7 +46,7 @@ async def submit(store: Store, clock: FakeClock, *specs: JobSpec) -> list[str]:
 
 
 async def lease(store: Store, clock: FakeClock, worker: str = "w1", n: int = 1, queues=("default",)) -> list[LeasedJob]:
-    return await store.lease_jobs(worker, list(queues), n, clock.now_ms(), TTL_MS)
+    return await store.lease_jobs(worker, [(q, "") for q in queues], n, clock.now_ms(), TTL_MS)
 
 
 async def lease_one(store: Store, clock: FakeClock, worker: str = "w1") -> LeasedJob:

@@ -1,0 +1,117 @@
+"""The store's task payloads: content-addressed blobs and task results. Part of the store, run on its
+database thread inside the store's transactions.
+
+A blob arrives in pieces, in order (`have` says how far it got, so an upload resumes where it broke
+off); once complete, its content is checked against its id, and a blob that does not hash to its id
+is discarded. Blobs are kept in rows of at most BLOB_CHUNK_BYTES, so no row nears SQLite's limits.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+from collections.abc import Sequence
+
+import msgspec
+
+from gridd.broker import store_flow as flow
+from gridd.protocol.errors import InvalidRequest, UnknownBlob, UnknownJob
+from gridd.protocol.messages import TaskError, TaskOutcome
+
+_error_decoder = msgspec.msgpack.Decoder(TaskError)
+
+
+def put_blob(db: sqlite3.Connection, blob: str, size: int, offset: int, data: bytes) -> tuple[int, bool]:
+    """Keep one piece; returns the bytes held from the start, and False if the finished content did not
+    hash to `blob` (then nothing of it is kept, and the upload must start again)."""
+    row = db.execute("SELECT size, have FROM blobs WHERE id = ?", (blob,)).fetchone()
+    if row is None:
+        db.execute("INSERT INTO blobs (id, size, have) VALUES (?, ?, 0)", (blob, size))
+        row = (size, 0)
+    known, have = row
+    if known != size:
+        raise InvalidRequest(f"blob {blob[:12]} has {known} bytes, not {size}")
+    if have == size and size > 0:
+        return have, True  # complete already: the sender may stop
+    if offset != have:
+        return have, True  # out of order: the reply tells the sender where to go on from
+    if offset + len(data) > size:
+        raise InvalidRequest(f"a piece of blob {blob[:12]} runs past its size ({offset + len(data)} > {size})")
+    if data:
+        db.execute("INSERT INTO blob_chunks (blob, offset, data) VALUES (?, ?, ?)", (blob, offset, data))
+    have += len(data)
+    if have == size and _content_hash(db, blob) != blob:
+        db.execute("DELETE FROM blob_chunks WHERE blob = ?", (blob,))
+        db.execute("DELETE FROM blobs WHERE id = ?", (blob,))
+        return 0, False
+    db.execute("UPDATE blobs SET have = ? WHERE id = ?", (have, blob))
+    return have, True
+
+
+def get_blob(db: sqlite3.Connection, blob: str, offset: int) -> tuple[int, bytes]:
+    """The blob's size and the rest of the stored piece that holds `offset` (empty at the end)."""
+    size = blob_size(db, blob)
+    if offset >= size:
+        return size, b""
+    row = db.execute(
+        "SELECT offset, data FROM blob_chunks WHERE blob = ? AND offset <= ? ORDER BY offset DESC LIMIT 1",
+        (blob, offset),
+    ).fetchone()
+    return size, bytes(row[1][offset - row[0] :])
+
+
+def blob_size(db: sqlite3.Connection, blob: str) -> int:
+    """The size of a complete blob; UnknownBlob if there is none (or it is still arriving)."""
+    row = db.execute("SELECT size, have FROM blobs WHERE id = ?", (blob,)).fetchone()
+    if row is None or row[0] != row[1]:
+        raise UnknownBlob(f"no complete blob has id {blob[:12]}…; upload it first")
+    return int(row[0])
+
+
+def blob_head(db: sqlite3.Connection, blob: str, length: int) -> bytes:
+    """The first `length` bytes of a complete blob (fewer if it is shorter)."""
+    blob_size(db, blob)
+    row = db.execute("SELECT substr(data, 1, ?) FROM blob_chunks WHERE blob = ? AND offset = 0", (length, blob))
+    found = row.fetchone()
+    return bytes(found[0]) if found else b""
+
+
+def read_results(db: sqlite3.Connection, job_ids: Sequence[str], max_bytes: int) -> list[TaskOutcome]:
+    """Task outcomes for the named jobs, in order, stopping (after at least one) before `max_bytes`."""
+    keys = [flow.parse_job_id(j) for j in job_ids]
+    rows = db.execute(
+        "SELECT j.id, j.state, j.exit_code, j.reason, r.value, r.blob, r.error FROM jobs j"
+        " LEFT JOIN results r ON r.job_id = j.id WHERE j.id IN (SELECT value FROM json_each(?))",
+        (flow.ids_json(keys),),
+    ).fetchall()
+    found = {r[0]: r for r in rows}
+    outcomes: list[TaskOutcome] = []
+    size = 0
+    for job_id, key in zip(job_ids, keys, strict=True):
+        row = found.get(key)
+        if row is None:
+            raise UnknownJob(f"no job has id {job_id!r}")
+        value = bytes(row[4] or b"")
+        size += len(value) + 256
+        if outcomes and size > max_bytes:
+            break
+        error = _error_decoder.decode(row[6]) if row[6] else None
+        outcomes.append(
+            TaskOutcome(
+                job_id=job_id,
+                state=row[1],
+                exit_code=row[2],
+                reason=row[3],
+                value=value,
+                value_blob=row[5],
+                error=error,
+            )
+        )
+    return outcomes
+
+
+def _content_hash(db: sqlite3.Connection, blob: str) -> str:
+    digest = hashlib.sha256()
+    for (data,) in db.execute("SELECT data FROM blob_chunks WHERE blob = ? ORDER BY offset", (blob,)):
+        digest.update(data)
+    return digest.hexdigest()
