@@ -9,7 +9,20 @@ from typing import Any
 __version__ = "0.1.0"
 
 # The Python API, imported on first use so that `import gridd` (and the CLI) stays cheap.
-_LAZY = {"connect": "gridd.client.api", "Client": "gridd.client.api", "JobSpec": "gridd.protocol.messages"}
+_LAZY = {
+    "connect": "gridd.client.api",
+    "Client": "gridd.client.api",
+    "connect_sync": "gridd.client.sync",
+    "SyncClient": "gridd.client.sync",
+    "task": "gridd.client.tasks",
+    "Task": "gridd.client.tasks",
+    "JobSpec": "gridd.protocol.messages",
+    "JobFailed": "gridd.protocol.errors",
+    "TaskFailed": "gridd.protocol.errors",
+    "BadArguments": "gridd.protocol.errors",
+    "GriddError": "gridd.protocol.errors",
+}
+__all__ = ["__version__", *_LAZY]
 
 
 def __getattr__(name: str) -> Any:

@@ -43,10 +43,11 @@ class WorkerConfig(Section, frozen=True):
     grace_s: Annotated[float, msgspec.Meta(ge=0)] = 10.0
     max_output_bytes: Annotated[int, msgspec.Meta(ge=0)] = 1024 * 1024
     token: str | None = None
+    tasks: list[str] = msgspec.field(default_factory=list)  # Python modules whose @gridd.task functions it runs
 
 
 class ClientConfig(Section, frozen=True):
-    broker: str = f"127.0.0.1:{DEFAULT_PORT}"
+    broker: str | None = None  # None: the local broker's address file, else 127.0.0.1:7420
     token: str | None = None
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
 import sys
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -18,33 +17,12 @@ from gridd.cli.expand import array_items, each_items, expand_argv, ids_from_stdi
 from gridd.cli.live import LiveOutput
 from gridd.cli.waiting import through_restarts
 from gridd.client.api import Client, connect
-from gridd.config import DEFAULT_PORT, Config, default_data_dir
+from gridd.client.locate import broker_address, cluster_token
+from gridd.config import Config
 from gridd.protocol.errors import ConfigError, ConnectionLost, GriddError, exception_for
 from gridd.protocol.messages import JOB_STATES, AttemptView, JobSpec, JobView
 
 EXIT_UNFINISHED = 125  # submit --wait: gridd could not bring the job to an end
-
-
-def broker_address(config: Config) -> str:
-    """--broker, GRIDD_BROKER or the config file; else the local broker's address file; else the default."""
-    if config.client.broker:
-        return config.client.broker
-    addr = default_data_dir(os.environ) / "broker.addr"
-    try:
-        return addr.read_text().strip() or f"127.0.0.1:{DEFAULT_PORT}"
-    except OSError:
-        return f"127.0.0.1:{DEFAULT_PORT}"
-
-
-def cluster_token(token: str | None) -> str:
-    """GRIDD_TOKEN, else the token file in the default data dir (where a local broker made it)."""
-    if token:
-        return token
-    path = default_data_dir(os.environ) / "token"
-    try:
-        return path.read_text().strip()
-    except OSError:
-        raise ConfigError(f"no cluster token: set GRIDD_TOKEN, or run where the broker's {path} is readable") from None
 
 
 def run(args: argparse.Namespace, config: Config) -> int:

@@ -67,6 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tag", action="append", metavar="KEY=VALUE", help="a label for this worker (repeatable)")
     p.add_argument("--work-dir", type=Path, metavar="DIR", help="where jobs' working directories are made")
     p.add_argument("--grace", type=float, metavar="SECONDS", help="on SIGTERM, time running jobs get (default 10)")
+    p.add_argument(
+        "--tasks", action="append", metavar="MODULE", help="also run the @gridd.task functions of MODULE (repeatable)"
+    )
     logging_flags(p)
 
     p = client(command("submit", "submit a command as a job; prints its id"))
@@ -203,6 +206,7 @@ def _flags(args: argparse.Namespace) -> dict[str, Any]:
             "tags": tags or None,
             "work_dir": get("work_dir"),
             "grace_s": get("grace"),
+            "tasks": get("tasks"),
         },
         "client": {"broker": get("broker")},
     }

@@ -9,7 +9,7 @@ import signal
 import anyio
 import structlog
 
-from gridd.cli.commands import cluster_token
+from gridd.client.locate import cluster_token
 from gridd.config import Config, default_data_dir
 from gridd.logs import configure_logging
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import anyio
 
-from gridd.cli.commands import broker_address, cluster_token
+from gridd.client.locate import broker_address, cluster_token
 from gridd.config import Config
 
 

@@ -1,16 +1,23 @@
-"""The Python API: `async with connect(address, token) as client`, then submit, inspect, control, wait.
+"""The Python API: `async with connect(address, token) as client`, then submit, inspect, control, wait,
+and run Python tasks (`submit_task`, `map`). `gridd.connect_sync` is the same client for code that is
+not async (client/sync.py).
 
-Used as it is by the CLI, the TUI and user programs. Every method is one request, one reply.
+Used as it is by the CLI, the TUI, the worker and user programs.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
+from typing import Any, TypeVar
 
 import msgspec
 
+from gridd.client import blobs, mapping
 from gridd.client.connection import Connection, open_connection
+from gridd.client.handles import JobHandle, TaskHandle
+from gridd.client.locate import resolve
+from gridd.client.tasks import Task
 from gridd.protocol.errors import exception_for
 from gridd.protocol.messages import (
     MAX_LIST_ROWS,
@@ -28,14 +35,19 @@ from gridd.protocol.messages import (
     OutputChunk,
     OutputChunks,
     ReadOutput,
+    ReadResults,
     ShowJob,
     StatusReported,
     SubmitJobs,
     Subscribe,
     Subscribed,
+    TaskCall,
+    TaskOutcome,
     WaitJobs,
     WorkerView,
 )
+
+R = TypeVar("R")
 
 # Many jobs travel in chunks so that no submit frame nears the frame limit (16 MiB).
 CHUNK_BYTES = 4 * 1024 * 1024
@@ -93,13 +105,65 @@ class Client:
         group: str | None = None
         for chunk in _chunks(specs):
             first = group is None
-            message = _submit_message(
-                chunk, after, new_group and first, None if first else group, max_running if first else None
+            chunk_ids, group = await self.submit_chunk(
+                chunk,
+                after=after,
+                new_group=new_group and first,
+                group=None if first else group,
+                max_running=max_running if first else None,
             )
-            reply = await self.connection.request(message)
-            ids.extend(reply.job_ids)
-            group = reply.group
+            ids.extend(chunk_ids)
         return ids, group
+
+    async def submit_chunk(
+        self,
+        specs: list[JobSpec],
+        *,
+        after: Sequence[str] = (),
+        new_group: bool = False,
+        group: str | None = None,
+        max_running: int | None = None,
+    ) -> tuple[list[str], str | None]:
+        """One submit request (keep it under CHUNK_BYTES): the jobs' ids and their group."""
+        reply = await self.connection.request(_submit_message(specs, after, new_group, group, max_running))
+        return list(reply.job_ids), reply.group
+
+    # ---- Python tasks ------------------------------------------------------------------------------------------
+
+    async def submit_task(self, task: Task[Any, R], /, *args: Any, **kwargs: Any) -> TaskHandle[R]:
+        """Call `task(*args, **kwargs)` on the grid; the arguments are checked here first (BadArguments)."""
+        payload = task.encode_call(args, kwargs)
+        if len(payload) > blobs.INLINE_BYTES:
+            call = TaskCall(name=task.name, args_blob=await blobs.upload(self.connection, payload, "arguments"))
+        else:
+            call = TaskCall(name=task.name, args=payload)
+        (job_id,) = await self.submit_many([task.spec(call)])
+        return TaskHandle(self, job_id, task)
+
+    def map(
+        self, task: Task[Any, Any], records: Iterable[Any], *, batch: int = 100, ordered: bool = True
+    ) -> AsyncIterator[Any]:
+        """Run `task` over `records` in jobs of `batch` records; one result per record, in input order
+        (`ordered=False`: as jobs complete). A failed job raises TaskFailed/JobFailed and cancels the
+        rest, as does leaving the loop early."""
+        return mapping.map_task(self, task, records, batch=batch, ordered=ordered)
+
+    def as_completed(self, job_ids: Sequence[str]) -> AsyncIterator[JobView]:
+        """Each job once it has finished, in the order they finish."""
+        return mapping.as_completed(self, job_ids)
+
+    def handle(self, job_id: str, task: Task[Any, Any] | None = None) -> JobHandle:
+        """A handle on a job submitted earlier (a task's, to decode its result, when `task` is given)."""
+        return TaskHandle(self, job_id, task) if task is not None else JobHandle(self, job_id)
+
+    async def results(self, job_ids: Sequence[str]) -> list[TaskOutcome]:
+        """The recorded results of task jobs, in order (several requests if they are large)."""
+        outcomes: list[TaskOutcome] = []
+        while len(outcomes) < len(job_ids):
+            rest = list(job_ids[len(outcomes) :])
+            reply = await self.connection.request(lambda rid: ReadResults(rid=rid, job_ids=rest))  # noqa: B023
+            outcomes.extend(reply.results)
+        return outcomes
 
     async def show(self, job_id: str) -> tuple[JobView, list[AttemptView]]:
         """A job and its finished attempts; UnknownJob if there is none."""
@@ -156,9 +220,9 @@ class Client:
         if outcome.code:
             raise exception_for(outcome.code, outcome.message)
 
-    async def wait(self, job_ids: Sequence[str]) -> list[JobView]:
-        """Return the jobs once every one has finished."""
-        reply = await self.connection.request(lambda rid: WaitJobs(rid=rid, job_ids=list(job_ids)))
+    async def wait(self, job_ids: Sequence[str], *, any_: bool = False) -> list[JobView]:
+        """Return the jobs once every one has finished (`any_`: once one has, the finished ones)."""
+        reply = await self.connection.request(lambda rid: WaitJobs(rid=rid, job_ids=list(job_ids), any=any_))
         return list(reply.jobs)
 
     async def workers(self) -> list[WorkerView]:
@@ -203,8 +267,12 @@ class Client:
 
 
 @asynccontextmanager
-async def connect(address: str, token: str | None, *, name: str | None = None) -> AsyncIterator[Client]:
-    """Connect to the broker at HOST:PORT with the cluster token."""
+async def connect(
+    address: str | None = None, token: str | None = None, *, name: str | None = None
+) -> AsyncIterator[Client]:
+    """Connect to the broker at HOST:PORT with the cluster token. Without them: GRIDD_BROKER and
+    GRIDD_TOKEN, else the local broker's (as the CLI finds it)."""
+    address, token = resolve(address, token)
     async with open_connection(address, token, role="client", name=name) as connection:
         yield Client(connection)
 

@@ -1,0 +1,116 @@
+"""Fan-out: a large iterable of records as jobs of `batch` records each, and their results gathered.
+
+The records are read once, batch by batch, and submitted as one group in chunks of up to SUBMIT_JOBS
+jobs, so memory holds one chunk, not the iterable. Results come back per job as jobs finish (one long
+poll serves every job that finished meanwhile) and are yielded per record: in input order, or in the
+order jobs complete. When a job fails, or the caller stops early, the map's unfinished jobs are
+cancelled: nobody would read their results.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+from collections.abc import AsyncIterator, Iterable, Sequence
+from typing import TYPE_CHECKING, Any
+
+import anyio
+
+from gridd.client import blobs
+from gridd.client.handles import value_of
+from gridd.protocol.errors import GriddError
+from gridd.protocol.messages import JobSpec, JobView, TaskCall
+
+if TYPE_CHECKING:
+    from gridd.client.api import Client
+    from gridd.client.tasks import Task
+
+SUBMIT_JOBS = 1000
+
+
+async def map_task(
+    client: Client, task: Task[Any, Any], records: Iterable[Any], *, batch: int, ordered: bool
+) -> AsyncIterator[Any]:
+    if batch < 1:
+        raise ValueError(f"batch must be at least 1, got {batch}")
+    job_ids, group = await _submit_batches(client, task, records, batch)
+    if not job_ids:
+        return
+    finished = False
+    try:
+        async for results in _results(client, task, job_ids, ordered):
+            for value in results:
+                yield value
+        finished = True
+    finally:
+        if not finished and group is not None:
+            with anyio.CancelScope(shield=True), anyio.move_on_after(10):
+                await _cancel_rest(client, group)
+
+
+async def as_completed(client: Client, job_ids: Sequence[str]) -> AsyncIterator[JobView]:
+    """Each job once it has finished, in the order they finish."""
+    async for views in _finishing(client, list(dict.fromkeys(job_ids))):
+        for view in views:
+            yield view
+
+
+async def _submit_batches(
+    client: Client, task: Task[Any, Any], records: Iterable[Any], batch: int
+) -> tuple[list[str], str | None]:
+    job_ids: list[str] = []
+    group: str | None = None
+    source = iter(records)
+    first = 0
+    chunk: list[JobSpec] = []
+    while True:
+        items = list(itertools.islice(source, batch))
+        if items:
+            chunk.append(await _batch_spec(client, task, items, first))
+            first += len(items)
+        if chunk and (not items or len(chunk) >= SUBMIT_JOBS):
+            ids, group = await client.submit_chunk(chunk, new_group=group is None, group=group)
+            job_ids.extend(ids)
+            chunk = []
+        if not items:
+            return job_ids, group
+
+
+async def _batch_spec(client: Client, task: Task[Any, Any], items: list[Any], first: int) -> JobSpec:
+    payload = task.encode_records(items, first)
+    if len(payload) > blobs.INLINE_BYTES:
+        blob = await blobs.upload(client.connection, payload, "batch of records")
+        return task.spec(TaskCall(name=task.name, args_blob=blob, records=len(items)))
+    return task.spec(TaskCall(name=task.name, args=payload, records=len(items)))
+
+
+async def _results(client: Client, task: Task[Any, Any], job_ids: list[str], ordered: bool) -> AsyncIterator[list[Any]]:
+    """Each job's list of results: in job order, or as jobs finish."""
+    position = {job_id: i for i, job_id in enumerate(job_ids)}
+    ready: dict[int, list[Any]] = {}
+    next_out = 0
+    async for views in _finishing(client, job_ids):
+        for outcome in await client.results([v.id for v in views]):
+            values = task.decode_batch(await value_of(client, outcome))
+            if not ordered:
+                yield values
+                continue
+            ready[position[outcome.job_id]] = values
+        while next_out in ready:
+            yield ready.pop(next_out)
+            next_out += 1
+
+
+async def _finishing(client: Client, job_ids: list[str]) -> AsyncIterator[list[JobView]]:
+    """The jobs that finished since the last step, a list per long poll."""
+    remaining = job_ids
+    while remaining:
+        done = await client.wait(remaining, any_=True)
+        yield done
+        ended = {v.id for v in done}
+        remaining = [j for j in remaining if j not in ended]
+
+
+async def _cancel_rest(client: Client, group: str) -> None:
+    with contextlib.suppress(GriddError):  # the broker went away: nothing more to stop from here
+        await client.control("cancel", [group])
