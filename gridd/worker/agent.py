@@ -25,6 +25,7 @@ import anyio
 import structlog
 from anyio.abc import TaskGroup, TaskStatus
 
+from gridd.client import blobs
 from gridd.client.connection import Connection, open_connection
 from gridd.clock import Clock
 from gridd.protocol.errors import ConnectionLost, GriddError, WorkerNameInUse
@@ -42,6 +43,7 @@ from gridd.protocol.messages import (
     RevokeLeases,
 )
 from gridd.worker.runner import OUTPUT_EVERY_S, RunSettings, run_attempt
+from gridd.worker.task_runner import TaskSettings, run_task
 
 log = structlog.get_logger()
 
@@ -77,10 +79,19 @@ class _Running:
 class WorkerAgent:
     """One worker process's link to the grid."""
 
-    def __init__(self, settings: AgentSettings, run: RunSettings, clock: Clock, *, lock: int | None = None) -> None:
+    def __init__(
+        self,
+        settings: AgentSettings,
+        run: RunSettings,
+        clock: Clock,
+        *,
+        tasks: TaskSettings | None = None,
+        lock: int | None = None,
+    ) -> None:
         self._s = settings
         self._lock = lock  # the work dir's lock (an open file), released when run() ends
         self._run = run
+        self._tasks = tasks
         self._clock = clock
         self._running: dict[str, _Running] = {}
         self._results: list[JobResult] = []
@@ -161,12 +172,14 @@ class WorkerAgent:
                 queues=self._s.queues,
                 tags=self._s.tags,
                 running=refs,
+                tasks=self._tasks.modules if self._tasks else [],
             )
         )
         log.info("worker.connected", broker=self._s.broker, attached=len(refs) - len(reply.lost), lost=len(reply.lost))
         self._registered = True
         self._stop(reply.lost, why="lost while disconnected")
         self._connected = conn
+        self._poke()  # tasks waiting to move a payload may go on
         async with anyio.create_task_group() as tg:
             tg.start_soon(self._heartbeat, conn, conn.welcome.heartbeat_s)
             tg.start_soon(self._deliver, conn)
@@ -224,7 +237,10 @@ class WorkerAgent:
         log.info("job.started", job_id=job.job_id, attempt=job.attempt, lease=job.lease, argv0=job.spec.argv[0])
         result: JobResult | None = None
         with scope:
-            result = await run_attempt(job, self._run, self._clock, self._outputs.extend)
+            if job.spec.task is not None and self._tasks is not None:
+                result = await run_task(job, self._tasks, self._clock, self)
+            else:
+                result = await run_attempt(job, self._run, self._clock, self._outputs.extend)
         entry = self._running.pop(job.job_id)
         self._start_ready()
         if result is not None and not entry.handed_back:
@@ -271,6 +287,31 @@ class WorkerAgent:
             delivered = {id(r) for r in batch}
             self._results = [r for r in self._results if id(r) not in delivered]
             self._poke()
+
+    # ---- task payloads (the task runner's Payloads) -----------------------------------------------------------
+
+    async def fetch(self, blob: str) -> bytes:
+        """A task's large arguments, from the broker (after a reconnection if it is away)."""
+        while True:
+            conn = await self._connection()
+            try:
+                return await blobs.download(conn, blob)
+            except ConnectionLost:
+                await self._wait_change()
+
+    async def store(self, data: bytes) -> str:
+        """Put a task's large result in the broker; returns its blob id."""
+        while True:
+            conn = await self._connection()
+            try:
+                return await blobs.upload(conn, data, "result")
+            except ConnectionLost:
+                await self._wait_change()
+
+    async def _connection(self) -> Connection:
+        while self._connected is None:
+            await self._wait_change()
+        return self._connected
 
     # ---- draining -----------------------------------------------------------------------------------------
 

@@ -14,12 +14,14 @@ from gridd.config import WorkerConfig, host_name
 from gridd.protocol.errors import WorkDirInUse
 from gridd.worker.agent import AgentSettings, WorkerAgent
 from gridd.worker.runner import RunSettings
+from gridd.worker.task_runner import load_tasks
 
 
 def make_agent(config: WorkerConfig, token: str, default_work_dir: Path, clock: Clock | None = None) -> WorkerAgent:
     """Build the agent; the work dir is locked for it (WorkDirInUse if another worker holds it) and
     emptied of what a previous run of this worker left behind."""
     name = config.name or host_name()
+    tasks = load_tasks(config.tasks, config.slots) if config.tasks else None
     work_dir = config.work_dir or default_work_dir / "worker" / name
     lock = _lock(work_dir)
     if work_dir.exists():
@@ -38,7 +40,7 @@ def make_agent(config: WorkerConfig, token: str, default_work_dir: Path, clock: 
     # Each running job holds a thread while it waits for its process; leave room for the rest.
     limiter = anyio.CapacityLimiter(config.slots * 2 + 4)
     run = RunSettings(worker=name, work_dir=work_dir, max_output_bytes=config.max_output_bytes, limiter=limiter)
-    return WorkerAgent(settings, run, clock or SystemClock(), lock=lock)
+    return WorkerAgent(settings, run, clock or SystemClock(), tasks=tasks, lock=lock)
 
 
 def _lock(work_dir: Path) -> int:
