@@ -15,7 +15,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -115,7 +115,13 @@ def worker_command() -> list[str]:
 
 
 def start_worker(
-    addr: str, work_root: Path, *, slots: int = 2, name: str = "bench-w1", log_level: str = "info"
+    addr: str,
+    work_root: Path,
+    *,
+    slots: int = 2,
+    name: str = "bench-w1",
+    log_level: str = "info",
+    extra: Sequence[str] = (),
 ) -> subprocess.Popen[bytes]:
     work_root.mkdir(parents=True, exist_ok=True)
     log = open(work_root.parent / f"{name}.worker.log", "ab")  # noqa: SIM115
@@ -133,11 +139,12 @@ def start_worker(
             str(work_root / name),
             "--log-level",
             log_level,
+            *extra,
         ],
         stdin=subprocess.DEVNULL,
         stdout=log,
         stderr=log,
-        env=bench_env(),
+        env=bench_env(PYTHONPATH=str(Path(__file__).resolve().parent.parent)),
     )
     log.close()
     return proc
@@ -155,8 +162,11 @@ class Grid:
     def addr(self) -> str:
         return self.broker.addr
 
-    def add_worker(self, *, slots: int = 2, name: str | None = None, wait: bool = True) -> subprocess.Popen[bytes]:
-        proc = start_worker(self.addr, self.root / "work", slots=slots, name=name or f"bench-w{len(self.workers) + 1}")
+    def add_worker(
+        self, *, slots: int = 2, name: str | None = None, wait: bool = True, extra: Sequence[str] = ()
+    ) -> subprocess.Popen[bytes]:
+        name = name or f"bench-w{len(self.workers) + 1}"
+        proc = start_worker(self.addr, self.root / "work", slots=slots, name=name, extra=extra)
         self.workers.append(proc)
         if wait:
             wait_for_workers(self.addr, len(self.workers), timeout_s=30)

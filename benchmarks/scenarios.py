@@ -64,9 +64,10 @@ class Sizes:
     gridd_timeout_s: float
     heartbeat_workers: int = 1_000
     heartbeat_window_s: float = 30.0
+    task_jobs: int = 20_000
 
 
-QUICK = Sizes("quick", 500, 500, 10, 100, 20_000, 300, (1_000, 20_000), 200, 20_000, 20_000, 500, 30, 200, 12.0)
+QUICK = Sizes("quick", 500, 500, 10, 100, 20_000, 300, (1_000, 20_000), 200, 20_000, 20_000, 500, 30, 200, 12.0, 2_000)
 DEFAULT = Sizes("default", 2_000, 2_000, 20, 200, 100_000, 1_000, (1_000, 100_000), 500, 100_000, 100_000, 2_000, 60)
 FULL = Sizes(
     "full", 2_000, 2_000, 20, 200, 100_000, 1_000, (1_000, 100_000, 1_000_000), 500, 1_000_000, 1_000_000, 2_000, 120
@@ -568,6 +569,26 @@ def run_huey(sz: Sizes, fx: Fixtures) -> dict[str, float]:
     return out
 
 
+# ---- 10. tasks and task-latency (Python tasks, issue 4) ---------------------------------------------------------
+
+
+def run_tasks(sz: Sizes, fx: Fixtures) -> dict[str, float]:
+    from benchmarks import task_scenarios as ts
+
+    out = {"huey_noop_jobs_s": ts.huey_noop(sz.task_jobs, sz.gridd_timeout_s)}
+    try:
+        out.update(ts.task_throughput(sz.task_jobs, sz.gridd_timeout_s))
+    except BenchError as exc:
+        return {**out, "_error": str(exc)}
+    return out
+
+
+def run_task_latency(sz: Sizes, fx: Fixtures) -> dict[str, float]:
+    from benchmarks import task_scenarios as ts
+
+    return ts.task_latency(sz.latency_iters * 2)
+
+
 def redis_note() -> str:
     if shutil.which("redis-server") is None:
         return "RQ/Celery/dramatiq: skipped: no local redis-server"
@@ -685,6 +706,34 @@ SCENARIOS: dict[str, Scenario] = {
                 Figure("huey_shell_true_total_s", "s", "huey enqueue + drain (shell true)"),
             ],
             run_huey,
+        ),
+        Scenario(
+            "tasks",
+            "N no-op Python tasks, 2 worker processes (4 slots each), every state change committed; huey same run",
+            [
+                Figure(
+                    "e2e_jobs_s",
+                    "jobs/s",
+                    "gridd map(batch=1): submit, run, result",
+                    "huey_noop_jobs_s",
+                    ">= 20,000 jobs/s",
+                    lambda v, r: v >= 20_000,
+                ),
+                Figure("drain_jobs_s", "jobs/s", "gridd drain of N queued task jobs", "huey_noop_jobs_s"),
+                Figure("e2e_batch100_records_s", "records/s", "gridd map(batch=100), 10 x N records"),
+                Figure("huey_noop_jobs_s", "jobs/s", "huey -w2 -k process, no-op, pre-filled drain"),
+            ],
+            run_tasks,
+        ),
+        Scenario(
+            "task-latency",
+            "Python client, one connection: submit a no-op task, wait for its result; idle grid, one worker",
+            [
+                Figure("p50_ms", "ms", "submit-to-result p50", None, "< 1 ms", _le(1)),
+                Figure("p99_ms", "ms", "submit-to-result p99", None, "< 5 ms", _le(5)),
+                Figure("mean_ms", "ms", "submit-to-result mean"),
+            ],
+            run_task_latency,
         ),
     ]
 }

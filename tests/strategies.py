@@ -168,7 +168,9 @@ control_jobs = st.builds(
     job_ids=st.lists(job_ids, min_size=1, max_size=4),
 )
 wait_jobs = st.builds(m.WaitJobs, rid=rids, job_ids=st.lists(job_ids, min_size=1, max_size=4), any=st.booleans())
-read_results = st.builds(m.ReadResults, rid=rids, job_ids=st.lists(job_ids, min_size=1, max_size=4))
+read_results = st.builds(
+    m.ReadResults, rid=rids, job_ids=st.lists(job_ids, min_size=1, max_size=4), wait_any=st.booleans()
+)
 blob_offsets = st.integers(0, m.MAX_BLOB_BYTES)
 put_blobs = st.builds(
     m.PutBlob, rid=rids, blob=blob_ids, size=blob_offsets, offset=blob_offsets, data=st.binary(max_size=64)

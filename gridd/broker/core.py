@@ -31,6 +31,7 @@ from gridd.protocol.messages import (
     LeaseRef,
     Outcome,
     RevokeLeases,
+    TaskOutcome,
     WorkerView,
 )
 
@@ -136,14 +137,28 @@ class Broker:
     async def wait(self, refs: Sequence[str], *, any_: bool = False) -> list[JobView]:
         """Return when every named job (a group: all its jobs) has finished; with `any_`, as soon as one
         has, with the finished ones only."""
-        job_ids = await self.store.expand(refs)
+        job_ids = await self.store.expand(refs) if any(r.startswith("g") for r in refs) else list(refs)
         with self.watch.watch(job_ids, any_=any_) as waiter:
-            for view in await self.store.get_jobs(job_ids):  # also refuses unknown ids up front
+            views = await self.store.get_jobs(job_ids)  # also refuses unknown ids up front
+            for view in views:
                 if view.state in tr.FINISHED:
                     waiter.finished(view.id)
-            await waiter.done.wait()
-        views = await self.store.get_jobs(job_ids)
+            if not waiter.done.is_set():
+                await waiter.done.wait()
+                views = await self.store.get_jobs(job_ids)
         return [v for v in views if v.state in tr.FINISHED] if any_ else views
+
+    async def results(self, job_ids: Sequence[str], max_bytes: int, *, wait_any: bool) -> list[TaskOutcome]:
+        """Task results of the named jobs; `wait_any`: once one has finished, of the finished ones.
+        One store call when something has finished already, two when it had to wait."""
+        if not wait_any:
+            return await self.store.read_results(job_ids, max_bytes)
+        with self.watch.watch(job_ids, any_=True) as waiter:
+            found = await self.store.read_results(job_ids, max_bytes, finished_only=True)
+            if found:
+                return found
+            await waiter.done.wait()
+        return await self.store.read_results(job_ids, max_bytes, finished_only=True)
 
     async def put_blob(self, blob: str, size: int, offset: int, data: bytes) -> int:
         """Keep a piece of a payload; returns how many bytes of it the broker holds."""

@@ -271,9 +271,12 @@ class Session:
                 await self._answer(rid, lambda: _reply(JobsControlled, rid, outcomes=b.control(action, job_ids)))
             case WaitJobs(rid=rid, job_ids=job_ids, any=any_):
                 tg.start_soon(self._answer, rid, lambda: _reply(JobsFinished, rid, jobs=b.wait(job_ids, any_=any_)))
-            case ReadResults(rid=rid, job_ids=job_ids):
-                results = b.store.read_results(job_ids, RESULTS_PER_REPLY_BYTES)
-                await self._answer(rid, lambda: _reply(ResultsRead, rid, results=results))
+            case ReadResults(rid=rid, job_ids=job_ids, wait_any=wait_any):
+                results = b.results(job_ids, RESULTS_PER_REPLY_BYTES, wait_any=wait_any)
+                if wait_any:  # a long poll: it must not hold up this connection's other requests
+                    tg.start_soon(self._answer, rid, lambda: _reply(ResultsRead, rid, results=results))
+                else:
+                    await self._answer(rid, lambda: _reply(ResultsRead, rid, results=results))
             case PutBlob(rid=rid, blob=blob, size=size, offset=offset, data=data):
                 await self._answer(rid, lambda: _reply(BlobStored, rid, have=b.put_blob(blob, size, offset, data)))
             case GetBlob(rid=rid, blob=blob, offset=offset):

@@ -585,9 +585,12 @@ class Store:
         """A complete blob's size and its stored bytes from `offset` (one piece at most)."""
         return await self._call(blobs.get_blob, self._conn, blob, offset, _durable=False)
 
-    async def read_results(self, job_ids: Sequence[str], max_bytes: int) -> list[TaskOutcome]:
-        """Task jobs' recorded results, in order, as many as fit in `max_bytes` (at least one)."""
-        return await self._call(blobs.read_results, self._conn, job_ids, max_bytes, _durable=False)
+    async def read_results(
+        self, job_ids: Sequence[str], max_bytes: int, *, finished_only: bool = False
+    ) -> list[TaskOutcome]:
+        """Task jobs' recorded results, in order, as many as fit in `max_bytes` (at least one);
+        `finished_only`: of the jobs that have finished."""
+        return await self._call(blobs.read_results, self._conn, job_ids, max_bytes, finished_only, _durable=False)
 
     async def count_by_queue(self) -> dict[str, dict[str, int]]:
         """queue -> state -> number of jobs (read once at start; the broker keeps it current)."""

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 import msgspec
 
 from gridd.broker import store_flow as flow
+from gridd.broker.transitions import FINISHED
 from gridd.protocol.errors import InvalidRequest, UnknownBlob, UnknownJob
 from gridd.protocol.messages import TaskError, TaskOutcome
 
@@ -76,8 +77,11 @@ def blob_head(db: sqlite3.Connection, blob: str, length: int) -> bytes:
     return bytes(found[0]) if found else b""
 
 
-def read_results(db: sqlite3.Connection, job_ids: Sequence[str], max_bytes: int) -> list[TaskOutcome]:
-    """Task outcomes for the named jobs, in order, stopping (after at least one) before `max_bytes`."""
+def read_results(
+    db: sqlite3.Connection, job_ids: Sequence[str], max_bytes: int, finished_only: bool = False
+) -> list[TaskOutcome]:
+    """Task outcomes for the named jobs (`finished_only`: those that have finished), in order, stopping
+    (after at least one) before `max_bytes`."""
     keys = [flow.parse_job_id(j) for j in job_ids]
     rows = db.execute(
         "SELECT j.id, j.state, j.exit_code, j.reason, r.value, r.blob, r.error FROM jobs j"
@@ -91,6 +95,8 @@ def read_results(db: sqlite3.Connection, job_ids: Sequence[str], max_bytes: int)
         row = found.get(key)
         if row is None:
             raise UnknownJob(f"no job has id {job_id!r}")
+        if finished_only and row[1] not in FINISHED:
+            continue
         value = bytes(row[4] or b"")
         size += len(value) + 256
         if outcomes and size > max_bytes:

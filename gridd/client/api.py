@@ -165,6 +165,11 @@ class Client:
             outcomes.extend(reply.results)
         return outcomes
 
+    async def next_results(self, job_ids: Sequence[str]) -> list[TaskOutcome]:
+        """Once at least one of the jobs has finished: the results of those that have (a long poll)."""
+        reply = await self.connection.request(lambda rid: ReadResults(rid=rid, job_ids=list(job_ids), wait_any=True))
+        return list(reply.results)
+
     async def show(self, job_id: str) -> tuple[JobView, list[AttemptView]]:
         """A job and its finished attempts; UnknownJob if there is none."""
         reply = await self.connection.request(lambda rid: ShowJob(rid=rid, job_id=job_id))

@@ -61,8 +61,7 @@ class TaskHandle(JobHandle, Generic[R]):
         self.task = task
 
     async def result(self) -> R:
-        await self.wait()
-        (outcome,) = await self.client.results([self.id])
+        (outcome,) = await self.client.next_results([self.id])  # one request: waits, then reads
         return self.task.decode_result(await value_of(self.client, outcome))
 
 

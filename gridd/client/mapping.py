@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from gridd.client.tasks import Task
 
 SUBMIT_JOBS = 1000
+WINDOW = 1000
 
 
 async def map_task(
@@ -85,12 +86,17 @@ async def _batch_spec(client: Client, task: Task[Any, Any], items: list[Any], fi
 
 
 async def _results(client: Client, task: Task[Any, Any], job_ids: list[str], ordered: bool) -> AsyncIterator[list[Any]]:
-    """Each job's list of results: in job order, or as jobs finish."""
+    """Each job's list of results: in job order, or as jobs finish. One long poll serves every job of
+    the window that finished meanwhile; the window (the oldest WINDOW unfinished jobs) keeps each poll
+    small however many jobs the map has."""
     position = {job_id: i for i, job_id in enumerate(job_ids)}
     ready: dict[int, list[Any]] = {}
     next_out = 0
-    async for views in _finishing(client, job_ids):
-        for outcome in await client.results([v.id for v in views]):
+    window = _Window(job_ids)
+    while window.ids:
+        outcomes = await client.next_results(window.ids)
+        window.finished(o.job_id for o in outcomes)
+        for outcome in outcomes:
             values = task.decode_batch(await value_of(client, outcome))
             if not ordered:
                 yield values
@@ -102,13 +108,26 @@ async def _results(client: Client, task: Task[Any, Any], job_ids: list[str], ord
 
 
 async def _finishing(client: Client, job_ids: list[str]) -> AsyncIterator[list[JobView]]:
-    """The jobs that finished since the last step, a list per long poll."""
-    remaining = job_ids
-    while remaining:
-        done = await client.wait(remaining, any_=True)
+    """The jobs that finished since the last step, a list per long poll (over a window, as above)."""
+    window = _Window(job_ids)
+    while window.ids:
+        done = await client.wait(window.ids, any_=True)
+        window.finished(v.id for v in done)
         yield done
-        ended = {v.id for v in done}
-        remaining = [j for j in remaining if j not in ended]
+
+
+class _Window:
+    """The oldest WINDOW unfinished jobs of a list, refilled from the rest as they finish: each step
+    costs the window's size, not the list's."""
+
+    def __init__(self, job_ids: list[str]) -> None:
+        self._rest = iter(job_ids)
+        self.ids: list[str] = list(itertools.islice(self._rest, WINDOW))
+
+    def finished(self, job_ids: Iterable[str]) -> None:
+        done = set(job_ids)
+        kept = [j for j in self.ids if j not in done]
+        self.ids = kept + list(itertools.islice(self._rest, WINDOW - len(kept)))
 
 
 async def _cancel_rest(client: Client, group: str) -> None:

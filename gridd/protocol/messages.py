@@ -333,10 +333,12 @@ class JobsFinished(Message, frozen=True, tag="job.finished"):
 
 
 class ReadResults(Message, frozen=True, tag="job.results"):
-    """The recorded results of task jobs (a reply stays under the frame limit: read on with the rest)."""
+    """The recorded results of task jobs (a reply stays under the frame limit: read on with the rest).
+    With `wait_any`: a long poll, answered once at least one has finished, with the finished ones only."""
 
     rid: RequestId
     job_ids: Annotated[list[JobId], msgspec.Meta(min_length=1)]
+    wait_any: bool = False
 
 
 class ResultsRead(Message, frozen=True, tag="job.results_read"):

@@ -51,6 +51,7 @@ BACKOFF_MIN_S = 0.1
 BACKOFF_MAX_S = 5.0
 RESULTS_PER_FRAME_BYTES = 8 * 1024 * 1024
 PREFETCH_BELOW_MS = 1000
+PREFETCH_MANY_BELOW_MS = 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,10 +217,14 @@ class WorkerAgent:
                 return  # draining began; the connection closes after delivery, which drops the request
 
     def _prefetch(self) -> int:
-        """How many jobs to lease beyond the free slots: `slots` while recent jobs are short, else 0."""
-        if len(self._recent_ms) >= 3 and statistics.median(self._recent_ms) < PREFETCH_BELOW_MS:
-            return self._s.slots
-        return 0
+        """How many jobs to lease beyond the free slots: `slots` while recent jobs are short, 16 x `slots`
+        while they take milliseconds (about the time of a round trip to the broker), else 0."""
+        if len(self._recent_ms) < 3:
+            return 0
+        median = statistics.median(self._recent_ms)
+        if median < PREFETCH_MANY_BELOW_MS:
+            return min(self._s.slots * 16, 1024)
+        return self._s.slots if median < PREFETCH_BELOW_MS else 0
 
     def _start_ready(self) -> None:
         """Start jobs leased ahead while slots are free (in the order they were leased)."""
