@@ -24,12 +24,15 @@ async def test_a_draining_worker_hands_back_jobs_it_leased_ahead_at_once_and_uns
             await client.wait(await client.submit_many([_spec(["true"])] * 4))  # recent jobs are short
             slow = await client.submit_many([_spec(SLOW)] * 3)
 
-            async def one_running_one_ahead() -> bool:
+            async def one_running_some_ahead() -> bool:
                 states = [j.state for j in await client.jobs(limit=3)]
-                return states.count("running") == 2  # 1 slot running + 1 leased ahead
+                return states.count("running") >= 2  # 1 slot running + 1 or 2 leased ahead
 
-            await eventually(one_running_one_ahead)
-            assert agent.running == 1
+            async def one_started() -> bool:
+                return agent.running == 1
+
+            await eventually(one_running_some_ahead)
+            await eventually(one_started)
             agent.drain()
 
             async def all_back() -> bool:

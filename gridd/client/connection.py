@@ -62,17 +62,25 @@ class Connection:
         self._push_tx: MemoryObjectSendStream[Any]
         self._push_tx, self.pushes = anyio.create_memory_object_stream[Any](PUSH_BUFFER)
         self._send_lock = anyio.Lock()
+        # A request abandoned (cancelled) after it was sent may still be answered; such a late reply goes
+        # to `on_late_reply` instead of nowhere (a worker must hand back jobs leased to it that way).
+        self.on_late_reply: Callable[[Any], None] | None = None
+        self._abandoned: set[int] = set()
 
     async def request(self, build: Callable[[int], Message]) -> Any:
         """Send `build(rid)` and return the reply for that rid; an Error reply raises its typed exception."""
         rid = self._next_rid
         self._next_rid = (rid + 1) % 2**32
         slot = self._waiting[rid] = _Slot()
+        sent = False
         try:
             await self.send(build(rid))
+            sent = True
             await slot.done.wait()
         finally:
             self._waiting.pop(rid, None)
+            if sent and not slot.done.is_set():
+                self._abandoned.add(rid)
         if slot.reply is None:
             raise self._closed or ConnectionLost(f"connection to the broker at {self.address} was lost")
         if isinstance(slot.reply, Error):
@@ -116,6 +124,10 @@ class Connection:
         if slot is not None:
             slot.reply = message
             slot.done.set()
+        elif rid in self._abandoned:
+            self._abandoned.discard(rid)
+            if self.on_late_reply is not None:
+                self.on_late_reply(message)
         elif rid is None:
             # Unasked messages: a slow reader here slows this connection only, as it should.
             await self._push_tx.send(message)

@@ -33,6 +33,7 @@ from gridd.protocol.messages import (
     AppendOutput,
     CompleteJobs,
     JobResult,
+    JobsLeased,
     LeasedJob,
     LeaseRef,
     OutputChunk,
@@ -179,6 +180,7 @@ class WorkerAgent:
         log.info("worker.connected", broker=self._s.broker, attached=len(refs) - len(reply.lost), lost=len(reply.lost))
         self._registered = True
         self._stop(reply.lost, why="lost while disconnected")
+        conn.on_late_reply = lambda message: self._late_reply(conn, message)
         self._connected = conn
         self._poke()  # tasks waiting to move a payload may go on
         async with anyio.create_task_group() as tg:
@@ -215,6 +217,21 @@ class WorkerAgent:
                 self._start_ready()
             if self._asking.cancelled_caught:
                 return  # draining began; the connection closes after delivery, which drops the request
+
+    def _late_reply(self, conn: Connection, message: object) -> None:
+        """Jobs granted to a lease request this worker had given up (it began draining meanwhile): hand
+        them back at once, unspent, rather than let their leases expire."""
+        if isinstance(message, JobsLeased) and message.jobs and self._jobs is not None:
+            refs = [LeaseRef(job_id=j.job_id, lease=j.lease) for j in message.jobs]
+            log.info("worker.late_grant_returned", jobs=[r.job_id for r in refs])
+            self._jobs.start_soon(self._return_late, conn, refs)
+
+    async def _return_late(self, conn: Connection, refs: list[LeaseRef]) -> None:
+        try:
+            with anyio.fail_after(5):
+                await conn.request(lambda rid: ReturnLeases(rid=rid, leases=refs))
+        except (GriddError, TimeoutError) as exc:
+            log.warning("worker.hand_back_failed", jobs=len(refs), error=str(exc))
 
     def _prefetch(self) -> int:
         """How many jobs to lease beyond the free slots: `slots` while recent jobs are short, 16 x `slots`
