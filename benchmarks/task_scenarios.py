@@ -10,15 +10,11 @@ from typing import Any
 import anyio
 
 from benchmarks.harness import TOKEN, BenchError, grid, run_async, temp_root
+from benchmarks.scenarios import _huey_drain, _percentile
 
 TASKS = ["--tasks", "benchmarks.task_app"]
 WORKERS = 2
 SLOTS = 4
-
-
-def _percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered)) - 1))]
 
 
 def task_throughput(n: int, timeout_s: float) -> dict[str, float]:
@@ -118,8 +114,6 @@ def task_latency(iters: int) -> dict[str, float]:
 
 
 def huey_noop(n: int, timeout_s: float) -> float:
-    from benchmarks.scenarios import _huey_drain
-
     with temp_root() as tmp:
         _, drain = _huey_drain("noop", n, tmp / "huey-noop.db", timeout_s)
     return n / drain
