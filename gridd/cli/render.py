@@ -50,7 +50,8 @@ def show(job: JobView, attempts: Sequence[AttemptView]) -> str:
     width = max(len(k) for k, _ in rows)
     text = "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
     if attempts:
-        table = [["ATTEMPT", "WORKER", "OUTCOME", "EXIT", "ENDED"]] + [
+        code = any(a.code for a in attempts)  # task jobs: the version of the code each attempt ran
+        table = [["ATTEMPT", "WORKER", "OUTCOME", "EXIT", "ENDED"] + (["CODE"] if code else [])] + [
             [
                 str(a.attempt),
                 a.worker or "-",
@@ -58,6 +59,7 @@ def show(job: JobView, attempts: Sequence[AttemptView]) -> str:
                 "-" if a.exit_code is None else str(a.exit_code),
                 _when(a.ended_ms),
             ]
+            + ([a.code or "-"] if code else [])
             for a in attempts
         ]
         text += "\n\n" + _table(table)
