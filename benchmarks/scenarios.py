@@ -779,7 +779,7 @@ def figures_for(scenario: Scenario, sz: Sizes) -> list[Figure]:
 
 def scenario_notes(scenario: Scenario) -> list[str]:
     if scenario.name == "latency":
-        return ["gridd has no Python tasks yet: the job is shell `true` (a process spawn, ~1-2 ms, is included)"]
+        return ["the job is shell `true` (a process spawn, ~1-2 ms, is included); task-latency is the no-op task"]
     if scenario.name == "huey":
         return [
             "gridd runs a process per job (`true`); huey's no-op runs in-process: compare huey_shell_true for like",
