@@ -137,7 +137,7 @@ class Broker:
     async def wait(self, refs: Sequence[str], *, any_: bool = False) -> list[JobView]:
         """Return when every named job (a group: all its jobs) has finished; with `any_`, as soon as one
         has, with the finished ones only."""
-        job_ids = await self.store.expand(refs) if any(r.startswith("g") for r in refs) else list(refs)
+        job_ids = await self.store.expand(refs)
         with self.watch.watch(job_ids, any_=any_) as waiter:
             views = await self.store.get_jobs(job_ids)  # also refuses unknown ids up front
             for view in views:

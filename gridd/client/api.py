@@ -41,7 +41,6 @@ from gridd.protocol.messages import (
     SubmitJobs,
     Subscribe,
     Subscribed,
-    TaskCall,
     TaskOutcome,
     WaitJobs,
     WorkerView,
@@ -132,11 +131,7 @@ class Client:
 
     async def submit_task(self, task: Task[Any, R], /, *args: Any, **kwargs: Any) -> TaskHandle[R]:
         """Call `task(*args, **kwargs)` on the grid; the arguments are checked here first (BadArguments)."""
-        payload = task.encode_call(args, kwargs)
-        if len(payload) > blobs.INLINE_BYTES:
-            call = TaskCall(name=task.name, args_blob=await blobs.upload(self.connection, payload, "arguments"))
-        else:
-            call = TaskCall(name=task.name, args=payload)
+        call = await blobs.task_call(self.connection, task.name, task.encode_call(args, kwargs))
         (job_id,) = await self.submit_many([task.spec(call)])
         return TaskHandle(self, job_id, task)
 

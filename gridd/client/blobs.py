@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from gridd.client.connection import Connection
 from gridd.protocol.errors import BadFrame, PayloadTooLarge
-from gridd.protocol.messages import BLOB_CHUNK_BYTES, MAX_BLOB_BYTES, GetBlob, PutBlob
+from gridd.protocol.messages import BLOB_CHUNK_BYTES, MAX_BLOB_BYTES, GetBlob, PutBlob, TaskCall
 from gridd.protocol.payloads import blob_id
 
 INLINE_BYTES = 1024 * 1024
@@ -32,6 +32,14 @@ async def upload(conn: Connection, data: bytes, what: str = "payload") -> str:
         if reply.have <= offset and reply.have != 0:
             raise BadFrame(f"the broker kept no progress on blob {blob[:12]} (at {reply.have} of {size})")
         offset = reply.have
+
+
+async def task_call(conn: Connection, name: str, payload: bytes, *, records: int | None = None) -> TaskCall:
+    """The call of task `name` on `payload`: inline, or through a blob when it is larger than INLINE_BYTES."""
+    if len(payload) > INLINE_BYTES:
+        blob = await upload(conn, payload, "batch of records" if records is not None else "arguments")
+        return TaskCall(name=name, args_blob=blob, records=records)
+    return TaskCall(name=name, args=payload, records=records)
 
 
 async def download(conn: Connection, blob: str) -> bytes:

@@ -19,7 +19,7 @@ import anyio
 from gridd.client import blobs
 from gridd.client.handles import value_of
 from gridd.protocol.errors import GriddError
-from gridd.protocol.messages import JobSpec, JobView, TaskCall
+from gridd.protocol.messages import JobSpec, JobView
 
 if TYPE_CHECKING:
     from gridd.client.api import Client
@@ -79,10 +79,7 @@ async def _submit_batches(
 
 async def _batch_spec(client: Client, task: Task[Any, Any], items: list[Any], first: int) -> JobSpec:
     payload = task.encode_records(items, first)
-    if len(payload) > blobs.INLINE_BYTES:
-        blob = await blobs.upload(client.connection, payload, "batch of records")
-        return task.spec(TaskCall(name=task.name, args_blob=blob, records=len(items)))
-    return task.spec(TaskCall(name=task.name, args=payload, records=len(items)))
+    return task.spec(await blobs.task_call(client.connection, task.name, payload, records=len(items)))
 
 
 async def _results(client: Client, task: Task[Any, Any], job_ids: list[str], ordered: bool) -> AsyncIterator[list[Any]]:

@@ -19,7 +19,9 @@ import os
 import random
 import statistics
 from collections import deque
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import anyio
 import structlog
@@ -52,6 +54,7 @@ BACKOFF_MIN_S = 0.1
 BACKOFF_MAX_S = 5.0
 RESULTS_PER_FRAME_BYTES = 8 * 1024 * 1024
 PREFETCH_BELOW_MS = 1000
+T = TypeVar("T")
 PREFETCH_MANY_BELOW_MS = 5
 
 
@@ -314,26 +317,21 @@ class WorkerAgent:
 
     async def fetch(self, blob: str) -> bytes:
         """A task's large arguments, from the broker (after a reconnection if it is away)."""
-        while True:
-            conn = await self._connection()
-            try:
-                return await blobs.download(conn, blob)
-            except ConnectionLost:
-                await self._wait_change()
+        return await self._connected_call(lambda conn: blobs.download(conn, blob))
 
     async def store(self, data: bytes) -> str:
         """Put a task's large result in the broker; returns its blob id."""
+        return await self._connected_call(lambda conn: blobs.upload(conn, data, "result"))
+
+    async def _connected_call(self, call: Callable[[Connection], Awaitable[T]]) -> T:
+        """`call` on the broker connection, again on the next one if the connection is lost meanwhile."""
         while True:
-            conn = await self._connection()
+            while (conn := self._connected) is None:
+                await self._wait_change()
             try:
-                return await blobs.upload(conn, data, "result")
+                return await call(conn)
             except ConnectionLost:
                 await self._wait_change()
-
-    async def _connection(self) -> Connection:
-        while self._connected is None:
-            await self._wait_change()
-        return self._connected
 
     # ---- draining -----------------------------------------------------------------------------------------
 
