@@ -10,7 +10,7 @@ import os
 import socket
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import msgspec
 
@@ -44,6 +44,16 @@ class WorkerConfig(Section, frozen=True):
     max_output_bytes: Annotated[int, msgspec.Meta(ge=0)] = 1024 * 1024
     token: str | None = None
     tasks: list[str] = msgspec.field(default_factory=list)  # Python modules whose @gridd.task functions it runs
+    # Lending the machine (gridd.worker.policy says how each is used).
+    when_idle: bool = False
+    max_load: Annotated[float, msgspec.Meta(ge=0, le=1)] = 0.3
+    idle_after_s: Annotated[float, msgspec.Meta(ge=0)] = 300.0
+    idle_probe: list[str] = msgspec.field(default_factory=list)  # argv of an admin's probe; implies when_idle
+    window: str | None = None  # "HH:MM-HH:MM", local time
+    on_busy: Literal["suspend", "vacate"] = "suspend"
+    suspend_max_s: Annotated[float, msgspec.Meta(ge=0)] | None = None
+    resume_after_s: Annotated[float, msgspec.Meta(ge=0)] = 60.0
+    probe_every_s: Annotated[float, msgspec.Meta(gt=0)] = 5.0
 
 
 class ClientConfig(Section, frozen=True):

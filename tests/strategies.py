@@ -99,6 +99,7 @@ worker_views = st.builds(
     connected_ms=epoch_ms,
     last_seen_ms=epoch_ms,
     tasks=st.lists(texts, max_size=3),
+    state=texts,
 )
 leased_jobs = st.builds(
     m.LeasedJob, job_id=job_ids, lease=leases, attempt=plain_ints, deadline_ms=epoch_ms, spec=job_specs
@@ -189,7 +190,9 @@ register_workers = st.builds(
     running=st.lists(lease_refs, max_size=3),
     restarted=st.booleans(),
     tasks=st.lists(names, max_size=3),
+    state=st.text(min_size=1, max_size=32),
 )
+report_worker_states = st.builds(m.ReportWorkerState, state=st.text(min_size=1, max_size=32), accepting=st.booleans())
 request_jobs = st.builds(m.RequestJobs, rid=rids, max_jobs=st.integers(1, 4096))
 renew_leases = st.builds(m.RenewLeases, rid=rids, leases=st.lists(lease_refs, max_size=4))
 complete_jobs = st.builds(m.CompleteJobs, rid=rids, results=st.lists(job_results, min_size=1, max_size=3))
@@ -215,6 +218,7 @@ peer_messages: st.SearchStrategy[Any] = st.one_of(
     renew_leases,
     complete_jobs,
     return_leases,
+    report_worker_states,
 )
 
 # ---- messages the broker sends -----------------------------------------------------------------------------------
@@ -327,6 +331,7 @@ BY_CLASS: dict[type, st.SearchStrategy[Any]] = {
     m.ReturnLeases: return_leases,
     m.FollowOutput: follow_outputs,
     m.AppendOutput: append_outputs,
+    m.ReportWorkerState: report_worker_states,
     m.Challenge: challenges,
     m.Welcome: welcomes,
     m.Error: errors,

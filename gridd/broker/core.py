@@ -194,6 +194,7 @@ class Broker:
                 connected_ms=w.connected_ms,
                 last_seen_ms=w.last_seen_ms,
                 tasks=w.tasks,
+                state=w.state,
             )
             for w in self.workers.all()
         ]
@@ -226,6 +227,17 @@ class Broker:
         )
         self.hub.publish([Event(kind="worker.joined", ts_ms=now, worker=link.name, message=link.host)])
         return lost
+
+    def set_worker_state(self, link: WorkerLink, state: str, accepting: bool) -> None:
+        """The worker's machine changed hands (or it began draining); one that takes no jobs now gets
+        none: its waiting lease request is answered empty."""
+        if not accepting:
+            self.dispatcher.withdraw(link.name)
+        if state != link.state:
+            log.info("worker.state_changed", worker=link.name, state=state, previous=link.state)
+            link.state = state
+            now = self.clock.now_ms()
+            self.hub.publish([Event(kind="worker.state", ts_ms=now, worker=link.name, state=state)])
 
     def unregister_worker(self, link: WorkerLink) -> None:
         self.workers.remove(link)

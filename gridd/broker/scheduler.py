@@ -64,6 +64,12 @@ class Dispatcher:
                 self._pending.remove(request)
         return request.jobs
 
+    def withdraw(self, worker: str) -> None:
+        """The worker asks for nothing now: answer its waiting requests at once, with no jobs."""
+        for request in [r for r in self._pending if r.worker == worker]:
+            self._pending.remove(request)
+            request.done.set()
+
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         task_status.started()
         while True:

@@ -74,6 +74,7 @@ from gridd.protocol.messages import (
     ReadResults,
     RegisterWorker,
     RenewLeases,
+    ReportWorkerState,
     RequestJobs,
     ResultsRead,
     ReturnLeases,
@@ -294,6 +295,10 @@ class Session:
                     b.outputs.relay([c for c in chunks if c.job_id in self._worker.jobs])
             case RegisterWorker():
                 await self._answer(message.rid, lambda: self._register(message))
+            case ReportWorkerState(state=state, accepting=accepting):
+                if self._worker is None:
+                    raise BadFrame("a worker state from a connection that has not registered as a worker")
+                b.set_worker_state(self._worker, state, accepting)
             case RequestJobs() | RenewLeases() | CompleteJobs() | ReturnLeases():
                 await self._dispatch_worker(message, tg)
             case _:
@@ -372,6 +377,7 @@ class Session:
             connected_ms=now,
             last_seen_ms=now,
             push=lambda m: _push(outbox, m),
+            state=message.state,
         )
         lost = await self._broker.register_worker(link, message.running, message.restarted)
         self._worker = link

@@ -23,6 +23,7 @@ class WorkerLink:
     push: Callable[[Message], None] = field(repr=False)
     jobs: set[str] = field(default_factory=set)  # ids of the jobs it runs now
     tasks: list[str] = field(default_factory=list)  # the task modules it serves
+    state: str = "available"  # as the worker last reported it (messages.WORKER_STATES)
 
     @property
     def lanes(self) -> list[tuple[str, str]]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -70,6 +71,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--tasks", action="append", metavar="MODULE", help="also run the @gridd.task functions of MODULE (repeatable)"
     )
+    lend = p.add_argument_group("lending the machine (off unless --when-idle, --idle-probe or --window)")
+    lend.add_argument("--when-idle", action="store_true", help="take jobs only while the owner is away")
+    lend.add_argument("--max-load", type=float, metavar="FRACTION", help="owner CPU load that counts as busy (0.3)")
+    lend.add_argument("--idle-after", type=float, metavar="SECONDS", help="no input this long is away (300)")
+    lend.add_argument("--idle-probe", metavar="COMMAND", help="ask COMMAND instead: exit 0 idle, else busy")
+    lend.add_argument("--window", metavar="HH:MM-HH:MM", help="take jobs only in these local hours, e.g. 20:00-06:00")
+    lend.add_argument(
+        "--on-busy", choices=["suspend", "vacate"], help="when taken back: stop jobs, or hand them back (suspend)"
+    )
+    lend.add_argument("--suspend-max", type=float, metavar="SECONDS", help="vacate jobs suspended this long")
+    lend.add_argument("--resume-after", type=float, metavar="SECONDS", help="owner away this long to resume (60)")
+    lend.add_argument("--probe-every", type=float, metavar="SECONDS", help="look at the host this often (5)")
     logging_flags(p)
 
     p = client(command("submit", "submit a command as a job; prints its id"))
@@ -207,6 +220,15 @@ def _flags(args: argparse.Namespace) -> dict[str, Any]:
             "work_dir": get("work_dir"),
             "grace_s": get("grace"),
             "tasks": get("tasks"),
+            "when_idle": get("when_idle") or None,
+            "max_load": get("max_load"),
+            "idle_after_s": get("idle_after"),
+            "idle_probe": _command(get("idle_probe"), "--idle-probe"),
+            "window": get("window"),
+            "on_busy": get("on_busy"),
+            "suspend_max_s": get("suspend_max"),
+            "resume_after_s": get("resume_after"),
+            "probe_every_s": get("probe_every"),
         },
         "client": {"broker": get("broker")},
     }
@@ -217,6 +239,19 @@ def _key_value(text: str, flag: str) -> tuple[str, str]:
     if not sep or not key:
         raise ConfigError(f"{flag} wants KEY=VALUE, got {text!r}")
     return key, value
+
+
+def _command(text: str | None, flag: str) -> list[str] | None:
+    """A command line given as one argument, split the way a shell would (without running one)."""
+    if text is None:
+        return None
+    try:
+        argv = shlex.split(text)
+    except ValueError as exc:
+        raise ConfigError(f"{flag}: {exc}") from None
+    if not argv:
+        raise ConfigError(f"{flag} wants a command")
+    return argv
 
 
 def _log_crash(exc: BaseException) -> None:

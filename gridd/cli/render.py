@@ -88,12 +88,13 @@ def jobs(views: Sequence[JobView]) -> str:
 
 def workers(views: Sequence[WorkerView]) -> str:
     now = time.time() * 1000
-    rows = [["NAME", "HOST", "SLOTS", "RUNNING", "QUEUES", "UP", "JOBS"]]
+    rows = [["NAME", "HOST", "STATE", "SLOTS", "RUNNING", "QUEUES", "UP", "JOBS"]]
     for w in views:
         rows.append(
             [
                 w.name,
                 w.host,
+                w.state,
                 str(w.slots),
                 str(w.running),
                 ",".join(w.queues),
@@ -118,6 +119,7 @@ def event_line(e: Event) -> str:
         ("queue", e.queue),
         ("attempt", e.attempt),
         ("exit", e.exit_code),
+        ("state", e.state if e.kind == "worker.state" else None),
     ):
         if value is not None:
             parts.append(f"{key}={value}")

@@ -29,6 +29,11 @@ TaskName = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]
 
 # The job states this version knows. They travel as strings: a newer broker may add some.
 JOB_STATES = ("waiting", "queued", "running", "succeeded", "failed", "cancelled", "held")
+# What a worker's machine is doing for the grid: "available" (no idle policy: it takes jobs), "idle" (its
+# owner is away: it takes jobs), "owner-busy" and "outside-window" (taken back: it takes none), "suspended"
+# (taken back, its jobs stopped until the owner leaves), "draining" (shutting down). Strings, like job states.
+WORKER_STATES = ("available", "idle", "owner-busy", "outside-window", "suspended", "draining")
+StateName = Annotated[str, msgspec.Meta(min_length=1, max_length=32)]
 
 
 class Message(msgspec.Struct, frozen=True, kw_only=True, tag_field="op"):
@@ -124,6 +129,7 @@ class WorkerView(Record, frozen=True):
     connected_ms: EpochMs
     last_seen_ms: EpochMs
     tasks: list[str] = msgspec.field(default_factory=list)  # the task modules it serves
+    state: str = "available"  # see WORKER_STATES
 
 
 class LeaseRef(Record, frozen=True):
@@ -473,6 +479,7 @@ class RegisterWorker(Message, frozen=True, tag="worker.register"):
     # False: the same worker process reconnecting, which names every lease it ever received.
     restarted: bool = True
     tasks: list[Name] = msgspec.field(default_factory=list)  # the task modules it serves (gridd worker --tasks)
+    state: StateName = "available"  # see WORKER_STATES
 
 
 class WorkerRegistered(Message, frozen=True, tag="worker.registered"):
@@ -536,6 +543,14 @@ class AppendOutput(Message, frozen=True, tag="job.output_append"):
     chunks: list[OutputChunk]
 
 
+class ReportWorkerState(Message, frozen=True, tag="worker.state"):
+    """Worker push (no reply): its state changed. A worker that is not `accepting` has withdrawn its lease
+    request; the broker answers a pending one at once, empty, rather than lease jobs it would hand back."""
+
+    state: StateName
+    accepting: bool
+
+
 class RevokeLeases(Message, frozen=True, tag="lease.revoke"):
     """Broker push: stop these jobs now (they were cancelled); their results will be refused."""
 
@@ -564,6 +579,7 @@ PeerMessage = (
     | CompleteJobs
     | ReturnLeases
     | AppendOutput
+    | ReportWorkerState
 )
 """Everything a peer (client or worker) may send to the broker."""
 

@@ -11,6 +11,11 @@ Rules:
   while a different worker is free.
 - drain() (SIGTERM): ask for nothing more, give running jobs `grace_s`, hand back what still runs
   (its attempt not spent), deliver the results, and return.
+- lend() (the host-idle policy, through gridd.worker.host): while the owner has the machine back, ask for
+  nothing. SUSPEND stops the running command jobs' process groups (SIGSTOP) and keeps their leases alive
+  by heartbeat; RUN continues them (SIGCONT). Jobs that cannot be stopped that way (Python tasks, which
+  run inside the worker) and jobs leased ahead are handed back instead, as VACATE does with all of them:
+  queued again at once, their attempt not spent. The broker hears of every state change.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ import random
 import statistics
 from collections import deque
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TypeVar
 
 import anyio
@@ -41,11 +46,14 @@ from gridd.protocol.messages import (
     OutputChunk,
     RegisterWorker,
     RenewLeases,
+    ReportWorkerState,
     RequestJobs,
     ReturnLeases,
     RevokeLeases,
 )
-from gridd.worker.runner import OUTPUT_EVERY_S, RunSettings, run_attempt
+from gridd.worker.host import HostWatch
+from gridd.worker.policy import Decision
+from gridd.worker.runner import OUTPUT_EVERY_S, Pause, RunSettings, run_attempt
 from gridd.worker.task_runner import TaskSettings, run_task
 
 log = structlog.get_logger()
@@ -79,6 +87,7 @@ class _Running:
     scope: anyio.CancelScope
     started: bool = False
     handed_back: bool = False
+    pause: Pause = field(default_factory=Pause)
 
 
 class WorkerAgent:
@@ -107,6 +116,11 @@ class WorkerAgent:
         self._jobs: TaskGroup | None = None
         self._registered = False  # once registered, later registrations are reconnections
         self._recent_ms: deque[int] = deque(maxlen=20)
+        self._asking: anyio.CancelScope | None = None  # the lease request under way
+        self.watch: HostWatch | None = None  # set by the composition root when the machine is only lent
+        self._decision = Decision.RUN
+        self._host_state = "available"
+        self._suspended_since: float | None = None
 
     @property
     def running(self) -> int:
@@ -134,6 +148,8 @@ class WorkerAgent:
     async def _run_until_drained(self, task_status: TaskStatus[None]) -> None:
         async with anyio.create_task_group() as jobs:
             self._jobs = jobs
+            if self.watch is not None:
+                await jobs.start(self.watch.run, self)
             task_status.started()
             with anyio.CancelScope() as links:
                 jobs.start_soon(self._wind_down, links)
@@ -178,6 +194,7 @@ class WorkerAgent:
                 tags=self._s.tags,
                 running=refs,
                 tasks=self._tasks.modules if self._tasks else [],
+                state=self.state,
             )
         )
         log.info("worker.connected", broker=self._s.broker, attached=len(refs) - len(reply.lost), lost=len(reply.lost))
@@ -192,6 +209,7 @@ class WorkerAgent:
             tg.start_soon(self._take_work, conn)
             tg.start_soon(self._obey, conn)
             tg.start_soon(self._send_output, conn)
+            tg.start_soon(self._report_state, conn, self.state)
 
     async def _heartbeat(self, conn: Connection, every_s: float) -> None:
         while True:
@@ -209,17 +227,18 @@ class WorkerAgent:
     async def _take_work(self, conn: Connection) -> None:
         while not self._draining:
             want = self._s.slots + self._prefetch() - len(self._running)
-            if want <= 0:
+            if want <= 0 or not self._accepting:
                 await self._wait_change()
                 continue
+            # Cancelled when draining begins or the owner takes the machine back; the broker then answers
+            # the request empty (ReportWorkerState), and any jobs it granted meanwhile go back unspent.
             with anyio.CancelScope() as self._asking:
                 reply = await conn.request(lambda rid: RequestJobs(rid=rid, max_jobs=want))  # noqa: B023 - at once
                 for job in reply.jobs:
                     ref = LeaseRef(job_id=job.job_id, lease=job.lease)
                     self._running[job.job_id] = _Running(job, ref, anyio.CancelScope())
                 self._start_ready()
-            if self._asking.cancelled_caught:
-                return  # draining began; the connection closes after delivery, which drops the request
+            self._asking = None
 
     def _late_reply(self, conn: Connection, message: object) -> None:
         """Jobs granted to a lease request this worker had given up (it began draining meanwhile): hand
@@ -227,14 +246,7 @@ class WorkerAgent:
         if isinstance(message, JobsLeased) and message.jobs and self._jobs is not None:
             refs = [LeaseRef(job_id=j.job_id, lease=j.lease) for j in message.jobs]
             log.info("worker.late_grant_returned", jobs=[r.job_id for r in refs])
-            self._jobs.start_soon(self._return_late, conn, refs)
-
-    async def _return_late(self, conn: Connection, refs: list[LeaseRef]) -> None:
-        try:
-            with anyio.fail_after(5):
-                await conn.request(lambda rid: ReturnLeases(rid=rid, leases=refs))
-        except (GriddError, TimeoutError) as exc:
-            log.warning("worker.hand_back_failed", jobs=len(refs), error=str(exc))
+            self._jobs.start_soon(self._return, conn, refs)
 
     def _prefetch(self) -> int:
         """How many jobs to lease beyond the free slots: `slots` while recent jobs are short, 16 x `slots`
@@ -251,21 +263,21 @@ class WorkerAgent:
         assert self._jobs is not None  # noqa: S101 - set by run() before any connection
         free = self._s.slots - self.running
         for entry in list(self._running.values()):
-            if free <= 0 or self._draining:
+            if free <= 0 or not self._accepting:
                 return
             if not entry.started:
                 entry.started = True
                 free -= 1
-                self._jobs.start_soon(self._run_one, entry.job, entry.scope)
+                self._jobs.start_soon(self._run_one, entry.job, entry.scope, entry.pause)
 
-    async def _run_one(self, job: LeasedJob, scope: anyio.CancelScope) -> None:
+    async def _run_one(self, job: LeasedJob, scope: anyio.CancelScope, pause: Pause) -> None:
         log.info("job.started", job_id=job.job_id, attempt=job.attempt, lease=job.lease, argv0=job.spec.argv[0])
         result: JobResult | None = None
         with scope:
             if job.spec.task is not None and self._tasks is not None:
                 result = await run_task(job, self._tasks, self._clock, self)
             else:
-                result = await run_attempt(job, self._run, self._clock, self._outputs.extend)
+                result = await run_attempt(job, self._run, self._clock, self._outputs.extend, pause)
         entry = self._running.pop(job.job_id)
         self._start_ready()
         if result is not None and not entry.handed_back:
@@ -298,6 +310,16 @@ class WorkerAgent:
             if self._outputs:
                 chunks, self._outputs = self._outputs, []
                 await conn.send(AppendOutput(chunks=chunks))
+
+    async def _report_state(self, conn: Connection, registered: str) -> None:
+        """Tell the broker whenever this worker's state, or whether it wants jobs, changes."""
+        sent = (registered, True)
+        while True:
+            now = (self.state, self._accepting)
+            if now != sent:
+                await conn.send(ReportWorkerState(state=now[0], accepting=now[1]))
+                sent = now
+            await self._wait_change()
 
     async def _deliver(self, conn: Connection) -> None:
         while True:
@@ -333,21 +355,75 @@ class WorkerAgent:
             except ConnectionLost:
                 await self._wait_change()
 
+    # ---- lending the machine ------------------------------------------------------------------------------
+
+    @property
+    def state(self) -> str:
+        """What this worker's machine does for the grid now (messages.WORKER_STATES)."""
+        if self._draining:
+            return "draining"
+        return "suspended" if self._suspended_since is not None else self._host_state
+
+    @property
+    def suspended_since_s(self) -> float | None:
+        """When (the policy's monotonic seconds) this worker suspended its jobs; None while none are."""
+        return self._suspended_since
+
+    @property
+    def _accepting(self) -> bool:
+        return not self._draining and self._decision is Decision.RUN
+
+    def job_groups(self) -> list[int]:
+        """The process groups of the command jobs running now (their CPU time is not the owner's)."""
+        return [pgid for e in self._running.values() if (pgid := e.pause.pgid) is not None]
+
+    def lend(self, decision: Decision, host_state: str, now_s: float) -> None:
+        """Carry out the host policy's decision (see the module's rules); `now_s` is the policy's clock."""
+        if self._draining:
+            return  # winding down already decides what happens to every job
+        if decision is not self._decision:
+            log.info("worker.lending", decision=str(decision), host_state=host_state, jobs=len(self._running))
+        self._decision, self._host_state = decision, host_state
+        if decision is Decision.RUN:
+            for entry in self._running.values():
+                entry.pause.resume()
+            self._suspended_since = None
+        else:
+            self._take_back(vacate=decision is Decision.VACATE, now_s=now_s)
+        self._poke()
+
+    def _take_back(self, *, vacate: bool, now_s: float) -> None:
+        if self._asking is not None:
+            self._asking.cancel()
+        back: list[_Running] = []
+        for entry in self._running.values():
+            if vacate or not entry.started or entry.job.spec.task is not None:
+                back.append(entry)
+            elif not entry.handed_back:
+                entry.pause.suspend()
+        refs = self._let_go(back)
+        if refs and self._jobs is not None and (conn := self._connected) is not None:
+            self._jobs.start_soon(self._return, conn, refs)
+        elif refs:
+            log.warning("worker.hand_back_skipped", jobs=len(refs), why="broker unreachable; leases will expire")
+        suspended = any(e.pause.suspended for e in self._running.values() if not e.handed_back)
+        if not suspended:
+            self._suspended_since = None
+        elif self._suspended_since is None:
+            self._suspended_since = now_s
+
     # ---- draining -----------------------------------------------------------------------------------------
 
     async def _wind_down(self, links: anyio.CancelScope) -> None:
         while not self._draining:
             await self._wait_change()
-        asking = getattr(self, "_asking", None)
-        if asking is not None:
-            asking.cancel()
-        if any(not e.started for e in self._running.values()):
-            await self._hand_back(started=False)  # jobs leased ahead go back at once
+        if self._asking is not None:
+            self._asking.cancel()
+        await self._hand_back([e for e in self._running.values() if not e.started])  # leased ahead: back at once
         with anyio.move_on_after(self._s.grace_s):
             while self._running:
                 await self._wait_change()
-        if self._running:
-            await self._hand_back()
+        await self._hand_back(list(self._running.values()))
         with anyio.move_on_after(self._s.grace_s + 5):
             while self._running or self._results:
                 await self._wait_change()
@@ -355,20 +431,30 @@ class WorkerAgent:
             log.error("worker.results_undelivered", count=len(self._results))
         links.cancel()
 
-    async def _hand_back(self, *, started: bool = True) -> None:
-        """Return leases to the broker unfinished: the jobs not yet started, or (started) all of them."""
-        entries = [e for e in self._running.values() if started or not e.started]
+    async def _hand_back(self, entries: list[_Running]) -> None:
+        """Return these jobs' leases to the broker unfinished (their attempt not spent), stopping those
+        that run."""
+        refs = self._let_go(entries)
+        if not refs:
+            return
+        conn = self._connected
+        if conn is None:
+            log.warning("worker.hand_back_skipped", jobs=len(refs), why="broker unreachable; leases will expire")
+            return
+        await self._return(conn, refs)
+
+    def _let_go(self, entries: list[_Running]) -> list[LeaseRef]:
+        """Stop these jobs (those not already let go) and forget them; their leases, to hand back."""
+        entries = [e for e in entries if not e.handed_back]
         for entry in entries:
             entry.handed_back = True
             if entry.started:
                 entry.scope.cancel()
             else:
                 del self._running[entry.lease.job_id]
-        conn = self._connected
-        if conn is None:
-            log.warning("worker.hand_back_skipped", jobs=len(entries), why="broker unreachable; leases will expire")
-            return
-        refs = [e.lease for e in entries]
+        return [e.lease for e in entries]
+
+    async def _return(self, conn: Connection, refs: list[LeaseRef]) -> None:
         try:
             with anyio.fail_after(5):
                 await conn.request(lambda rid: ReturnLeases(rid=rid, leases=refs))

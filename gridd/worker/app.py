@@ -13,6 +13,7 @@ from gridd.clock import Clock, SystemClock
 from gridd.config import WorkerConfig, host_name
 from gridd.protocol.errors import WorkDirInUse
 from gridd.worker.agent import AgentSettings, WorkerAgent
+from gridd.worker.host import make_host_watch
 from gridd.worker.runner import RunSettings
 from gridd.worker.task_runner import load_tasks
 
@@ -40,7 +41,9 @@ def make_agent(config: WorkerConfig, token: str, default_work_dir: Path, clock: 
     # Each running job holds a thread while it waits for its process; leave room for the rest.
     limiter = anyio.CapacityLimiter(config.slots * 2 + 4)
     run = RunSettings(worker=name, work_dir=work_dir, max_output_bytes=config.max_output_bytes, limiter=limiter)
-    return WorkerAgent(settings, run, clock or SystemClock(), tasks=tasks, lock=lock)
+    agent = WorkerAgent(settings, run, clock or SystemClock(), tasks=tasks, lock=lock)
+    agent.watch = make_host_watch(config, agent.job_groups)
+    return agent
 
 
 def _lock(work_dir: Path) -> int:

@@ -6,6 +6,9 @@ session (process group), and the whole group is killed when the job ends, times 
 no child outlives its job. Processes are started and reaped from threads: it is the fastest way this machine allows
 (DESIGN.md), and it keeps the event loop free.
 
+An attempt can be suspended (its process group stopped with SIGSTOP) and continued (SIGCONT) through its
+Pause; its `timeout_s` counts only the time it was not stopped.
+
 Exit status is what a shell would report: the command's code, 128+N for signal N, 124 on timeout,
 126 when the command cannot be executed, 127 when it is not found.
 """
@@ -20,6 +23,7 @@ import signal
 import subprocess
 import tempfile
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,15 +51,69 @@ class RunSettings:
     limiter: anyio.CapacityLimiter
 
 
+class Pause:
+    """Stops and continues one attempt's process group from the event loop's thread; the attempt's
+    timeout clock stands still while it is stopped. Suspending before the process exists stops it as
+    soon as it is spawned."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._pgid: int | None = None
+        self._since: float | None = None  # monotonic time it was stopped, None while it runs
+        self._stopped_s = 0.0  # time spent stopped before `_since`
+
+    @property
+    def suspended(self) -> bool:
+        return self._since is not None
+
+    @property
+    def pgid(self) -> int | None:
+        """The attempt's process group, once spawned."""
+        return self._pgid
+
+    def suspend(self) -> None:
+        with self._lock:
+            if self._since is None:
+                self._since = time.monotonic()
+                if self._pgid is not None:
+                    _kill_group(self._pgid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        with self._lock:
+            if self._since is not None:
+                self._stopped_s += time.monotonic() - self._since
+                self._since = None
+                if self._pgid is not None:
+                    _kill_group(self._pgid, signal.SIGCONT)
+
+    def attach(self, pgid: int) -> None:
+        """The attempt's process group exists now."""
+        with self._lock:
+            self._pgid = pgid
+            if self._since is not None:
+                _kill_group(pgid, signal.SIGSTOP)
+
+    def running_s(self, since: float) -> float:
+        """Seconds since monotonic time `since`, less the time spent stopped."""
+        with self._lock:
+            now = time.monotonic()
+            stopped = self._stopped_s + (now - self._since if self._since is not None else 0.0)
+        return now - since - stopped
+
+
 async def run_attempt(
-    job: LeasedJob, settings: RunSettings, clock: Clock, on_output: Callable[[list[OutputChunk]], None] | None = None
+    job: LeasedJob,
+    settings: RunSettings,
+    clock: Clock,
+    on_output: Callable[[list[OutputChunk]], None] | None = None,
+    pause: Pause | None = None,
 ) -> JobResult:
     """Run the job to its end (or its timeout); cancelling this kills the job's process group.
 
     The whole attempt (spawn, wait, timeout, collect, clean up) is one blocking call in one thread:
     one hop per job instead of four, which matters when jobs take milliseconds. While it runs longer
     than OUTPUT_EVERY_S, what it writes is handed to `on_output` every OUTPUT_EVERY_S."""
-    attempt = _Attempt(job, settings, clock)
+    attempt = _Attempt(job, settings, clock, pause or Pause())
     async with anyio.create_task_group() as tg:
         if on_output is not None:
             tg.start_soon(_follow, attempt, on_output, settings.limiter)
@@ -81,8 +139,9 @@ async def _follow(
 class _Attempt:
     """One attempt's blocking work, and a way to stop it from the event loop's thread."""
 
-    def __init__(self, job: LeasedJob, settings: RunSettings, clock: Clock) -> None:
+    def __init__(self, job: LeasedJob, settings: RunSettings, clock: Clock, pause: Pause) -> None:
         self._job = job
+        self._pause = pause
         self._settings = settings
         self._clock = clock
         self._lock = threading.Lock()
@@ -142,6 +201,8 @@ class _Attempt:
         except OSError as exc:
             code, outcome = _spawn_failure(exc)
             return self._not_started(code, outcome, f"{job.spec.argv[0]}: {exc.strerror or exc}", started)
+        spawned = time.monotonic()
+        self._pause.attach(proc.pid)
         with self._lock:
             self._proc = proc
             stopped = self._stopped
@@ -149,18 +210,32 @@ class _Attempt:
             _kill_group(proc.pid, signal.SIGKILL)
         timed_out = False
         try:
-            proc.wait(timeout=job.spec.timeout_s)
-        except subprocess.TimeoutExpired:
-            timed_out = True
-            _kill_group(proc.pid, signal.SIGTERM)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(timeout=TERM_GRACE_S)
+            timed_out = not self._wait_within_timeout(proc, spawned)
+            if timed_out:
+                self._pause.resume()  # a stopped process would not see the SIGTERM
+                _kill_group(proc.pid, signal.SIGTERM)
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    proc.wait(timeout=TERM_GRACE_S)
         finally:
             _kill_group(proc.pid, signal.SIGKILL)  # stragglers the job left behind, or all of it
             proc.wait()
         ended = self._clock.now_ms()
         (stdout, stdout_cut), (stderr, stderr_cut) = _read_head(out, limit), _read_head(err, limit)
         return _result(job, proc.returncode, timed_out, started, ended, stdout, stdout_cut, stderr, stderr_cut)
+
+    def _wait_within_timeout(self, proc: subprocess.Popen[bytes], spawned: float) -> bool:
+        """Wait for the process; False if it ran (not counting time stopped) past the job's timeout."""
+        limit = self._job.spec.timeout_s
+        if limit is None:
+            proc.wait()
+            return True
+        while (left := limit - self._pause.running_s(spawned)) > 0:
+            try:
+                proc.wait(timeout=left)
+                return True
+            except subprocess.TimeoutExpired:
+                continue  # time it spent stopped does not count: look again
+        return False
 
     def _not_started(self, code: int | None, outcome: str, why: str, started: int) -> JobResult:
         job = self._job

@@ -133,10 +133,15 @@ class Grid:
     # ---- workers --------------------------------------------------------------------------------------
 
     def start_worker(
-        self, name: str, slots: int = 1, queues: Sequence[str] = (), grace: float | None = None
+        self,
+        name: str,
+        slots: int = 1,
+        queues: Sequence[str] = (),
+        grace: float | None = None,
+        flags: Sequence[str] = (),
     ) -> subprocess.Popen[bytes]:
         assert self.addr is not None, "start the broker first"
-        argv = [*GRIDD, "worker", "--broker", self.addr, "--slots", str(slots), "--name", name]
+        argv = [*GRIDD, "worker", "--broker", self.addr, "--slots", str(slots), "--name", name, *flags]
         argv += ["--work-dir", str(self.root / "work" / name)]
         for queue in queues:
             argv += ["--queue", queue]

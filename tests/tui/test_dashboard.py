@@ -80,3 +80,22 @@ async def test_it_is_usable_at_80_by_24_and_q_quits_with_status_0(tmp_path: Path
             with anyio.fail_after(5):
                 await pilot.pause()
         assert app.return_code == 0
+
+
+async def test_a_lent_worker_shows_suspended_while_its_owner_is_back(tmp_path: Path) -> None:
+    """The workers table follows a worker whose owner takes the machine back and leaves again."""
+    busy = tmp_path / "owner-busy"
+    probe = [sys.executable, "-c", f"import os, sys; sys.exit(os.path.exists({str(busy)!r}))"]
+    async with running_broker(tmp_path) as b, client_of(b) as client:
+        app = GriddApp(b.addr, TOKEN)
+        lent = {"idle_probe": probe, "probe_every_s": 0.1, "resume_after_s": 0.0}
+        async with app.run_test(size=(120, 36)) as pilot, running_worker(tmp_path, b.addr, name="w1", **lent):
+            _, workers, _ = tables(app)
+            sleeper = await client.submit(SLEEP)
+            await until(pilot, lambda: cell(workers, "w1", "state") == "busy")
+            busy.touch()
+            await until(pilot, lambda: cell(workers, "w1", "state") == "suspended")
+            assert cell(workers, "w1", "jobs") == sleeper  # still its job: suspended, not handed back
+            busy.unlink()
+            await until(pilot, lambda: cell(workers, "w1", "state") == "busy")
+            await client.cancel(sleeper)

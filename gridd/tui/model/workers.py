@@ -1,7 +1,8 @@
 """The workers as the dashboard shows them, kept from a snapshot plus events.
 
-Rule: events say which worker started a job and when a job stopped running, so each worker's running
-jobs follow the stream exactly. Events do not carry a worker's slots or its heartbeats: a joining
+Rule: events say which worker started a job and when a job stopped running, and when a worker's state
+changed (its owner took the machine back, it suspended its jobs), so each worker's running jobs and state
+follow the stream exactly. Events do not carry a worker's slots or its heartbeats: a joining
 worker makes the board ask for a refresh (`needs_refresh`), and the dashboard re-reads the (small)
 worker list now and then so that "last seen" reflects heartbeats too.
 """
@@ -23,10 +24,14 @@ class WorkerRow:
     slots: int
     jobs: set[str] = field(default_factory=set)
     last_seen_ms: int = 0
+    reported: str = "available"  # the state the worker reports (messages.WORKER_STATES)
 
     @property
     def state(self) -> str:
-        """busy while it runs a job, else idle."""
+        """What the worker reports when its machine is not the grid's now (suspended, owner-busy,
+        outside-window, draining); else busy while it runs a job, idle while it runs none."""
+        if self.reported not in ("available", "idle"):
+            return self.reported
         return "busy" if self.jobs else "idle"
 
     def sorted_jobs(self) -> list[str]:
@@ -44,7 +49,9 @@ class WorkerBoard:
     def reset(self, views: Iterable[WorkerView]) -> None:
         """Replace everything with the broker's list (a snapshot or a `workers()` reply)."""
         self.rows = {
-            v.name: WorkerRow(v.name, v.host, v.slots, set(v.jobs), v.last_seen_ms) for v in views if v.connected
+            v.name: WorkerRow(v.name, v.host, v.slots, set(v.jobs), v.last_seen_ms, v.state)
+            for v in views
+            if v.connected
         }
         self.needs_refresh = False
 
@@ -60,6 +67,9 @@ class WorkerBoard:
             return True
         if event.kind == "worker.left" and event.worker:
             return self.rows.pop(event.worker, None) is not None
+        if event.kind == "worker.state" and event.worker in self.rows and event.state:
+            self.rows[event.worker].reported = event.state
+            return True
         changed = self._seen(event.worker, event.ts_ms)
         if event.job_id is not None and event.state is not None:
             changed = self._move_job(event.job_id, event.worker if event.state == "running" else None) or changed
