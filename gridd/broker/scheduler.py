@@ -46,6 +46,7 @@ class Dispatcher:
         self._ttl_ms = lease_ttl_ms
         self._on_leased = on_leased
         self._pending: deque[_Request] = deque()
+        self._serving: _Request | None = None  # the request whose lease call is under way
         self._wake = anyio.Event()
 
     def wake(self) -> None:
@@ -65,8 +66,10 @@ class Dispatcher:
         return request.jobs
 
     def withdraw(self, worker: str) -> None:
-        """The worker asks for nothing now: answer its waiting requests at once, with no jobs."""
-        for request in [r for r in self._pending if r.worker == worker]:
+        """The worker asks for nothing now: answer its waiting requests at once, with no jobs. A request
+        being served right now is left to finish: the jobs it leases are committed, and must reach the
+        worker (which hands them back) rather than sit leased to it unknown."""
+        for request in [r for r in self._pending if r.worker == worker and r is not self._serving]:
             self._pending.remove(request)
             request.done.set()
 
@@ -91,7 +94,11 @@ class Dispatcher:
             lanes = [lane for lane in request.lanes if lane not in drained]
             if not lanes or request not in self._pending:  # abandoned: its worker went away meanwhile
                 continue
-            jobs = await self._store.lease_jobs(request.worker, lanes, request.max_jobs, now, self._ttl_ms)
+            self._serving = request
+            try:
+                jobs = await self._store.lease_jobs(request.worker, lanes, request.max_jobs, now, self._ttl_ms)
+            finally:
+                self._serving = None
             if len(jobs) < request.max_jobs:
                 drained.update(lanes)
             if not jobs:
