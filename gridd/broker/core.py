@@ -140,10 +140,10 @@ class Broker:
         job_ids = await self.store.expand(refs)
         with self.watch.watch(job_ids, any_=any_) as waiter:
             views = await self.store.get_jobs(job_ids)  # also refuses unknown ids up front
-            for view in views:
-                if view.state in tr.FINISHED:
-                    waiter.finished(view.id)
-            if not waiter.done.is_set():
+            finished = [view.state in tr.FINISHED for view in views]
+            # Decided by what was read, not by the waiter: a job that finished while the read ran has set
+            # the waiter already, and the views read then are stale.
+            if not (any(finished) if any_ else all(finished)):
                 await waiter.done.wait()
                 views = await self.store.get_jobs(job_ids)
         return [v for v in views if v.state in tr.FINISHED] if any_ else views
