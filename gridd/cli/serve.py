@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import signal
 
@@ -12,8 +13,11 @@ import structlog
 from gridd.client.locate import cluster_token
 from gridd.config import Config, default_data_dir
 from gridd.logs import configure_logging
+from gridd.protocol.errors import ConfigError
 
 log = structlog.get_logger()
+
+TOKEN_WAIT_S = 10.0
 
 
 def run(args: argparse.Namespace, config: Config) -> int:
@@ -43,10 +47,24 @@ async def _broker(config: Config) -> int:
     return 0
 
 
+async def _token_when_ready(given: str | None, wait_s: float = TOKEN_WAIT_S) -> str:
+    """The cluster token. A local broker started a moment before (`gridd broker & gridd worker &`) may not
+    have written its token file yet: give it a few seconds before saying there is none."""
+    with anyio.move_on_after(wait_s):
+        for attempt in itertools.count():
+            try:
+                return cluster_token(given)
+            except ConfigError as exc:
+                if attempt == 0:
+                    log.info("worker.waiting_for_token", error=str(exc), wait_s=wait_s)
+                await anyio.sleep(0.1)
+    return cluster_token(given)
+
+
 async def _worker(config: Config) -> int:
     from gridd.worker.app import make_agent
 
-    token = cluster_token(config.worker.token)
+    token = await _token_when_ready(config.worker.token)
     agent = make_agent(config.worker, token, default_data_dir(os.environ))
     async with anyio.create_task_group() as tg:
 
