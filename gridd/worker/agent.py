@@ -21,6 +21,7 @@ import statistics
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TypeVar
 
 import anyio
@@ -45,6 +46,7 @@ from gridd.protocol.messages import (
     ReturnLeases,
     RevokeLeases,
 )
+from gridd.worker.bundles import BundleCache, run_in_bundle
 from gridd.worker.runner import OUTPUT_EVERY_S, RunSettings, run_attempt
 from gridd.worker.task_runner import TaskSettings, run_task
 
@@ -92,8 +94,10 @@ class WorkerAgent:
         *,
         tasks: TaskSettings | None = None,
         lock: int | None = None,
+        bundle_dir: Path | None = None,
     ) -> None:
         self._s = settings
+        self._bundles = BundleCache(bundle_dir, self._connected_call) if bundle_dir is not None else None
         self._lock = lock  # the work dir's lock (an open file), released when run() ends
         self._run = run
         self._tasks = tasks
@@ -264,6 +268,8 @@ class WorkerAgent:
         with scope:
             if job.spec.task is not None and self._tasks is not None:
                 result = await run_task(job, self._tasks, self._clock, self)
+            elif job.spec.bundle is not None and self._bundles is not None:
+                result = await run_in_bundle(job, self._bundles, self._run, self._clock, self._outputs.extend)
             else:
                 result = await run_attempt(job, self._run, self._clock, self._outputs.extend)
         entry = self._running.pop(job.job_id)
