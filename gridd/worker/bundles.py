@@ -22,7 +22,8 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, TypeVar
@@ -84,7 +85,7 @@ class BundleCache:
         ready = self._ready.get(ref)
         if ready is not None:
             return ready
-        async with self._lock(f"version:{ref}"):
+        async with self._single_flight(f"version:{ref}"):
             ready = self._ready.get(ref) or await self._fetch(ref)
         if "@" in ref:  # a pinned version never changes; a bare NAME (latest) is asked for each time
             self._ready[ref] = ready
@@ -119,7 +120,7 @@ class BundleCache:
 
     async def _download(self, blob: str, size: int) -> int:
         """Bring one content into `blobs/`; returns the bytes received (0 if another job brought it)."""
-        async with self._lock(f"blob:{blob}"):
+        async with self._single_flight(f"blob:{blob}"):
             received = 0
             for _ in range(2):  # a damaged partial file (a crash mid-write) is fetched once more, whole
                 if _blob_path(self._blobs, blob).exists():
@@ -179,11 +180,18 @@ class BundleCache:
         temp.write_bytes(_encoder.encode(files))
         os.replace(temp, path)
 
-    def _lock(self, key: str) -> anyio.Lock:
+    @asynccontextmanager
+    async def _single_flight(self, key: str) -> AsyncIterator[None]:
+        """One task at a time for `key`; the lock is forgotten once nobody holds or awaits it."""
         lock = self._locks.get(key)
         if lock is None:
             lock = self._locks[key] = anyio.Lock()
-        return lock
+        try:
+            async with lock:
+                yield
+        finally:
+            if not lock.locked() and not lock.statistics().tasks_waiting:
+                self._locks.pop(key, None)
 
 
 async def run_in_bundle(
