@@ -97,7 +97,9 @@ class WorkerAgent:
         bundle_dir: Path | None = None,
     ) -> None:
         self._s = settings
-        self._bundles = BundleCache(bundle_dir, self._connected_call) if bundle_dir is not None else None
+        # Beside the work dir by default (the work dir is emptied at start; the cache must survive).
+        bundle_dir = bundle_dir or run.work_dir.with_name(f"{run.work_dir.name}.bundles")
+        self._bundles = BundleCache(bundle_dir, self._connected_call)
         self._lock = lock  # the work dir's lock (an open file), released when run() ends
         self._run = run
         self._tasks = tasks
@@ -268,7 +270,7 @@ class WorkerAgent:
         with scope:
             if job.spec.task is not None and self._tasks is not None:
                 result = await run_task(job, self._tasks, self._clock, self)
-            elif job.spec.bundle is not None and self._bundles is not None:
+            elif job.spec.bundle is not None:
                 result = await run_in_bundle(job, self._bundles, self._run, self._clock, self._outputs.extend)
             else:
                 result = await run_attempt(job, self._run, self._clock, self._outputs.extend)

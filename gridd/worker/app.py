@@ -40,9 +40,7 @@ def make_agent(config: WorkerConfig, token: str, default_work_dir: Path, clock: 
     # Each running job holds a thread while it waits for its process; leave room for the rest.
     limiter = anyio.CapacityLimiter(config.slots * 2 + 4)
     run = RunSettings(worker=name, work_dir=work_dir, max_output_bytes=config.max_output_bytes, limiter=limiter)
-    # Beside the work dir (which is emptied above) and under its lock: bundles survive restarts.
-    bundle_dir = work_dir.parent / f"{work_dir.name}.bundles"
-    return WorkerAgent(settings, run, clock or SystemClock(), tasks=tasks, lock=lock, bundle_dir=bundle_dir)
+    return WorkerAgent(settings, run, clock or SystemClock(), tasks=tasks, lock=lock)
 
 
 def _lock(work_dir: Path) -> int:

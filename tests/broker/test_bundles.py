@@ -4,6 +4,7 @@ equal to the latest makes no new version, and paths that could leave a job's dir
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,7 @@ import pytest
 from gridd.client import bundles
 from gridd.protocol.bundles import manifest_problem, path_problem
 from gridd.protocol.errors import InvalidRequest, UnknownBundle
-from gridd.protocol.messages import BundleFile, PushBundle
+from gridd.protocol.messages import BLOB_CHUNK_BYTES, BundleFile, PushBundle, PutBlob
 from tests.conftest import client_of, running_broker
 
 pytestmark = pytest.mark.anyio
@@ -38,6 +39,19 @@ async def test_a_push_names_the_missing_blobs_and_makes_a_version_only_once_all_
         view, got = await bundles.manifest(c.connection, "n")
     assert (first.version, first.created, again.version, again.created) == (1, True, 1, False)
     assert view.version == 1 and view.bytes == 10 and got == files and view.digest == first.digest
+
+
+async def test_a_push_that_broke_off_sends_only_the_rest(tmp_path: Path) -> None:
+    data = os.urandom(BLOB_CHUNK_BYTES + 1000)
+    blob = hashlib.sha256(data).hexdigest()
+    src = tmp_path / "big.bin"
+    src.write_bytes(data)
+    async with running_broker(tmp_path) as b, client_of(b) as c:
+        first = data[:BLOB_CHUNK_BYTES]  # the first piece arrived, then the pusher was cut off
+        await c.connection.request(
+            lambda rid: PutBlob(rid=rid, blob=blob, size=len(data), offset=0, data=first)  # noqa: B023
+        )
+        assert await bundles.upload_file(c.connection, src, blob, len(data)) == 1000
 
 
 async def test_paths_that_could_leave_the_job_directory_are_refused(tmp_path: Path) -> None:

@@ -85,6 +85,19 @@ def test_a_job_cannot_change_the_bundle_the_next_job_gets(grid: Grid) -> None:
     out = run_wait(grid, "--bundle", "demo")
     assert out.splitlines()[1:] == ["one", "hello from the bundle"]
     assert not Path(first_dir).exists()  # each attempt had a fresh directory of its own
+    # Many jobs at once, each in its own copy, executable bits as pushed.
+    grid.ok(
+        "submit",
+        "--bundle",
+        "demo",
+        "--array",
+        "1-3",
+        "--wait",
+        "--",
+        "sh",
+        "-c",
+        "test -x run.sh && ! test -x data.txt",
+    )
 
 
 def test_two_workers_each_fetch_and_a_restarted_worker_keeps_its_cache(grid: Grid) -> None:
