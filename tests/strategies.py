@@ -52,6 +52,7 @@ job_specs = st.builds(
     env=str_dicts,
     stdin=st.none() | st.binary(max_size=64),
     task=st.none() | task_calls,
+    bundle=st.none() | st.from_regex(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,20}(@[1-9][0-9]{0,8})?", fullmatch=True),
 )
 lease_refs = st.builds(m.LeaseRef, job_id=job_ids, lease=leases)
 job_views = st.builds(
@@ -74,6 +75,7 @@ job_views = st.builds(
     stderr_bytes=counts,
     group=st.none() | job_ids,
     after=st.lists(job_ids, max_size=3),
+    bundle=st.none() | texts,
 )
 attempt_views = st.builds(
     m.AttemptView,
@@ -85,6 +87,7 @@ attempt_views = st.builds(
     exit_code=st.none() | plain_ints,
     outcome=texts,
     code=st.none() | texts,
+    bundle=st.none() | texts,
 )
 worker_views = st.builds(
     m.WorkerView,
@@ -121,6 +124,7 @@ job_results = st.builds(
     value_blob=st.none() | blob_ids,
     error=st.none() | task_errors,
     code=st.text(max_size=40),
+    bundle=st.text(max_size=40),
 )
 task_outcomes = st.builds(
     m.TaskOutcome,
@@ -177,6 +181,32 @@ put_blobs = st.builds(
     m.PutBlob, rid=rids, blob=blob_ids, size=blob_offsets, offset=blob_offsets, data=st.binary(max_size=64)
 )
 get_blobs = st.builds(m.GetBlob, rid=rids, blob=blob_ids, offset=blob_offsets)
+bundle_names = st.from_regex(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,20}", fullmatch=True)
+bundle_files = st.builds(
+    m.BundleFile,
+    path=st.text(min_size=1, max_size=40),
+    blob=blob_ids,
+    size=st.integers(0, 2**53 - 1),
+    executable=st.booleans(),
+)
+bundle_views = st.builds(
+    m.BundleView, name=texts, version=plain_ints, digest=texts, files=plain_ints, bytes=plain_ints, pushed_ms=epoch_ms
+)
+push_bundles = st.builds(m.PushBundle, rid=rids, name=bundle_names, files=st.lists(bundle_files, max_size=3))
+list_bundles = st.builds(m.ListBundles, rid=rids, name=st.none() | bundle_names)
+get_bundles = st.builds(
+    m.GetBundle, rid=rids, ref=st.from_regex(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,20}(@[1-9][0-9]{0,8})?", fullmatch=True)
+)
+bundles_pushed = st.builds(
+    m.BundlePushed,
+    rid=rids,
+    version=counts,
+    created=st.booleans(),
+    missing=st.lists(blob_ids, max_size=3),
+    digest=texts,
+)
+bundles_listed = st.builds(m.BundlesListed, rid=rids, bundles=st.lists(bundle_views, max_size=3))
+bundles_got = st.builds(m.BundleGot, rid=rids, bundle=bundle_views, files=st.lists(bundle_files, max_size=3))
 list_workers = st.builds(m.ListWorkers, rid=rids)
 get_status = st.builds(m.GetStatus, rid=rids)
 subscribes = st.builds(m.Subscribe, rid=rids)
@@ -210,6 +240,9 @@ peer_messages: st.SearchStrategy[Any] = st.one_of(
     read_results,
     put_blobs,
     get_blobs,
+    push_bundles,
+    list_bundles,
+    get_bundles,
     list_workers,
     get_status,
     subscribes,
@@ -296,6 +329,9 @@ broker_messages: st.SearchStrategy[Any] = st.one_of(
     results_read,
     blobs_stored,
     blobs_read,
+    bundles_pushed,
+    bundles_listed,
+    bundles_got,
     workers_listed,
     statuses,
     subscribeds,
@@ -321,6 +357,12 @@ BY_CLASS: dict[type, st.SearchStrategy[Any]] = {
     m.ReadResults: read_results,
     m.PutBlob: put_blobs,
     m.GetBlob: get_blobs,
+    m.PushBundle: push_bundles,
+    m.ListBundles: list_bundles,
+    m.GetBundle: get_bundles,
+    m.BundlePushed: bundles_pushed,
+    m.BundlesListed: bundles_listed,
+    m.BundleGot: bundles_got,
     m.ListWorkers: list_workers,
     m.GetStatus: get_status,
     m.Subscribe: subscribes,

@@ -20,9 +20,11 @@ from gridd.broker.store import Store
 from gridd.broker.transitions import Transition
 from gridd.broker.workers import WorkerLink, WorkerRegistry
 from gridd.clock import Clock
+from gridd.protocol.bundles import manifest_problem
 from gridd.protocol.errors import ErrorCode, InvalidRequest
 from gridd.protocol.messages import (
     AttemptView,
+    BundleFile,
     Event,
     JobResult,
     JobSpec,
@@ -166,6 +168,16 @@ class Broker:
         if not intact:
             raise InvalidRequest(f"the content sent does not hash to {blob[:12]}…; it was discarded, send it again")
         return have
+
+    async def push_bundle(self, name: str, files: Sequence[BundleFile]) -> tuple[int, bool, list[str], str]:
+        """The version of bundle `name` holding `files` (made if needed), or 0 and the blobs to upload."""
+        problem = manifest_problem(files)
+        if problem is not None:
+            raise InvalidRequest(f"bundle {name}: {problem}")
+        version, created, missing, digest = await self.store.push_bundle(name, files, self.clock.now_ms())
+        if created:
+            log.info("bundle.pushed", bundle=f"{name}@{version}", files=len(files), bytes=sum(f.size for f in files))
+        return version, created, missing, digest
 
     def status(self) -> tuple[dict[str, int], int, int]:
         """Jobs by state, connected workers, their slots in all."""

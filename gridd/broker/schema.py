@@ -94,6 +94,22 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (blob, offset)
     );
     """,
+    # 3: code bundles. Each version of a bundle is a manifest (msgpack list of BundleFile) whose files
+    # are blobs; versions count 1, 2, 3... per name and are never changed. An attempt records the
+    # bundle version ("NAME@N") it ran in.
+    """
+    CREATE TABLE bundles (
+        name      TEXT    NOT NULL,
+        version   INTEGER NOT NULL,
+        digest    TEXT    NOT NULL,                    -- sha256 of the manifest (gridd.protocol.bundles)
+        manifest  BLOB    NOT NULL,
+        files     INTEGER NOT NULL,
+        bytes     INTEGER NOT NULL,
+        pushed_ms INTEGER NOT NULL,
+        UNIQUE (name, version)
+    );
+    ALTER TABLE attempts ADD COLUMN bundle TEXT;
+    """,
 ]
 
 

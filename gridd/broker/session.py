@@ -44,6 +44,10 @@ from gridd.protocol.messages import (
     Authenticate,
     BlobRead,
     BlobStored,
+    BundleFile,
+    BundleGot,
+    BundlePushed,
+    BundlesListed,
     Challenge,
     CompleteJobs,
     ControlJobs,
@@ -51,6 +55,7 @@ from gridd.protocol.messages import (
     EventBatch,
     FollowOutput,
     GetBlob,
+    GetBundle,
     GetStatus,
     Hello,
     JobsAccepted,
@@ -62,6 +67,7 @@ from gridd.protocol.messages import (
     JobsListed,
     LeasesRenewed,
     LeasesReturned,
+    ListBundles,
     ListJobs,
     ListWorkers,
     Message,
@@ -69,6 +75,7 @@ from gridd.protocol.messages import (
     OutputFollowed,
     OutputRead,
     PeerMessage,
+    PushBundle,
     PutBlob,
     ReadOutput,
     ReadResults,
@@ -282,6 +289,8 @@ class Session:
                 await self._answer(rid, lambda: _reply(BlobStored, rid, have=b.put_blob(blob, size, offset, data)))
             case GetBlob(rid=rid, blob=blob, offset=offset):
                 await self._answer(rid, lambda: self._get_blob(rid, blob, offset))
+            case PushBundle() | ListBundles() | GetBundle():
+                await self._dispatch_bundle(message)
             case ListWorkers(rid=rid):
                 self._outbox.send_nowait(WorkersListed(rid=rid, workers=b.worker_views()))
             case GetStatus(rid=rid):
@@ -337,6 +346,24 @@ class Session:
                 await self._answer(rid, lambda: _reply(JobsCompleted, rid, outcomes=b.complete(link, results)))
             case ReturnLeases(leases=leases):
                 await self._answer(rid, lambda: self._return(rid, link, leases))
+
+    async def _dispatch_bundle(self, message: PushBundle | ListBundles | GetBundle) -> None:
+        store = self._broker.store
+        match message:
+            case PushBundle(rid=rid, name=name, files=files):
+                await self._answer(rid, lambda: self._push_bundle(rid, name, files))
+            case ListBundles(rid=rid, name=only):
+                await self._answer(rid, lambda: _reply(BundlesListed, rid, bundles=store.list_bundles(only)))
+            case GetBundle(rid=rid, ref=ref):
+                await self._answer(rid, lambda: self._get_bundle(rid, ref))
+
+    async def _push_bundle(self, rid: int, name: str, files: list[BundleFile]) -> Message:
+        version, created, missing, digest = await self._broker.push_bundle(name, files)
+        return BundlePushed(rid=rid, version=version, created=created, missing=missing, digest=digest)
+
+    async def _get_bundle(self, rid: int, ref: str) -> Message:
+        view, files = await self._broker.store.get_bundle(ref)
+        return BundleGot(rid=rid, bundle=view, files=files)
 
     async def _submit(self, m: SubmitJobs) -> Message:
         ids, group = await self._broker.submit(

@@ -22,6 +22,7 @@ import anyio
 import msgspec
 
 from gridd.broker import store_blobs as blobs
+from gridd.broker import store_bundles as bundles
 from gridd.broker import store_flow as flow
 from gridd.broker import store_reads as reads
 from gridd.broker import transitions as tr
@@ -31,6 +32,8 @@ from gridd.broker.transitions import Transition
 from gridd.protocol.errors import ErrorCode, StorageFailed, UnknownJob
 from gridd.protocol.messages import (
     AttemptView,
+    BundleFile,
+    BundleView,
     JobResult,
     JobSpec,
     JobView,
@@ -48,8 +51,9 @@ _spec_decoder = msgspec.msgpack.Decoder(JobSpec)
 
 
 _INSERT_ATTEMPT = (
-    "INSERT OR REPLACE INTO attempts (job_id, lease, attempt, worker, started_ms, ended_ms, exit_code, outcome, code)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "INSERT OR REPLACE INTO attempts"
+    " (job_id, lease, attempt, worker, started_ms, ended_ms, exit_code, outcome, code, bundle)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 
 
@@ -128,6 +132,7 @@ class Store:
         max_running: int | None = None,
     ) -> tuple[list[Transition], str | None]:
         db = self._conn
+        specs = bundles.pin_bundles(db, specs)  # "NAME" runs as the version current now, retries too
         deps = flow.dependency_states(db, after) if after else []
         group_id, throttled = self._group_for(new_group, group, max_running, now_ms)
         unmet = [key for key, state in deps if state != tr.SUCCEEDED]
@@ -300,7 +305,8 @@ class Store:
                 )
             )
             code = result.code or None
-            history.append((job_id, result.lease, attempts, worker, row[6], now_ms, exit_code, outcome, code))
+            bundle = result.bundle or None
+            history.append((job_id, result.lease, attempts, worker, row[6], now_ms, exit_code, outcome, code, bundle))
             outputs.append((job_id, "stdout", result.stdout, result.stdout_truncated))
             outputs.append((job_id, "stderr", result.stderr, result.stderr_truncated))
             if row[8]:  # a task job: its value, or what it raised
@@ -352,7 +358,7 @@ class Store:
             state = tr.QUEUED if attempts < max_attempts else tr.FAILED
             reason = f"{why} on worker {worker} (attempt {attempts} of {max_attempts})"
             updates.append((state, now_ms if state == tr.FAILED else None, reason, job_id, lease))
-            history.append((job_id, lease, attempts, worker, started_ms, now_ms, None, "lease_expired", None))
+            history.append((job_id, lease, attempts, worker, started_ms, now_ms, None, "lease_expired", None, None))
             changed.append(Transition(str(job_id), state, queue, attempts, worker, None, reason, tr.RUNNING))
         if updates:
             self._conn.executemany(
@@ -584,6 +590,20 @@ class Store:
     async def get_blob(self, blob: str, offset: int) -> tuple[int, bytes]:
         """A complete blob's size and its stored bytes from `offset` (one piece at most)."""
         return await self._call(blobs.get_blob, self._conn, blob, offset, _durable=False)
+
+    async def push_bundle(
+        self, name: str, files: Sequence[BundleFile], now_ms: int
+    ) -> tuple[int, bool, list[str], str]:
+        """Make `files` the next version of bundle `name` if every blob is here (see store_bundles)."""
+        return await self._call(bundles.push_bundle, self._conn, name, files, now_ms)
+
+    async def list_bundles(self, name: str | None) -> list[BundleView]:
+        """Every version of every bundle (or of `name`), by name then version."""
+        return await self._call(bundles.list_bundles, self._conn, name, _durable=False)
+
+    async def get_bundle(self, ref: str) -> tuple[BundleView, list[BundleFile]]:
+        """The bundle version `ref` names ("NAME@N", or "NAME": the latest) and its files."""
+        return await self._call(bundles.get_bundle, self._conn, ref, _durable=False)
 
     async def read_results(
         self, job_ids: Sequence[str], max_bytes: int, *, finished_only: bool = False

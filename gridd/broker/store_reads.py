@@ -30,7 +30,7 @@ def get_job(conn: sqlite3.Connection, job_id: str) -> tuple[JobView, list[Attemp
         raise UnknownJob(f"no job has id {job_id!r}")
     history = flow.rows(
         conn,
-        "SELECT attempt, worker, lease, started_ms, ended_ms, exit_code, outcome, code FROM attempts"
+        "SELECT attempt, worker, lease, started_ms, ended_ms, exit_code, outcome, code, bundle FROM attempts"
         " WHERE job_id = ? ORDER BY lease",
         (key,),
     )
@@ -44,6 +44,7 @@ def get_job(conn: sqlite3.Connection, job_id: str) -> tuple[JobView, list[Attemp
             exit_code=h[5],
             outcome=h[6],
             code=h[7],
+            bundle=h[8],
         )
         for h in history
     ]
@@ -129,4 +130,5 @@ def _view(r: sqlite3.Row) -> JobView:
         stderr_bytes=r[14] or 0,
         group=flow.group_name(r[15]),
         after=[str(d) for d in json.loads(r[16])] if r[16] else [],
+        bundle=spec.bundle,
     )

@@ -12,13 +12,14 @@ from typing import Any
 import anyio
 import msgspec
 
-from gridd.cli import render
+from gridd.cli import bundles, render
 from gridd.cli.expand import array_items, each_items, expand_argv, ids_from_stdin
 from gridd.cli.live import LiveOutput
 from gridd.cli.waiting import through_restarts
 from gridd.client.api import Client, connect
 from gridd.client.locate import broker_address, cluster_token
 from gridd.config import Config
+from gridd.protocol.bundles import ref_problem
 from gridd.protocol.errors import ConfigError, ConnectionLost, GriddError, exception_for
 from gridd.protocol.messages import JOB_STATES, AttemptView, JobSpec, JobView
 
@@ -72,7 +73,15 @@ def _spec(args: argparse.Namespace) -> JobSpec:
         timeout_s=args.timeout,
         env=env,
         stdin=stdin,
+        bundle=_bundle(args.bundle),
     )
+
+
+def _bundle(ref: str | None) -> str | None:
+    problem = ref_problem(ref) if ref is not None else None
+    if problem is not None:
+        raise ConfigError(f"--bundle: {problem}")
+    return ref
 
 
 async def _submit(client: Client, args: argparse.Namespace) -> int:
@@ -288,4 +297,5 @@ _COMMANDS: dict[str, Callable[[Client, argparse.Namespace], Awaitable[int]]] = {
     "hold": _control("hold"),
     "release": _control("release"),
     "events": _events,
+    "bundle": bundles.run,
 }

@@ -104,7 +104,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="JOB",
         help="wait until JOB (or group) has succeeded (repeatable)",
     )
+    p.add_argument("--bundle", metavar="NAME[@VERSION]", help="run inside this bundle (default version: the latest)")
     p.add_argument("argv", nargs=argparse.REMAINDER, metavar="-- COMMAND [ARG...]")
+
+    from gridd.cli.bundles import add_parser as add_bundle_parser
+
+    add_bundle_parser(client(command("bundle", "push a directory as a versioned bundle, or list versions")))
 
     p = client(command("show", "show one job"))
     p.add_argument("job")

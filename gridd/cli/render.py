@@ -43,6 +43,8 @@ def show(job: JobView, attempts: Sequence[AttemptView]) -> str:
     ]
     if job.group:
         rows.append(("group", job.group))
+    if job.bundle:
+        rows.append(("bundle", job.bundle))
     if job.after:
         rows.append(("after", " ".join(job.after)))
     if job.reason:
@@ -51,7 +53,12 @@ def show(job: JobView, attempts: Sequence[AttemptView]) -> str:
     text = "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
     if attempts:
         code = any(a.code for a in attempts)  # task jobs: the version of the code each attempt ran
-        table = [["ATTEMPT", "WORKER", "OUTCOME", "EXIT", "ENDED"] + (["CODE"] if code else [])] + [
+        bundle = any(a.bundle for a in attempts)  # the bundle version each attempt ran in
+        table = [
+            ["ATTEMPT", "WORKER", "OUTCOME", "EXIT", "ENDED"]
+            + (["CODE"] if code else [])
+            + (["BUNDLE"] if bundle else [])
+        ] + [
             [
                 str(a.attempt),
                 a.worker or "-",
@@ -60,6 +67,7 @@ def show(job: JobView, attempts: Sequence[AttemptView]) -> str:
                 _when(a.ended_ms),
             ]
             + ([a.code or "-"] if code else [])
+            + ([a.bundle or "-"] if bundle else [])
             for a in attempts
         ]
         text += "\n\n" + _table(table)
@@ -126,6 +134,11 @@ def event_line(e: Event) -> str:
     if e.message:
         parts.append(f"({e.message})")
     return " ".join(parts)
+
+
+def table(rows: list[list[str]]) -> str:
+    """Columns padded to their widest cell; the first row is the header."""
+    return _table(rows)
 
 
 def _table(rows: list[list[str]]) -> str:

@@ -18,7 +18,8 @@ from gridd.client.connection import Connection, open_connection
 from gridd.client.handles import JobHandle, TaskHandle
 from gridd.client.locate import resolve
 from gridd.client.tasks import Task
-from gridd.protocol.errors import exception_for
+from gridd.protocol.bundles import ref_problem
+from gridd.protocol.errors import InvalidRequest, exception_for
 from gridd.protocol.messages import (
     MAX_LIST_ROWS,
     AttemptView,
@@ -70,8 +71,10 @@ class Client:
         env: Mapping[str, str] | None = None,
         stdin: bytes | None = None,
         after: Sequence[str] = (),
+        bundle: str | None = None,
     ) -> str:
-        """Submit one command; returns its id once the job is durable."""
+        """Submit one command; returns its id once the job is durable. `bundle` ("NAME" or "NAME@N"):
+        run it inside that bundle (gridd bundle push); "NAME" is its latest version at submit."""
         spec = JobSpec(
             argv=list(argv),
             queue=queue,
@@ -80,6 +83,7 @@ class Client:
             timeout_s=timeout_s,
             env=dict(env or {}),
             stdin=stdin,
+            bundle=bundle,
         )
         return (await self.submit_many([spec], after=after))[0]
 
@@ -100,6 +104,8 @@ class Client:
     async def _submit(
         self, specs: Sequence[JobSpec], *, after: Sequence[str], new_group: bool, max_running: int | None
     ) -> tuple[list[str], str | None]:
+        for problem in {ref_problem(s.bundle) for s in specs if s.bundle is not None} - {None}:
+            raise InvalidRequest(str(problem))  # else the broker would close the connection on decoding it
         ids: list[str] = []
         group: str | None = None
         for chunk in _chunks(specs):

@@ -22,6 +22,7 @@ class ErrorCode(enum.IntEnum):
     BAD_RESULT = 3003
     PAYLOAD_TOO_LARGE = 3004
     UNKNOWN_BLOB = 3005
+    UNKNOWN_BUNDLE = 3006
     STALE_LEASE = 4000
     WORKER_NAME_IN_USE = 4001
     NOT_A_WORKER = 4002
@@ -116,6 +117,12 @@ class UnknownBlob(OperationRefused):
     code = ErrorCode.UNKNOWN_BLOB
 
 
+class UnknownBundle(OperationRefused):
+    """No bundle has that name, or it has no such version."""
+
+    code = ErrorCode.UNKNOWN_BUNDLE
+
+
 class JobFailed(GriddError):
     """Client side: a job whose result was asked for did not succeed (failed or cancelled)."""
 
@@ -182,6 +189,10 @@ class WorkDirInUse(GriddError):
     other's jobs' directories)."""
 
 
+class BundleUnavailable(GriddError):
+    """Worker side: a job's bundle could not be fetched, or its content arrived damaged."""
+
+
 class ConfigError(GriddError):
     """A setting is missing or malformed (a flag, an environment variable, the config file)."""
 
@@ -207,6 +218,7 @@ _BY_CODE: dict[int, type[GriddError]] = {
         BadResult,
         PayloadTooLarge,
         UnknownBlob,
+        UnknownBundle,
         StaleLease,
         WorkerNameInUse,
         NotAWorker,

@@ -25,6 +25,11 @@ Proof = Annotated[bytes, msgspec.Meta(min_length=32, max_length=64)]
 Count = Annotated[int, msgspec.Meta(ge=0, lt=2**53)]
 BlobId = Annotated[str, msgspec.Meta(pattern="^[0-9a-f]{64}$")]  # the sha256 of the content, in hex
 TaskName = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$", max_length=512)]
+# A bundle's name never starts with a dot (it names a directory in workers' caches); a reference to it
+# may pin a version: "NAME@3".
+BundleName = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,99}$")]
+BundleRef = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,99}(@[1-9][0-9]{0,8})?$")]
+MAX_BUNDLE_FILES = 50_000  # keeps a manifest (about 150 bytes a file) well under the frame limit
 
 
 # The job states this version knows. They travel as strings: a newer broker may add some.
@@ -77,6 +82,7 @@ class JobSpec(Record, frozen=True, omit_defaults=True):
     env: dict[str, str] = msgspec.field(default_factory=dict)
     stdin: bytes | None = None
     task: TaskCall | None = None  # set: call this Python task (argv then only names it)
+    bundle: BundleRef | None = None  # run inside this bundle; the broker pins "NAME" to "NAME@N" at submit
 
 
 class JobView(Record, frozen=True):
@@ -100,6 +106,7 @@ class JobView(Record, frozen=True):
     stderr_bytes: Count = 0
     group: str | None = None
     after: list[str] = msgspec.field(default_factory=list)
+    bundle: str | None = None  # "NAME@N": the bundle version every attempt of the job runs in
 
 
 class AttemptView(Record, frozen=True):
@@ -113,6 +120,7 @@ class AttemptView(Record, frozen=True):
     exit_code: int | None
     outcome: str
     code: str | None = None  # the version of the task code that ran it (task jobs)
+    bundle: str | None = None  # "NAME@N": the bundle version it ran in, as its worker reported
 
 
 class WorkerView(Record, frozen=True):
@@ -169,6 +177,28 @@ class JobResult(Record, frozen=True):
     value_blob: BlobId | None = None
     error: TaskError | None = None
     code: Annotated[str, msgspec.Meta(max_length=256)] = ""
+    bundle: Annotated[str, msgspec.Meta(max_length=128)] = ""  # "NAME@N" the attempt ran in ("" none)
+
+
+class BundleFile(Record, frozen=True, omit_defaults=True):
+    """One regular file of a bundle: its path relative to the bundle's root ("/" separated, checked by
+    gridd.protocol.bundles), its content blob and size, and whether it is executable."""
+
+    path: Annotated[str, msgspec.Meta(min_length=1, max_length=1024)]
+    blob: BlobId
+    size: Annotated[int, msgspec.Meta(ge=0, lt=2**53)]
+    executable: bool = False
+
+
+class BundleView(Record, frozen=True):
+    """One version of a bundle: `digest` is the sha256 of its manifest (gridd.protocol.bundles)."""
+
+    name: str
+    version: int
+    digest: str
+    files: int
+    bytes: int
+    pushed_ms: EpochMs
 
 
 class TaskOutcome(Record, frozen=True):
@@ -391,6 +421,52 @@ class BlobRead(Message, frozen=True, tag="blob.read"):
     data: bytes
 
 
+class PushBundle(Message, frozen=True, tag="bundle.push"):
+    """Make `files` the next version of bundle `name`. Refused while the broker lacks some of their
+    blobs: the reply lists those (upload them with PutBlob, then push again), so that no version ever
+    names content the broker does not hold. A manifest equal to the latest version's makes no new one."""
+
+    rid: RequestId
+    name: BundleName
+    files: Annotated[list[BundleFile], msgspec.Meta(max_length=MAX_BUNDLE_FILES)]
+
+
+class BundlePushed(Message, frozen=True, tag="bundle.pushed"):
+    """`missing` empty: `version` holds the files (`created` False: it already did). Else nothing was
+    made (version 0) and `missing` names the blobs to upload first."""
+
+    rid: RequestId
+    version: Count
+    created: bool
+    missing: list[BlobId] = msgspec.field(default_factory=list)
+    digest: str = ""
+
+
+class ListBundles(Message, frozen=True, tag="bundle.list"):
+    """Every version of every bundle (or of bundle `name`), by name then version."""
+
+    rid: RequestId
+    name: BundleName | None = None
+
+
+class BundlesListed(Message, frozen=True, tag="bundle.listed"):
+    rid: RequestId
+    bundles: list[BundleView]
+
+
+class GetBundle(Message, frozen=True, tag="bundle.get"):
+    """The manifest of "NAME@N" (or of NAME's latest version)."""
+
+    rid: RequestId
+    ref: BundleRef
+
+
+class BundleGot(Message, frozen=True, tag="bundle.got"):
+    rid: RequestId
+    bundle: BundleView
+    files: list[BundleFile]
+
+
 class ListWorkers(Message, frozen=True, tag="worker.list"):
     rid: RequestId
 
@@ -569,6 +645,9 @@ PeerMessage = (
     | ReadResults
     | PutBlob
     | GetBlob
+    | PushBundle
+    | ListBundles
+    | GetBundle
     | ListWorkers
     | GetStatus
     | Subscribe
@@ -596,6 +675,9 @@ BrokerMessage = (
     | ResultsRead
     | BlobStored
     | BlobRead
+    | BundlePushed
+    | BundlesListed
+    | BundleGot
     | WorkersListed
     | StatusReported
     | Subscribed

@@ -26,6 +26,7 @@ import statistics
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TypeVar
 
 import anyio
@@ -51,6 +52,7 @@ from gridd.protocol.messages import (
     ReturnLeases,
     RevokeLeases,
 )
+from gridd.worker.bundles import BundleCache, run_in_bundle
 from gridd.worker.host import HostWatch
 from gridd.worker.policy import Decision
 from gridd.worker.runner import OUTPUT_EVERY_S, Pause, RunSettings, run_attempt
@@ -101,8 +103,12 @@ class WorkerAgent:
         *,
         tasks: TaskSettings | None = None,
         lock: int | None = None,
+        bundle_dir: Path | None = None,
     ) -> None:
         self._s = settings
+        # Beside the work dir by default (the work dir is emptied at start; the cache must survive).
+        bundle_dir = bundle_dir or run.work_dir.with_name(f"{run.work_dir.name}.bundles")
+        self._bundles = BundleCache(bundle_dir, self._connected_call)
         self._lock = lock  # the work dir's lock (an open file), released when run() ends
         self._run = run
         self._tasks = tasks
@@ -276,6 +282,8 @@ class WorkerAgent:
         with scope:
             if job.spec.task is not None and self._tasks is not None:
                 result = await run_task(job, self._tasks, self._clock, self)
+            elif job.spec.bundle is not None:
+                result = await run_in_bundle(job, self._bundles, self._run, self._clock, self._outputs.extend, pause)
             else:
                 result = await run_attempt(job, self._run, self._clock, self._outputs.extend, pause)
         entry = self._running.pop(job.job_id)

@@ -107,13 +107,16 @@ async def run_attempt(
     clock: Clock,
     on_output: Callable[[list[OutputChunk]], None] | None = None,
     pause: Pause | None = None,
+    *,
+    setup: Callable[[Path], None] | None = None,
 ) -> JobResult:
     """Run the job to its end (or its timeout); cancelling this kills the job's process group.
+    `setup` (blocking) fills the fresh working directory before the job starts (a bundle's files).
 
     The whole attempt (spawn, wait, timeout, collect, clean up) is one blocking call in one thread:
     one hop per job instead of four, which matters when jobs take milliseconds. While it runs longer
     than OUTPUT_EVERY_S, what it writes is handed to `on_output` every OUTPUT_EVERY_S."""
-    attempt = _Attempt(job, settings, clock, pause or Pause())
+    attempt = _Attempt(job, settings, clock, pause or Pause(), setup)
     async with anyio.create_task_group() as tg:
         if on_output is not None:
             tg.start_soon(_follow, attempt, on_output, settings.limiter)
@@ -139,9 +142,17 @@ async def _follow(
 class _Attempt:
     """One attempt's blocking work, and a way to stop it from the event loop's thread."""
 
-    def __init__(self, job: LeasedJob, settings: RunSettings, clock: Clock, pause: Pause) -> None:
+    def __init__(
+        self,
+        job: LeasedJob,
+        settings: RunSettings,
+        clock: Clock,
+        pause: Pause,
+        setup: Callable[[Path], None] | None = None,
+    ) -> None:
         self._job = job
         self._pause = pause
+        self._setup = setup
         self._settings = settings
         self._clock = clock
         self._lock = threading.Lock()
@@ -196,6 +207,11 @@ class _Attempt:
             cwd.mkdir(parents=True)
         except OSError as exc:
             return self._not_started(None, "error", f"cannot make the working directory {cwd}: {exc.strerror}", started)
+        if self._setup is not None:
+            try:
+                self._setup(cwd)
+            except OSError as exc:
+                return self._not_started(None, "error", f"cannot fill the working directory {cwd}: {exc}", started)
         try:
             proc = _spawn(job, cwd, self._settings.worker, out, err)
         except OSError as exc:

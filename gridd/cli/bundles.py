@@ -1,0 +1,76 @@
+"""`gridd bundle push NAME DIR` and `gridd bundle list [NAME] [--json]`: parsing and printing only."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from gridd.cli import render
+from gridd.client import bundles
+from gridd.client.api import Client
+from gridd.protocol.bundles import name_problem
+from gridd.protocol.errors import ConfigError
+
+
+def add_parser(command: argparse.ArgumentParser) -> None:
+    """The `bundle` command's own subcommands."""
+    actions = command.add_subparsers(dest="bundle_action", metavar="ACTION", required=True)
+    p = actions.add_parser(
+        "push",
+        help="store DIR as the next version of bundle NAME; prints NAME@VERSION",
+        description="Store DIR as the next version of bundle NAME (only files the broker lacks travel).",
+    )
+    p.add_argument("name", metavar="NAME")
+    p.add_argument("dir", type=Path, metavar="DIR")
+    _broker_flag(p)
+    p = actions.add_parser("list", help="list bundle versions", description="List bundle versions, by name.")
+    p.add_argument("name", nargs="?", metavar="NAME")
+    p.add_argument("--json", action="store_true")
+    _broker_flag(p)
+
+
+def _broker_flag(p: argparse.ArgumentParser) -> None:
+    # As on every client command, also after the action; SUPPRESS keeps one given earlier.
+    p.add_argument(
+        "--broker", metavar="HOST:PORT", default=argparse.SUPPRESS, help="broker address (default: $GRIDD_BROKER)"
+    )
+
+
+async def run(client: Client, args: argparse.Namespace) -> int:
+    """Run `gridd bundle ACTION`."""
+    if args.bundle_action == "push":
+        return await _push(client, args.name, args.dir)
+    return await _list(client, args.name, args.json)
+
+
+async def _push(client: Client, name: str, directory: Path) -> int:
+    problem = name_problem(name)
+    if problem is not None:
+        raise ConfigError(problem)
+    report = await bundles.push(client.connection, name, directory)
+    print(f"{report.name}@{report.version}", flush=True)
+    already = report.files - report.uploaded_files
+    what = "new version" if report.created else "unchanged: the latest version already holds these files"
+    print(
+        f"gridd: {report.name}@{report.version} ({what}): {report.files} files, {report.bytes:,} bytes;"
+        f" uploaded {report.uploaded_files} ({report.uploaded_bytes:,} bytes), {already} already there",
+        file=sys.stderr,
+    )
+    return 0
+
+
+async def _list(client: Client, name: str | None, as_json: bool) -> int:
+    if name is not None and (problem := name_problem(name)) is not None:
+        raise ConfigError(problem)
+    views = await bundles.list_versions(client.connection, name)
+    if as_json:
+        print(render.to_json(views))
+        return 0
+    rows = [["NAME", "VERSION", "FILES", "BYTES", "PUSHED", "DIGEST"]]
+    for v in views:
+        pushed = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(v.pushed_ms / 1000))
+        rows.append([v.name, str(v.version), str(v.files), f"{v.bytes:,}", pushed, v.digest[:12]])
+    print(render.table(rows))
+    return 0
