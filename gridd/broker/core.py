@@ -143,6 +143,9 @@ class Broker:
         with self.watch.watch(job_ids, any_=any_) as waiter:
             views = await self.store.get_jobs(job_ids)  # also refuses unknown ids up front
             finished = [view.state in tr.FINISHED for view in views]
+            for view, done in zip(views, finished, strict=True):
+                if done:
+                    waiter.finished(view.id)
             # Decided by what was read, not by the waiter: a job that finished while the read ran has set
             # the waiter already, and the views read then are stale.
             if not (any(finished) if any_ else all(finished)):
