@@ -44,6 +44,8 @@ class WorkerConfig(Section, frozen=True):
     max_output_bytes: Annotated[int, msgspec.Meta(ge=0)] = 1024 * 1024
     token: str | None = None
     tasks: list[str] = msgspec.field(default_factory=list)  # Python modules whose @gridd.task functions it runs
+    cpus: Annotated[int, msgspec.Meta(ge=1, le=2**20)] | None = None  # None: max(slots, this machine's cpus)
+    memory_mb: Annotated[int, msgspec.Meta(ge=0, le=2**40)] | None = None  # None: this machine's memory
 
 
 class ClientConfig(Section, frozen=True):

@@ -2,7 +2,8 @@
 
 Rule: one task owns the queue of waiting requests and does all leasing, so two requests never race for
 the same job and an idle grid costs nothing: the task sleeps until a submit, a requeue or a retry delay
-wakes it. Workers never poll.
+wakes it. Workers never poll. A request's lanes are asked for at each pass (a lane that appears while a
+worker waits reaches it), and each request carries its worker's free Budget (see matching.py).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import anyio
 import structlog
 from anyio.abc import TaskStatus
 
+from gridd.broker.matching import Budget, Lane
 from gridd.broker.store import Store
 from gridd.clock import Clock
 from gridd.protocol.errors import GriddError
@@ -23,14 +25,12 @@ from gridd.protocol.messages import LeasedJob
 log = structlog.get_logger()
 
 
-Lane = tuple[str, str]  # (queue, lane): see store.lane_of
-
-
 @dataclass(eq=False, slots=True)
 class _Request:
     worker: str
-    lanes: Sequence[Lane]
+    lanes: Callable[[], Sequence[Lane]]
     max_jobs: int
+    budget: Budget
     done: anyio.Event = field(default_factory=anyio.Event)
     jobs: list[LeasedJob] = field(default_factory=list)
 
@@ -52,9 +52,12 @@ class Dispatcher:
         """Something may have become eligible: look again."""
         self._wake.set()
 
-    async def lease(self, worker: str, lanes: Sequence[Lane], max_jobs: int) -> list[LeasedJob]:
-        """Wait until at least one job of `lanes` is leased to `worker`, then return up to `max_jobs`."""
-        request = _Request(worker, lanes, max_jobs)
+    async def lease(
+        self, worker: str, lanes: Callable[[], Sequence[Lane]], max_jobs: int, budget: Budget | None = None
+    ) -> list[LeasedJob]:
+        """Wait until at least one job of `lanes()` is leased to `worker`, then return up to `max_jobs`
+        that fit `budget` together."""
+        request = _Request(worker, lanes, max_jobs, budget or Budget())
         self._pending.append(request)
         self.wake()
         try:
@@ -80,14 +83,20 @@ class Dispatcher:
     async def _serve(self) -> int | None:
         """One pass over the waiting requests; returns when the next delayed job becomes eligible."""
         now = self._clock.now_ms()
-        drained: set[Lane] = set()
+        # lane -> budgets under which it gave all it had this pass: a later request whose per-job limits
+        # are no larger would find nothing there either.
+        drained: dict[Lane, list[Budget]] = {}
         for request in list(self._pending):
-            lanes = [lane for lane in request.lanes if lane not in drained]
+            budget = request.budget
+            lanes = [x for x in request.lanes() if not any(b.covers(budget) for b in drained.get(x, ()))]
             if not lanes or request not in self._pending:  # abandoned: its worker went away meanwhile
                 continue
-            jobs = await self._store.lease_jobs(request.worker, lanes, request.max_jobs, now, self._ttl_ms)
-            if len(jobs) < request.max_jobs:
-                drained.update(lanes)
+            jobs = await self._store.lease_jobs(request.worker, lanes, request.max_jobs, now, self._ttl_ms, budget)
+            # Fewer than asked is "drained" only if the total budget did not stop the greedy pick, i.e.
+            # any job within the per-job limits would still have fitted what was left.
+            if len(jobs) < request.max_jobs and budget.left_after([j.spec for j in jobs]).room_for_any():
+                for lane in lanes:
+                    drained.setdefault(lane, []).append(budget)
             if not jobs:
                 continue
             # The leases are committed: announce them even if the worker went away during the call. Its

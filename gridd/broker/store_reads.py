@@ -129,4 +129,8 @@ def _view(r: sqlite3.Row) -> JobView:
         stderr_bytes=r[14] or 0,
         group=flow.group_name(r[15]),
         after=[str(d) for d in json.loads(r[16])] if r[16] else [],
+        cpus=spec.cpus,
+        memory_mb=spec.memory_mb,
+        requires=spec.requires,
+        task=spec.task.name if spec.task is not None else None,
     )

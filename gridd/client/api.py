@@ -70,8 +70,12 @@ class Client:
         env: Mapping[str, str] | None = None,
         stdin: bytes | None = None,
         after: Sequence[str] = (),
+        cpus: int = 1,
+        memory_mb: int = 0,
+        requires: Mapping[str, str] | None = None,
     ) -> str:
-        """Submit one command; returns its id once the job is durable."""
+        """Submit one command; returns its id once the job is durable. It runs on a worker with `cpus`
+        and `memory_mb` (MiB) free for it, and every tag of `requires`."""
         spec = JobSpec(
             argv=list(argv),
             queue=queue,
@@ -80,6 +84,9 @@ class Client:
             timeout_s=timeout_s,
             env=dict(env or {}),
             stdin=stdin,
+            cpus=cpus,
+            memory_mb=memory_mb,
+            requires=dict(requires or {}),
         )
         return (await self.submit_many([spec], after=after))[0]
 

@@ -5,7 +5,9 @@ Rules:
   agent re-attaches them (by lease) when it reconnects, with backoff.
 - A result stays in `_results` until the broker has answered for it (recorded, or refused as stale).
 - Work is asked for by one long-poll request at a time for as many jobs as there are free slots: an
-  idle worker sends nothing but heartbeats. While recent jobs are short (under PREFETCH_BELOW_MS),
+  idle worker sends nothing but heartbeats. Slots are accounted by what each job asked for: a job runs
+  only while the jobs running and it fit in `cpus` and `memory_mb` together, and each request carries
+  the budget the jobs held (running or leased ahead) leave free. While recent jobs are short (under PREFETCH_BELOW_MS),
   it also leases up to `slots` jobs ahead, so that a slot never idles for a round trip to the broker
   between two short jobs; with long jobs it leases nothing ahead, so no job waits behind another
   while a different worker is free.
@@ -68,6 +70,8 @@ class AgentSettings:
     queues: list[str]
     tags: dict[str, str]
     grace_s: float
+    cpus: int | None = None  # None: as many as slots
+    memory_mb: int | None = None  # None: no limit
 
 
 @dataclass(eq=False, slots=True)
@@ -178,6 +182,8 @@ class WorkerAgent:
                 tags=self._s.tags,
                 running=refs,
                 tasks=self._tasks.modules if self._tasks else [],
+                cpus=self._cpus,
+                memory_mb=self._s.memory_mb,
             )
         )
         log.info("worker.connected", broker=self._s.broker, attached=len(refs) - len(reply.lost), lost=len(reply.lost))
@@ -208,12 +214,16 @@ class WorkerAgent:
 
     async def _take_work(self, conn: Connection) -> None:
         while not self._draining:
-            want = self._s.slots + self._prefetch() - len(self._running)
-            if want <= 0:
+            prefetch = self._prefetch()
+            want = self._s.slots + prefetch - len(self._running)
+            cpus, memory_mb = self._budget(prefetch)
+            if want <= 0 or cpus < 1:
                 await self._wait_change()
                 continue
             with anyio.CancelScope() as self._asking:
-                reply = await conn.request(lambda rid: RequestJobs(rid=rid, max_jobs=want))  # noqa: B023 - at once
+                reply = await conn.request(
+                    lambda rid: RequestJobs(rid=rid, max_jobs=want, cpus=cpus, memory_mb=memory_mb)  # noqa: B023
+                )
                 for job in reply.jobs:
                     ref = LeaseRef(job_id=job.job_id, lease=job.lease)
                     self._running[job.job_id] = _Running(job, ref, anyio.CancelScope())
@@ -246,16 +256,43 @@ class WorkerAgent:
             return min(self._s.slots * 16, 1024)
         return self._s.slots if median < PREFETCH_BELOW_MS else 0
 
+    @property
+    def _cpus(self) -> int:
+        return self._s.cpus or self._s.slots
+
+    def _claims(self, *, started_only: bool) -> tuple[int, int]:
+        """cpus and MiB claimed by the jobs held (running, and unless `started_only` leased ahead)."""
+        held = [r.job.spec for r in self._running.values() if not r.handed_back and (r.started or not started_only)]
+        return sum(s.cpus for s in held), sum(s.memory_mb for s in held)
+
+    def _budget(self, prefetch: int) -> tuple[int, int | None]:
+        """What the next lease may claim: the free cpus and memory, plus, while jobs are short enough to
+        lease ahead, as much again per `slots` jobs leased ahead (each job still fits the whole worker)."""
+        cpus, memory = self._claims(started_only=False)
+        free_cpus = self._cpus + self._cpus * prefetch // self._s.slots - cpus
+        total = self._s.memory_mb
+        free_memory = None if total is None else total + total * prefetch // self._s.slots - memory
+        return free_cpus, None if free_memory is None else max(0, free_memory)
+
     def _start_ready(self) -> None:
-        """Start jobs leased ahead while slots are free (in the order they were leased)."""
+        """Start jobs leased ahead while a slot and their cpus and memory are free, in the order they were
+        leased (a big job is not overtaken by smaller ones leased after it)."""
         assert self._jobs is not None  # noqa: S101 - set by run() before any connection
         free = self._s.slots - self.running
+        cpus, memory = self._claims(started_only=True)
+        free_cpus = self._cpus - cpus
+        free_memory = None if self._s.memory_mb is None else self._s.memory_mb - memory
         for entry in list(self._running.values()):
             if free <= 0 or self._draining:
                 return
             if not entry.started:
+                spec = entry.job.spec
+                fits = spec.cpus <= free_cpus and (free_memory is None or spec.memory_mb <= free_memory)
+                if not fits and free < self._s.slots:  # one bigger than the worker (an older broker): alone
+                    return
                 entry.started = True
-                free -= 1
+                free, free_cpus = free - 1, free_cpus - spec.cpus
+                free_memory = None if free_memory is None else free_memory - spec.memory_mb
                 self._jobs.start_soon(self._run_one, entry.job, entry.scope)
 
     async def _run_one(self, job: LeasedJob, scope: anyio.CancelScope) -> None:
