@@ -3,7 +3,9 @@
 Rule: one task owns the queue of waiting requests and does all leasing, so two requests never race for
 the same job and an idle grid costs nothing: the task sleeps until a submit, a requeue or a retry delay
 wakes it. Workers never poll. A request's lanes are asked for at each pass (a lane that appears while a
-worker waits reaches it), and each request carries its worker's free Budget (see matching.py).
+worker waits reaches it), and each request carries its worker's free Budget (see matching.py). A worker
+has one request at a time: a newer one (its budget grew: a job ended) supersedes the older, which is
+answered empty; jobs leased for the older one meanwhile go to the newer.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ class _Request:
     budget: Budget
     done: anyio.Event = field(default_factory=anyio.Event)
     jobs: list[LeasedJob] = field(default_factory=list)
+    successor: _Request | None = None  # the request of the same worker that superseded this one
 
 
 class Dispatcher:
@@ -58,6 +61,10 @@ class Dispatcher:
         """Wait until at least one job of `lanes()` is leased to `worker`, then return up to `max_jobs`
         that fit `budget` together."""
         request = _Request(worker, lanes, max_jobs, budget or Budget())
+        for old in [r for r in self._pending if r.worker == worker]:
+            self._pending.remove(old)
+            old.successor = request
+            old.done.set()  # answered empty
         self._pending.append(request)
         self.wake()
         try:
@@ -102,6 +109,8 @@ class Dispatcher:
             # The leases are committed: announce them even if the worker went away during the call. Its
             # next registration hands them back unspent, or they expire after a TTL.
             self._on_leased(request.worker, jobs)
+            while request not in self._pending and request.successor is not None:
+                request = request.successor  # superseded during the store call: the newer one gets them
             if request in self._pending:
                 self._pending.remove(request)
                 request.jobs = jobs

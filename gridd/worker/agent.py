@@ -7,7 +7,9 @@ Rules:
 - Work is asked for by one long-poll request at a time for as many jobs as there are free slots: an
   idle worker sends nothing but heartbeats. Slots are accounted by what each job asked for: a job runs
   only while the jobs running and it fit in `cpus` and `memory_mb` together, and each request carries
-  the budget the jobs held (running or leased ahead) leave free. While recent jobs are short (under PREFETCH_BELOW_MS),
+  the budget the jobs held (running or leased ahead) leave free. When a job ends while a request waits,
+  the budget grew: the agent asks again (the broker answers the older request empty, and jobs granted
+  to it on the way are kept, as late replies). While recent jobs are short (under PREFETCH_BELOW_MS),
   it also leases up to `slots` jobs ahead, so that a slot never idles for a round trip to the broker
   between two short jobs; with long jobs it leases nothing ahead, so no job waits behind another
   while a different worker is free.
@@ -26,6 +28,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 import anyio
+import msgspec
 import structlog
 from anyio.abc import TaskGroup, TaskStatus
 
@@ -221,20 +224,44 @@ class WorkerAgent:
                 await self._wait_change()
                 continue
             with anyio.CancelScope() as self._asking:
-                reply = await conn.request(
-                    lambda rid: RequestJobs(rid=rid, max_jobs=want, cpus=cpus, memory_mb=memory_mb)  # noqa: B023
-                )
-                for job in reply.jobs:
-                    ref = LeaseRef(job_id=job.job_id, lease=job.lease)
-                    self._running[job.job_id] = _Running(job, ref, anyio.CancelScope())
-                self._start_ready()
+                request = RequestJobs(rid=0, max_jobs=want, cpus=cpus, memory_mb=memory_mb)
+                granted = await self._ask(conn, request)
+                self._accept(granted)
             if self._asking.cancelled_caught:
                 return  # draining began; the connection closes after delivery, which drops the request
 
+    async def _ask(self, conn: Connection, request: RequestJobs) -> list[LeasedJob]:
+        """The jobs granted to `request`; none if the budget grew before any was (then the caller asks again)."""
+        granted: list[LeasedJob] = []
+        async with anyio.create_task_group() as tg:
+
+            async def ask() -> None:
+                reply = await conn.request(lambda rid: msgspec.structs.replace(request, rid=rid))
+                granted.extend(reply.jobs)
+                tg.cancel_scope.cancel()
+
+            tg.start_soon(ask)
+            while True:
+                await self._wait_change()
+                cpus, memory_mb = self._budget(self._prefetch())
+                if cpus > (request.cpus or 0) or (memory_mb or 0) > (request.memory_mb or 0):
+                    tg.cancel_scope.cancel()
+                    break
+        return granted
+
+    def _accept(self, jobs: list[LeasedJob]) -> None:
+        for job in jobs:
+            ref = LeaseRef(job_id=job.job_id, lease=job.lease)
+            self._running[job.job_id] = _Running(job, ref, anyio.CancelScope())
+        self._start_ready()
+
     def _late_reply(self, conn: Connection, message: object) -> None:
-        """Jobs granted to a lease request this worker had given up (it began draining meanwhile): hand
-        them back at once, unspent, rather than let their leases expire."""
-        if isinstance(message, JobsLeased) and message.jobs and self._jobs is not None:
+        """Jobs granted to a lease request this worker had given up: kept if it gave it up to ask with a
+        larger budget, handed back at once, unspent, if it began draining (rather than let them expire)."""
+        if isinstance(message, JobsLeased) and message.jobs and self._jobs is not None and not self._draining:
+            self._accept(message.jobs)
+            self._poke()
+        elif isinstance(message, JobsLeased) and message.jobs and self._jobs is not None:
             refs = [LeaseRef(job_id=j.job_id, lease=j.lease) for j in message.jobs]
             log.info("worker.late_grant_returned", jobs=[r.job_id for r in refs])
             self._jobs.start_soon(self._return_late, conn, refs)

@@ -133,7 +133,12 @@ class Grid:
     # ---- workers --------------------------------------------------------------------------------------
 
     def start_worker(
-        self, name: str, slots: int = 1, queues: Sequence[str] = (), grace: float | None = None
+        self,
+        name: str,
+        slots: int = 1,
+        queues: Sequence[str] = (),
+        grace: float | None = None,
+        extra: Sequence[str] = (),
     ) -> subprocess.Popen[bytes]:
         assert self.addr is not None, "start the broker first"
         argv = [*GRIDD, "worker", "--broker", self.addr, "--slots", str(slots), "--name", name]
@@ -142,6 +147,7 @@ class Grid:
             argv += ["--queue", queue]
         if grace is not None:
             argv += ["--grace", str(grace)]
+        argv += list(extra)
         proc = self._spawn(argv, self.worker_log(name))
         self.workers[name] = proc
         return proc
