@@ -214,12 +214,13 @@ class Store:
         job_memory = UNLIMITED if budget.job_memory_mb is None else budget.job_memory_mb
         candidates: list[tuple[int, int, int, int]] = []
         for queue, lane in dict.fromkeys(lanes):
-            # Jobs too big for this request are skipped in the index (jobs_ready holds cpus and
-            # memory_mb). Head-of-line cost is bounded: the rows skipped are queued jobs of this lane
-            # that rank ahead and are bigger than the worker or its free budget. Those bigger than every
-            # connected worker are few in practice, since `gridd show` reports them as unrunnable; those
-            # bigger than the free budget only are leased by the next worker with room for them; and the
-            # dispatcher asks a lane again within a pass only with a larger per-job budget.
+            # Jobs too big for this request are skipped inside jobs_ready, which covers cpus and
+            # memory_mb: a skipped job costs an index entry, never a table row. Head-of-line cost: the
+            # rows skipped are the lane's queued jobs that rank ahead of the first one that fits. Within
+            # a dispatch pass a lane is read again only under a larger per-job budget (scheduler.py), so
+            # once per lane per distinct worker size; jobs too big only for a worker's free budget go to
+            # the next worker with room, and only jobs bigger than every connected worker stay at the
+            # head, which `gridd show` reports (they are the user's to resize or to give a worker).
             rows = self._rows(
                 "SELECT id, priority, cpus, memory_mb FROM jobs WHERE state = 'queued' AND throttled = 0"
                 " AND queue = ? AND lane = ? AND not_before_ms <= ? AND cpus <= ? AND memory_mb <= ?"
