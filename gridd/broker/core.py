@@ -147,10 +147,12 @@ class Broker:
         job_ids = await self.store.expand(refs)
         with self.watch.watch(job_ids, any_=any_) as waiter:
             views = await self.store.get_jobs(job_ids)  # also refuses unknown ids up front
-            for view in views:
-                if view.state in tr.FINISHED:
-                    waiter.finished(view.id)
-            if not waiter.done.is_set():
+            finished = [view for view in views if view.state in tr.FINISHED]
+            for view in finished:
+                waiter.finished(view.id)
+            # Decided by what was read, not by the waiter: a job that finished during the read has set
+            # it already, and these views still show that job unfinished.
+            if not (finished if any_ else len(finished) == len(views)):
                 await waiter.done.wait()
                 views = await self.store.get_jobs(job_ids)
         return [v for v in views if v.state in tr.FINISHED] if any_ else views
