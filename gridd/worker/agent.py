@@ -299,7 +299,8 @@ class WorkerAgent:
         free_cpus = self._cpus + self._cpus * prefetch // self._s.slots - cpus
         total = self._s.memory_mb
         free_memory = None if total is None else total + total * prefetch // self._s.slots - memory
-        return free_cpus, None if free_memory is None else max(0, free_memory)
+        # Within the wire's bounds (messages.py): leasing ahead may multiply a large worker's size.
+        return min(free_cpus, 2**20), None if free_memory is None else min(max(0, free_memory), 2**40)
 
     def _start_ready(self) -> None:
         """Start jobs leased ahead while a slot and their cpus and memory are free, in the order they were

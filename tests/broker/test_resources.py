@@ -13,10 +13,11 @@ import anyio
 
 from gridd.broker.matching import Budget
 from gridd.client import Client
-from gridd.protocol.messages import JobSpec, LeaseRef
+from gridd.client.connection import open_connection
+from gridd.protocol.messages import JobSpec, LeaseRef, RegisterWorker, RequestJobs
 from tests.broker.test_store import TTL_MS, store_at, submit
 from tests.clock import FakeClock
-from tests.conftest import client_of, eventually, running_broker, running_worker
+from tests.conftest import TOKEN, client_of, eventually, running_broker, running_worker
 from tests.tasks import sample
 
 # A job that says it started (a marker file) and ends when the test lets it (its go file).
@@ -240,3 +241,32 @@ async def test_the_python_client_and_task_options_ask_for_resources_too(tmp_path
         "tests.tasks.sample:add",
     )
     assert task_job.unmatched == "no connected worker can run it: no worker is connected"
+
+
+# ---- older peers ----------------------------------------------------------------------------------------------
+
+
+async def test_a_worker_that_announces_no_resources_is_unlimited_and_a_newer_request_supersedes_its_older(
+    tmp_path: Path,
+) -> None:
+    async with running_broker(tmp_path) as b, client_of(b) as client:
+        with anyio.fail_after(30):
+            async with open_connection(b.addr, TOKEN, role="worker", name="old") as conn:
+                await conn.request(lambda rid: RegisterWorker(rid=rid, host="h", slots=1, queues=["default"]))
+                async with anyio.create_task_group() as tg:
+                    first: list[Any] = []
+
+                    async def ask_first() -> None:
+                        first.append(await conn.request(lambda rid: RequestJobs(rid=rid, max_jobs=1, cpus=1)))
+
+                    tg.start_soon(ask_first)
+
+                    async def waiting() -> bool:
+                        return len(b.broker.dispatcher._pending) == 1
+
+                    await eventually(waiting)
+                    job_id = await submit_one(client, JobSpec(argv=["true"], cpus=64, memory_mb=2**20))
+                    # The first request's budget (1 cpu) does not fit it; the newer one's (none) does.
+                    second = await conn.request(lambda rid: RequestJobs(rid=rid, max_jobs=1))
+            assert first[0].jobs == []  # answered empty, superseded
+            assert [j.job_id for j in second.jobs] == [job_id]
