@@ -54,6 +54,8 @@ class WorkerConfig(Section, frozen=True):
     suspend_max_s: Annotated[float, msgspec.Meta(ge=0)] | None = None
     resume_after_s: Annotated[float, msgspec.Meta(ge=0)] = 60.0
     probe_every_s: Annotated[float, msgspec.Meta(gt=0)] = 5.0
+    cpus: Annotated[int, msgspec.Meta(ge=1, le=2**20)] | None = None  # None: max(slots, this machine's cpus)
+    memory_mb: Annotated[int, msgspec.Meta(ge=0, le=2**40)] | None = None  # None: this machine's memory
 
 
 class ClientConfig(Section, frozen=True):

@@ -53,6 +53,11 @@ job_specs = st.builds(
     stdin=st.none() | st.binary(max_size=64),
     task=st.none() | task_calls,
     bundle=st.none() | st.from_regex(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,20}(@[1-9][0-9]{0,8})?", fullmatch=True),
+    cpus=st.integers(1, 4096),
+    memory_mb=st.integers(0, 2**40),
+    requires=st.dictionaries(
+        st.from_regex(r"[^;=\s]{1,64}", fullmatch=True), st.from_regex(r"[^;]{0,20}", fullmatch=True), max_size=3
+    ),
 )
 lease_refs = st.builds(m.LeaseRef, job_id=job_ids, lease=leases)
 job_views = st.builds(
@@ -76,6 +81,11 @@ job_views = st.builds(
     group=st.none() | job_ids,
     after=st.lists(job_ids, max_size=3),
     bundle=st.none() | texts,
+    cpus=plain_ints,
+    memory_mb=plain_ints,
+    requires=str_dicts,
+    task=st.none() | texts,
+    unmatched=st.none() | texts,
 )
 attempt_views = st.builds(
     m.AttemptView,
@@ -103,6 +113,8 @@ worker_views = st.builds(
     last_seen_ms=epoch_ms,
     tasks=st.lists(texts, max_size=3),
     state=texts,
+    cpus=st.none() | plain_ints,
+    memory_mb=st.none() | plain_ints,
 )
 leased_jobs = st.builds(
     m.LeasedJob, job_id=job_ids, lease=leases, attempt=plain_ints, deadline_ms=epoch_ms, spec=job_specs
@@ -221,9 +233,17 @@ register_workers = st.builds(
     restarted=st.booleans(),
     tasks=st.lists(names, max_size=3),
     state=st.text(min_size=1, max_size=32),
+    cpus=st.none() | st.integers(0, 2**20),
+    memory_mb=st.none() | st.integers(0, 2**40),
 )
 report_worker_states = st.builds(m.ReportWorkerState, state=st.text(min_size=1, max_size=32), accepting=st.booleans())
-request_jobs = st.builds(m.RequestJobs, rid=rids, max_jobs=st.integers(1, 4096))
+request_jobs = st.builds(
+    m.RequestJobs,
+    rid=rids,
+    max_jobs=st.integers(1, 4096),
+    cpus=st.none() | st.integers(0, 2**20),
+    memory_mb=st.none() | st.integers(0, 2**40),
+)
 renew_leases = st.builds(m.RenewLeases, rid=rids, leases=st.lists(lease_refs, max_size=4))
 complete_jobs = st.builds(m.CompleteJobs, rid=rids, results=st.lists(job_results, min_size=1, max_size=3))
 return_leases = st.builds(m.ReturnLeases, rid=rids, leases=st.lists(lease_refs, min_size=1, max_size=3))

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent / "gridd"
-SHARED = {"gridd.config", "gridd.logs", "gridd.clock"}
+SHARED = {"gridd.config", "gridd.logs", "gridd.clock", "gridd.resources"}
 # package -> the gridd packages it may import (itself always; the bare `gridd` holds only __version__)
 ALLOWED = {
     "protocol": set(),

@@ -41,6 +41,7 @@ async def run_broker(
         settings = BrokerSettings(ttl_ms, int(config.retry_delay_s * 1000))
         hub = EventHub(config.max_pending_events)
         broker = Broker(store, hub, clock, settings, await store.count_by_queue())
+        broker.lanes.add(await store.known_lanes())
         await tg.start(broker.dispatcher.run)
         await tg.start(LeaseReaper(broker, clock, config.reap_every_s).run)
         bound = await tg.start(serve_peers, host, port, broker, token)

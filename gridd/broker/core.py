@@ -9,11 +9,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import msgspec
 import structlog
 
 from gridd.broker import transitions as tr
 from gridd.broker.events import EventHub
 from gridd.broker.finishes import FinishWatch
+from gridd.broker.matching import Budget, LaneBook, lane_of_spec, unmatched
 from gridd.broker.outputs import OutputRelay
 from gridd.broker.scheduler import Dispatcher
 from gridd.broker.store import Store
@@ -82,6 +84,7 @@ class Broker:
         self.watch = FinishWatch()
         self.outputs = OutputRelay()
         self.workers = WorkerRegistry()
+        self.lanes = LaneBook()  # filled from the store at start (app.py), then by each submit
         # queue -> state -> jobs: read from the store once at start, then kept by record(), so that a
         # snapshot and the events after it agree exactly.
         self.counts = counts
@@ -116,11 +119,15 @@ class Broker:
             group=group_id,
             state=changed[0].state,
         )
+        self.lanes.add((s.queue, lane_of_spec(s)) for s in specs)
         self.record(changed, kind="job.submitted", log_each=False)
         return [t.job_id for t in changed], group_id
 
     async def show(self, job_id: str) -> tuple[JobView, list[AttemptView]]:
-        return await self.store.get_job(job_id)
+        """The job, its attempts, and (queued) why no connected worker could run it, if none could."""
+        job, attempts = await self.store.get_job(job_id)
+        why = unmatched(job, self.workers.all())
+        return (msgspec.structs.replace(job, unmatched=why) if why else job), attempts
 
     async def control(self, action: str, job_ids: Sequence[str]) -> list[Outcome]:
         if action not in tr.ACTIONS:
@@ -142,13 +149,12 @@ class Broker:
         job_ids = await self.store.expand(refs)
         with self.watch.watch(job_ids, any_=any_) as waiter:
             views = await self.store.get_jobs(job_ids)  # also refuses unknown ids up front
-            finished = [view.state in tr.FINISHED for view in views]
-            for view, done in zip(views, finished, strict=True):
-                if done:
-                    waiter.finished(view.id)
-            # Decided by what was read, not by the waiter: a job that finished while the read ran has set
-            # the waiter already, and the views read then are stale.
-            if not (any(finished) if any_ else all(finished)):
+            finished = [view for view in views if view.state in tr.FINISHED]
+            for view in finished:
+                waiter.finished(view.id)
+            # Decided by what was read, not by the waiter: a job that finished during the read has set
+            # it already, and these views still show that job unfinished.
+            if not (finished if any_ else len(finished) == len(views)):
                 await waiter.done.wait()
                 views = await self.store.get_jobs(job_ids)
         return [v for v in views if v.state in tr.FINISHED] if any_ else views
@@ -210,6 +216,8 @@ class Broker:
                 last_seen_ms=w.last_seen_ms,
                 tasks=w.tasks,
                 state=w.state,
+                cpus=w.cpus,
+                memory_mb=w.memory_mb,
             )
             for w in self.workers.all()
         ]
@@ -237,6 +245,9 @@ class Broker:
             host=link.host,
             slots=link.slots,
             queues=link.queues,
+            cpus=link.cpus,
+            memory_mb=link.memory_mb,
+            tags=link.tags,
             attached=len(running) - len(lost),
             lost=len(lost),
         )
@@ -256,11 +267,17 @@ class Broker:
 
     def unregister_worker(self, link: WorkerLink) -> None:
         self.workers.remove(link)
+        self.lanes.forget(link)
         log.info("worker.left", worker=link.name)
         self.hub.publish([Event(kind="worker.left", ts_ms=self.clock.now_ms(), worker=link.name)])
 
-    async def lease(self, link: WorkerLink, max_jobs: int) -> list[LeasedJob]:
-        return await self.dispatcher.lease(link.name, link.lanes, max_jobs)
+    async def lease(
+        self, link: WorkerLink, max_jobs: int, cpus: int | None = None, memory_mb: int | None = None
+    ) -> list[LeasedJob]:
+        """Jobs for `link`, from the lanes it may lease at the time of leasing, that fit its free budget
+        (`cpus`, `memory_mb`: None, no limit) and each its size."""
+        budget = Budget.of(link, cpus, memory_mb)
+        return await self.dispatcher.lease(link.name, lambda: self.lanes.for_worker(link), max_jobs, budget)
 
     def _leased(self, worker: str, jobs: Sequence[LeasedJob]) -> None:
         self.record(

@@ -2,7 +2,10 @@
 
 Rule: one task owns the queue of waiting requests and does all leasing, so two requests never race for
 the same job and an idle grid costs nothing: the task sleeps until a submit, a requeue or a retry delay
-wakes it. Workers never poll.
+wakes it. Workers never poll. A request's lanes are asked for at each pass (a lane that appears while a
+worker waits reaches it), and each request carries its worker's free Budget (see matching.py). A worker
+has one request at a time: a newer one (its budget grew: a job ended) supersedes the older, which is
+answered empty; jobs leased for the older one meanwhile go to the newer.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import anyio
 import structlog
 from anyio.abc import TaskStatus
 
+from gridd.broker.matching import Budget, Lane
 from gridd.broker.store import Store
 from gridd.clock import Clock
 from gridd.protocol.errors import GriddError
@@ -23,16 +27,16 @@ from gridd.protocol.messages import LeasedJob
 log = structlog.get_logger()
 
 
-Lane = tuple[str, str]  # (queue, lane): see store.lane_of
-
-
 @dataclass(eq=False, slots=True)
 class _Request:
     worker: str
-    lanes: Sequence[Lane]
+    lanes: Callable[[], Sequence[Lane]]
     max_jobs: int
+    budget: Budget
     done: anyio.Event = field(default_factory=anyio.Event)
     jobs: list[LeasedJob] = field(default_factory=list)
+    successor: _Request | None = None  # the request of the same worker that superseded this one
+    withdrawn: bool = False  # its worker asked for nothing more while its lease call was under way
 
 
 class Dispatcher:
@@ -53,9 +57,16 @@ class Dispatcher:
         """Something may have become eligible: look again."""
         self._wake.set()
 
-    async def lease(self, worker: str, lanes: Sequence[Lane], max_jobs: int) -> list[LeasedJob]:
-        """Wait until at least one job of `lanes` is leased to `worker`, then return up to `max_jobs`."""
-        request = _Request(worker, lanes, max_jobs)
+    async def lease(
+        self, worker: str, lanes: Callable[[], Sequence[Lane]], max_jobs: int, budget: Budget | None = None
+    ) -> list[LeasedJob]:
+        """Wait until at least one job of `lanes()` is leased to `worker`, then return up to `max_jobs`
+        that fit `budget` together."""
+        request = _Request(worker, lanes, max_jobs, budget or Budget())
+        for old in [r for r in self._pending if r.worker == worker]:
+            self._pending.remove(old)
+            old.successor = request
+            old.done.set()  # answered empty
         self._pending.append(request)
         self.wake()
         try:
@@ -69,9 +80,12 @@ class Dispatcher:
         """The worker asks for nothing now: answer its waiting requests at once, with no jobs. A request
         being served right now is left to finish: the jobs it leases are committed, and must reach the
         worker (which hands them back) rather than sit leased to it unknown."""
-        for request in [r for r in self._pending if r.worker == worker and r is not self._serving]:
-            self._pending.remove(request)
-            request.done.set()
+        for request in [r for r in self._pending if r.worker == worker]:
+            if request is self._serving:
+                request.withdrawn = True  # answered when its call returns, with what it leased
+            else:
+                self._pending.remove(request)
+                request.done.set()
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         task_status.started()
@@ -89,23 +103,34 @@ class Dispatcher:
     async def _serve(self) -> int | None:
         """One pass over the waiting requests; returns when the next delayed job becomes eligible."""
         now = self._clock.now_ms()
-        drained: set[Lane] = set()
+        # lane -> budgets under which it gave all it had this pass: a later request whose per-job limits
+        # are no larger would find nothing there either.
+        drained: dict[Lane, list[Budget]] = {}
         for request in list(self._pending):
-            lanes = [lane for lane in request.lanes if lane not in drained]
+            budget = request.budget
+            lanes = [x for x in request.lanes() if not any(b.covers(budget) for b in drained.get(x, ()))]
             if not lanes or request not in self._pending:  # abandoned: its worker went away meanwhile
                 continue
             self._serving = request
             try:
-                jobs = await self._store.lease_jobs(request.worker, lanes, request.max_jobs, now, self._ttl_ms)
+                jobs = await self._store.lease_jobs(request.worker, lanes, request.max_jobs, now, self._ttl_ms, budget)
             finally:
                 self._serving = None
-            if len(jobs) < request.max_jobs:
-                drained.update(lanes)
+            # Fewer than asked is "drained" only if the total budget did not stop the greedy pick, i.e.
+            # any job within the per-job limits would still have fitted what was left.
+            if len(jobs) < request.max_jobs and budget.left_after([j.spec for j in jobs]).room_for_any():
+                for lane in lanes:
+                    drained.setdefault(lane, []).append(budget)
             if not jobs:
+                if request.withdrawn and request in self._pending:
+                    self._pending.remove(request)
+                    request.done.set()
                 continue
             # The leases are committed: announce them even if the worker went away during the call. Its
             # next registration hands them back unspent, or they expire after a TTL.
             self._on_leased(request.worker, jobs)
+            while request not in self._pending and request.successor is not None:
+                request = request.successor  # superseded during the store call: the newer one gets them
             if request in self._pending:
                 self._pending.remove(request)
                 request.jobs = jobs

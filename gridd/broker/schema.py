@@ -110,6 +110,25 @@ MIGRATIONS: list[str] = [
     );
     ALTER TABLE attempts ADD COLUMN bundle TEXT;
     """,
+    # 4: resources. What each job asks for (cpus, MiB of memory), filtered per row while leasing; the
+    # columns ride in jobs_ready so that skipping a job too big for the asking worker reads the index only
+    # (a covering index).
+    # `lanes`: every (queue, lane) that ever held a job (see gridd/broker/matching.py), so a worker's
+    # lanes are known without scanning jobs. Never pruned: a retried job may bring an old lane back.
+    """
+    ALTER TABLE jobs ADD COLUMN cpus INTEGER NOT NULL DEFAULT 1;
+    ALTER TABLE jobs ADD COLUMN memory_mb INTEGER NOT NULL DEFAULT 0;
+    DROP INDEX jobs_ready;
+    -- state and throttled too: SQLite counts an index as covering only if it holds every column named.
+    CREATE INDEX jobs_ready ON jobs (queue, lane, priority DESC, id, cpus, memory_mb, not_before_ms, state, throttled)
+        WHERE state = 'queued' AND throttled = 0;
+    CREATE TABLE lanes (
+        queue TEXT NOT NULL,
+        lane  TEXT NOT NULL,
+        PRIMARY KEY (queue, lane)
+    ) WITHOUT ROWID;
+    INSERT OR IGNORE INTO lanes (queue, lane) SELECT DISTINCT queue, lane FROM jobs;
+    """,
 ]
 
 

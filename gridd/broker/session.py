@@ -338,8 +338,8 @@ class Session:
             await self._outbox.send(Error(rid=rid, code=exc.code, message=str(exc)))
             return
         match message:
-            case RequestJobs(max_jobs=n):  # a long poll: it must not hold up this connection's other requests
-                tg.start_soon(self._answer, rid, lambda: _reply(JobsLeased, rid, jobs=b.lease(link, n)))
+            case RequestJobs(max_jobs=n, cpus=cpus, memory_mb=mb):  # a long poll: must not hold up the others
+                tg.start_soon(self._answer, rid, lambda: _reply(JobsLeased, rid, jobs=b.lease(link, n, cpus, mb)))
             case RenewLeases(leases=leases):
                 await self._answer(rid, lambda: self._renew(rid, link, leases))
             case CompleteJobs(results=results):
@@ -401,6 +401,8 @@ class Session:
             queues=list(message.queues),
             tags=dict(message.tags),
             tasks=list(message.tasks),
+            cpus=message.cpus,
+            memory_mb=message.memory_mb,
             connected_ms=now,
             last_seen_ms=now,
             push=lambda m: _push(outbox, m),

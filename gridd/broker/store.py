@@ -26,6 +26,7 @@ from gridd.broker import store_bundles as bundles
 from gridd.broker import store_flow as flow
 from gridd.broker import store_reads as reads
 from gridd.broker import transitions as tr
+from gridd.broker.matching import UNLIMITED, Budget, Lane, lane_of_spec
 from gridd.broker.schema import migrate
 from gridd.broker.store_commit import GroupCommit
 from gridd.broker.transitions import Transition
@@ -58,8 +59,9 @@ _INSERT_ATTEMPT = (
 
 
 def lane_of(spec: JobSpec) -> str:
-    """Which workers may lease the job: '' any worker (a command), 'task:MODULE' those serving MODULE."""
-    return f"task:{spec.task.name.partition(':')[0]}" if spec.task is not None else ""
+    """Which workers may lease the job: '' any worker (a command), 'task:MODULE' those serving MODULE,
+    then its requirements (see matching.py)."""
+    return lane_of_spec(spec)
 
 
 def _task_result(job_id: int, result: JobResult, accepted: bool) -> tuple[Any, ...]:
@@ -158,6 +160,8 @@ class Store:
                 throttled,
                 lane_of(s),
                 s.task.records if s.task else None,
+                s.cpus,
+                s.memory_mb,
             )
             for i, s in enumerate(specs)
         ]
@@ -166,9 +170,12 @@ class Store:
                 blobs.blob_size(db, s.task.args_blob)  # refuses a payload that was never uploaded
         db.executemany(
             "INSERT INTO jobs (id, state, queue, priority, max_attempts, spec, submitted_ms, group_id,"
-            " pending_deps, reason, finished_ms, throttled, lane, records)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " pending_deps, reason, finished_ms, throttled, lane, records, cpus, memory_mb)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             rows,
+        )
+        db.executemany(
+            "INSERT OR IGNORE INTO lanes (queue, lane) VALUES (?, ?)", dict.fromkeys((r[2], r[12]) for r in rows)
         )
         self._next_id = first + len(rows)
         if deps:
@@ -199,20 +206,38 @@ class Store:
     # ---- leasing ---------------------------------------------------------------------------------------
 
     def _lease_jobs(
-        self, worker: str, lanes: Sequence[tuple[str, str]], max_jobs: int, now_ms: int, ttl_ms: int
+        self,
+        worker: str,
+        lanes: Sequence[Lane],
+        max_jobs: int,
+        now_ms: int,
+        ttl_ms: int,
+        budget: Budget | None = None,
     ) -> list[LeasedJob]:
-        candidates: list[tuple[int, int]] = []
+        budget = budget or Budget()
+        job_cpus = UNLIMITED if budget.job_cpus is None else budget.job_cpus
+        job_memory = UNLIMITED if budget.job_memory_mb is None else budget.job_memory_mb
+        candidates: list[tuple[int, int, int, int]] = []
         for queue, lane in dict.fromkeys(lanes):
+            # Jobs too big for this request are skipped inside jobs_ready, which covers cpus and
+            # memory_mb: a skipped job costs an index entry, never a table row. Head-of-line cost: the
+            # rows skipped are the lane's queued jobs that rank ahead of the first one that fits. Within
+            # a dispatch pass a lane is read again only under a larger per-job budget (scheduler.py), so
+            # once per lane per distinct worker size; jobs too big only for a worker's free budget go to
+            # the next worker with room, and only jobs bigger than every connected worker stay at the
+            # head, which `gridd show` reports (they are the user's to resize or to give a worker).
             rows = self._rows(
-                "SELECT id, priority FROM jobs WHERE state = 'queued' AND throttled = 0 AND queue = ? AND lane = ?"
-                " AND not_before_ms <= ? ORDER BY priority DESC, id LIMIT ?",
-                (queue, lane, now_ms, max_jobs),
+                "SELECT id, priority, cpus, memory_mb FROM jobs WHERE state = 'queued' AND throttled = 0"
+                " AND queue = ? AND lane = ? AND not_before_ms <= ? AND cpus <= ? AND memory_mb <= ?"
+                " ORDER BY priority DESC, id LIMIT ?",
+                (queue, lane, now_ms, job_cpus, job_memory, max_jobs),
             )
-            candidates.extend((r[0], r[1]) for r in rows)
+            candidates.extend((r[0], r[1], r[2], r[3]) for r in rows)
         if not candidates:
             return []
         candidates.sort(key=lambda c: (-c[1], c[0]))
-        chosen = [c[0] for c in candidates[:max_jobs]]
+        fits = budget.take((c[2], c[3]) for c in candidates)
+        chosen = [c[0] for c, fit in zip(candidates, fits, strict=True) if fit][:max_jobs]
         deadline = now_ms + ttl_ms
         rows = self._rows(
             "UPDATE jobs SET state = 'running', attempts = attempts + 1, lease = lease + 1,"
@@ -511,11 +536,24 @@ class Store:
         )
 
     async def lease_jobs(
-        self, worker: str, lanes: Sequence[tuple[str, str]], max_jobs: int, now_ms: int, ttl_ms: int
+        self,
+        worker: str,
+        lanes: Sequence[Lane],
+        max_jobs: int,
+        now_ms: int,
+        ttl_ms: int,
+        budget: Budget | None = None,
     ) -> list[LeasedJob]:
         """Lease up to `max_jobs` of the best eligible jobs (priority, then age) of `lanes` (queue, lane)
-        to `worker`."""
-        return await self._call(self._lease_jobs, worker, lanes, max_jobs, now_ms, ttl_ms, _durable=False)
+        to `worker`, taken greedily in that order while they fit `budget` (None: no limit)."""
+        return await self._call(self._lease_jobs, worker, lanes, max_jobs, now_ms, ttl_ms, budget, _durable=False)
+
+    async def known_lanes(self) -> list[Lane]:
+        """Every (queue, lane) that ever held a job (read once at start; the broker keeps it current)."""
+        return await self._call(self._known_lanes, _durable=False)
+
+    def _known_lanes(self) -> list[Lane]:
+        return [(r[0], r[1]) for r in self._rows("SELECT queue, lane FROM lanes")]
 
     async def next_eligible_ms(self, now_ms: int) -> int | None:
         """When the next delayed job becomes eligible, if any is waiting for its retry delay."""

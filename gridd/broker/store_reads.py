@@ -131,4 +131,8 @@ def _view(r: sqlite3.Row) -> JobView:
         group=flow.group_name(r[15]),
         after=[str(d) for d in json.loads(r[16])] if r[16] else [],
         bundle=spec.bundle,
+        cpus=spec.cpus,
+        memory_mb=spec.memory_mb,
+        requires=spec.requires,
+        task=spec.task.name if spec.task is not None else None,
     )

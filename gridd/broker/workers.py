@@ -24,11 +24,8 @@ class WorkerLink:
     jobs: set[str] = field(default_factory=set)  # ids of the jobs it runs now
     tasks: list[str] = field(default_factory=list)  # the task modules it serves
     state: str = "available"  # as the worker last reported it (messages.WORKER_STATES)
-
-    @property
-    def lanes(self) -> list[tuple[str, str]]:
-        """The (queue, lane) pairs it may lease from: commands, and the tasks of the modules it serves."""
-        return [(q, "") for q in self.queues] + [(q, f"task:{m}") for q in self.queues for m in self.tasks]
+    cpus: int | None = None  # what it has in all; None: no limit announced (an older worker)
+    memory_mb: int | None = None
 
 
 class WorkerRegistry:

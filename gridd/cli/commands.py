@@ -22,6 +22,7 @@ from gridd.config import Config
 from gridd.protocol.bundles import ref_problem
 from gridd.protocol.errors import ConfigError, ConnectionLost, GriddError, exception_for
 from gridd.protocol.messages import JOB_STATES, AttemptView, JobSpec, JobView
+from gridd.resources import MAX_JOB_CPUS, parse_requirement, parse_size_mb
 
 EXIT_UNFINISHED = 125  # submit --wait: gridd could not bring the job to an end
 
@@ -64,6 +65,10 @@ def _spec(args: argparse.Namespace) -> JobSpec:
         raise ConfigError("--timeout must be more than 0 seconds")
     if args.stdin and args.each == "-":
         raise ConfigError("--stdin and --each - both want standard input")
+    if not 1 <= args.cpus <= MAX_JOB_CPUS:
+        raise ConfigError(f"--cpus must be between 1 and {MAX_JOB_CPUS}, got {args.cpus}")
+    memory_mb = parse_size_mb(args.memory) if args.memory is not None else 0
+    requires = dict(parse_requirement(r) for r in args.require)
     stdin = sys.stdin.buffer.read() if args.stdin else None
     return JobSpec(
         argv=argv,
@@ -74,6 +79,9 @@ def _spec(args: argparse.Namespace) -> JobSpec:
         env=env,
         stdin=stdin,
         bundle=_bundle(args.bundle),
+        cpus=args.cpus,
+        memory_mb=memory_mb,
+        requires=requires,
     )
 
 

@@ -65,7 +65,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--slots", type=int, metavar="N", help="jobs to run at once (default 1)")
     p.add_argument("--queue", action="append", metavar="NAME", help="queue to serve (repeatable; default 'default')")
     p.add_argument("--name", metavar="NAME", help="worker name (default: the host name)")
-    p.add_argument("--tag", action="append", metavar="KEY=VALUE", help="a label for this worker (repeatable)")
+    p.add_argument(
+        "--tag", action="append", metavar="KEY=VALUE", help="a label jobs may --require (repeatable; os, arch built in)"
+    )
+    p.add_argument("--cpus", type=int, metavar="N", help="cpus its jobs may ask for in all (default: max(slots, cpus))")
+    p.add_argument("--memory", metavar="SIZE", help="memory its jobs may ask for in all, e.g. 16G (default: the RAM)")
     p.add_argument("--work-dir", type=Path, metavar="DIR", help="where jobs' working directories are made")
     p.add_argument("--grace", type=float, metavar="SECONDS", help="on SIGTERM, time running jobs get (default 10)")
     p.add_argument(
@@ -93,6 +97,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--env", action="append", default=[], metavar="KEY=VALUE", help="environment (repeatable)")
     p.add_argument("--stdin", action="store_true", help="send this standard input to the job")
     p.add_argument("--wait", action="store_true", help="wait; print the job's output; exit with its status")
+    p.add_argument("--cpus", type=int, default=1, metavar="N", help="cpus the job takes on its worker (default 1)")
+    p.add_argument("--memory", metavar="SIZE", help="memory the job takes on its worker: 512M, 2G (default: none)")
+    p.add_argument(
+        "--require",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="run only on a worker with this tag (repeatable), e.g. os=linux",
+    )
     many = p.add_mutually_exclusive_group()
     many.add_argument("--each", metavar="FILE", help="one job per non-empty line of FILE (- for stdin); {} = the line")
     many.add_argument("--array", metavar="A-B[:STEP]", help="one job per index; {} = the index")
@@ -213,7 +226,10 @@ def _run(args: argparse.Namespace) -> int:
 def _flags(args: argparse.Namespace) -> dict[str, Any]:
     """The command line as a config layer (None means: not given)."""
     get = vars(args).get
+    from gridd.resources import parse_size_mb
+
     tags = dict(_key_value(t, "--tag") for t in get("tag") or [])
+    memory: str | None = get("memory")
     return {
         "broker": {"listen": get("listen"), "data_dir": get("data_dir"), "lease_ttl_s": get("lease_ttl")},
         "worker": {
@@ -234,6 +250,8 @@ def _flags(args: argparse.Namespace) -> dict[str, Any]:
             "suspend_max_s": get("suspend_max"),
             "resume_after_s": get("resume_after"),
             "probe_every_s": get("probe_every"),
+            "cpus": get("cpus") if args.command == "worker" else None,
+            "memory_mb": parse_size_mb(memory) if args.command == "worker" and memory is not None else None,
         },
         "client": {"broker": get("broker")},
     }

@@ -10,6 +10,7 @@ from typing import Any
 import msgspec
 
 from gridd.protocol.messages import AttemptView, Event, JobView, StatusReported, WorkerView
+from gridd.resources import format_mb
 
 _json = msgspec.json.Encoder()
 
@@ -49,6 +50,11 @@ def show(job: JobView, attempts: Sequence[AttemptView]) -> str:
         rows.append(("after", " ".join(job.after)))
     if job.reason:
         rows.append(("reason", job.reason))
+    if job.cpus != 1 or job.memory_mb or job.requires:
+        asks = [f"{job.cpus} cpu{'s' if job.cpus != 1 else ''}"] + ([format_mb(job.memory_mb)] if job.memory_mb else [])
+        rows.append(("needs", " ".join(asks + [f"{k}={v}" for k, v in sorted(job.requires.items())])))
+    if job.unmatched:
+        rows.append(("unmatched", job.unmatched))
     width = max(len(k) for k, _ in rows)
     text = "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
     if attempts:
@@ -96,7 +102,7 @@ def jobs(views: Sequence[JobView]) -> str:
 
 def workers(views: Sequence[WorkerView]) -> str:
     now = time.time() * 1000
-    rows = [["NAME", "HOST", "STATE", "SLOTS", "RUNNING", "QUEUES", "UP", "JOBS"]]
+    rows = [["NAME", "HOST", "STATE", "SLOTS", "RUNNING", "CPUS", "MEMORY", "QUEUES", "UP", "JOBS"]]
     for w in views:
         rows.append(
             [
@@ -105,6 +111,8 @@ def workers(views: Sequence[WorkerView]) -> str:
                 w.state,
                 str(w.slots),
                 str(w.running),
+                "-" if w.cpus is None else str(w.cpus),
+                format_mb(w.memory_mb),
                 ",".join(w.queues),
                 _age(now - w.connected_ms),
                 _clip(" ".join(w.jobs), 40) or "-",

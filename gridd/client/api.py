@@ -72,8 +72,12 @@ class Client:
         stdin: bytes | None = None,
         after: Sequence[str] = (),
         bundle: str | None = None,
+        cpus: int = 1,
+        memory_mb: int = 0,
+        requires: Mapping[str, str] | None = None,
     ) -> str:
-        """Submit one command; returns its id once the job is durable. `bundle` ("NAME" or "NAME@N"):
+        """Submit one command; returns its id once the job is durable. It runs on a worker with `cpus`
+        and `memory_mb` (MiB) free for it, and every tag of `requires`. `bundle` ("NAME" or "NAME@N"):
         run it inside that bundle (gridd bundle push); "NAME" is its latest version at submit."""
         spec = JobSpec(
             argv=list(argv),
@@ -84,6 +88,9 @@ class Client:
             env=dict(env or {}),
             stdin=stdin,
             bundle=bundle,
+            cpus=cpus,
+            memory_mb=memory_mb,
+            requires=dict(requires or {}),
         )
         return (await self.submit_many([spec], after=after))[0]
 

@@ -77,6 +77,11 @@ class Connection:
             await self.send(build(rid))
             sent = True
             await slot.done.wait()
+        except BaseException:
+            # Cancelled after the reply arrived but before this task resumed: the reply is late too.
+            if slot.reply is not None and self.on_late_reply is not None:
+                self.on_late_reply(slot.reply)
+            raise
         finally:
             self._waiting.pop(rid, None)
             if sent and not slot.done.is_set():

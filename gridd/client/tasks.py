@@ -16,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import typing
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, Generic, ParamSpec, TypeVar
 
 import msgspec
@@ -42,6 +42,9 @@ class TaskOptions:
     timeout_s: float | None = None
     run: str = "auto"  # async (on the worker's event loop) | thread | process; auto: async for `async def`
     batch: bool = False  # the function takes a list of records and returns a list of results
+    cpus: int = 1  # what each of its jobs takes on its worker
+    memory_mb: int = 0
+    requires: Mapping[str, str] = dataclasses.field(default_factory=dict)  # worker tags it needs: {"gpu": "1"}
 
 
 class Task(Generic[P, R]):
@@ -82,7 +85,8 @@ class Task(Generic[P, R]):
         return f"<gridd task {self.name}>"
 
     def with_options(self, **changes: Any) -> Task[P, R]:
-        """The same task submitted differently (queue, priority, max_attempts, timeout_s)."""
+        """The same task submitted differently (queue, priority, max_attempts, timeout_s, cpus, memory_mb,
+        requires)."""
         copy: Task[P, R] = Task.__new__(Task)
         copy.__dict__.update(self.__dict__)
         copy.options = dataclasses.replace(self.options, **changes)
@@ -123,6 +127,9 @@ class Task(Generic[P, R]):
             max_attempts=o.max_attempts,
             timeout_s=o.timeout_s,
             task=call,
+            cpus=o.cpus,
+            memory_mb=o.memory_mb,
+            requires=dict(o.requires),
         )
 
     def decode_result(self, value: bytes) -> R:
@@ -184,6 +191,9 @@ def task(
     timeout_s: float | None = ...,
     run: str = ...,
     batch: bool = ...,
+    cpus: int = ...,
+    memory_mb: int = ...,
+    requires: dict[str, str] = ...,
 ) -> Callable[[Callable[P, R]], Task[P, R]]: ...
 
 

@@ -30,6 +30,15 @@ TaskName = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]
 BundleName = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,99}$")]
 BundleRef = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,99}(@[1-9][0-9]{0,8})?$")]
 MAX_BUNDLE_FILES = 50_000  # keeps a manifest (about 150 bytes a file) well under the frame limit
+# Resources (see gridd/resources.py): memory in MiB; a worker's cpus and memory, None when it announced none.
+JobCpus = Annotated[int, msgspec.Meta(ge=1, le=4096)]
+MemoryMb = Annotated[int, msgspec.Meta(ge=0, le=2**40)]
+WorkerCpus = Annotated[int, msgspec.Meta(ge=0, le=2**20)]
+# A requirement KEY=VALUE matches a worker tag; ';' and a key's '=' are reserved (they join requirements
+# into a job's lane, see gridd/broker/matching.py).
+RequireKey = Annotated[str, msgspec.Meta(pattern=r"^[^;=\s]+$", max_length=64)]
+RequireValue = Annotated[str, msgspec.Meta(pattern=r"^[^;]*$", max_length=255)]
+Requires = Annotated[dict[RequireKey, RequireValue], msgspec.Meta(max_length=32)]
 
 
 # The job states this version knows. They travel as strings: a newer broker may add some.
@@ -83,6 +92,10 @@ class JobSpec(Record, frozen=True, omit_defaults=True):
     stdin: bytes | None = None
     task: TaskCall | None = None  # set: call this Python task (argv then only names it)
     bundle: BundleRef | None = None  # run inside this bundle; the broker pins "NAME" to "NAME@N" at submit
+    # Resources: only a worker with this many cpus and MiB free, and every tag in `requires`, runs it.
+    cpus: JobCpus = 1
+    memory_mb: MemoryMb = 0
+    requires: Requires = msgspec.field(default_factory=dict)
 
 
 class JobView(Record, frozen=True):
@@ -107,6 +120,13 @@ class JobView(Record, frozen=True):
     group: str | None = None
     after: list[str] = msgspec.field(default_factory=list)
     bundle: str | None = None  # "NAME@N": the bundle version every attempt of the job runs in
+    cpus: int = 1
+    memory_mb: int = 0
+    requires: dict[str, str] = msgspec.field(default_factory=dict)
+    task: str | None = None  # a task job: the task it calls ("module:qualname")
+    # A queued job that no connected worker could run (none serves its queue or lane, has its tags, or
+    # has enough cpus or memory): the closest reason, in one line. None otherwise. Set by `show` only.
+    unmatched: str | None = None
 
 
 class AttemptView(Record, frozen=True):
@@ -138,6 +158,8 @@ class WorkerView(Record, frozen=True):
     last_seen_ms: EpochMs
     tasks: list[str] = msgspec.field(default_factory=list)  # the task modules it serves
     state: str = "available"  # see WORKER_STATES
+    cpus: int | None = None  # None: it announced no limit (an older worker)
+    memory_mb: int | None = None
 
 
 class LeaseRef(Record, frozen=True):
@@ -556,6 +578,9 @@ class RegisterWorker(Message, frozen=True, tag="worker.register"):
     restarted: bool = True
     tasks: list[Name] = msgspec.field(default_factory=list)  # the task modules it serves (gridd worker --tasks)
     state: StateName = "available"  # see WORKER_STATES
+    # What it has in all (None: no limit, an older worker); its tags include os and arch.
+    cpus: WorkerCpus | None = None
+    memory_mb: MemoryMb | None = None
 
 
 class WorkerRegistered(Message, frozen=True, tag="worker.registered"):
@@ -570,6 +595,10 @@ class RequestJobs(Message, frozen=True, tag="lease.request"):
 
     rid: RequestId
     max_jobs: Annotated[int, msgspec.Meta(ge=1, le=4096)]
+    # The free budget: what the jobs leased for this request may claim in all (None: no limit). Each job
+    # must also fit the worker's registered cpus and memory.
+    cpus: WorkerCpus | None = None
+    memory_mb: MemoryMb | None = None
 
 
 class JobsLeased(Message, frozen=True, tag="lease.granted"):

@@ -5,7 +5,11 @@ Rules:
   agent re-attaches them (by lease) when it reconnects, with backoff.
 - A result stays in `_results` until the broker has answered for it (recorded, or refused as stale).
 - Work is asked for by one long-poll request at a time for as many jobs as there are free slots: an
-  idle worker sends nothing but heartbeats. While recent jobs are short (under PREFETCH_BELOW_MS),
+  idle worker sends nothing but heartbeats. Slots are accounted by what each job asked for: a job runs
+  only while the jobs running and it fit in `cpus` and `memory_mb` together, and each request carries
+  the budget the jobs held (running or leased ahead) leave free. When a job ends while a request waits,
+  the budget grew: the agent asks again (the broker answers the older request empty, and jobs granted
+  to it on the way are kept, as late replies). While recent jobs are short (under PREFETCH_BELOW_MS),
   it also leases up to `slots` jobs ahead, so that a slot never idles for a round trip to the broker
   between two short jobs; with long jobs it leases nothing ahead, so no job waits behind another
   while a different worker is free.
@@ -30,6 +34,7 @@ from pathlib import Path
 from typing import TypeVar
 
 import anyio
+import msgspec
 import structlog
 from anyio.abc import TaskGroup, TaskStatus
 
@@ -78,6 +83,8 @@ class AgentSettings:
     queues: list[str]
     tags: dict[str, str]
     grace_s: float
+    cpus: int | None = None  # None: as many as slots
+    memory_mb: int | None = None  # None: no limit
 
 
 @dataclass(eq=False, slots=True)
@@ -201,6 +208,8 @@ class WorkerAgent:
                 running=refs,
                 tasks=self._tasks.modules if self._tasks else [],
                 state=self.state,
+                cpus=self._cpus,
+                memory_mb=self._s.memory_mb,
             )
         )
         log.info("worker.connected", broker=self._s.broker, attached=len(refs) - len(reply.lost), lost=len(reply.lost))
@@ -232,27 +241,56 @@ class WorkerAgent:
 
     async def _take_work(self, conn: Connection) -> None:
         while not self._draining:
-            want = self._s.slots + self._prefetch() - len(self._running)
-            if want <= 0 or not self._accepting:
+            prefetch = self._prefetch()
+            want = self._s.slots + prefetch - len(self._running)
+            cpus, memory_mb = self._budget(prefetch)
+            if want <= 0 or cpus < 1 or not self._accepting:
                 await self._wait_change()
                 continue
             # Cancelled when draining begins or the owner takes the machine back; the broker then answers
             # the request empty (ReportWorkerState), and any jobs it granted meanwhile go back unspent.
             with anyio.CancelScope() as self._asking:
-                reply = await conn.request(lambda rid: RequestJobs(rid=rid, max_jobs=want))  # noqa: B023 - at once
-                for job in reply.jobs:
-                    ref = LeaseRef(job_id=job.job_id, lease=job.lease)
-                    self._running[job.job_id] = _Running(job, ref, anyio.CancelScope())
-                self._start_ready()
+                await self._ask(conn, RequestJobs(rid=0, max_jobs=want, cpus=cpus, memory_mb=memory_mb))
             self._asking = None
 
+    async def _ask(self, conn: Connection, request: RequestJobs) -> None:
+        """Ask for jobs and take on those granted (see _take); returns once some were, or when the budget
+        grew before any was (then the caller asks again, and the broker answers this request empty)."""
+        async with anyio.create_task_group() as tg:
+
+            async def ask() -> None:
+                reply = await conn.request(lambda rid: msgspec.structs.replace(request, rid=rid))
+                self._take(conn, reply.jobs)  # at once: a cancellation from here on must not lose them
+                tg.cancel_scope.cancel()
+
+            tg.start_soon(ask)
+            while True:
+                await self._wait_change()
+                cpus, memory_mb = self._budget(self._prefetch())
+                if cpus > (request.cpus or 0) or (memory_mb or 0) > (request.memory_mb or 0):
+                    tg.cancel_scope.cancel()
+                    break
+
+    def _take(self, conn: Connection, jobs: list[LeasedJob]) -> None:
+        """Jobs granted: kept while this worker takes work, else (it began draining, or its owner took the
+        machine back) handed back at once, unspent, rather than left to expire."""
+        if not jobs or self._jobs is None:
+            return
+        if self._accepting:
+            for job in jobs:
+                ref = LeaseRef(job_id=job.job_id, lease=job.lease)
+                self._running[job.job_id] = _Running(job, ref, anyio.CancelScope())
+            self._start_ready()
+            self._poke()
+            return
+        refs = [LeaseRef(job_id=j.job_id, lease=j.lease) for j in jobs]
+        log.info("worker.late_grant_returned", jobs=[r.job_id for r in refs])
+        self._jobs.start_soon(self._return, conn, refs)
+
     def _late_reply(self, conn: Connection, message: object) -> None:
-        """Jobs granted to a lease request this worker had given up (it began draining meanwhile): hand
-        them back at once, unspent, rather than let their leases expire."""
-        if isinstance(message, JobsLeased) and message.jobs and self._jobs is not None:
-            refs = [LeaseRef(job_id=j.job_id, lease=j.lease) for j in message.jobs]
-            log.info("worker.late_grant_returned", jobs=[r.job_id for r in refs])
-            self._jobs.start_soon(self._return, conn, refs)
+        """A reply to a lease request this worker had given up (to ask with a larger budget, or to stop)."""
+        if isinstance(message, JobsLeased):
+            self._take(conn, message.jobs)
 
     def _prefetch(self) -> int:
         """How many jobs to lease beyond the free slots: `slots` while recent jobs are short, 16 x `slots`
@@ -264,16 +302,44 @@ class WorkerAgent:
             return min(self._s.slots * 16, 1024)
         return self._s.slots if median < PREFETCH_BELOW_MS else 0
 
+    @property
+    def _cpus(self) -> int:
+        return self._s.cpus or self._s.slots
+
+    def _claims(self, *, started_only: bool) -> tuple[int, int]:
+        """cpus and MiB claimed by the jobs held (running, and unless `started_only` leased ahead)."""
+        held = [r.job.spec for r in self._running.values() if not r.handed_back and (r.started or not started_only)]
+        return sum(s.cpus for s in held), sum(s.memory_mb for s in held)
+
+    def _budget(self, prefetch: int) -> tuple[int, int | None]:
+        """What the next lease may claim: the free cpus and memory, plus, while jobs are short enough to
+        lease ahead, as much again per `slots` jobs leased ahead (each job still fits the whole worker)."""
+        cpus, memory = self._claims(started_only=False)
+        free_cpus = self._cpus + self._cpus * prefetch // self._s.slots - cpus
+        total = self._s.memory_mb
+        free_memory = None if total is None else total + total * prefetch // self._s.slots - memory
+        # Within the wire's bounds (messages.py): leasing ahead may multiply a large worker's size.
+        return min(free_cpus, 2**20), None if free_memory is None else min(max(0, free_memory), 2**40)
+
     def _start_ready(self) -> None:
-        """Start jobs leased ahead while slots are free (in the order they were leased)."""
+        """Start jobs leased ahead while a slot and their cpus and memory are free, in the order they were
+        leased (a big job is not overtaken by smaller ones leased after it)."""
         assert self._jobs is not None  # noqa: S101 - set by run() before any connection
         free = self._s.slots - self.running
+        cpus, memory = self._claims(started_only=True)
+        free_cpus = self._cpus - cpus
+        free_memory = None if self._s.memory_mb is None else self._s.memory_mb - memory
         for entry in list(self._running.values()):
             if free <= 0 or not self._accepting:
                 return
             if not entry.started:
+                spec = entry.job.spec
+                fits = spec.cpus <= free_cpus and (free_memory is None or spec.memory_mb <= free_memory)
+                if not fits and free < self._s.slots:  # one bigger than the worker (an older broker): alone
+                    return
                 entry.started = True
-                free -= 1
+                free, free_cpus = free - 1, free_cpus - spec.cpus
+                free_memory = None if free_memory is None else free_memory - spec.memory_mb
                 self._jobs.start_soon(self._run_one, entry.job, entry.scope, entry.pause)
 
     async def _run_one(self, job: LeasedJob, scope: anyio.CancelScope, pause: Pause) -> None:

@@ -12,6 +12,7 @@ import anyio
 from gridd.clock import Clock, SystemClock
 from gridd.config import WorkerConfig, host_name
 from gridd.protocol.errors import WorkDirInUse
+from gridd.resources import machine_cpus, machine_memory_mb, machine_tags
 from gridd.worker.agent import AgentSettings, WorkerAgent
 from gridd.worker.host import make_host_watch
 from gridd.worker.runner import RunSettings
@@ -35,8 +36,11 @@ def make_agent(config: WorkerConfig, token: str, default_work_dir: Path, clock: 
         host=host_name(),
         slots=config.slots,
         queues=list(config.queues),
-        tags=dict(config.tags),
+        tags={**machine_tags(), **config.tags},  # os and arch always; --tag adds or overrides
         grace_s=config.grace_s,
+        # --slots alone behaves as before resources existed: N one-cpu jobs always fit.
+        cpus=config.cpus or max(config.slots, machine_cpus()),
+        memory_mb=config.memory_mb if config.memory_mb is not None else machine_memory_mb(),
     )
     # Each running job holds a thread while it waits for its process; leave room for the rest.
     limiter = anyio.CapacityLimiter(config.slots * 2 + 4)

@@ -1,0 +1,178 @@
+"""Which worker may run which job: lanes, free budgets, and why a job no connected worker can run waits.
+
+Rules:
+- A job's lane is the part of its spec that decides which workers may ever lease it, as one string: ''
+  (a command) or 'task:MODULE', then ';KEY=VALUE' for each requirement, sorted by key. Leasing reads
+  one index range per (queue, lane), so tags cost no scan: a worker's lanes are the known (queue, lane)
+  pairs whose module it serves ('' or one of its --tasks) and whose every requirement is one of its tags.
+- The broker knows every (queue, lane) that ever held a job (the store's `lanes` table, loaded at start,
+  added to at each submit); a lane appearing while a worker long-polls reaches it at the next dispatch
+  pass, because the dispatcher asks `LaneBook.for_worker` at each pass rather than once per request.
+- cpus and memory are counted, not matched: a Budget says what each job of one lease may ask for (the
+  worker's size, and its free budget) and what all of them together may ask for (its free budget).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+from gridd.broker.workers import WorkerLink
+from gridd.protocol.messages import JobSpec, JobView
+
+Lane = tuple[str, str]  # (queue, lane)
+UNLIMITED = 2**62  # what None (no limit) means in a comparison or an SQL parameter
+
+
+def lane_key(module: str | None, requires: Mapping[str, str]) -> str:
+    """The lane of a job of task module `module` (None: a command) with these requirements."""
+    base = f"task:{module}" if module is not None else ""
+    return base + "".join(f";{k}={requires[k]}" for k in sorted(requires))
+
+
+def lane_of_spec(spec: JobSpec) -> str:
+    return lane_key(spec.task.name.partition(":")[0] if spec.task is not None else None, spec.requires)
+
+
+def parse_lane(lane: str) -> tuple[str | None, dict[str, str]]:
+    """(task module or None, requirements) of a lane string made by lane_key."""
+    base, *parts = lane.split(";")
+    module = base.removeprefix("task:") if base.startswith("task:") else None
+    return module, dict(p.partition("=")[::2] for p in parts)
+
+
+def may_lease(link: WorkerLink, lane: Lane) -> bool:
+    """Whether `link` may run the jobs of `lane`: it serves the queue and the module, and has every tag."""
+    queue, key = lane
+    if queue not in link.queues:
+        return False
+    module, requires = parse_lane(key)
+    if module is not None and module not in link.tasks:
+        return False
+    return all(link.tags.get(k) == v for k, v in requires.items())
+
+
+class LaneBook:
+    """The known (queue, lane) pairs, and each connected worker's share of them (cached until a new
+    lane appears or the worker's link is replaced by a reconnection)."""
+
+    def __init__(self) -> None:
+        self._known: set[Lane] = set()
+        self._version = 0
+        self._cache: dict[str, tuple[WorkerLink, int, list[Lane]]] = {}
+
+    def add(self, lanes: Iterable[Lane]) -> None:
+        new = set(lanes) - self._known
+        if new:
+            self._known |= new
+            self._version += 1
+
+    def for_worker(self, link: WorkerLink) -> list[Lane]:
+        cached = self._cache.get(link.name)
+        if cached is not None and cached[0] is link and cached[1] == self._version:
+            return cached[2]
+        # The plain command lanes always, known or not: an idle grid's first job needs no lane table.
+        lanes = list(
+            dict.fromkeys([(q, "") for q in link.queues] + sorted(x for x in self._known if may_lease(link, x)))
+        )
+        self._cache[link.name] = (link, self._version, lanes)
+        return lanes
+
+    def forget(self, link: WorkerLink) -> None:
+        cached = self._cache.get(link.name)
+        if cached is not None and cached[0] is link:
+            del self._cache[link.name]
+
+
+@dataclass(frozen=True, slots=True)
+class Budget:
+    """What one lease request may take. Each job asks for at most `job_cpus` and `job_memory_mb` (the
+    smaller of the worker's size and its free budget); all of them together for at most `cpus` and
+    `memory_mb`. None: no limit (an older worker that announced none)."""
+
+    cpus: int | None = None
+    memory_mb: int | None = None
+    job_cpus: int | None = None
+    job_memory_mb: int | None = None
+
+    @staticmethod
+    def of(link: WorkerLink, cpus: int | None, memory_mb: int | None) -> Budget:
+        return Budget(cpus, memory_mb, _least(cpus, link.cpus), _least(memory_mb, link.memory_mb))
+
+    def covers(self, other: Budget) -> bool:
+        """Every job `other` could lease one at a time, this one could too (same or larger per-job limits)."""
+        return _ge(self.job_cpus, other.job_cpus) and _ge(self.job_memory_mb, other.job_memory_mb)
+
+    def take(self, specs: Iterable[tuple[int, int]]) -> list[bool]:
+        """Greedy, in the order given: which of these (cpus, memory_mb) asks fit together."""
+        cpus = UNLIMITED if self.cpus is None else self.cpus
+        memory = UNLIMITED if self.memory_mb is None else self.memory_mb
+        taken = []
+        for c, m in specs:
+            fits = c <= cpus and m <= memory
+            if fits:
+                cpus, memory = cpus - c, memory - m
+            taken.append(fits)
+        return taken
+
+    def left_after(self, specs: Sequence[JobSpec]) -> Budget:
+        used_c, used_m = sum(s.cpus for s in specs), sum(s.memory_mb for s in specs)
+        return Budget(
+            None if self.cpus is None else self.cpus - used_c,
+            None if self.memory_mb is None else self.memory_mb - used_m,
+            self.job_cpus,
+            self.job_memory_mb,
+        )
+
+    def room_for_any(self) -> bool:
+        """Whether any job within the per-job limits still fits the total (so nothing was skipped for it)."""
+        return _ge(self.cpus, self.job_cpus) and _ge(self.memory_mb, self.job_memory_mb)
+
+
+def _least(a: int | None, b: int | None) -> int | None:
+    return b if a is None else a if b is None else min(a, b)
+
+
+def _ge(a: int | None, b: int | None) -> bool:
+    return a is None or (b is not None and a >= b)
+
+
+# ---- why a job waits -------------------------------------------------------------------------------------------
+
+
+def unmatched(job: JobView, workers: Sequence[WorkerLink]) -> str | None:
+    """For a queued job: why no connected worker could ever run it (the closest reason), or None if one could."""
+    if job.state != "queued":
+        return None
+    module = job.task.partition(":")[0] if job.task else None
+    where = f"queue {job.queue!r}"
+    serving = [w for w in workers if job.queue in w.queues]
+    if not serving:
+        return _say("no worker serves " + where if workers else "no worker is connected")
+    if module is not None:
+        serving = [w for w in serving if module in w.tasks]
+        if not serving:
+            return _say(f"no worker serving {where} runs the tasks of module {module!r} (gridd worker --tasks)")
+        where += f" and module {module!r}"
+    tagged = [w for w in serving if all(w.tags.get(k) == v for k, v in job.requires.items())]
+    if not tagged:
+        missing = [f"{k}={v}" for k, v in sorted(job.requires.items()) if all(w.tags.get(k) != v for w in serving)]
+        wanted = missing[:1] or [f"{k}={v}" for k, v in sorted(job.requires.items())]
+        return _say(f"no worker serving {where} has the tag{'s' if len(wanted) > 1 else ''} {', '.join(wanted)}")
+    where += " with its tags" if job.requires else ""
+    cpus_ok = [w for w in tagged if _ge(w.cpus, job.cpus)]
+    if not cpus_ok:
+        most = max(w.cpus or 0 for w in tagged)
+        return _say(f"it asks for {job.cpus} cpus, the most any worker serving {where} has is {most}")
+    memory_ok = [w for w in cpus_ok if _ge(w.memory_mb, job.memory_mb)]
+    if not memory_ok:
+        most = max(w.memory_mb or 0 for w in cpus_ok)
+        enough = " with enough cpus" if len(cpus_ok) < len(tagged) else ""
+        return _say(
+            f"it asks for {job.memory_mb} MiB of memory, the most any worker serving {where}{enough} has is {most} MiB"
+        )
+    return None
+
+
+def _say(why: str) -> str:
+    return f"no connected worker can run it: {why}"
