@@ -169,7 +169,10 @@ class Broker:
             if found:
                 return found
             await waiter.done.wait()
-        return await self.store.read_results(job_ids, max_bytes, finished_only=True)
+            # Those the waiter heard finish (often a few of a window of a thousand): the rest are read
+            # again at the next poll anyway.
+            finished = [job_id for job_id in job_ids if job_id not in waiter.remaining]
+        return await self.store.read_results(finished, max_bytes, finished_only=True)
 
     async def put_blob(self, blob: str, size: int, offset: int, data: bytes) -> int:
         """Keep a piece of a payload; returns how many bytes of it the broker holds."""

@@ -19,6 +19,8 @@ from gridd.broker.transitions import FINISHED
 from gridd.protocol.errors import InvalidRequest, UnknownBlob, UnknownJob
 from gridd.protocol.messages import TaskError, TaskOutcome
 
+_FINISHED_SQL = "(" + ", ".join(f"'{state}'" for state in sorted(FINISHED)) + ")"  # constants, not input
+
 _error_decoder = msgspec.msgpack.Decoder(TaskError)
 
 
@@ -83,20 +85,29 @@ def read_results(
     """Task outcomes for the named jobs (`finished_only`: those that have finished), in order, stopping
     (after at least one) before `max_bytes`."""
     keys = [flow.parse_job_id(j) for j in job_ids]
-    rows = db.execute(
+    ids = flow.ids_json(keys)
+    sql = (
         "SELECT j.id, j.state, j.exit_code, j.reason, r.value, r.blob, r.error FROM jobs j"
-        " LEFT JOIN results r ON r.job_id = j.id WHERE j.id IN (SELECT value FROM json_each(?))",
-        (flow.ids_json(keys),),
-    ).fetchall()
+        " LEFT JOIN results r ON r.job_id = j.id WHERE j.id IN (SELECT value FROM json_each(?))"
+    )
+    if finished_only:
+        # A long poll asks about a window of up to a thousand jobs of which few have finished: rows for
+        # the others would only be built to be dropped, so they are left in SQLite (and counted).
+        rows = db.execute(sql + f" AND j.state IN {_FINISHED_SQL}", (ids,)).fetchall()
+        known = db.execute("SELECT COUNT(*) FROM jobs WHERE id IN (SELECT value FROM json_each(?))", (ids,))
+        if known.fetchone()[0] != len(set(keys)):
+            _refuse_unknown(db, job_ids, keys)
+    else:
+        rows = db.execute(sql, (ids,)).fetchall()
     found = {r[0]: r for r in rows}
     outcomes: list[TaskOutcome] = []
     size = 0
     for job_id, key in zip(job_ids, keys, strict=True):
         row = found.get(key)
         if row is None:
+            if finished_only:
+                continue
             raise UnknownJob(f"no job has id {job_id!r}")
-        if finished_only and row[1] not in FINISHED:
-            continue
         value = bytes(row[4] or b"")
         size += len(value) + 256
         if outcomes and size > max_bytes:
@@ -114,6 +125,15 @@ def read_results(
             )
         )
     return outcomes
+
+
+def _refuse_unknown(db: sqlite3.Connection, job_ids: Sequence[str], keys: Sequence[int]) -> None:
+    found = {
+        r[0]
+        for r in db.execute("SELECT id FROM jobs WHERE id IN (SELECT value FROM json_each(?))", (flow.ids_json(keys),))
+    }
+    missing = next(job_id for job_id, key in zip(job_ids, keys, strict=True) if key not in found)
+    raise UnknownJob(f"no job has id {missing!r}")
 
 
 def _content_hash(db: sqlite3.Connection, blob: str) -> str:
