@@ -58,6 +58,7 @@ from gridd.protocol.messages import (
     RevokeLeases,
 )
 from gridd.worker.bundles import BundleCache, run_in_bundle
+from gridd.worker.capacity import Capacity
 from gridd.worker.host import HostWatch
 from gridd.worker.policy import Decision
 from gridd.worker.runner import OUTPUT_EVERY_S, Pause, RunSettings, run_attempt
@@ -113,6 +114,7 @@ class WorkerAgent:
         bundle_dir: Path | None = None,
     ) -> None:
         self._s = settings
+        self._capacity = Capacity(settings.slots, settings.cpus or settings.slots, settings.memory_mb)
         # Beside the work dir by default (the work dir is emptied at start; the cache must survive).
         bundle_dir = bundle_dir or run.work_dir.with_name(f"{run.work_dir.name}.bundles")
         self._bundles = BundleCache(bundle_dir, self._connected_call)
@@ -208,8 +210,8 @@ class WorkerAgent:
                 running=refs,
                 tasks=self._tasks.modules if self._tasks else [],
                 state=self.state,
-                cpus=self._cpus,
-                memory_mb=self._s.memory_mb,
+                cpus=self._capacity.cpus,
+                memory_mb=self._capacity.memory_mb,
             )
         )
         log.info("worker.connected", broker=self._s.broker, attached=len(refs) - len(reply.lost), lost=len(reply.lost))
@@ -302,45 +304,20 @@ class WorkerAgent:
             return min(self._s.slots * 16, 1024)
         return self._s.slots if median < PREFETCH_BELOW_MS else 0
 
-    @property
-    def _cpus(self) -> int:
-        return self._s.cpus or self._s.slots
-
-    def _claims(self, *, started_only: bool) -> tuple[int, int]:
-        """cpus and MiB claimed by the jobs held (running, and unless `started_only` leased ahead)."""
-        held = [r.job.spec for r in self._running.values() if not r.handed_back and (r.started or not started_only)]
-        return sum(s.cpus for s in held), sum(s.memory_mb for s in held)
-
     def _budget(self, prefetch: int) -> tuple[int, int | None]:
-        """What the next lease may claim: the free cpus and memory, plus, while jobs are short enough to
-        lease ahead, as much again per `slots` jobs leased ahead (each job still fits the whole worker)."""
-        cpus, memory = self._claims(started_only=False)
-        free_cpus = self._cpus + self._cpus * prefetch // self._s.slots - cpus
-        total = self._s.memory_mb
-        free_memory = None if total is None else total + total * prefetch // self._s.slots - memory
-        # Within the wire's bounds (messages.py): leasing ahead may multiply a large worker's size.
-        return min(free_cpus, 2**20), None if free_memory is None else min(max(0, free_memory), 2**40)
+        return self._capacity.budget((r.job.spec for r in self._running.values() if not r.handed_back), prefetch)
 
     def _start_ready(self) -> None:
-        """Start jobs leased ahead while a slot and their cpus and memory are free, in the order they were
-        leased (a big job is not overtaken by smaller ones leased after it)."""
+        """Start jobs leased ahead, in the order they were leased, while they fit (see capacity.py)."""
         assert self._jobs is not None  # noqa: S101 - set by run() before any connection
-        free = self._s.slots - self.running
-        cpus, memory = self._claims(started_only=True)
-        free_cpus = self._cpus - cpus
-        free_memory = None if self._s.memory_mb is None else self._s.memory_mb - memory
-        for entry in list(self._running.values()):
-            if free <= 0 or not self._accepting:
-                return
-            if not entry.started:
-                spec = entry.job.spec
-                fits = spec.cpus <= free_cpus and (free_memory is None or spec.memory_mb <= free_memory)
-                if not fits and free < self._s.slots:  # one bigger than the worker (an older broker): alone
-                    return
-                entry.started = True
-                free, free_cpus = free - 1, free_cpus - spec.cpus
-                free_memory = None if free_memory is None else free_memory - spec.memory_mb
-                self._jobs.start_soon(self._run_one, entry.job, entry.scope, entry.pause)
+        if not self._accepting:
+            return
+        held = [r for r in self._running.values() if not r.handed_back]
+        waiting = [r for r in held if not r.started]
+        running = [r.job.spec for r in held if r.started]
+        for entry in waiting[: self._capacity.startable(running, [r.job.spec for r in waiting])]:
+            entry.started = True
+            self._jobs.start_soon(self._run_one, entry.job, entry.scope, entry.pause)
 
     async def _run_one(self, job: LeasedJob, scope: anyio.CancelScope, pause: Pause) -> None:
         log.info("job.started", job_id=job.job_id, attempt=job.attempt, lease=job.lease, argv0=job.spec.argv[0])
@@ -476,10 +453,8 @@ class WorkerAgent:
             elif not entry.handed_back:
                 entry.pause.suspend()
         refs = self._let_go(back)
-        if refs and self._jobs is not None and (conn := self._connected) is not None:
-            self._jobs.start_soon(self._return, conn, refs)
-        elif refs:
-            log.warning("worker.hand_back_skipped", jobs=len(refs), why="broker unreachable; leases will expire")
+        if refs and self._jobs is not None:
+            self._jobs.start_soon(self._send_back, refs)
         suspended = any(e.pause.suspended for e in self._running.values() if not e.handed_back)
         if not suspended:
             self._suspended_since = None
@@ -508,7 +483,9 @@ class WorkerAgent:
     async def _hand_back(self, entries: list[_Running]) -> None:
         """Return these jobs' leases to the broker unfinished (their attempt not spent), stopping those
         that run."""
-        refs = self._let_go(entries)
+        await self._send_back(self._let_go(entries))
+
+    async def _send_back(self, refs: list[LeaseRef]) -> None:
         if not refs:
             return
         conn = self._connected
