@@ -105,13 +105,17 @@ class Grid:
         assert self.addr is not None
         return int(self.addr.rpartition(":")[2])
 
-    def start_broker(self, port: int = 0, lease_ttl: float | None = None, timeout: float = 15.0) -> str:
+    def start_broker(
+        self, port: int = 0, lease_ttl: float | None = None, timeout: float = 15.0, log_level: str | None = None
+    ) -> str:
         """Start `gridd broker` on this grid's data dir; returns HOST:PORT once D/broker.addr names it."""
         addr_file = self.data_dir / "broker.addr"
         addr_file.unlink(missing_ok=True)  # a restart must not read the previous broker's address
         argv = [*GRIDD, "broker", "--listen", f"127.0.0.1:{port}", "--data-dir", str(self.data_dir)]
         if lease_ttl is not None:
             argv += ["--lease-ttl", str(lease_ttl)]
+        if log_level is not None:
+            argv += ["--log-level", log_level]
         proc = self._spawn(argv, self.broker_log)
         self.broker = proc
 
