@@ -62,12 +62,6 @@ _INSERT_ATTEMPT = (
 )
 
 
-def lane_of(spec: JobSpec) -> str:
-    """Which workers may lease the job: '' any worker (a command), 'task:MODULE' those serving MODULE,
-    then its requirements (see matching.py)."""
-    return lane_of_spec(spec)
-
-
 def _task_result(job_id: int, result: JobResult, accepted: bool) -> tuple[Any, ...]:
     """The results row of a task attempt: its value when it returned (and was accepted), else its error."""
     error = _spec_encoder.encode(result.error) if result.error is not None else None
@@ -174,7 +168,7 @@ class Store:
                 reason,
                 finished,
                 throttled,
-                lane_of(s),
+                lane_of_spec(s),
                 s.task.records if s.task else None,
                 s.cpus,
                 s.memory_mb,
