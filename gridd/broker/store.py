@@ -114,7 +114,7 @@ class Store:
         self._commits = GroupCommit(conn)
 
     async def _call(self, fn: Callable[..., T], *args: Any, _durable: bool = True, **kwargs: Any) -> T:
-        """Run one use case on the database thread, in the next group commit (see GroupCommit)."""
+        """Run one use case in the next group commit (see GroupCommit)."""
         return await self._commits.run(functools.partial(fn, *args, **kwargs), durable=_durable)
 
     def _read_now(self, fn: Callable[..., T], *args: Any) -> T:

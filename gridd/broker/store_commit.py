@@ -4,23 +4,34 @@ Rules: one batch at a time on the connection (a capacity limiter of 1), each a w
 in a worker thread. Calls made while a batch commits queue up for the next one. Each call runs under a
 savepoint, so one that fails is undone alone; if SQLite rolls the whole transaction back (a full disk),
 every call of the batch fails. Only a batch holding a durable call waits for fsync.
+
+A batch of one call (no other call came within one turn of the event loop) runs on the loop's own thread
+instead: the hop to a thread and back costs as much as the transaction itself on this machine
+(benchmarks/README.md), and with nothing else queued the loop has nothing to do meanwhile. It does so only
+while transactions are quick, so a disk that turns slow moves the commits back to the thread, where they do
+not hold up the loop.
 """
 
 from __future__ import annotations
 
 import contextlib
 import sqlite3
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import anyio
+import anyio.lowlevel
 
 from gridd.protocol.errors import StorageFailed
 
 T = TypeVar("T")
 
 MAX_BATCH_CALLS = 256
+
+# A lone call runs on the loop only if the last batch took less than this (its SQL and its fsync).
+INLINE_UNDER_S = 0.002
 
 
 @dataclass(eq=False, slots=True)
@@ -43,12 +54,13 @@ class GroupCommit:
         self._queued: list[_Call] = []
         self._leading = False
         self._sync = "FULL"
+        self._last_batch_s = 0.0
 
     async def run(self, fn: Callable[[], T], *, durable: bool) -> T:
-        """Run one use case on the database thread, in the next group commit.
+        """Run one use case in the next group commit.
 
         Calls made while a batch is being committed queue up, and the next batch runs them all in one
-        transaction and one hop to the thread (DESIGN.md: one round trip serves many jobs). Each call
+        transaction and one hop to the database thread (DESIGN.md: one round trip serves many jobs). Each call
         has a savepoint, so one that fails is undone alone. A call returns only after COMMIT. It is not
         cancellable midway, on purpose: a transaction always ends before its caller hears of it."""
         call = _Call(fn, durable)
@@ -65,10 +77,15 @@ class GroupCommit:
         """Commit batches until nothing is queued; whoever finds no batch running leads."""
         self._leading = True
         try:
+            # One turn of the loop first: calls from messages read in the same turn join this batch.
+            await anyio.lowlevel.checkpoint()
             while self._queued:
                 batch, self._queued = self._queued[:MAX_BATCH_CALLS], self._queued[MAX_BATCH_CALLS:]
                 try:
-                    await anyio.to_thread.run_sync(self._commit_batch, batch, limiter=self._limiter)
+                    if len(batch) == 1 and self._last_batch_s < INLINE_UNDER_S:
+                        self._commit_batch(batch)
+                    else:
+                        await anyio.to_thread.run_sync(self._commit_batch, batch, limiter=self._limiter)
                 except BaseException as exc:  # a bug of ours: every caller of the batch hears of it
                     for call in batch:
                         call.error = call.error or exc
@@ -80,6 +97,13 @@ class GroupCommit:
             self._leading = False
 
     def _commit_batch(self, batch: list[_Call]) -> None:
+        started = time.perf_counter()
+        try:
+            self._run_batch(batch)
+        finally:
+            self._last_batch_s = time.perf_counter() - started
+
+    def _run_batch(self, batch: list[_Call]) -> None:
         conn = self._conn
         # Only a batch that acknowledges something to a person (a submit, a result) waits for fsync; a
         # lease grant or renewal lost with the power is re-done after restart (the job runs again).

@@ -544,6 +544,28 @@ async def test_a_full_database_refuses_a_submit_with_storage_failed_and_loses_no
     assert [v.id for v in views] == [after[0], *reversed(before)]
 
 
+async def test_submits_made_at_once_commit_together_and_a_refused_one_is_undone_alone(tmp_path: Path) -> None:
+    """Calls that arrive in the same turn of the event loop share a group commit (on the database thread);
+    one refused there (an unknown `after` job) loses nothing of the others."""
+    clock = FakeClock()
+    outcomes: dict[int, list[str] | Exception] = {}
+
+    async def one(i: int) -> None:
+        try:
+            out, _ = await store.submit_jobs([spec("echo", str(i))], clock.now_ms(), after=["999"] if i == 2 else ())
+            outcomes[i] = [t.job_id for t in out]
+        except UnknownJob as exc:
+            outcomes[i] = exc
+
+    async with store_at(tmp_path) as store, anyio.create_task_group() as tg:
+        for i in range(5):
+            tg.start_soon(one, i)
+    assert isinstance(outcomes.pop(2), UnknownJob)
+    async with store_at(tmp_path) as store:
+        views = await store.list_jobs(None, None, 0)
+    assert sorted((v.id, v.argv) for v in views) == sorted((ids[0], ["echo", str(i)]) for i, ids in outcomes.items())
+
+
 async def test_a_store_whose_database_connection_is_gone_refuses_writes_with_storage_failed(tmp_path: Path) -> None:
     clock = FakeClock()
     async with store_at(tmp_path) as store:
