@@ -7,9 +7,10 @@ Rules:
 - Work is asked for by one long-poll request at a time for as many jobs as there are free slots: an
   idle worker sends nothing but heartbeats. Slots are accounted by what each job asked for: a job runs
   only while the jobs running and it fit in `cpus` and `memory_mb` together, and each request carries
-  the budget the jobs held (running or leased ahead) leave free. When a job ends while a request waits,
-  the budget grew: the agent asks again (the broker answers the older request empty, and jobs granted
-  to it on the way are kept, as late replies). While recent jobs are short (under PREFETCH_BELOW_MS),
+  the budget the jobs held (running or leased ahead) leave free. When a job ends while a request waits
+  and the budget grew past what that request could take (it asked for less than the whole worker), the
+  agent asks again (the broker answers the older request empty, and jobs granted to it on the way are
+  kept, as late replies). While recent jobs are short (under PREFETCH_BELOW_MS),
   it also leases up to `slots` jobs ahead, so that a slot never idles for a round trip to the broker
   between two short jobs; with long jobs it leases nothing ahead, so no job waits behind another
   while a different worker is free.
@@ -268,10 +269,19 @@ class WorkerAgent:
             tg.start_soon(ask)
             while True:
                 await self._wait_change()
-                cpus, memory_mb = self._budget(self._prefetch())
-                if cpus > (request.cpus or 0) or (memory_mb or 0) > (request.memory_mb or 0):
+                if self._outgrown(request):
                     tg.cancel_scope.cancel()
                     break
+
+    def _outgrown(self, request: RequestJobs) -> bool:
+        """Whether the budget free now takes a job that `request`'s could not: it grew, and the request's
+        was smaller than the whole worker (a budget that holds the worker's size holds any job it runs)."""
+        cpus, memory_mb = self._budget(self._prefetch())
+        asked_cpus, asked_memory = request.cpus or 0, request.memory_mb or 0
+        if cpus > asked_cpus and asked_cpus < self._capacity.cpus:
+            return True
+        full_memory = self._capacity.memory_mb
+        return full_memory is not None and (memory_mb or 0) > asked_memory and asked_memory < full_memory
 
     def _take(self, conn: Connection, jobs: list[LeasedJob]) -> None:
         """Jobs granted: kept while this worker takes work, else (it began draining, or its owner took the
