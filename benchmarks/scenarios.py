@@ -458,7 +458,7 @@ def run_restart(sz: Sizes, fx: Fixtures) -> dict[str, float]:
 # ---- 8b. heartbeats ---------------------------------------------------------------------------------------------
 
 
-def _cpu_s(pid: int) -> float:
+def cpu_s(pid: int) -> float:
     """User + system CPU seconds the process has used (from /proc)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
@@ -495,9 +495,9 @@ def run_heartbeats(sz: Sizes, fx: Fixtures) -> dict[str, float]:
                 with anyio.fail_after(120):
                     await ready.wait()
                 await anyio.sleep(2)  # let the connection burst settle before measuring
-                cpu0, t0 = _cpu_s(g.broker.pid), time.perf_counter()
+                cpu0, t0 = cpu_s(g.broker.pid), time.perf_counter()
                 await anyio.sleep(window_s)
-                cpu1, t1 = _cpu_s(g.broker.pid), time.perf_counter()
+                cpu1, t1 = cpu_s(g.broker.pid), time.perf_counter()
                 tg.cancel_scope.cancel()
             return 100 * (cpu1 - cpu0) / (t1 - t0)
 
@@ -732,6 +732,9 @@ SCENARIOS: dict[str, Scenario] = {
                 Figure("p50_ms", "ms", "submit-to-result p50", None, "< 1 ms", _le(1)),
                 Figure("p99_ms", "ms", "submit-to-result p99", None, "< 5 ms", _le(5)),
                 Figure("mean_ms", "ms", "submit-to-result mean"),
+                Figure("broker_cpu_us", "us/job", "broker CPU per job (utime+stime)"),
+                Figure("worker_cpu_us", "us/job", "worker CPU per job"),
+                Figure("client_cpu_us", "us/job", "client CPU per job"),
             ],
             run_task_latency,
         ),

@@ -10,7 +10,7 @@ from typing import Any
 import anyio
 
 from benchmarks.harness import TOKEN, BenchError, grid, run_async, temp_root
-from benchmarks.scenarios import _huey_drain, _percentile
+from benchmarks.scenarios import _huey_drain, _percentile, cpu_s
 
 TASKS = ["--tasks", "benchmarks.task_app"]
 WORKERS = 2
@@ -87,18 +87,21 @@ def _call(task: Any, i: int) -> Any:
 
 
 def task_latency(iters: int) -> dict[str, float]:
-    """One client: submit a no-op task, wait for its result; idle grid, one worker."""
+    """One client: submit a no-op task, wait for its result; idle grid, one worker. Also the CPU each
+    process spends per job over the timed loop (utime + stime from /proc; the client's own process_time)."""
     from benchmarks import task_app
     from gridd.client import connect
 
     with grid() as g:
-        g.add_worker(slots=2, extra=TASKS)
+        worker = g.add_worker(slots=2, extra=TASKS)
 
-        async def go() -> list[float]:
+        async def go() -> tuple[list[float], dict[str, float]]:
             lat: list[float] = []
             async with connect(g.addr, TOKEN) as client:
                 deadline = time.perf_counter() + 60
                 for i in range(iters + 5):
+                    if i == 5:
+                        cpu0 = (cpu_s(g.broker.pid), cpu_s(worker.pid), time.process_time())
                     t0 = time.perf_counter()
                     handle = await client.submit_task(task_app.noop, i)
                     if await handle.result() != i:
@@ -107,10 +110,12 @@ def task_latency(iters: int) -> dict[str, float]:
                         lat.append((time.perf_counter() - t0) * 1000)
                     if time.perf_counter() > deadline:
                         break
-            return lat
+                cpu1 = (cpu_s(g.broker.pid), cpu_s(worker.pid), time.process_time())
+            per_job = [(b - a) / len(lat) * 1e6 for a, b in zip(cpu0, cpu1, strict=True)]
+            return lat, dict(zip(("broker_cpu_us", "worker_cpu_us", "client_cpu_us"), per_job, strict=True))
 
-        lat = run_async(go)
-    return {"p50_ms": _percentile(lat, 50), "p99_ms": _percentile(lat, 99), "mean_ms": statistics.fmean(lat)}
+        lat, cpu = run_async(go)
+    return {"p50_ms": _percentile(lat, 50), "p99_ms": _percentile(lat, 99), "mean_ms": statistics.fmean(lat), **cpu}
 
 
 def huey_noop(n: int, timeout_s: float) -> float:

@@ -364,8 +364,9 @@ class Broker:
             events.extend(self._track_worker(t, now))
         self.hub.publish(events)
         self.watch.finished(t.job_id for t in changed if t.state in tr.FINISHED)
-        # Not only a queued job can make work eligible: a finished one may free a --max-running token.
-        self.dispatcher.wake()
+        # Not only a queued job can make work eligible: a finished or held one may free a --max-running
+        # token, a finished one a dependency. Only a lease cannot.
+        self.dispatcher.wake(eligible=any(t.state != tr.RUNNING for t in changed))
 
     def _track_worker(self, t: Transition, now: int) -> list[Event]:
         """Keep each worker's running jobs current; say when it goes busy or idle."""

@@ -6,6 +6,10 @@ wakes it. Workers never poll. A request's lanes are asked for at each pass (a la
 worker waits reaches it), and each request carries its worker's free Budget (see matching.py). A worker
 has one request at a time: a newer one (its budget grew: a job ended) supersedes the older, which is
 answered empty; jobs leased for the older one meanwhile go to the newer.
+
+The lanes found drained are remembered across passes until a change that may make a job eligible (any
+transition but a lease: a submit, a requeue, a finish that frees a --max-running token or a dependency)
+or the next delayed job's time: a worker asking again finds the answer without a database call.
 """
 
 from __future__ import annotations
@@ -52,9 +56,18 @@ class Dispatcher:
         self._pending: deque[_Request] = deque()
         self._serving: _Request | None = None  # the request whose lease call is under way
         self._wake = anyio.Event()
+        self._epoch = 0  # counts the changes that may have made a job eligible
+        # lane -> budgets under which it gave all it had (see _serve), valid while _epoch is _drained_epoch
+        # and the clock is before _next_ms (when a delayed job becomes eligible; None: none is delayed).
+        self._drained: dict[Lane, list[Budget]] = {}
+        self._drained_epoch = -1
+        self._next_ms: int | None = None
+        self._next_known = False
 
-    def wake(self) -> None:
-        """Something may have become eligible: look again."""
+    def wake(self, *, eligible: bool = True) -> None:
+        """Look again: a request came, or (`eligible`) a job may have become eligible."""
+        if eligible:
+            self._epoch += 1
         self._wake.set()
 
     async def lease(
@@ -68,7 +81,7 @@ class Dispatcher:
             old.successor = request
             old.done.set()  # answered empty
         self._pending.append(request)
-        self.wake()
+        self.wake(eligible=False)
         try:
             await request.done.wait()
         finally:
@@ -103,9 +116,13 @@ class Dispatcher:
     async def _serve(self) -> int | None:
         """One pass over the waiting requests; returns when the next delayed job becomes eligible."""
         now = self._clock.now_ms()
-        # lane -> budgets under which it gave all it had this pass: a later request whose per-job limits
-        # are no larger would find nothing there either.
-        drained: dict[Lane, list[Budget]] = {}
+        epoch = self._epoch
+        if epoch != self._drained_epoch or (self._next_ms is not None and now >= self._next_ms):
+            self._drained, self._drained_epoch, self._next_ms = {}, epoch, None
+            self._next_known = False
+        # lane -> budgets under which it gave all it had: a later request whose per-job limits are no
+        # larger would find nothing there either.
+        drained = self._drained
         for request in list(self._pending):
             budget = request.budget
             lanes = [x for x in request.lanes() if not any(b.covers(budget) for b in drained.get(x, ()))]
@@ -135,6 +152,9 @@ class Dispatcher:
                 self._pending.remove(request)
                 request.jobs = jobs
                 request.done.set()
-        if self._pending and drained:
-            return await self._store.next_eligible_ms(now)
-        return None
+        if self._pending and drained and not self._next_known:
+            self._next_ms = await self._store.next_eligible_ms(now)
+            self._next_known = True
+        if self._epoch != epoch:  # a job may have become eligible during the pass: forget what it found
+            self._drained_epoch = -1
+        return self._next_ms if self._pending and drained else None
