@@ -37,6 +37,7 @@ from benchmarks.harness import (
     submit_true_jobs,
     temp_root,
 )
+from benchmarks.hops import thread_hop
 
 REPO = Path(__file__).resolve().parent.parent
 STALL_S = 10.0  # a gridd run whose finished-job count does not move for this long is abandoned as stalled
@@ -737,6 +738,20 @@ SCENARIOS: dict[str, Scenario] = {
                 Figure("client_cpu_us", "us/job", "client CPU per job"),
             ],
             run_task_latency,
+        ),
+        Scenario(
+            "thread-hop",
+            "one event-loop-to-thread hop and back (anyio.to_thread), and a one-row durable transaction on the"
+            " loop and through a hop",
+            [
+                Figure("hop_us", "us", "to_thread.run_sync of nothing, wall"),
+                Figure("hop_cpu_us", "us", "same, CPU"),
+                Figure("txn_loop_us", "us", "1-row transaction (fsync) on the loop, wall"),
+                Figure("txn_loop_cpu_us", "us", "same, CPU"),
+                Figure("txn_thread_us", "us", "1-row transaction (fsync) through a hop, wall", "txn_loop_us"),
+                Figure("txn_thread_cpu_us", "us", "same, CPU", "txn_loop_cpu_us"),
+            ],
+            lambda sz, fx: thread_hop(),
         ),
     ]
 }
