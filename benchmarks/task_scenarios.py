@@ -28,14 +28,19 @@ def task_throughput(n: int, timeout_s: float) -> dict[str, float]:
         for _ in range(WORKERS):
             g.add_worker(slots=SLOTS, extra=TASKS)
 
+        def cpu() -> tuple[float, float, float]:
+            return cpu_s(g.broker.pid), sum(cpu_s(w.pid) for w in g.workers), time.process_time()
+
         async def end_to_end() -> float:
             async with connect(g.addr, TOKEN) as client:
-                t0 = time.perf_counter()
+                cpu0, t0 = cpu(), time.perf_counter()
                 with anyio.fail_after(timeout_s):
                     got = [r async for r in client.map(task_app.noop, range(n), batch=1)]
-                t = time.perf_counter() - t0
+                t, cpu1 = time.perf_counter() - t0, cpu()
             if got != list(range(n)):
                 raise BenchError("the map's results are not the records, in order")
+            for key, before, after in zip(("broker", "workers", "client"), cpu0, cpu1, strict=True):
+                out[f"e2e_{key}_cpu_us"] = (after - before) / n * 1e6
             return t
 
         out["e2e_jobs_s"] = n / run_async(end_to_end)
