@@ -19,6 +19,7 @@ from gridd.cli.waiting import through_restarts
 from gridd.client.api import Client, connect
 from gridd.client.locate import broker_address, cluster_token
 from gridd.config import Config
+from gridd.printable import printable, printable_lines
 from gridd.protocol.bundles import ref_problem
 from gridd.protocol.errors import ConfigError, ConnectionLost, GriddError, exception_for
 from gridd.protocol.messages import JOB_STATES, AttemptView, JobSpec, JobView
@@ -175,7 +176,8 @@ def _submit_and_wait(args: argparse.Namespace, address: str, token: str | None) 
             return 0
         if job.state == "failed" and job.exit_code is not None:
             return job.exit_code
-        print(f"gridd: job {job_id} {job.state}" + (f": {job.reason}" if job.reason else ""), file=sys.stderr)
+        reason = f": {printable(job.reason)}" if job.reason else ""
+        print(f"gridd: job {job_id} {job.state}{reason}", file=sys.stderr)
         return EXIT_UNFINISHED
 
     try:
@@ -226,6 +228,8 @@ async def _status(client: Client, args: argparse.Namespace) -> int:
 async def _logs(client: Client, args: argparse.Namespace) -> int:
     stream = "stderr" if args.stderr else "stdout"
     data, truncated = await client.output(args.job, stream)
+    if sys.stdout.isatty() and not args.raw:  # a job's escape sequences must not drive this terminal
+        data = printable_lines(data.decode(errors="replace")).encode()
     sys.stdout.buffer.write(data)
     sys.stdout.flush()
     if truncated:

@@ -144,6 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = client(command("logs", "write a job's captured stdout (or stderr) to stdout"))
     p.add_argument("job")
     p.add_argument("--stderr", action="store_true")
+    p.add_argument("--raw", action="store_true", help="to a terminal too, byte for byte (escape sequences act)")
 
     for name, what in [
         ("wait", "wait until every job named has finished (exit 1 if any did not succeed)"),

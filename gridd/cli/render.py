@@ -9,6 +9,7 @@ from typing import Any
 
 import msgspec
 
+from gridd.printable import printable
 from gridd.protocol.messages import AttemptView, Event, JobView, StatusReported, WorkerView
 from gridd.resources import format_mb
 
@@ -56,7 +57,7 @@ def show(job: JobView, attempts: Sequence[AttemptView]) -> str:
     if job.unmatched:
         rows.append(("unmatched", job.unmatched))
     width = max(len(k) for k, _ in rows)
-    text = "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
+    text = "\n".join(f"{k:<{width}}  {printable(v)}" for k, v in rows)
     if attempts:
         code = any(a.code for a in attempts)  # task jobs: the version of the code each attempt ran
         bundle = any(a.bundle for a in attempts)  # the bundle version each attempt ran in
@@ -122,7 +123,7 @@ def workers(views: Sequence[WorkerView]) -> str:
 
 
 def status(report: StatusReported) -> str:
-    counts = "  ".join(f"{state} {n}" for state, n in report.counts.items())
+    counts = printable("  ".join(f"{state} {n}" for state, n in report.counts.items()))
     return f"jobs     {counts}\nworkers  {report.workers} connected, {report.slots} slots, {report.running} running"
 
 
@@ -141,7 +142,7 @@ def event_line(e: Event) -> str:
             parts.append(f"{key}={value}")
     if e.message:
         parts.append(f"({e.message})")
-    return " ".join(parts)
+    return printable(" ".join(parts))
 
 
 def table(rows: list[list[str]]) -> str:
@@ -150,6 +151,7 @@ def table(rows: list[list[str]]) -> str:
 
 
 def _table(rows: list[list[str]]) -> str:
+    rows = [[printable(cell) for cell in row] for row in rows]
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows)
 

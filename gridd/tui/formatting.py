@@ -1,10 +1,13 @@
-"""How the dashboard writes times, commands and output tails. Pure functions, no Textual."""
+"""How the dashboard writes times, commands and output tails. Pure functions, no Textual; text from
+the grid is made printable (gridd.printable)."""
 
 from __future__ import annotations
 
 import shlex
 import time
 from collections.abc import Sequence
+
+from gridd.printable import printable, printable_lines
 
 TAIL_LINES = 40
 TAIL_BYTES = 16_384
@@ -32,14 +35,14 @@ def clock_time(epoch_ms: int | None) -> str:
 
 def command_line(argv: Sequence[str], width: int = 200) -> str:
     """The command as a shell would show it, cut to `width` characters."""
-    text = shlex.join(argv)
+    text = printable(shlex.join(argv))
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
 def tail(data: bytes, truncated: bool = False) -> str:
     """The last lines of captured output, decoded for display."""
     cut = len(data) > TAIL_BYTES
-    text = data[-TAIL_BYTES:].decode("utf-8", errors="replace")
+    text = printable_lines(data[-TAIL_BYTES:].decode("utf-8", errors="replace"))
     lines = text.splitlines()
     if len(lines) > TAIL_LINES:
         lines, cut = lines[-TAIL_LINES:], True

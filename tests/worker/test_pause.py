@@ -92,7 +92,7 @@ async def test_a_stopped_job_that_is_cancelled_is_killed(tmp_path: Path) -> None
     def gone() -> bool:
         try:
             return _state(pid) == "Z"
-        except FileNotFoundError:
+        except (FileNotFoundError, ProcessLookupError):  # reaped between the open and the read: ESRCH
             return True
 
     await _until(gone, "the stopped process to be killed")

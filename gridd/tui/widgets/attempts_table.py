@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from rich.text import Text
 from textual.widgets import DataTable
 
 from gridd.protocol.messages import AttemptView
 from gridd.tui.formatting import clock_time, exit_text
+from gridd.tui.widgets.cells import cell
 
 COLUMNS = (
     ("#", "attempt"),
@@ -19,7 +21,7 @@ COLUMNS = (
 )
 
 
-class AttemptsTable(DataTable[str]):
+class AttemptsTable(DataTable[Text]):
     """One row per attempt, keyed by position from "1" (attempt numbers start again after a retry)."""
 
     def __init__(self, *, id: str | None = None) -> None:
@@ -42,5 +44,5 @@ class AttemptsTable(DataTable[str]):
                 exit_text(a.exit_code),
                 a.outcome,
             ]
-            self.add_row(*cells, key=str(position))
+            self.add_row(*map(cell, cells), key=str(position))
         self.border_title = f"Attempts ({len(attempts)} finished)"

@@ -5,6 +5,7 @@ from __future__ import annotations
 from rich.text import Text
 from textual.widgets import Static
 
+from gridd.printable import printable
 from gridd.protocol.messages import JobView
 from gridd.tui.formatting import clock_time, command_line, exit_text
 
@@ -26,8 +27,8 @@ class JobSummary(Static):
         text = Text()
         text.append(f"job {job.id}  ", style="bold")
         text.append(job.state, style="bold reverse")
-        text.append(f"  queue {job.queue} · priority {job.priority} · attempts {job.attempts}/{job.max_attempts}")
-        text.append(f" · worker {job.worker or '-'} · exit {exit_text(job.exit_code)}\n")
+        where = f"queue {printable(job.queue)} · priority {job.priority} · attempts {job.attempts}/{job.max_attempts}"
+        text.append(f"  {where} · worker {printable(job.worker or '-')} · exit {exit_text(job.exit_code)}\n")
         text.append(f"command: {command_line(job.argv, 1000)}\n")
         times = f"submitted {clock_time(job.submitted_ms)} · started {clock_time(job.started_ms)}"
         text.append(f"{times} · finished {clock_time(job.finished_ms)}")
@@ -35,5 +36,5 @@ class JobSummary(Static):
             text.append(f" · timeout {job.timeout_s:g}s")
         text.append(f" · output {job.stdout_bytes} B out, {job.stderr_bytes} B err")
         if job.reason:
-            text.append(f"\nreason: {job.reason}")
+            text.append(f"\nreason: {printable(job.reason)}")
         self.update(text)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from rich.text import Text
 from textual import on, work
 from textual.binding import Binding
 from textual.coordinate import Coordinate
@@ -22,6 +23,7 @@ from gridd.tui.formatting import clock_time, command_line, exit_text, id_order
 from gridd.tui.link import BrokerLink
 from gridd.tui.messages import JobsLoaded
 from gridd.tui.model.job_filter import JobFilter
+from gridd.tui.widgets.cells import cell
 
 COLUMNS = (
     ("id", "id"),
@@ -51,7 +53,7 @@ def job_cells(job: JobView) -> list[str]:
     ]
 
 
-class JobsTable(DataTable[str]):
+class JobsTable(DataTable[Text]):
     """The newest jobs matching `filter`; Enter on a row selects it (the screen opens its detail)."""
 
     MAX_ROWS = 2000  # a burst of new jobs trims the oldest rows beyond this
@@ -147,8 +149,8 @@ class JobsTable(DataTable[str]):
         if state != "running":
             values["exit"] = exit_text(event.exit_code)
         for column, value in values.items():
-            if self.get_cell(job_id, column) != value:
-                self.update_cell(job_id, column, value, update_width=True)
+            if self.get_cell(job_id, column) != (new := cell(value)):
+                self.update_cell(job_id, column, new, update_width=True)
 
     # ---- reading pages --------------------------------------------------------------------------------
 
@@ -173,7 +175,7 @@ class JobsTable(DataTable[str]):
         if message.mode == "older":
             for job in message.jobs:
                 if job.id not in self.rows:
-                    self.add_row(*job_cells(job), key=job.id)
+                    self.add_row(*map(cell, job_cells(job)), key=job.id)
             self.has_more = len(message.jobs) >= message.limit
         elif message.mode == "reload":
             self._rebuild([(job.id, job_cells(job)) for job in message.jobs])
@@ -200,8 +202,8 @@ class JobsTable(DataTable[str]):
         if [k for k, _ in merged] == shown:
             for key, cells in fresh:
                 for (_, column), value in zip(COLUMNS, cells, strict=True):
-                    if self.get_cell(key, column) != value:
-                        self.update_cell(key, column, value, update_width=True)
+                    if self.get_cell(key, column) != (new := cell(value)):
+                        self.update_cell(key, column, new, update_width=True)
             return
         if len(merged) > max(self.MAX_ROWS, len(shown)):
             merged = merged[: max(self.MAX_ROWS, len(shown))]
@@ -214,7 +216,7 @@ class JobsTable(DataTable[str]):
         selected = self.selected_job_id() if self.cursor_row > 0 else None
         self.clear()
         for key, cells in rows:
-            self.add_row(*cells, key=key)
+            self.add_row(*map(cell, cells), key=key)
         if selected is not None and selected in self.rows:
             self.move_cursor(row=self.get_row_index(selected), animate=False)
 

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from rich.text import Text
 from textual.widgets import DataTable
 
 from gridd.tui.model.counts import STATES
+from gridd.tui.widgets.cells import cell
 
 LABELS = {
     "waiting": "wait",
@@ -24,7 +26,7 @@ LABELS = {
 ALWAYS = ("queued", "running")
 
 
-class QueueCounts(DataTable[str]):
+class QueueCounts(DataTable[Text]):
     """Rows are queues (plus "(all)" when there are several), columns are states."""
 
     def __init__(self, *, id: str | None = None) -> None:
@@ -43,8 +45,8 @@ class QueueCounts(DataTable[str]):
         else:
             for key, cells in rows.items():
                 for state, value in zip(states, cells[1:], strict=True):
-                    if self.get_cell(key, state) != value:
-                        self.update_cell(key, state, value, update_width=True)
+                    if self.get_cell(key, state) != (new := cell(value)):
+                        self.update_cell(key, state, new, update_width=True)
         self.border_title = "Queues" if exact else "Queues (resyncing…)"
 
     def _rebuild(self, states: list[str], rows: Mapping[str, list[str]]) -> None:
@@ -54,4 +56,4 @@ class QueueCounts(DataTable[str]):
         for state in states:
             self.add_column(LABELS[state], key=state)
         for key, cells in rows.items():
-            self.add_row(*cells, key=key)
+            self.add_row(*map(cell, cells), key=key)

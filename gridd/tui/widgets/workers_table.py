@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from rich.text import Text
 from textual.widgets import DataTable
 
 from gridd.tui.formatting import age
 from gridd.tui.model.workers import WorkerBoard, WorkerRow
+from gridd.tui.widgets.cells import cell
 
 # Short columns first, so that at 80 columns the long job list is what scrolls out of view.
 COLUMNS = (
@@ -18,7 +20,7 @@ COLUMNS = (
 )
 
 
-class WorkersTable(DataTable[str]):
+class WorkersTable(DataTable[Text]):
     """Renders a WorkerBoard: name, host, slots used/total, running job ids, last seen, idle/busy."""
 
     def __init__(self, *, id: str | None = None) -> None:
@@ -35,12 +37,12 @@ class WorkersTable(DataTable[str]):
         if [str(key.value) for key in self.rows] != names:
             self.clear()
             for name in names:
-                self.add_row(*self._cells(board.rows[name]), key=name)
+                self.add_row(*map(cell, self._cells(board.rows[name])), key=name)
         else:
             for name in names:
                 for (_, column), value in zip(COLUMNS, self._cells(board.rows[name]), strict=True):
-                    if self.get_cell(name, column) != value:
-                        self.update_cell(name, column, value, update_width=True)
+                    if self.get_cell(name, column) != (new := cell(value)):
+                        self.update_cell(name, column, new, update_width=True)
         used, total = board.slots()
         self.border_title = f"Workers {len(names)} · slots {used}/{total}"
 
