@@ -18,7 +18,7 @@ from anyio.abc import SocketStream, TaskStatus
 from anyio.streams.memory import MemoryObjectSendStream
 
 from gridd.protocol.auth import broker_proof, new_nonce, peer_proof, proofs_match
-from gridd.protocol.errors import AuthFailed, BadFrame, ConfigError, ConnectionLost, GriddError, exception_for
+from gridd.protocol.errors import AuthFailed, BadFrame, ConfigError, ConnectionLost, GriddError, NoToken, exception_for
 from gridd.protocol.frames import FrameDecoder, encode_frame
 from gridd.protocol.messages import (
     Authenticate,
@@ -152,7 +152,7 @@ async def open_connection(
     """Connect, authenticate with the cluster token, and keep the reader running until exit."""
     host, port = _split(address)
     if not token:
-        raise ConfigError("no cluster token: set GRIDD_TOKEN (the broker's data dir holds it in the file 'token')")
+        raise NoToken("no cluster token: set GRIDD_TOKEN (the broker's data dir holds it in the file 'token')")
     try:
         with anyio.fail_after(CONNECT_TIMEOUT_S):
             stream = await anyio.connect_tcp(host, port)

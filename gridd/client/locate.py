@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 from gridd.config import DEFAULT_PORT, Config, default_data_dir, load_config
-from gridd.protocol.errors import ConfigError
+from gridd.protocol.errors import NoToken
 
 
 def broker_address(config: Config) -> str:
@@ -27,7 +27,7 @@ def cluster_token(token: str | None) -> str:
     try:
         return path.read_text().strip()
     except OSError:
-        raise ConfigError(f"no cluster token: set GRIDD_TOKEN, or run where the broker's {path} is readable") from None
+        raise NoToken(f"no cluster token: set GRIDD_TOKEN, or run where the broker's {path} is readable") from None
 
 
 def resolve(address: str | None, token: str | None) -> tuple[str, str]:

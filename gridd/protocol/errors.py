@@ -71,6 +71,10 @@ class AuthFailed(GriddError):
     code = ErrorCode.AUTH_FAILED
 
 
+class NoToken(AuthFailed):
+    """Client side: no cluster token was given or found, so there is nothing to authenticate with."""
+
+
 class OperationRefused(GriddError):
     """A valid request the broker refused; the connection stays open."""
 
