@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import socket
 from collections.abc import Mapping
 from pathlib import Path
@@ -17,6 +18,9 @@ import msgspec
 from gridd.protocol.errors import ConfigError
 
 DEFAULT_PORT = 7420
+# A worker's name names its work directory (DATA_DIR/worker/NAME): one path component, never `.` or `..`.
+WORKER_NAME_MAX = 64
+_WORKER_NAME = re.compile(r"[A-Za-z0-9._-]+")
 
 
 class Section(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -56,6 +60,10 @@ class WorkerConfig(Section, frozen=True):
     probe_every_s: Annotated[float, msgspec.Meta(gt=0)] = 5.0
     cpus: Annotated[int, msgspec.Meta(ge=1, le=2**20)] | None = None  # None: max(slots, this machine's cpus)
     memory_mb: Annotated[int, msgspec.Meta(ge=0, le=2**40)] | None = None  # None: this machine's memory
+
+    def __post_init__(self) -> None:
+        if self.name is not None:
+            check_worker_name(self.name)
 
 
 class ClientConfig(Section, frozen=True):
@@ -104,6 +112,19 @@ def parse_address(text: str) -> tuple[str, int]:
     if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
         raise ConfigError(f"{text!r} is not HOST:PORT")
     return host, int(port)
+
+
+def check_worker_name(name: str, given: str = "--name") -> str:
+    """`name` if it is a valid worker name, else ConfigError saying why (a usage error: exit 2)."""
+    if len(name) > WORKER_NAME_MAX:
+        why = f"is longer than {WORKER_NAME_MAX} characters"
+    elif not _WORKER_NAME.fullmatch(name):
+        why = "may hold only letters, digits, '.', '-' and '_'"
+    elif name in (".", ".."):
+        why = "may not be '.' or '..'"
+    else:
+        return name
+    raise ConfigError(f"{given} {name[:80]!r} is not a worker name: it {why}")
 
 
 def host_name() -> str:

@@ -235,6 +235,7 @@ register_workers = st.builds(
     state=st.text(min_size=1, max_size=32),
     cpus=st.none() | st.integers(0, 2**20),
     memory_mb=st.none() | st.integers(0, 2**40),
+    instance=st.text("0123456789abcdef", max_size=64),
 )
 report_worker_states = st.builds(m.ReportWorkerState, state=st.text(min_size=1, max_size=32), accepting=st.booleans())
 request_jobs = st.builds(

@@ -89,6 +89,7 @@ class Broker:
         # snapshot and the events after it agree exactly.
         self.counts = counts
         self.stale_completions = 0
+        self.foreign_completions = 0  # results sent for a lease granted to another worker: refused
         self.port = 0  # set once listening
 
     # ---- clients -----------------------------------------------------------------------------------------
@@ -235,7 +236,7 @@ class Broker:
         now = self.clock.now_ms()
         try:
             lost, changed = await self.store.attach_worker(
-                link.name, running, now + self.settings.lease_ttl_ms, now, restarted
+                link.name, running, now + self.settings.lease_ttl_ms, now, restarted, link.instance
             )
         except BaseException:
             self.workers.remove(link)
@@ -280,7 +281,9 @@ class Broker:
         """Jobs for `link`, from the lanes it may lease at the time of leasing, that fit its free budget
         (`cpus`, `memory_mb`: None, no limit) and each its size."""
         budget = Budget.of(link, cpus, memory_mb)
-        return await self.dispatcher.lease(link.name, lambda: self.lanes.for_worker(link), max_jobs, budget)
+        return await self.dispatcher.lease(
+            link.name, lambda: self.lanes.for_worker(link), max_jobs, budget, link.instance
+        )
 
     def _leased(self, worker: str, jobs: Sequence[LeasedJob]) -> None:
         self.record(
@@ -291,16 +294,28 @@ class Broker:
         now = self.clock.now_ms()
         link.last_seen_ms = now
         deadline = now + self.settings.lease_ttl_ms
-        lost = await self.store.renew_leases(link.name, leases, deadline) if leases else []
+        lost = await self.store.renew_leases(link.name, leases, deadline, link.instance) if leases else []
         return lost, deadline
 
     async def complete(self, link: WorkerLink, results: Sequence[JobResult]) -> list[Outcome]:
         now = self.clock.now_ms()
         link.last_seen_ms = now
-        outcomes, changed = await self.store.complete_jobs(link.name, results, now, self.settings.retry_base_ms)
+        outcomes, changed = await self.store.complete_jobs(
+            link.name, results, now, self.settings.retry_base_ms, link.instance
+        )
         for o in outcomes:
             if o.code == ErrorCode.BAD_RESULT:
                 log.warning("result.refused", job_id=o.job_id, worker=link.name, state=o.state, error=o.message)
+            elif o.code == ErrorCode.FOREIGN_LEASE:
+                self.foreign_completions += 1
+                log.warning(
+                    "lease.foreign_completion",
+                    job_id=o.job_id,
+                    worker=link.name,
+                    instance=link.instance,
+                    error=o.message,
+                    refused_total=self.foreign_completions,
+                )
             elif o.code:
                 self.stale_completions += 1
                 log.warning(
@@ -315,7 +330,7 @@ class Broker:
         return outcomes
 
     async def return_leases(self, link: WorkerLink, leases: Sequence[LeaseRef]) -> None:
-        self.record(await self.store.return_leases(link.name, leases), kind="job.returned")
+        self.record(await self.store.return_leases(link.name, leases, link.instance), kind="job.returned")
 
     async def expire_leases(self, now_ms: int) -> list[Transition]:
         changed = await self.store.expire_leases(now_ms)

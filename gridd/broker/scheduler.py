@@ -41,6 +41,7 @@ class _Request:
     jobs: list[LeasedJob] = field(default_factory=list)
     successor: _Request | None = None  # the request of the same worker that superseded this one
     withdrawn: bool = False  # its worker asked for nothing more while its lease call was under way
+    instance: str = ""  # the worker's instance id, which the leases are bound to (store.lease_jobs)
 
 
 class Dispatcher:
@@ -71,11 +72,16 @@ class Dispatcher:
         self._wake.set()
 
     async def lease(
-        self, worker: str, lanes: Callable[[], Sequence[Lane]], max_jobs: int, budget: Budget | None = None
+        self,
+        worker: str,
+        lanes: Callable[[], Sequence[Lane]],
+        max_jobs: int,
+        budget: Budget | None = None,
+        instance: str = "",
     ) -> list[LeasedJob]:
         """Wait until at least one job of `lanes()` is leased to `worker`, then return up to `max_jobs`
         that fit `budget` together."""
-        request = _Request(worker, lanes, max_jobs, budget or Budget())
+        request = _Request(worker, lanes, max_jobs, budget or Budget(), instance=instance)
         for old in [r for r in self._pending if r.worker == worker]:
             self._pending.remove(old)
             old.successor = request
@@ -130,7 +136,9 @@ class Dispatcher:
                 continue
             self._serving = request
             try:
-                jobs = await self._store.lease_jobs(request.worker, lanes, request.max_jobs, now, self._ttl_ms, budget)
+                jobs = await self._store.lease_jobs(
+                    request.worker, lanes, request.max_jobs, now, self._ttl_ms, budget, request.instance
+                )
             finally:
                 self._serving = None
             # Fewer than asked is "drained" only if the total budget did not stop the greedy pick, i.e.

@@ -129,6 +129,15 @@ MIGRATIONS: list[str] = [
     ) WITHOUT ROWID;
     INSERT OR IGNORE INTO lanes (queue, lane) SELECT DISTINCT queue, lane FROM jobs;
     """,
+    # 5: worker identity. A lease is bound to the worker instance it was granted to (the random id the
+    # worker keeps in its work dir), not only to its name: only that instance may re-attach, renew, end or
+    # give up the lease, so a peer reusing the name while the worker is away cannot take or fail its jobs.
+    # A column of the lease's row rather than a table of workers: it is written by the statement that
+    # grants the lease, read with the lease by every check, survives a broker restart with it, and a later
+    # holder of the name cannot overwrite it. '': granted to an older worker, which sends no instance.
+    """
+    ALTER TABLE jobs ADD COLUMN instance TEXT NOT NULL DEFAULT '';
+    """,
 ]
 
 

@@ -407,6 +407,7 @@ class Session:
             last_seen_ms=now,
             push=lambda m: _push(outbox, m),
             state=message.state,
+            instance=message.instance,
         )
         lost = await self._broker.register_worker(link, message.running, message.restarted)
         self._worker = link

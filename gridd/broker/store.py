@@ -11,6 +11,7 @@ Nothing is acknowledged by a caller before the method that wrote it has returned
 from __future__ import annotations
 
 import functools
+import secrets
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -68,6 +69,11 @@ def _task_result(job_id: int, result: JobResult, accepted: bool) -> tuple[Any, .
     if not accepted or error is not None:
         return (job_id, None, None, error)
     return (job_id, result.value, result.value_blob, None)
+
+
+def _new_lease() -> int:
+    """A fencing token: 62 random bits (an int64 on the wire and in SQLite), never 0 (never leased)."""
+    return secrets.randbits(62) or 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,6 +229,7 @@ class Store:
         now_ms: int,
         ttl_ms: int,
         budget: Budget | None = None,
+        instance: str = "",
     ) -> list[LeasedJob]:
         budget = budget or Budget()
         job_cpus = UNLIMITED if budget.job_cpus is None else budget.job_cpus
@@ -249,12 +256,18 @@ class Store:
         fits = budget.take((c[2], c[3]) for c in candidates)
         chosen = [c[0] for c, fit in zip(candidates, fits, strict=True) if fit][:max_jobs]
         deadline = now_ms + ttl_ms
+        # Each lease's fencing token is drawn at random (a counter could be guessed), and must differ
+        # from every earlier lease of its job (attempts' key is (job_id, lease)): a job whose draw does
+        # not (odds 2**-62 per earlier lease) is left queued, for the next pass to draw again.
+        tokens = [[job_id, _new_lease()] for job_id in chosen]
         rows = self._rows(
-            "UPDATE jobs SET state = 'running', attempts = attempts + 1, lease = lease + 1,"
-            " worker = ?, deadline_ms = ?, started_ms = ?, not_before_ms = 0"
-            " WHERE id IN (SELECT value FROM json_each(?)) AND state = 'queued' AND throttled = 0"
-            " RETURNING id, lease, attempts, spec",
-            (worker, deadline, now_ms, flow.ids_json(chosen)),
+            "UPDATE jobs SET state = 'running', attempts = attempts + 1, lease = t.lease,"
+            " worker = ?, instance = ?, deadline_ms = ?, started_ms = ?, not_before_ms = 0"
+            " FROM (SELECT json_extract(value, '$[0]') AS id, json_extract(value, '$[1]') AS lease FROM json_each(?)) t"
+            " WHERE jobs.id = t.id AND jobs.state = 'queued' AND jobs.throttled = 0 AND jobs.lease != t.lease"
+            " AND NOT EXISTS (SELECT 1 FROM attempts a WHERE a.job_id = t.id AND a.lease = t.lease)"
+            " RETURNING jobs.id, jobs.lease, jobs.attempts, jobs.spec",
+            (worker, instance, deadline, now_ms, msgspec.json.encode(tokens)),
         )
         leased = [
             LeasedJob(job_id=str(r[0]), lease=r[1], attempt=r[2], deadline_ms=deadline, spec=_spec_decoder.decode(r[3]))
@@ -267,33 +280,36 @@ class Store:
         rows = self._rows("SELECT MIN(not_before_ms) FROM jobs WHERE state = 'queued' AND not_before_ms > ?", (now_ms,))
         return rows[0][0] if rows and rows[0][0] is not None else None
 
-    def _renew_leases(self, worker: str, leases: Sequence[LeaseRef], deadline_ms: int) -> list[LeaseRef]:
+    def _renew_leases(
+        self, worker: str, leases: Sequence[LeaseRef], deadline_ms: int, instance: str = ""
+    ) -> list[LeaseRef]:
         db = self._conn
         current = self._current_leases([flow.parse_job_id(ref.job_id) for ref in leases])
-        valid = [ref for ref in leases if current.get(int(ref.job_id)) == (tr.RUNNING, ref.lease, worker)]
+        valid = [ref for ref in leases if current.get(int(ref.job_id)) == (tr.RUNNING, ref.lease, worker, instance)]
         db.executemany(
             "UPDATE jobs SET deadline_ms = ? WHERE id = ? AND lease = ? AND state = 'running'",
             [(deadline_ms, int(ref.job_id), ref.lease) for ref in valid],
         )
         return [ref for ref in leases if ref not in valid]
 
-    def _current_leases(self, ids: Sequence[int]) -> dict[int, tuple[str, int, str | None]]:
+    def _current_leases(self, ids: Sequence[int]) -> dict[int, tuple[str, int, str | None, str]]:
+        """Job id -> (state, lease, worker, instance) of its current (or last) lease."""
         rows = self._rows(
-            "SELECT id, state, lease, worker FROM jobs WHERE id IN (SELECT value FROM json_each(?))",
+            "SELECT id, state, lease, worker, instance FROM jobs WHERE id IN (SELECT value FROM json_each(?))",
             (flow.ids_json(ids),),
         )
-        return {r[0]: (r[1], r[2], r[3]) for r in rows}
+        return {r[0]: (r[1], r[2], r[3], r[4]) for r in rows}
 
     # ---- completion, expiry, hand-back -------------------------------------------------------------------
 
     def _complete_jobs(
-        self, worker: str, results: Sequence[JobResult], now_ms: int, retry_base_ms: int
+        self, worker: str, results: Sequence[JobResult], now_ms: int, retry_base_ms: int, instance: str = ""
     ) -> tuple[list[Outcome], list[Transition]]:
         db = self._conn
         ids = [flow.parse_job_id(r.job_id) for r in results]
         rows = self._rows(
-            "SELECT id, state, lease, attempts, max_attempts, queue, started_ms, records, lane FROM jobs"
-            " WHERE id IN (SELECT value FROM json_each(?))",
+            "SELECT id, state, lease, attempts, max_attempts, queue, started_ms, records, lane, worker, instance"
+            " FROM jobs WHERE id IN (SELECT value FROM json_each(?))",
             (flow.ids_json(ids),),
         )
         current = {r[0]: r for r in rows}
@@ -315,6 +331,20 @@ class Store:
                         message=(
                             f"lease {result.lease} of job {result.job_id} is no longer current"
                             f" (state={state}, lease={row[2] if row else None}); the result was not recorded"
+                        ),
+                    )
+                )
+                continue
+            if (row[9], row[10]) != (worker, instance):  # the current lease, but granted to another worker
+                outcomes.append(
+                    Outcome(
+                        job_id=result.job_id,
+                        code=ErrorCode.FOREIGN_LEASE,
+                        state=row[1],
+                        message=(
+                            f"job {result.job_id} is leased to worker {row[9]}"
+                            f"{'' if row[9] != worker else ' (another instance of that name)'},"
+                            " not to this one; the result was not recorded"
                         ),
                     )
                 )
@@ -407,12 +437,15 @@ class Store:
         return changed
 
     def _attach_worker(
-        self, worker: str, running: Sequence[LeaseRef], deadline_ms: int, now_ms: int, restarted: bool
+        self, worker: str, running: Sequence[LeaseRef], deadline_ms: int, now_ms: int, restarted: bool, instance: str
     ) -> tuple[list[LeaseRef], list[Transition]]:
+        # Only the leases granted to this instance: those of another instance of the name (the name's
+        # owner, away, while another peer uses it) are neither attached nor failed here; they stay
+        # until their own worker re-attaches them or their deadline passes.
         rows = self._rows(
             "SELECT id, lease, attempts, max_attempts, queue, worker, started_ms FROM jobs"
-            " WHERE state = 'running' AND worker = ?",
-            (worker,),
+            " WHERE state = 'running' AND worker = ? AND instance = ?",
+            (worker, instance),
         )
         held = {(str(r[0]), r[1]) for r in rows}
         named = {(ref.job_id, ref.lease) for ref in running}
@@ -427,16 +460,20 @@ class Store:
         # The same process, reconnecting: it names every lease it ever received, so these grants never
         # reached it (lost with the connection) and the jobs never started there.
         back = [LeaseRef(job_id=str(r[0]), lease=r[1]) for r in orphans]
-        return lost, self._return_leases(worker, back, "lease grant lost with the connection")
+        return lost, self._return_leases(worker, back, "lease grant lost with the connection", instance)
 
     def _return_leases(
-        self, worker: str, leases: Sequence[LeaseRef], why: str = "handed back by a draining worker"
+        self,
+        worker: str,
+        leases: Sequence[LeaseRef],
+        why: str = "handed back by a draining worker",
+        instance: str = "",
     ) -> list[Transition]:
         db = self._conn
         rows = self._rows(
             "SELECT id, lease, queue, attempts FROM jobs WHERE id IN (SELECT value FROM json_each(?))"
-            " AND state = 'running' AND worker = ?",
-            (flow.ids_json(flow.parse_job_id(r.job_id) for r in leases), worker),
+            " AND state = 'running' AND worker = ? AND instance = ?",
+            (flow.ids_json(flow.parse_job_id(r.job_id) for r in leases), worker, instance),
         )
         named = {(int(r.job_id), r.lease) for r in leases}
         back = [r for r in rows if (r[0], r[1]) in named]
@@ -553,10 +590,14 @@ class Store:
         now_ms: int,
         ttl_ms: int,
         budget: Budget | None = None,
+        instance: str = "",
     ) -> list[LeasedJob]:
         """Lease up to `max_jobs` of the best eligible jobs (priority, then age) of `lanes` (queue, lane)
-        to `worker`, taken greedily in that order while they fit `budget` (None: no limit)."""
-        return await self._call(self._lease_jobs, worker, lanes, max_jobs, now_ms, ttl_ms, budget, _durable=False)
+        to `worker` (its `instance`), taken greedily in that order while they fit `budget` (None: no limit).
+        Each lease gets a fresh random fencing token."""
+        return await self._call(
+            self._lease_jobs, worker, lanes, max_jobs, now_ms, ttl_ms, budget, instance, _durable=False
+        )
 
     async def known_lanes(self) -> list[Lane]:
         """Every (queue, lane) that ever held a job (read once at start; the broker keeps it current)."""
@@ -569,32 +610,43 @@ class Store:
         """When the next delayed job becomes eligible, if any is waiting for its retry delay."""
         return await self._call(self._next_eligible_ms, now_ms, _durable=False)
 
-    async def renew_leases(self, worker: str, leases: Sequence[LeaseRef], deadline_ms: int) -> list[LeaseRef]:
-        """Extend the deadlines of the leases `worker` still holds; returns those it no longer holds."""
-        return await self._call(self._renew_leases, worker, leases, deadline_ms, _durable=False)
+    async def renew_leases(
+        self, worker: str, leases: Sequence[LeaseRef], deadline_ms: int, instance: str = ""
+    ) -> list[LeaseRef]:
+        """Extend the deadlines of the leases `worker` (its `instance`) still holds; returns those it no
+        longer holds."""
+        return await self._call(self._renew_leases, worker, leases, deadline_ms, instance, _durable=False)
 
     async def complete_jobs(
-        self, worker: str, results: Sequence[JobResult], now_ms: int, retry_base_ms: int
+        self, worker: str, results: Sequence[JobResult], now_ms: int, retry_base_ms: int, instance: str = ""
     ) -> tuple[list[Outcome], list[Transition]]:
-        """Record each attempt's outcome exactly once: a result whose lease is not current is refused."""
-        return await self._call(self._complete_jobs, worker, results, now_ms, retry_base_ms)
+        """Record each attempt's outcome exactly once: a result whose lease is not current is refused
+        (STALE_LEASE), and so is one for a lease granted to another worker or instance (FOREIGN_LEASE)."""
+        return await self._call(self._complete_jobs, worker, results, now_ms, retry_base_ms, instance)
 
     async def expire_leases(self, now_ms: int) -> list[Transition]:
         """Reap leases past their deadline: queued again (attempt + 1 next time) or failed after the last."""
         return await self._call(self._expire_leases, now_ms)
 
     async def attach_worker(
-        self, worker: str, running: Sequence[LeaseRef], deadline_ms: int, now_ms: int, restarted: bool = True
+        self,
+        worker: str,
+        running: Sequence[LeaseRef],
+        deadline_ms: int,
+        now_ms: int,
+        restarted: bool = True,
+        instance: str = "",
     ) -> tuple[list[LeaseRef], list[Transition]]:
         """A (re)connecting worker names the jobs it still holds: those leases are renewed, the ones no
         longer current are returned as lost. Jobs leased to it that it does not name expire at once
         (an attempt spent) if it is a new process, or go back to the queue unspent if it is the same
-        process reconnecting (the grant never reached it)."""
-        return await self._call(self._attach_worker, worker, running, deadline_ms, now_ms, restarted)
+        process reconnecting (the grant never reached it). "It" is the worker `instance`: leases of
+        the same name granted to another instance are lost to this one and otherwise left alone."""
+        return await self._call(self._attach_worker, worker, running, deadline_ms, now_ms, restarted, instance)
 
-    async def return_leases(self, worker: str, leases: Sequence[LeaseRef]) -> list[Transition]:
+    async def return_leases(self, worker: str, leases: Sequence[LeaseRef], instance: str = "") -> list[Transition]:
         """A draining worker hands jobs back: queued again at once, the attempt not spent."""
-        return await self._call(self._return_leases, worker, leases)
+        return await self._call(self._return_leases, worker, leases, instance=instance)
 
     async def extend_running_leases(self, deadline_ms: int) -> int:
         """After a restart: give every running lease until `deadline_ms` for its worker to re-attach."""

@@ -31,7 +31,7 @@ def get_job(conn: sqlite3.Connection, job_id: str) -> tuple[JobView, list[Attemp
     history = flow.rows(
         conn,
         "SELECT attempt, worker, lease, started_ms, ended_ms, exit_code, outcome, code, bundle FROM attempts"
-        " WHERE job_id = ? ORDER BY lease",
+        " WHERE job_id = ? ORDER BY ended_ms, attempt",  # leases are random: never ordered
         (key,),
     )
     attempts = [

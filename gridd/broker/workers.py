@@ -26,6 +26,7 @@ class WorkerLink:
     state: str = "available"  # as the worker last reported it (messages.WORKER_STATES)
     cpus: int | None = None  # what it has in all; None: no limit announced (an older worker)
     memory_mb: int | None = None
+    instance: str = ""  # the worker's instance id (RegisterWorker.instance); its leases are bound to it
 
 
 class WorkerRegistry:

@@ -26,6 +26,7 @@ class ErrorCode(enum.IntEnum):
     STALE_LEASE = 4000
     WORKER_NAME_IN_USE = 4001
     NOT_A_WORKER = 4002
+    FOREIGN_LEASE = 4003
     INTERNAL = 5000
     SHUTTING_DOWN = 5001
     STORAGE_FAILED = 5002
@@ -160,6 +161,13 @@ class StaleLease(OperationRefused):
     code = ErrorCode.STALE_LEASE
 
 
+class ForeignLease(OperationRefused):
+    """A completion presented the current lease of a job leased to another worker (or to another
+    instance of the same name): only the worker the lease was given to may end it."""
+
+    code = ErrorCode.FOREIGN_LEASE
+
+
 class WorkerNameInUse(OperationRefused):
     """Another live worker is connected under the same name."""
 
@@ -193,6 +201,11 @@ class WorkDirInUse(GriddError):
     other's jobs' directories)."""
 
 
+class WorkDirNotOwned(GriddError):
+    """The work directory holds files but no worker's marker: a worker never empties a directory it
+    did not make (or adopt empty) itself."""
+
+
 class BundleUnavailable(GriddError):
     """Worker side: a job's bundle could not be fetched, or its content arrived damaged."""
 
@@ -224,6 +237,7 @@ _BY_CODE: dict[int, type[GriddError]] = {
         UnknownBlob,
         UnknownBundle,
         StaleLease,
+        ForeignLease,
         WorkerNameInUse,
         NotAWorker,
         ShuttingDown,

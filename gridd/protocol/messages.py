@@ -18,6 +18,7 @@ RequestId = Annotated[int, msgspec.Meta(ge=0, lt=2**32)]
 JobId = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=255)]
 EpochMs = Annotated[int, msgspec.Meta(ge=0, lt=2**53)]
+# A lease's fencing token: random and unguessable (the broker draws 62 bits for each lease), never ordered.
 Lease = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]
 Int64 = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]
 Nonce = Annotated[bytes, msgspec.Meta(min_length=16, max_length=64)]
@@ -39,6 +40,7 @@ WorkerCpus = Annotated[int, msgspec.Meta(ge=0, le=2**20)]
 RequireKey = Annotated[str, msgspec.Meta(pattern=r"^[^;=\s]+$", max_length=64)]
 RequireValue = Annotated[str, msgspec.Meta(pattern=r"^[^;]*$", max_length=255)]
 Requires = Annotated[dict[RequireKey, RequireValue], msgspec.Meta(max_length=32)]
+InstanceId = Annotated[str, msgspec.Meta(pattern="^[0-9a-f]*$", max_length=64)]
 
 
 # The job states this version knows. They travel as strings: a newer broker may add some.
@@ -581,6 +583,9 @@ class RegisterWorker(Message, frozen=True, tag="worker.register"):
     # What it has in all (None: no limit, an older worker); its tags include os and arch.
     cpus: WorkerCpus | None = None
     memory_mb: MemoryMb | None = None
+    # The worker's instance id, kept in its work dir: only the instance a lease was granted to may re-attach
+    # it, end it, or have it failed by a restart. "": an older worker, which proves nothing.
+    instance: InstanceId = ""
 
 
 class WorkerRegistered(Message, frozen=True, tag="worker.registered"):

@@ -87,6 +87,7 @@ class AgentSettings:
     grace_s: float
     cpus: int | None = None  # None: as many as slots
     memory_mb: int | None = None  # None: no limit
+    instance: str = ""  # kept in the work dir (gridd.worker.workdir): proves a reconnection is this worker
 
 
 @dataclass(eq=False, slots=True)
@@ -213,6 +214,7 @@ class WorkerAgent:
                 state=self.state,
                 cpus=self._capacity.cpus,
                 memory_mb=self._capacity.memory_mb,
+                instance=self._s.instance,
             )
         )
         log.info("worker.connected", broker=self._s.broker, attached=len(refs) - len(reply.lost), lost=len(reply.lost))

@@ -4,31 +4,36 @@ from __future__ import annotations
 
 import fcntl
 import os
-import shutil
 from pathlib import Path
 
 import anyio
 
 from gridd.clock import Clock, SystemClock
-from gridd.config import WorkerConfig, host_name
-from gridd.protocol.errors import WorkDirInUse
+from gridd.config import WorkerConfig, check_worker_name, host_name
+from gridd.protocol.errors import ConfigError, WorkDirInUse
 from gridd.resources import machine_cpus, machine_memory_mb, machine_tags
 from gridd.worker.agent import AgentSettings, WorkerAgent
 from gridd.worker.host import make_host_watch
 from gridd.worker.runner import RunSettings
 from gridd.worker.task_runner import load_tasks
+from gridd.worker.workdir import check_work_dir, claim_work_dir
 
 
 def make_agent(config: WorkerConfig, token: str, default_work_dir: Path, clock: Clock | None = None) -> WorkerAgent:
     """Build the agent; the work dir is locked for it (WorkDirInUse if another worker holds it) and
-    emptied of what a previous run of this worker left behind."""
-    name = config.name or host_name()
+    emptied of what a previous run of this worker left behind, if it is this worker's (gridd.worker.workdir;
+    WorkDirNotOwned if it is not). A bad name is a ConfigError."""
+    name = check_worker_name(config.name) if config.name else _default_name()
     tasks = load_tasks(config.tasks, config.slots) if config.tasks else None
-    work_dir = config.work_dir or default_work_dir / "worker" / name
+    # Absolute and normalised: the lock and the bundle cache sit beside it, named after its last component.
+    work_dir = Path(os.path.abspath(config.work_dir or default_work_dir / "worker" / name))
+    check_work_dir(work_dir)  # refused before anything is made beside it
     lock = _lock(work_dir)
-    if work_dir.exists():
-        shutil.rmtree(work_dir, ignore_errors=True)
-    work_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        instance = claim_work_dir(work_dir)
+    except BaseException:
+        os.close(lock)
+        raise
     settings = AgentSettings(
         broker=config.broker,
         token=token,
@@ -41,6 +46,7 @@ def make_agent(config: WorkerConfig, token: str, default_work_dir: Path, clock: 
         # --slots alone behaves as before resources existed: N one-cpu jobs always fit.
         cpus=config.cpus or max(config.slots, machine_cpus()),
         memory_mb=config.memory_mb if config.memory_mb is not None else machine_memory_mb(),
+        instance=instance,
     )
     # Each running job holds a thread while it waits for its process; leave room for the rest.
     limiter = anyio.CapacityLimiter(config.slots * 2 + 4)
@@ -48,6 +54,14 @@ def make_agent(config: WorkerConfig, token: str, default_work_dir: Path, clock: 
     agent = WorkerAgent(settings, run, clock or SystemClock(), tasks=tasks, lock=lock)
     agent.watch = make_host_watch(config, agent.job_groups)
     return agent
+
+
+def _default_name() -> str:
+    name = host_name()
+    try:
+        return check_worker_name(name, given="the host name")
+    except ConfigError as exc:
+        raise ConfigError(f"{exc}; give the worker --name") from None
 
 
 def _lock(work_dir: Path) -> int:

@@ -1,0 +1,108 @@
+"""The worker's work directory: only a directory the worker made (or adopted empty) and marked as its
+own is ever emptied by it, and the mark holds the worker's instance id.
+
+Rules:
+- A worker deletes nothing in a directory without its marker file. It creates and marks a missing
+  directory, adopts (marks) an existing empty one, and refuses any other existing path, deleting nothing.
+- Emptying keeps the marker, and never follows a symbolic link out of the directory: a link a job left
+  behind is removed itself, never its target.
+- The instance id is made once, at the first start, and kept in the marker: the broker binds the leases it
+  grants to it, so that only this worker (not merely one of the same name) may re-attach or give them up.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import shutil
+from pathlib import Path
+
+import structlog
+
+from gridd.protocol.errors import WorkDirNotOwned
+
+log = structlog.get_logger()
+
+MARKER = ".gridd-worker"
+_INSTANCE = re.compile(r"^instance = ([0-9a-f]{32})$", re.MULTILINE)
+
+
+def check_work_dir(work_dir: Path) -> None:
+    """Refuse, before anything is made beside it, a work dir this worker may not use (WorkDirNotOwned)."""
+    if not work_dir.exists() and not work_dir.is_symlink():
+        return
+    if not work_dir.is_dir():
+        raise WorkDirNotOwned(f"the work directory {work_dir} exists and is not a directory; give another --work-dir")
+    if _is_marked(work_dir) or _is_empty(work_dir):
+        return
+    raise WorkDirNotOwned(
+        f"the work directory {work_dir} holds files and is not a gridd worker's (it has no {MARKER} file);"
+        " nothing was deleted: give an empty or new --work-dir"
+    )
+
+
+def claim_work_dir(work_dir: Path) -> str:
+    """Make, adopt or empty the work dir (after check_work_dir, under the work dir's lock); returns the
+    worker's instance id."""
+    check_work_dir(work_dir)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    marker = work_dir / MARKER
+    instance = _read_instance(marker) if _is_marked(work_dir) else None
+    if instance is None:
+        instance = secrets.token_hex(16)
+        _write_marker(marker, instance)
+    _empty_but_marker(work_dir)
+    return instance
+
+
+def _is_marked(work_dir: Path) -> bool:
+    marker = work_dir / MARKER
+    return marker.is_file() and not marker.is_symlink()
+
+
+def _is_empty(work_dir: Path) -> bool:
+    with os.scandir(work_dir) as entries:
+        return next(entries, None) is None
+
+
+def _read_instance(marker: Path) -> str | None:
+    try:
+        found = _INSTANCE.search(marker.read_text(encoding="utf-8", errors="replace"))
+    except OSError:
+        return None
+    return found.group(1) if found else None
+
+
+def _write_marker(marker: Path, instance: str) -> None:
+    """Written whole or not at all: a new file renamed over the marker."""
+    text = (
+        "# A gridd worker's work directory. When that worker starts, it deletes everything here but this file.\n"
+        "# The instance id tells the broker that a reconnecting worker of this name is this one.\n"
+        f"instance = {instance}\n"
+    )
+    partial = marker.with_name(f"{MARKER}.new")
+    partial.write_text(text, encoding="utf-8")
+    os.replace(partial, marker)
+
+
+def _empty_but_marker(work_dir: Path) -> None:
+    """Remove what a previous run of this worker left (attempt directories of jobs it was running when it
+    stopped). What cannot be removed is logged and left: new attempts never reuse a name."""
+
+    def leftover(_fn: object, path: str, exc_info: tuple[type[BaseException], BaseException, object]) -> None:
+        log.warning("worker.work_dir_leftover", path=path, error=str(exc_info[1]))
+
+    with os.scandir(work_dir) as entries:
+        for entry in entries:
+            if entry.name == MARKER:
+                continue
+            # is_dir(follow_symlinks=False): a link is unlinked, never entered; rmtree itself never
+            # follows the links it finds inside (it works on file descriptors, O_NOFOLLOW).
+            if entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(entry.path, onerror=leftover)
+                continue
+            try:
+                os.unlink(entry.path)
+            except OSError as exc:
+                log.warning("worker.work_dir_leftover", path=entry.path, error=str(exc))
