@@ -176,7 +176,7 @@ class Broker:
 
     async def put_blob(self, blob: str, size: int, offset: int, data: bytes) -> int:
         """Keep a piece of a payload; returns how many bytes of it the broker holds."""
-        have, intact = await self.store.put_blob(blob, size, offset, data)
+        have, intact = await self.store.put_blob(blob, size, offset, data, self.clock.now_ms())
         if not intact:
             raise InvalidRequest(f"the content sent does not hash to {blob[:12]}…; it was discarded, send it again")
         return have

@@ -80,17 +80,26 @@ async def push(conn: Connection, name: str, directory: Path) -> PushReport:
 
 async def upload_file(conn: Connection, path: Path, blob: str, size: int) -> int:
     """Put the file at `path` (content `blob`, `size` bytes) in the broker, from wherever the broker's
-    copy stopped; returns the bytes sent."""
+    copy stopped; returns the bytes sent. Content the broker found not to hash to `blob` is sent once
+    more, whole: someone else's false partial upload of it was discarded, or the file changed."""
+    try:
+        return await _send(conn, path, blob, size)
+    except InvalidRequest:
+        pass
+    try:
+        return await _send(conn, path, blob, size)
+    except InvalidRequest as exc:
+        raise InvalidRequest(f"{path} changed while it was pushed ({exc}); push again") from None
+
+
+async def _send(conn: Connection, path: Path, blob: str, size: int) -> int:
     sent = 0
     offset = 0
     data = b""  # the first request only asks how much the broker holds
     while True:
-        try:
-            reply = await conn.request(
-                lambda rid: PutBlob(rid=rid, blob=blob, size=size, offset=offset, data=data)  # noqa: B023 - at once
-            )
-        except InvalidRequest as exc:
-            raise InvalidRequest(f"{path} changed while it was pushed ({exc}); push again") from None
+        reply = await conn.request(
+            lambda rid: PutBlob(rid=rid, blob=blob, size=size, offset=offset, data=data)  # noqa: B023 - at once
+        )
         sent += len(data)
         if reply.have >= size:
             return sent
@@ -99,7 +108,7 @@ async def upload_file(conn: Connection, path: Path, blob: str, size: int) -> int
         offset = reply.have
         data = await anyio.to_thread.run_sync(_read_piece, path, offset)
         if not data:
-            raise InvalidRequest(f"{path} changed while it was pushed (it is shorter now); push again")
+            raise InvalidRequest("it is shorter now")
 
 
 async def list_versions(conn: Connection, name: str | None = None) -> list[BundleView]:
