@@ -23,7 +23,7 @@ from gridd.broker.transitions import Transition
 from gridd.broker.workers import WorkerLink, WorkerRegistry
 from gridd.clock import Clock
 from gridd.protocol.bundles import manifest_problem
-from gridd.protocol.errors import ErrorCode, InvalidRequest
+from gridd.protocol.errors import ErrorCode, InvalidRequest, PayloadTooLarge
 from gridd.protocol.messages import (
     AttemptView,
     BundleFile,
@@ -58,6 +58,7 @@ class BrokerSettings:
 
     lease_ttl_ms: int
     retry_base_ms: int
+    max_bundle_bytes: int = 4 * 1024**3  # a bundle version's files, unpacked, in all
 
     @property
     def heartbeat_s(self) -> float:
@@ -186,6 +187,12 @@ class Broker:
         problem = manifest_problem(files)
         if problem is not None:
             raise InvalidRequest(f"bundle {name}: {problem}")
+        total, limit = sum(f.size for f in files), self.settings.max_bundle_bytes
+        if total > limit:  # the sizes are checked against the contents' before a version is made
+            raise PayloadTooLarge(
+                f"bundle {name} holds {total:,} bytes in all; this broker takes at most {limit:,}"
+                " (gridd broker --max-bundle-bytes)"
+            )
         version, created, missing, digest = await self.store.push_bundle(name, files, self.clock.now_ms())
         if created:
             log.info("bundle.pushed", bundle=f"{name}@{version}", files=len(files), bytes=sum(f.size for f in files))
