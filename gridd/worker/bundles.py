@@ -229,6 +229,14 @@ async def run_in_bundle(
         log.warning("bundle.unavailable", job_id=job.job_id, bundle=ref, error=str(exc))
         return _not_run(job, started, clock.now_ms(), why, ref)
     staging = settings.work_dir / f".{job.job_id}.{job.lease}.bundle"
+    placed = False
+
+    def place(cwd: Path) -> None:
+        """The runner made the attempt's empty directory: the checked copy takes its place, in one rename."""
+        nonlocal placed
+        os.replace(staging, cwd)
+        placed = True
+
     try:
         try:
             await cache.stage(prepared, staging)
@@ -237,18 +245,13 @@ async def run_in_bundle(
             log.warning("bundle.unavailable", job_id=job.job_id, bundle=prepared.ref, error=str(exc))
             return _not_run(job, started, clock.now_ms(), why, prepared.ref)
         spec = msgspec.structs.replace(job.spec, env={**job.spec.env, "GRIDD_BUNDLE": prepared.ref})
-        # The runner makes the attempt's empty directory; the checked copy takes its place in one rename.
         result = await run_attempt(
-            msgspec.structs.replace(job, spec=spec),
-            settings,
-            clock,
-            on_output,
-            pause,
-            setup=lambda cwd: os.replace(staging, cwd),
+            msgspec.structs.replace(job, spec=spec), settings, clock, on_output, pause, setup=place
         )
     finally:
-        with anyio.CancelScope(shield=True):
-            await anyio.to_thread.run_sync(_remove_tree, staging)  # left only if the attempt never began
+        if not placed:  # the attempt never began (or the copy failed): nothing else removes it
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(_remove_tree, staging)
     return msgspec.structs.replace(result, bundle=prepared.ref)
 
 
