@@ -35,6 +35,7 @@ class BrokerConfig(Section, frozen=True):
     reap_every_s: Annotated[float, msgspec.Meta(gt=0)] = 1.0
     token: str | None = None
     max_pending_events: Annotated[int, msgspec.Meta(ge=1)] = 100_000  # per event subscriber
+    max_bundle_bytes: Annotated[int, msgspec.Meta(ge=1, lt=2**53)] = 4 * 1024**3  # a version's files in all
 
 
 class WorkerConfig(Section, frozen=True):

@@ -23,7 +23,7 @@ from gridd.broker.transitions import Transition
 from gridd.broker.workers import WorkerLink, WorkerRegistry
 from gridd.clock import Clock
 from gridd.protocol.bundles import manifest_problem
-from gridd.protocol.errors import ErrorCode, InvalidRequest
+from gridd.protocol.errors import ErrorCode, InvalidRequest, PayloadTooLarge
 from gridd.protocol.messages import (
     AttemptView,
     BundleFile,
@@ -58,6 +58,7 @@ class BrokerSettings:
 
     lease_ttl_ms: int
     retry_base_ms: int
+    max_bundle_bytes: int = 4 * 1024**3  # a bundle version's files, unpacked, in all
 
     @property
     def heartbeat_s(self) -> float:
@@ -177,7 +178,7 @@ class Broker:
 
     async def put_blob(self, blob: str, size: int, offset: int, data: bytes) -> int:
         """Keep a piece of a payload; returns how many bytes of it the broker holds."""
-        have, intact = await self.store.put_blob(blob, size, offset, data)
+        have, intact = await self.store.put_blob(blob, size, offset, data, self.clock.now_ms())
         if not intact:
             raise InvalidRequest(f"the content sent does not hash to {blob[:12]}…; it was discarded, send it again")
         return have
@@ -187,6 +188,12 @@ class Broker:
         problem = manifest_problem(files)
         if problem is not None:
             raise InvalidRequest(f"bundle {name}: {problem}")
+        total, limit = sum(f.size for f in files), self.settings.max_bundle_bytes
+        if total > limit:  # the sizes are checked against the contents' before a version is made
+            raise PayloadTooLarge(
+                f"bundle {name} holds {total:,} bytes in all; this broker takes at most {limit:,}"
+                " (gridd broker --max-bundle-bytes)"
+            )
         version, created, missing, digest = await self.store.push_bundle(name, files, self.clock.now_ms())
         if created:
             log.info("bundle.pushed", bundle=f"{name}@{version}", files=len(files), bytes=sum(f.size for f in files))

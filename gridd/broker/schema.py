@@ -138,6 +138,13 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE jobs ADD COLUMN instance TEXT NOT NULL DEFAULT '';
     """,
+    # 6: partial uploads expire. `touched_ms` is when a piece of the blob last arrived; a blob still
+    # arriving (have < size) that nobody wrote to for PARTIAL_BLOB_TTL_MS is dropped (store_blobs).
+    # Partials from before this migration read as untouched since 1970: the next upload drops them.
+    """
+    ALTER TABLE blobs ADD COLUMN touched_ms INTEGER NOT NULL DEFAULT 0;
+    CREATE INDEX blobs_partial ON blobs (touched_ms) WHERE have < size;
+    """,
 ]
 
 

@@ -684,10 +684,11 @@ class Store:
         """A job's captured stdout or stderr (empty before it has run) and whether it was truncated."""
         return await self._call(reads.read_output, self._conn, job_id, stream, _durable=False)
 
-    async def put_blob(self, blob: str, size: int, offset: int, data: bytes) -> tuple[int, bool]:
-        """Keep a piece of a blob; returns the bytes held, and False if the whole did not hash to its id."""
+    async def put_blob(self, blob: str, size: int, offset: int, data: bytes, now_ms: int) -> tuple[int, bool]:
+        """Keep a piece of a blob; returns the bytes held, and False if the whole did not hash to its id.
+        Partial blobs idle for an hour are dropped on the way (see store_blobs)."""
         # Not fsynced: a submit naming the blob commits later with fsync, and WAL keeps commits in order.
-        return await self._call(blobs.put_blob, self._conn, blob, size, offset, data, _durable=False)
+        return await self._call(blobs.put_blob, self._conn, blob, size, offset, data, now_ms, _durable=False)
 
     async def get_blob(self, blob: str, offset: int) -> tuple[int, bytes]:
         """A complete blob's size and its stored bytes from `offset` (one piece at most)."""

@@ -4,6 +4,13 @@ database thread inside the store's transactions.
 A blob arrives in pieces, in order (`have` says how far it got, so an upload resumes where it broke
 off); once complete, its content is checked against its id, and a blob that does not hash to its id
 is discarded. Blobs are kept in rows of at most BLOB_CHUNK_BYTES, so no row nears SQLite's limits.
+
+Nobody is trusted before completion: a sha256 names one content and so one size, and until the
+content is all there only its hash can tell a true claim from a false one. So a piece that names
+another size than a partial blob's replaces that partial (the claim at hand starts over; the first
+claimant's size never blocks a later, true one), a claim of 0 bytes is checked at once, and a partial
+blob nobody wrote to for PARTIAL_BLOB_TTL_MS is dropped by the next upload of any blob (lazily: only
+an upload adds partial bytes, so none linger past an hour of quiet plus one upload).
 """
 
 from __future__ import annotations
@@ -24,15 +31,22 @@ _FINISHED_SQL = "(" + ", ".join(f"'{state}'" for state in sorted(FINISHED)) + ")
 _error_decoder = msgspec.msgpack.Decoder(TaskError)
 
 
-def put_blob(db: sqlite3.Connection, blob: str, size: int, offset: int, data: bytes) -> tuple[int, bool]:
+PARTIAL_BLOB_TTL_MS = 60 * 60 * 1000  # a partial upload nobody wrote to for an hour is dropped
+
+
+def put_blob(db: sqlite3.Connection, blob: str, size: int, offset: int, data: bytes, now_ms: int) -> tuple[int, bool]:
     """Keep one piece; returns the bytes held from the start, and False if the finished content did not
     hash to `blob` (then nothing of it is kept, and the upload must start again)."""
+    _expire_partials(db, now_ms - PARTIAL_BLOB_TTL_MS)
     row = db.execute("SELECT size, have FROM blobs WHERE id = ?", (blob,)).fetchone()
+    if row is not None and row[0] != size and row[1] < row[0]:
+        _drop(db, blob)  # two sizes for one sha256: at most one is true, and the partial proves nothing
+        row = None
     if row is None:
-        db.execute("INSERT INTO blobs (id, size, have) VALUES (?, ?, 0)", (blob, size))
+        db.execute("INSERT INTO blobs (id, size, have, touched_ms) VALUES (?, ?, 0, ?)", (blob, size, now_ms))
         row = (size, 0)
     known, have = row
-    if known != size:
+    if known != size:  # complete, so checked against its id: the claim is what is wrong
         raise InvalidRequest(f"blob {blob[:12]} has {known} bytes, not {size}")
     if have == size and size > 0:
         return have, True  # complete already: the sender may stop
@@ -44,10 +58,10 @@ def put_blob(db: sqlite3.Connection, blob: str, size: int, offset: int, data: by
         db.execute("INSERT INTO blob_chunks (blob, offset, data) VALUES (?, ?, ?)", (blob, offset, data))
     have += len(data)
     if have == size and _content_hash(db, blob) != blob:
-        db.execute("DELETE FROM blob_chunks WHERE blob = ?", (blob,))
-        db.execute("DELETE FROM blobs WHERE id = ?", (blob,))
+        _drop(db, blob)
         return 0, False
-    db.execute("UPDATE blobs SET have = ? WHERE id = ?", (have, blob))
+    if data:
+        db.execute("UPDATE blobs SET have = ?, touched_ms = ? WHERE id = ?", (have, now_ms, blob))
     return have, True
 
 
@@ -134,6 +148,20 @@ def _refuse_unknown(db: sqlite3.Connection, job_ids: Sequence[str], keys: Sequen
     }
     missing = next(job_id for job_id, key in zip(job_ids, keys, strict=True) if key not in found)
     raise UnknownJob(f"no job has id {missing!r}")
+
+
+def _expire_partials(db: sqlite3.Connection, before_ms: int) -> None:
+    """Drop the blobs still arriving that nobody wrote to since `before_ms` (blobs_partial holds them)."""
+    db.execute(
+        "DELETE FROM blob_chunks WHERE blob IN (SELECT id FROM blobs WHERE have < size AND touched_ms < ?)",
+        (before_ms,),
+    )
+    db.execute("DELETE FROM blobs WHERE have < size AND touched_ms < ?", (before_ms,))
+
+
+def _drop(db: sqlite3.Connection, blob: str) -> None:
+    db.execute("DELETE FROM blob_chunks WHERE blob = ?", (blob,))
+    db.execute("DELETE FROM blobs WHERE id = ?", (blob,))
 
 
 def _content_hash(db: sqlite3.Connection, blob: str) -> str:

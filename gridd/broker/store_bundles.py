@@ -1,8 +1,9 @@
 """The store's bundles: versioned manifests of content-addressed files. Part of the store, run on its
 database thread inside the store's transactions.
 
-Rules: a version is made only in the transaction that found every blob of its manifest complete, so
-no version ever names content the broker lacks. Versions count 1, 2, 3... per name and are never
+Rules: a version is made only in the transaction that found every blob of its manifest complete and
+of the size the manifest says, so no version ever names content the broker lacks, and its size (which
+the broker limits) is true. Versions count 1, 2, 3... per name and are never
 changed; a manifest equal to the latest version's makes none. A job names its bundle by version from
 the moment it is submitted ("NAME" is pinned to "NAME@latest"), so its retries run the same files.
 """
@@ -32,12 +33,15 @@ def push_bundle(
     differs), or version 0 and the blobs that must be uploaded first."""
     digest = manifest_digest(files)
     wanted = sorted({f.blob for f in files})
-    complete = {
-        row[0]
-        for row in db.execute(
-            "SELECT id FROM blobs WHERE id IN (SELECT value FROM json_each(?)) AND have = size", (json.dumps(wanted),)
-        )
-    }
+    complete = dict(
+        db.execute(
+            "SELECT id, size FROM blobs WHERE id IN (SELECT value FROM json_each(?)) AND have = size",
+            (json.dumps(wanted),),
+        ).fetchall()
+    )
+    for f in files:  # a version's size is what limits it: it must be the size of what it names
+        if f.blob in complete and complete[f.blob] != f.size:
+            raise InvalidRequest(f"{f.path} is said to hold {f.size:,} bytes, but its content has {complete[f.blob]:,}")
     missing = [blob for blob in wanted if blob not in complete]
     if missing:
         return 0, False, missing, digest

@@ -24,6 +24,11 @@ def add_parser(command: argparse.ArgumentParser) -> None:
     )
     p.add_argument("name", metavar="NAME")
     p.add_argument("dir", type=Path, metavar="DIR")
+    p.add_argument(
+        "--follow-links",
+        action="store_true",
+        help="upload what links leading out of DIR point to (refused by default, naming them)",
+    )
     _broker_flag(p)
     p = actions.add_parser("list", help="list bundle versions", description="List bundle versions, by name.")
     p.add_argument("name", nargs="?", metavar="NAME")
@@ -41,15 +46,15 @@ def _broker_flag(p: argparse.ArgumentParser) -> None:
 async def run(client: Client, args: argparse.Namespace) -> int:
     """Run `gridd bundle ACTION`."""
     if args.bundle_action == "push":
-        return await _push(client, args.name, args.dir)
+        return await _push(client, args.name, args.dir, args.follow_links)
     return await _list(client, args.name, args.json)
 
 
-async def _push(client: Client, name: str, directory: Path) -> int:
+async def _push(client: Client, name: str, directory: Path, follow_links: bool) -> int:
     problem = name_problem(name)
     if problem is not None:
         raise ConfigError(problem)
-    report = await bundles.push(client.connection, name, directory)
+    report = await bundles.push(client.connection, name, directory, follow_links=follow_links)
     print(f"{report.name}@{report.version}", flush=True)
     already = report.files - report.uploaded_files
     what = "new version" if report.created else "unchanged: the latest version already holds these files"

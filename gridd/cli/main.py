@@ -59,6 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--listen", metavar="HOST:PORT", help="address to listen on (default 127.0.0.1:7420)")
     p.add_argument("--data-dir", type=Path, metavar="DIR", help="where the database and token live")
     p.add_argument("--lease-ttl", type=float, metavar="SECONDS", help="lease time-to-live (default 30)")
+    p.add_argument(
+        "--max-bundle-bytes", type=int, metavar="BYTES", help="a bundle version's files in all, at most (default 4 GiB)"
+    )
     logging_flags(p)
 
     p = client(command("worker", "run a worker on this machine"))
@@ -232,7 +235,12 @@ def _flags(args: argparse.Namespace) -> dict[str, Any]:
     tags = dict(_key_value(t, "--tag") for t in get("tag") or [])
     memory: str | None = get("memory")
     return {
-        "broker": {"listen": get("listen"), "data_dir": get("data_dir"), "lease_ttl_s": get("lease_ttl")},
+        "broker": {
+            "listen": get("listen"),
+            "data_dir": get("data_dir"),
+            "lease_ttl_s": get("lease_ttl"),
+            "max_bundle_bytes": get("max_bundle_bytes"),
+        },
         "worker": {
             "broker": get("broker"),
             "slots": get("slots"),

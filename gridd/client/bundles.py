@@ -2,8 +2,10 @@
 
 Rules:
 - A bundle holds the regular files under DIR (nothing is skipped, `.git/` included: what you push is
-  what runs). A symbolic link to a regular file is stored as that file; any other link (to a
-  directory, dangling) or special file is refused, naming it. Empty directories are not kept.
+  what runs). A symbolic link to a regular file inside DIR is stored as that file; a link that leads
+  out of DIR is refused, naming it, unless `follow_links` says to store what it points to (a link in
+  a project to ~/.ssh/id_rsa must not travel by accident). Any other link (to a directory, dangling)
+  or special file is refused, naming it. Empty directories are not kept.
 - Each file is a content-addressed blob: the broker answers a push with the blobs it lacks, only
   those are uploaded, and then the push is made again. An unchanged file never travels twice.
 - Uploads are resumable: each missing blob starts with an empty piece that asks the broker how much
@@ -53,10 +55,10 @@ class PushReport:
     uploaded_bytes: int
 
 
-async def push(conn: Connection, name: str, directory: Path) -> PushReport:
+async def push(conn: Connection, name: str, directory: Path, *, follow_links: bool = False) -> PushReport:
     """Make the files under `directory` the next version of bundle `name` (or find the version that
-    already holds exactly them)."""
-    files, sources = await anyio.to_thread.run_sync(scan, directory)
+    already holds exactly them). `follow_links`: store what links out of `directory` point to."""
+    files, sources = await anyio.to_thread.run_sync(scan, directory, follow_links)
     reply: BundlePushed = await conn.request(lambda rid: PushBundle(rid=rid, name=name, files=files))
     sent_files = sent_bytes = 0
     if reply.missing:
@@ -80,17 +82,26 @@ async def push(conn: Connection, name: str, directory: Path) -> PushReport:
 
 async def upload_file(conn: Connection, path: Path, blob: str, size: int) -> int:
     """Put the file at `path` (content `blob`, `size` bytes) in the broker, from wherever the broker's
-    copy stopped; returns the bytes sent."""
+    copy stopped; returns the bytes sent. Content the broker found not to hash to `blob` is sent once
+    more, whole: someone else's false partial upload of it was discarded, or the file changed."""
+    try:
+        return await _send(conn, path, blob, size)
+    except InvalidRequest:
+        pass
+    try:
+        return await _send(conn, path, blob, size)
+    except InvalidRequest as exc:
+        raise InvalidRequest(f"{path} changed while it was pushed ({exc}); push again") from None
+
+
+async def _send(conn: Connection, path: Path, blob: str, size: int) -> int:
     sent = 0
     offset = 0
     data = b""  # the first request only asks how much the broker holds
     while True:
-        try:
-            reply = await conn.request(
-                lambda rid: PutBlob(rid=rid, blob=blob, size=size, offset=offset, data=data)  # noqa: B023 - at once
-            )
-        except InvalidRequest as exc:
-            raise InvalidRequest(f"{path} changed while it was pushed ({exc}); push again") from None
+        reply = await conn.request(
+            lambda rid: PutBlob(rid=rid, blob=blob, size=size, offset=offset, data=data)  # noqa: B023 - at once
+        )
         sent += len(data)
         if reply.have >= size:
             return sent
@@ -99,7 +110,7 @@ async def upload_file(conn: Connection, path: Path, blob: str, size: int) -> int
         offset = reply.have
         data = await anyio.to_thread.run_sync(_read_piece, path, offset)
         if not data:
-            raise InvalidRequest(f"{path} changed while it was pushed (it is shorter now); push again")
+            raise InvalidRequest("it is shorter now")
 
 
 async def list_versions(conn: Connection, name: str | None = None) -> list[BundleView]:
@@ -114,14 +125,17 @@ async def manifest(conn: Connection, ref: str) -> tuple[BundleView, list[BundleF
     return reply.bundle, list(reply.files)
 
 
-def scan(directory: Path) -> tuple[list[BundleFile], dict[str, Path]]:
+def scan(directory: Path, follow_links: bool = False) -> tuple[list[BundleFile], dict[str, Path]]:
     """The manifest of `directory` (sorted by path), and a file holding each blob. Blocking."""
     if not directory.is_dir():
         what = "does not exist" if not directory.exists() else "is not a directory"
         raise ConfigError(f"{directory} {what}")
+    found = _walk(directory)
+    if not follow_links:
+        _refuse_links_out(directory, found)
     files: list[BundleFile] = []
     sources: dict[str, Path] = {}
-    for path in _walk(directory):
+    for path in found:
         rel = path.relative_to(directory).as_posix()
         info = _regular(path)
         if info.st_size > MAX_BLOB_BYTES:
@@ -147,6 +161,23 @@ def _walk(directory: Path) -> list[Path]:
                 raise ConfigError(f"{os.path.join(root, d)} is a link to a directory; bundles hold regular files")
         found.extend(Path(root, n) for n in names)
     return found
+
+
+def _refuse_links_out(directory: Path, paths: list[Path]) -> None:
+    """InvalidRequest naming the links among `paths` whose target is not inside `directory`."""
+    root = os.path.realpath(directory)
+    out = []
+    for path in sorted(paths):
+        if os.path.islink(path):
+            target = os.path.realpath(path)
+            if os.path.commonpath([root, target]) != root:
+                out.append(f"{path} -> {target}")
+    if out:
+        more = f" (and {len(out) - 3} more)" if len(out) > 3 else ""
+        raise InvalidRequest(
+            f"links lead out of {directory}: {', '.join(out[:3])}{more};"
+            " push with --follow-links to upload what they point to"
+        )
 
 
 def _walk_error(exc: OSError) -> None:

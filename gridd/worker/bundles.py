@@ -2,10 +2,10 @@
 
 Rules:
 - The cache lives beside the worker's work dir (`WORKDIR.bundles/`, under the same lock), not in it:
-  the work dir is emptied at start, the cache survives restarts. It holds
-  `blobs/XX/SHA256` (one read-only file per content, whatever bundle or version it came from),
-  `partial/SHA256` (a download in progress) and `versions/NAME/N` (a version's manifest, written once
-  every one of its blobs is in `blobs/`).
+  the work dir is emptied at start, the cache survives restarts. It holds `blobs/XX/SHA256` (one file
+  per content, whatever bundle or version it came from) and `partial/SHA256` (a download in
+  progress). A version's manifest is asked of the broker the first time this worker process runs it
+  and is kept in memory only: a file on disk could be rewritten by a job.
 - Preparing a version downloads only the contents `blobs/` lacks, so a push that changed one file
   makes exactly that file travel. A download goes on from what `partial/` holds (after a lost
   connection or a restart), and a file enters `blobs/` only once its sha256 matches its name.
@@ -13,8 +13,12 @@ Rules:
   up heartbeats, lease requests or other jobs. The same version prepared by two jobs at once is
   fetched once (single flight), and so is a blob two versions share.
 - A job never sees the cache: each attempt's working directory is a fresh copy of the bundle's files
-  (executable or not, as pushed), so nothing a job does reaches the next one. Copies, not hard links:
-  a job could chmod and write through a link. There is no size limit or eviction yet.
+  (executable or not, as pushed), checked against their sha256 as it is made (gridd.worker.
+  bundle_staging), so nothing a job does reaches the next one. Copies, not links into the cache: a
+  job could chmod and write through a link. Jobs run as the worker's user, so they could still reach
+  the cache: its files and `blobs/` directories are read-only (0444, 0555) against accidents, and the
+  check at each copy is what holds against intent. A content that fails it is dropped and fetched
+  again, never used. There is no size limit or eviction yet.
 """
 
 from __future__ import annotations
@@ -22,8 +26,9 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, TypeVar
@@ -35,16 +40,15 @@ import structlog
 from gridd.client import bundles as remote
 from gridd.client.connection import Connection
 from gridd.clock import Clock
-from gridd.protocol.bundles import manifest_problem, split_ref
+from gridd.protocol.bundles import manifest_problem
 from gridd.protocol.errors import BundleUnavailable, GriddError
 from gridd.protocol.messages import BundleFile, GetBlob, JobResult, LeasedJob, OutputChunk
+from gridd.worker.bundle_staging import blob_path, intact, stage
 from gridd.worker.runner import Pause, RunSettings, run_attempt
 
 log = structlog.get_logger()
 
 T = TypeVar("T")
-_encoder = msgspec.msgpack.Encoder()
-_manifest_decoder = msgspec.msgpack.Decoder(list[BundleFile])
 
 
 class ConnectedCall(Protocol):
@@ -59,15 +63,6 @@ class PreparedBundle:
 
     ref: str  # NAME@N
     files: tuple[BundleFile, ...]
-    blobs: Path
-
-    def materialise(self, cwd: Path) -> None:
-        """Copy the bundle's files into the (empty) directory `cwd`. Blocking: the attempt's thread."""
-        for f in self.files:
-            target = cwd / f.path
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(_blob_path(self.blobs, f.blob), target)
-            os.chmod(target, 0o755 if f.executable else 0o644)
 
 
 class BundleCache:
@@ -79,6 +74,7 @@ class BundleCache:
         self._call = call
         self._ready: dict[str, PreparedBundle] = {}
         self._locks: dict[str, anyio.Lock] = {}
+        self._unsealing = threading.Lock()  # one thread at a time opens a read-only directory to write
 
     async def prepare(self, ref: str) -> PreparedBundle:
         """The version `ref` ("NAME@N") with every file in the cache, fetching what is missing."""
@@ -91,24 +87,39 @@ class BundleCache:
             self._ready[ref] = ready
         return ready
 
+    async def stage(self, prepared: PreparedBundle, staging: Path) -> None:
+        """Fill the new directory `staging` with the version's files, each checked as it is copied; a
+        cached content that fails is dropped and fetched again (once), never used."""
+        sizes = {f.blob: f.size for f in prepared.files}
+        for _ in range(2):
+            damaged = await anyio.to_thread.run_sync(stage, prepared.files, self._blobs, staging)
+            if not damaged:
+                return
+            await anyio.to_thread.run_sync(_remove_tree, staging)
+            for blob in damaged:
+                await self._repair(prepared.ref, blob, sizes[blob])
+        raise BundleUnavailable(f"a file of bundle {prepared.ref} was damaged in this worker's cache twice")
+
+    async def _repair(self, ref: str, blob: str, size: int) -> None:
+        """Drop a cached content found damaged and fetch it again, unless another job just did."""
+        async with self._single_flight(f"blob:{blob}"):
+            if await anyio.to_thread.run_sync(intact, blob_path(self._blobs, blob), blob, size):
+                return
+            log.warning("bundle.damaged_cache", bundle=ref, blob=blob)
+            await anyio.to_thread.run_sync(self._drop, blob)
+            await self._download_now(blob, size)
+
     async def _fetch(self, ref: str) -> PreparedBundle:
-        name, version = split_ref(ref)
-        saved = await anyio.to_thread.run_sync(self._saved_manifest, name, version)
-        if saved is not None and version is not None:
-            files = saved
-        else:
-            view, files = await self._call(lambda conn: remote.manifest(conn, ref))
-            name, version = view.name, view.version
-            problem = manifest_problem(files)
-            if problem is not None:  # never trusted: these paths are written under a job's directory
-                raise BundleUnavailable(f"bundle {ref} has a bad manifest: {problem}")
-        pinned = f"{name}@{version}"
+        view, files = await self._call(lambda conn: remote.manifest(conn, ref))
+        problem = manifest_problem(files)
+        if problem is not None:  # never trusted: these paths are written under a job's directory
+            raise BundleUnavailable(f"bundle {ref} has a bad manifest: {problem}")
+        pinned = f"{view.name}@{view.version}"
         sizes = {f.blob: f.size for f in files}
-        held = await anyio.to_thread.run_sync(lambda: {b for b in sizes if _blob_path(self._blobs, b).exists()})
+        held = await anyio.to_thread.run_sync(lambda: {b for b in sizes if blob_path(self._blobs, b).exists()})
         fetched_bytes = 0
         for blob in sorted(sizes.keys() - held):
             fetched_bytes += await self._download(blob, sizes[blob])
-        await anyio.to_thread.run_sync(self._save_manifest, name, version, files)
         log.info(
             "bundle.fetched",
             bundle=pinned,
@@ -116,19 +127,22 @@ class BundleCache:
             bytes=fetched_bytes,
             cached=len(held),
         )
-        return PreparedBundle(pinned, tuple(files), self._blobs)
+        return PreparedBundle(pinned, tuple(files))
 
     async def _download(self, blob: str, size: int) -> int:
         """Bring one content into `blobs/`; returns the bytes received (0 if another job brought it)."""
         async with self._single_flight(f"blob:{blob}"):
-            received = 0
-            for _ in range(2):  # a damaged partial file (a crash mid-write) is fetched once more, whole
-                if _blob_path(self._blobs, blob).exists():
-                    return received
-                received += await self._call(lambda conn: self._receive(conn, blob, size))
-                if await anyio.to_thread.run_sync(self._settle, blob):
-                    return received
-            raise BundleUnavailable(f"a file of {size:,} bytes (content {blob[:12]}) arrived damaged twice")
+            return await self._download_now(blob, size)
+
+    async def _download_now(self, blob: str, size: int) -> int:
+        received = 0
+        for _ in range(2):  # a damaged partial file (a crash mid-write) is fetched once more, whole
+            if blob_path(self._blobs, blob).exists():
+                return received
+            received += await self._call(lambda conn: self._receive(conn, blob, size))
+            if await anyio.to_thread.run_sync(self._settle, blob):
+                return received
+        raise BundleUnavailable(f"a file of {size:,} bytes (content {blob[:12]}) arrived damaged twice")
 
     async def _receive(self, conn: Connection, blob: str, size: int) -> int:
         """Fetch the rest of `blob` into `partial/` from where it stands; returns the bytes received."""
@@ -157,28 +171,30 @@ class BundleCache:
             part.unlink()
             log.warning("bundle.damaged_download", blob=blob)
             return False
-        target = _blob_path(self._blobs, blob)
-        target.parent.mkdir(parents=True, exist_ok=True)
+        target = blob_path(self._blobs, blob)
         os.chmod(part, 0o444)
-        os.replace(part, target)
+        with self._unsealed(target.parent):
+            os.replace(part, target)
         return True
 
-    def _saved_manifest(self, name: str, version: int | None) -> list[BundleFile] | None:
-        if version is None:
-            return None
-        try:
-            return _manifest_decoder.decode((self._root / "versions" / name / str(version)).read_bytes())
-        except (OSError, msgspec.DecodeError):
-            return None
+    def _drop(self, blob: str) -> None:
+        """Remove a cached content that failed its check (it is fetched again)."""
+        target = blob_path(self._blobs, blob)
+        with self._unsealed(target.parent):
+            target.unlink(missing_ok=True)
 
-    def _save_manifest(self, name: str, version: int, files: list[BundleFile]) -> None:
-        path = self._root / "versions" / name / str(version)
-        if path.exists():
-            return
-        path.parent.mkdir(parents=True, exist_ok=True)
-        temp = path.with_name(f".{version}.tmp")
-        temp.write_bytes(_encoder.encode(files))
-        os.replace(temp, path)
+    @contextmanager
+    def _unsealed(self, directory: Path) -> Iterator[None]:
+        """`blobs/` and its subdirectory `directory` writable for the block, read-only again after."""
+        with self._unsealing:
+            for d in (self._blobs, directory):
+                d.mkdir(parents=True, exist_ok=True)
+                os.chmod(d, 0o755)
+            try:
+                yield
+            finally:
+                for d in (directory, self._blobs):
+                    os.chmod(d, 0o555)
 
     @asynccontextmanager
     async def _single_flight(self, key: str) -> AsyncIterator[None]:
@@ -211,26 +227,50 @@ async def run_in_bundle(
     except (GriddError, OSError) as exc:
         why = f"cannot fetch bundle {ref}: {exc}"
         log.warning("bundle.unavailable", job_id=job.job_id, bundle=ref, error=str(exc))
-        return JobResult(
-            job_id=job.job_id,
-            lease=job.lease,
-            exit_code=None,
-            outcome="error",
-            started_ms=started,
-            ended_ms=clock.now_ms(),
-            stderr=f"gridd: {why}\n".encode(),
-            message=why,
-            bundle=ref,
+        return _not_run(job, started, clock.now_ms(), why, ref)
+    staging = settings.work_dir / f".{job.job_id}.{job.lease}.bundle"
+    placed = False
+
+    def place(cwd: Path) -> None:
+        """The runner made the attempt's empty directory: the checked copy takes its place, in one rename."""
+        nonlocal placed
+        os.replace(staging, cwd)
+        placed = True
+
+    try:
+        try:
+            await cache.stage(prepared, staging)
+        except (GriddError, OSError) as exc:
+            why = f"cannot copy bundle {prepared.ref}: {exc}"
+            log.warning("bundle.unavailable", job_id=job.job_id, bundle=prepared.ref, error=str(exc))
+            return _not_run(job, started, clock.now_ms(), why, prepared.ref)
+        spec = msgspec.structs.replace(job.spec, env={**job.spec.env, "GRIDD_BUNDLE": prepared.ref})
+        result = await run_attempt(
+            msgspec.structs.replace(job, spec=spec), settings, clock, on_output, pause, setup=place
         )
-    spec = msgspec.structs.replace(job.spec, env={**job.spec.env, "GRIDD_BUNDLE": prepared.ref})
-    result = await run_attempt(
-        msgspec.structs.replace(job, spec=spec), settings, clock, on_output, pause, setup=prepared.materialise
-    )
+    finally:
+        if not placed:  # the attempt never began (or the copy failed): nothing else removes it
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(_remove_tree, staging)
     return msgspec.structs.replace(result, bundle=prepared.ref)
 
 
-def _blob_path(blobs: Path, blob: str) -> Path:
-    return blobs / blob[:2] / blob
+def _not_run(job: LeasedJob, started: int, ended: int, why: str, ref: str) -> JobResult:
+    return JobResult(
+        job_id=job.job_id,
+        lease=job.lease,
+        exit_code=None,
+        outcome="error",
+        started_ms=started,
+        ended_ms=ended,
+        stderr=f"gridd: {why}\n".encode(),
+        message=why,
+        bundle=ref,
+    )
+
+
+def _remove_tree(path: Path) -> None:
+    shutil.rmtree(path, ignore_errors=True)
 
 
 def _resume_at(part: Path, size: int) -> int:

@@ -11,7 +11,7 @@ import pytest
 
 from gridd.client import bundles
 from gridd.protocol.bundles import manifest_problem, path_problem
-from gridd.protocol.errors import InvalidRequest, UnknownBundle
+from gridd.protocol.errors import InvalidRequest, PayloadTooLarge, UnknownBundle
 from gridd.protocol.messages import BLOB_CHUNK_BYTES, BundleFile, PushBundle, PutBlob
 from tests.conftest import client_of, running_broker
 
@@ -67,3 +67,33 @@ def test_path_rules() -> None:
         assert path_problem(bad) is not None, bad
     assert manifest_problem([]) is not None
     assert manifest_problem([_file("a"), _file("a")]) is not None
+
+
+async def test_a_bundle_larger_than_the_brokers_limit_is_refused_before_anything_travels(tmp_path: Path) -> None:
+    """Issue 16, item 11: one content named sixty times counts sixty times."""
+    data = b"x" * 600
+    async with running_broker(tmp_path, max_bundle_bytes=1000) as b, client_of(b) as c:
+        many = [_file(f"copy{i:02d}", data) for i in range(60)]
+        with pytest.raises(
+            PayloadTooLarge, match="bundle n holds 36,000 bytes in all; this broker takes at most 1,000"
+        ):
+            await c.connection.request(lambda rid: PushBundle(rid=rid, name="n", files=many))
+        with pytest.raises(PayloadTooLarge, match="holds 1,200 bytes"):
+            two = [_file("a", data), _file("b", data)]
+            await c.connection.request(lambda rid: PushBundle(rid=rid, name="n", files=two))
+        one = await c.connection.request(lambda rid: PushBundle(rid=rid, name="n", files=[_file("a", data)]))
+        assert one.missing == [hashlib.sha256(data).hexdigest()]  # within the limit: asked for its content
+
+
+async def test_a_manifest_that_understates_a_files_size_is_refused(tmp_path: Path) -> None:
+    data = b"y" * 5000
+    src = tmp_path / "big"
+    src.write_bytes(data)
+    blob = hashlib.sha256(data).hexdigest()
+    async with running_broker(tmp_path, max_bundle_bytes=1000) as b, client_of(b) as c:
+        await bundles.upload_file(c.connection, src, blob, len(data))
+        small = [BundleFile(path="a", blob=blob, size=10)]  # under the limit only on paper
+        with pytest.raises(InvalidRequest, match="a is said to hold 10 bytes, but its content has 5,000"):
+            await c.connection.request(lambda rid: PushBundle(rid=rid, name="n", files=small))
+        with pytest.raises(UnknownBundle):
+            await bundles.list_versions(c.connection, "n")
