@@ -12,6 +12,7 @@ everything queued in one send.
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -128,6 +129,7 @@ class Session:
         self._hello_name = ""
         self._challenged = False
         self._serving = anyio.CancelScope()  # cancelled to end the session once the outbox is flushed
+        self._flush_by = math.inf  # when the writer must give up sending what is queued
         self.peer = _peer_name(stream)
 
     async def run(self) -> None:
@@ -162,8 +164,9 @@ class Session:
                                 await self._serve(polls)
                             polls.cancel_scope.cancel()
                     # The outbox is closed: the writer sends what is queued (a last Error frame, say)
-                    # and ends; a peer that reads nothing gets FLUSH_S, then the connection closes.
-                    tg.cancel_scope.deadline = anyio.current_time() + FLUSH_S
+                    # and ends; a peer that reads nothing gets FLUSH_S, then the connection is aborted
+                    # (the listener closes the stream, unsent bytes and all).
+                    tg.cancel_scope.deadline = min(self._flush_by, anyio.current_time() + FLUSH_S)
             finally:
                 if self._worker is not None:
                     self._broker.unregister_worker(self._worker)
@@ -442,7 +445,10 @@ class Session:
     async def _follow_events(self, rid: int) -> None:
         # Snapshot and subscription in one step (no await between): the deltas apply to exactly it.
         queues, workers = self._broker.snapshot()
-        with self._broker.hub.subscribe() as subscription:
+        with self._broker.hub.subscribe() as subscription, anyio.CancelScope() as pumping:
+            # Dropped while blocked on a full outbox (the peer reads nothing, so the writer is stuck on
+            # the socket): stop waiting there, or the close below would never happen.
+            subscription.on_drop = pumping.cancel
             try:
                 await self._outbox.send(Subscribed(rid=rid, queues=queues, workers=workers))
                 while (batch := await subscription.next_batch()) is not None:
@@ -451,7 +457,8 @@ class Session:
             except (anyio.BrokenResourceError, anyio.ClosedResourceError):
                 return
         # The hub ended our stream: we fell behind. Say so (after what is queued) and close, rather
-        # than grow memory.
+        # than grow memory. One FLUSH_S covers both the Error and the writer's last send.
+        self._flush_by = anyio.current_time() + FLUSH_S
         exc = SlowConsumer("event subscriber fell too far behind and was dropped; subscribe again")
         with anyio.move_on_after(FLUSH_S):
             await self._outbox.send(Error(rid=None, code=exc.code, message=str(exc)))
