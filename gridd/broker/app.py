@@ -12,6 +12,7 @@ import anyio
 import structlog
 from anyio.abc import TaskStatus
 
+from gridd.broker.admission import ConnectionLimits, raise_open_files_limit
 from gridd.broker.auth import broker_token
 from gridd.broker.core import Broker, BrokerSettings
 from gridd.broker.events import EventHub
@@ -54,7 +55,8 @@ async def _serve(config: BrokerConfig, data_dir: Path, clock: Clock, task_status
         broker.lanes.add(await store.known_lanes())
         await tg.start(broker.dispatcher.run)
         await tg.start(LeaseReaper(broker, clock, config.reap_every_s).run)
-        bound = await tg.start(serve_peers, host, port, broker, token)
+        raise_open_files_limit()
+        bound = await tg.start(serve_peers, host, port, broker, token, ConnectionLimits.of(config))
         broker.port = bound
         _write_addr(data_dir, host, bound)
         log.info("broker.started", data_dir=str(data_dir), port=bound, running_leases=extended)
