@@ -36,6 +36,11 @@ class BrokerConfig(Section, frozen=True):
     token: str | None = None
     max_pending_events: Annotated[int, msgspec.Meta(ge=1)] = 100_000  # per event subscriber
     max_bundle_bytes: Annotated[int, msgspec.Meta(ge=1, lt=2**53)] = 4 * 1024**3  # a version's files in all
+    # Connections (README "Limits"): strangers together, and from one address, may hold this many.
+    max_unauthenticated: Annotated[int, msgspec.Meta(ge=1)] = 256
+    max_unauthenticated_per_address: Annotated[int, msgspec.Meta(ge=1)] = 32
+    handshake_timeout_s: Annotated[float, msgspec.Meta(gt=0)] = 5.0
+    idle_timeout_s: Annotated[float, msgspec.Meta(gt=0)] = 300.0  # a client's, with no long poll in flight
 
 
 class WorkerConfig(Section, frozen=True):

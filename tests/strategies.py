@@ -278,7 +278,13 @@ peer_messages: st.SearchStrategy[Any] = st.one_of(
 # ---- messages the broker sends -----------------------------------------------------------------------------------
 
 challenges = st.builds(m.Challenge, version=plain_ints, nonce=nonces, proof=proofs)
-welcomes = st.builds(m.Welcome, broker_version=texts, lease_ttl_s=finite_floats, heartbeat_s=finite_floats)
+welcomes = st.builds(
+    m.Welcome,
+    broker_version=texts,
+    lease_ttl_s=finite_floats,
+    heartbeat_s=finite_floats,
+    idle_timeout_s=finite_floats,
+)
 errors = st.builds(m.Error, rid=st.none() | rids, code=plain_ints, message=texts)
 jobs_accepted = st.builds(m.JobsAccepted, rid=rids, job_ids=st.lists(texts, max_size=4), group=st.none() | texts)
 jobs_shown = st.builds(m.JobShown, rid=rids, job=job_views, attempts=st.lists(attempt_views, max_size=3))
@@ -395,6 +401,7 @@ BY_CLASS: dict[type, st.SearchStrategy[Any]] = {
     m.FollowOutput: follow_outputs,
     m.AppendOutput: append_outputs,
     m.ReportWorkerState: report_worker_states,
+    m.Ping: st.builds(m.Ping, rid=rids),
     m.Challenge: challenges,
     m.Welcome: welcomes,
     m.Error: errors,
@@ -420,6 +427,7 @@ BY_CLASS: dict[type, st.SearchStrategy[Any]] = {
     m.JobsCompleted: jobs_completed,
     m.LeasesReturned: leases_returned,
     m.RevokeLeases: revoke_leases,
+    m.Pong: st.builds(m.Pong, rid=rids),
 }
 
 # msgpack-encodable values of any shape, for bodies that are valid msgpack but not valid messages.

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import anyio
 import structlog
 from anyio.abc import TaskStatus
 
+from gridd.broker.admission import ConnectionLimits, raise_open_files_limit
 from gridd.broker.auth import broker_token
 from gridd.broker.core import Broker, BrokerSettings
 from gridd.broker.events import EventHub
@@ -17,10 +21,12 @@ from gridd.broker.listener import serve_peers
 from gridd.broker.store import open_store
 from gridd.clock import Clock, SystemClock
 from gridd.config import BrokerConfig, parse_address
+from gridd.protocol.errors import DataDirInUse
 
 log = structlog.get_logger()
 
 ADDR_FILE = "broker.addr"
+LOCK_FILE = "broker.lock"
 
 
 async def run_broker(
@@ -31,7 +37,12 @@ async def run_broker(
     task_status: TaskStatus[Broker] = anyio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve until cancelled. Reports the Broker once it listens; its bound address is in DIR/broker.addr."""
-    clock = clock or SystemClock()
+    # Before anything in the data dir is read or written: a second broker on it must not even make a token.
+    with _locked(data_dir):
+        await _serve(config, data_dir, clock or SystemClock(), task_status)
+
+
+async def _serve(config: BrokerConfig, data_dir: Path, clock: Clock, task_status: TaskStatus[Broker]) -> None:
     host, port = parse_address(config.listen)
     token = broker_token(config.token, data_dir)
     ttl_ms = int(config.lease_ttl_s * 1000)
@@ -44,7 +55,8 @@ async def run_broker(
         broker.lanes.add(await store.known_lanes())
         await tg.start(broker.dispatcher.run)
         await tg.start(LeaseReaper(broker, clock, config.reap_every_s).run)
-        bound = await tg.start(serve_peers, host, port, broker, token)
+        raise_open_files_limit()
+        bound = await tg.start(serve_peers, host, port, broker, token, ConnectionLimits.of(config))
         broker.port = bound
         _write_addr(data_dir, host, bound)
         log.info("broker.started", data_dir=str(data_dir), port=bound, running_leases=extended)
@@ -59,3 +71,26 @@ def _write_addr(data_dir: Path, host: str, port: int) -> None:
     tmp = data_dir / f".{ADDR_FILE}.{os.getpid()}"
     tmp.write_text(f"{shown}:{port}\n")
     tmp.replace(data_dir / ADDR_FILE)
+
+
+@contextlib.contextmanager
+def _locked(data_dir: Path) -> Iterator[None]:
+    """Hold an exclusive lock on DIR/broker.lock while the broker runs; DataDirInUse names the holder.
+
+    Two brokers on one data dir would share the database but each take broker.addr and hand out the
+    same ids; the lock (released by the kernel when its holder exits, even on kill -9) makes the second
+    one stop before it touches anything.
+    """
+    data_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(data_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+            raise DataDirInUse(f"another broker (pid {holder}) is running on the data dir {data_dir}") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # releases the lock; the file stays (removing it would race a broker starting now)

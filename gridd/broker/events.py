@@ -10,7 +10,7 @@ frames as its size allows.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 
 import anyio
@@ -32,10 +32,15 @@ class Subscription:
         self._max = max_pending
         self._ready = anyio.Event()
         self.dropped = False
+        # Called once when dropped: the consumer may be blocked elsewhere (on a full socket), not in
+        # next_batch, and must hear of it there.
+        self.on_drop: Callable[[], None] | None = None
 
     def offer(self, batch: Sequence[Event]) -> bool:
         """Queue a batch; False (and dropped) if it would put the consumer too far behind."""
         if self._pending + len(batch) > self._max:
+            if not self.dropped and self.on_drop is not None:
+                self.on_drop()
             self.dropped = True
         else:
             self._batches.append(batch)

@@ -12,6 +12,7 @@ everything queued in one send.
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -21,6 +22,7 @@ from anyio.abc import SocketAttribute, SocketStream, TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from gridd import __version__
+from gridd.broker.admission import ConnectionLimits
 from gridd.broker.core import Broker
 from gridd.broker.workers import WorkerLink
 from gridd.protocol.auth import broker_proof, new_nonce, peer_proof, proofs_match
@@ -75,6 +77,8 @@ from gridd.protocol.messages import (
     OutputFollowed,
     OutputRead,
     PeerMessage,
+    Ping,
+    Pong,
     PushBundle,
     PutBlob,
     ReadOutput,
@@ -101,7 +105,6 @@ log = structlog.get_logger()
 
 M = TypeVar("M")
 
-HANDSHAKE_TIMEOUT_S = 10.0
 HANDSHAKE_FRAME_BYTES = 64 * 1024
 # Small enough that the outbox (OUTBOX_FRAMES) bounds what a slow subscriber's socket backs up.
 EVENTS_PER_FRAME = 64
@@ -115,10 +118,21 @@ _TRANSPORT_ERRORS = (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedR
 class Session:
     """Serves one connection from accept to close."""
 
-    def __init__(self, stream: SocketStream, broker: Broker, token: str) -> None:
+    def __init__(
+        self,
+        stream: SocketStream,
+        broker: Broker,
+        token: str,
+        limits: ConnectionLimits | None = None,
+        *,
+        on_authenticated: Callable[[], None] | None = None,
+    ) -> None:
         self._stream = stream
         self._broker = broker
         self._token = token
+        self._limits = limits or ConnectionLimits()
+        self._on_authenticated = on_authenticated
+        self._polls = 0  # long polls in flight: while one is, a silent client is waiting, not idle
         # Until the peer has authenticated, only small frames: Hello and Authenticate are tiny, so neither
         # garbage that looks like a long frame nor a stranger can make the broker buffer 16 MiB.
         self._decoder: FrameDecoder[Any] = FrameDecoder(PeerMessage, HANDSHAKE_FRAME_BYTES)
@@ -128,6 +142,7 @@ class Session:
         self._hello_name = ""
         self._challenged = False
         self._serving = anyio.CancelScope()  # cancelled to end the session once the outbox is flushed
+        self._flush_by = math.inf  # when the writer must give up sending what is queued
         self.peer = _peer_name(stream)
 
     async def run(self) -> None:
@@ -147,7 +162,10 @@ class Session:
                     log.warning("auth.failed", error="the peer left after the challenge: a different token")
                 return
             except TimeoutError:
+                log.debug("conn.handshake_timeout", timeout_s=self._limits.handshake_timeout_s)
                 return
+            if self._on_authenticated is not None:
+                self._on_authenticated()
             self._decoder.max_frame_bytes = MAX_FRAME_BYTES
             self._hello_name = hello.name
             log.debug("conn.opened", role=hello.role, name=hello.name)
@@ -162,8 +180,9 @@ class Session:
                                 await self._serve(polls)
                             polls.cancel_scope.cancel()
                     # The outbox is closed: the writer sends what is queued (a last Error frame, say)
-                    # and ends; a peer that reads nothing gets FLUSH_S, then the connection closes.
-                    tg.cancel_scope.deadline = anyio.current_time() + FLUSH_S
+                    # and ends; a peer that reads nothing gets FLUSH_S, then the connection is aborted
+                    # (the listener closes the stream, unsent bytes and all).
+                    tg.cancel_scope.deadline = min(self._flush_by, anyio.current_time() + FLUSH_S)
             finally:
                 if self._worker is not None:
                     self._broker.unregister_worker(self._worker)
@@ -205,7 +224,7 @@ class Session:
     # ---- handshake ----------------------------------------------------------------------------------------
 
     async def _handshake(self) -> Hello:
-        with anyio.fail_after(HANDSHAKE_TIMEOUT_S):
+        with anyio.fail_after(self._limits.handshake_timeout_s):
             hello = await self._expect(Hello)
             if hello.version != PROTOCOL_VERSION:
                 raise UnsupportedVersion(f"peer speaks protocol {hello.version}; this broker speaks {PROTOCOL_VERSION}")
@@ -224,6 +243,7 @@ class Session:
                             broker_version=__version__,
                             lease_ttl_s=settings.lease_ttl_ms / 1000,
                             heartbeat_s=settings.heartbeat_s,
+                            idle_timeout_s=self._limits.idle_timeout_s,
                         )
                     ]
                 )
@@ -249,17 +269,42 @@ class Session:
                 await self._outbox.send(Error(rid=None, code=exc.code, message=str(exc)))
                 return
             except TimeoutError:
-                log.warning("worker.silent", heartbeat_s=self._broker.settings.heartbeat_s)
+                if self._worker is not None:
+                    log.warning("worker.silent", heartbeat_s=self._broker.settings.heartbeat_s)
+                else:
+                    log.info("conn.idle_closed", idle_timeout_s=self._limits.idle_timeout_s)
                 return
             except ConnectionLost:
                 return
 
     async def _receive_with_liveness(self) -> list[Any]:
-        if self._worker is None:
-            return await self._receive()
-        # A worker heart-beats every heartbeat_s: silence for three of them means it is gone.
-        with anyio.fail_after(self._broker.settings.heartbeat_s * 3):
-            return await self._receive()
+        """The next messages; TimeoutError when the peer has gone quiet for too long.
+
+        A worker heart-beats every heartbeat_s: silence for three of them means it is gone. A client
+        may be silent while a long poll of its own is in flight (`gridd wait`, `events`, the TUI), and
+        otherwise for idle_timeout_s (gridd's client sends Ping when it has sent nothing for a third of
+        that); a connection left open and unused past it is closed.
+        """
+        if self._worker is not None:
+            with anyio.fail_after(self._broker.settings.heartbeat_s * 3):
+                return await self._receive()
+        while True:
+            with anyio.move_on_after(self._limits.idle_timeout_s):
+                return await self._receive()
+            if not self._polls:
+                raise TimeoutError
+
+    def _start_poll(self, tg: TaskGroup, poll: Callable[..., Awaitable[Any]], *args: Any) -> None:
+        """Run a long poll as a task of the session, counted while it is in flight."""
+
+        async def counted() -> None:
+            self._polls += 1
+            try:
+                await poll(*args)
+            finally:
+                self._polls -= 1
+
+        tg.start_soon(counted)
 
     async def _dispatch(self, message: Any, tg: TaskGroup) -> None:
         b = self._broker
@@ -278,11 +323,13 @@ class Session:
             case ControlJobs(rid=rid, action=action, job_ids=job_ids):
                 await self._answer(rid, lambda: _reply(JobsControlled, rid, outcomes=b.control(action, job_ids)))
             case WaitJobs(rid=rid, job_ids=job_ids, any=any_):
-                tg.start_soon(self._answer, rid, lambda: _reply(JobsFinished, rid, jobs=b.wait(job_ids, any_=any_)))
+                self._start_poll(
+                    tg, self._answer, rid, lambda: _reply(JobsFinished, rid, jobs=b.wait(job_ids, any_=any_))
+                )
             case ReadResults(rid=rid, job_ids=job_ids, wait_any=wait_any):
                 results = b.results(job_ids, RESULTS_PER_REPLY_BYTES, wait_any=wait_any)
                 if wait_any:  # a long poll: it must not hold up this connection's other requests
-                    tg.start_soon(self._answer, rid, lambda: _reply(ResultsRead, rid, results=results))
+                    self._start_poll(tg, self._answer, rid, lambda: _reply(ResultsRead, rid, results=results))
                 else:
                     await self._answer(rid, lambda: _reply(ResultsRead, rid, results=results))
             case PutBlob(rid=rid, blob=blob, size=size, offset=offset, data=data):
@@ -296,9 +343,11 @@ class Session:
             case GetStatus(rid=rid):
                 await self._answer(rid, lambda: self._status(rid))
             case Subscribe(rid=rid):
-                tg.start_soon(self._follow_events, rid)
+                self._start_poll(tg, self._follow_events, rid)
             case FollowOutput(rid=rid, job_id=job_id):
-                tg.start_soon(self._follow_output, rid, job_id)
+                self._start_poll(tg, self._follow_output, rid, job_id)
+            case Ping(rid=rid):
+                await self._outbox.send(Pong(rid=rid))
             case AppendOutput(chunks=chunks):
                 if self._worker is not None:  # no reply either way: it is a best-effort push
                     b.outputs.relay([c for c in chunks if c.job_id in self._worker.jobs])
@@ -339,7 +388,9 @@ class Session:
             return
         match message:
             case RequestJobs(max_jobs=n, cpus=cpus, memory_mb=mb):  # a long poll: must not hold up the others
-                tg.start_soon(self._answer, rid, lambda: _reply(JobsLeased, rid, jobs=b.lease(link, n, cpus, mb)))
+                self._start_poll(
+                    tg, self._answer, rid, lambda: _reply(JobsLeased, rid, jobs=b.lease(link, n, cpus, mb))
+                )
             case RenewLeases(leases=leases):
                 await self._answer(rid, lambda: self._renew(rid, link, leases))
             case CompleteJobs(results=results):
@@ -443,7 +494,10 @@ class Session:
     async def _follow_events(self, rid: int) -> None:
         # Snapshot and subscription in one step (no await between): the deltas apply to exactly it.
         queues, workers = self._broker.snapshot()
-        with self._broker.hub.subscribe() as subscription:
+        with self._broker.hub.subscribe() as subscription, anyio.CancelScope() as pumping:
+            # Dropped while blocked on a full outbox (the peer reads nothing, so the writer is stuck on
+            # the socket): stop waiting there, or the close below would never happen.
+            subscription.on_drop = pumping.cancel
             try:
                 await self._outbox.send(Subscribed(rid=rid, queues=queues, workers=workers))
                 while (batch := await subscription.next_batch()) is not None:
@@ -452,7 +506,8 @@ class Session:
             except (anyio.BrokenResourceError, anyio.ClosedResourceError):
                 return
         # The hub ended our stream: we fell behind. Say so (after what is queued) and close, rather
-        # than grow memory.
+        # than grow memory. One FLUSH_S covers both the Error and the writer's last send.
+        self._flush_by = anyio.current_time() + FLUSH_S
         exc = SlowConsumer("event subscriber fell too far behind and was dropped; subscribe again")
         with anyio.move_on_after(FLUSH_S):
             await self._outbox.send(Error(rid=None, code=exc.code, message=str(exc)))

@@ -11,7 +11,7 @@ import argparse
 import os
 import shlex
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -184,20 +184,47 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     try:
         return _run(args)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, BrokenPipeError, Exception, BaseExceptionGroup) as exc:
+        return _report(exc)
+
+
+def _report(raised: BaseException) -> int:
+    """One line on stderr and the exit code for what ended the command (the cause, not its wrapping)."""
+    exc = root_cause(raised)
+    if isinstance(exc, KeyboardInterrupt):
         return 130
-    except BrokenPipeError:
+    if isinstance(exc, BrokenPipeError):
         _silence_stdout()
         return EXIT_FAILED
-    except GriddError as exc:
+    if isinstance(exc, GriddError):
         print(f"gridd: {exc}", file=sys.stderr)
         return exit_code_for(exc)
-    except Exception as exc:  # noqa: BLE001 - the person sees one line; GRIDD_DEBUG=1 shows the traceback
-        if os.environ.get("GRIDD_DEBUG"):
-            _log_crash(exc)
-        hint = "" if os.environ.get("GRIDD_DEBUG") else " (GRIDD_DEBUG=1 shows the traceback)"
-        print(f"gridd: internal error: {type(exc).__name__}: {exc}{hint}", file=sys.stderr)
-        return EXIT_FAILED
+    # The person sees one line; GRIDD_DEBUG=1 shows the traceback (of the whole group, if one).
+    if os.environ.get("GRIDD_DEBUG"):
+        _log_crash(raised)
+    hint = "" if os.environ.get("GRIDD_DEBUG") else " (GRIDD_DEBUG=1 shows the traceback)"
+    print(f"gridd: internal error: {type(exc).__name__}: {exc}{hint}", file=sys.stderr)
+    return EXIT_FAILED
+
+
+def root_cause(exc: BaseException) -> BaseException:
+    """What a person should hear about when a task group wrapped it (maybe in several layers of groups):
+    the first GriddError among the leaves, else the first other Exception, else the first leaf
+    (a KeyboardInterrupt, say). A bare exception is its own cause."""
+    leaves = list(_leaves(exc))
+    for wanted in (GriddError, Exception):
+        for leaf in leaves:
+            if isinstance(leaf, wanted):
+                return leaf
+    return leaves[0] if leaves else exc
+
+
+def _leaves(exc: BaseException) -> Iterator[BaseException]:
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            yield from _leaves(inner)
+    else:
+        yield exc
 
 
 def exit_code_for(exc: BaseException) -> int:

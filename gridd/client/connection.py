@@ -27,6 +27,7 @@ from gridd.protocol.messages import (
     Error,
     Hello,
     Message,
+    Ping,
     Welcome,
 )
 from gridd.protocol.version import PROTOCOL_VERSION
@@ -66,6 +67,7 @@ class Connection:
         # to `on_late_reply` instead of nowhere (a worker must hand back jobs leased to it that way).
         self.on_late_reply: Callable[[Any], None] | None = None
         self._abandoned: set[int] = set()
+        self._last_sent = anyio.current_time()
 
     async def request(self, build: Callable[[int], Message]) -> Any:
         """Send `build(rid)` and return the reply for that rid; an Error reply raises its typed exception."""
@@ -100,6 +102,20 @@ class Connection:
                 await self._stream.send(encode_frame(message))
         except _TRANSPORT_ERRORS as exc:
             raise ConnectionLost(f"connection to the broker at {self.address} was lost") from exc
+        self._last_sent = anyio.current_time()
+
+    async def keep_alive(self, every_s: float) -> None:
+        """Ping whenever nothing was sent for every_s, so the broker does not close an idle connection
+        that its program still holds (a script between two submits). Never raises: ends with the
+        connection."""
+        while True:
+            await anyio.sleep(max(0.0, self._last_sent + every_s - anyio.current_time()))
+            if anyio.current_time() - self._last_sent < every_s:
+                continue
+            try:
+                await self.request(lambda rid: Ping(rid=rid))
+            except GriddError:
+                return
 
     async def read_loop(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Route every incoming message until the connection ends, then fail whoever still waits."""
@@ -164,6 +180,8 @@ async def open_connection(
         try:
             async with anyio.create_task_group() as tg:
                 await tg.start(connection.read_loop)
+                if welcome.idle_timeout_s > 0:
+                    tg.start_soon(connection.keep_alive, welcome.idle_timeout_s / 3)
                 try:
                     yield connection
                 finally:

@@ -30,6 +30,7 @@ class ErrorCode(enum.IntEnum):
     INTERNAL = 5000
     SHUTTING_DOWN = 5001
     STORAGE_FAILED = 5002
+    TOO_MANY_CONNECTIONS = 5003
 
 
 class GriddError(Exception):
@@ -196,6 +197,17 @@ class ConnectionLost(GriddError):
     """Client side: the broker is unreachable or went away."""
 
 
+class TooManyConnections(ConnectionLost):
+    """The broker holds as many connections that have not authenticated yet as it allows (from this
+    address, or in all); it closed this one at once. Try again shortly."""
+
+    code = ErrorCode.TOO_MANY_CONNECTIONS
+
+
+class DataDirInUse(GriddError):
+    """Another broker already runs on the data directory (two would split the grid between them)."""
+
+
 class WorkDirInUse(GriddError):
     """Another worker on this machine already uses the work directory (two workers would delete each
     other's jobs' directories)."""
@@ -242,6 +254,7 @@ _BY_CODE: dict[int, type[GriddError]] = {
         NotAWorker,
         ShuttingDown,
         StorageFailed,
+        TooManyConnections,
     )
 }
 

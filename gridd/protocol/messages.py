@@ -289,6 +289,9 @@ class Welcome(Message, frozen=True, tag="welcome"):
     broker_version: str
     lease_ttl_s: float
     heartbeat_s: float
+    # A client connection that sends nothing for this long while no long poll of it is in flight is
+    # closed; a peer keeps an idle connection open with Ping. 0 (an older broker): nothing is closed.
+    idle_timeout_s: float = 0.0
 
 
 class Error(Message, frozen=True, tag="error"):
@@ -297,6 +300,16 @@ class Error(Message, frozen=True, tag="error"):
     rid: RequestId | None
     code: int  # an ErrorCode value; a plain int so new codes never break old peers
     message: str
+
+
+class Ping(Message, frozen=True, tag="ping"):
+    """Keeps an idle connection open (see Welcome.idle_timeout_s); answered with Pong."""
+
+    rid: RequestId
+
+
+class Pong(Message, frozen=True, tag="pong"):
+    rid: RequestId
 
 
 # ---- client requests and their replies ---------------------------------------------------------------------
@@ -693,6 +706,7 @@ PeerMessage = (
     | ReturnLeases
     | AppendOutput
     | ReportWorkerState
+    | Ping
 )
 """Everything a peer (client or worker) may send to the broker."""
 
@@ -725,5 +739,6 @@ BrokerMessage = (
     | JobsCompleted
     | LeasesReturned
     | RevokeLeases
+    | Pong
 )
 """Everything the broker may send to a peer."""

@@ -5,14 +5,16 @@ else. Raw sockets speak the protocol by hand where gridd's own client would refu
 
 from __future__ import annotations
 
+import socket
 from typing import Any
 
 import anyio
 import msgspec
 import pytest
-from anyio.abc import SocketStream
+from anyio.abc import SocketAttribute, SocketStream
 from structlog.testing import capture_logs
 
+from gridd.broker.session import FLUSH_S
 from gridd.client import connect
 from gridd.protocol.auth import new_nonce, peer_proof
 from gridd.protocol.errors import AuthFailed, BadFrame, ErrorCode, NotAWorker
@@ -312,3 +314,55 @@ async def test_a_subscriber_that_stops_reading_is_dropped_with_slow_consumer_and
         last = frames[-1]
         assert isinstance(last, Error) and (last.rid, last.code) == (None, ErrorCode.SLOW_CONSUMER)
         await still_serves(b)
+
+
+def broker_side_state(broker_port: int, peer_port: int) -> str | None:
+    """The TCP state (hex, as /proc/net/tcp has it: 01 established) of the broker's end of one connection."""
+    local, remote = f"0100007F:{broker_port:04X}", f"0100007F:{peer_port:04X}"
+    with open("/proc/net/tcp") as table:
+        for line in table.readlines()[1:]:
+            fields = line.split()
+            if fields[1] == local and fields[2] == remote:
+                return fields[3]
+    return None
+
+
+async def test_a_dropped_subscriber_that_never_reads_again_is_disconnected_within_seconds(tmp_path: Any) -> None:
+    """The broker closes its end although the peer reads nothing: the dropped session does not hang in send.
+
+    Events come in many small batches, so the session is blocked handing frames to its full outbox (its
+    writer blocked on the full socket) when the hub drops it, which is the case that used to hang."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # no autotuning: the socket fills sooner
+    async with running_broker(tmp_path, max_pending_events=100) as b, client_of(b) as submitter:
+        sock.connect(("127.0.0.1", b.broker.port))
+        slow = Raw(await SocketStream.from_socket(sock))
+        peer_port = slow.stream.extra(SocketAttribute.local_port)
+        assert isinstance(await slow.handshake(), Welcome)
+        await slow.send(encode_frame(Subscribe(rid=1)))
+        assert isinstance(await slow.receive(), Subscribed)
+        assert broker_side_state(b.broker.port, peer_port) == "01"
+        spec = JobSpec(argv=["true"], queue="q" * 255)
+        with capture_logs() as logs:
+
+            def dropped() -> bool:
+                return any(e["event"] == "events.subscriber_dropped" for e in logs)
+
+            async def submit_until_dropped() -> None:
+                for _ in range(400):  # bounded: 16 x 400 batches of 4 jobs at most
+                    if dropped():
+                        return
+                    await submitter.submit_many([spec] * 4)  # `slow` reads nothing, now or later
+
+            with anyio.fail_after(120):
+                async with anyio.create_task_group() as tg:
+                    for _ in range(16):
+                        tg.start_soon(submit_until_dropped)
+            assert dropped()
+
+        async def closed_by_the_broker() -> bool:
+            return broker_side_state(b.broker.port, peer_port) != "01"
+
+        await eventually(closed_by_the_broker, within_s=FLUSH_S + 5, every_s=0.1)
+        await still_serves(b)
+        await slow.stream.aclose()
