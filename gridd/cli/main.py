@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from gridd import __version__
+from gridd.printable import printable
 from gridd.protocol.errors import AuthFailed, ConfigError, ConnectionLost, GriddError, OperationRefused
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_CONNECT = 0, 1, 2, 3
@@ -197,13 +198,13 @@ def _report(raised: BaseException) -> int:
         _silence_stdout()
         return EXIT_FAILED
     if isinstance(exc, GriddError):
-        print(f"gridd: {exc}", file=sys.stderr)
+        print(f"gridd: {printable(str(exc))}", file=sys.stderr)  # it may quote what a peer sent
         return exit_code_for(exc)
     # The person sees one line; GRIDD_DEBUG=1 shows the traceback (of the whole group, if one).
     if os.environ.get("GRIDD_DEBUG"):
         _log_crash(raised)
     hint = "" if os.environ.get("GRIDD_DEBUG") else " (GRIDD_DEBUG=1 shows the traceback)"
-    print(f"gridd: internal error: {type(exc).__name__}: {exc}{hint}", file=sys.stderr)
+    print(f"gridd: internal error: {type(exc).__name__}: {printable(str(exc))}{hint}", file=sys.stderr)
     return EXIT_FAILED
 
 

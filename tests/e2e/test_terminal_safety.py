@@ -27,6 +27,14 @@ def test_jobs_show_and_status_escape_control_characters(grid: Grid) -> None:
     assert grid.ok("logs", job) == HOSTILE
 
 
+def test_an_error_that_quotes_what_was_asked_escapes_it(grid: Grid) -> None:
+    grid.start_broker()
+    refused = grid.cli("show", f"9{HOSTILE}")
+    assert refused.returncode == 1
+    line = refused.stderr.decode()
+    assert "\x1b" not in line and "\\x1b]0;owned" in line, line
+
+
 def test_logs_escape_control_characters_on_a_terminal_unless_raw(grid: Grid) -> None:
     grid.start_broker()
     job = grid.submit("printf", f"line one\\n{HOSTILE}\\tend\\n")
