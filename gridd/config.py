@@ -15,8 +15,11 @@ from typing import Annotated, Any, Literal
 import msgspec
 
 from gridd.protocol.errors import ConfigError
+from gridd.protocol.limits import MAX_COMMAND_BYTES, MAX_OUTPUT_BYTES, MAX_STDIN_BYTES
 
 DEFAULT_PORT = 7420
+KEEP_S = 30 * 86400.0  # finished jobs are kept 30 days
+_DURATION_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
 class Section(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -31,6 +34,13 @@ class BrokerConfig(Section, frozen=True):
     reap_every_s: Annotated[float, msgspec.Meta(gt=0)] = 1.0
     token: str | None = None
     max_pending_events: Annotated[int, msgspec.Meta(ge=1)] = 100_000  # per event subscriber
+    # Limits (gridd/protocol/limits.py): a job's argv+env, its --stdin, each stream of an attempt's output.
+    max_command_bytes: Annotated[int, msgspec.Meta(ge=1024, le=8 * 1024 * 1024)] = MAX_COMMAND_BYTES
+    max_stdin_bytes: Annotated[int, msgspec.Meta(ge=0, le=8 * 1024 * 1024)] = MAX_STDIN_BYTES
+    max_output_bytes: Annotated[int, msgspec.Meta(ge=0, le=8 * 1024 * 1024)] = MAX_OUTPUT_BYTES
+    # Retention: finished jobs older than this are removed (None or 0: kept for ever); store_retention.py.
+    keep_s: Annotated[float, msgspec.Meta(ge=0)] | None = KEEP_S
+    maintain_every_s: Annotated[float, msgspec.Meta(gt=0)] = 60.0  # retention and idle lanes, this often
 
 
 class WorkerConfig(Section, frozen=True):
@@ -41,7 +51,7 @@ class WorkerConfig(Section, frozen=True):
     tags: dict[str, str] = msgspec.field(default_factory=dict)
     work_dir: Path | None = None  # None: a directory under the default data dir
     grace_s: Annotated[float, msgspec.Meta(ge=0)] = 10.0
-    max_output_bytes: Annotated[int, msgspec.Meta(ge=0)] = 1024 * 1024
+    max_output_bytes: Annotated[int, msgspec.Meta(ge=0)] = MAX_OUTPUT_BYTES
     token: str | None = None
     tasks: list[str] = msgspec.field(default_factory=list)  # Python modules whose @gridd.task functions it runs
     # Lending the machine (gridd.worker.policy says how each is used).
@@ -104,6 +114,21 @@ def parse_address(text: str) -> tuple[str, int]:
     if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
         raise ConfigError(f"{text!r} is not HOST:PORT")
     return host, int(port)
+
+
+def parse_duration(text: str, flag: str) -> float | None:
+    """'30d', '12h', '90m', '45s' or '3600' as seconds; 'never' as None."""
+    value = text.strip().lower()
+    if value == "never":
+        return None
+    number, unit = (value[:-1], value[-1]) if value[-1:] in _DURATION_UNITS else (value, "")
+    try:
+        seconds = float(number) * _DURATION_UNITS[unit]
+    except ValueError:
+        raise ConfigError(f"{flag} wants a duration such as 30d, 12h, 90m or 45s (or never), got {text!r}") from None
+    if not seconds >= 0 or seconds == float("inf"):
+        raise ConfigError(f"{flag} must be a duration of 0 or more, got {text!r}")
+    return seconds
 
 
 def host_name() -> str:

@@ -38,7 +38,13 @@ async def run_broker(
     async with open_store(data_dir / "gridd.db") as store, anyio.create_task_group() as tg:
         # Workers that ran jobs under the previous broker get one TTL to re-attach before any is reaped.
         extended = await store.extend_running_leases(clock.now_ms() + ttl_ms)
-        settings = BrokerSettings(ttl_ms, int(config.retry_delay_s * 1000))
+        settings = BrokerSettings(
+            ttl_ms,
+            int(config.retry_delay_s * 1000),
+            max_command_bytes=config.max_command_bytes,
+            max_stdin_bytes=config.max_stdin_bytes,
+            max_output_bytes=config.max_output_bytes,
+        )
         hub = EventHub(config.max_pending_events)
         broker = Broker(store, hub, clock, settings, await store.count_by_queue())
         broker.lanes.add(await store.known_lanes())

@@ -23,7 +23,8 @@ from gridd.broker.transitions import Transition
 from gridd.broker.workers import WorkerLink, WorkerRegistry
 from gridd.clock import Clock
 from gridd.protocol.bundles import manifest_problem
-from gridd.protocol.errors import ErrorCode, InvalidRequest
+from gridd.protocol.errors import ErrorCode, InvalidRequest, PayloadTooLarge
+from gridd.protocol.limits import MAX_COMMAND_BYTES, MAX_OUTPUT_BYTES, MAX_STDIN_BYTES, spec_too_large
 from gridd.protocol.messages import (
     AttemptView,
     BundleFile,
@@ -58,6 +59,9 @@ class BrokerSettings:
 
     lease_ttl_ms: int
     retry_base_ms: int
+    max_command_bytes: int = MAX_COMMAND_BYTES
+    max_stdin_bytes: int = MAX_STDIN_BYTES
+    max_output_bytes: int = MAX_OUTPUT_BYTES
 
     @property
     def heartbeat_s(self) -> float:
@@ -103,9 +107,10 @@ class Broker:
         max_running: int | None = None,
     ) -> tuple[list[str], str | None]:
         """Commit the jobs; returns their ids in order and their group (None if they have none)."""
-        for spec in specs:
+        for number, spec in enumerate(specs, start=1):
             if not spec.argv or not spec.argv[0]:
                 raise InvalidRequest("a job needs a command: gridd submit -- COMMAND [ARG...]")
+            self._check_size(spec, f"job {number} of {len(specs)}: its" if len(specs) > 1 else "the job's")
         if max_running is not None and not new_group:
             raise InvalidRequest("--max-running applies to a new group of jobs (--each or --array)")
         changed, group_id = await self.store.submit_jobs(
@@ -122,6 +127,12 @@ class Broker:
         self.lanes.add((s.queue, lane_of_spec(s)) for s in specs)
         self.record(changed, kind="job.submitted", log_each=False)
         return [t.job_id for t in changed], group_id
+
+    def _check_size(self, spec: JobSpec, whose: str) -> None:
+        """Refuse a spec past the broker's limits: every listing, lease and retry would carry it."""
+        problem = spec_too_large(spec, self.settings.max_command_bytes, self.settings.max_stdin_bytes, whose)
+        if problem is not None:
+            raise PayloadTooLarge(f"{problem}; nothing was submitted")
 
     async def show(self, job_id: str) -> tuple[JobView, list[AttemptView]]:
         """The job, its attempts, and (queued) why no connected worker could run it, if none could."""

@@ -224,6 +224,8 @@ class Session:
                             broker_version=__version__,
                             lease_ttl_s=settings.lease_ttl_ms / 1000,
                             heartbeat_s=settings.heartbeat_s,
+                            max_command_bytes=settings.max_command_bytes,
+                            max_stdin_bytes=settings.max_stdin_bytes,
                         )
                     ]
                 )
@@ -269,10 +271,8 @@ class Session:
             case ShowJob(rid=rid, job_id=job_id):
                 await self._answer(rid, lambda: self._show(rid, job_id))
             case ListJobs(rid=rid, state=state, queue=queue, limit=limit, before=before, group=group):
-                rows = min(limit or MAX_LIST_ROWS, MAX_LIST_ROWS)  # one reply stays far below the frame limit
-                await self._answer(
-                    rid, lambda: _reply(JobsListed, rid, jobs=b.store.list_jobs(state, queue, rows, before, group))
-                )
+                rows = min(limit or MAX_LIST_ROWS, MAX_LIST_ROWS)  # and LIST_REPLY_BYTES: far below the frame limit
+                await self._answer(rid, lambda: self._list_jobs(rid, state, queue, rows, before, group))
             case ReadOutput(rid=rid, job_id=job_id, stream=stream):
                 await self._answer(rid, lambda: self._read_output(rid, job_id, stream))
             case ControlJobs(rid=rid, action=action, job_ids=job_ids):
@@ -374,6 +374,12 @@ class Session:
     async def _show(self, rid: int, job_id: str) -> Message:
         job, attempts = await self._broker.show(job_id)
         return JobShown(rid=rid, job=job, attempts=attempts)
+
+    async def _list_jobs(
+        self, rid: int, state: str | None, queue: str | None, rows: int, before: str | None, group: str | None
+    ) -> Message:
+        jobs, more = await self._broker.store.list_jobs(state, queue, rows, before, group)
+        return JobsListed(rid=rid, jobs=jobs, more=more)
 
     async def _read_output(self, rid: int, job_id: str, stream: str) -> Message:
         if stream not in ("stdout", "stderr"):

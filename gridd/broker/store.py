@@ -623,9 +623,9 @@ class Store:
 
     async def list_jobs(
         self, state: str | None, queue: str | None, limit: int, before: str | None = None, group: str | None = None
-    ) -> list[JobView]:
+    ) -> tuple[list[JobView], bool]:
         """The most recently submitted jobs first, optionally of one state, queue and group, older than
-        the job `before` (for paging); limit 0 = all."""
+        the job `before` (for paging); limit 0 = all. True with a page its size cut short (read on)."""
         return await self._call(reads.list_jobs, self._conn, state, queue, limit, before, group, _durable=False)
 
     async def read_output(self, job_id: str, stream: str) -> tuple[bytes, bool]:

@@ -59,6 +59,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--listen", metavar="HOST:PORT", help="address to listen on (default 127.0.0.1:7420)")
     p.add_argument("--data-dir", type=Path, metavar="DIR", help="where the database and token live")
     p.add_argument("--lease-ttl", type=float, metavar="SECONDS", help="lease time-to-live (default 30)")
+    p.add_argument(
+        "--keep", metavar="DURATION", help="remove finished jobs older than this: 30d, 12h, 90m (default 30d; never)"
+    )
+    p.add_argument("--max-command-bytes", type=int, metavar="N", help="a job's argv+env at most (default 256 KiB)")
+    p.add_argument("--max-stdin-bytes", type=int, metavar="N", help="a job's --stdin at most (default 4 MiB)")
     logging_flags(p)
 
     p = client(command("worker", "run a worker on this machine"))
@@ -231,7 +236,14 @@ def _flags(args: argparse.Namespace) -> dict[str, Any]:
     tags = dict(_key_value(t, "--tag") for t in get("tag") or [])
     memory: str | None = get("memory")
     return {
-        "broker": {"listen": get("listen"), "data_dir": get("data_dir"), "lease_ttl_s": get("lease_ttl")},
+        "broker": {
+            "listen": get("listen"),
+            "data_dir": get("data_dir"),
+            "lease_ttl_s": get("lease_ttl"),
+            "keep_s": _keep(get("keep")),
+            "max_command_bytes": get("max_command_bytes"),
+            "max_stdin_bytes": get("max_stdin_bytes"),
+        },
         "worker": {
             "broker": get("broker"),
             "slots": get("slots"),
@@ -255,6 +267,16 @@ def _flags(args: argparse.Namespace) -> dict[str, Any]:
         },
         "client": {"broker": get("broker")},
     }
+
+
+def _keep(text: str | None) -> float | None:
+    """--keep as seconds; `never` (and 0) as 0, which turns retention off (None here means: not given)."""
+    from gridd.config import parse_duration
+
+    if text is None:
+        return None
+    seconds = parse_duration(text, "--keep")
+    return 0.0 if seconds is None else seconds
 
 
 def _key_value(text: str, flag: str) -> tuple[str, str]:

@@ -287,6 +287,9 @@ class Welcome(Message, frozen=True, tag="welcome"):
     broker_version: str
     lease_ttl_s: float
     heartbeat_s: float
+    # The broker's limits on a job's spec (gridd/protocol/limits.py), so a client refuses early; 0: not said.
+    max_command_bytes: Count = 0
+    max_stdin_bytes: Count = 0
 
 
 class Error(Message, frozen=True, tag="error"):
@@ -347,8 +350,12 @@ class ListJobs(Message, frozen=True, tag="job.list"):
 
 
 class JobsListed(Message, frozen=True, tag="job.listed"):
+    """A page of jobs. `more`: the page was cut by its size (LIST_REPLY_BYTES), not by `limit`, so there
+    may be more jobs older than its last one (an older broker never sets it: a short page ended it)."""
+
     rid: RequestId
     jobs: list[JobView]
+    more: bool = False
 
 
 class ReadOutput(Message, frozen=True, tag="job.output"):

@@ -106,7 +106,12 @@ class Grid:
         return int(self.addr.rpartition(":")[2])
 
     def start_broker(
-        self, port: int = 0, lease_ttl: float | None = None, timeout: float = 15.0, log_level: str | None = None
+        self,
+        port: int = 0,
+        lease_ttl: float | None = None,
+        timeout: float = 15.0,
+        log_level: str | None = None,
+        flags: Sequence[str] = (),
     ) -> str:
         """Start `gridd broker` on this grid's data dir; returns HOST:PORT once D/broker.addr names it."""
         addr_file = self.data_dir / "broker.addr"
@@ -116,6 +121,7 @@ class Grid:
             argv += ["--lease-ttl", str(lease_ttl)]
         if log_level is not None:
             argv += ["--log-level", log_level]
+        argv += flags
         proc = self._spawn(argv, self.broker_log)
         self.broker = proc
 
