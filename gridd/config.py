@@ -15,7 +15,6 @@ from typing import Annotated, Any, Literal
 import msgspec
 
 from gridd.protocol.errors import ConfigError
-from gridd.protocol.limits import MAX_COMMAND_BYTES, MAX_OUTPUT_BYTES, MAX_STDIN_BYTES
 
 DEFAULT_PORT = 7420
 KEEP_S = 30 * 86400.0  # finished jobs are kept 30 days
@@ -34,10 +33,11 @@ class BrokerConfig(Section, frozen=True):
     reap_every_s: Annotated[float, msgspec.Meta(gt=0)] = 1.0
     token: str | None = None
     max_pending_events: Annotated[int, msgspec.Meta(ge=1)] = 100_000  # per event subscriber
-    # Limits (gridd/protocol/limits.py): a job's argv+env, its --stdin, each stream of an attempt's output.
-    max_command_bytes: Annotated[int, msgspec.Meta(ge=1024, le=8 * 1024 * 1024)] = MAX_COMMAND_BYTES
-    max_stdin_bytes: Annotated[int, msgspec.Meta(ge=0, le=8 * 1024 * 1024)] = MAX_STDIN_BYTES
-    max_output_bytes: Annotated[int, msgspec.Meta(ge=0, le=8 * 1024 * 1024)] = MAX_OUTPUT_BYTES
+    # Limits: a job's argv+env, its --stdin, each stream of an attempt's output. The defaults are those of
+    # gridd/protocol/limits.py (which config may not import; tests/broker/test_input_limits.py checks).
+    max_command_bytes: Annotated[int, msgspec.Meta(ge=1024, le=8 * 1024 * 1024)] = 256 * 1024
+    max_stdin_bytes: Annotated[int, msgspec.Meta(ge=0, le=8 * 1024 * 1024)] = 4 * 1024 * 1024
+    max_output_bytes: Annotated[int, msgspec.Meta(ge=0, le=8 * 1024 * 1024)] = 1024 * 1024
     # Retention: finished jobs older than this are removed (None or 0: kept for ever); store_retention.py.
     keep_s: Annotated[float, msgspec.Meta(ge=0)] | None = KEEP_S
     maintain_every_s: Annotated[float, msgspec.Meta(gt=0)] = 60.0  # retention and idle lanes, this often
@@ -51,7 +51,7 @@ class WorkerConfig(Section, frozen=True):
     tags: dict[str, str] = msgspec.field(default_factory=dict)
     work_dir: Path | None = None  # None: a directory under the default data dir
     grace_s: Annotated[float, msgspec.Meta(ge=0)] = 10.0
-    max_output_bytes: Annotated[int, msgspec.Meta(ge=0)] = MAX_OUTPUT_BYTES
+    max_output_bytes: Annotated[int, msgspec.Meta(ge=0)] = 1024 * 1024
     token: str | None = None
     tasks: list[str] = msgspec.field(default_factory=list)  # Python modules whose @gridd.task functions it runs
     # Lending the machine (gridd.worker.policy says how each is used).

@@ -14,6 +14,7 @@ from gridd.broker.core import Broker, BrokerSettings
 from gridd.broker.events import EventHub
 from gridd.broker.leases import LeaseReaper
 from gridd.broker.listener import serve_peers
+from gridd.broker.maintenance import Maintenance
 from gridd.broker.store import open_store
 from gridd.clock import Clock, SystemClock
 from gridd.config import BrokerConfig, parse_address
@@ -44,12 +45,14 @@ async def run_broker(
             max_command_bytes=config.max_command_bytes,
             max_stdin_bytes=config.max_stdin_bytes,
             max_output_bytes=config.max_output_bytes,
+            keep_ms=int(config.keep_s * 1000) if config.keep_s else None,
         )
         hub = EventHub(config.max_pending_events)
         broker = Broker(store, hub, clock, settings, await store.count_by_queue())
         broker.lanes.add(await store.known_lanes())
         await tg.start(broker.dispatcher.run)
         await tg.start(LeaseReaper(broker, clock, config.reap_every_s).run)
+        tg.start_soon(Maintenance(broker, config.maintain_every_s).run)
         bound = await tg.start(serve_peers, host, port, broker, token)
         broker.port = bound
         _write_addr(data_dir, host, bound)

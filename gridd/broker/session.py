@@ -65,6 +65,7 @@ from gridd.protocol.messages import (
     JobShown,
     JobsLeased,
     JobsListed,
+    JobsPurged,
     LeasesRenewed,
     LeasesReturned,
     ListBundles,
@@ -75,6 +76,7 @@ from gridd.protocol.messages import (
     OutputFollowed,
     OutputRead,
     PeerMessage,
+    PurgeJobs,
     PushBundle,
     PutBlob,
     ReadOutput,
@@ -295,6 +297,8 @@ class Session:
                 self._outbox.send_nowait(WorkersListed(rid=rid, workers=b.worker_views()))
             case GetStatus(rid=rid):
                 await self._answer(rid, lambda: self._status(rid))
+            case PurgeJobs(rid=rid, older_than_s=older_than_s):
+                await self._answer(rid, lambda: self._purge(rid, older_than_s))
             case Subscribe(rid=rid):
                 tg.start_soon(self._follow_events, rid)
             case FollowOutput(rid=rid, job_id=job_id):
@@ -390,6 +394,11 @@ class Session:
     async def _get_blob(self, rid: int, blob: str, offset: int) -> Message:
         size, data = await self._broker.store.get_blob(blob, offset)
         return BlobRead(rid=rid, size=size, data=data)
+
+    async def _purge(self, rid: int, older_than_s: float | None) -> Message:
+        age = None if older_than_s is None else int(older_than_s * 1000)
+        purged, used = await self._broker.purge(age)
+        return JobsPurged(rid=rid, purged=purged, older_than_s=used / 1000)
 
     async def _status(self, rid: int) -> Message:
         counts, workers, slots = self._broker.status()

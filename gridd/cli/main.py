@@ -146,6 +146,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = client(command("status", "jobs by state and connected workers"))
     p.add_argument("--json", action="store_true")
 
+    p = client(command("purge", "remove finished jobs older than the broker's --keep (or --older-than)"))
+    p.add_argument("--older-than", metavar="DURATION", help="e.g. 7d, 12h, 90m, 0 (all finished jobs)")
+    p.add_argument("--json", action="store_true")
+
     p = client(command("logs", "write a job's captured stdout (or stderr) to stdout"))
     p.add_argument("job")
     p.add_argument("--stderr", action="store_true")

@@ -36,6 +36,7 @@ from gridd.protocol.messages import (
     Outcome,
     OutputChunk,
     OutputChunks,
+    PurgeJobs,
     ReadOutput,
     ReadResults,
     ShowJob,
@@ -257,6 +258,11 @@ class Client:
     async def workers(self) -> list[WorkerView]:
         reply = await self.connection.request(lambda rid: ListWorkers(rid=rid))
         return list(reply.workers)
+
+    async def purge(self, older_than_s: float | None = None) -> int:
+        """Remove finished jobs older than `older_than_s` (None: the broker's --keep); returns how many."""
+        reply = await self.connection.request(lambda rid: PurgeJobs(rid=rid, older_than_s=older_than_s))
+        return int(reply.purged)
 
     async def status(self) -> StatusReported:
         return await self.connection.request(lambda rid: GetStatus(rid=rid))  # type: ignore[no-any-return]

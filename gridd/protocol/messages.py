@@ -496,6 +496,20 @@ class BundleGot(Message, frozen=True, tag="bundle.got"):
     files: list[BundleFile]
 
 
+class PurgeJobs(Message, frozen=True, tag="job.purge"):
+    """Remove the finished jobs that finished more than `older_than_s` ago (None: the broker's --keep),
+    with their attempts, output, results and the blobs only they refer to."""
+
+    rid: RequestId
+    older_than_s: Annotated[float, msgspec.Meta(ge=0, le=2**40)] | None = None
+
+
+class JobsPurged(Message, frozen=True, tag="job.purged"):
+    rid: RequestId
+    purged: Count
+    older_than_s: float = 0.0  # what it was run with
+
+
 class ListWorkers(Message, frozen=True, tag="worker.list"):
     rid: RequestId
 
@@ -686,6 +700,7 @@ PeerMessage = (
     | GetBundle
     | ListWorkers
     | GetStatus
+    | PurgeJobs
     | Subscribe
     | FollowOutput
     | RegisterWorker
@@ -716,6 +731,7 @@ BrokerMessage = (
     | BundleGot
     | WorkersListed
     | StatusReported
+    | JobsPurged
     | Subscribed
     | Event
     | EventBatch

@@ -8,9 +8,10 @@ from pathlib import Path
 import anyio
 import pytest
 
+from gridd.config import BrokerConfig, WorkerConfig
 from gridd.protocol.errors import ErrorCode, PayloadTooLarge
 from gridd.protocol.frames import MAX_FRAME_BYTES, encode_frame
-from gridd.protocol.limits import LIST_REPLY_BYTES, MAX_COMMAND_BYTES
+from gridd.protocol.limits import LIST_REPLY_BYTES, MAX_COMMAND_BYTES, MAX_OUTPUT_BYTES, MAX_STDIN_BYTES
 from gridd.protocol.messages import Error, JobsListed, JobSpec, ListJobs, SubmitJobs
 from tests.broker.test_wire_safety import raw
 from tests.conftest import client_of, running_broker
@@ -71,3 +72,9 @@ async def test_jobs_near_the_limit_are_listed_in_pages_under_the_frame_limit(tmp
     # A page stops before the job that would take it past LIST_REPLY_BYTES (one job alone may).
     assert [j.id for j in page.jobs] == [small]
     assert LIST_REPLY_BYTES + 8 * MIB < MAX_FRAME_BYTES
+
+
+def test_the_settings_default_to_the_protocols_limits() -> None:
+    broker = BrokerConfig()
+    assert (broker.max_command_bytes, broker.max_stdin_bytes) == (MAX_COMMAND_BYTES, MAX_STDIN_BYTES)
+    assert broker.max_output_bytes == WorkerConfig().max_output_bytes == MAX_OUTPUT_BYTES

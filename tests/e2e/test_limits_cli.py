@@ -38,3 +38,20 @@ def test_jobs_lists_every_large_job_for_everyone_and_a_job_past_the_limit_is_ref
     assert len(lines) == 1 and "command and environment take 18.0 MiB" in lines[0], lines
     assert "the limit is 8.0 MiB" in lines[0]
     assert [j["id"] for j in g.json("jobs")] == ids[::-1]
+
+
+def test_purge_removes_finished_jobs_by_hand_and_says_how_many(g: Grid) -> None:
+    done = [g.ok("submit", "--queue", "nobody", "--", "true").strip() for _ in range(2)]
+    for job_id in done:
+        g.ok("cancel", job_id)
+    kept = g.ok("submit", "--queue", "nobody", "--", "true").strip()
+    # This broker keeps jobs for ever (--keep never): purge needs to be told how old.
+    refused = g.cli("purge")
+    assert refused.returncode == 1 and len(refused.stderr.decode().strip().splitlines()) == 1
+    assert g.cli("purge", "--older-than", "soon").returncode == 2
+    assert g.json("purge", "--older-than", "0") == {"purged": 2}
+    assert g.ok("purge", "--older-than", "1h").strip() == "removed 0 finished jobs"
+    assert [j["id"] for j in g.json("jobs")] == [kept]
+    assert g.json("status")["counts"]["cancelled"] == 0
+    shown = g.cli("show", done[0])
+    assert shown.returncode == 1 and b"no job has id" in shown.stderr
