@@ -21,6 +21,8 @@ DEFAULT_PORT = 7420
 # A worker's name names its work directory (DATA_DIR/worker/NAME): one path component, never `.` or `..`.
 WORKER_NAME_MAX = 64
 _WORKER_NAME = re.compile(r"[A-Za-z0-9._-]+")
+KEEP_S = 30 * 86400.0  # finished jobs are kept 30 days
+_DURATION_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
 class Section(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -41,6 +43,14 @@ class BrokerConfig(Section, frozen=True):
     max_unauthenticated_per_address: Annotated[int, msgspec.Meta(ge=1)] = 32
     handshake_timeout_s: Annotated[float, msgspec.Meta(gt=0)] = 5.0
     idle_timeout_s: Annotated[float, msgspec.Meta(gt=0)] = 300.0  # a client's, with no long poll in flight
+    # Limits: a job's argv+env, its --stdin, each stream of an attempt's output. The defaults are those of
+    # gridd/protocol/limits.py (which config may not import; tests/broker/test_input_limits.py checks).
+    max_command_bytes: Annotated[int, msgspec.Meta(ge=1024, le=8 * 1024 * 1024)] = 256 * 1024
+    max_stdin_bytes: Annotated[int, msgspec.Meta(ge=0, le=8 * 1024 * 1024)] = 4 * 1024 * 1024
+    max_output_bytes: Annotated[int, msgspec.Meta(ge=0, le=8 * 1024 * 1024)] = 1024 * 1024
+    # Retention: finished jobs older than this are removed (None or 0: kept for ever); store_retention.py.
+    keep_s: Annotated[float, msgspec.Meta(ge=0)] | None = KEEP_S
+    maintain_every_s: Annotated[float, msgspec.Meta(gt=0)] = 60.0  # retention and idle lanes, this often
 
 
 class WorkerConfig(Section, frozen=True):
@@ -131,6 +141,21 @@ def check_worker_name(name: str, given: str = "--name") -> str:
     else:
         return name
     raise ConfigError(f"{given} {name[:80]!r} is not a worker name: it {why}")
+
+
+def parse_duration(text: str, flag: str) -> float | None:
+    """'30d', '12h', '90m', '45s' or '3600' as seconds; 'never' as None."""
+    value = text.strip().lower()
+    if value == "never":
+        return None
+    number, unit = (value[:-1], value[-1]) if value[-1:] in _DURATION_UNITS else (value, "")
+    try:
+        seconds = float(number) * _DURATION_UNITS[unit]
+    except ValueError:
+        raise ConfigError(f"{flag} wants a duration such as 30d, 12h, 90m or 45s (or never), got {text!r}") from None
+    if not seconds >= 0 or seconds == float("inf"):
+        raise ConfigError(f"{flag} must be a duration of 0 or more, got {text!r}")
+    return seconds
 
 
 def host_name() -> str:

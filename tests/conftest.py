@@ -3,6 +3,7 @@ and deadline polling. Nothing here mocks the database or the socket."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ import pytest
 from gridd.broker.app import run_broker
 from gridd.broker.core import Broker
 from gridd.client import Client, connect
+from gridd.clock import Clock
 from gridd.config import BrokerConfig, WorkerConfig
 from gridd.worker.agent import WorkerAgent
 from gridd.worker.app import make_agent
@@ -38,13 +40,13 @@ class BrokerHandle:
 
 
 @asynccontextmanager
-async def running_broker(tmp_path: Path, **overrides: Any) -> AsyncIterator[BrokerHandle]:
-    """A real broker on 127.0.0.1, port 0, SQLite in tmp_path; stopped on exit."""
+async def running_broker(tmp_path: Path, clock: Clock | None = None, **overrides: Any) -> AsyncIterator[BrokerHandle]:
+    """A real broker on 127.0.0.1, port 0, SQLite in tmp_path (time from `clock`); stopped on exit."""
     settings: dict[str, Any] = {"listen": "127.0.0.1:0", "token": TOKEN, "retry_delay_s": 0.05}
     settings.update(overrides)
     data_dir = tmp_path / "broker"
     async with anyio.create_task_group() as tg:
-        broker = await tg.start(run_broker, BrokerConfig(**settings), data_dir)
+        broker = await tg.start(functools.partial(run_broker, clock=clock), BrokerConfig(**settings), data_dir)
         yield BrokerHandle(broker, data_dir)
         tg.cancel_scope.cancel()
 

@@ -221,6 +221,7 @@ bundles_listed = st.builds(m.BundlesListed, rid=rids, bundles=st.lists(bundle_vi
 bundles_got = st.builds(m.BundleGot, rid=rids, bundle=bundle_views, files=st.lists(bundle_files, max_size=3))
 list_workers = st.builds(m.ListWorkers, rid=rids)
 get_status = st.builds(m.GetStatus, rid=rids)
+purge_jobs = st.builds(m.PurgeJobs, rid=rids, older_than_s=st.none() | st.floats(0, 2**40))
 subscribes = st.builds(m.Subscribe, rid=rids)
 register_workers = st.builds(
     m.RegisterWorker,
@@ -266,6 +267,7 @@ peer_messages: st.SearchStrategy[Any] = st.one_of(
     get_bundles,
     list_workers,
     get_status,
+    purge_jobs,
     subscribes,
     register_workers,
     request_jobs,
@@ -284,11 +286,14 @@ welcomes = st.builds(
     lease_ttl_s=finite_floats,
     heartbeat_s=finite_floats,
     idle_timeout_s=finite_floats,
+    max_command_bytes=counts,
+    max_stdin_bytes=counts,
 )
 errors = st.builds(m.Error, rid=st.none() | rids, code=plain_ints, message=texts)
 jobs_accepted = st.builds(m.JobsAccepted, rid=rids, job_ids=st.lists(texts, max_size=4), group=st.none() | texts)
 jobs_shown = st.builds(m.JobShown, rid=rids, job=job_views, attempts=st.lists(attempt_views, max_size=3))
-jobs_listed = st.builds(m.JobsListed, rid=rids, jobs=st.lists(job_views, max_size=3))
+jobs_listed = st.builds(m.JobsListed, rid=rids, jobs=st.lists(job_views, max_size=3), more=st.booleans())
+jobs_purged = st.builds(m.JobsPurged, rid=rids, purged=counts, older_than_s=finite_floats)
 outputs_read = st.builds(m.OutputRead, rid=rids, data=st.binary(max_size=64), truncated=st.booleans())
 jobs_controlled = st.builds(m.JobsControlled, rid=rids, outcomes=st.lists(outcomes, max_size=3))
 jobs_finished = st.builds(m.JobsFinished, rid=rids, jobs=st.lists(job_views, max_size=3))
@@ -361,6 +366,7 @@ broker_messages: st.SearchStrategy[Any] = st.one_of(
     bundles_got,
     workers_listed,
     statuses,
+    jobs_purged,
     subscribeds,
     events,
     workers_registered,
@@ -392,6 +398,7 @@ BY_CLASS: dict[type, st.SearchStrategy[Any]] = {
     m.BundleGot: bundles_got,
     m.ListWorkers: list_workers,
     m.GetStatus: get_status,
+    m.PurgeJobs: purge_jobs,
     m.Subscribe: subscribes,
     m.RegisterWorker: register_workers,
     m.RequestJobs: request_jobs,
@@ -416,6 +423,7 @@ BY_CLASS: dict[type, st.SearchStrategy[Any]] = {
     m.BlobRead: blobs_read,
     m.WorkersListed: workers_listed,
     m.StatusReported: statuses,
+    m.JobsPurged: jobs_purged,
     m.Subscribed: subscribeds,
     m.Event: events,
     m.EventBatch: event_batches,

@@ -18,6 +18,7 @@ from gridd.broker.core import Broker, BrokerSettings
 from gridd.broker.events import EventHub
 from gridd.broker.leases import LeaseReaper
 from gridd.broker.listener import serve_peers
+from gridd.broker.maintenance import Maintenance
 from gridd.broker.store import open_store
 from gridd.clock import Clock, SystemClock
 from gridd.config import BrokerConfig, parse_address
@@ -49,13 +50,22 @@ async def _serve(config: BrokerConfig, data_dir: Path, clock: Clock, task_status
     async with open_store(data_dir / "gridd.db") as store, anyio.create_task_group() as tg:
         # Workers that ran jobs under the previous broker get one TTL to re-attach before any is reaped.
         extended = await store.extend_running_leases(clock.now_ms() + ttl_ms)
-        settings = BrokerSettings(ttl_ms, int(config.retry_delay_s * 1000), config.max_bundle_bytes)
+        settings = BrokerSettings(
+            ttl_ms,
+            int(config.retry_delay_s * 1000),
+            max_bundle_bytes=config.max_bundle_bytes,
+            max_command_bytes=config.max_command_bytes,
+            max_stdin_bytes=config.max_stdin_bytes,
+            max_output_bytes=config.max_output_bytes,
+            keep_ms=int(config.keep_s * 1000) if config.keep_s else None,
+        )
         hub = EventHub(config.max_pending_events)
         broker = Broker(store, hub, clock, settings, await store.count_by_queue())
         broker.lanes.add(await store.known_lanes())
         await tg.start(broker.dispatcher.run)
         await tg.start(LeaseReaper(broker, clock, config.reap_every_s).run)
         raise_open_files_limit()
+        tg.start_soon(Maintenance(broker, config.maintain_every_s).run)
         bound = await tg.start(serve_peers, host, port, broker, token, ConnectionLimits.of(config))
         broker.port = bound
         _write_addr(data_dir, host, bound)

@@ -15,7 +15,7 @@ import structlog
 from gridd.broker import transitions as tr
 from gridd.broker.events import EventHub
 from gridd.broker.finishes import FinishWatch
-from gridd.broker.matching import Budget, LaneBook, lane_of_spec, unmatched
+from gridd.broker.matching import Budget, Lane, LaneBook, lane_of_spec, unmatched
 from gridd.broker.outputs import OutputRelay
 from gridd.broker.scheduler import Dispatcher
 from gridd.broker.store import Store
@@ -24,6 +24,7 @@ from gridd.broker.workers import WorkerLink, WorkerRegistry
 from gridd.clock import Clock
 from gridd.protocol.bundles import manifest_problem
 from gridd.protocol.errors import ErrorCode, InvalidRequest, PayloadTooLarge
+from gridd.protocol.limits import MAX_COMMAND_BYTES, MAX_OUTPUT_BYTES, MAX_STDIN_BYTES, spec_too_large
 from gridd.protocol.messages import (
     AttemptView,
     BundleFile,
@@ -50,6 +51,8 @@ _KIND_BY_STATE = {
     tr.HELD: "job.held",
 }
 _KIND_BY_ACTION = {"release": "job.released", "retry": "job.retried"}
+PURGE_BATCH = 500  # jobs removed per transaction: a purge never holds the writer for long
+DROP_BATCH = 5000  # idle queues whose lanes are deleted per transaction
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +62,10 @@ class BrokerSettings:
     lease_ttl_ms: int
     retry_base_ms: int
     max_bundle_bytes: int = 4 * 1024**3  # a bundle version's files, unpacked, in all
+    max_command_bytes: int = MAX_COMMAND_BYTES
+    max_stdin_bytes: int = MAX_STDIN_BYTES
+    max_output_bytes: int = MAX_OUTPUT_BYTES
+    keep_ms: int | None = None  # finished jobs older than this are purged (None: never)
 
     @property
     def heartbeat_s(self) -> float:
@@ -83,7 +90,7 @@ class Broker:
         self.settings = settings
         self.dispatcher = Dispatcher(store, clock, settings.lease_ttl_ms, on_leased=self._leased)
         self.watch = FinishWatch()
-        self.outputs = OutputRelay()
+        self.outputs = OutputRelay(settings.max_output_bytes)
         self.workers = WorkerRegistry()
         self.lanes = LaneBook()  # filled from the store at start (app.py), then by each submit
         # queue -> state -> jobs: read from the store once at start, then kept by record(), so that a
@@ -91,6 +98,7 @@ class Broker:
         self.counts = counts
         self.stale_completions = 0
         self.foreign_completions = 0  # results sent for a lease granted to another worker: refused
+        self._bringing = 0  # submits and retries under way (see drop_idle_lanes)
         self.port = 0  # set once listening
 
     # ---- clients -----------------------------------------------------------------------------------------
@@ -105,14 +113,19 @@ class Broker:
         max_running: int | None = None,
     ) -> tuple[list[str], str | None]:
         """Commit the jobs; returns their ids in order and their group (None if they have none)."""
-        for spec in specs:
+        for number, spec in enumerate(specs, start=1):
             if not spec.argv or not spec.argv[0]:
                 raise InvalidRequest("a job needs a command: gridd submit -- COMMAND [ARG...]")
+            self._check_size(spec, f"job {number} of {len(specs)}: its" if len(specs) > 1 else "the job's")
         if max_running is not None and not new_group:
             raise InvalidRequest("--max-running applies to a new group of jobs (--each or --array)")
-        changed, group_id = await self.store.submit_jobs(
-            specs, self.clock.now_ms(), after=after, new_group=new_group, group=group, max_running=max_running
-        )
+        self._bringing += 1  # its queues' lanes must not be dropped meanwhile (drop_idle_lanes)
+        try:
+            changed, group_id = await self.store.submit_jobs(
+                specs, self.clock.now_ms(), after=after, new_group=new_group, group=group, max_running=max_running
+            )
+        finally:
+            self._bringing -= 1
         log.info(
             "jobs.submitted",
             count=len(changed),
@@ -125,6 +138,12 @@ class Broker:
         self.record(changed, kind="job.submitted", log_each=False)
         return [t.job_id for t in changed], group_id
 
+    def _check_size(self, spec: JobSpec, whose: str) -> None:
+        """Refuse a spec past the broker's limits: every listing, lease and retry would carry it."""
+        problem = spec_too_large(spec, self.settings.max_command_bytes, self.settings.max_stdin_bytes, whose)
+        if problem is not None:
+            raise PayloadTooLarge(f"{problem}; nothing was submitted")
+
     async def show(self, job_id: str) -> tuple[JobView, list[AttemptView]]:
         """The job, its attempts, and (queued) why no connected worker could run it, if none could."""
         job, attempts = await self.store.get_job(job_id)
@@ -134,7 +153,13 @@ class Broker:
     async def control(self, action: str, job_ids: Sequence[str]) -> list[Outcome]:
         if action not in tr.ACTIONS:
             raise InvalidRequest(f"unknown action {action!r}; expected one of {', '.join(tr.ACTIONS)}")
-        outcomes, changed, revoked = await self.store.control_jobs(action, job_ids, self.clock.now_ms())
+        self._bringing += 1  # a retried job may bring back a queue whose lanes were dropped
+        try:
+            outcomes, changed, revoked = await self.store.control_jobs(action, job_ids, self.clock.now_ms())
+            if action == "retry" and changed:
+                self.lanes.add(await self.store.restore_lanes([t.job_id for t in changed]))
+        finally:
+            self._bringing -= 1
         self.record(changed, kind=_KIND_BY_ACTION.get(action))
         by_worker: dict[str, list[LeaseRef]] = {}
         for r in revoked:
@@ -198,6 +223,39 @@ class Broker:
         if created:
             log.info("bundle.pushed", bundle=f"{name}@{version}", files=len(files), bytes=sum(f.size for f in files))
         return version, created, missing, digest
+
+    async def purge(self, older_than_ms: int | None = None) -> tuple[int, int]:
+        """Remove the jobs that finished more than `older_than_ms` ago (None: the broker's keep), in
+        batches of PURGE_BATCH jobs a transaction; returns how many, and the age used."""
+        age = self.settings.keep_ms if older_than_ms is None else older_than_ms
+        if age is None:
+            raise InvalidRequest(
+                "this broker keeps finished jobs for ever (--keep never): say how old (--older-than 30d)"
+            )
+        cutoff = self.clock.now_ms() - age
+        total = 0
+        while True:  # ends: each round removes jobs, and there are finitely many
+            removed = await self.store.purge_finished(cutoff, PURGE_BATCH)
+            self._forget(removed)
+            total += len(removed)
+            if len(removed) < PURGE_BATCH:
+                break
+        if total:
+            log.info("jobs.purged", count=total, older_than_s=age / 1000)
+        return total, age
+
+    def _forget(self, removed: Sequence[tuple[str, str, str]]) -> None:
+        """Count out purged jobs, and tell subscribers (a `job.purged` event says the state it left)."""
+        now = self.clock.now_ms()
+        events = []
+        for job_id, queue, state in removed:
+            by_state = self.counts.get(queue, {})
+            by_state[state] = by_state.get(state, 0) - 1
+            if not any(by_state.values()):
+                self.counts.pop(queue, None)
+            if self.hub.active:
+                events.append(Event(kind="job.purged", ts_ms=now, job_id=job_id, queue=queue, previous=state))
+        self.hub.publish(events)
 
     def status(self) -> tuple[dict[str, int], int, int]:
         """Jobs by state, connected workers, their slots in all."""
@@ -288,9 +346,31 @@ class Broker:
         """Jobs for `link`, from the lanes it may lease at the time of leasing, that fit its free budget
         (`cpus`, `memory_mb`: None, no limit) and each its size."""
         budget = Budget.of(link, cpus, memory_mb)
-        return await self.dispatcher.lease(
-            link.name, lambda: self.lanes.for_worker(link), max_jobs, budget, link.instance
-        )
+        return await self.dispatcher.lease(link.name, lambda: self._leasable(link), max_jobs, budget, link.instance)
+
+    def _leasable(self, link: WorkerLink) -> list[Lane]:
+        """`link`'s lanes in the queues that have queued jobs now (the counts are exact: record())."""
+        counts = self.counts
+        return [x for x in self.lanes.for_worker(link) if counts.get(x[0], {}).get(tr.QUEUED, 0) > 0]
+
+    async def drop_idle_lanes(self) -> int:
+        """Forget the lanes of queues with no job that could be leased now or later (none waiting,
+        queued, held or running), in memory and in the store; returns how many queues. Skipped while a
+        submit or a retry is under way, which may be bringing one of them back."""
+        if self._bringing:
+            return 0
+        counts = self.counts
+        idle = [
+            q for q in self.lanes.queues() if not any(n for s, n in counts.get(q, {}).items() if s not in tr.FINISHED)
+        ]
+        if not idle:
+            return 0
+        # Memory first, in the same step as the decision: a submit that starts after it adds its lanes back.
+        self.lanes.drop(idle)
+        for start in range(0, len(idle), DROP_BATCH):
+            await self.store.drop_lanes(idle[start : start + DROP_BATCH])
+        log.info("lanes.dropped", queues=len(idle), lanes_left=len(self.lanes))
+        return len(idle)
 
     def _leased(self, worker: str, jobs: Sequence[LeasedJob]) -> None:
         self.record(
@@ -307,6 +387,7 @@ class Broker:
     async def complete(self, link: WorkerLink, results: Sequence[JobResult]) -> list[Outcome]:
         now = self.clock.now_ms()
         link.last_seen_ms = now
+        results = [self._cut_output(link, r) for r in results]
         outcomes, changed = await self.store.complete_jobs(
             link.name, results, now, self.settings.retry_base_ms, link.instance
         )
@@ -335,6 +416,29 @@ class Broker:
                 )
         self.record(changed)
         return outcomes
+
+    def _cut_output(self, link: WorkerLink, result: JobResult) -> JobResult:
+        """The broker keeps at most max_output_bytes of each stream, whatever a worker sends: past it, the
+        output is cut to its first max_output_bytes and marked truncated (cut rather than refused: the
+        result and the head of the output are kept, which is what the worker itself keeps)."""
+        limit = self.settings.max_output_bytes
+        if len(result.stdout) <= limit and len(result.stderr) <= limit:
+            return result
+        log.warning(
+            "output.cut",
+            job_id=result.job_id,
+            worker=link.name,
+            stdout_bytes=len(result.stdout),
+            stderr_bytes=len(result.stderr),
+            limit=limit,
+        )
+        return msgspec.structs.replace(
+            result,
+            stdout=result.stdout[:limit],
+            stderr=result.stderr[:limit],
+            stdout_truncated=result.stdout_truncated or len(result.stdout) > limit,
+            stderr_truncated=result.stderr_truncated or len(result.stderr) > limit,
+        )
 
     async def return_leases(self, link: WorkerLink, leases: Sequence[LeaseRef]) -> None:
         self.record(await self.store.return_leases(link.name, leases, link.instance), kind="job.returned")

@@ -5,9 +5,12 @@ Rules:
   (a command) or 'task:MODULE', then ';KEY=VALUE' for each requirement, sorted by key. Leasing reads
   one index range per (queue, lane), so tags cost no scan: a worker's lanes are the known (queue, lane)
   pairs whose module it serves ('' or one of its --tasks) and whose every requirement is one of its tags.
-- The broker knows every (queue, lane) that ever held a job (the store's `lanes` table, loaded at start,
-  added to at each submit); a lane appearing while a worker long-polls reaches it at the next dispatch
-  pass, because the dispatcher asks `LaneBook.for_worker` at each pass rather than once per request.
+- The broker knows every (queue, lane) that may hold a job to lease (the store's `lanes` table, loaded at
+  start, added to at each submit and retry, and pruned of the queues that have no job left to lease); a
+  lane appearing while a worker long-polls reaches it at the next dispatch pass, because the dispatcher
+  asks `LaneBook.for_worker` at each pass rather than once per request. What a pass costs grows with the
+  asking worker's queues and their lanes, never with the number of queues ever seen; and the lanes of a
+  queue with no queued job are not read at all (Broker.lease).
 - cpus and memory are counted, not matched: a Budget says what each job of one lease may ask for (the
   worker's size, and its free budget) and what all of them together may ask for (its free budget).
 """
@@ -53,35 +56,57 @@ def may_lease(link: WorkerLink, lane: Lane) -> bool:
 
 
 class LaneBook:
-    """The known (queue, lane) pairs, and each connected worker's share of them (cached until a new
-    lane appears or the worker's link is replaced by a reconnection)."""
+    """The known (queue, lane) pairs by queue, and each connected worker's share of them: the lanes of the
+    queues it serves, so its cost is its own queues' lanes, never every queue ever seen. A worker's share
+    is cached until a lane of one of its queues comes or goes, or its link is replaced by a reconnection.
+    Lanes are dropped with their queue once no job of it can be leased any more (Broker.drop_idle_lanes)."""
 
     def __init__(self) -> None:
-        self._known: set[Lane] = set()
-        self._version = 0
-        self._cache: dict[str, tuple[WorkerLink, int, list[Lane]]] = {}
+        self._by_queue: dict[str, set[str]] = {}
+        self._versions: dict[str, int] = {}  # queue -> when its lanes last changed
+        self._clock = 0
+        self._cache: dict[str, tuple[WorkerLink, tuple[int, ...], list[Lane]]] = {}
+        self.scanned = 0  # lanes looked at by the last for_worker that had to look (tests assert on it)
 
     def add(self, lanes: Iterable[Lane]) -> None:
-        new = set(lanes) - self._known
-        if new:
-            self._known |= new
-            self._version += 1
+        for queue, lane in lanes:
+            known = self._by_queue.setdefault(queue, set())
+            if lane not in known:
+                known.add(lane)
+                self._changed(queue)
+
+    def drop(self, queues: Iterable[str]) -> None:
+        for queue in queues:
+            if self._by_queue.pop(queue, None) is not None:
+                self._changed(queue)
+                del self._versions[queue]  # a queue that comes back starts a new version: the clock moved on
+
+    def queues(self) -> list[str]:
+        return list(self._by_queue)
+
+    def __len__(self) -> int:
+        return sum(len(lanes) for lanes in self._by_queue.values())
 
     def for_worker(self, link: WorkerLink) -> list[Lane]:
+        versions = tuple(self._versions.get(q, 0) for q in link.queues)
         cached = self._cache.get(link.name)
-        if cached is not None and cached[0] is link and cached[1] == self._version:
+        if cached is not None and cached[0] is link and cached[1] == versions:
             return cached[2]
         # The plain command lanes always, known or not: an idle grid's first job needs no lane table.
-        lanes = list(
-            dict.fromkeys([(q, "") for q in link.queues] + sorted(x for x in self._known if may_lease(link, x)))
-        )
-        self._cache[link.name] = (link, self._version, lanes)
+        mine = [(q, lane) for q in link.queues for lane in self._by_queue.get(q, ())]
+        self.scanned = len(mine)
+        lanes = list(dict.fromkeys([(q, "") for q in link.queues] + sorted(x for x in mine if may_lease(link, x))))
+        self._cache[link.name] = (link, versions, lanes)
         return lanes
 
     def forget(self, link: WorkerLink) -> None:
         cached = self._cache.get(link.name)
         if cached is not None and cached[0] is link:
             del self._cache[link.name]
+
+    def _changed(self, queue: str) -> None:
+        self._clock += 1
+        self._versions[queue] = self._clock
 
 
 @dataclass(frozen=True, slots=True)

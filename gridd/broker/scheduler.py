@@ -64,6 +64,7 @@ class Dispatcher:
         self._drained_epoch = -1
         self._next_ms: int | None = None
         self._next_known = False
+        self.lanes_considered = 0  # lanes the requests of the last pass offered (tests assert on it)
 
     def wake(self, *, eligible: bool = True) -> None:
         """Look again: a request came, or (`eligible`) a job may have become eligible."""
@@ -129,9 +130,12 @@ class Dispatcher:
         # lane -> budgets under which it gave all it had: a later request whose per-job limits are no
         # larger would find nothing there either.
         drained = self._drained
+        self.lanes_considered = 0
         for request in list(self._pending):
             budget = request.budget
-            lanes = [x for x in request.lanes() if not any(b.covers(budget) for b in drained.get(x, ()))]
+            offered = request.lanes()
+            self.lanes_considered += len(offered)
+            lanes = [x for x in offered if not any(b.covers(budget) for b in drained.get(x, ()))]
             if not lanes or request not in self._pending:  # abandoned: its worker went away meanwhile
                 continue
             self._serving = request

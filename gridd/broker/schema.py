@@ -145,6 +145,26 @@ MIGRATIONS: list[str] = [
     ALTER TABLE blobs ADD COLUMN touched_ms INTEGER NOT NULL DEFAULT 0;
     CREATE INDEX blobs_partial ON blobs (touched_ms) WHERE have < size;
     """,
+    # 7: retention (gridd/broker/store_retention.py). Finished jobs are found by when they finished; a
+    # blob is removed with the last job that refers to it, so references are indexed: a task job's
+    # arguments blob gets a column (filled for older rows from their msgpack spec, where the 64 hex
+    # digits follow the key 'args_blob' and a 2-byte str8 header), results by their blob. `meta` keeps
+    # the largest job id ever given, so ids are never reused once the newest jobs are purged. From here
+    # on `lanes` is pruned (of queues with no job left to lease) and restored by a retry: see
+    # Broker.drop_idle_lanes.
+    """
+    ALTER TABLE jobs ADD COLUMN args_blob TEXT;
+    UPDATE jobs SET args_blob = CAST(substr(spec, instr(spec, CAST('args_blob' AS BLOB)) + 11, 64) AS TEXT)
+        WHERE lane LIKE 'task:%' AND instr(spec, CAST('args_blob' AS BLOB)) > 0;
+    CREATE INDEX jobs_args_blob ON jobs (args_blob) WHERE args_blob IS NOT NULL;
+    CREATE INDEX results_blob ON results (blob) WHERE blob IS NOT NULL;
+    CREATE INDEX deps_job ON deps (job_id);               -- a job's own dependencies (deps' key leads with dep_id)
+    CREATE INDEX jobs_finished ON jobs (finished_ms) WHERE state IN ('succeeded', 'failed', 'cancelled');
+    CREATE TABLE meta (
+        key   TEXT PRIMARY KEY,
+        value INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    """,
 ]
 
 

@@ -67,6 +67,7 @@ from gridd.protocol.messages import (
     JobShown,
     JobsLeased,
     JobsListed,
+    JobsPurged,
     LeasesRenewed,
     LeasesReturned,
     ListBundles,
@@ -79,6 +80,7 @@ from gridd.protocol.messages import (
     PeerMessage,
     Ping,
     Pong,
+    PurgeJobs,
     PushBundle,
     PutBlob,
     ReadOutput,
@@ -244,6 +246,8 @@ class Session:
                             lease_ttl_s=settings.lease_ttl_ms / 1000,
                             heartbeat_s=settings.heartbeat_s,
                             idle_timeout_s=self._limits.idle_timeout_s,
+                            max_command_bytes=settings.max_command_bytes,
+                            max_stdin_bytes=settings.max_stdin_bytes,
                         )
                     ]
                 )
@@ -314,10 +318,8 @@ class Session:
             case ShowJob(rid=rid, job_id=job_id):
                 await self._answer(rid, lambda: self._show(rid, job_id))
             case ListJobs(rid=rid, state=state, queue=queue, limit=limit, before=before, group=group):
-                rows = min(limit or MAX_LIST_ROWS, MAX_LIST_ROWS)  # one reply stays far below the frame limit
-                await self._answer(
-                    rid, lambda: _reply(JobsListed, rid, jobs=b.store.list_jobs(state, queue, rows, before, group))
-                )
+                rows = min(limit or MAX_LIST_ROWS, MAX_LIST_ROWS)  # and LIST_REPLY_BYTES: far below the frame limit
+                await self._answer(rid, lambda: self._list_jobs(rid, state, queue, rows, before, group))
             case ReadOutput(rid=rid, job_id=job_id, stream=stream):
                 await self._answer(rid, lambda: self._read_output(rid, job_id, stream))
             case ControlJobs(rid=rid, action=action, job_ids=job_ids):
@@ -342,6 +344,8 @@ class Session:
                 self._outbox.send_nowait(WorkersListed(rid=rid, workers=b.worker_views()))
             case GetStatus(rid=rid):
                 await self._answer(rid, lambda: self._status(rid))
+            case PurgeJobs(rid=rid, older_than_s=older_than_s):
+                await self._answer(rid, lambda: self._purge(rid, older_than_s))
             case Subscribe(rid=rid):
                 self._start_poll(tg, self._follow_events, rid)
             case FollowOutput(rid=rid, job_id=job_id):
@@ -426,6 +430,12 @@ class Session:
         job, attempts = await self._broker.show(job_id)
         return JobShown(rid=rid, job=job, attempts=attempts)
 
+    async def _list_jobs(
+        self, rid: int, state: str | None, queue: str | None, rows: int, before: str | None, group: str | None
+    ) -> Message:
+        jobs, more = await self._broker.store.list_jobs(state, queue, rows, before, group)
+        return JobsListed(rid=rid, jobs=jobs, more=more)
+
     async def _read_output(self, rid: int, job_id: str, stream: str) -> Message:
         if stream not in ("stdout", "stderr"):
             raise BadFrame(f"unknown output stream {stream!r}")
@@ -435,6 +445,11 @@ class Session:
     async def _get_blob(self, rid: int, blob: str, offset: int) -> Message:
         size, data = await self._broker.store.get_blob(blob, offset)
         return BlobRead(rid=rid, size=size, data=data)
+
+    async def _purge(self, rid: int, older_than_s: float | None) -> Message:
+        age = None if older_than_s is None else int(older_than_s * 1000)
+        purged, used = await self._broker.purge(age)
+        return JobsPurged(rid=rid, purged=purged, older_than_s=used / 1000)
 
     async def _status(self, rid: int) -> Message:
         counts, workers, slots = self._broker.status()

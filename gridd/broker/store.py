@@ -26,6 +26,7 @@ from gridd.broker import store_blobs as blobs
 from gridd.broker import store_bundles as bundles
 from gridd.broker import store_flow as flow
 from gridd.broker import store_reads as reads
+from gridd.broker import store_retention as retention
 from gridd.broker import transitions as tr
 from gridd.broker.matching import UNLIMITED, Budget, Lane, lane_of_spec
 from gridd.broker.schema import migrate
@@ -178,6 +179,7 @@ class Store:
                 s.task.records if s.task else None,
                 s.cpus,
                 s.memory_mb,
+                s.task.args_blob if s.task else None,  # a reference retention must see (store_retention.py)
             )
             for i, s in enumerate(specs)
         ]
@@ -186,8 +188,8 @@ class Store:
                 blobs.blob_size(db, s.task.args_blob)  # refuses a payload that was never uploaded
         db.executemany(
             "INSERT INTO jobs (id, state, queue, priority, max_attempts, spec, submitted_ms, group_id,"
-            " pending_deps, reason, finished_ms, throttled, lane, records, cpus, memory_mb)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " pending_deps, reason, finished_ms, throttled, lane, records, cpus, memory_mb, args_blob)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             rows,
         )
         db.executemany(
@@ -606,6 +608,14 @@ class Store:
     def _known_lanes(self) -> list[Lane]:
         return [(r[0], r[1]) for r in self._rows("SELECT queue, lane FROM lanes")]
 
+    async def drop_lanes(self, queues: Sequence[str]) -> None:
+        """Forget the lanes of these queues (no job of theirs can be leased; see Broker.drop_idle_lanes)."""
+        await self._call(retention.drop_lanes, self._conn, queues, _durable=False)
+
+    async def restore_lanes(self, job_ids: Sequence[str]) -> list[Lane]:
+        """The lanes of these jobs, known again (they were retried: their queue may have been dropped)."""
+        return await self._call(retention.restore_lanes, self._conn, [flow.parse_job_id(j) for j in job_ids])
+
     async def next_eligible_ms(self, now_ms: int) -> int | None:
         """When the next delayed job becomes eligible, if any is waiting for its retry delay."""
         return await self._call(self._next_eligible_ms, now_ms, _durable=False)
@@ -675,9 +685,9 @@ class Store:
 
     async def list_jobs(
         self, state: str | None, queue: str | None, limit: int, before: str | None = None, group: str | None = None
-    ) -> list[JobView]:
+    ) -> tuple[list[JobView], bool]:
         """The most recently submitted jobs first, optionally of one state, queue and group, older than
-        the job `before` (for paging); limit 0 = all."""
+        the job `before` (for paging); limit 0 = all. True with a page its size cut short (read on)."""
         return await self._call(reads.list_jobs, self._conn, state, queue, limit, before, group, _durable=False)
 
     async def read_output(self, job_id: str, stream: str) -> tuple[bytes, bool]:
@@ -716,6 +726,11 @@ class Store:
         if len(job_ids) <= SMALL_READ_ROWS and self._reader is not None:
             return self._read_now(blobs.read_results, job_ids, max_bytes, finished_only)
         return await self._call(blobs.read_results, self._conn, job_ids, max_bytes, finished_only, _durable=False)
+
+    async def purge_finished(self, cutoff_ms: int, max_jobs: int) -> list[tuple[str, str, str]]:
+        """Remove up to `max_jobs` jobs finished before `cutoff_ms`, with what only they refer to; returns
+        (id, queue, state) of each (see store_retention)."""
+        return await self._call(retention.purge_finished, self._conn, cutoff_ms, max_jobs)
 
     async def count_by_queue(self) -> dict[str, dict[str, int]]:
         """queue -> state -> number of jobs (read once at start; the broker keeps it current)."""
@@ -767,4 +782,9 @@ def _connect_reader(path: Path) -> sqlite3.Connection:
 
 
 def _last_job_id(conn: sqlite3.Connection) -> int:
-    return int(conn.execute("SELECT COALESCE(MAX(id), 0) FROM jobs").fetchone()[0])
+    """The largest id given so far: of the jobs there are, or of those retention removed."""
+    row = conn.execute(
+        "SELECT MAX(COALESCE((SELECT MAX(id) FROM jobs), 0), COALESCE((SELECT value FROM meta WHERE key = ?), 0))",
+        (retention.LAST_JOB_ID,),
+    ).fetchone()
+    return int(row[0])

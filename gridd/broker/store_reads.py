@@ -10,9 +10,29 @@ import msgspec
 
 from gridd.broker import store_flow as flow
 from gridd.protocol.errors import UnknownJob
-from gridd.protocol.messages import AttemptView, JobSpec, JobView
+from gridd.protocol.limits import LIST_REPLY_BYTES
+from gridd.protocol.messages import AttemptView, JobView
 
-_spec_decoder = msgspec.msgpack.Decoder(JobSpec)
+
+class _SpecView(msgspec.Struct, frozen=True):
+    """The part of a stored JobSpec a JobView shows: its env, stdin and task arguments are skipped
+    while decoding, never copied."""
+
+    argv: list[str]
+    timeout_s: float | None = None
+    task: _TaskName | None = None
+    bundle: str | None = None
+    cpus: int = 1
+    memory_mb: int = 0
+    requires: dict[str, str] = msgspec.field(default_factory=dict)
+
+
+class _TaskName(msgspec.Struct, frozen=True):
+    name: str
+
+
+_spec_decoder = msgspec.msgpack.Decoder(_SpecView)
+_size = msgspec.msgpack.Encoder()
 
 _VIEW_COLUMNS = (
     "j.id, j.state, j.queue, j.priority, j.spec, j.attempts, j.max_attempts, j.exit_code, j.worker, "
@@ -72,21 +92,34 @@ def list_jobs(
     limit: int,
     before: str | None = None,
     group: str | None = None,
-) -> list[JobView]:
+    max_bytes: int = LIST_REPLY_BYTES,
+) -> tuple[list[JobView], bool]:
+    """A page of jobs, newest first, and whether it was cut by `max_bytes` (their encoded size) before
+    `limit` rows: rows are read one at a time, so a listing holds one page, never the whole result."""
     cursor = flow.parse_job_id(before) if before else 2**62
     group_key = None
     if group is not None:
         kind, group_key = flow.parse_ref(group)
         if kind != "group" or not flow.rows(conn, "SELECT 1 FROM groups WHERE id = ?", (group_key,)):
             raise UnknownJob(f"no group has id {group!r}")
-    rows = flow.rows(
-        conn,
+    rows = conn.execute(
         f"SELECT {_VIEW_COLUMNS} FROM jobs j WHERE (?1 IS NULL OR j.state = ?1)"  # noqa: S608
         " AND (?2 IS NULL OR j.queue = ?2) AND (?5 IS NULL OR j.group_id = ?5) AND j.id < ?4"
         " ORDER BY j.id DESC LIMIT ?3",
         (state, queue, limit if limit > 0 else -1, cursor, group_key),
     )
-    return [_view(r) for r in rows]
+    views: list[JobView] = []
+    size = 0
+    try:
+        for row in rows:
+            view = _view(row)
+            size += len(_size.encode(view))
+            if views and size > max_bytes:
+                return views, True
+            views.append(view)
+    finally:
+        rows.close()
+    return views, False
 
 
 def read_output(conn: sqlite3.Connection, job_id: str, stream: str) -> tuple[bytes, bool]:

@@ -18,7 +18,7 @@ from gridd.cli.live import LiveOutput
 from gridd.cli.waiting import through_restarts
 from gridd.client.api import Client, connect
 from gridd.client.locate import broker_address, cluster_token
-from gridd.config import Config
+from gridd.config import Config, parse_duration
 from gridd.printable import printable, printable_lines
 from gridd.protocol.bundles import ref_problem
 from gridd.protocol.errors import ConfigError, ConnectionLost, GriddError, exception_for
@@ -225,6 +225,17 @@ async def _status(client: Client, args: argparse.Namespace) -> int:
     return 0
 
 
+async def _purge(client: Client, args: argparse.Namespace) -> int:
+    older_than = None
+    if args.older_than is not None:
+        older_than = parse_duration(args.older_than, "--older-than")
+        if older_than is None:
+            raise ConfigError("--older-than wants a duration such as 30d or 12h (never purges nothing)")
+    purged = await client.purge(older_than)
+    print(render.to_json({"purged": purged}) if args.json else f"removed {purged} finished job{'s' * (purged != 1)}")
+    return 0
+
+
 async def _logs(client: Client, args: argparse.Namespace) -> int:
     stream = "stderr" if args.stderr else "stdout"
     data, truncated = await client.output(args.job, stream)
@@ -302,6 +313,7 @@ _COMMANDS: dict[str, Callable[[Client, argparse.Namespace], Awaitable[int]]] = {
     "jobs": _jobs,
     "workers": _workers,
     "status": _status,
+    "purge": _purge,
     "logs": _logs,
     "wait": _wait,
     "cancel": _control("cancel"),

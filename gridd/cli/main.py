@@ -63,6 +63,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--max-bundle-bytes", type=int, metavar="BYTES", help="a bundle version's files in all, at most (default 4 GiB)"
     )
+    p.add_argument(
+        "--keep", metavar="DURATION", help="remove finished jobs older than this: 30d, 12h, 90m (default 30d; never)"
+    )
+    p.add_argument("--max-command-bytes", type=int, metavar="N", help="a job's argv+env at most (default 256 KiB)")
+    p.add_argument("--max-stdin-bytes", type=int, metavar="N", help="a job's --stdin at most (default 4 MiB)")
     logging_flags(p)
 
     p = client(command("worker", "run a worker on this machine"))
@@ -143,6 +148,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
 
     p = client(command("status", "jobs by state and connected workers"))
+    p.add_argument("--json", action="store_true")
+
+    p = client(command("purge", "remove finished jobs older than the broker's --keep (or --older-than)"))
+    p.add_argument("--older-than", metavar="DURATION", help="e.g. 7d, 12h, 90m, 0 (all finished jobs)")
     p.add_argument("--json", action="store_true")
 
     p = client(command("logs", "write a job's captured stdout (or stderr) to stdout"))
@@ -268,6 +277,9 @@ def _flags(args: argparse.Namespace) -> dict[str, Any]:
             "data_dir": get("data_dir"),
             "lease_ttl_s": get("lease_ttl"),
             "max_bundle_bytes": get("max_bundle_bytes"),
+            "keep_s": _keep(get("keep")),
+            "max_command_bytes": get("max_command_bytes"),
+            "max_stdin_bytes": get("max_stdin_bytes"),
         },
         "worker": {
             "broker": get("broker"),
@@ -292,6 +304,16 @@ def _flags(args: argparse.Namespace) -> dict[str, Any]:
         },
         "client": {"broker": get("broker")},
     }
+
+
+def _keep(text: str | None) -> float | None:
+    """--keep as seconds; `never` (and 0) as 0, which turns retention off (None here means: not given)."""
+    from gridd.config import parse_duration
+
+    if text is None:
+        return None
+    seconds = parse_duration(text, "--keep")
+    return 0.0 if seconds is None else seconds
 
 
 def _key_value(text: str, flag: str) -> tuple[str, str]:

@@ -19,7 +19,8 @@ from gridd.client.handles import JobHandle, TaskHandle
 from gridd.client.locate import resolve
 from gridd.client.tasks import Task
 from gridd.protocol.bundles import ref_problem
-from gridd.protocol.errors import InvalidRequest, exception_for
+from gridd.protocol.errors import InvalidRequest, PayloadTooLarge, exception_for
+from gridd.protocol.limits import spec_too_large
 from gridd.protocol.messages import (
     MAX_LIST_ROWS,
     AttemptView,
@@ -35,6 +36,7 @@ from gridd.protocol.messages import (
     Outcome,
     OutputChunk,
     OutputChunks,
+    PurgeJobs,
     ReadOutput,
     ReadResults,
     ShowJob,
@@ -113,6 +115,7 @@ class Client:
     ) -> tuple[list[str], str | None]:
         for problem in {ref_problem(s.bundle) for s in specs if s.bundle is not None} - {None}:
             raise InvalidRequest(str(problem))  # else the broker would close the connection on decoding it
+        self._check_sizes(specs)
         ids: list[str] = []
         group: str | None = None
         for chunk in _chunks(specs):
@@ -126,6 +129,18 @@ class Client:
             )
             ids.extend(chunk_ids)
         return ids, group
+
+    def _check_sizes(self, specs: Sequence[JobSpec]) -> None:
+        """Refuse early what the broker would refuse (its limits came with its welcome; 0: not said), so a
+        spec too large for a frame is never sent. The broker checks again."""
+        welcome = self.connection.welcome
+        max_command = welcome.max_command_bytes or 2**62
+        max_stdin = welcome.max_stdin_bytes or 2**62
+        for number, spec in enumerate(specs, start=1):
+            whose = f"job {number} of {len(specs)}: its" if len(specs) > 1 else "the job's"
+            problem = spec_too_large(spec, max_command, max_stdin, whose)
+            if problem is not None:
+                raise PayloadTooLarge(f"{problem}; nothing was submitted")
 
     async def submit_chunk(
         self,
@@ -194,7 +209,8 @@ class Client:
     ) -> list[JobView]:
         """The most recently submitted jobs first (limit 0: all); `before` pages back from a job id.
 
-        The broker answers at most MAX_LIST_ROWS a request; more are fetched page by page."""
+        The broker answers at most MAX_LIST_ROWS a request, and at most LIST_REPLY_BYTES of them; more
+        are fetched page by page."""
         jobs: list[JobView] = []
         while True:
             want = MAX_LIST_ROWS if limit == 0 else min(limit - len(jobs), MAX_LIST_ROWS)
@@ -202,7 +218,8 @@ class Client:
                 lambda rid: ListJobs(rid=rid, state=state, queue=queue, limit=want, before=before, group=group)  # noqa: B023
             )
             jobs.extend(reply.jobs)
-            if len(reply.jobs) < want or (limit and len(jobs) >= limit):
+            # A page cut by its size says `more`; one cut by `want` is full; a short one is the end.
+            if not reply.jobs or (len(reply.jobs) < want and not reply.more) or (limit and len(jobs) >= limit):
                 return jobs
             before = reply.jobs[-1].id
 
@@ -241,6 +258,11 @@ class Client:
     async def workers(self) -> list[WorkerView]:
         reply = await self.connection.request(lambda rid: ListWorkers(rid=rid))
         return list(reply.workers)
+
+    async def purge(self, older_than_s: float | None = None) -> int:
+        """Remove finished jobs older than `older_than_s` (None: the broker's --keep); returns how many."""
+        reply = await self.connection.request(lambda rid: PurgeJobs(rid=rid, older_than_s=older_than_s))
+        return int(reply.purged)
 
     async def status(self) -> StatusReported:
         return await self.connection.request(lambda rid: GetStatus(rid=rid))  # type: ignore[no-any-return]

@@ -292,6 +292,9 @@ class Welcome(Message, frozen=True, tag="welcome"):
     # A client connection that sends nothing for this long while no long poll of it is in flight is
     # closed; a peer keeps an idle connection open with Ping. 0 (an older broker): nothing is closed.
     idle_timeout_s: float = 0.0
+    # The broker's limits on a job's spec (gridd/protocol/limits.py), so a client refuses early; 0: not said.
+    max_command_bytes: Count = 0
+    max_stdin_bytes: Count = 0
 
 
 class Error(Message, frozen=True, tag="error"):
@@ -362,8 +365,12 @@ class ListJobs(Message, frozen=True, tag="job.list"):
 
 
 class JobsListed(Message, frozen=True, tag="job.listed"):
+    """A page of jobs. `more`: the page was cut by its size (LIST_REPLY_BYTES), not by `limit`, so there
+    may be more jobs older than its last one (an older broker never sets it: a short page ended it)."""
+
     rid: RequestId
     jobs: list[JobView]
+    more: bool = False
 
 
 class ReadOutput(Message, frozen=True, tag="job.output"):
@@ -502,6 +509,20 @@ class BundleGot(Message, frozen=True, tag="bundle.got"):
     rid: RequestId
     bundle: BundleView
     files: list[BundleFile]
+
+
+class PurgeJobs(Message, frozen=True, tag="job.purge"):
+    """Remove the finished jobs that finished more than `older_than_s` ago (None: the broker's --keep),
+    with their attempts, output, results and the blobs only they refer to."""
+
+    rid: RequestId
+    older_than_s: Annotated[float, msgspec.Meta(ge=0, le=2**40)] | None = None
+
+
+class JobsPurged(Message, frozen=True, tag="job.purged"):
+    rid: RequestId
+    purged: Count
+    older_than_s: float = 0.0  # what it was run with
 
 
 class ListWorkers(Message, frozen=True, tag="worker.list"):
@@ -697,6 +718,7 @@ PeerMessage = (
     | GetBundle
     | ListWorkers
     | GetStatus
+    | PurgeJobs
     | Subscribe
     | FollowOutput
     | RegisterWorker
@@ -728,6 +750,7 @@ BrokerMessage = (
     | BundleGot
     | WorkersListed
     | StatusReported
+    | JobsPurged
     | Subscribed
     | Event
     | EventBatch

@@ -1,7 +1,9 @@
 """Runs one attempt of a job as a child process and reports how it ended, shell style.
 
-Each attempt gets a fresh, empty working directory; stdout and stderr go to anonymous files (never
-through the event loop), of which the first `max_output_bytes` are kept. The job runs in its own
+Each attempt gets a fresh, empty working directory; stdout and stderr are pipes that the attempt's thread
+drains (never through the event loop) into anonymous spool files, keeping the first `max_output_bytes`
+of each and dropping the rest as it arrives: the job never blocks on a full pipe, and however much it
+writes, the worker's disk holds at most that much per stream (the result says it was truncated). The job runs in its own
 session (process group), and the whole group is killed when the job ends, times out or is stopped, so
 no child outlives its job. Processes are started and reaped from threads: it is the fastest way this machine allows
 (DESIGN.md), and it keeps the event loop free.
@@ -18,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import select
 import shutil
 import signal
 import subprocess
@@ -35,6 +38,9 @@ from gridd.clock import Clock
 from gridd.protocol.messages import JobResult, LeasedJob, OutputChunk
 
 TERM_GRACE_S = 2.0
+DRAIN_S = 0.5  # after the job's group is gone: how long output still in flight may take to arrive
+_EXIT_POLL_S = 0.05  # how often the exit is checked where the system has no pidfd
+_READ_BYTES = 65536
 OUTPUT_EVERY_S = 0.5  # a running job's new output goes out this often (shorter jobs: with the result only)
 # The worker's own secrets are not the job's business: a job that could read the cluster token could
 # submit as anyone.
@@ -202,7 +208,16 @@ class _Attempt:
                 _remove(cwd)
 
     def _run_in(self, cwd: Path, out: IO[bytes], err: IO[bytes], started: int) -> JobResult:
-        job, limit = self._job, self._settings.max_output_bytes
+        limit = self._settings.max_output_bytes
+        spools = [_Spool(out, limit), _Spool(err, limit)]
+        try:
+            return self._run_spooled(cwd, spools, started)
+        finally:
+            for spool in spools:
+                spool.close()
+
+    def _run_spooled(self, cwd: Path, spools: list[_Spool], started: int) -> JobResult:
+        job = self._job
         try:
             cwd.mkdir(parents=True)
         except OSError as exc:
@@ -213,10 +228,13 @@ class _Attempt:
             except OSError as exc:
                 return self._not_started(None, "error", f"cannot fill the working directory {cwd}: {exc}", started)
         try:
-            proc = _spawn(job, cwd, self._settings.worker, out, err)
+            proc = _spawn(job, cwd, self._settings.worker, spools[0].write_end, spools[1].write_end)
         except OSError as exc:
             code, outcome = _spawn_failure(exc)
             return self._not_started(code, outcome, f"{job.spec.argv[0]}: {exc.strerror or exc}", started)
+        finally:
+            for spool in spools:
+                spool.spawned()  # only the job holds the write ends now: its exit is their EOF
         spawned = time.monotonic()
         self._pause.attach(proc.pid)
         with self._lock:
@@ -225,33 +243,25 @@ class _Attempt:
         if stopped:
             _kill_group(proc.pid, signal.SIGKILL)
         timed_out = False
-        try:
-            timed_out = not self._wait_within_timeout(proc, spawned)
-            if timed_out:
-                self._pause.resume()  # a stopped process would not see the SIGTERM
-                _kill_group(proc.pid, signal.SIGTERM)
-                with contextlib.suppress(subprocess.TimeoutExpired):
-                    proc.wait(timeout=TERM_GRACE_S)
-        finally:
-            _kill_group(proc.pid, signal.SIGKILL)  # stragglers the job left behind, or all of it
-            proc.wait()
-        ended = self._clock.now_ms()
-        (stdout, stdout_cut), (stderr, stderr_cut) = _read_head(out, limit), _read_head(err, limit)
-        return _result(job, proc.returncode, timed_out, started, ended, stdout, stdout_cut, stderr, stderr_cut)
-
-    def _wait_within_timeout(self, proc: subprocess.Popen[bytes], spawned: float) -> bool:
-        """Wait for the process; False if it ran (not counting time stopped) past the job's timeout."""
-        limit = self._job.spec.timeout_s
-        if limit is None:
-            proc.wait()
-            return True
-        while (left := limit - self._pause.running_s(spawned)) > 0:
+        with _Exit(proc) as exited:
             try:
-                proc.wait(timeout=left)
-                return True
-            except subprocess.TimeoutExpired:
-                continue  # time it spent stopped does not count: look again
-        return False
+                limit = self._job.spec.timeout_s
+                # Time it spent stopped does not count toward its timeout.
+                timed_out = not exited.pump(
+                    spools, None if limit is None else lambda: limit - self._pause.running_s(spawned)
+                )
+                if timed_out:
+                    self._pause.resume()  # a stopped process would not see the SIGTERM
+                    _kill_group(proc.pid, signal.SIGTERM)
+                    grace = time.monotonic() + TERM_GRACE_S
+                    exited.pump(spools, lambda: grace - time.monotonic())
+            finally:
+                _kill_group(proc.pid, signal.SIGKILL)  # stragglers the job left behind, or all of it
+                proc.wait()
+        _drain(spools, time.monotonic() + DRAIN_S)
+        ended = self._clock.now_ms()
+        (stdout, stdout_cut), (stderr, stderr_cut) = spools[0].head(), spools[1].head()
+        return _result(job, proc.returncode, timed_out, started, ended, stdout, stdout_cut, stderr, stderr_cut)
 
     def _not_started(self, code: int | None, outcome: str, why: str, started: int) -> JobResult:
         job = self._job
@@ -299,7 +309,7 @@ def _result(
     )
 
 
-def _spawn(job: LeasedJob, cwd: Path, worker: str, out: IO[bytes], err: IO[bytes]) -> subprocess.Popen[bytes]:
+def _spawn(job: LeasedJob, cwd: Path, worker: str, out: int, err: int) -> subprocess.Popen[bytes]:
     env = {k: v for k, v in os.environ.items() if k not in HIDDEN_ENV}
     env.update(job.spec.env)
     env.update(GRIDD_JOB_ID=job.job_id, GRIDD_ATTEMPT=str(job.attempt), GRIDD_WORKER=worker)
@@ -312,7 +322,7 @@ def _spawn(job: LeasedJob, cwd: Path, worker: str, out: IO[bytes], err: IO[bytes
 
 
 def _popen(
-    argv: list[str], cwd: Path, env: dict[str, str], stdin: IO[bytes] | int, out: IO[bytes], err: IO[bytes]
+    argv: list[str], cwd: Path, env: dict[str, str], stdin: IO[bytes] | int, out: int, err: int
 ) -> subprocess.Popen[bytes]:
     # Its own session: the job's whole process group can be stopped at once.
     return subprocess.Popen(
@@ -343,11 +353,103 @@ def _remove(cwd: Path) -> None:
         shutil.rmtree(cwd, ignore_errors=True)
 
 
-def _read_head(f: IO[bytes], limit: int) -> tuple[bytes, bool]:
-    """The first `limit` bytes the job wrote, and whether it wrote more."""
-    f.seek(0)
-    data = f.read(limit + 1)
-    return (data[:limit], True) if len(data) > limit else (data, False)
+class _Spool:
+    """One output stream of an attempt: a pipe the job writes, drained into `file` up to `limit` bytes.
+    Past the limit what arrives is read and dropped (`cut`), so the job never blocks on a full pipe."""
+
+    def __init__(self, file: IO[bytes], limit: int) -> None:
+        self.file = file
+        self.limit = limit
+        self.kept = 0
+        self.cut = False
+        self.fd, self.write_end = os.pipe()
+        os.set_blocking(self.fd, False)
+        self.open = True
+
+    def spawned(self) -> None:
+        """The job has its copy of the write end (or failed to start): ours goes."""
+        if self.write_end >= 0:
+            os.close(self.write_end)
+            self.write_end = -1
+
+    def pump(self) -> None:
+        """Move what the pipe holds now into the file (up to the limit); `open` turns False at its end."""
+        for _ in range(16):  # a bounded turn: the other stream and the exit are looked at in between
+            try:
+                data = os.read(self.fd, _READ_BYTES)
+            except BlockingIOError:
+                return
+            if not data:
+                self.open = False
+                return
+            room = self.limit - self.kept
+            if room > 0:
+                # Written past the file object's buffer: new_output's fstat sees it at once.
+                os.write(self.file.fileno(), data[:room])
+                self.kept += min(room, len(data))
+            self.cut = self.cut or len(data) > room
+
+    def head(self) -> tuple[bytes, bool]:
+        """The first `limit` bytes the job wrote, and whether it wrote more."""
+        return os.pread(self.file.fileno(), self.kept, 0), self.cut
+
+    def close(self) -> None:
+        self.spawned()
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+
+class _Exit:
+    """Waits for a process while draining its output pipes; with a pidfd (Linux 5.3+) the exit wakes the
+    wait at once, else it is looked at every _EXIT_POLL_S."""
+
+    def __init__(self, proc: subprocess.Popen[bytes]) -> None:
+        self._proc = proc
+        self._pidfd = -1
+
+    def __enter__(self) -> _Exit:
+        with contextlib.suppress(AttributeError, OSError):
+            self._pidfd = os.pidfd_open(self._proc.pid)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._pidfd >= 0:
+            os.close(self._pidfd)
+
+    def pump(self, spools: list[_Spool], left: Callable[[], float] | None) -> bool:
+        """Drain `spools` until the process exits (True) or `left()` seconds run out first (False)."""
+        while self._proc.poll() is None:
+            wait_s = 1.0 if self._pidfd >= 0 else _EXIT_POLL_S
+            if left is not None:
+                remaining = left()
+                if remaining <= 0:
+                    return False
+                # Looked at again at least every second: a stopped job's clock stands still meanwhile.
+                wait_s = min(wait_s, remaining)
+            _poll(spools, wait_s, self._pidfd)
+        return True
+
+
+def _poll(spools: list[_Spool], wait_s: float, also: int = -1) -> None:
+    """Wait up to `wait_s` for output (or for `also` to be readable), and move what came."""
+    poller = select.poll()
+    by_fd = {s.fd: s for s in spools if s.open}
+    for fd in by_fd:
+        poller.register(fd, select.POLLIN)
+    if also >= 0:
+        poller.register(also, select.POLLIN)
+    for fd, _ in poller.poll(wait_s * 1000):
+        spool = by_fd.get(fd)
+        if spool is not None:
+            spool.pump()
+
+
+def _drain(spools: list[_Spool], deadline: float) -> None:
+    """After the job's group is gone: what is still in the pipes, until their end (or the deadline, if a
+    process that escaped the group holds one open)."""
+    while any(s.open for s in spools) and (left := deadline - time.monotonic()) > 0:
+        _poll(spools, left)
 
 
 def _signal_name(number: int) -> str:

@@ -499,13 +499,13 @@ async def test_list_jobs_shows_the_newest_first_filtered_by_state_and_queue_and_
         ids = await submit(store, clock, *(spec(queue="a" if i % 2 else "b") for i in range(7)))
         await store.control_jobs("hold", [ids[1], ids[4]], clock.now_ms())
         newest = list(reversed(ids))
-        assert [v.id for v in await store.list_jobs(None, None, 0)] == newest
-        assert [v.id for v in await store.list_jobs(None, None, 3)] == newest[:3]
-        assert [v.id for v in await store.list_jobs(None, None, 3, before=newest[2])] == newest[3:6]
-        assert [v.id for v in await store.list_jobs(None, None, 0, before=ids[0])] == []
-        assert [v.id for v in await store.list_jobs("held", None, 0)] == [ids[4], ids[1]]
-        assert [v.id for v in await store.list_jobs(None, "a", 0)] == [ids[5], ids[3], ids[1]]
-        assert [v.id for v in await store.list_jobs("held", "b", 0)] == [ids[4]]
+        assert [v.id for v in (await store.list_jobs(None, None, 0))[0]] == newest
+        assert [v.id for v in (await store.list_jobs(None, None, 3))[0]] == newest[:3]
+        assert [v.id for v in (await store.list_jobs(None, None, 3, before=newest[2]))[0]] == newest[3:6]
+        assert [v.id for v in (await store.list_jobs(None, None, 0, before=ids[0]))[0]] == []
+        assert [v.id for v in (await store.list_jobs("held", None, 0))[0]] == [ids[4], ids[1]]
+        assert [v.id for v in (await store.list_jobs(None, "a", 0))[0]] == [ids[5], ids[3], ids[1]]
+        assert [v.id for v in (await store.list_jobs("held", "b", 0))[0]] == [ids[4]]
         assert await store.count_by_queue() == {"a": {"queued": 2, "held": 1}, "b": {"queued": 3, "held": 1}}
 
 
@@ -540,13 +540,13 @@ async def test_a_full_database_refuses_a_submit_with_storage_failed_and_loses_no
             await submit(store, clock, *big)
         assert "full" in str(caught.value)
         # what was acknowledged is intact and readable; nothing of the refused submit is there
-        assert [v.id for v in await store.list_jobs(None, None, 0)] == list(reversed(before))
+        assert [v.id for v in (await store.list_jobs(None, None, 0))[0]] == list(reversed(before))
         assert [v.argv for v in await store.get_jobs(before)] == [["kept", "1"], ["kept", "2"]]
         assert (await lease_one(store, clock)).job_id == before[0]  # and it still leases
         store._conn.execute("PRAGMA max_page_count = 1073741823")  # space freed
         after = await submit(store, clock, spec("later"))
     async with store_at(tmp_path) as store:
-        views = await store.list_jobs(None, None, 0)
+        views, _ = await store.list_jobs(None, None, 0)
     assert [v.id for v in views] == [after[0], *reversed(before)]
 
 
@@ -568,7 +568,7 @@ async def test_submits_made_at_once_commit_together_and_a_refused_one_is_undone_
             tg.start_soon(one, i)
     assert isinstance(outcomes.pop(2), UnknownJob)
     async with store_at(tmp_path) as store:
-        views = await store.list_jobs(None, None, 0)
+        views, _ = await store.list_jobs(None, None, 0)
     assert sorted((v.id, v.argv) for v in views) == sorted((ids[0], ["echo", str(i)]) for i, ids in outcomes.items())
 
 

@@ -114,7 +114,7 @@ async def still_serves(handle: BrokerHandle) -> None:
 
 
 async def jobs_in(handle: BrokerHandle) -> int:
-    return len(await handle.broker.store.list_jobs(None, None, 0))
+    return len((await handle.broker.store.list_jobs(None, None, 0))[0])
 
 
 # ---- before the handshake ---------------------------------------------------------------------------------------

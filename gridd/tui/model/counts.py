@@ -50,7 +50,14 @@ class CountBook:
         self.exact = True
 
     def apply(self, event: Event) -> None:
-        """Move one job from its previous state to the event's state."""
+        """Move one job from its previous state to the event's state (a purged job: out of its state)."""
+        if event.kind == "job.purged" and event.job_id is not None and event.queue in self._counts:
+            by_state = self._counts[event.queue]
+            previous = event.previous or self._known.get(event.job_id)
+            if previous is not None:
+                by_state[previous] = max(0, by_state.get(previous, 0) - 1)
+            self._known.pop(event.job_id, None)
+            return
         if event.job_id is None or event.state is None or event.queue is None:
             return
         by_state = self._counts.setdefault(event.queue, {})

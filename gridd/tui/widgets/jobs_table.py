@@ -124,6 +124,9 @@ class JobsTable(DataTable[Text]):
         wanted = False
         for event in events:
             job_id, state = event.job_id, event.state
+            if event.kind == "job.purged" and job_id is not None and job_id in self.rows:
+                self.remove_row(job_id)
+                continue
             if job_id is None or state is None:
                 continue
             if job_id not in self.rows:

@@ -1,0 +1,96 @@
+"""Retention: finished jobs older than a cut-off are removed with everything only they refer to. Part of the
+store, run on its database thread inside the store's transactions.
+
+Rules: one call removes at most `max_jobs` jobs (those that finished first), so a purge of millions holds
+the writer for one short transaction at a time; the caller calls again while a batch comes back full.
+What goes with a job: its attempts, outputs and result, its dependency rows both ways (a job that waited
+for it was settled when it finished: met if it succeeded, cancelled if not), its group once no job is left
+in it, and each blob it referred to (task arguments, a result value) that no other job, result or bundle
+version refers to. A bundle's blobs stay while any version names them. The largest id ever given is
+kept in `meta`, so a restart after the newest jobs were purged never gives an id out twice.
+
+The lanes of queues that have no job left to lease are dropped too (Broker.drop_idle_lanes decides which),
+and a retried job's lane is restored, so the lanes table holds what may be leased, not every queue ever seen.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Sequence
+
+from gridd.broker import store_flow as flow
+
+LAST_JOB_ID = "last_job_id"
+# Word for word the WHERE of the jobs_finished index (schema.py), so SQLite uses it.
+_FINISHED = "state IN ('succeeded', 'failed', 'cancelled')"
+
+
+def purge_finished(db: sqlite3.Connection, cutoff_ms: int, max_jobs: int) -> list[tuple[str, str, str]]:
+    """Remove up to `max_jobs` jobs that finished before `cutoff_ms`; returns (id, queue, state) of each."""
+    rows = db.execute(
+        f"SELECT id, queue, state, group_id, args_blob FROM jobs WHERE {_FINISHED} AND finished_ms < ?"  # noqa: S608
+        " ORDER BY finished_ms LIMIT ?",
+        (cutoff_ms, max_jobs),
+    ).fetchall()
+    if not rows:
+        return []
+    ids = flow.ids_json(r[0] for r in rows)
+    blobs = {r[4] for r in rows if r[4]}
+    blobs.update(
+        r[0]
+        for r in db.execute(
+            "SELECT blob FROM results WHERE job_id IN (SELECT value FROM json_each(?)) AND blob IS NOT NULL", (ids,)
+        )
+    )
+    db.execute(
+        "INSERT INTO meta (key, value) VALUES (?, ?)"
+        " ON CONFLICT (key) DO UPDATE SET value = MAX(value, excluded.value)",
+        (LAST_JOB_ID, max(r[0] for r in rows)),
+    )
+    for sql in (
+        "DELETE FROM attempts WHERE job_id IN (SELECT value FROM json_each(?))",
+        "DELETE FROM outputs WHERE job_id IN (SELECT value FROM json_each(?))",
+        "DELETE FROM results WHERE job_id IN (SELECT value FROM json_each(?))",
+        "DELETE FROM deps WHERE job_id IN (SELECT value FROM json_each(?))",
+        "DELETE FROM deps WHERE dep_id IN (SELECT value FROM json_each(?))",
+        "DELETE FROM jobs WHERE id IN (SELECT value FROM json_each(?))",
+    ):
+        db.execute(sql, (ids,))
+    db.execute(
+        "DELETE FROM groups WHERE id IN (SELECT value FROM json_each(?))"
+        " AND NOT EXISTS (SELECT 1 FROM jobs WHERE group_id = groups.id)",
+        (flow.ids_json({r[3] for r in rows if r[3] is not None}),),
+    )
+    for blob in sorted(blobs):
+        if not _referenced(db, blob):
+            db.execute("DELETE FROM blob_chunks WHERE blob = ?", (blob,))
+            db.execute("DELETE FROM blobs WHERE id = ?", (blob,))
+    return [(str(r[0]), r[1], r[2]) for r in rows]
+
+
+def _referenced(db: sqlite3.Connection, blob: str) -> bool:
+    """Whether a job that is left, a result or a bundle version still names `blob`."""
+    found = db.execute(
+        "SELECT EXISTS (SELECT 1 FROM jobs WHERE args_blob = ?1) OR EXISTS (SELECT 1 FROM results WHERE blob = ?1)"
+        " OR EXISTS (SELECT 1 FROM bundles WHERE instr(manifest, CAST(?1 AS BLOB)) > 0)",
+        (blob,),
+    ).fetchone()
+    return bool(found[0])
+
+
+def drop_lanes(db: sqlite3.Connection, queues: Sequence[str]) -> None:
+    """Forget the lanes of queues that have no job left to lease."""
+    db.execute("DELETE FROM lanes WHERE queue IN (SELECT value FROM json_each(?))", (json.dumps(list(queues)),))
+
+
+def restore_lanes(db: sqlite3.Connection, ids: Sequence[int]) -> list[tuple[str, str]]:
+    """The (queue, lane) of these jobs, in the lanes table again."""
+    lanes = [
+        (r[0], r[1])
+        for r in db.execute(
+            "SELECT DISTINCT queue, lane FROM jobs WHERE id IN (SELECT value FROM json_each(?))", (flow.ids_json(ids),)
+        )
+    ]
+    db.executemany("INSERT OR IGNORE INTO lanes (queue, lane) VALUES (?, ?)", lanes)
+    return lanes

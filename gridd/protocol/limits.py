@@ -1,0 +1,54 @@
+"""The size limits of what a peer may hand the broker, and how each size is counted. Pure: no I/O.
+
+Rules: every limit here has a default the broker may be told to change (BrokerConfig), is checked by
+the broker (the client checks early only for a nicer message), and is refused with one line that says
+the size and the limit, so a person knows by how much to shrink what they sent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from gridd.protocol.messages import JobSpec
+
+MAX_COMMAND_BYTES = 256 * 1024  # a job's argv and env together (as execve would count them)
+MAX_STDIN_BYTES = 4 * 1024 * 1024  # a job's --stdin, which travels inside its spec
+MAX_OUTPUT_BYTES = 1024 * 1024  # of each stream of an attempt, kept by the worker and by the broker
+LIST_REPLY_BYTES = 4 * 1024 * 1024  # a page of `jobs` stays this far under the frame limit
+
+
+def command_bytes(argv: Sequence[str], env: Mapping[str, str]) -> int:
+    """What a command takes: each argument and each KEY=VALUE, UTF-8, with its terminating NUL."""
+    return sum(len(a.encode()) + 1 for a in argv) + sum(len(k.encode()) + len(v.encode()) + 2 for k, v in env.items())
+
+
+def too_large(what: str, size: int, limit: int, setting: str) -> str | None:
+    """The refusal of `size` bytes past `limit` (None within it), in one line; `what` ends in its verb
+    ("its command and environment take")."""
+    if size <= limit:
+        return None
+    return f"{what} {size_text(size)} ({size:,} bytes); the limit is {size_text(limit)} ({setting})"
+
+
+def size_text(n: int) -> str:
+    """A byte count for people: '300 KiB', '14.0 MiB', '512 bytes'."""
+    if n >= 1024 * 1024:
+        return f"{n / (1024 * 1024):.1f} MiB"
+    if n >= 1024:
+        return f"{n / 1024:.0f} KiB"
+    return f"{n} bytes"
+
+
+def spec_too_large(spec: JobSpec, max_command_bytes: int, max_stdin_bytes: int, whose: str = "the job's") -> str | None:
+    """Why `spec` is past the limits (its argv+env, or its stdin with inline task arguments), or None."""
+    return too_large(
+        f"{whose} command and environment take",
+        command_bytes(spec.argv, spec.env),
+        max_command_bytes,
+        "gridd broker --max-command-bytes",
+    ) or too_large(
+        f"{whose} standard input (or inline task arguments) takes",
+        len(spec.stdin or b"") + len(spec.task.args if spec.task is not None else b""),
+        max_stdin_bytes,
+        "gridd broker --max-stdin-bytes",
+    )

@@ -1,0 +1,56 @@
+"""Matching cost does not grow with the number of queues ever seen: a worker's lease request looks only at
+the lanes of the queues it serves that have queued jobs, and the lanes of queues with no job left to lease
+are dropped from memory and from the lanes table (a retried job brings its lane back)."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import anyio
+
+from gridd.client.connection import open_connection
+from gridd.protocol.messages import JobSpec, RegisterWorker, RequestJobs
+from tests.conftest import TOKEN, client_of, running_broker
+
+QUEUES = 20_000
+
+
+def lanes_in_table(data_dir: Path) -> int:
+    with sqlite3.connect(f"file:{data_dir / 'gridd.db'}?mode=ro", uri=True) as db:
+        return int(db.execute("SELECT COUNT(*) FROM lanes").fetchone()[0])
+
+
+async def test_a_lease_on_default_looks_at_its_own_lanes_only_and_idle_lanes_are_dropped(tmp_path: Path) -> None:
+    async with running_broker(tmp_path) as b, client_of(b) as client:
+        broker = b.broker
+        with anyio.fail_after(120):
+            # 20,000 queues, each with a job in a task lane (so each is a lane of its own), all cancelled.
+            specs = [JobSpec(argv=["true"], queue=f"q{i}", requires={"gpu": "yes"}) for i in range(QUEUES)]
+            ids = await client.submit_many(specs)
+            await client.control("cancel", ids)
+            assert lanes_in_table(b.data_dir) == QUEUES
+            job_id = await client.submit(["true"], requires={"gpu": "yes"})
+            async with open_connection(b.addr, TOKEN, role="worker", name="w") as conn:
+                await conn.request(
+                    lambda rid: RegisterWorker(rid=rid, host="h", slots=1, queues=["default"], tags={"gpu": "yes"})
+                )
+                leased = await conn.request(lambda rid: RequestJobs(rid=rid, max_jobs=1))
+                assert [j.job_id for j in leased.jobs] == [job_id]
+                # One pass, one request, its worker's lanes: 'default' plain and 'default' gpu=yes. Not 20,001.
+                assert broker.lanes.scanned <= 2
+                assert broker.dispatcher.lanes_considered <= 2
+
+                assert await broker.drop_idle_lanes() == QUEUES
+                assert len(broker.lanes) == 1  # ('default', ';gpu=yes'): its job runs
+                assert lanes_in_table(b.data_dir) == 1
+
+                # A retried job brings its queue's lane back, and is leased from it.
+                await client.retry(ids[7])
+                assert "q7" in broker.lanes.queues() and lanes_in_table(b.data_dir) == 2
+            async with open_connection(b.addr, TOKEN, role="worker", name="w7") as conn:
+                await conn.request(
+                    lambda rid: RegisterWorker(rid=rid, host="h", slots=1, queues=["q7"], tags={"gpu": "yes"})
+                )
+                leased = await conn.request(lambda rid: RequestJobs(rid=rid, max_jobs=1))
+                assert [j.job_id for j in leased.jobs] == [ids[7]]
