@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent / "gridd"
-SHARED = {"gridd.config", "gridd.logs", "gridd.clock", "gridd.resources"}
+SHARED = {"gridd.config", "gridd.logs", "gridd.clock", "gridd.resources", "gridd.printable"}
 # package -> the gridd packages it may import (itself always; the bare `gridd` holds only __version__)
 ALLOWED = {
     "protocol": set(),
@@ -16,7 +16,7 @@ ALLOWED = {
     "client": {"gridd", "gridd.protocol", *SHARED},
     "broker": {"gridd", "gridd.protocol", *SHARED},
     "worker": {"gridd", "gridd.protocol", "gridd.client", *SHARED},
-    "tui": {"gridd", "gridd.client", "gridd.protocol", "gridd.config"},
+    "tui": {"gridd", "gridd.client", "gridd.protocol", "gridd.config", "gridd.printable"},
 }
 ONLY_IN = {"textual": "gridd/tui/", "sqlite3": ("gridd/broker/store", "gridd/broker/schema.py")}
 

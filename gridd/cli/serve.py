@@ -13,7 +13,7 @@ import structlog
 from gridd.client.locate import cluster_token
 from gridd.config import Config, default_data_dir
 from gridd.logs import configure_logging
-from gridd.protocol.errors import ConfigError
+from gridd.protocol.errors import NoToken
 
 log = structlog.get_logger()
 
@@ -54,7 +54,7 @@ async def _token_when_ready(given: str | None, wait_s: float = TOKEN_WAIT_S) -> 
         for attempt in itertools.count():
             try:
                 return cluster_token(given)
-            except ConfigError as exc:
+            except NoToken as exc:
                 if attempt == 0:
                     log.info("worker.waiting_for_token", error=str(exc), wait_s=wait_s)
                 await anyio.sleep(0.1)

@@ -23,8 +23,8 @@ def imported(path: Path) -> set[str]:
     return names
 
 
-def test_the_tui_imports_only_the_client_protocol_and_config_of_gridd() -> None:
-    allowed = ("gridd.client", "gridd.protocol", "gridd.config", "gridd.tui")
+def test_the_tui_imports_only_the_client_protocol_config_and_printable_of_gridd() -> None:
+    allowed = ("gridd.client", "gridd.protocol", "gridd.config", "gridd.printable", "gridd.tui")
     for path in (ROOT / "tui").rglob("*.py"):
         for name in imported(path):
             if name.startswith("gridd"):
