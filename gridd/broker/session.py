@@ -24,6 +24,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from gridd import __version__
 from gridd.broker.admission import ConnectionLimits
 from gridd.broker.core import Broker
+from gridd.broker.principals import CLUSTER_ADMIN, Principal
 from gridd.broker.workers import WorkerLink
 from gridd.protocol.auth import broker_proof, new_nonce, peer_proof, proofs_match
 from gridd.protocol.errors import (
@@ -142,6 +143,7 @@ class Session:
         self._outbox: MemoryObjectSendStream[Message]
         self._worker: WorkerLink | None = None
         self._hello_name = ""
+        self.principal: Principal | None = None  # who the peer speaks for, once it has authenticated
         self._challenged = False
         self._serving = anyio.CancelScope()  # cancelled to end the session once the outbox is flushed
         self._flush_by = math.inf  # when the writer must give up sending what is queued
@@ -237,6 +239,7 @@ class Session:
             auth = await self._expect(Authenticate)
             if not proofs_match(peer_proof(self._token, hello.nonce, nonce), auth.proof):
                 raise AuthFailed("authentication failed: the peer does not know the cluster token (GRIDD_TOKEN)")
+            self.principal = CLUSTER_ADMIN
             settings = self._broker.settings
             await self._stream.send(
                 encode_frames(
