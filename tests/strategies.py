@@ -23,8 +23,6 @@ texts = st.text(max_size=40)
 names = st.text(min_size=1, max_size=255)
 short_names = st.text(min_size=1, max_size=20)
 job_ids = st.text(min_size=1, max_size=64)
-nonces = st.binary(min_size=16, max_size=64)
-proofs = st.binary(min_size=32, max_size=64)
 finite_floats = st.floats(allow_nan=False, allow_infinity=False)
 positive_floats = st.floats(min_value=0.0, exclude_min=True, allow_nan=False)
 str_dicts = st.dictionaries(texts, texts, max_size=4)
@@ -155,9 +153,8 @@ outcomes = st.builds(
 # ---- messages a peer sends -----------------------------------------------------------------------------------
 
 hellos = st.builds(
-    m.Hello, version=plain_ints, role=st.sampled_from(["client", "worker"]) | texts, name=names, nonce=nonces
+    m.Hello, version=plain_ints, role=st.sampled_from(["client", "worker"]) | texts, name=names, secret=texts
 )
-authenticates = st.builds(m.Authenticate, proof=proofs)
 submit_jobs = st.builds(
     m.SubmitJobs,
     rid=rids,
@@ -252,7 +249,6 @@ return_leases = st.builds(m.ReturnLeases, rid=rids, leases=st.lists(lease_refs, 
 
 peer_messages: st.SearchStrategy[Any] = st.one_of(
     hellos,
-    authenticates,
     submit_jobs,
     show_jobs,
     list_jobs,
@@ -279,7 +275,6 @@ peer_messages: st.SearchStrategy[Any] = st.one_of(
 
 # ---- messages the broker sends -----------------------------------------------------------------------------------
 
-challenges = st.builds(m.Challenge, version=plain_ints, nonce=nonces, proof=proofs)
 welcomes = st.builds(
     m.Welcome,
     broker_version=texts,
@@ -349,7 +344,6 @@ leases_returned = st.builds(m.LeasesReturned, rid=rids)
 revoke_leases = st.builds(m.RevokeLeases, leases=st.lists(lease_refs, max_size=3))
 
 broker_messages: st.SearchStrategy[Any] = st.one_of(
-    challenges,
     welcomes,
     errors,
     jobs_accepted,
@@ -380,7 +374,6 @@ broker_messages: st.SearchStrategy[Any] = st.one_of(
 # Every message class and the strategy that builds it, so a test can check no class was forgotten.
 BY_CLASS: dict[type, st.SearchStrategy[Any]] = {
     m.Hello: hellos,
-    m.Authenticate: authenticates,
     m.SubmitJobs: submit_jobs,
     m.ShowJob: show_jobs,
     m.ListJobs: list_jobs,
@@ -409,7 +402,6 @@ BY_CLASS: dict[type, st.SearchStrategy[Any]] = {
     m.AppendOutput: append_outputs,
     m.ReportWorkerState: report_worker_states,
     m.Ping: st.builds(m.Ping, rid=rids),
-    m.Challenge: challenges,
     m.Welcome: welcomes,
     m.Error: errors,
     m.JobsAccepted: jobs_accepted,

@@ -15,6 +15,7 @@ from anyio.abc import TaskStatus
 from gridd.broker.admission import ConnectionLimits, raise_open_files_limit
 from gridd.broker.auth import broker_token
 from gridd.broker.core import Broker, BrokerSettings
+from gridd.broker.credentials import Credentials
 from gridd.broker.events import EventHub
 from gridd.broker.leases import LeaseReaper
 from gridd.broker.listener import serve_peers
@@ -66,7 +67,7 @@ async def _serve(config: BrokerConfig, data_dir: Path, clock: Clock, task_status
         await tg.start(LeaseReaper(broker, clock, config.reap_every_s).run)
         raise_open_files_limit()
         tg.start_soon(Maintenance(broker, config.maintain_every_s).run)
-        bound = await tg.start(serve_peers, host, port, broker, token, ConnectionLimits.of(config))
+        bound = await tg.start(serve_peers, host, port, broker, Credentials(token), ConnectionLimits.of(config))
         broker.port = bound
         _write_addr(data_dir, host, bound)
         log.info("broker.started", data_dir=str(data_dir), port=bound, running_leases=extended)

@@ -20,6 +20,7 @@ from anyio.abc import SocketAttribute, SocketListener, SocketStream, TaskGroup, 
 
 from gridd.broker.admission import Admission, ConnectionLimits
 from gridd.broker.core import Broker
+from gridd.broker.credentials import Credentials
 from gridd.broker.session import Session
 from gridd.protocol.errors import TooManyConnections
 from gridd.protocol.frames import encode_frames
@@ -37,7 +38,7 @@ async def serve_peers(
     host: str,
     port: int,
     broker: Broker,
-    token: str,
+    credentials: Credentials,
     limits: ConnectionLimits | None = None,
     *,
     task_status: TaskStatus[int] = anyio.TASK_STATUS_IGNORED,
@@ -51,7 +52,10 @@ async def serve_peers(
         task_status.started(bound)
         for one in listener.listeners:  # TCP listeners, one per address family bound
             tg.start_soon(
-                accept_loop, cast(SocketListener, one), tg, lambda stream: _serve_one(stream, broker, token, admission)
+                accept_loop,
+                cast(SocketListener, one),
+                tg,
+                lambda stream: _serve_one(stream, broker, credentials, admission),
             )
 
 
@@ -81,7 +85,7 @@ async def accept_loop(
         tg.start_soon(handler, stream)
 
 
-async def _serve_one(stream: SocketStream, broker: Broker, token: str, admission: Admission) -> None:
+async def _serve_one(stream: SocketStream, broker: Broker, credentials: Credentials, admission: Admission) -> None:
     async with stream:  # closing it aborts: whatever a peer that reads nothing left unsent is dropped
         address = _remote_host(stream)
         ticket = admission.admit(address)
@@ -90,7 +94,7 @@ async def _serve_one(stream: SocketStream, broker: Broker, token: str, admission
             return
         _keep_alive(stream)
         try:
-            await Session(stream, broker, token, admission.limits, on_authenticated=ticket.release).run()
+            await Session(stream, broker, credentials, admission.limits, on_authenticated=ticket.release).run()
         except Exception:
             log.exception("session.crashed")
         finally:

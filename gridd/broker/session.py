@@ -24,9 +24,9 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from gridd import __version__
 from gridd.broker.admission import ConnectionLimits
 from gridd.broker.core import Broker
-from gridd.broker.principals import CLUSTER_ADMIN, Principal
+from gridd.broker.credentials import Credentials
+from gridd.broker.principals import Principal
 from gridd.broker.workers import WorkerLink
-from gridd.protocol.auth import broker_proof, new_nonce, peer_proof, proofs_match
 from gridd.protocol.errors import (
     AuthFailed,
     BadFrame,
@@ -44,14 +44,12 @@ from gridd.protocol.frames import MAX_FRAME_BYTES, FrameDecoder, encode_frames
 from gridd.protocol.messages import (
     MAX_LIST_ROWS,
     AppendOutput,
-    Authenticate,
     BlobRead,
     BlobStored,
     BundleFile,
     BundleGot,
     BundlePushed,
     BundlesListed,
-    Challenge,
     CompleteJobs,
     ControlJobs,
     Error,
@@ -125,18 +123,18 @@ class Session:
         self,
         stream: SocketStream,
         broker: Broker,
-        token: str,
+        credentials: Credentials,
         limits: ConnectionLimits | None = None,
         *,
         on_authenticated: Callable[[], None] | None = None,
     ) -> None:
         self._stream = stream
         self._broker = broker
-        self._token = token
+        self._credentials = credentials
         self._limits = limits or ConnectionLimits()
         self._on_authenticated = on_authenticated
         self._polls = 0  # long polls in flight: while one is, a silent client is waiting, not idle
-        # Until the peer has authenticated, only small frames: Hello and Authenticate are tiny, so neither
+        # Until the peer has authenticated, only small frames: Hello is tiny, so neither
         # garbage that looks like a long frame nor a stranger can make the broker buffer 16 MiB.
         self._decoder: FrameDecoder[Any] = FrameDecoder(PeerMessage, HANDSHAKE_FRAME_BYTES)
         self._pending: list[Any] = []
@@ -144,7 +142,6 @@ class Session:
         self._worker: WorkerLink | None = None
         self._hello_name = ""
         self.principal: Principal | None = None  # who the peer speaks for, once it has authenticated
-        self._challenged = False
         self._serving = anyio.CancelScope()  # cancelled to end the session once the outbox is flushed
         self._flush_by = math.inf  # when the writer must give up sending what is queued
         self.peer = _peer_name(stream)
@@ -162,8 +159,6 @@ class Session:
                 log.warning("auth.failed", error=str(exc))
                 return
             except ConnectionLost:
-                if self._challenged:  # gridd's own client leaves here when the broker's proof is wrong
-                    log.warning("auth.failed", error="the peer left after the challenge: a different token")
                 return
             except TimeoutError:
                 log.debug("conn.handshake_timeout", timeout_s=self._limits.handshake_timeout_s)
@@ -232,14 +227,10 @@ class Session:
             hello = await self._expect(Hello)
             if hello.version != PROTOCOL_VERSION:
                 raise UnsupportedVersion(f"peer speaks protocol {hello.version}; this broker speaks {PROTOCOL_VERSION}")
-            nonce = new_nonce()
-            proof = broker_proof(self._token, hello.nonce, nonce)
-            await self._stream.send(encode_frames([Challenge(version=PROTOCOL_VERSION, nonce=nonce, proof=proof)]))
-            self._challenged = True
-            auth = await self._expect(Authenticate)
-            if not proofs_match(peer_proof(self._token, hello.nonce, nonce), auth.proof):
-                raise AuthFailed("authentication failed: the peer does not know the cluster token (GRIDD_TOKEN)")
-            self.principal = CLUSTER_ADMIN
+            principal = await self._credentials.authenticate(hello.secret)
+            if principal is None:
+                raise AuthFailed("authentication failed: the broker knows no such credential (GRIDD_TOKEN)")
+            self.principal = principal
             settings = self._broker.settings
             await self._stream.send(
                 encode_frames(

@@ -17,13 +17,10 @@ import anyio
 from anyio.abc import SocketStream, TaskStatus
 from anyio.streams.memory import MemoryObjectSendStream
 
-from gridd.protocol.auth import broker_proof, new_nonce, peer_proof, proofs_match
-from gridd.protocol.errors import AuthFailed, BadFrame, ConfigError, ConnectionLost, GriddError, NoToken, exception_for
+from gridd.protocol.errors import BadFrame, ConfigError, ConnectionLost, GriddError, NoToken, exception_for
 from gridd.protocol.frames import FrameDecoder, encode_frame
 from gridd.protocol.messages import (
-    Authenticate,
     BrokerMessage,
-    Challenge,
     Error,
     Hello,
     Message,
@@ -206,16 +203,10 @@ async def _handshake(stream: SocketStream, address: str, token: str, role: str, 
             raise exception_for(message.code, message.message)
         return message
 
-    nonce = new_nonce()
+    hello = Hello(version=PROTOCOL_VERSION, role=role, name=name, secret=token)
     try:
         with anyio.fail_after(CONNECT_TIMEOUT_S):
-            await stream.send(encode_frame(Hello(version=PROTOCOL_VERSION, role=role, name=name, nonce=nonce)))
-            challenge = await receive()
-            if not isinstance(challenge, Challenge):
-                raise BadFrame(f"expected a challenge from the broker, got {type(challenge).__name__}")
-            if not proofs_match(broker_proof(token, nonce, challenge.nonce), challenge.proof):
-                raise AuthFailed(f"the broker at {address} does not know our cluster token (GRIDD_TOKEN)")
-            await stream.send(encode_frame(Authenticate(proof=peer_proof(token, nonce, challenge.nonce))))
+            await stream.send(encode_frame(hello))
             welcome = await receive()
     except _TRANSPORT_ERRORS as exc:
         raise ConnectionLost(f"the broker at {address} closed the connection during the handshake") from exc

@@ -21,8 +21,8 @@ EpochMs = Annotated[int, msgspec.Meta(ge=0, lt=2**53)]
 # A lease's fencing token: random and unguessable (the broker draws 62 bits for each lease), never ordered.
 Lease = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]
 Int64 = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]
-Nonce = Annotated[bytes, msgspec.Meta(min_length=16, max_length=64)]
-Proof = Annotated[bytes, msgspec.Meta(min_length=32, max_length=64)]
+# The secret of a credential (gridd/protocol/credentials.py): sent once, in Hello, inside TLS.
+Secret = Annotated[str, msgspec.Meta(max_length=512)]
 Count = Annotated[int, msgspec.Meta(ge=0, lt=2**53)]
 BlobId = Annotated[str, msgspec.Meta(pattern="^[0-9a-f]{64}$")]  # the sha256 of the content, in hex
 TaskName = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$", max_length=512)]
@@ -261,26 +261,14 @@ class Outcome(Record, frozen=True):
 
 
 class Hello(Message, frozen=True, tag="hello"):
-    """First frame from any peer: who it is and a nonce the broker must prove itself over."""
+    """First frame from any peer: who it is and the secret of the credential it speaks with. The broker
+    answers Welcome, or an Error and the close. Sent only once the peer has verified the broker (inside
+    TLS), so the broker never hands a stranger anything to test guesses of a secret against."""
 
     version: int
     role: str  # client | worker
     name: Name
-    nonce: Nonce
-
-
-class Challenge(Message, frozen=True, tag="challenge"):
-    """The broker's nonce, and its proof over the peer's nonce (so a peer knows it reached a real broker)."""
-
-    version: int
-    nonce: Nonce
-    proof: Proof
-
-
-class Authenticate(Message, frozen=True, tag="authenticate"):
-    """The peer's proof over the broker's nonce."""
-
-    proof: Proof
+    secret: Secret = ""
 
 
 class Welcome(Message, frozen=True, tag="welcome"):
@@ -703,7 +691,6 @@ class RevokeLeases(Message, frozen=True, tag="lease.revoke"):
 
 PeerMessage = (
     Hello
-    | Authenticate
     | SubmitJobs
     | ShowJob
     | ListJobs
@@ -733,8 +720,7 @@ PeerMessage = (
 """Everything a peer (client or worker) may send to the broker."""
 
 BrokerMessage = (
-    Challenge
-    | Welcome
+    Welcome
     | Error
     | JobsAccepted
     | JobShown

@@ -16,13 +16,10 @@ from structlog.testing import capture_logs
 
 from gridd.broker.session import FLUSH_S
 from gridd.client import connect
-from gridd.protocol.auth import new_nonce, peer_proof
 from gridd.protocol.errors import AuthFailed, BadFrame, ErrorCode, NotAWorker
 from gridd.protocol.frames import MAX_FRAME_BYTES, FrameDecoder, encode_frame
 from gridd.protocol.messages import (
-    Authenticate,
     BrokerMessage,
-    Challenge,
     CompleteJobs,
     Error,
     EventBatch,
@@ -77,12 +74,7 @@ class Raw:
                 return frames
 
     async def handshake(self, token: str = TOKEN, version: int = PROTOCOL_VERSION, name: str = "raw") -> Any:
-        nonce = new_nonce()
-        await self.send(encode_frame(Hello(version=version, role="client", name=name, nonce=nonce)))
-        challenge = await self.receive()
-        if not isinstance(challenge, Challenge):
-            return challenge
-        await self.send(encode_frame(Authenticate(proof=peer_proof(token, nonce, challenge.nonce))))
+        await self.send(encode_frame(Hello(version=version, role="client", name=name, secret=token)))
         return await self.receive()
 
 
@@ -173,14 +165,13 @@ async def test_a_request_before_the_handshake_is_refused_and_nothing_is_submitte
         await still_serves(b)
 
 
-async def test_a_request_instead_of_the_authentication_proof_is_refused_and_nothing_is_submitted(
+async def test_a_request_after_a_hello_without_a_credential_is_refused_and_nothing_is_submitted(
     tmp_path: Any,
 ) -> None:
     async with running_broker(tmp_path) as b:
         conn = await raw(b)
-        await conn.send(encode_frame(Hello(version=PROTOCOL_VERSION, role="client", name="x", nonce=new_nonce())))
-        assert isinstance(await conn.receive(), Challenge)
-        await conn.send(encode_frame(SubmitJobs(rid=1, jobs=[JobSpec(argv=["true"])])))
+        hello = encode_frame(Hello(version=PROTOCOL_VERSION, role="client", name="x"))
+        await conn.send(hello + encode_frame(SubmitJobs(rid=1, jobs=[JobSpec(argv=["true"])])))
         assert isinstance(closing_error(await conn.until_closed()), Error)
         assert await jobs_in(b) == 0
 
