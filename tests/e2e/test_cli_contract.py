@@ -313,7 +313,7 @@ def test_unreachable_broker_exits_3_and_submit_wait_exits_125(g: Grid) -> None:
 def test_no_token_anywhere_exits_3_with_one_line_saying_where_to_put_one(g: Grid) -> None:
     """Cannot authenticate (exit 3), not a usage error: the contract's code for a missing credential."""
     env = {k: v for k, v in g.env.items() if k != "GRIDD_TOKEN"}  # and no broker has made a token file here
-    for command in (["status"], ["submit", "--", "true"], ["worker", "--broker", str(g.addr)]):
+    for command in (["status"], ["submit", "--", "true"], ["jobs"]):
         result = subprocess.run([*GRIDD, *command], capture_output=True, timeout=30, env=env)
         assert result.returncode == 3, (command, result.stderr)
         assert "GRIDD_TOKEN" in one_line(result.stderr)
