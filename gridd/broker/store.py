@@ -56,6 +56,8 @@ _spec_decoder = msgspec.msgpack.Decoder(JobSpec)
 # Reads of at most this many jobs by key are made on the event loop (Store._read_now): the waits' and
 # the result long-polls' second reads, after they were told which jobs finished.
 SMALL_READ_ROWS = 64
+# The specs one lease reply may carry, in all (a reply's frame may hold 16 MiB).
+LEASE_REPLY_BYTES = 8 * 1024 * 1024
 
 _INSERT_ATTEMPT = (
     "INSERT OR REPLACE INTO attempts"
@@ -256,7 +258,7 @@ class Store:
             return []
         candidates.sort(key=lambda c: (-c[1], c[0]))
         fits = budget.take((c[2], c[3]) for c in candidates)
-        chosen = [c[0] for c, fit in zip(candidates, fits, strict=True) if fit][:max_jobs]
+        chosen = self._within_reply([c[0] for c, fit in zip(candidates, fits, strict=True) if fit][:max_jobs])
         deadline = now_ms + ttl_ms
         # Each lease's fencing token is drawn at random (a counter could be guessed), and must differ
         # from every earlier lease of its job (attempts' key is (job_id, lease)): a job whose draw does
@@ -279,6 +281,26 @@ class Store:
         ]
         leased.sort(key=lambda j: chosen.index(int(j.job_id)))
         return leased
+
+    def _within_reply(self, ids: list[int]) -> list[int]:
+        """The first of `ids` whose specs fit one lease reply (LEASE_REPLY_BYTES; always at least one):
+        jobs of up to 4 MiB each (stdin) must not make a reply too large for the worker to take, which
+        would lose the grants with the connection and lease them again, for ever."""
+        if len(ids) <= 1:
+            return ids
+        sizes = dict(
+            self._rows(
+                "SELECT id, length(spec) FROM jobs WHERE id IN (SELECT value FROM json_each(?))", (flow.ids_json(ids),)
+            )
+        )
+        kept: list[int] = []
+        total = 0
+        for job_id in ids:
+            total += sizes.get(job_id, 0)
+            if kept and total > LEASE_REPLY_BYTES:
+                break
+            kept.append(job_id)
+        return kept
 
     def _next_eligible_ms(self, now_ms: int) -> int | None:
         rows = self._rows("SELECT MIN(not_before_ms) FROM jobs WHERE state = 'queued' AND not_before_ms > ?", (now_ms,))

@@ -595,3 +595,20 @@ async def test_a_job_whose_last_attempt_expired_has_no_exit_status_though_an_ear
         view, attempts = await store.get_job(job_id)
     assert (view.state, view.exit_code) == ("failed", None)
     assert [a.exit_code for a in attempts] == [3, None]
+
+
+async def test_one_lease_carries_at_most_8_mib_of_specs_and_the_rest_on_the_next(tmp_path: Path) -> None:
+    """Jobs with 3 MiB of stdin each: a lease of ten takes two, so its reply fits a frame; none is lost."""
+    clock = FakeClock()
+    async with store_at(tmp_path) as store:
+        ids = await submit(store, clock, *[spec(stdin=bytes([i]) * (3 * 1024 * 1024)) for i in range(10)])
+        taken: list[LeasedJob] = []
+        for _ in range(10):  # bounded: two a lease, so five leases take them all
+            got = await lease(store, clock, n=10)
+            assert len(got) >= 1 and sum(len(j.spec.stdin or b"") for j in got) <= 8 * 1024 * 1024
+            taken += got
+            if len(taken) == len(ids):
+                break
+        assert [j.job_id for j in taken] == ids
+        big = await submit(store, clock, spec(stdin=b"x" * (9 * 1024 * 1024)))  # alone, even past the budget
+        assert [j.job_id for j in await lease(store, clock, n=10)] == big
