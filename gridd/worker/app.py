@@ -23,7 +23,8 @@ from gridd.worker.workdir import check_work_dir, claim_work_dir, make_private_di
 def make_agent(config: WorkerConfig, token: str, default_work_dir: Path, clock: Clock | None = None) -> WorkerAgent:
     """Build the agent; the work dir is locked for it (WorkDirInUse if another worker holds it) and
     emptied of what a previous run of this worker left behind, if it is this worker's (gridd.worker.workdir;
-    WorkDirNotOwned if it is not). A bad name is a ConfigError."""
+    WorkDirNotOwned if it is not). A bad name is a ConfigError, and so are job users (gridd.worker.job_users)
+    that cannot be had or could not reach the work dir."""
     name = check_worker_name(config.name) if config.name else _default_name()
     users = job_users(config, os.geteuid())
     if users is not None:
@@ -32,6 +33,8 @@ def make_agent(config: WorkerConfig, token: str, default_work_dir: Path, clock: 
     # Absolute and normalised: the lock and the bundle cache sit beside it, named after its last component.
     work_dir = Path(os.path.abspath(config.work_dir or default_work_dir / "worker" / name))
     check_work_dir(work_dir)  # refused before anything is made beside it
+    if users is not None:
+        check_reachable(work_dir, users)  # the directories there are already (all of them once made, below)
     lock = _lock(work_dir)
     try:
         # Job users pass through it to their own attempt directories; nobody else enters.

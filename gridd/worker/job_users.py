@@ -159,9 +159,13 @@ def check_dedicated(users: JobUsers) -> None:
 
 
 def check_reachable(work_dir: Path, users: JobUsers) -> None:
-    """Refuse a work dir a job user could not reach by its path: each directory above it must let it pass."""
+    """Refuse a work dir a job user could not reach by its path: each directory above it must let it pass
+    (those that do not exist yet are not looked at: call it again once they do)."""
     for directory in reversed(work_dir.parents):
-        st = directory.stat()
+        try:
+            st = directory.stat()
+        except FileNotFoundError:
+            return
         for user in users.users:
             if not _may_pass(st, user):
                 raise ConfigError(
@@ -219,7 +223,9 @@ def _may_pass(st: os.stat_result, user: JobUser) -> bool:
 
 def _processes() -> list[tuple[int, int]]:
     """(pid, real uid) of every live process (zombies left out: they run nothing)."""
-    found = []
+    found: list[tuple[int, int]] = []
+    if not os.path.isdir("/proc"):
+        return found  # no procfs: nothing to look at (the end-of-job kill does not need it)
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
             continue

@@ -228,3 +228,14 @@ def test_a_pool_smaller_than_the_slots_is_refused_in_one_line(grid: Grid) -> Non
     lines = done.stderr.decode().strip().splitlines()
     assert done.returncode == 2 and len(lines) == 1, lines
     assert "--run-as-pool names 1 user for 2 slots" in lines[0]
+
+
+@needs_root
+def test_a_work_dir_the_job_users_cannot_reach_is_refused_in_one_line_before_anything_is_made(grid: Grid) -> None:
+    grid.start_broker()
+    work = grid.root / "work" / "w1"  # pytest's tmp dir is root's alone (0700): nobody cannot pass it
+    done = grid.cli("worker", "--broker", grid.addr or "", "--name", "w1", "--work-dir", str(work))
+    lines = done.stderr.decode().strip().splitlines()
+    assert done.returncode == 2 and len(lines) == 1, lines
+    assert f"jobs run as nobody cannot reach the work directory {work}" in lines[0] and "--work-dir" in lines[0]
+    assert not (grid.root / "work").exists()
