@@ -139,6 +139,9 @@ def start_worker(
             str(work_root / name),
             "--log-level",
             log_level,
+            # As root, `gridd worker` runs jobs as nobody, who cannot enter this 0700 temp dir: measured
+            # here is gridd, so jobs run as the worker, named.
+            *(["--run-as", "root"] if os.geteuid() == 0 else []),
             *extra,
         ],
         stdin=subprocess.DEVNULL,

@@ -76,6 +76,10 @@ class WorkerConfig(Section, frozen=True):
     probe_every_s: Annotated[float, msgspec.Meta(gt=0)] = 5.0
     cpus: Annotated[int, msgspec.Meta(ge=1, le=2**20)] | None = None  # None: max(slots, this machine's cpus)
     memory_mb: Annotated[int, msgspec.Meta(ge=0, le=2**40)] | None = None  # None: this machine's memory
+    # Who command jobs run as (gridd.worker.job_users): None runs them as the worker's own user;
+    # `gridd worker` started as root makes that "nobody".
+    run_as: str | None = None
+    run_as_pool: list[str] = msgspec.field(default_factory=list)  # one user per slot
 
     def __post_init__(self) -> None:
         if self.name is not None:

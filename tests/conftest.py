@@ -4,6 +4,7 @@ and deadline polling. Nothing here mocks the database or the socket."""
 from __future__ import annotations
 
 import functools
+import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -22,6 +23,10 @@ from gridd.worker.agent import WorkerAgent
 from gridd.worker.app import make_agent
 
 TOKEN = "test-token"
+# `gridd worker` started as root runs jobs as nobody (gridd.worker.job_users), who cannot enter a test's
+# tmp dir (pytest makes it 0700, root's). Subprocess workers of tests that are not about who jobs run
+# as take these flags: as root, their jobs run as root, named; as anyone else, as that user.
+JOBS_AS_WORKER: list[str] = ["--run-as", "root"] if os.geteuid() == 0 else []
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ import pytest
 from gridd.config import WorkerConfig
 from gridd.protocol.errors import WorkDirInUse
 from gridd.worker.app import make_agent
-from tests.conftest import TOKEN
+from tests.conftest import JOBS_AS_WORKER, TOKEN
 
 
 def test_a_second_worker_on_the_same_work_directory_is_refused_until_the_first_has_stopped(tmp_path: Path) -> None:
@@ -44,6 +44,7 @@ def test_gridd_worker_refuses_to_start_beside_a_running_worker_with_one_line_and
         "desk",
         "--log-format",
         "logfmt",
+        *JOBS_AS_WORKER,
     ]
     first = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE)
     try:

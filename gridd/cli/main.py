@@ -84,6 +84,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--tasks", action="append", metavar="MODULE", help="also run the @gridd.task functions of MODULE (repeatable)"
     )
+    p.add_argument(
+        "--run-as", metavar="USER", help="started as root: run jobs as USER (default nobody; root only when named)"
+    )
+    p.add_argument(
+        "--run-as-pool",
+        metavar="USER,USER,...",
+        help="started as root: each running job as a user of its own (one per slot)",
+    )
     lend = p.add_argument_group("lending the machine (off unless --when-idle, --idle-probe or --window)")
     lend.add_argument("--when-idle", action="store_true", help="take jobs only while the owner is away")
     lend.add_argument("--max-load", type=float, metavar="FRACTION", help="owner CPU load that counts as busy (0.3)")
@@ -301,6 +309,8 @@ def _flags(args: argparse.Namespace) -> dict[str, Any]:
             "probe_every_s": get("probe_every"),
             "cpus": get("cpus") if args.command == "worker" else None,
             "memory_mb": parse_size_mb(memory) if args.command == "worker" and memory is not None else None,
+            "run_as": get("run_as"),
+            "run_as_pool": _user_list(get("run_as_pool"), "--run-as-pool"),
         },
         "client": {"broker": get("broker")},
     }
@@ -321,6 +331,16 @@ def _key_value(text: str, flag: str) -> tuple[str, str]:
     if not sep or not key:
         raise ConfigError(f"{flag} wants KEY=VALUE, got {text!r}")
     return key, value
+
+
+def _user_list(text: str | None, flag: str) -> list[str] | None:
+    """USER1,USER2,... as a list (None: not given)."""
+    if text is None:
+        return None
+    users = [u.strip() for u in text.split(",")]
+    if not all(users):
+        raise ConfigError(f"{flag} wants user names separated by commas, got {text!r}")
+    return users
 
 
 def _command(text: str | None, flag: str) -> list[str] | None:

@@ -63,9 +63,13 @@ async def _token_when_ready(given: str | None, wait_s: float = TOKEN_WAIT_S) -> 
 
 async def _worker(config: Config) -> int:
     from gridd.worker.app import make_agent
+    from gridd.worker.job_users import announce, job_users, with_default
 
-    token = await _token_when_ready(config.worker.token)
-    agent = make_agent(config.worker, token, default_data_dir(os.environ))
+    worker = with_default(config.worker, os.geteuid())  # root: jobs run as nobody unless told
+    job_users(worker, os.geteuid())  # a usage error is said before anything else is looked for
+    token = await _token_when_ready(worker.token)
+    agent = make_agent(worker, token, default_data_dir(os.environ))
+    announce(agent.job_users, tasks=bool(worker.tasks))
     async with anyio.create_task_group() as tg:
 
         async def agent_then_stop() -> None:

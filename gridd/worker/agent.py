@@ -61,6 +61,7 @@ from gridd.protocol.messages import (
 from gridd.worker.bundles import BundleCache, run_in_bundle
 from gridd.worker.capacity import Capacity
 from gridd.worker.host import HostWatch
+from gridd.worker.job_users import JobUsers
 from gridd.worker.policy import Decision
 from gridd.worker.runner import OUTPUT_EVERY_S, Pause, RunSettings, run_attempt
 from gridd.worker.task_runner import TaskSettings, run_task
@@ -138,6 +139,11 @@ class WorkerAgent:
         self._decision = Decision.RUN
         self._host_state = "available"
         self._suspended_since: float | None = None
+
+    @property
+    def job_users(self) -> JobUsers | None:
+        """Who its command jobs run as (None: the worker's own user)."""
+        return self._run.users
 
     @property
     def running(self) -> int:

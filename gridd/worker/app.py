@@ -14,23 +14,34 @@ from gridd.protocol.errors import ConfigError, WorkDirInUse
 from gridd.resources import machine_cpus, machine_memory_mb, machine_tags
 from gridd.worker.agent import AgentSettings, WorkerAgent
 from gridd.worker.host import make_host_watch
+from gridd.worker.job_users import check_dedicated, check_reachable, job_users
 from gridd.worker.runner import RunSettings
 from gridd.worker.task_runner import load_tasks
-from gridd.worker.workdir import check_work_dir, claim_work_dir
+from gridd.worker.workdir import check_work_dir, claim_work_dir, make_private_dir
 
 
 def make_agent(config: WorkerConfig, token: str, default_work_dir: Path, clock: Clock | None = None) -> WorkerAgent:
     """Build the agent; the work dir is locked for it (WorkDirInUse if another worker holds it) and
     emptied of what a previous run of this worker left behind, if it is this worker's (gridd.worker.workdir;
-    WorkDirNotOwned if it is not). A bad name is a ConfigError."""
+    WorkDirNotOwned if it is not). A bad name is a ConfigError, and so are job users (gridd.worker.job_users)
+    that cannot be had or could not reach the work dir."""
     name = check_worker_name(config.name) if config.name else _default_name()
+    users = job_users(config, os.geteuid())
+    if users is not None:
+        check_dedicated(users)
     tasks = load_tasks(config.tasks, config.slots) if config.tasks else None
     # Absolute and normalised: the lock and the bundle cache sit beside it, named after its last component.
     work_dir = Path(os.path.abspath(config.work_dir or default_work_dir / "worker" / name))
     check_work_dir(work_dir)  # refused before anything is made beside it
+    if users is not None:
+        check_reachable(work_dir, users)  # the directories there are already (all of them once made, below)
     lock = _lock(work_dir)
     try:
-        instance = claim_work_dir(work_dir)
+        # Job users pass through it to their own attempt directories; nobody else enters.
+        instance = claim_work_dir(work_dir, 0o700 if users is None else 0o711)
+        if users is not None:
+            check_reachable(work_dir, users)
+        make_private_dir(_bundle_dir(work_dir))
     except BaseException:
         os.close(lock)
         raise
@@ -50,10 +61,17 @@ def make_agent(config: WorkerConfig, token: str, default_work_dir: Path, clock: 
     )
     # Each running job holds a thread while it waits for its process; leave room for the rest.
     limiter = anyio.CapacityLimiter(config.slots * 2 + 4)
-    run = RunSettings(worker=name, work_dir=work_dir, max_output_bytes=config.max_output_bytes, limiter=limiter)
-    agent = WorkerAgent(settings, run, clock or SystemClock(), tasks=tasks, lock=lock)
+    run = RunSettings(
+        worker=name, work_dir=work_dir, max_output_bytes=config.max_output_bytes, limiter=limiter, users=users
+    )
+    agent = WorkerAgent(settings, run, clock or SystemClock(), tasks=tasks, lock=lock, bundle_dir=_bundle_dir(work_dir))
     agent.watch = make_host_watch(config, agent.job_groups)
     return agent
+
+
+def _bundle_dir(work_dir: Path) -> Path:
+    """Beside the work dir (which is emptied at start; the cache must survive), the worker's alone."""
+    return work_dir.with_name(f"{work_dir.name}.bundles")
 
 
 def _default_name() -> str:

@@ -3,7 +3,7 @@
 Rules:
 - Every content is hashed as it is copied, and the copy is kept only if the bytes written hash to the
   content's name: what a job gets is exactly what was pushed, whatever happened to the cache (jobs
-  run as the worker's user and could rewrite it). There is no window between a check and the copy,
+  that run as the worker's user could rewrite it). There is no window between a check and the copy,
   because the check is of the copy. A content that fails is reported, never used.
   Cost, measured on the 2-core test machine: 5,000 files of 1 KiB take ~0.8 s hashed this way against
   ~1.2 s for shutil.copyfile (one read and one write each, no stat calls); a large file costs what
@@ -31,7 +31,7 @@ _READ_BYTES = 1024 * 1024
 def stage(files: Sequence[BundleFile], blobs: Path, staging: Path) -> list[str]:
     """Fill the new directory `staging` with `files` from the cache `blobs`; returns the contents that
     failed their check (their paths are left out). Blocking."""
-    staging.mkdir()
+    staging.mkdir(mode=0o700)  # the worker's alone until the runner hands the attempt's directory over
     first: dict[tuple[str, bool], Path] = {}
     damaged: list[str] = []
     for f in files:

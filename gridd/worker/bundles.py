@@ -15,10 +15,12 @@ Rules:
 - A job never sees the cache: each attempt's working directory is a fresh copy of the bundle's files
   (executable or not, as pushed), checked against their sha256 as it is made (gridd.worker.
   bundle_staging), so nothing a job does reaches the next one. Copies, not links into the cache: a
-  job could chmod and write through a link. Jobs run as the worker's user, so they could still reach
-  the cache: its files and `blobs/` directories are read-only (0444, 0555) against accidents, and the
-  check at each copy is what holds against intent. A content that fails it is dropped and fetched
-  again, never used. There is no size limit or eviction yet.
+  job could chmod and write through a link. The cache is the worker's user's alone (0700): jobs that
+  run as another user (gridd.worker.job_users) cannot enter it, and the runner hands each copy to its
+  job's user. Jobs that run as the worker's user could still reach the cache: its files and `blobs/`
+  directories are read-only (0444, 0555) against accidents, and the check at each copy is what holds
+  against intent. A content that fails it is dropped and fetched again, never used. There is no size
+  limit or eviction yet.
 """
 
 from __future__ import annotations

@@ -13,6 +13,14 @@ Pause; its `timeout_s` counts only the time it was not stopped.
 
 Exit status is what a shell would report: the command's code, 128+N for signal N, 124 on timeout,
 126 when the command cannot be executed, 127 when it is not found.
+
+Who the job runs as (gridd.worker.job_users): with job users, its directory is made 0700 and handed to
+its user (after `setup` filled it), its process starts as that user, and the user is given back when
+the attempt's thread is done with it, whether the attempt ended or was cancelled. The output spool
+files are the worker's, unnamed: the job writes to pipes, and no job can reach another's output.
+A job's environment is the worker's without any GRIDD_* variable (the worker's credential and settings
+are not the job's business), plus the job user's HOME/USER/LOGNAME, the job's own --env, and
+GRIDD_JOB_ID, GRIDD_ATTEMPT, GRIDD_WORKER.
 """
 
 from __future__ import annotations
@@ -36,15 +44,16 @@ import anyio
 
 from gridd.clock import Clock
 from gridd.protocol.messages import JobResult, LeasedJob, OutputChunk
+from gridd.worker.job_users import JobUser, JobUsers
 
 TERM_GRACE_S = 2.0
 DRAIN_S = 0.5  # after the job's group is gone: how long output still in flight may take to arrive
 _EXIT_POLL_S = 0.05  # how often the exit is checked where the system has no pidfd
 _READ_BYTES = 65536
 OUTPUT_EVERY_S = 0.5  # a running job's new output goes out this often (shorter jobs: with the result only)
-# The worker's own secrets are not the job's business: a job that could read the cluster token could
-# submit as anyone.
-HIDDEN_ENV = frozenset({"GRIDD_TOKEN"})
+# The worker's settings and secrets (GRIDD_TOKEN, and whatever else a GRIDD_ variable holds) are not the
+# job's business: a job that could read the worker's credential could act as the worker.
+HIDDEN_ENV_PREFIX = "GRIDD_"
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +64,7 @@ class RunSettings:
     work_dir: Path
     max_output_bytes: int
     limiter: anyio.CapacityLimiter
+    users: JobUsers | None = None  # None: jobs run as the worker's own user
 
 
 class Pause:
@@ -193,6 +203,19 @@ class _Attempt:
             _kill_group(proc.pid, signal.SIGKILL)
 
     def run(self) -> JobResult:
+        users = self._settings.users
+        if users is None:
+            return self._run_as(None)
+        user = users.take()
+        if user is None:
+            why = "no --run-as-pool user came free (each is held until its last job's processes are gone)"
+            return self._not_started(None, "error", why, self._clock.now_ms())
+        try:
+            return self._run_as(user)
+        finally:
+            users.give_back(user)  # a pool user's leftover processes are killed first
+
+    def _run_as(self, user: JobUser | None) -> JobResult:
         job, scratch = self._job, self._settings.work_dir
         cwd = scratch / f"{job.job_id}.{job.lease}"
         started = self._clock.now_ms()
@@ -201,34 +224,36 @@ class _Attempt:
             with self._lock:
                 self._files = {"stdout": out, "stderr": err}
             try:
-                return self._run_in(cwd, out, err, started)
+                return self._run_in(cwd, out, err, started, user)
             finally:
                 with self._lock:  # new_output must not read them once they close
                     self._files = {}
                 _remove(cwd)
 
-    def _run_in(self, cwd: Path, out: IO[bytes], err: IO[bytes], started: int) -> JobResult:
+    def _run_in(self, cwd: Path, out: IO[bytes], err: IO[bytes], started: int, user: JobUser | None) -> JobResult:
         limit = self._settings.max_output_bytes
         spools = [_Spool(out, limit), _Spool(err, limit)]
         try:
-            return self._run_spooled(cwd, spools, started)
+            return self._run_spooled(cwd, spools, started, user)
         finally:
             for spool in spools:
                 spool.close()
 
-    def _run_spooled(self, cwd: Path, spools: list[_Spool], started: int) -> JobResult:
+    def _run_spooled(self, cwd: Path, spools: list[_Spool], started: int, user: JobUser | None) -> JobResult:
         job = self._job
         try:
-            cwd.mkdir(parents=True)
+            cwd.mkdir(mode=0o700)
         except OSError as exc:
             return self._not_started(None, "error", f"cannot make the working directory {cwd}: {exc.strerror}", started)
-        if self._setup is not None:
-            try:
-                self._setup(cwd)
-            except OSError as exc:
-                return self._not_started(None, "error", f"cannot fill the working directory {cwd}: {exc}", started)
         try:
-            proc = _spawn(job, cwd, self._settings.worker, spools[0].write_end, spools[1].write_end)
+            if self._setup is not None:
+                self._setup(cwd)
+            if user is not None:
+                _hand_over(cwd, user)
+        except OSError as exc:
+            return self._not_started(None, "error", f"cannot fill the working directory {cwd}: {exc}", started)
+        try:
+            proc = _spawn(job, cwd, self._settings.worker, spools[0].write_end, spools[1].write_end, user)
         except OSError as exc:
             code, outcome = _spawn_failure(exc)
             return self._not_started(code, outcome, f"{job.spec.argv[0]}: {exc.strerror or exc}", started)
@@ -309,25 +334,55 @@ def _result(
     )
 
 
-def _spawn(job: LeasedJob, cwd: Path, worker: str, out: int, err: int) -> subprocess.Popen[bytes]:
-    env = {k: v for k, v in os.environ.items() if k not in HIDDEN_ENV}
+def _spawn(job: LeasedJob, cwd: Path, worker: str, out: int, err: int, user: JobUser | None) -> subprocess.Popen[bytes]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(HIDDEN_ENV_PREFIX)}
+    if user is not None:
+        env.update(user.env())
     env.update(job.spec.env)
     env.update(GRIDD_JOB_ID=job.job_id, GRIDD_ATTEMPT=str(job.attempt), GRIDD_WORKER=worker)
     if job.spec.stdin is None:
-        return _popen(job.spec.argv, cwd, env, subprocess.DEVNULL, out, err)
+        return _popen(job.spec.argv, cwd, env, subprocess.DEVNULL, out, err, user)
+    # Unnamed, the worker's: the job reads it through the descriptor it is given, and no other job can.
     with tempfile.TemporaryFile(dir=cwd.parent) as stdin:
         stdin.write(job.spec.stdin)
         stdin.seek(0)
-        return _popen(job.spec.argv, cwd, env, stdin, out, err)
+        return _popen(job.spec.argv, cwd, env, stdin, out, err, user)
 
 
 def _popen(
-    argv: list[str], cwd: Path, env: dict[str, str], stdin: IO[bytes] | int, out: int, err: int
+    argv: list[str],
+    cwd: Path,
+    env: dict[str, str],
+    stdin: IO[bytes] | int,
+    out: int,
+    err: int,
+    user: JobUser | None,
 ) -> subprocess.Popen[bytes]:
-    # Its own session: the job's whole process group can be stopped at once.
+    # Its own session: the job's whole process group can be stopped at once. As another user: in the
+    # child before exec, setgroups to exactly the user's groups, then setgid, then setuid.
     return subprocess.Popen(
-        argv, cwd=cwd, env=env, stdin=stdin, stdout=out, stderr=err, start_new_session=True, close_fds=True
+        argv,
+        cwd=cwd,
+        env=env,
+        stdin=stdin,
+        stdout=out,
+        stderr=err,
+        start_new_session=True,
+        close_fds=True,
+        user=None if user is None else user.uid,
+        group=None if user is None else user.gid,
+        extra_groups=None if user is None else list(user.groups),
     )
+
+
+def _hand_over(cwd: Path, user: JobUser) -> None:
+    """Give the attempt's directory and all in it (a bundle's copy) to the job's user. Bottom up: until
+    the top is handed over, the worker alone can enter it, so nothing in it changes under the walk."""
+    for root, dirs, files in os.walk(cwd, topdown=False):
+        for name in (*files, *dirs):
+            os.chown(os.path.join(root, name), user.uid, user.gid, follow_symlinks=False)
+    os.chown(cwd, user.uid, user.gid)
+    os.chmod(cwd, 0o700)
 
 
 def _spawn_failure(exc: OSError) -> tuple[int, str]:

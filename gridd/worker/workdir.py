@@ -8,6 +8,9 @@ Rules:
   behind is removed itself, never its target.
 - The instance id is made once, at the first start, and kept in the marker: the broker binds the leases it
   grants to it, so that only this worker (not merely one of the same name) may re-attach or give them up.
+- The directory belongs to the worker's user, mode 0700; 0711 when jobs run as other users (they must
+  pass through it to their own attempt directory, 0700 each, but may not list it). An existing one with
+  another mode is set to that at start, and logged. The marker is 0600.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import os
 import re
 import secrets
 import shutil
+import stat
 from pathlib import Path
 
 import structlog
@@ -42,18 +46,36 @@ def check_work_dir(work_dir: Path) -> None:
     )
 
 
-def claim_work_dir(work_dir: Path) -> str:
-    """Make, adopt or empty the work dir (after check_work_dir, under the work dir's lock); returns the
-    worker's instance id."""
+def claim_work_dir(work_dir: Path, mode: int = 0o700) -> str:
+    """Make, adopt or empty the work dir (after check_work_dir, under the work dir's lock) and give it
+    `mode`; returns the worker's instance id."""
     check_work_dir(work_dir)
-    work_dir.mkdir(parents=True, exist_ok=True)
+    make_private_dir(work_dir, mode)
     marker = work_dir / MARKER
     instance = _read_instance(marker) if _is_marked(work_dir) else None
     if instance is None:
         instance = secrets.token_hex(16)
         _write_marker(marker, instance)
+    else:
+        os.chmod(marker, 0o600)  # one an older gridd wrote readable by all
     _empty_but_marker(work_dir)
     return instance
+
+
+def make_private_dir(path: Path, mode: int = 0o700) -> None:
+    """Make `path` (and missing parents) if need be, owned by this process's user and of exactly `mode`;
+    an existing one that differed is logged."""
+    existed = path.is_dir()
+    path.mkdir(mode=mode, parents=True, exist_ok=True)
+    st = path.stat()
+    if os.geteuid() == 0 and st.st_uid != 0:
+        os.chown(path, 0, os.getegid())  # e.g. made by the unprivileged user an older unit ran the worker as
+        log.warning("worker.dir_owner_changed", path=str(path), was_uid=st.st_uid)
+    if stat.S_IMODE(st.st_mode) != mode:
+        os.chmod(path, mode)  # a fresh one too: the umask may have taken bits off
+        if existed:
+            was = f"{stat.S_IMODE(st.st_mode):04o}"
+            log.info("worker.dir_mode_changed", path=str(path), was=was, now=f"{mode:04o}")
 
 
 def _is_marked(work_dir: Path) -> bool:
@@ -82,7 +104,10 @@ def _write_marker(marker: Path, instance: str) -> None:
         f"instance = {instance}\n"
     )
     partial = marker.with_name(f"{MARKER}.new")
-    partial.write_text(text, encoding="utf-8")
+    partial.unlink(missing_ok=True)
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    with open(fd, "w", encoding="utf-8") as f:
+        f.write(text)
     os.replace(partial, marker)
 
 

@@ -20,6 +20,8 @@ from typing import Any, TypeVar
 
 import pytest
 
+from tests.conftest import JOBS_AS_WORKER
+
 TOKEN = "e2e-cluster-secret"
 GRIDD = [sys.executable, "-m", "gridd"]
 CLI_TIMEOUT_S = 30.0
@@ -149,10 +151,14 @@ class Grid:
         queues: Sequence[str] = (),
         grace: float | None = None,
         flags: Sequence[str] = (),
+        work_dir: Path | None = None,
     ) -> subprocess.Popen[bytes]:
+        """`gridd worker`; unless `flags` say who jobs run as, they run as the worker (JOBS_AS_WORKER)."""
         assert self.addr is not None, "start the broker first"
         argv = [*GRIDD, "worker", "--broker", self.addr, "--slots", str(slots), "--name", name, *flags]
-        argv += ["--work-dir", str(self.root / "work" / name)]
+        if not {"--run-as", "--run-as-pool"} & set(flags):
+            argv += JOBS_AS_WORKER
+        argv += ["--work-dir", str(work_dir or self.root / "work" / name)]
         for queue in queues:
             argv += ["--queue", queue]
         if grace is not None:

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from tests.conftest import JOBS_AS_WORKER
 from tests.e2e.conftest import Grid, wait_until
 
 # Ticks until the file `finish` appears beside it; records its pid and attempt first.
@@ -141,7 +142,8 @@ def test_a_busy_machine_takes_no_job_until_its_owner_leaves(grid: Grid) -> None:
 
 def test_a_bad_window_is_one_line_and_exit_2(grid: Grid) -> None:
     grid.start_broker()
-    result = grid.cli("worker", "--broker", grid.addr or "", "--window", "25:00-06:00", "--name", "w")
+    argv = ["worker", "--broker", grid.addr or "", "--window", "25:00-06:00", "--name", "w", *JOBS_AS_WORKER]
+    result = grid.cli(*argv)
     assert result.returncode == 2
     assert result.stderr.decode().strip().splitlines() == [
         "gridd: bad time window '25:00-06:00': expected HH:MM-HH:MM, e.g. 20:00-06:00"

@@ -6,6 +6,7 @@ import socket
 import subprocess
 from pathlib import Path
 
+from tests.conftest import JOBS_AS_WORKER
 from tests.e2e.conftest import GRIDD, Grid, wait_until
 
 
@@ -21,7 +22,7 @@ def test_a_worker_started_before_its_local_broker_waits_for_the_token_file(grid:
     addr = f"127.0.0.1:{_free_port()}"
     log = tmp_path / "early.log"
     with log.open("wb") as out:
-        argv = [*GRIDD, "worker", "--broker", addr, "--name", "early", "--log-format", "logfmt"]
+        argv = [*GRIDD, "worker", "--broker", addr, "--name", "early", "--log-format", "logfmt", *JOBS_AS_WORKER]
         worker = grid.spawn([*argv, "--work-dir", str(tmp_path / "w")], stdout=out, stderr=out)
     waiting = "event=worker.waiting_for_token"
     wait_until(lambda: worker.poll() is not None or waiting in log.read_text(), 15, "the worker to wait")

@@ -11,7 +11,7 @@ import anyio
 import pytest
 
 import gridd
-from tests.conftest import TOKEN, client_of, eventually, running_broker, running_worker
+from tests.conftest import JOBS_AS_WORKER, TOKEN, client_of, eventually, running_broker, running_worker
 from tests.tasks import sample
 
 pytestmark = pytest.mark.anyio
@@ -54,6 +54,7 @@ async def test_gridd_worker_tasks_serves_a_module_as_its_own_process(tmp_path: P
     async with running_broker(tmp_path) as b, client_of(b) as c:
         env = {**os.environ, "GRIDD_TOKEN": TOKEN, "PYTHONPATH": str(ROOT), "XDG_DATA_HOME": str(tmp_path)}
         argv = [sys.executable, "-m", "gridd", "worker", "--broker", b.addr, "--name", "py", "--slots", "2"]
+        argv += JOBS_AS_WORKER
         proc = subprocess.Popen([*argv, "--tasks", "tests.tasks.sample"], env=env, cwd=tmp_path)
         try:
             await eventually(lambda: _has_worker(c, "py"))
