@@ -19,6 +19,9 @@ from gridd.worker.runner import RunSettings
 from gridd.worker.task_runner import load_tasks
 from gridd.worker.workdir import check_work_dir, claim_work_dir, make_private_dir
 
+# The default data dir of a worker whose jobs run as other users (--run-as, --run-as-pool, root's default).
+SHARED_STATE_DIR = Path("/var/lib/gridd")
+
 
 def make_agent(config: WorkerConfig, token: str, default_work_dir: Path, clock: Clock | None = None) -> WorkerAgent:
     """Build the agent; the work dir is locked for it (WorkDirInUse if another worker holds it) and
@@ -30,6 +33,10 @@ def make_agent(config: WorkerConfig, token: str, default_work_dir: Path, clock: 
     if users is not None:
         check_dedicated(users)
     tasks = load_tasks(config.tasks, config.slots) if config.tasks else None
+    if config.work_dir is None and users is not None:
+        # A root worker's jobs run as other users, who cannot pass through root's home (0700): its
+        # default work dir is where daemons keep their state, reachable by them.
+        default_work_dir = SHARED_STATE_DIR
     # Absolute and normalised: the lock and the bundle cache sit beside it, named after its last component.
     work_dir = Path(os.path.abspath(config.work_dir or default_work_dir / "worker" / name))
     check_work_dir(work_dir)  # refused before anything is made beside it

@@ -94,6 +94,24 @@ def test_gridd_worker_started_as_root_runs_jobs_as_nobody_unless_told(grid: Grid
 
 
 @needs_root
+def test_a_root_worker_given_no_work_dir_keeps_it_under_var_lib_where_its_jobs_can_reach_it(grid: Grid) -> None:
+    """`sudo gridd worker --broker HOST` from a private home (0700, as pytest's tmp dirs are) just works."""
+    name = f"gridd-test-{secrets.token_hex(4)}"
+    work = Path("/var/lib/gridd/worker") / name
+    try:
+        grid.start_broker()
+        grid.spawn([*GRIDD, "worker", "--broker", grid.addr or "", "--name", name], stdout=subprocess.DEVNULL)
+        grid.wait_worker_connected(name)
+        out = grid.ok("submit", "--wait", "--", "sh", "-c", "id -un; pwd")
+        assert out.split()[0] == "nobody" and out.split()[1].startswith(f"{work}/"), out
+    finally:
+        grid.close()  # the worker lets go of its work dir before it is removed
+        for leftover in (work, work.with_name(f"{name}.bundles")):
+            shutil.rmtree(leftover, ignore_errors=True)
+        work.with_name(f"{name}.lock").unlink(missing_ok=True)
+
+
+@needs_root
 def test_a_job_runs_as_the_run_as_user_and_cannot_read_the_workers_environment_or_credential_file(
     grid: Grid,
 ) -> None:
