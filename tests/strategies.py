@@ -84,6 +84,7 @@ job_views = st.builds(
     requires=str_dicts,
     task=st.none() | texts,
     unmatched=st.none() | texts,
+    owner=st.none() | texts,
 )
 attempt_views = st.builds(
     m.AttemptView,
@@ -247,8 +248,37 @@ renew_leases = st.builds(m.RenewLeases, rid=rids, leases=st.lists(lease_refs, ma
 complete_jobs = st.builds(m.CompleteJobs, rid=rids, results=st.lists(job_results, min_size=1, max_size=3))
 return_leases = st.builds(m.ReturnLeases, rid=rids, leases=st.lists(lease_refs, min_size=1, max_size=3))
 
+# ---- role tokens ---------------------------------------------------------------------------------------------
+
+token_views = st.builds(
+    m.TokenView,
+    name=texts,
+    role=texts,
+    queues=st.lists(texts, max_size=3),
+    created_ms=epoch_ms,
+    last_used_ms=st.none() | epoch_ms,
+    expires_ms=st.none() | epoch_ms,
+    revoked_ms=st.none() | epoch_ms,
+)
+create_tokens = st.builds(
+    m.CreateToken,
+    rid=rids,
+    name=names,
+    role=st.text(min_size=1, max_size=32),
+    queues=st.lists(names, max_size=3),
+    expires_s=st.none() | st.floats(0, 2**40, exclude_min=True),
+)
+list_tokens = st.builds(m.ListTokens, rid=rids)
+revoke_tokens = st.builds(m.RevokeToken, rid=rids, name=names)
+tokens_created = st.builds(m.TokenCreated, rid=rids, credential=texts, token=token_views)
+tokens_listed = st.builds(m.TokensListed, rid=rids, tokens=st.lists(token_views, max_size=3))
+tokens_revoked = st.builds(m.TokenRevoked, rid=rids, token=token_views, closed=counts)
+
 peer_messages: st.SearchStrategy[Any] = st.one_of(
     hellos,
+    create_tokens,
+    list_tokens,
+    revoke_tokens,
     submit_jobs,
     show_jobs,
     list_jobs,
@@ -345,6 +375,9 @@ revoke_leases = st.builds(m.RevokeLeases, leases=st.lists(lease_refs, max_size=3
 
 broker_messages: st.SearchStrategy[Any] = st.one_of(
     welcomes,
+    tokens_created,
+    tokens_listed,
+    tokens_revoked,
     errors,
     jobs_accepted,
     jobs_shown,
@@ -428,6 +461,12 @@ BY_CLASS: dict[type, st.SearchStrategy[Any]] = {
     m.LeasesReturned: leases_returned,
     m.RevokeLeases: revoke_leases,
     m.Pong: st.builds(m.Pong, rid=rids),
+    m.CreateToken: create_tokens,
+    m.ListTokens: list_tokens,
+    m.RevokeToken: revoke_tokens,
+    m.TokenCreated: tokens_created,
+    m.TokensListed: tokens_listed,
+    m.TokenRevoked: tokens_revoked,
 }
 
 # msgpack-encodable values of any shape, for bodies that are valid msgpack but not valid messages.

@@ -67,7 +67,8 @@ async def _serve(config: BrokerConfig, data_dir: Path, clock: Clock, task_status
         await tg.start(LeaseReaper(broker, clock, config.reap_every_s).run)
         raise_open_files_limit()
         tg.start_soon(Maintenance(broker, config.maintain_every_s).run)
-        bound = await tg.start(serve_peers, host, port, broker, Credentials(token), ConnectionLimits.of(config))
+        credentials = Credentials(token, store, clock)  # the cluster token, and the role tokens in the store
+        bound = await tg.start(serve_peers, host, port, broker, credentials, ConnectionLimits.of(config))
         broker.port = bound
         _write_addr(data_dir, host, bound)
         log.info("broker.started", data_dir=str(data_dir), port=bound, running_leases=extended)

@@ -6,6 +6,7 @@ returned (committed). Sessions translate frames into these calls; nothing here k
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -13,17 +14,21 @@ import msgspec
 import structlog
 
 from gridd.broker import transitions as tr
+from gridd.broker.credentials import secret_digest
 from gridd.broker.events import EventHub
 from gridd.broker.finishes import FinishWatch
 from gridd.broker.matching import Budget, Lane, LaneBook, lane_of_spec, unmatched
 from gridd.broker.outputs import OutputRelay
+from gridd.broker.principals import CLUSTER_ADMIN, ROLES
 from gridd.broker.scheduler import Dispatcher
 from gridd.broker.store import Store
+from gridd.broker.token_sessions import TokenSessions
 from gridd.broker.transitions import Transition
 from gridd.broker.workers import WorkerLink, WorkerRegistry
 from gridd.clock import Clock
+from gridd.config import check_worker_name
 from gridd.protocol.bundles import manifest_problem
-from gridd.protocol.errors import ErrorCode, InvalidRequest, PayloadTooLarge
+from gridd.protocol.errors import ConfigError, ErrorCode, InvalidRequest, PayloadTooLarge
 from gridd.protocol.limits import MAX_COMMAND_BYTES, MAX_OUTPUT_BYTES, MAX_STDIN_BYTES, spec_too_large
 from gridd.protocol.messages import (
     AttemptView,
@@ -37,6 +42,7 @@ from gridd.protocol.messages import (
     Outcome,
     RevokeLeases,
     TaskOutcome,
+    TokenView,
     WorkerView,
 )
 
@@ -100,6 +106,42 @@ class Broker:
         self.foreign_completions = 0  # results sent for a lease granted to another worker: refused
         self._bringing = 0  # submits and retries under way (see drop_idle_lanes)
         self.port = 0  # set once listening
+        self.sessions = TokenSessions()  # the open connections of each role token
+
+    # ---- tokens ------------------------------------------------------------------------------------------
+
+    def credential_for(self, secret: str) -> str:
+        """The credential string a token's holder is given for `secret` (GRIDD_TOKEN)."""
+        return secret
+
+    async def create_token(
+        self, name: str, role: str, queues: Sequence[str], expires_s: float | None
+    ) -> tuple[str, TokenView]:
+        """A new role token: its credential string (shown once; the broker keeps only its hash) and view."""
+        try:
+            check_worker_name(name, "a token's name")  # a worker token's name is its worker's name
+        except ConfigError as exc:
+            raise InvalidRequest(str(exc)) from None
+        if name == CLUSTER_ADMIN.name:
+            raise InvalidRequest(f"the name {name!r} is the cluster token's (the owner of its jobs): pick another")
+        if role not in ROLES:
+            raise InvalidRequest(f"unknown role {role!r}; roles are: {', '.join(ROLES)}")
+        if role in ("admin", "read") and queues:
+            raise InvalidRequest(f"--queues limits a submit or worker token; a {role} token has none")
+        secret = secrets.token_urlsafe(24)  # 192 bits
+        now = self.clock.now_ms()
+        expires = None if expires_s is None else now + max(1, round(expires_s * 1000))
+        kept = list(dict.fromkeys(queues))
+        view = await self.store.create_token(name, role, kept, secret_digest(secret), now, expires)
+        log.info("token.created", token=name, role=role, queues=view.queues, expires_ms=expires)
+        return self.credential_for(secret), view
+
+    async def revoke_token(self, name: str) -> tuple[TokenView, int]:
+        """Refuse the token from now on and close its open connections; returns it and how many."""
+        row = await self.store.revoke_token(name, self.clock.now_ms())
+        closed = self.sessions.close_token(row.id, f"token {name!r} was revoked")
+        log.info("token.revoked", token=name, closed=closed)
+        return row.view, closed
 
     # ---- clients -----------------------------------------------------------------------------------------
 
@@ -111,8 +153,9 @@ class Broker:
         new_group: bool = False,
         group: str | None = None,
         max_running: int | None = None,
+        owner: str = CLUSTER_ADMIN.name,
     ) -> tuple[list[str], str | None]:
-        """Commit the jobs; returns their ids in order and their group (None if they have none)."""
+        """Commit the jobs, owned by `owner`; returns their ids in order and their group (None if none)."""
         for number, spec in enumerate(specs, start=1):
             if not spec.argv or not spec.argv[0]:
                 raise InvalidRequest("a job needs a command: gridd submit -- COMMAND [ARG...]")
@@ -122,7 +165,13 @@ class Broker:
         self._bringing += 1  # its queues' lanes must not be dropped meanwhile (drop_idle_lanes)
         try:
             changed, group_id = await self.store.submit_jobs(
-                specs, self.clock.now_ms(), after=after, new_group=new_group, group=group, max_running=max_running
+                specs,
+                self.clock.now_ms(),
+                after=after,
+                new_group=new_group,
+                group=group,
+                max_running=max_running,
+                owner=owner,
             )
         finally:
             self._bringing -= 1
@@ -133,6 +182,7 @@ class Broker:
             queue=changed[0].queue,
             group=group_id,
             state=changed[0].state,
+            owner=owner,
         )
         self.lanes.add((s.queue, lane_of_spec(s)) for s in specs)
         self.record(changed, kind="job.submitted", log_each=False)

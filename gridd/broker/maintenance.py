@@ -1,5 +1,6 @@
-"""The broker's housekeeping: retention (finished jobs older than --keep) and the lanes no job uses any
-more. Its step, once, is public so that tests drive it instead of waiting for its period.
+"""The broker's housekeeping: retention (finished jobs older than --keep), the lanes no job uses any
+more, and the connections of tokens that expire. Its step, once, is public so that tests drive it
+instead of waiting for its period.
 """
 
 from __future__ import annotations
@@ -31,10 +32,13 @@ class Maintenance:
         return purged
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
-        task_status.started()
-        while True:
-            try:
-                await self.once()
-            except GriddError as exc:
-                log.error("maintenance.failed", error=str(exc))
-            await anyio.sleep(self._every_s)
+        async with anyio.create_task_group() as tg:
+            # Expired tokens lose their connections within a second, not at the next round.
+            await tg.start(self._broker.sessions.run, self._broker.clock)
+            task_status.started()
+            while True:
+                try:
+                    await self.once()
+                except GriddError as exc:
+                    log.error("maintenance.failed", error=str(exc))
+                await anyio.sleep(self._every_s)

@@ -165,6 +165,26 @@ MIGRATIONS: list[str] = [
         value INTEGER NOT NULL
     ) WITHOUT ROWID;
     """,
+    # 8: credentials per role (store_tokens.py) and the owner of each job. A token is kept by the sha256
+    # of its secret, never the secret; its name is unique (a worker token's name is its worker's name),
+    # `queues` is a comma-joined list ('' any queue). `owner` is the name of the credential a job was
+    # submitted with; every job from before this migration was submitted with the cluster token, the
+    # admin credential, so they belong to 'admin' (a constant default: no row is rewritten).
+    """
+    CREATE TABLE tokens (
+        id            INTEGER PRIMARY KEY,
+        name          TEXT    NOT NULL UNIQUE,
+        role          TEXT    NOT NULL,
+        queues        TEXT    NOT NULL DEFAULT '',
+        secret_sha256 TEXT    NOT NULL UNIQUE,       -- hex
+        created_ms    INTEGER NOT NULL,
+        last_used_ms  INTEGER,
+        expires_ms    INTEGER,                       -- NULL: never
+        revoked_ms    INTEGER                        -- NULL: in force
+    );
+    ALTER TABLE jobs ADD COLUMN owner TEXT NOT NULL DEFAULT 'admin';
+    CREATE INDEX jobs_owner ON jobs (owner, id);
+    """,
 ]
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 import anyio
@@ -22,6 +22,7 @@ from anyio.abc import SocketAttribute, SocketStream, TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from gridd import __version__
+from gridd.broker import authorization
 from gridd.broker.admission import ConnectionLimits
 from gridd.broker.core import Broker
 from gridd.broker.credentials import Credentials
@@ -32,6 +33,7 @@ from gridd.protocol.errors import (
     BadFrame,
     ConnectionLost,
     ErrorCode,
+    Forbidden,
     GriddError,
     NotAWorker,
     OperationRefused,
@@ -52,6 +54,7 @@ from gridd.protocol.messages import (
     BundlesListed,
     CompleteJobs,
     ControlJobs,
+    CreateToken,
     Error,
     EventBatch,
     FollowOutput,
@@ -71,6 +74,7 @@ from gridd.protocol.messages import (
     LeasesReturned,
     ListBundles,
     ListJobs,
+    ListTokens,
     ListWorkers,
     Message,
     OutputChunks,
@@ -90,11 +94,15 @@ from gridd.protocol.messages import (
     RequestJobs,
     ResultsRead,
     ReturnLeases,
+    RevokeToken,
     ShowJob,
     StatusReported,
     SubmitJobs,
     Subscribe,
     Subscribed,
+    TokenCreated,
+    TokenRevoked,
+    TokensListed,
     WaitJobs,
     Welcome,
     WorkerRegistered,
@@ -141,6 +149,8 @@ class Session:
         self._outbox: MemoryObjectSendStream[Message]
         self._worker: WorkerLink | None = None
         self._hello_name = ""
+        # A worker token's fetchable inputs, for the set of jobs it held when they were read.
+        self._inputs: tuple[frozenset[str], set[str], set[str]] | None = None
         self.principal: Principal | None = None  # who the peer speaks for, once it has authenticated
         self._serving = anyio.CancelScope()  # cancelled to end the session once the outbox is flushed
         self._flush_by = math.inf  # when the writer must give up sending what is queued
@@ -170,10 +180,11 @@ class Session:
             log.debug("conn.opened", role=hello.role, name=hello.name)
             tx, rx = anyio.create_memory_object_stream[Message](OUTBOX_FRAMES)
             self._outbox = tx
+            assert self.principal is not None  # noqa: S101 - the handshake set it
             try:
                 async with anyio.create_task_group() as tg:
                     tg.start_soon(self._write, rx)
-                    with tx:
+                    with tx, self._broker.sessions.hold(self.principal, self._close_for_token):
                         async with anyio.create_task_group() as polls:
                             with self._serving:
                                 await self._serve(polls)
@@ -305,7 +316,13 @@ class Session:
         tg.start_soon(counted)
 
     async def _dispatch(self, message: Any, tg: TaskGroup) -> None:
-        b = self._broker
+        b, who = self._broker, self.principal
+        assert who is not None  # noqa: S101 - the handshake set it
+        try:
+            authorization.check(who, message)  # the role; ownership, queues and leases are checked below
+        except Forbidden as exc:
+            await self._refuse(message, exc)
+            return
         match message:
             case SubmitJobs(rid=rid):
                 await self._answer(rid, lambda: self._submit(message))
@@ -317,17 +334,14 @@ class Session:
             case ReadOutput(rid=rid, job_id=job_id, stream=stream):
                 await self._answer(rid, lambda: self._read_output(rid, job_id, stream))
             case ControlJobs(rid=rid, action=action, job_ids=job_ids):
-                await self._answer(rid, lambda: _reply(JobsControlled, rid, outcomes=b.control(action, job_ids)))
+                await self._answer(rid, lambda: self._control(rid, action, job_ids))
             case WaitJobs(rid=rid, job_ids=job_ids, any=any_):
-                self._start_poll(
-                    tg, self._answer, rid, lambda: _reply(JobsFinished, rid, jobs=b.wait(job_ids, any_=any_))
-                )
+                self._start_poll(tg, self._answer, rid, lambda: self._wait(rid, job_ids, any_))
             case ReadResults(rid=rid, job_ids=job_ids, wait_any=wait_any):
-                results = b.results(job_ids, RESULTS_PER_REPLY_BYTES, wait_any=wait_any)
                 if wait_any:  # a long poll: it must not hold up this connection's other requests
-                    self._start_poll(tg, self._answer, rid, lambda: _reply(ResultsRead, rid, results=results))
+                    self._start_poll(tg, self._answer, rid, lambda: self._results(rid, job_ids, wait_any))
                 else:
-                    await self._answer(rid, lambda: _reply(ResultsRead, rid, results=results))
+                    await self._answer(rid, lambda: self._results(rid, job_ids, wait_any))
             case PutBlob(rid=rid, blob=blob, size=size, offset=offset, data=data):
                 await self._answer(rid, lambda: _reply(BlobStored, rid, have=b.put_blob(blob, size, offset, data)))
             case GetBlob(rid=rid, blob=blob, offset=offset):
@@ -357,8 +371,68 @@ class Session:
                 b.set_worker_state(self._worker, state, accepting)
             case RequestJobs() | RenewLeases() | CompleteJobs() | ReturnLeases():
                 await self._dispatch_worker(message, tg)
+            case CreateToken() | ListTokens() | RevokeToken():
+                await self._answer(message.rid, lambda: self._tokens(message))
             case _:
                 raise BadFrame(f"unexpected {type(message).__name__} after the handshake")
+
+    async def _refuse(self, message: Any, exc: Forbidden) -> None:
+        """A request the principal's role may not make: an Error for its rid; the connection stays open.
+        A push (no rid: output, a worker state) has no reply to refuse it with: it is dropped."""
+        rid = getattr(message, "rid", None)
+        log.warning("request.forbidden", op=type(message).__name__, rid=rid, error=str(exc))
+        if rid is not None:
+            with contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError):
+                await self._outbox.send(Error(rid=rid, code=exc.code, message=str(exc)))
+
+    def _close_for_token(self, why: str) -> None:
+        """Its token was revoked or has expired: say so (after what is queued) and end the session."""
+        exc = AuthFailed(f"{why}: the broker closed this connection")
+        log.info("conn.token_closed", reason=why)
+        self._flush_by = anyio.current_time() + FLUSH_S
+        with contextlib.suppress(anyio.WouldBlock, anyio.BrokenResourceError, anyio.ClosedResourceError):
+            self._outbox.send_nowait(Error(rid=None, code=exc.code, message=str(exc)))
+        self._serving.cancel()
+
+    @property
+    def _who(self) -> Principal:
+        assert self.principal is not None  # noqa: S101 - only asked once the handshake set it
+        return self.principal
+
+    async def _check_owned(self, refs: Sequence[str], what: str) -> None:
+        """A submit token acts only on its own jobs: Forbidden naming the first job (or group) of another."""
+        owner = authorization.owner_filter(self._who)
+        if owner is None or not refs:
+            return
+        found = await self._broker.store.foreign_job(refs, owner)
+        if found is not None:
+            ref, other = found
+            raise authorization.refusal(self._who, f"{what} {authorization.job_ref(ref)}", f"it belongs to {other!r}")
+
+    async def _check_leased(self, kind: str, item: str) -> None:
+        """A worker token fetches only what the jobs leased to it now read (their bundle, their blobs)."""
+        if self._who.role != "worker":
+            return
+        jobs = frozenset(self._worker.jobs) if self._worker is not None else frozenset()
+        if self._inputs is None or self._inputs[0] != jobs:
+            refs, blobs = await self._broker.store.job_inputs(sorted(jobs)) if jobs else (set(), set())
+            self._inputs = (jobs, refs, blobs)
+        if item not in (self._inputs[1] if kind == "bundle" else self._inputs[2]):
+            shown = item if kind == "bundle" else item[:12]
+            raise authorization.refusal(self._who, f"fetch {kind} {shown}", "no job leased to it reads it")
+
+    async def _tokens(self, message: CreateToken | ListTokens | RevokeToken) -> Message:
+        b = self._broker
+        match message:
+            case CreateToken(rid=rid, name=name, role=role, queues=queues, expires_s=expires_s):
+                credential, view = await b.create_token(name, role, queues, expires_s)
+                return TokenCreated(rid=rid, credential=credential, token=view)
+            case ListTokens(rid=rid):
+                return TokensListed(rid=rid, tokens=await b.store.list_tokens())
+            case RevokeToken(rid=rid, name=name):
+                view, closed = await b.revoke_token(name)
+                return TokenRevoked(rid=rid, token=view, closed=closed)
+        raise BadFrame(f"unexpected {type(message).__name__}")  # unreachable: the match is exhaustive
 
     async def _answer(self, rid: int, handler: Callable[[], Awaitable[Message]]) -> None:
         """Run a request and send its reply, or an Error for its rid if it was refused."""
@@ -411,32 +485,57 @@ class Session:
         return BundlePushed(rid=rid, version=version, created=created, missing=missing, digest=digest)
 
     async def _get_bundle(self, rid: int, ref: str) -> Message:
+        await self._check_leased("bundle", ref)
         view, files = await self._broker.store.get_bundle(ref)
         return BundleGot(rid=rid, bundle=view, files=files)
 
     async def _submit(self, m: SubmitJobs) -> Message:
+        who = self._who
+        authorization.check_queues(who, m.jobs)
+        await self._check_owned(m.after, "wait for")  # --after: depends on its own jobs only
+        await self._check_owned([m.group] if m.group else [], "add jobs to")
         ids, group = await self._broker.submit(
-            m.jobs, after=m.after, new_group=m.new_group, group=m.group, max_running=m.max_running
+            m.jobs, after=m.after, new_group=m.new_group, group=m.group, max_running=m.max_running, owner=who.name
         )
         return JobsAccepted(rid=m.rid, job_ids=ids, group=group)
 
     async def _show(self, rid: int, job_id: str) -> Message:
         job, attempts = await self._broker.show(job_id)
-        return JobShown(rid=rid, job=job, attempts=attempts)
+        owner = authorization.owner_filter(self._who)
+        if owner is not None and job.owner != owner:
+            raise authorization.refusal(self._who, f"show job {job_id}", f"it belongs to {job.owner!r}")
+        return JobShown(rid=rid, job=authorization.visible(self._who, job), attempts=attempts)
 
     async def _list_jobs(
         self, rid: int, state: str | None, queue: str | None, rows: int, before: str | None, group: str | None
     ) -> Message:
-        jobs, more = await self._broker.store.list_jobs(state, queue, rows, before, group)
-        return JobsListed(rid=rid, jobs=jobs, more=more)
+        owner = authorization.owner_filter(self._who)  # a submit token lists its own jobs only
+        jobs, more = await self._broker.store.list_jobs(state, queue, rows, before, group, owner)
+        return JobsListed(rid=rid, jobs=[authorization.visible(self._who, j) for j in jobs], more=more)
+
+    async def _control(self, rid: int, action: str, job_ids: list[str]) -> Message:
+        await self._check_owned(job_ids, action)
+        return JobsControlled(rid=rid, outcomes=await self._broker.control(action, job_ids))
+
+    async def _wait(self, rid: int, job_ids: list[str], any_: bool) -> Message:
+        await self._check_owned(job_ids, "wait for")
+        jobs = await self._broker.wait(job_ids, any_=any_)
+        return JobsFinished(rid=rid, jobs=[authorization.visible(self._who, j) for j in jobs])
+
+    async def _results(self, rid: int, job_ids: list[str], wait_any: bool) -> Message:
+        await self._check_owned(job_ids, "read the results of")
+        results = await self._broker.results(job_ids, RESULTS_PER_REPLY_BYTES, wait_any=wait_any)
+        return ResultsRead(rid=rid, results=results)
 
     async def _read_output(self, rid: int, job_id: str, stream: str) -> Message:
         if stream not in ("stdout", "stderr"):
             raise BadFrame(f"unknown output stream {stream!r}")
+        await self._check_owned([job_id], "read the output of")
         data, truncated = await self._broker.store.read_output(job_id, stream)
         return OutputRead(rid=rid, data=data, truncated=truncated)
 
     async def _get_blob(self, rid: int, blob: str, offset: int) -> Message:
+        await self._check_leased("blob", blob)
         size, data = await self._broker.store.get_blob(blob, offset)
         return BlobRead(rid=rid, size=size, data=data)
 
@@ -452,6 +551,7 @@ class Session:
     async def _register(self, message: RegisterWorker) -> Message:
         if self._worker is not None:
             raise BadFrame("this connection has already registered as a worker")
+        authorization.check_worker(self._who, self._hello_name, message)
         now = self._broker.clock.now_ms()
         outbox = self._outbox
         link = WorkerLink(
@@ -485,6 +585,7 @@ class Session:
     async def _follow_output(self, rid: int, job_id: str) -> None:
         try:
             await self._broker.show(job_id)  # an unknown job is refused, not followed forever
+            await self._check_owned([job_id], "follow the output of")
         except OperationRefused as exc:
             await self._outbox.send(Error(rid=rid, code=exc.code, message=str(exc)))
             return

@@ -27,6 +27,7 @@ from gridd.broker import store_bundles as bundles
 from gridd.broker import store_flow as flow
 from gridd.broker import store_reads as reads
 from gridd.broker import store_retention as retention
+from gridd.broker import store_tokens as tokens
 from gridd.broker import transitions as tr
 from gridd.broker.matching import UNLIMITED, Budget, Lane, lane_of_spec
 from gridd.broker.schema import migrate
@@ -44,6 +45,7 @@ from gridd.protocol.messages import (
     LeaseRef,
     Outcome,
     TaskOutcome,
+    TokenView,
 )
 from gridd.protocol.payloads import array_length
 
@@ -151,6 +153,7 @@ class Store:
         new_group: bool = False,
         group: str | None = None,
         max_running: int | None = None,
+        owner: str = "admin",
     ) -> tuple[list[Transition], str | None]:
         db = self._conn
         specs = bundles.pin_bundles(db, specs)  # "NAME" runs as the version current now, retries too
@@ -182,6 +185,7 @@ class Store:
                 s.cpus,
                 s.memory_mb,
                 s.task.args_blob if s.task else None,  # a reference retention must see (store_retention.py)
+                owner,
             )
             for i, s in enumerate(specs)
         ]
@@ -190,8 +194,8 @@ class Store:
                 blobs.blob_size(db, s.task.args_blob)  # refuses a payload that was never uploaded
         db.executemany(
             "INSERT INTO jobs (id, state, queue, priority, max_attempts, spec, submitted_ms, group_id,"
-            " pending_deps, reason, finished_ms, throttled, lane, records, cpus, memory_mb, args_blob)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " pending_deps, reason, finished_ms, throttled, lane, records, cpus, memory_mb, args_blob, owner)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             rows,
         )
         db.executemany(
@@ -599,13 +603,22 @@ class Store:
         new_group: bool = False,
         group: str | None = None,
         max_running: int | None = None,
+        owner: str = "admin",
     ) -> tuple[list[Transition], str | None]:
-        """Insert jobs in one transaction; returns them in order with their new ids, and their group.
+        """Insert jobs in one transaction, owned by `owner`; returns them in order with their new ids, and
+        their group.
 
         Jobs wait for the jobs named in `after` (groups expanded); if one of those has already failed
         or been cancelled, they are cancelled at once, with that job named as the reason."""
         return await self._call(
-            self._submit_jobs, specs, now_ms, after=after, new_group=new_group, group=group, max_running=max_running
+            self._submit_jobs,
+            specs,
+            now_ms,
+            after=after,
+            new_group=new_group,
+            group=group,
+            max_running=max_running,
+            owner=owner,
         )
 
     async def lease_jobs(
@@ -708,11 +721,50 @@ class Store:
         return await self._call(reads.get_jobs, self._conn, job_ids, _durable=False)
 
     async def list_jobs(
-        self, state: str | None, queue: str | None, limit: int, before: str | None = None, group: str | None = None
+        self,
+        state: str | None,
+        queue: str | None,
+        limit: int,
+        before: str | None = None,
+        group: str | None = None,
+        owner: str | None = None,
     ) -> tuple[list[JobView], bool]:
-        """The most recently submitted jobs first, optionally of one state, queue and group, older than
-        the job `before` (for paging); limit 0 = all. True with a page its size cut short (read on)."""
-        return await self._call(reads.list_jobs, self._conn, state, queue, limit, before, group, _durable=False)
+        """The most recently submitted jobs first, optionally of one state, queue, group and owner, older
+        than the job `before` (for paging); limit 0 = all. True with a page its size cut short (read on)."""
+        return await self._call(
+            reads.list_jobs, self._conn, state, queue, limit, before, group, owner=owner, _durable=False
+        )
+
+    async def foreign_job(self, refs: Sequence[str], owner: str) -> tuple[str, str] | None:
+        """The first of `refs` (a group: any of its jobs) owned by someone else than `owner`, and whose."""
+        return await self._call(reads.foreign_job, self._conn, refs, owner, _durable=False)
+
+    async def job_inputs(self, job_ids: Sequence[str]) -> tuple[set[str], set[str]]:
+        """The bundle versions and the blobs the jobs read (see store_reads.job_inputs)."""
+        return await self._call(reads.job_inputs, self._conn, job_ids, _durable=False)
+
+    # ---- role tokens (store_tokens.py) --------------------------------------------------------------------
+
+    async def create_token(
+        self, name: str, role: str, queues: Sequence[str], secret_sha256: str, now_ms: int, expires_ms: int | None
+    ) -> TokenView:
+        """Keep a new token by the hash of its secret; InvalidRequest if its name is held by one in force."""
+        return await self._call(tokens.create_token, self._conn, name, role, queues, secret_sha256, now_ms, expires_ms)
+
+    async def list_tokens(self) -> list[TokenView]:
+        return await self._call(tokens.list_tokens, self._conn, _durable=False)
+
+    async def revoke_token(self, name: str, now_ms: int) -> tokens.TokenRow:
+        """The token named `name`, revoked from `now_ms`; InvalidRequest if there is none."""
+        return await self._call(tokens.revoke_token, self._conn, name, now_ms)
+
+    def find_token(self, secret_sha256: str) -> tokens.TokenRow | None:
+        """The token of that secret hash (one row by a unique key, read right here: see _read_now)."""
+        return self._read_now(tokens.find_token, secret_sha256)
+
+    async def touch_tokens(self, used: Sequence[tuple[int, int]]) -> None:
+        """Record (ms, token id): when each token was last used (not fsynced: a lost one costs a minute)."""
+        await self._call(tokens.touch_tokens, self._conn, used, _durable=False)
 
     async def read_output(self, job_id: str, stream: str) -> tuple[bytes, bool]:
         """A job's captured stdout or stderr (empty before it has run) and whether it was truncated."""

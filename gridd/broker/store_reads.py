@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 from collections.abc import Sequence
 
 import msgspec
 
+from gridd.broker import store_bundles as bundles
 from gridd.broker import store_flow as flow
-from gridd.protocol.errors import UnknownJob
+from gridd.protocol.errors import UnknownBundle, UnknownJob
 from gridd.protocol.limits import LIST_REPLY_BYTES
 from gridd.protocol.messages import AttemptView, JobView
 
@@ -39,7 +41,7 @@ _VIEW_COLUMNS = (
     "j.submitted_ms, j.started_ms, j.finished_ms, j.reason, "
     "(SELECT length(data) FROM outputs WHERE job_id = j.id AND stream = 'stdout'), "
     "(SELECT length(data) FROM outputs WHERE job_id = j.id AND stream = 'stderr'), "
-    "j.group_id, (SELECT json_group_array(dep_id) FROM deps WHERE job_id = j.id)"
+    "j.group_id, (SELECT json_group_array(dep_id) FROM deps WHERE job_id = j.id), j.owner"
 )
 
 
@@ -93,9 +95,11 @@ def list_jobs(
     before: str | None = None,
     group: str | None = None,
     max_bytes: int = LIST_REPLY_BYTES,
+    owner: str | None = None,
 ) -> tuple[list[JobView], bool]:
     """A page of jobs, newest first, and whether it was cut by `max_bytes` (their encoded size) before
-    `limit` rows: rows are read one at a time, so a listing holds one page, never the whole result."""
+    `limit` rows: rows are read one at a time, so a listing holds one page, never the whole result.
+    `owner`: only the jobs of that owner (a submit credential lists its own)."""
     cursor = flow.parse_job_id(before) if before else 2**62
     group_key = None
     if group is not None:
@@ -105,8 +109,8 @@ def list_jobs(
     rows = conn.execute(
         f"SELECT {_VIEW_COLUMNS} FROM jobs j WHERE (?1 IS NULL OR j.state = ?1)"  # noqa: S608
         " AND (?2 IS NULL OR j.queue = ?2) AND (?5 IS NULL OR j.group_id = ?5) AND j.id < ?4"
-        " ORDER BY j.id DESC LIMIT ?3",
-        (state, queue, limit if limit > 0 else -1, cursor, group_key),
+        " AND (?6 IS NULL OR j.owner = ?6) ORDER BY j.id DESC LIMIT ?3",
+        (state, queue, limit if limit > 0 else -1, cursor, group_key, owner),
     )
     views: list[JobView] = []
     size = 0
@@ -133,6 +137,49 @@ def read_output(conn: sqlite3.Connection, job_id: str, stream: str) -> tuple[byt
     if not rows:
         raise UnknownJob(f"no job has id {job_id!r}")
     return (bytes(rows[0][1] or b""), bool(rows[0][2]))
+
+
+def foreign_job(conn: sqlite3.Connection, refs: Sequence[str], owner: str) -> tuple[str, str] | None:
+    """The first of `refs` (a job, or a group: any of its jobs) that holds a job of another owner than
+    `owner`, as (ref, that owner); None if all are `owner`'s. Unknown ids are passed over (the request
+    itself refuses them)."""
+    jobs: dict[int, str] = {}
+    for ref in refs:
+        try:
+            kind, key = flow.parse_ref(ref)
+        except UnknownJob:
+            continue
+        if kind == "job":
+            jobs.setdefault(key, ref)
+            continue
+        found = flow.rows(conn, "SELECT owner FROM jobs WHERE group_id = ? AND owner != ? LIMIT 1", (key, owner))
+        if found:
+            return ref, str(found[0][0])
+    if not jobs:
+        return None
+    found = flow.rows(
+        conn,
+        "SELECT id, owner FROM jobs WHERE id IN (SELECT value FROM json_each(?)) AND owner != ? ORDER BY id LIMIT 1",
+        (flow.ids_json(list(jobs)), owner),
+    )
+    return (jobs[found[0][0]], str(found[0][1])) if found else None
+
+
+def job_inputs(conn: sqlite3.Connection, job_ids: Sequence[str]) -> tuple[set[str], set[str]]:
+    """What the jobs need from the broker: the bundle versions they run in ("NAME@N") and the blobs they
+    read (a task's arguments blob, every file of those bundle versions)."""
+    keys = [flow.parse_job_id(j) for j in job_ids]
+    rows = flow.rows(
+        conn,
+        "SELECT spec, args_blob FROM jobs WHERE id IN (SELECT value FROM json_each(?))",
+        (flow.ids_json(keys),),
+    )
+    refs = {b for r in rows if (b := _spec_decoder.decode(r[0]).bundle) is not None}
+    blobs = {str(r[1]) for r in rows if r[1] is not None}
+    for ref in refs:
+        with contextlib.suppress(UnknownBundle):
+            blobs.update(f.blob for f in bundles.get_bundle(conn, ref)[1])
+    return refs, blobs
 
 
 def count_by_queue(conn: sqlite3.Connection) -> dict[str, dict[str, int]]:
@@ -168,4 +215,5 @@ def _view(r: sqlite3.Row) -> JobView:
         memory_mb=spec.memory_mb,
         requires=spec.requires,
         task=spec.task.name if spec.task is not None else None,
+        owner=r[17],
     )

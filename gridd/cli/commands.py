@@ -12,7 +12,7 @@ from typing import Any
 import anyio
 import msgspec
 
-from gridd.cli import bundles, render
+from gridd.cli import bundles, render, tokens
 from gridd.cli.expand import array_items, each_items, expand_argv, ids_from_stdin
 from gridd.cli.live import LiveOutput
 from gridd.cli.waiting import through_restarts
@@ -322,4 +322,5 @@ _COMMANDS: dict[str, Callable[[Client, argparse.Namespace], Awaitable[int]]] = {
     "release": _control("release"),
     "events": _events,
     "bundle": bundles.run,
+    "token": tokens.run,
 }

@@ -141,6 +141,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_bundle_parser(client(command("bundle", "push a directory as a versioned bundle, or list versions")))
 
+    from gridd.cli.tokens import add_parser as add_token_parser
+
+    add_token_parser(client(command("token", "credentials per role: create, list, revoke (admin only)")))
+
     p = client(command("show", "show one job"))
     p.add_argument("job")
     p.add_argument("--json", action="store_true")

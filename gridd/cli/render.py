@@ -33,6 +33,7 @@ def show(job: JobView, attempts: Sequence[AttemptView]) -> str:
         ("state", job.state),
         ("command", shlex.join(job.argv)),
         ("queue", job.queue),
+        ("owner", job.owner or "-"),
         ("priority", str(job.priority)),
         ("attempts", f"{job.attempts} of {job.max_attempts}"),
         ("exit code", "-" if job.exit_code is None else str(job.exit_code)),
@@ -83,13 +84,14 @@ def show(job: JobView, attempts: Sequence[AttemptView]) -> str:
 
 def jobs(views: Sequence[JobView]) -> str:
     now = time.time() * 1000
-    rows = [["ID", "STATE", "QUEUE", "PRI", "TRIES", "EXIT", "WORKER", "AGE", "COMMAND"]]
+    rows = [["ID", "STATE", "QUEUE", "OWNER", "PRI", "TRIES", "EXIT", "WORKER", "AGE", "COMMAND"]]
     for j in views:
         rows.append(
             [
                 j.id,
                 j.state,
                 j.queue,
+                j.owner or "-",
                 str(j.priority),
                 f"{j.attempts}/{j.max_attempts}",
                 "-" if j.exit_code is None else str(j.exit_code),

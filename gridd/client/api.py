@@ -25,6 +25,7 @@ from gridd.protocol.messages import (
     MAX_LIST_ROWS,
     AttemptView,
     ControlJobs,
+    CreateToken,
     Event,
     EventBatch,
     FollowOutput,
@@ -32,6 +33,7 @@ from gridd.protocol.messages import (
     JobSpec,
     JobView,
     ListJobs,
+    ListTokens,
     ListWorkers,
     Outcome,
     OutputChunk,
@@ -39,12 +41,14 @@ from gridd.protocol.messages import (
     PurgeJobs,
     ReadOutput,
     ReadResults,
+    RevokeToken,
     ShowJob,
     StatusReported,
     SubmitJobs,
     Subscribe,
     Subscribed,
     TaskOutcome,
+    TokenView,
     WaitJobs,
     WorkerView,
 )
@@ -263,6 +267,28 @@ class Client:
         """Remove finished jobs older than `older_than_s` (None: the broker's --keep); returns how many."""
         reply = await self.connection.request(lambda rid: PurgeJobs(rid=rid, older_than_s=older_than_s))
         return int(reply.purged)
+
+    # ---- tokens (an admin credential) -----------------------------------------------------------------------
+
+    async def create_token(
+        self, name: str, role: str, *, queues: Sequence[str] = (), expires_s: float | None = None
+    ) -> tuple[str, TokenView]:
+        """A new credential for `role` (admin, submit, worker, read), limited to `queues` if given, refused
+        after `expires_s`; returns the credential string to hand out (shown only now) and the token."""
+        reply = await self.connection.request(
+            lambda rid: CreateToken(rid=rid, name=name, role=role, queues=list(queues), expires_s=expires_s)
+        )
+        return reply.credential, reply.token
+
+    async def tokens(self) -> list[TokenView]:
+        """Every token: name, role, queues, when made, last used, expires and revoked (never a secret)."""
+        reply = await self.connection.request(lambda rid: ListTokens(rid=rid))
+        return list(reply.tokens)
+
+    async def revoke_token(self, name: str) -> tuple[TokenView, int]:
+        """Refuse the token from now on; returns it and how many open connections of it were closed."""
+        reply = await self.connection.request(lambda rid: RevokeToken(rid=rid, name=name))
+        return reply.token, int(reply.closed)
 
     async def status(self) -> StatusReported:
         return await self.connection.request(lambda rid: GetStatus(rid=rid))  # type: ignore[no-any-return]

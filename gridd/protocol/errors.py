@@ -16,6 +16,7 @@ class ErrorCode(enum.IntEnum):
     UNSUPPORTED_VERSION = 1002
     SLOW_CONSUMER = 1003
     AUTH_FAILED = 2000
+    FORBIDDEN = 2001
     UNKNOWN_JOB = 3000
     ILLEGAL_TRANSITION = 3001
     INVALID_REQUEST = 3002
@@ -81,6 +82,13 @@ class OperationRefused(GriddError):
     """A valid request the broker refused; the connection stays open."""
 
     code = ErrorCode.INVALID_REQUEST
+
+
+class Forbidden(OperationRefused):
+    """The credential's role (or its queues, or the job's owner) does not allow this request; the
+    connection stays open. The message names the token, its role and what it may not do."""
+
+    code = ErrorCode.FORBIDDEN
 
 
 class UnknownJob(OperationRefused):
@@ -241,6 +249,7 @@ _BY_CODE: dict[int, type[GriddError]] = {
         UnsupportedVersion,
         SlowConsumer,
         AuthFailed,
+        Forbidden,
         UnknownJob,
         IllegalTransition,
         InvalidRequest,

@@ -129,6 +129,8 @@ class JobView(Record, frozen=True):
     # A queued job that no connected worker could run (none serves its queue or lane, has its tags, or
     # has enough cpus or memory): the closest reason, in one line. None otherwise. Set by `show` only.
     unmatched: str | None = None
+    # Who submitted it: the name of the credential it was submitted with ("admin": the cluster token).
+    owner: str | None = None
 
 
 class AttemptView(Record, frozen=True):
@@ -223,6 +225,18 @@ class BundleView(Record, frozen=True):
     files: int
     bytes: int
     pushed_ms: EpochMs
+
+
+class TokenView(Record, frozen=True):
+    """A role token as `gridd token list` shows it: never its secret, nor the secret's hash."""
+
+    name: str
+    role: str  # admin | submit | worker | read
+    queues: list[str]  # the only queues it may use; empty: any
+    created_ms: EpochMs
+    last_used_ms: EpochMs | None = None  # kept to the minute (not written at every connection)
+    expires_ms: EpochMs | None = None
+    revoked_ms: EpochMs | None = None
 
 
 class TaskOutcome(Record, frozen=True):
@@ -586,6 +600,52 @@ class EventBatch(Message, frozen=True, tag="events"):
     events: list[Event]
 
 
+# ---- token administration (role admin) ---------------------------------------------------------------------
+
+RoleName = Annotated[str, msgspec.Meta(min_length=1, max_length=32)]
+
+
+class CreateToken(Message, frozen=True, tag="token.create"):
+    """Make a credential for `role`; `queues` limits it to those queues (submit: where it submits;
+    worker: what it serves); `expires_s` after which it is refused (None: never)."""
+
+    rid: RequestId
+    name: Name
+    role: RoleName
+    queues: Annotated[list[Name], msgspec.Meta(max_length=1024)] = msgspec.field(default_factory=list)
+    expires_s: Annotated[float, msgspec.Meta(gt=0, le=2**40)] | None = None
+
+
+class TokenCreated(Message, frozen=True, tag="token.created"):
+    """`credential`: the string to give the token's holder (GRIDD_TOKEN); shown this once, never again."""
+
+    rid: RequestId
+    credential: str
+    token: TokenView
+
+
+class ListTokens(Message, frozen=True, tag="token.list"):
+    rid: RequestId
+
+
+class TokensListed(Message, frozen=True, tag="token.listed"):
+    rid: RequestId
+    tokens: list[TokenView]
+
+
+class RevokeToken(Message, frozen=True, tag="token.revoke"):
+    """Refuse the token from now on and close its open connections."""
+
+    rid: RequestId
+    name: Name
+
+
+class TokenRevoked(Message, frozen=True, tag="token.revoked"):
+    rid: RequestId
+    token: TokenView
+    closed: Count = 0  # connections it had open, now closed
+
+
 # ---- worker requests and their replies ------------------------------------------------------------------------
 
 
@@ -716,6 +776,9 @@ PeerMessage = (
     | AppendOutput
     | ReportWorkerState
     | Ping
+    | CreateToken
+    | ListTokens
+    | RevokeToken
 )
 """Everything a peer (client or worker) may send to the broker."""
 
@@ -749,5 +812,8 @@ BrokerMessage = (
     | LeasesReturned
     | RevokeLeases
     | Pong
+    | TokenCreated
+    | TokensListed
+    | TokenRevoked
 )
 """Everything the broker may send to a peer."""

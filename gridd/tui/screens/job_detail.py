@@ -13,7 +13,7 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Footer
 
-from gridd.protocol.errors import ConnectionLost, GriddError
+from gridd.protocol.errors import ConnectionLost, Forbidden, GriddError
 from gridd.tui.formatting import tail
 from gridd.tui.link import BrokerLink
 from gridd.tui.messages import JobDetailLoaded
@@ -55,7 +55,11 @@ class JobDetailScreen(Screen[None]):
             job, attempts = await client.show(self.job_id)
             outputs = {}
             for stream in ("stdout", "stderr"):
-                data, truncated = await client.output(self.job_id, stream)
+                try:
+                    data, truncated = await client.output(self.job_id, stream)
+                except Forbidden as exc:  # a read token sees the job, never its output
+                    outputs[stream] = f"({exc})"
+                    continue
                 outputs[stream] = tail(data, truncated)
         except ConnectionLost as exc:
             self.notify(str(exc), severity="warning")

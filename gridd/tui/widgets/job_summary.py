@@ -27,7 +27,8 @@ class JobSummary(Static):
         text = Text()
         text.append(f"job {job.id}  ", style="bold")
         text.append(job.state, style="bold reverse")
-        where = f"queue {printable(job.queue)} · priority {job.priority} · attempts {job.attempts}/{job.max_attempts}"
+        where = f"queue {printable(job.queue)} · owner {printable(job.owner or '-')} · priority {job.priority}"
+        where += f" · attempts {job.attempts}/{job.max_attempts}"
         text.append(f"  {where} · worker {printable(job.worker or '-')} · exit {exit_text(job.exit_code)}\n")
         text.append(f"command: {command_line(job.argv, 1000)}\n")
         times = f"submitted {clock_time(job.submitted_ms)} · started {clock_time(job.started_ms)}"
