@@ -10,13 +10,15 @@ import hashlib
 import hmac
 
 from gridd.broker.principals import CLUSTER_ADMIN, Principal
+from gridd.protocol.credentials import parse_credential
 
 
 class Credentials:
     """The secrets this broker accepts: the cluster token (the admin credential)."""
 
     def __init__(self, cluster_secret: str) -> None:
-        self._cluster = _digest(cluster_secret)
+        # Given as a full credential string (gridd1-<CA digest>-<secret>) too: only its secret is checked.
+        self._cluster = _digest(parse_credential(cluster_secret)[1])
 
     async def authenticate(self, secret: str) -> Principal | None:
         """The Principal `secret` speaks for, or None if it is no credential of this broker."""
