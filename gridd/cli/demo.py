@@ -48,6 +48,7 @@ async def run_demo(args: argparse.Namespace) -> int:
         async with anyio.create_task_group() as tg:
             broker = await tg.start(run_broker, config, data_dir / "broker")
             addr = f"127.0.0.1:{broker.port}"
+            token = broker.credential_for(token)  # names the demo broker's CA: its peers check it first
             for i in range(n_workers):
                 worker = WorkerConfig(broker=addr, name=f"demo-worker-{i + 1}", slots=slots, token=token)
                 await tg.start(make_agent(worker, token, data_dir).run)
