@@ -34,6 +34,8 @@ class BrokerConfig(Section, frozen=True):
     listen: str = f"127.0.0.1:{DEFAULT_PORT}"
     advertise: list[str] = msgspec.field(default_factory=list)  # more names/IPs for the broker certificate
     insecure: bool = False  # plain TCP: credentials and data in the clear (a trusted network, or tests)
+    # The CA goes to the running user's CA store too, so their plain-secret commands trust it (tls.py).
+    keep_ca_for_user: bool = True
     data_dir: Path | None = None  # None: the default data dir
     lease_ttl_s: Annotated[float, msgspec.Meta(gt=0)] = 30.0
     retry_delay_s: Annotated[float, msgspec.Meta(ge=0)] = 1.0
@@ -115,6 +117,11 @@ def default_data_dir(environ: Mapping[str, str]) -> Path:
 def default_config_path(environ: Mapping[str, str]) -> Path:
     base = environ.get("XDG_CONFIG_HOME") or os.path.join(environ.get("HOME") or str(Path.home()), ".config")
     return Path(base) / "gridd" / "gridd.toml"
+
+
+def ca_store_dir(environ: Mapping[str, str]) -> Path:
+    """Where a user's gridd keeps the CAs of the brokers it trusts: $XDG_CONFIG_HOME/gridd/ca/<digest>.pem."""
+    return default_config_path(environ).parent / "ca"
 
 
 def load_config(path: Path | None, environ: Mapping[str, str], flags: dict[str, Any]) -> Config:

@@ -103,12 +103,16 @@ class BrokerHandle:
 
 
 @asynccontextmanager
-async def running_broker(tmp_path: Path, clock: Clock | None = None, **overrides: Any) -> AsyncIterator[BrokerHandle]:
-    """A real broker on 127.0.0.1, port 0, SQLite in tmp_path (time from `clock`); stopped on exit."""
+async def running_broker(
+    tmp_path: Path, clock: Clock | None = None, *, own_ca: bool = False, **overrides: Any
+) -> AsyncIterator[BrokerHandle]:
+    """A real broker on 127.0.0.1, port 0, SQLite in tmp_path (time from `clock`); stopped on exit.
+    It has the test CA (TOKEN names it), unless `own_ca`: then it makes its own, as on a first start."""
     settings: dict[str, Any] = {"listen": "127.0.0.1:0", "token": TOKEN, "retry_delay_s": 0.05}
     settings.update(overrides)
     data_dir = tmp_path / "broker"
-    seed_ca(data_dir)
+    if not own_ca:
+        seed_ca(data_dir)
     async with anyio.create_task_group() as tg:
         broker = await tg.start(functools.partial(run_broker, clock=clock), BrokerConfig(**settings), data_dir)
         yield BrokerHandle(broker, data_dir)

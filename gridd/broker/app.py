@@ -53,7 +53,7 @@ async def _serve(config: BrokerConfig, data_dir: Path, clock: Clock, task_status
     ttl_ms = int(config.lease_ttl_s * 1000)
     async with open_store(db) as store, anyio.create_task_group() as tg:
         # The CA is made under --insecure too: credentials always pin it, and stay valid when TLS is on.
-        tls = load_or_make(data_dir, broker_names(host, config.advertise))
+        tls = load_or_make(data_dir, broker_names(host, config.advertise), keep_for_user=config.keep_ca_for_user)
         secret = broker_token(config.token, data_dir, tls.ca_digest)
         # Workers that ran jobs under the previous broker get one TTL to re-attach before any is reaped.
         extended = await store.extend_running_leases(clock.now_ms() + ttl_ms)

@@ -24,6 +24,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from gridd.config import ca_store_dir
 from gridd.protocol.credentials import ca_digest
 from gridd.protocol.errors import ConfigError
 from gridd.protocol.frames import encode_frame
@@ -61,7 +62,7 @@ def broker_names(listen_host: str, advertise: list[str]) -> list[str]:
     return list(seen)
 
 
-def load_or_make(data_dir: Path, names: list[str]) -> BrokerTLS:
+def load_or_make(data_dir: Path, names: list[str], *, keep_for_user: bool = True) -> BrokerTLS:
     """The broker's TLS material, made or renewed as needed (logged when it is)."""
     tls_dir = data_dir / TLS_DIR
     tls_dir.mkdir(mode=0o700, exist_ok=True)
@@ -81,7 +82,26 @@ def load_or_make(data_dir: Path, names: list[str]) -> BrokerTLS:
     context.load_cert_chain(cert_path, key_path)
     ca_pem = ca_cert.public_bytes(serialization.Encoding.PEM).decode()
     digest = ca_digest(ca_cert.public_bytes(serialization.Encoding.DER))
+    if keep_for_user:
+        _keep_for_this_user(digest, ca_pem)
     return BrokerTLS(ca_pem, digest, context, encode_frame(BrokerCA(ca_pem=ca_pem)))
+
+
+def _keep_for_this_user(digest: str, ca_pem: str) -> None:
+    """Put the CA (public) in the CA store of the user running the broker, as `gridd login` would: so
+    that this user's commands on this machine trust this broker whatever its --data-dir, even with the
+    plain secret (`gridd broker --data-dir D & GRIDD_TOKEN=secret gridd submit`). Best effort."""
+    directory = ca_store_dir(os.environ)
+    path = directory / f"{digest}.pem"
+    try:
+        if path.exists():
+            return
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        tmp = directory / f".{digest}.{os.getpid()}"
+        tmp.write_text(ca_pem)
+        tmp.replace(path)
+    except OSError as exc:
+        log.info("tls.ca_not_kept_for_user", path=str(path), error=str(exc))
 
 
 def _load_or_make_ca(tls_dir: Path) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:

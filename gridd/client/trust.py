@@ -7,8 +7,9 @@ Rules: a secret is sent only inside TLS, to a broker whose certificate was check
   `check_presented` on the broker's BrokerCA frame (the digest, the TLS certificate issued by that CA,
   valid now, naming the host dialled), and the CA is stored for next time.
 - a plain secret (gridd before credentials) names no CA: the broker must verify against a CA already
-  kept (by `gridd login` or an earlier credential) or the local broker's; with none, there is no
-  broker to trust, and nothing is sent (no trust on first use).
+  kept (by `gridd login`, an earlier credential, or a broker this user ran on this machine: it keeps its
+  CA in its user's store at start) or the local broker's; with none, there is no broker to trust, and
+  nothing is sent (no trust on first use).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from gridd.config import default_config_path, default_data_dir
+from gridd.config import ca_store_dir, default_config_path, default_data_dir
 from gridd.protocol.credentials import ca_digest
 from gridd.protocol.errors import UntrustedBroker
 
@@ -42,7 +43,7 @@ def config_dir(environ: Mapping[str, str]) -> Path:
 
 
 def ca_dir(environ: Mapping[str, str]) -> Path:
-    return config_dir(environ) / "ca"
+    return ca_store_dir(environ)
 
 
 def pin_for(digest: str | None, environ: Mapping[str, str]) -> Pin:
