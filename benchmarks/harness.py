@@ -6,6 +6,7 @@ SIGKILL after a grace period) by the context manager that started it.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import secrets
@@ -25,7 +26,56 @@ import anyio
 VENV_BIN = Path(sys.executable).parent
 GRIDD = str(VENV_BIN / "gridd")
 PYTHON = sys.executable
-TOKEN = secrets.token_hex(16)  # one random cluster secret per benchmark process
+SECRET = secrets.token_urlsafe(24)  # one random cluster secret per benchmark process
+
+
+def _bench_ca() -> tuple[bytes, bytes, str]:
+    """One CA per benchmark process, given to every broker it starts (brokers of one grid may share a CA),
+    so that TOKEN, the credential naming it, serves every broker, worker and client of the run."""
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    from gridd.broker.tls import key_pem, make_ca
+    from gridd.protocol.credentials import ca_digest
+
+    cert, key = make_ca()
+    return cert.public_bytes(Encoding.PEM), key_pem(key), ca_digest(cert.public_bytes(Encoding.DER))
+
+
+CA_PEM, CA_KEY_PEM, CA_DIGEST = _bench_ca()
+TOKEN = f"gridd1-{CA_DIGEST}-{SECRET}"
+# Clients keep the CAs they trust under XDG_CONFIG_HOME: the benchmarks' own, not the user's.
+_CONFIG_HOME = tempfile.mkdtemp(prefix="gridd-bench-config-")
+os.environ["XDG_CONFIG_HOME"] = _CONFIG_HOME
+
+
+@atexit.register
+def _remove_config_home() -> None:
+    shutil.rmtree(_CONFIG_HOME, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def transport(insecure: bool) -> Iterator[None]:
+    """Every broker, worker and client started inside speaks plain TCP (--insecure) if `insecure`, else TLS."""
+    before = os.environ.pop("GRIDD_INSECURE", None)
+    if insecure:
+        os.environ["GRIDD_INSECURE"] = "1"
+    try:
+        yield
+    finally:
+        os.environ.pop("GRIDD_INSECURE", None)
+        if before is not None:
+            os.environ["GRIDD_INSECURE"] = before
+
+
+def seed_ca(data_dir: Path) -> None:
+    tls = data_dir / "tls"
+    if (tls / "ca.pem").exists():
+        return
+    tls.mkdir(mode=0o700, parents=True, exist_ok=True)
+    (tls / "ca.pem").write_bytes(CA_PEM)
+    fd = os.open(tls / "ca.key", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(CA_KEY_PEM)
 
 
 class BenchError(RuntimeError):
@@ -77,7 +127,8 @@ class Broker:
 
 def start_broker(data_dir: Path, *, timeout_s: float = 60.0, log_level: str = "info") -> Broker:
     """`gridd broker --listen 127.0.0.1:0 --data-dir D`; returns once D/broker.addr exists."""
-    data_dir.mkdir(parents=True, exist_ok=True)
+    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    seed_ca(data_dir)
     with contextlib.suppress(FileNotFoundError):
         (data_dir / "broker.addr").unlink()
     log_path = data_dir.parent / f"{data_dir.name}.broker.log"

@@ -584,6 +584,16 @@ def run_tasks(sz: Sizes, fx: Fixtures) -> dict[str, float]:
     return out
 
 
+def run_tls_cost(sz: Sizes, fx: Fixtures) -> dict[str, float]:
+    from benchmarks import task_scenarios as ts
+
+    try:
+        # Half the tasks scenario's jobs, twice (both transports), with room for a loaded machine.
+        return ts.tls_cost(sz.task_jobs // 2, sz.latency_iters * 2, sz.gridd_timeout_s * 3)
+    except BenchError as exc:
+        return {"_error": str(exc)}
+
+
 def run_task_latency(sz: Sizes, fx: Fixtures) -> dict[str, float]:
     from benchmarks import task_scenarios as ts
 
@@ -741,6 +751,34 @@ SCENARIOS: dict[str, Scenario] = {
                 Figure("client_cpu_us", "us/job", "client CPU per job"),
             ],
             run_task_latency,
+        ),
+        Scenario(
+            "tls-cost",
+            "the tasks end-to-end throughput and the task-latency round trip over TLS and over --insecure (plain"
+            " TCP), one after the other in each run",
+            [
+                Figure(
+                    "tls_e2e_jobs_s",
+                    "jobs/s",
+                    "tasks end to end over TLS",
+                    "insecure_e2e_jobs_s",
+                    ">= 0.9 x --insecure",
+                    lambda v, r: r is not None and r >= 0.9,
+                ),
+                Figure("insecure_e2e_jobs_s", "jobs/s", "tasks end to end, --insecure"),
+                Figure("tls_p50_ms", "ms", "task round trip p50 over TLS", "insecure_p50_ms"),
+                Figure("insecure_p50_ms", "ms", "task round trip p50, --insecure"),
+                Figure("p50_extra_ms", "ms", "TLS p50 minus --insecure p50", None, "<= 0.3 ms", _le(0.3)),
+                Figure("tls_p99_ms", "ms", "task round trip p99 over TLS", "insecure_p99_ms"),
+                Figure("insecure_p99_ms", "ms", "task round trip p99, --insecure"),
+                Figure("tls_broker_cpu_us", "us/job", "round trip: broker CPU per job, TLS", "insecure_broker_cpu_us"),
+                Figure("insecure_broker_cpu_us", "us/job", "round trip: broker CPU per job, --insecure"),
+                Figure("tls_worker_cpu_us", "us/job", "round trip: worker CPU per job, TLS", "insecure_worker_cpu_us"),
+                Figure("insecure_worker_cpu_us", "us/job", "round trip: worker CPU per job, --insecure"),
+                Figure("tls_client_cpu_us", "us/job", "round trip: client CPU per job, TLS", "insecure_client_cpu_us"),
+                Figure("insecure_client_cpu_us", "us/job", "round trip: client CPU per job, --insecure"),
+            ],
+            run_tls_cost,
         ),
         Scenario(
             "thread-hop",

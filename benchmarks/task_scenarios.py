@@ -9,7 +9,7 @@ from typing import Any
 
 import anyio
 
-from benchmarks.harness import TOKEN, BenchError, grid, run_async, temp_root
+from benchmarks.harness import TOKEN, BenchError, grid, run_async, temp_root, transport
 from benchmarks.scenarios import _huey_drain, _percentile, cpu_s
 
 TASKS = ["--tasks", "benchmarks.task_app"]
@@ -17,7 +17,22 @@ WORKERS = 2
 SLOTS = 4
 
 
-def task_throughput(n: int, timeout_s: float) -> dict[str, float]:
+def tls_cost(n: int, iters: int, timeout_s: float) -> dict[str, float]:
+    """What TLS costs, against --insecure in the same run: the tasks scenario's end-to-end throughput and
+    the task-latency round trip, each measured over TLS and over plain TCP, one right after the other."""
+    out: dict[str, float] = {}
+    for mode, insecure in (("tls", False), ("insecure", True)):
+        with transport(insecure):
+            out[f"{mode}_e2e_jobs_s"] = task_throughput(n, timeout_s, e2e_only=True)["e2e_jobs_s"]
+            lat = task_latency(iters)
+        out[f"{mode}_p50_ms"], out[f"{mode}_p99_ms"] = lat["p50_ms"], lat["p99_ms"]
+        for key in ("broker_cpu_us", "worker_cpu_us", "client_cpu_us"):  # CPU: less at the mercy of load
+            out[f"{mode}_{key}"] = lat[key]
+    out["p50_extra_ms"] = out["tls_p50_ms"] - out["insecure_p50_ms"]
+    return out
+
+
+def task_throughput(n: int, timeout_s: float, *, e2e_only: bool = False) -> dict[str, float]:
     """End to end: `noop.map(range(n), batch=1)`, one job per record, with two workers connected; then a
     pre-filled drain: n no-op task jobs queued, then two workers started."""
     from benchmarks import task_app
@@ -44,6 +59,8 @@ def task_throughput(n: int, timeout_s: float) -> dict[str, float]:
             return t
 
         out["e2e_jobs_s"] = n / run_async(end_to_end)
+        if e2e_only:
+            return out
         out["e2e_batch100_records_s"] = n * 10 / run_async(_map_batched, g.addr, n * 10, timeout_s)
     with grid() as g:
 

@@ -9,6 +9,7 @@ import functools
 import os
 import re
 import socket
+import stat
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -31,6 +32,10 @@ class Section(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=T
 
 class BrokerConfig(Section, frozen=True):
     listen: str = f"127.0.0.1:{DEFAULT_PORT}"
+    advertise: list[str] = msgspec.field(default_factory=list)  # more names/IPs for the broker certificate
+    insecure: bool = False  # plain TCP: credentials and data in the clear (a trusted network, or tests)
+    # The CA goes to the running user's CA store too, so their plain-secret commands trust it (tls.py).
+    keep_ca_for_user: bool = True
     data_dir: Path | None = None  # None: the default data dir
     lease_ttl_s: Annotated[float, msgspec.Meta(gt=0)] = 30.0
     retry_delay_s: Annotated[float, msgspec.Meta(ge=0)] = 1.0
@@ -55,6 +60,7 @@ class BrokerConfig(Section, frozen=True):
 
 class WorkerConfig(Section, frozen=True):
     broker: str = f"127.0.0.1:{DEFAULT_PORT}"
+    insecure: bool = False
     name: str | None = None  # None: the host name
     slots: Annotated[int, msgspec.Meta(ge=1, le=4096)] = 1
     queues: list[str] = msgspec.field(default_factory=lambda: ["default"])
@@ -87,8 +93,9 @@ class WorkerConfig(Section, frozen=True):
 
 
 class ClientConfig(Section, frozen=True):
-    broker: str | None = None  # None: the local broker's address file, else 127.0.0.1:7420
+    broker: str | None = None  # None: the login file's, else the local broker's address file, else 127.0.0.1:7420
     token: str | None = None
+    insecure: bool = False
 
 
 class Config(Section, frozen=True):
@@ -101,6 +108,7 @@ class Config(Section, frozen=True):
 ENV: dict[str, list[tuple[str, str]]] = {
     "GRIDD_BROKER": [("client", "broker"), ("worker", "broker")],
     "GRIDD_TOKEN": [("client", "token"), ("worker", "token"), ("broker", "token")],
+    "GRIDD_INSECURE": [("client", "insecure"), ("worker", "insecure"), ("broker", "insecure")],
 }
 
 
@@ -115,6 +123,11 @@ def default_config_path(environ: Mapping[str, str]) -> Path:
     return Path(base) / "gridd" / "gridd.toml"
 
 
+def ca_store_dir(environ: Mapping[str, str]) -> Path:
+    """Where a user's gridd keeps the CAs of the brokers it trusts: $XDG_CONFIG_HOME/gridd/ca/<digest>.pem."""
+    return default_config_path(environ).parent / "ca"
+
+
 def load_config(path: Path | None, environ: Mapping[str, str], flags: dict[str, Any]) -> Config:
     """Merge the layers and validate; a bad value raises ConfigError naming where it is."""
     layers = [_read_toml(path, environ), _env_layer(environ), flags]
@@ -123,6 +136,27 @@ def load_config(path: Path | None, environ: Mapping[str, str], flags: dict[str, 
         return msgspec.convert(merged, type=Config, strict=False, dec_hook=_to_path)
     except msgspec.ValidationError as exc:
         raise ConfigError(f"bad setting: {exc}") from exc
+
+
+def read_secret_file(path: Path, what: str) -> str:
+    """The stripped text of a file that holds a secret (a token file, a credential file). ConfigError if
+    anyone but its owner may read or write it, or it is empty; FileNotFoundError if there is none."""
+    mode = stat.S_IMODE(os.stat(path).st_mode)
+    check_private(path, mode)
+    try:
+        text = path.read_text(encoding="utf-8", errors="surrogateescape").strip()
+    except IsADirectoryError:
+        raise ConfigError(f"{what} {path} is a directory") from None
+    if not text:
+        raise ConfigError(f"{what} {path} is empty")
+    return text
+
+
+def check_private(path: Path, mode: int) -> None:
+    """ConfigError, with the fix, if `mode` lets group or others at a file that holds a secret."""
+    if mode & 0o077:
+        how = "readable" if mode & 0o044 else "writable"
+        raise ConfigError(f"{path} is {how} by others (mode {mode:04o}): chmod 600 {path}")
 
 
 def parse_address(text: str) -> tuple[str, int]:
@@ -178,9 +212,13 @@ def _read_toml(path: Path | None, environ: Mapping[str, str]) -> dict[str, Any]:
 
     try:
         with path.open("rb") as f:
-            return tomllib.load(f)
+            layer = tomllib.load(f)
+            mode = stat.S_IMODE(os.fstat(f.fileno()).st_mode)
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"cannot read config file {path}: {exc}") from exc
+    if any(isinstance(section, dict) and section.get("token") for section in layer.values()):
+        check_private(path, mode)  # it holds a secret
+    return layer
 
 
 def _env_layer(environ: Mapping[str, str]) -> dict[str, Any]:

@@ -435,6 +435,7 @@ BY_CLASS: dict[type, st.SearchStrategy[Any]] = {
     m.AppendOutput: append_outputs,
     m.ReportWorkerState: report_worker_states,
     m.Ping: st.builds(m.Ping, rid=rids),
+    m.BrokerCA: st.builds(m.BrokerCA, ca_pem=st.text(max_size=200)),
     m.Welcome: welcomes,
     m.Error: errors,
     m.JobsAccepted: jobs_accepted,

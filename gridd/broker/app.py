@@ -6,6 +6,7 @@ import contextlib
 import fcntl
 import os
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 
 import anyio
@@ -16,11 +17,13 @@ from gridd.broker.admission import ConnectionLimits, raise_open_files_limit
 from gridd.broker.auth import broker_token
 from gridd.broker.core import Broker, BrokerSettings
 from gridd.broker.credentials import Credentials
+from gridd.broker.datadir import secure_data_dir
 from gridd.broker.events import EventHub
 from gridd.broker.leases import LeaseReaper
 from gridd.broker.listener import serve_peers
 from gridd.broker.maintenance import Maintenance
 from gridd.broker.store import open_store
+from gridd.broker.tls import broker_names, load_or_make
 from gridd.clock import Clock, SystemClock
 from gridd.config import BrokerConfig, parse_address
 from gridd.protocol.errors import DataDirInUse
@@ -46,9 +49,12 @@ async def run_broker(
 
 async def _serve(config: BrokerConfig, data_dir: Path, clock: Clock, task_status: TaskStatus[Broker]) -> None:
     host, port = parse_address(config.listen)
-    token = broker_token(config.token, data_dir)
+    db = secure_data_dir(data_dir)
     ttl_ms = int(config.lease_ttl_s * 1000)
-    async with open_store(data_dir / "gridd.db") as store, anyio.create_task_group() as tg:
+    async with open_store(db) as store, anyio.create_task_group() as tg:
+        # The CA is made under --insecure too: credentials always pin it, and stay valid when TLS is on.
+        tls = load_or_make(data_dir, broker_names(host, config.advertise), keep_for_user=config.keep_ca_for_user)
+        secret = broker_token(config.token, data_dir, tls.ca_digest)
         # Workers that ran jobs under the previous broker get one TTL to re-attach before any is reaped.
         extended = await store.extend_running_leases(clock.now_ms() + ttl_ms)
         settings = BrokerSettings(
@@ -61,17 +67,31 @@ async def _serve(config: BrokerConfig, data_dir: Path, clock: Clock, task_status
             keep_ms=int(config.keep_s * 1000) if config.keep_s else None,
         )
         hub = EventHub(config.max_pending_events)
-        broker = Broker(store, hub, clock, settings, await store.count_by_queue())
+        broker = Broker(store, hub, clock, settings, await store.count_by_queue(), ca_digest=tls.ca_digest)
         broker.lanes.add(await store.known_lanes())
         await tg.start(broker.dispatcher.run)
         await tg.start(LeaseReaper(broker, clock, config.reap_every_s).run)
         raise_open_files_limit()
         tg.start_soon(Maintenance(broker, config.maintain_every_s).run)
-        credentials = Credentials(token, store, clock)  # the cluster token, and the role tokens in the store
-        bound = await tg.start(serve_peers, host, port, broker, credentials, ConnectionLimits.of(config))
+        credentials = Credentials(secret, store, clock)  # the cluster token, and the role tokens in the store
+        bound = await tg.start(
+            partial(serve_peers, tls=None if config.insecure else tls),
+            host,
+            port,
+            broker,
+            credentials,
+            ConnectionLimits.of(config),
+        )
         broker.port = bound
         _write_addr(data_dir, host, bound)
-        log.info("broker.started", data_dir=str(data_dir), port=bound, running_leases=extended)
+        log.info(
+            "broker.started",
+            data_dir=str(data_dir),
+            port=bound,
+            running_leases=extended,
+            transport="tcp (--insecure: credentials and data in the clear)" if config.insecure else "tls1.3",
+            ca_sha256=tls.ca_digest,
+        )
         task_status.started(broker)
 
 
@@ -93,7 +113,7 @@ def _locked(data_dir: Path) -> Iterator[None]:
     same ids; the lock (released by the kernel when its holder exits, even on kill -9) makes the second
     one stop before it touches anything.
     """
-    data_dir.mkdir(parents=True, exist_ok=True)
+    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     fd = os.open(data_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
     try:
         try:

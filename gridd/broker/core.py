@@ -28,6 +28,7 @@ from gridd.broker.workers import WorkerLink, WorkerRegistry
 from gridd.clock import Clock
 from gridd.config import check_worker_name
 from gridd.protocol.bundles import manifest_problem
+from gridd.protocol.credentials import format_credential
 from gridd.protocol.errors import ConfigError, ErrorCode, InvalidRequest, PayloadTooLarge
 from gridd.protocol.limits import MAX_COMMAND_BYTES, MAX_OUTPUT_BYTES, MAX_STDIN_BYTES, spec_too_large
 from gridd.protocol.messages import (
@@ -89,6 +90,8 @@ class Broker:
         clock: Clock,
         settings: BrokerSettings,
         counts: dict[str, dict[str, int]],
+        *,
+        ca_digest: str | None = None,
     ) -> None:
         self.store = store
         self.hub = hub
@@ -107,12 +110,14 @@ class Broker:
         self._bringing = 0  # submits and retries under way (see drop_idle_lanes)
         self.port = 0  # set once listening
         self.sessions = TokenSessions()  # the open connections of each role token
+        self.ca_digest = ca_digest  # sha256 of the broker CA (gridd/broker/tls.py); credentials pin it
 
     # ---- tokens ------------------------------------------------------------------------------------------
 
     def credential_for(self, secret: str) -> str:
-        """The credential string a token's holder is given for `secret` (GRIDD_TOKEN)."""
-        return secret
+        """The credential string a peer is given for `secret`: it names this broker's CA, so the peer
+        checks the broker before it sends the secret (gridd/protocol/credentials.py)."""
+        return format_credential(self.ca_digest, secret) if self.ca_digest else secret
 
     async def create_token(
         self, name: str, role: str, queues: Sequence[str], expires_s: float | None

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 import structlog
 
 from gridd.broker.principals import CLUSTER_ADMIN, ROLES, Principal
+from gridd.protocol.credentials import parse_credential
 from gridd.protocol.errors import StorageFailed
 
 if TYPE_CHECKING:
@@ -30,7 +31,8 @@ class Credentials:
     the role tokens in force (neither revoked nor expired)."""
 
     def __init__(self, cluster_secret: str, store: Store | None = None, clock: Clock | None = None) -> None:
-        self._cluster = _digest(cluster_secret)
+        # Given as a full credential string (gridd1-<CA digest>-<secret>) too: only its secret is checked.
+        self._cluster = _digest(parse_credential(cluster_secret)[1])
         self._store = store
         self._clock = clock
         self._touched: dict[int, int] = {}  # token id -> the last use written for it

@@ -16,12 +16,14 @@ from typing import Any, cast
 
 import anyio
 import structlog
-from anyio.abc import SocketAttribute, SocketListener, SocketStream, TaskGroup, TaskStatus
+from anyio.abc import ByteStream, SocketAttribute, SocketListener, SocketStream, TaskGroup, TaskStatus
 
 from gridd.broker.admission import Admission, ConnectionLimits
 from gridd.broker.core import Broker
 from gridd.broker.credentials import Credentials
 from gridd.broker.session import Session
+from gridd.broker.tls import BrokerTLS
+from gridd.broker.transport import secure
 from gridd.protocol.errors import TooManyConnections
 from gridd.protocol.frames import encode_frames
 from gridd.protocol.messages import Error
@@ -29,6 +31,7 @@ from gridd.protocol.messages import Error
 log = structlog.get_logger()
 
 ACCEPT_BACKOFF_S = (0.01, 1.0)  # first and longest pause after a failed accept
+REFUSE_S = 0.5  # what a peer over the connection caps gets: time to hear why, in its own transport
 _OUT_OF_FILES = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
 # A peer that vanished (power cut, cable) while a long poll of it waits is found by the kernel in ~2 min.
 _KEEPALIVE = {"TCP_KEEPIDLE": 60, "TCP_KEEPINTVL": 10, "TCP_KEEPCNT": 6}
@@ -41,9 +44,11 @@ async def serve_peers(
     credentials: Credentials,
     limits: ConnectionLimits | None = None,
     *,
+    tls: BrokerTLS | None = None,
     task_status: TaskStatus[int] = anyio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Listen on host:port (port 0: any free port) and report the bound port through task_status."""
+    """Listen on host:port (port 0: any free port) and report the bound port through task_status.
+    Every connection speaks TLS with `tls`; plain TCP only when it is None (--insecure)."""
     admission = Admission(limits or ConnectionLimits())
     listener = await anyio.create_tcp_listener(local_host=host, local_port=port, reuse_port=False)
     async with listener, anyio.create_task_group() as tg:
@@ -55,7 +60,7 @@ async def serve_peers(
                 accept_loop,
                 cast(SocketListener, one),
                 tg,
-                lambda stream: _serve_one(stream, broker, credentials, admission),
+                lambda stream: _serve_one(stream, broker, credentials, admission, tls),
             )
 
 
@@ -85,29 +90,43 @@ async def accept_loop(
         tg.start_soon(handler, stream)
 
 
-async def _serve_one(stream: SocketStream, broker: Broker, credentials: Credentials, admission: Admission) -> None:
+async def _serve_one(
+    stream: SocketStream, broker: Broker, credentials: Credentials, admission: Admission, tls: BrokerTLS | None
+) -> None:
     async with stream:  # closing it aborts: whatever a peer that reads nothing left unsent is dropped
         address = _remote_host(stream)
         ticket = admission.admit(address)
+        # A peer refused at once is still told why in its own transport (TLS or not), within REFUSE_S.
+        secured = None
+        with anyio.move_on_after(admission.limits.handshake_timeout_s if ticket else REFUSE_S):
+            with contextlib.suppress(anyio.EndOfStream, anyio.BrokenResourceError, OSError):
+                secured = await secure(stream, tls, address)
         if ticket is None:
-            await _refuse(stream, address)
+            if secured is not None:
+                await _refuse(secured, address)
+            return
+        if secured is None:
+            ticket.release()
             return
         _keep_alive(stream)
         try:
-            await Session(stream, broker, credentials, admission.limits, on_authenticated=ticket.release).run()
+            await Session(secured, broker, credentials, admission.limits, on_authenticated=ticket.release).run()
         except Exception:
             log.exception("session.crashed")
         finally:
             ticket.release()
 
 
-async def _refuse(stream: SocketStream, address: str) -> None:
+async def _refuse(stream: ByteStream, address: str) -> None:
     """Say why in one frame if the socket takes it at once; never wait on a stranger."""
     exc = TooManyConnections(
         f"the broker has too many connections that have not authenticated yet (from {address} or in all); "
         "try again shortly"
     )
-    with anyio.move_on_after(0.5), contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
+    with (
+        anyio.move_on_after(REFUSE_S),
+        contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError, OSError),
+    ):
         await stream.send(encode_frames([Error(rid=None, code=exc.code, message=str(exc))]))
 
 

@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 import anyio
 import structlog
-from anyio.abc import SocketAttribute, SocketStream, TaskGroup
+from anyio.abc import ByteStream, SocketAttribute, TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from gridd import __version__
@@ -129,7 +129,7 @@ class Session:
 
     def __init__(
         self,
-        stream: SocketStream,
+        stream: ByteStream,
         broker: Broker,
         credentials: Credentials,
         limits: ConnectionLimits | None = None,
@@ -636,7 +636,7 @@ def _push(outbox: MemoryObjectSendStream[Message], message: Message) -> None:
         outbox.send_nowait(message)
 
 
-def _peer_name(stream: SocketStream) -> str:
+def _peer_name(stream: ByteStream) -> str:
     try:
         address = stream.extra(SocketAttribute.remote_address)
     except Exception:  # noqa: BLE001 - a name for logs only

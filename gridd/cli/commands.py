@@ -7,6 +7,7 @@ import contextlib
 import sys
 from collections import Counter
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 import anyio
@@ -32,12 +33,15 @@ def run(args: argparse.Namespace, config: Config) -> int:
     handler = _COMMANDS[args.command]
     address = broker_address(config)
     token = config.client.token
+    insecure = config.client.insecure
     if args.command == "submit" and args.wait and not (args.each or args.array):
-        return _submit_and_wait(args, address, token)
+        return _submit_and_wait(args, address, token, insecure)
 
     async def main() -> int:
-        args.connect_to = (address, cluster_token(token))  # for steps that ride through a broker restart
-        async with connect(*args.connect_to) as client:
+        credential = cluster_token(token)
+        # For steps that ride through a broker restart: a new connection, as this one was made.
+        args.reconnect = lambda: connect(address, credential, insecure=insecure)
+        async with args.reconnect() as client:
             return await handler(client, args)
 
     return anyio.run(main)
@@ -111,8 +115,7 @@ async def _submit(client: Client, args: argparse.Namespace) -> int:
     sys.stdout.flush()
     if not args.wait:
         return 0
-    address, token = args.connect_to
-    views = await through_restarts(client, address, token, lambda c: c.wait([group]))
+    views = await through_restarts(client, args.reconnect, lambda c: c.wait([group]))
     bad = Counter(j.state for j in views if j.state != "succeeded")
     if bad:
         detail = ", ".join(f"{n} {state}" for state, n in sorted(bad.items()))
@@ -138,13 +141,17 @@ def _many_specs(args: argparse.Namespace) -> list[JobSpec]:
     ]
 
 
-def _submit_and_wait(args: argparse.Namespace, address: str, token: str | None) -> int:
+def _submit_and_wait(args: argparse.Namespace, address: str, token: str | None, insecure: bool) -> int:
     """Behave like running the command here: its stdout, its stderr, its exit status."""
     spec = _spec(args)
 
     async def main() -> int:
-        address_token = (address, cluster_token(token))
-        async with connect(*address_token) as client:
+        credential = cluster_token(token)
+
+        def reconnect() -> AbstractAsyncContextManager[Client]:
+            return connect(address, credential, insecure=insecure)
+
+        async with reconnect() as client:
             (job_id,) = await client.submit_many([spec], after=args.after)
             print(job_id, file=sys.stderr, flush=True)
             live = LiveOutput(job_id)
@@ -167,7 +174,7 @@ def _submit_and_wait(args: argparse.Namespace, address: str, token: str | None) 
                 _, attempts = await c.show(job_id)
                 return job, attempts, *await c.output(job_id, "stdout"), *await c.output(job_id, "stderr")
 
-            job, attempts, out, out_cut, err, err_cut = await through_restarts(client, *address_token, outcome)
+            job, attempts, out, out_cut, err, err_cut = await through_restarts(client, reconnect, outcome)
         live.finish(attempts, {"stdout": out, "stderr": err})
         for name, cut in (("stdout", out_cut), ("stderr", err_cut)):
             if cut:
@@ -252,8 +259,7 @@ async def _wait(client: Client, args: argparse.Namespace) -> int:
     refs = list(ids_from_stdin(args.jobs))
     if not refs:
         return 0
-    address, token = args.connect_to
-    views = await through_restarts(client, address, token, lambda c: c.wait(refs))
+    views = await through_restarts(client, args.reconnect, lambda c: c.wait(refs))
     bad = [j for j in views if j.state != "succeeded"]
     for j in bad:
         exit_part = f", exit code {j.exit_code}" if j.exit_code is not None else ""

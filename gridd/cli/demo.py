@@ -44,10 +44,12 @@ async def run_demo(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="gridd-demo-") as tmp:
         token = secrets.token_urlsafe(16)
         data_dir = Path(tmp)
-        config = BrokerConfig(listen="127.0.0.1:0", token=token, retry_delay_s=0.2)
+        # Its CA dies with the temporary dir: not one for the user's CA store.
+        config = BrokerConfig(listen="127.0.0.1:0", token=token, retry_delay_s=0.2, keep_ca_for_user=False)
         async with anyio.create_task_group() as tg:
             broker = await tg.start(run_broker, config, data_dir / "broker")
             addr = f"127.0.0.1:{broker.port}"
+            token = broker.credential_for(token)  # names the demo broker's CA: its peers check it first
             for i in range(n_workers):
                 worker = WorkerConfig(broker=addr, name=f"demo-worker-{i + 1}", slots=slots, token=token)
                 await tg.start(make_agent(worker, token, data_dir).run)

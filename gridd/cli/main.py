@@ -50,6 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument(
             "--broker", metavar="HOST:PORT", default=argparse.SUPPRESS, help="broker address (default: $GRIDD_BROKER)"
         )
+        p.add_argument("--token-file", type=Path, metavar="FILE", help="read the credential from FILE (mode 0600)")
+        p.add_argument("--insecure", action="store_true", help="plain TCP, for a broker run with --insecure")
         return p
 
     def logging_flags(p: argparse.ArgumentParser) -> None:
@@ -68,6 +70,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--max-command-bytes", type=int, metavar="N", help="a job's argv+env at most (default 256 KiB)")
     p.add_argument("--max-stdin-bytes", type=int, metavar="N", help="a job's --stdin at most (default 4 MiB)")
+    p.add_argument(
+        "--advertise",
+        action="append",
+        metavar="HOST",
+        help="a name or IP peers dial it by, for its certificate (repeatable)",
+    )
+    p.add_argument(
+        "--insecure", action="store_true", help="plain TCP, no TLS: credentials and data in the clear (tests only)"
+    )
     logging_flags(p)
 
     p = client(command("worker", "run a worker on this machine"))
@@ -191,6 +202,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     client(command("tui", "live dashboard of the grid"))
 
+    p = client(command("login", "check a credential against the broker and keep it for later commands"))
+    p.add_argument("credential", nargs="?", metavar="CREDENTIAL|-", help="the credential (- or none: read stdin)")
+
     p = command("demo", "run a broker and workers in this process on a temporary dir, and a batch of jobs")
     p.add_argument("--jobs", type=int, default=200, metavar="N")
     p.add_argument("--workers", type=int, default=2, metavar="N")
@@ -271,6 +285,10 @@ def _run(args: argparse.Namespace) -> int:
         from gridd.cli.tui_command import run_tui
 
         return run_tui(config)
+    if args.command == "login":
+        from gridd.cli.login import run_login
+
+        return run_login(args, config)
     from gridd.cli import commands
 
     return commands.run(args, config)
@@ -283,9 +301,13 @@ def _flags(args: argparse.Namespace) -> dict[str, Any]:
 
     tags = dict(_key_value(t, "--tag") for t in get("tag") or [])
     memory: str | None = get("memory")
+    insecure = get("insecure") or None
+    token = _token_file(get("token_file"))
     return {
         "broker": {
             "listen": get("listen"),
+            "advertise": get("advertise"),
+            "insecure": insecure if args.command == "broker" else None,
             "data_dir": get("data_dir"),
             "lease_ttl_s": get("lease_ttl"),
             "max_bundle_bytes": get("max_bundle_bytes"),
@@ -295,6 +317,8 @@ def _flags(args: argparse.Namespace) -> dict[str, Any]:
         },
         "worker": {
             "broker": get("broker"),
+            "insecure": insecure,
+            "token": token,
             "slots": get("slots"),
             "queues": get("queue") if args.command == "worker" else None,
             "name": get("name"),
@@ -316,8 +340,22 @@ def _flags(args: argparse.Namespace) -> dict[str, Any]:
             "run_as": get("run_as"),
             "run_as_pool": _user_list(get("run_as_pool"), "--run-as-pool"),
         },
-        "client": {"broker": get("broker")},
+        "client": {"broker": get("broker"), "insecure": insecure, "token": token},
     }
+
+
+def _token_file(path: Path | None) -> str | None:
+    """--token-file: the credential it holds (refused if others may read it)."""
+    if path is None:
+        return None
+    from gridd.config import read_secret_file
+
+    try:
+        return read_secret_file(path, "token file")
+    except FileNotFoundError:
+        raise ConfigError(f"token file {path} does not exist") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read token file {path}: {exc.strerror or exc}") from None
 
 
 def _keep(text: str | None) -> float | None:

@@ -17,7 +17,7 @@ def run_tui(config: Config) -> int:
     from gridd.tui.app import GriddApp
 
     token = cluster_token(config.client.token)
-    app = GriddApp(lambda: broker_address(config), token)
+    app = GriddApp(lambda: broker_address(config), token, insecure=config.client.insecure)
 
     async def main() -> None:
         await app.run_async()

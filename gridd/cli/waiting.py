@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from typing import TypeVar
 
 import anyio
 
-from gridd.client.api import Client, connect
+from gridd.client.api import Client
 from gridd.protocol.errors import ConnectionLost
 
 T = TypeVar("T")
@@ -23,8 +24,11 @@ RECONNECT_FOR_S = 300.0
 BACKOFF_MAX_S = 5.0
 
 
-async def through_restarts(client: Client, address: str, token: str, step: Callable[[Client], Awaitable[T]]) -> T:
-    """`step(client)`, and if the broker goes away meanwhile, `step` on a new connection once it is back."""
+async def through_restarts(
+    client: Client, reconnect: Callable[[], AbstractAsyncContextManager[Client]], step: Callable[[Client], Awaitable[T]]
+) -> T:
+    """`step(client)`, and if the broker goes away meanwhile, `step` on a new connection (`reconnect()`,
+    made as the first was) once it is back."""
     try:
         return await step(client)
     except ConnectionLost as exc:
@@ -34,7 +38,7 @@ async def through_restarts(client: Client, address: str, token: str, step: Calla
     while True:
         await anyio.sleep(delay)
         try:
-            async with connect(address, token) as again:
+            async with reconnect() as again:
                 return await step(again)
         except ConnectionLost:
             if anyio.current_time() >= deadline:

@@ -329,12 +329,13 @@ class Client:
 
 @asynccontextmanager
 async def connect(
-    address: str | None = None, token: str | None = None, *, name: str | None = None
+    address: str | None = None, token: str | None = None, *, name: str | None = None, insecure: bool | None = None
 ) -> AsyncIterator[Client]:
-    """Connect to the broker at HOST:PORT with the cluster token. Without them: GRIDD_BROKER and
-    GRIDD_TOKEN, else the local broker's (as the CLI finds it)."""
-    address, token = resolve(address, token)
-    async with open_connection(address, token, role="client", name=name) as connection:
+    """Connect to the broker at HOST:PORT with a credential (`gridd1-...`, or the plain cluster secret).
+    Without them: GRIDD_BROKER and GRIDD_TOKEN, else the login file's, else the local broker's (as the CLI
+    finds them). TLS unless `insecure` (None: GRIDD_INSECURE or the config file says)."""
+    address, token, insecure = resolve(address, token, insecure)
+    async with open_connection(address, token, role="client", name=name, insecure=insecure) as connection:
         yield Client(connection)
 
 

@@ -9,17 +9,31 @@ lease revocations) go to `pushes`. Transport errors become ConnectionLost, once,
 from __future__ import annotations
 
 import os
+import ssl
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
-from anyio.abc import SocketStream, TaskStatus
+from anyio.abc import ByteStream, TaskStatus
 from anyio.streams.memory import MemoryObjectSendStream
+from anyio.streams.tls import TLSAttribute, TLSStream
 
-from gridd.protocol.errors import BadFrame, ConfigError, ConnectionLost, GriddError, NoToken, exception_for
+from gridd.client.trust import Pin, check_presented, client_context, pin_for
+from gridd.protocol.credentials import parse_credential
+from gridd.protocol.errors import (
+    BadFrame,
+    ConfigError,
+    ConnectionLost,
+    GriddError,
+    NoToken,
+    TransportMismatch,
+    UntrustedBroker,
+    exception_for,
+)
 from gridd.protocol.frames import FrameDecoder, encode_frame
 from gridd.protocol.messages import (
+    BrokerCA,
     BrokerMessage,
     Error,
     Hello,
@@ -49,7 +63,7 @@ class _Slot:
 class Connection:
     """Send requests, await their replies; read unasked messages from `pushes`."""
 
-    def __init__(self, stream: SocketStream, address: str, welcome: Welcome) -> None:
+    def __init__(self, stream: ByteStream, address: str, welcome: Welcome) -> None:
         self._stream = stream
         self.address = address
         self.welcome = welcome
@@ -160,19 +174,23 @@ class Connection:
 
 @asynccontextmanager
 async def open_connection(
-    address: str, token: str | None, *, role: str = "client", name: str | None = None
+    address: str, token: str | None, *, role: str = "client", name: str | None = None, insecure: bool = False
 ) -> AsyncIterator[Connection]:
-    """Connect, authenticate with the cluster token, and keep the reader running until exit."""
+    """Connect (TLS 1.3; plain TCP if `insecure`), check the broker against the credential `token`
+    names (client/trust.py), authenticate with its secret, and keep the reader running until exit."""
     host, port = _split(address)
     if not token:
         raise NoToken("no cluster token: set GRIDD_TOKEN (the broker's data dir holds it in the file 'token')")
+    digest, secret = parse_credential(token)
+    pin = None if insecure else pin_for(digest, os.environ)  # before dialling: a plain secret may have no CA
     try:
         with anyio.fail_after(CONNECT_TIMEOUT_S):
-            stream = await anyio.connect_tcp(host, port)
+            tcp = await anyio.connect_tcp(host, port)
     except (OSError, TimeoutError) as exc:
         raise ConnectionLost(f"cannot connect to the broker at {address}: {_why(exc)}") from exc
-    async with stream:
-        welcome = await _handshake(stream, address, token, role, name or f"{role}-{os.getpid()}")
+    async with tcp:
+        stream: ByteStream = tcp if pin is None else await _start_tls(tcp, address, host, pin)
+        welcome = await _handshake(stream, address, secret, role, name or f"{role}-{os.getpid()}", pin, host)
         connection = Connection(stream, address, welcome)
         try:
             async with anyio.create_task_group() as tg:
@@ -190,7 +208,31 @@ async def open_connection(
             raise
 
 
-async def _handshake(stream: SocketStream, address: str, token: str, role: str, name: str) -> Welcome:
+async def _start_tls(tcp: ByteStream, address: str, host: str, pin: Pin) -> TLSStream:
+    try:
+        with anyio.fail_after(CONNECT_TIMEOUT_S):
+            return await TLSStream.wrap(tcp, hostname=host, ssl_context=client_context(pin), standard_compatible=False)
+    except ssl.SSLCertVerificationError as exc:
+        raise UntrustedBroker(
+            f"the broker at {address} is not the one your credential names ({exc.verify_message}); "
+            "the credential was not sent"
+        ) from None
+    except ssl.SSLError as exc:
+        if exc.reason == "WRONG_VERSION_NUMBER":  # what a plain (--insecure) broker's answer looks like to TLS
+            raise TransportMismatch(
+                f"the broker at {address} does not speak TLS (it runs with --insecure): "
+                "give --insecure here too, or restart the broker without it"
+            ) from None
+        raise ConnectionLost(f"TLS with the broker at {address} failed: {exc.reason or exc}") from exc
+    except (anyio.EndOfStream, anyio.BrokenResourceError, OSError) as exc:
+        raise ConnectionLost(f"the broker at {address} closed the connection during the TLS handshake") from exc
+    except TimeoutError as exc:
+        raise ConnectionLost(f"the broker at {address} did not finish the TLS handshake") from exc
+
+
+async def _handshake(
+    stream: ByteStream, address: str, secret: str, role: str, name: str, pin: Pin | None, host: str
+) -> Welcome:
     decoder: FrameDecoder[Any] = FrameDecoder(BrokerMessage)
     pending: list[Any] = []
 
@@ -203,9 +245,16 @@ async def _handshake(stream: SocketStream, address: str, token: str, role: str, 
             raise exception_for(message.code, message.message)
         return message
 
-    hello = Hello(version=PROTOCOL_VERSION, role=role, name=name, secret=token)
+    hello = Hello(version=PROTOCOL_VERSION, role=role, name=name, secret=secret)
     try:
         with anyio.fail_after(CONNECT_TIMEOUT_S):
+            if pin is not None:  # over TLS the broker speaks first: its CA, checked before the secret goes
+                presented = await receive()
+                if not isinstance(presented, BrokerCA):
+                    raise BadFrame(f"expected the broker's CA first, got {type(presented).__name__}")
+                if pin.anchors is None:
+                    leaf = stream.extra(TLSAttribute.peer_certificate_binary)
+                    check_presented(pin, host, presented.ca_pem, leaf, os.environ)
             await stream.send(encode_frame(hello))
             welcome = await receive()
     except _TRANSPORT_ERRORS as exc:

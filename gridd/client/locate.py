@@ -1,17 +1,69 @@
-"""Where the broker is and which token proves we belong, when a program does not say."""
+"""Where the broker is and which credential proves we belong, when a program does not say.
+
+Credential lookup order: --token-file, GRIDD_TOKEN (or the config file's `token`), the login file
+(`gridd login`: $XDG_CONFIG_HOME/gridd/credential), the local broker's token file. A file holding a
+secret that others may read is refused (config.read_secret_file).
+"""
 
 from __future__ import annotations
 
+import json
 import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
 
-from gridd.config import DEFAULT_PORT, Config, default_data_dir, load_config
-from gridd.protocol.errors import NoToken
+from gridd.config import DEFAULT_PORT, Config, default_config_path, default_data_dir, load_config, read_secret_file
+from gridd.protocol.errors import ConfigError, NoToken
+
+LOGIN_FILE = "credential"
+
+
+@dataclass(frozen=True)
+class Login:
+    broker: str
+    credential: str
+
+
+def login_path(environ: Mapping[str, str]) -> Path:
+    return default_config_path(environ).parent / LOGIN_FILE
+
+
+def read_login(environ: Mapping[str, str]) -> Login | None:
+    """What `gridd login` kept, or None."""
+    path = login_path(environ)
+    try:
+        text = read_secret_file(path, "credential file")
+    except FileNotFoundError:
+        return None
+    try:
+        data = json.loads(text)
+        return Login(broker=str(data["broker"]), credential=str(data["credential"]))
+    except (ValueError, KeyError, TypeError):
+        raise ConfigError(f"credential file {path} is damaged: run `gridd login` again") from None
+
+
+def write_login(environ: Mapping[str, str], login: Login) -> Path:
+    """Keep the credential and its broker (0600, in a 0700 directory), atomically."""
+    path = login_path(environ)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    tmp = path.with_name(f".{LOGIN_FILE}.{os.getpid()}")
+    tmp.unlink(missing_ok=True)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(json.dumps({"broker": login.broker, "credential": login.credential}) + "\n")
+    tmp.replace(path)
+    return path
 
 
 def broker_address(config: Config) -> str:
-    """--broker, GRIDD_BROKER or the config file; else the local broker's address file; else the default."""
+    """--broker, GRIDD_BROKER or the config file; else the login file's; else the local broker's address
+    file; else the default."""
     if config.client.broker:
         return config.client.broker
+    login = read_login(os.environ)
+    if login is not None:
+        return login.broker
     addr = default_data_dir(os.environ) / "broker.addr"
     try:
         return addr.read_text().strip() or f"127.0.0.1:{DEFAULT_PORT}"
@@ -20,19 +72,33 @@ def broker_address(config: Config) -> str:
 
 
 def cluster_token(token: str | None) -> str:
-    """GRIDD_TOKEN, else the token file in the default data dir (where a local broker made it)."""
+    """The credential given (--token-file, GRIDD_TOKEN), else the login file's, else the token file in
+    the default data dir (where a local broker made it)."""
     if token:
         return token
+    login = read_login(os.environ)
+    if login is not None:
+        return login.credential
     path = default_data_dir(os.environ) / "token"
     try:
-        return path.read_text().strip()
+        return read_secret_file(path, "token file")
+    except FileNotFoundError:
+        pass
     except OSError:
-        raise NoToken(f"no cluster token: set GRIDD_TOKEN, or run where the broker's {path} is readable") from None
+        pass
+    raise NoToken(
+        f"no credential: set GRIDD_TOKEN, give --token-file, run `gridd login`, or run where the broker's {path} "
+        "is readable"
+    )
 
 
-def resolve(address: str | None, token: str | None) -> tuple[str, str]:
-    """The address and token to use: those given, else what the CLI would use (see above)."""
-    if address and token:
-        return address, token
+def resolve(address: str | None, token: str | None, insecure: bool | None = None) -> tuple[str, str, bool]:
+    """The address, credential and transport to use: those given, else what the CLI would use (see above)."""
+    if address and token and insecure is not None:
+        return address, token, insecure
     config = load_config(None, os.environ, {})
-    return address or broker_address(config), cluster_token(token or config.client.token)
+    return (
+        address or broker_address(config),
+        cluster_token(token or config.client.token),
+        config.client.insecure if insecure is None else insecure,
+    )

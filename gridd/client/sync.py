@@ -108,12 +108,12 @@ class SyncClient:
 
 @contextlib.contextmanager
 def connect_sync(
-    address: str | None = None, token: str | None = None, *, name: str | None = None
+    address: str | None = None, token: str | None = None, *, name: str | None = None, insecure: bool | None = None
 ) -> Iterator[SyncClient]:
     """`connect` for code that is not async; tasks' `submit`/`map` use it inside the `with`."""
     with (
         start_blocking_portal("asyncio") as portal,
-        portal.wrap_async_context_manager(connect(address, token, name=name)) as client,
+        portal.wrap_async_context_manager(connect(address, token, name=name, insecure=insecure)) as client,
     ):
         sync = SyncClient(portal, client)
         reset = _current.set(sync)

@@ -17,6 +17,7 @@ class ErrorCode(enum.IntEnum):
     SLOW_CONSUMER = 1003
     AUTH_FAILED = 2000
     FORBIDDEN = 2001
+    TRANSPORT_MISMATCH = 2010  # TLS on one side, plain TCP (--insecure) on the other
     UNKNOWN_JOB = 3000
     ILLEGAL_TRANSITION = 3001
     INVALID_REQUEST = 3002
@@ -76,6 +77,18 @@ class AuthFailed(GriddError):
 
 class NoToken(AuthFailed):
     """Client side: no cluster token was given or found, so there is nothing to authenticate with."""
+
+
+class TransportMismatch(AuthFailed):
+    """One side speaks TLS and the other plain TCP (--insecure on one side only): nothing was
+    authenticated. The message says which side to change."""
+
+    code = ErrorCode.TRANSPORT_MISMATCH
+
+
+class UntrustedBroker(AuthFailed):
+    """Client side: the broker could not be verified (its certificate is not of the CA the credential
+    names, or there is no CA to check it against), so the secret was not sent."""
 
 
 class OperationRefused(GriddError):
@@ -250,6 +263,7 @@ _BY_CODE: dict[int, type[GriddError]] = {
         SlowConsumer,
         AuthFailed,
         Forbidden,
+        TransportMismatch,
         UnknownJob,
         IllegalTransition,
         InvalidRequest,

@@ -285,6 +285,16 @@ class Hello(Message, frozen=True, tag="hello"):
     secret: Secret = ""
 
 
+class BrokerCA(Message, frozen=True, tag="broker_ca"):
+    """First frame from the broker on a TLS connection, before any peer speaks: its CA certificate (PEM).
+
+    A peer whose credential names the CA's digest but has not stored that CA yet cannot make Python's ssl
+    show it the unverified chain (3.11), so the broker hands it over here; the peer checks the digest and
+    that the TLS certificate it was shown is issued by this CA before it sends its secret."""
+
+    ca_pem: Annotated[str, msgspec.Meta(max_length=16384)]
+
+
 class Welcome(Message, frozen=True, tag="welcome"):
     """Authentication succeeded; the broker's settings a peer needs."""
 
@@ -783,7 +793,8 @@ PeerMessage = (
 """Everything a peer (client or worker) may send to the broker."""
 
 BrokerMessage = (
-    Welcome
+    BrokerCA
+    | Welcome
     | Error
     | JobsAccepted
     | JobShown

@@ -45,9 +45,10 @@ class GriddApp(App[None]):
         *,
         retry_first_s: float = 0.25,
         retry_max_s: float = 3.0,
+        insecure: bool | None = None,
     ) -> None:
         super().__init__()
-        self.link = BrokerLink(address, token)
+        self.link = BrokerLink(address, token, insecure)
         self.dashboard = DashboardScreen(self.link, self.resubscribe)
         self._feed = EventFeed(
             self.link, self.dashboard.post_message, retry_first_s=retry_first_s, retry_max_s=retry_max_s

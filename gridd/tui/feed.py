@@ -90,7 +90,7 @@ class EventFeed:
             delay = min(delay * 2, self._retry_max_s)
 
     async def _follow(self, address: str) -> None:
-        async with connect(address, self._link.token, name="gridd-tui") as client:
+        async with connect(address, self._link.token, name="gridd-tui", insecure=self._link.insecure) as client:
             snapshot, events = await client.subscribe()
             self._link.client = client
             self._connected_once = True

@@ -15,9 +15,10 @@ from gridd.protocol.errors import ConnectionLost
 class BrokerLink:
     """Where the broker is (asked again at each reconnect) and the connected client, if any."""
 
-    def __init__(self, address: str | Callable[[], str], token: str | None) -> None:
+    def __init__(self, address: str | Callable[[], str], token: str | None, insecure: bool | None = None) -> None:
         self._address = address
         self.token = token
+        self.insecure = insecure  # None: as GRIDD_INSECURE or the config file says
         self.client: Client | None = None
         self.address = self.resolve()
 

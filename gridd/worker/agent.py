@@ -89,6 +89,7 @@ class AgentSettings:
     cpus: int | None = None  # None: as many as slots
     memory_mb: int | None = None  # None: no limit
     instance: str = ""  # kept in the work dir (gridd.worker.workdir): proves a reconnection is this worker
+    insecure: bool = False  # plain TCP to the broker (--insecure)
 
 
 @dataclass(eq=False, slots=True)
@@ -186,7 +187,9 @@ class WorkerAgent:
         backoff = BACKOFF_MIN_S
         while True:
             try:
-                async with open_connection(self._s.broker, self._s.token, role="worker", name=self._s.name) as conn:
+                async with open_connection(
+                    self._s.broker, self._s.token, role="worker", name=self._s.name, insecure=self._s.insecure
+                ) as conn:
                     backoff = BACKOFF_MIN_S
                     await self._serve(conn, jobs)
             except* WorkerNameInUse as group:

@@ -65,6 +65,7 @@ def make_agent(config: WorkerConfig, token: str, default_work_dir: Path, clock: 
         cpus=config.cpus or max(config.slots, machine_cpus()),
         memory_mb=config.memory_mb if config.memory_mb is not None else machine_memory_mb(),
         instance=instance,
+        insecure=config.insecure,
     )
     # Each running job holds a thread while it waits for its process; leave room for the rest.
     limiter = anyio.CapacityLimiter(config.slots * 2 + 4)

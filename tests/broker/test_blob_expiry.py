@@ -19,7 +19,7 @@ from gridd.client.connection import Connection
 from gridd.config import BrokerConfig
 from gridd.protocol.messages import PutBlob
 from tests.clock import FakeClock
-from tests.conftest import TOKEN, BrokerHandle, client_of, running_broker, running_worker
+from tests.conftest import TOKEN, BrokerHandle, client_of, running_broker, running_worker, seed_ca
 
 pytestmark = pytest.mark.anyio
 
@@ -36,6 +36,7 @@ async def put(conn: Connection, blob: str, size: int, offset: int = 0, data: byt
 async def broker_on_clock(tmp_path: Path, clock: FakeClock) -> AsyncIterator[BrokerHandle]:
     config = BrokerConfig(listen="127.0.0.1:0", token=TOKEN)
     data_dir = tmp_path / "broker"
+    seed_ca(data_dir)
     async with anyio.create_task_group() as tg:
         broker = await tg.start(lambda task_status: run_broker(config, data_dir, clock=clock, task_status=task_status))
         yield BrokerHandle(broker, data_dir)

@@ -13,13 +13,13 @@ from gridd.protocol.errors import ConnectionLost, ErrorCode
 from gridd.protocol.frames import encode_frame
 from gridd.protocol.messages import GetStatus, JobsFinished, StatusReported, WaitJobs, Welcome
 from tests.broker.test_wire_safety import Raw, closing_error, raw, still_serves
-from tests.conftest import TOKEN, BrokerHandle, client_of, running_broker
+from tests.conftest import TOKEN, BrokerHandle, client_of, running_broker, tls_connect
 
 
 async def raw_from(handle: BrokerHandle, source: str) -> Raw:
     """A raw connection from another loopback address (all of 127/8 is this machine)."""
     with anyio.fail_after(10):
-        return Raw(await anyio.connect_tcp("127.0.0.1", handle.broker.port, local_host=source))
+        return Raw(await tls_connect(handle.broker.port, local_host=source))
 
 
 async def test_a_connection_that_sends_nothing_is_closed_within_the_handshake_timeout(tmp_path: Any) -> None:

@@ -29,7 +29,7 @@ from gridd.protocol.messages import (
     RequestJobs,
 )
 from tests.clock import FakeClock
-from tests.conftest import TOKEN, eventually
+from tests.conftest import TOKEN, eventually, seed_ca
 
 TTL_S = 30.0
 TTL_MS = int(TTL_S * 1000)
@@ -49,6 +49,7 @@ async def broker_with(data_dir: Path, clock: FakeClock, **overrides: Any) -> Asy
     settings.update(overrides)
     async with anyio.create_task_group() as tg:
         with anyio.fail_after(NET_S):
+            seed_ca(data_dir)
             broker = await tg.start(partial(run_broker, clock=clock), BrokerConfig(**settings), data_dir)
         yield broker
         tg.cancel_scope.cancel()

@@ -5,17 +5,19 @@ else. Raw sockets speak the protocol by hand where gridd's own client would refu
 
 from __future__ import annotations
 
+import contextlib
 import socket
 from typing import Any
 
 import anyio
 import msgspec
 import pytest
-from anyio.abc import SocketAttribute, SocketStream
+from anyio.abc import ByteStream, SocketAttribute, SocketStream
 from structlog.testing import capture_logs
 
 from gridd.broker.session import FLUSH_S
 from gridd.client import connect
+from gridd.protocol.credentials import format_credential
 from gridd.protocol.errors import AuthFailed, BadFrame, ErrorCode, NotAWorker
 from gridd.protocol.frames import MAX_FRAME_BYTES, FrameDecoder, encode_frame
 from gridd.protocol.messages import (
@@ -36,15 +38,26 @@ from gridd.protocol.messages import (
     Welcome,
 )
 from gridd.protocol.version import PROTOCOL_VERSION
-from tests.conftest import TOKEN, BrokerHandle, client_of, eventually, running_broker
+from tests.conftest import (
+    CA_DIGEST,
+    SECRET,
+    TOKEN,
+    BrokerHandle,
+    client_of,
+    eventually,
+    running_broker,
+    tls_connect,
+    tls_wrap,
+)
 
 NET_S = 10
 
 
 class Raw:
-    """A raw TCP connection to the broker that reads frames with gridd's own decoder."""
+    """A raw connection to the broker (TLS, past the broker's BrokerCA frame) that reads frames with
+    gridd's own decoder."""
 
-    def __init__(self, stream: SocketStream) -> None:
+    def __init__(self, stream: ByteStream) -> None:
         self.stream = stream
         self.decoder: FrameDecoder[Any] = FrameDecoder(BrokerMessage)
         self.pending: list[Any] = []
@@ -73,14 +86,14 @@ class Raw:
             except EOFError:
                 return frames
 
-    async def handshake(self, token: str = TOKEN, version: int = PROTOCOL_VERSION, name: str = "raw") -> Any:
+    async def handshake(self, token: str = SECRET, version: int = PROTOCOL_VERSION, name: str = "raw") -> Any:
         await self.send(encode_frame(Hello(version=version, role="client", name=name, secret=token)))
         return await self.receive()
 
 
 async def raw(handle: BrokerHandle) -> Raw:
     with anyio.fail_after(NET_S):
-        return Raw(await anyio.connect_tcp("127.0.0.1", handle.broker.port))
+        return Raw(await tls_connect(handle.broker.port))
 
 
 def frame_of(body: Any) -> bytes:
@@ -185,7 +198,8 @@ async def test_a_peer_with_the_wrong_token_gets_auth_failed_and_the_broker_logs_
             assert await conn.until_closed() == []
         assert [e for e in logs if e["event"] == "auth.failed"], logs
         assert TOKEN not in repr(logs) and "not-the-token" not in repr(logs)  # never log a token
-        await conn.send(encode_frame(SubmitJobs(rid=1, jobs=[JobSpec(argv=["true"])])))
+        with contextlib.suppress(anyio.EndOfStream, anyio.BrokenResourceError):  # TLS knows it is closed
+            await conn.send(encode_frame(SubmitJobs(rid=1, jobs=[JobSpec(argv=["true"])])))
         assert await jobs_in(b) == 0
         await still_serves(b)
 
@@ -194,7 +208,7 @@ async def test_a_client_with_the_wrong_token_gets_auth_failed_and_the_broker_log
     async with running_broker(tmp_path) as b:
         with capture_logs() as logs:
             with anyio.fail_after(NET_S), pytest.raises(AuthFailed):
-                async with connect(b.addr, "not-the-token"):
+                async with connect(b.addr, format_credential(CA_DIGEST, "not-the-token")):
                     pass
 
             async def logged() -> bool:
@@ -327,7 +341,7 @@ async def test_a_dropped_subscriber_that_never_reads_again_is_disconnected_withi
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # no autotuning: the socket fills sooner
     async with running_broker(tmp_path, max_pending_events=100) as b, client_of(b) as submitter:
         sock.connect(("127.0.0.1", b.broker.port))
-        slow = Raw(await SocketStream.from_socket(sock))
+        slow = Raw(await tls_wrap(await SocketStream.from_socket(sock)))
         peer_port = slow.stream.extra(SocketAttribute.local_port)
         assert isinstance(await slow.handshake(), Welcome)
         await slow.send(encode_frame(Subscribe(rid=1)))

@@ -20,9 +20,11 @@ from typing import Any, TypeVar
 
 import pytest
 
-from tests.conftest import JOBS_AS_WORKER
+from gridd.protocol.credentials import format_credential
+from tests.conftest import CA_DIGEST, JOBS_AS_WORKER, seed_ca
 
-TOKEN = "e2e-cluster-secret"
+SECRET = "d8CJgvESDy4Ymi73_l3r8kw9XVqG514V"  # the e2e brokers' cluster secret (192 bits)
+TOKEN = format_credential(CA_DIGEST, SECRET)  # their brokers are given the test CA before they start
 GRIDD = [sys.executable, "-m", "gridd"]
 CLI_TIMEOUT_S = 30.0
 T = TypeVar("T")
@@ -91,6 +93,7 @@ class Grid:
         self.root = root
         self.env = clean_env(root)
         self.data_dir = root / "broker-data"
+        self.own_ca = False  # True: the broker makes its own CA (else it is given the test run's, TOKEN names it)
         self.broker: subprocess.Popen[bytes] | None = None
         self.addr: str | None = None
         self.broker_log = root / "broker.log"
@@ -118,6 +121,8 @@ class Grid:
         """Start `gridd broker` on this grid's data dir; returns HOST:PORT once D/broker.addr names it."""
         addr_file = self.data_dir / "broker.addr"
         addr_file.unlink(missing_ok=True)  # a restart must not read the previous broker's address
+        if not self.own_ca:
+            seed_ca(self.data_dir)
         argv = [*GRIDD, "broker", "--listen", f"127.0.0.1:{port}", "--data-dir", str(self.data_dir)]
         if lease_ttl is not None:
             argv += ["--lease-ttl", str(lease_ttl)]

@@ -9,6 +9,7 @@ import socket
 import subprocess
 from pathlib import Path
 
+from tests.conftest import seed_ca
 from tests.e2e.conftest import GRIDD, Grid, wait_until
 
 FD_LIMIT = 128
@@ -20,6 +21,7 @@ def _few_files() -> None:  # runs in the broker's child process, before it execu
 
 
 def _start_broker(grid: Grid, log: Path) -> subprocess.Popen[bytes]:
+    seed_ca(grid.data_dir)
     argv = [*GRIDD, "broker", "--listen", "127.0.0.1:0", "--data-dir", str(grid.data_dir), "--log-format", "logfmt"]
     with log.open("wb") as out:
         proc = grid.spawn(argv, stdout=out, stderr=out, preexec_fn=_few_files)

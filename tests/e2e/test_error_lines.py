@@ -5,13 +5,16 @@ from __future__ import annotations
 import subprocess
 
 from gridd.protocol.errors import ConnectionLost, StorageFailed
+from tests.conftest import seed_ca
 from tests.e2e.conftest import GRIDD, Grid
 
 
 def test_a_broker_on_a_garbage_database_says_so_in_one_line_and_leaves_the_file_alone(grid: Grid) -> None:
-    grid.data_dir.mkdir(parents=True)
+    grid.data_dir.mkdir(parents=True, mode=0o700)  # private, as a broker makes it: nothing to tighten
     garbage = bytes(range(256)) * 40  # not an SQLite file
     (grid.data_dir / "gridd.db").write_bytes(garbage)
+    (grid.data_dir / "gridd.db").chmod(0o600)
+    seed_ca(grid.data_dir)
     result = subprocess.run(
         [*GRIDD, "broker", "--listen", "127.0.0.1:0", "--data-dir", str(grid.data_dir)],
         capture_output=True,
