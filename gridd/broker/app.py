@@ -14,7 +14,7 @@ import structlog
 from anyio.abc import TaskStatus
 
 from gridd.broker.admission import ConnectionLimits, raise_open_files_limit
-from gridd.broker.auth import broker_token
+from gridd.broker.auth import broker_token, is_loopback
 from gridd.broker.core import Broker, BrokerSettings
 from gridd.broker.credentials import Credentials
 from gridd.broker.datadir import secure_data_dir
@@ -54,7 +54,7 @@ async def _serve(config: BrokerConfig, data_dir: Path, clock: Clock, task_status
     async with open_store(db) as store, anyio.create_task_group() as tg:
         # The CA is made under --insecure too: credentials always pin it, and stay valid when TLS is on.
         tls = load_or_make(data_dir, broker_names(host, config.advertise), keep_for_user=config.keep_ca_for_user)
-        secret = broker_token(config.token, data_dir, tls.ca_digest)
+        secret = broker_token(config.token, data_dir, tls.ca_digest, loopback=is_loopback(host))
         # Workers that ran jobs under the previous broker get one TTL to re-attach before any is reaped.
         extended = await store.extend_running_leases(clock.now_ms() + ttl_ms)
         settings = BrokerSettings(

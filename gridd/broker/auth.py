@@ -8,6 +8,7 @@ form: the secret stays, so whatever used the old text keeps authenticating.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from pathlib import Path
 
@@ -23,9 +24,11 @@ TOKEN_FILE = "token"
 MAKE_ONE = "python3 -c 'import secrets; print(secrets.token_urlsafe(24))'"
 
 
-def broker_token(configured: str | None, data_dir: Path, ca_digest: str) -> str:
+def broker_token(configured: str | None, data_dir: Path, ca_digest: str, *, loopback: bool = False) -> str:
     """The cluster secret the broker demands; creates (or brings up to date) the token file if none is
-    configured. ConfigError for a weak secret or a credential of another CA."""
+    configured. ConfigError for a credential of another CA, and for a weak secret unless the broker
+    listens on loopback only (`loopback`), where it is a warning: there only this machine's users can
+    try guesses, one TLS connection each, and scripts made before secrets were checked keep running."""
     if configured:
         digest, secret = parse_credential(configured)
         if digest is not None and digest != ca_digest:
@@ -33,7 +36,7 @@ def broker_token(configured: str | None, data_dir: Path, ca_digest: str) -> str:
                 f"GRIDD_TOKEN is a credential of another CA (sha256 {digest[:12]}...), not of this broker's "
                 f"(sha256 {ca_digest[:12]}..., in {data_dir / 'tls'}): restore that CA, or give the plain secret"
             )
-        _refuse_weak(secret, "GRIDD_TOKEN (the cluster secret)")
+        _refuse_weak(secret, "GRIDD_TOKEN (the cluster secret)", loopback)
         return secret
     path = data_dir / TOKEN_FILE
     try:
@@ -43,10 +46,10 @@ def broker_token(configured: str | None, data_dir: Path, ca_digest: str) -> str:
     if text is None:
         secret = new_secret()
         if not _create(path, format_credential(ca_digest, secret)):  # another process won the race
-            return broker_token(None, data_dir, ca_digest)
+            return broker_token(None, data_dir, ca_digest, loopback=loopback)
         return secret
     _, secret = parse_credential(text)
-    _refuse_weak(secret, f"the secret in {path}")
+    _refuse_weak(secret, f"the secret in {path}", loopback)
     wanted = format_credential(ca_digest, secret)
     if text != wanted:
         tmp = path.with_name(f".{TOKEN_FILE}.{os.getpid()}")
@@ -57,12 +60,24 @@ def broker_token(configured: str | None, data_dir: Path, ca_digest: str) -> str:
     return secret
 
 
-def _refuse_weak(secret: str, what: str) -> None:
-    if weak_secret(secret):
-        raise ConfigError(
-            f"{what} is {len(secret)} characters, under 128 bits (at least {MIN_SECRET_CHARS} of "
-            f"token_urlsafe); make one with: {MAKE_ONE}"
-        )
+def is_loopback(host: str) -> bool:
+    """Whether a broker listening on `host` can be reached from this machine only."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:  # a name, or a wildcard such as "" (every address)
+        return False
+
+
+def _refuse_weak(secret: str, what: str, loopback: bool) -> None:
+    if not weak_secret(secret):
+        return
+    why = f"{what} is {len(secret)} characters, under 128 bits (at least {MIN_SECRET_CHARS} of token_urlsafe)"
+    if loopback:
+        log.warning("auth.weak_secret", why=why, make_one=MAKE_ONE, refused_when="listening beyond loopback")
+        return
+    raise ConfigError(f"{why}, on a broker reachable from the network; make one with: {MAKE_ONE}")
 
 
 def _create(path: Path, text: str) -> bool:
