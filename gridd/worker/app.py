@@ -19,8 +19,9 @@ from gridd.worker.runner import RunSettings
 from gridd.worker.task_runner import load_tasks
 from gridd.worker.workdir import check_work_dir, claim_work_dir, make_private_dir
 
-# The default data dir of a worker whose jobs run as other users (--run-as, --run-as-pool, root's default).
-SHARED_STATE_DIR = Path("/var/lib/gridd")
+# Where a worker whose jobs run as other users (--run-as, --run-as-pool, root's default) keeps its work dir
+# (NAME in it) when given none: not in the broker's data dir (/var/lib/gridd in its unit), which is 0700.
+SHARED_WORK_ROOT = Path("/var/lib/gridd-worker")
 
 
 def make_agent(config: WorkerConfig, token: str, default_work_dir: Path, clock: Clock | None = None) -> WorkerAgent:
@@ -33,12 +34,14 @@ def make_agent(config: WorkerConfig, token: str, default_work_dir: Path, clock: 
     if users is not None:
         check_dedicated(users)
     tasks = load_tasks(config.tasks, config.slots) if config.tasks else None
-    if config.work_dir is None and users is not None:
-        # A root worker's jobs run as other users, who cannot pass through root's home (0700): its
-        # default work dir is where daemons keep their state, reachable by them.
-        default_work_dir = SHARED_STATE_DIR
+    if config.work_dir is not None:
+        given = config.work_dir
+    elif users is not None:  # job users cannot pass through root's home (0700): where daemons keep state
+        given = SHARED_WORK_ROOT / name
+    else:
+        given = default_work_dir / "worker" / name
     # Absolute and normalised: the lock and the bundle cache sit beside it, named after its last component.
-    work_dir = Path(os.path.abspath(config.work_dir or default_work_dir / "worker" / name))
+    work_dir = Path(os.path.abspath(given))
     check_work_dir(work_dir)  # refused before anything is made beside it
     if users is not None:
         check_reachable(work_dir, users)  # the directories there are already (all of them once made, below)

@@ -94,10 +94,10 @@ def test_gridd_worker_started_as_root_runs_jobs_as_nobody_unless_told(grid: Grid
 
 
 @needs_root
-def test_a_root_worker_given_no_work_dir_keeps_it_under_var_lib_where_its_jobs_can_reach_it(grid: Grid) -> None:
+def test_a_root_worker_given_no_work_dir_keeps_it_in_var_lib_where_its_jobs_can_reach_it(grid: Grid) -> None:
     """`sudo gridd worker --broker HOST` from a private home (0700, as pytest's tmp dirs are) just works."""
     name = f"gridd-test-{secrets.token_hex(4)}"
-    work = Path("/var/lib/gridd/worker") / name
+    work = Path("/var/lib/gridd-worker") / name
     try:
         grid.start_broker()
         grid.spawn([*GRIDD, "worker", "--broker", grid.addr or "", "--name", name], stdout=subprocess.DEVNULL)
