@@ -204,7 +204,11 @@ def host_name() -> str:
 def _read_toml(path: Path | None, environ: Mapping[str, str]) -> dict[str, Any]:
     explicit = path is not None
     path = path or default_config_path(environ)
-    if not path.exists():
+    try:
+        exists = path.exists()
+    except OSError as exc:  # a directory on the way that this user may not enter
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+    if not exists:
         if explicit:
             raise ConfigError(f"config file {path} does not exist")
         return {}

@@ -54,7 +54,8 @@ sys.exit(gridd.cli.main.main(sys.argv[1:]))
 def gridd_worker_not_root(base: Path, *args: str, stderr: int | None = None) -> subprocess.Popen[bytes]:
     """`gridd worker ARGS` run by an ordinary user: this one, or nobody when the tests run as root."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("GRIDD_")}
-    env.update(GRIDD_TOKEN=TOKEN, HOME=str(base), XDG_DATA_HOME=str(base / "data"), PYTHONPATH=str(ROOT))
+    env.update(GRIDD_TOKEN=TOKEN, HOME=str(base), PYTHONPATH=str(ROOT))
+    env.update(XDG_DATA_HOME=str(base / "data"), XDG_CONFIG_HOME=str(base / "config"))
     gridd = [sys.executable, "-c", AS_NOBODY] if os.geteuid() == 0 else [sys.executable, "-m", "gridd"]
     argv = [*gridd, "worker", "--broker", "127.0.0.1:1", "--log-format", "logfmt", *args]
     return subprocess.Popen(
