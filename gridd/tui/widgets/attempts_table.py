@@ -1,4 +1,5 @@
-"""A job's finished attempts: worker, times, exit status and outcome of each."""
+"""A job's finished attempts: worker, times, exit status, outcome and accounting (wall, CPU user+system,
+max RSS; "-" where not measured) of each."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from collections.abc import Sequence
 from rich.text import Text
 from textual.widgets import DataTable
 
+from gridd import accounting
 from gridd.protocol.messages import AttemptView
 from gridd.tui.formatting import clock_time, exit_text
 from gridd.tui.widgets.cells import cell
@@ -18,6 +20,9 @@ COLUMNS = (
     ("ended", "ended"),
     ("exit", "exit"),
     ("outcome", "outcome"),
+    ("wall", "wall"),
+    ("cpu", "cpu"),
+    ("maxrss", "maxrss"),
 )
 
 
@@ -43,6 +48,9 @@ class AttemptsTable(DataTable[Text]):
                 clock_time(a.ended_ms),
                 exit_text(a.exit_code),
                 a.outcome,
+                accounting.duration(None if a.wall_ms is None else a.wall_ms / 1000),
+                accounting.duration(accounting.cpu_s(a)),
+                accounting.kib(a.max_rss_kb),
             ]
             self.add_row(*map(cell, cells), key=str(position))
         self.border_title = f"Attempts ({len(attempts)} finished)"
