@@ -243,9 +243,7 @@ report_rows = st.builds(
     lent_cpu_hours=finite_floats,
     lent_wall_hours=finite_floats,
 )
-reports_ready = st.builds(
-    m.ReportReady, rid=rids, by=texts, since_ms=epoch_ms, rows=st.lists(report_rows, max_size=3)
-)
+reports_ready = st.builds(m.ReportReady, rid=rids, by=texts, since_ms=epoch_ms, rows=st.lists(report_rows, max_size=3))
 purge_jobs = st.builds(m.PurgeJobs, rid=rids, older_than_s=st.none() | st.floats(0, 2**40))
 subscribes = st.builds(m.Subscribe, rid=rids)
 register_workers = st.builds(

@@ -84,7 +84,7 @@ def show(job: JobView, attempts: Sequence[AttemptView]) -> str:
                 accounting.duration(None if a.wall_ms is None else a.wall_ms / 1000),
                 accounting.duration(accounting.cpu_s(a)),
                 accounting.kib(a.max_rss_kb),
-                "-" if a.output_bytes is None else f"{a.output_bytes} B",
+                "-" if a.output_bytes is None else f"{a.output_bytes}B",
             ]
             + ([a.code or "-"] if code else [])
             + ([a.bundle or "-"] if bundle else [])

@@ -254,6 +254,7 @@ class _Attempt:
                 _hand_over(cwd, user)
         except OSError as exc:
             return self._not_started(None, "error", f"cannot fill the working directory {cwd}: {exc}", started)
+        began = time.monotonic()  # before the spawn: the wall time covers all of the job's life
         try:
             proc = _spawn(job, cwd, self._settings.worker, spools[0].write_end, spools[1].write_end, user)
         except OSError as exc:
@@ -285,7 +286,7 @@ class _Attempt:
             finally:
                 _kill_group(proc.pid, signal.SIGKILL)  # stragglers the job left behind, or all of it
                 usage = _reap(proc)
-        wall_ms = int((time.monotonic() - spawned) * 1000)
+        wall_ms = int((time.monotonic() - began) * 1000)
         _drain(spools, time.monotonic() + DRAIN_S)
         ended = self._clock.now_ms()
         (stdout, stdout_cut), (stderr, stderr_cut) = spools[0].head(), spools[1].head()
