@@ -9,10 +9,10 @@ from typing import Any
 
 import msgspec
 
-from gridd import accounting
 from gridd.printable import printable
 from gridd.protocol.messages import AttemptView, Event, JobView, ReportRow, StatusReported, WorkerView
 from gridd.resources import format_mb
+from gridd.tui import formatting
 
 _json = msgspec.json.Encoder()
 
@@ -29,9 +29,10 @@ def job_record(job: JobView) -> dict[str, Any]:
 
 
 def shown_record(job: JobView, attempts: Sequence[AttemptView]) -> dict[str, Any]:
-    """The `show --json` object: the job's record and its finished attempts with their accounting."""
+    """The `show --json` object: the job's record and, under `history` (`attempts` is their count), its
+    finished attempts with their formatting."""
     record = job_record(job)
-    record["attempts"] = [msgspec.structs.asdict(a) for a in attempts]
+    record["history"] = [msgspec.structs.asdict(a) for a in attempts]
     return record
 
 
@@ -81,9 +82,9 @@ def show(job: JobView, attempts: Sequence[AttemptView]) -> str:
                 a.outcome,
                 "-" if a.exit_code is None else str(a.exit_code),
                 _when(a.ended_ms),
-                accounting.duration(None if a.wall_ms is None else a.wall_ms / 1000),
-                accounting.duration(accounting.cpu_s(a)),
-                accounting.kib(a.max_rss_kb),
+                formatting.duration(None if a.wall_ms is None else a.wall_ms / 1000),
+                formatting.duration(formatting.cpu_s(a)),
+                formatting.kib(a.max_rss_kb),
                 "-" if a.output_bytes is None else f"{a.output_bytes}B",
             ]
             + ([a.code or "-"] if code else [])

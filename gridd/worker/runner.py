@@ -349,7 +349,8 @@ def _result(
 def _reap(proc: subprocess.Popen[bytes]) -> resource.struct_rusage:
     """Reap the job's process with wait4: its own rusage, not the worker's children's in all (other jobs
     run at the same time). It counts the job's process and the descendants it waited for; a grandchild
-    the job left behind (killed with its group) is reaped by init and counts nowhere."""
+    the job left behind (killed with its group) is reaped by init and counts nowhere. Its max RSS is
+    never below the worker's own peak at the spawn: Linux carries the forked copy's peak across exec."""
     while True:
         try:
             _, status, usage = os.wait4(proc.pid, 0)

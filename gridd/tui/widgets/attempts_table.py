@@ -8,8 +8,8 @@ from collections.abc import Sequence
 from rich.text import Text
 from textual.widgets import DataTable
 
-from gridd import accounting
 from gridd.protocol.messages import AttemptView
+from gridd.tui import formatting
 from gridd.tui.formatting import clock_time, exit_text
 from gridd.tui.widgets.cells import cell
 
@@ -48,9 +48,9 @@ class AttemptsTable(DataTable[Text]):
                 clock_time(a.ended_ms),
                 exit_text(a.exit_code),
                 a.outcome,
-                accounting.duration(None if a.wall_ms is None else a.wall_ms / 1000),
-                accounting.duration(accounting.cpu_s(a)),
-                accounting.kib(a.max_rss_kb),
+                formatting.duration(None if a.wall_ms is None else a.wall_ms / 1000),
+                formatting.duration(formatting.cpu_s(a)),
+                formatting.kib(a.max_rss_kb),
             ]
             self.add_row(*map(cell, cells), key=str(position))
         self.border_title = f"Attempts ({len(attempts)} finished)"
