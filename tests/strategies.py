@@ -97,6 +97,12 @@ attempt_views = st.builds(
     outcome=texts,
     code=st.none() | texts,
     bundle=st.none() | texts,
+    wall_ms=st.none() | counts,
+    cpu_user_s=st.none() | finite_floats,
+    cpu_system_s=st.none() | finite_floats,
+    max_rss_kb=st.none() | counts,
+    output_bytes=st.none() | counts,
+    lent=st.none() | st.booleans(),
 )
 worker_views = st.builds(
     m.WorkerView,
@@ -136,6 +142,11 @@ job_results = st.builds(
     error=st.none() | task_errors,
     code=st.text(max_size=40),
     bundle=st.text(max_size=40),
+    wall_ms=st.none() | counts,
+    cpu_user_s=st.none() | st.floats(0, 1e9),
+    cpu_system_s=st.none() | st.floats(0, 1e9),
+    max_rss_kb=st.none() | counts,
+    output_bytes=st.none() | counts,
 )
 task_outcomes = st.builds(
     m.TaskOutcome,
@@ -219,6 +230,20 @@ bundles_listed = st.builds(m.BundlesListed, rid=rids, bundles=st.lists(bundle_vi
 bundles_got = st.builds(m.BundleGot, rid=rids, bundle=bundle_views, files=st.lists(bundle_files, max_size=3))
 list_workers = st.builds(m.ListWorkers, rid=rids)
 get_status = st.builds(m.GetStatus, rid=rids)
+get_reports = st.builds(m.GetReport, rid=rids, since_ms=epoch_ms, by=st.sampled_from(m.REPORT_BY))
+report_rows = st.builds(
+    m.ReportRow,
+    group=texts,
+    jobs=counts,
+    succeeded=counts,
+    attempts=counts,
+    cpu_hours=finite_floats,
+    wall_hours=finite_floats,
+    lent_attempts=counts,
+    lent_cpu_hours=finite_floats,
+    lent_wall_hours=finite_floats,
+)
+reports_ready = st.builds(m.ReportReady, rid=rids, by=texts, since_ms=epoch_ms, rows=st.lists(report_rows, max_size=3))
 purge_jobs = st.builds(m.PurgeJobs, rid=rids, older_than_s=st.none() | st.floats(0, 2**40))
 subscribes = st.builds(m.Subscribe, rid=rids)
 register_workers = st.builds(
@@ -293,6 +318,7 @@ peer_messages: st.SearchStrategy[Any] = st.one_of(
     get_bundles,
     list_workers,
     get_status,
+    get_reports,
     purge_jobs,
     subscribes,
     register_workers,
@@ -393,6 +419,7 @@ broker_messages: st.SearchStrategy[Any] = st.one_of(
     bundles_got,
     workers_listed,
     statuses,
+    reports_ready,
     jobs_purged,
     subscribeds,
     events,
@@ -449,6 +476,8 @@ BY_CLASS: dict[type, st.SearchStrategy[Any]] = {
     m.BlobRead: blobs_read,
     m.WorkersListed: workers_listed,
     m.StatusReported: statuses,
+    m.GetReport: get_reports,
+    m.ReportReady: reports_ready,
     m.JobsPurged: jobs_purged,
     m.Subscribed: subscribeds,
     m.Event: events,

@@ -34,6 +34,7 @@ from gridd.protocol.messages import (
     FollowOutput,
     GetBlob,
     GetBundle,
+    GetReport,
     GetStatus,
     Hello,
     JobSpec,
@@ -96,6 +97,7 @@ RULES: dict[type[Message], Rule] = {
     PurgeJobs: Rule(ADMIN, "purge jobs"),
     # the grid
     GetStatus: Rule(LOOK, "see the status"),
+    GetReport: Rule(LOOK, "see the accounting report", own_jobs=True),  # submit: a report of its own jobs
     ListWorkers: Rule(LOOK, "list workers"),
     Subscribe: Rule(LOOK, "follow events"),
     # inputs and outputs: bundles and blobs

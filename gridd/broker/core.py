@@ -356,7 +356,7 @@ class Broker:
         now = self.clock.now_ms()
         try:
             lost, changed = await self.store.attach_worker(
-                link.name, running, now + self.settings.lease_ttl_ms, now, restarted, link.instance
+                link.name, running, now + self.settings.lease_ttl_ms, now, restarted, link.instance, link.lends
             )
         except BaseException:
             self.workers.remove(link)
@@ -385,7 +385,7 @@ class Broker:
             self.dispatcher.withdraw(link.name)
         if state != link.state:
             log.info("worker.state_changed", worker=link.name, state=state, previous=link.state)
-            link.state = state
+            link.observe(state)
             now = self.clock.now_ms()
             self.hub.publish([Event(kind="worker.state", ts_ms=now, worker=link.name, state=state)])
 
@@ -444,7 +444,7 @@ class Broker:
         link.last_seen_ms = now
         results = [self._cut_output(link, r) for r in results]
         outcomes, changed = await self.store.complete_jobs(
-            link.name, results, now, self.settings.retry_base_ms, link.instance
+            link.name, results, now, self.settings.retry_base_ms, link.instance, link.lends
         )
         for o in outcomes:
             if o.code == ErrorCode.BAD_RESULT:
@@ -499,7 +499,9 @@ class Broker:
         self.record(await self.store.return_leases(link.name, leases, link.instance), kind="job.returned")
 
     async def expire_leases(self, now_ms: int) -> list[Transition]:
-        changed = await self.store.expire_leases(now_ms)
+        # A lease expires when its worker went silent: counted as lent if a worker of that name that is
+        # still connected lends (one that is gone is unknown, NULL).
+        changed = await self.store.expire_leases(now_ms, {w.name for w in self.workers.all() if w.lends})
         self.record(changed)
         return changed
 

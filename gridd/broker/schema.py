@@ -185,6 +185,19 @@ MIGRATIONS: list[str] = [
     ALTER TABLE jobs ADD COLUMN owner TEXT NOT NULL DEFAULT 'admin';
     CREATE INDEX jobs_owner ON jobs (owner, id);
     """,
+    # 9: accounting per attempt, as its worker measured it (NULL: not measured: older rows, an expired
+    # lease, CPU and memory of Python tasks). CPU in seconds (wait4's rusage of the job's process and the
+    # children it waited for); `lent`: 1 if its worker lends a desktop (--when-idle, --window,
+    # --idle-probe), NULL unknown. `gridd report` reads attempts by when they ended.
+    """
+    ALTER TABLE attempts ADD COLUMN wall_ms INTEGER;
+    ALTER TABLE attempts ADD COLUMN cpu_user_s REAL;
+    ALTER TABLE attempts ADD COLUMN cpu_system_s REAL;
+    ALTER TABLE attempts ADD COLUMN max_rss_kb INTEGER;
+    ALTER TABLE attempts ADD COLUMN output_bytes INTEGER;
+    ALTER TABLE attempts ADD COLUMN lent INTEGER;
+    CREATE INDEX attempts_ended ON attempts (ended_ms);
+    """,
 ]
 
 

@@ -35,6 +35,7 @@ from gridd.protocol.errors import (
     ErrorCode,
     Forbidden,
     GriddError,
+    InvalidRequest,
     NotAWorker,
     OperationRefused,
     ProtocolError,
@@ -45,6 +46,7 @@ from gridd.protocol.errors import (
 from gridd.protocol.frames import MAX_FRAME_BYTES, FrameDecoder, encode_frames
 from gridd.protocol.messages import (
     MAX_LIST_ROWS,
+    REPORT_BY,
     AppendOutput,
     BlobRead,
     BlobStored,
@@ -60,6 +62,7 @@ from gridd.protocol.messages import (
     FollowOutput,
     GetBlob,
     GetBundle,
+    GetReport,
     GetStatus,
     Hello,
     JobsAccepted,
@@ -90,6 +93,7 @@ from gridd.protocol.messages import (
     ReadResults,
     RegisterWorker,
     RenewLeases,
+    ReportReady,
     ReportWorkerState,
     RequestJobs,
     ResultsRead,
@@ -352,6 +356,8 @@ class Session:
                 self._outbox.send_nowait(WorkersListed(rid=rid, workers=b.worker_views()))
             case GetStatus(rid=rid):
                 await self._answer(rid, lambda: self._status(rid))
+            case GetReport(rid=rid, since_ms=since_ms, by=by):
+                await self._answer(rid, lambda: self._report(rid, since_ms, by))
             case PurgeJobs(rid=rid, older_than_s=older_than_s):
                 await self._answer(rid, lambda: self._purge(rid, older_than_s))
             case Subscribe(rid=rid):
@@ -505,6 +511,13 @@ class Session:
         if owner is not None and job.owner != owner:
             raise authorization.refusal(self._who, f"show job {job_id}", f"it belongs to {job.owner!r}")
         return JobShown(rid=rid, job=authorization.visible(self._who, job), attempts=attempts)
+
+    async def _report(self, rid: int, since_ms: int, by: str) -> Message:
+        if by not in REPORT_BY:
+            raise InvalidRequest(f"a report is by {', '.join(REPORT_BY)}, not {by!r}")
+        owner = authorization.owner_filter(self._who)  # a submit token: its own jobs only
+        rows = await self._broker.store.report(by, since_ms, owner)
+        return ReportReady(rid=rid, by=by, since_ms=since_ms, rows=rows)
 
     async def _list_jobs(
         self, rid: int, state: str | None, queue: str | None, rows: int, before: str | None, group: str | None

@@ -13,7 +13,7 @@ from __future__ import annotations
 import functools
 import secrets
 import sqlite3
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Container, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +44,7 @@ from gridd.protocol.messages import (
     LeasedJob,
     LeaseRef,
     Outcome,
+    ReportRow,
     TaskOutcome,
     TokenView,
 )
@@ -63,9 +64,18 @@ LEASE_REPLY_BYTES = 8 * 1024 * 1024
 
 _INSERT_ATTEMPT = (
     "INSERT OR REPLACE INTO attempts"
-    " (job_id, lease, attempt, worker, started_ms, ended_ms, exit_code, outcome, code, bundle)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " (job_id, lease, attempt, worker, started_ms, ended_ms, exit_code, outcome, code, bundle,"
+    " wall_ms, cpu_user_s, cpu_system_s, max_rss_kb, output_bytes, lent)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
+
+
+def _accounting(result: JobResult, lent: bool | None) -> tuple[Any, ...]:
+    """The accounting columns of a finished attempt. An older worker measures nothing: its wall time is
+    then the span it reported, and its output what it sent."""
+    wall = result.wall_ms if result.wall_ms is not None else max(0, result.ended_ms - result.started_ms)
+    output = result.output_bytes if result.output_bytes is not None else len(result.stdout) + len(result.stderr)
+    return (wall, result.cpu_user_s, result.cpu_system_s, result.max_rss_kb, output, lent)
 
 
 def _task_result(job_id: int, result: JobResult, accepted: bool) -> tuple[Any, ...]:
@@ -333,7 +343,13 @@ class Store:
     # ---- completion, expiry, hand-back -------------------------------------------------------------------
 
     def _complete_jobs(
-        self, worker: str, results: Sequence[JobResult], now_ms: int, retry_base_ms: int, instance: str = ""
+        self,
+        worker: str,
+        results: Sequence[JobResult],
+        now_ms: int,
+        retry_base_ms: int,
+        instance: str = "",
+        lent: bool | None = None,
     ) -> tuple[list[Outcome], list[Transition]]:
         db = self._conn
         ids = [flow.parse_job_id(r.job_id) for r in results]
@@ -401,7 +417,10 @@ class Store:
             )
             code = result.code or None
             bundle = result.bundle or None
-            history.append((job_id, result.lease, attempts, worker, row[6], now_ms, exit_code, outcome, code, bundle))
+            history.append(
+                (job_id, result.lease, attempts, worker, row[6], now_ms, exit_code, outcome, code, bundle)
+                + _accounting(result, lent)
+            )
             outputs.append((job_id, "stdout", result.stdout, result.stdout_truncated))
             outputs.append((job_id, "stderr", result.stderr, result.stderr_truncated))
             if row[8]:  # a task job: its value, or what it raised
@@ -437,15 +456,18 @@ class Store:
         got = "no list of results" if count is None else f"{count} results"
         return f"the task returned {got} for a batch of {records} records; the attempt counts as failed"
 
-    def _expire_leases(self, now_ms: int) -> list[Transition]:
+    def _expire_leases(self, now_ms: int, lending: Container[str] = ()) -> list[Transition]:
         rows = self._rows(
             "SELECT id, lease, attempts, max_attempts, queue, worker, started_ms FROM jobs"
             " WHERE state = 'running' AND deadline_ms < ?",
             (now_ms,),
         )
-        return self._expire(rows, now_ms, "lease expired")
+        return self._expire(rows, now_ms, "lease expired", lending)
 
-    def _expire(self, rows: Sequence[sqlite3.Row], now_ms: int, why: str) -> list[Transition]:
+    def _expire(
+        self, rows: Sequence[sqlite3.Row], now_ms: int, why: str, lending: Container[str] = ()
+    ) -> list[Transition]:
+        """`lending`: the workers known to lend a desktop (their expired attempts count as lent)."""
         changed: list[Transition] = []
         updates: list[tuple[Any, ...]] = []
         history: list[tuple[Any, ...]] = []
@@ -453,7 +475,12 @@ class Store:
             state = tr.QUEUED if attempts < max_attempts else tr.FAILED
             reason = f"{why} on worker {worker} (attempt {attempts} of {max_attempts})"
             updates.append((state, now_ms if state == tr.FAILED else None, reason, job_id, lease))
-            history.append((job_id, lease, attempts, worker, started_ms, now_ms, None, "lease_expired", None, None))
+            # What is known of an attempt whose worker went silent: where and when; nothing it measured.
+            lends = None if worker is None else worker in lending
+            history.append(
+                (job_id, lease, attempts, worker, started_ms, now_ms, None, "lease_expired", None, None)
+                + (None, None, None, None, None, lends)
+            )
             changed.append(Transition(str(job_id), state, queue, attempts, worker, None, reason, tr.RUNNING))
         if updates:
             self._conn.executemany(
@@ -467,7 +494,14 @@ class Store:
         return changed
 
     def _attach_worker(
-        self, worker: str, running: Sequence[LeaseRef], deadline_ms: int, now_ms: int, restarted: bool, instance: str
+        self,
+        worker: str,
+        running: Sequence[LeaseRef],
+        deadline_ms: int,
+        now_ms: int,
+        restarted: bool,
+        instance: str,
+        lends: bool = False,
     ) -> tuple[list[LeaseRef], list[Transition]]:
         # Only the leases granted to this instance: those of another instance of the name (the name's
         # owner, away, while another peer uses it) are neither attached nor failed here; they stay
@@ -486,7 +520,7 @@ class Store:
         )
         orphans = [r for r in rows if (str(r[0]), r[1]) not in named]
         if restarted:  # a new worker process: the old one may have run them, so the attempt counts
-            return lost, self._expire(orphans, now_ms, "worker restarted")
+            return lost, self._expire(orphans, now_ms, "worker restarted", {worker} if lends else ())
         # The same process, reconnecting: it names every lease it ever received, so these grants never
         # reached it (lost with the connection) and the jobs never started there.
         back = [LeaseRef(job_id=str(r[0]), lease=r[1]) for r in orphans]
@@ -665,15 +699,23 @@ class Store:
         return await self._call(self._renew_leases, worker, leases, deadline_ms, instance, _durable=False)
 
     async def complete_jobs(
-        self, worker: str, results: Sequence[JobResult], now_ms: int, retry_base_ms: int, instance: str = ""
+        self,
+        worker: str,
+        results: Sequence[JobResult],
+        now_ms: int,
+        retry_base_ms: int,
+        instance: str = "",
+        lent: bool | None = None,
     ) -> tuple[list[Outcome], list[Transition]]:
         """Record each attempt's outcome exactly once: a result whose lease is not current is refused
-        (STALE_LEASE), and so is one for a lease granted to another worker or instance (FOREIGN_LEASE)."""
-        return await self._call(self._complete_jobs, worker, results, now_ms, retry_base_ms, instance)
+        (STALE_LEASE), and so is one for a lease granted to another worker or instance (FOREIGN_LEASE).
+        `lent`: the worker lends a desktop (recorded with each attempt, for `gridd report`)."""
+        return await self._call(self._complete_jobs, worker, results, now_ms, retry_base_ms, instance, lent)
 
-    async def expire_leases(self, now_ms: int) -> list[Transition]:
-        """Reap leases past their deadline: queued again (attempt + 1 next time) or failed after the last."""
-        return await self._call(self._expire_leases, now_ms)
+    async def expire_leases(self, now_ms: int, lending: Container[str] = ()) -> list[Transition]:
+        """Reap leases past their deadline: queued again (attempt + 1 next time) or failed after the last.
+        `lending`: the workers known to lend a desktop."""
+        return await self._call(self._expire_leases, now_ms, lending)
 
     async def attach_worker(
         self,
@@ -683,13 +725,14 @@ class Store:
         now_ms: int,
         restarted: bool = True,
         instance: str = "",
+        lends: bool = False,
     ) -> tuple[list[LeaseRef], list[Transition]]:
         """A (re)connecting worker names the jobs it still holds: those leases are renewed, the ones no
         longer current are returned as lost. Jobs leased to it that it does not name expire at once
         (an attempt spent) if it is a new process, or go back to the queue unspent if it is the same
         process reconnecting (the grant never reached it). "It" is the worker `instance`: leases of
         the same name granted to another instance are lost to this one and otherwise left alone."""
-        return await self._call(self._attach_worker, worker, running, deadline_ms, now_ms, restarted, instance)
+        return await self._call(self._attach_worker, worker, running, deadline_ms, now_ms, restarted, instance, lends)
 
     async def return_leases(self, worker: str, leases: Sequence[LeaseRef], instance: str = "") -> list[Transition]:
         """A draining worker hands jobs back: queued again at once, the attempt not spent."""
@@ -734,6 +777,11 @@ class Store:
         return await self._call(
             reads.list_jobs, self._conn, state, queue, limit, before, group, owner=owner, _durable=False
         )
+
+    async def report(self, by: str, since_ms: int, owner: str | None = None) -> list[ReportRow]:
+        """Accounting per owner, queue or worker (`by`) of the attempts ended since `since_ms`; of
+        `owner`'s jobs only unless None (store_reads.report)."""
+        return await self._call(reads.report, self._conn, by, since_ms, owner, _durable=False)
 
     async def foreign_job(self, refs: Sequence[str], owner: str) -> tuple[str, str] | None:
         """The first of `refs` (a group: any of its jobs) owned by someone else than `owner`, and whose."""

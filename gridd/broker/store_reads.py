@@ -13,7 +13,7 @@ from gridd.broker import store_bundles as bundles
 from gridd.broker import store_flow as flow
 from gridd.protocol.errors import UnknownBundle, UnknownJob
 from gridd.protocol.limits import LIST_REPLY_BYTES
-from gridd.protocol.messages import AttemptView, JobView
+from gridd.protocol.messages import AttemptView, JobView, ReportRow
 
 
 class _SpecView(msgspec.Struct, frozen=True):
@@ -52,7 +52,8 @@ def get_job(conn: sqlite3.Connection, job_id: str) -> tuple[JobView, list[Attemp
         raise UnknownJob(f"no job has id {job_id!r}")
     history = flow.rows(
         conn,
-        "SELECT attempt, worker, lease, started_ms, ended_ms, exit_code, outcome, code, bundle FROM attempts"
+        "SELECT attempt, worker, lease, started_ms, ended_ms, exit_code, outcome, code, bundle,"
+        " wall_ms, cpu_user_s, cpu_system_s, max_rss_kb, output_bytes, lent FROM attempts"
         " WHERE job_id = ? ORDER BY ended_ms, attempt",  # leases are random: never ordered
         (key,),
     )
@@ -67,6 +68,12 @@ def get_job(conn: sqlite3.Connection, job_id: str) -> tuple[JobView, list[Attemp
             outcome=h[6],
             code=h[7],
             bundle=h[8],
+            wall_ms=h[9],
+            cpu_user_s=h[10],
+            cpu_system_s=h[11],
+            max_rss_kb=h[12],
+            output_bytes=h[13],
+            lent=None if h[14] is None else bool(h[14]),
         )
         for h in history
     ]
@@ -217,3 +224,47 @@ def _view(r: sqlite3.Row) -> JobView:
         task=spec.task.name if spec.task is not None else None,
         owner=r[17],
     )
+
+
+# What `gridd report` groups by: a fixed expression per choice, never the caller's text.
+_REPORT_KEYS = {"owner": "j.owner", "queue": "j.queue", "worker": "COALESCE(a.worker, '-')"}
+
+
+def report(conn: sqlite3.Connection, by: str, since_ms: int, owner: str | None) -> list[ReportRow]:
+    """Accounting of the attempts that ended at or after `since_ms` (of `owner`'s jobs only, unless None),
+    one row per group, in one aggregate query. A job counts as finished in the group of its last attempt
+    (the one whose lease is the job's): once, however many attempts it took. CPU and wall time sum what
+    was measured (NULL, not measured, adds nothing)."""
+    key = _REPORT_KEYS[by]
+    lent = "a.lent = 1"
+    last = "a.lease = j.lease"
+    rows = flow.rows(
+        conn,
+        f"SELECT {key} AS g,"  # noqa: S608 - `key` is one of _REPORT_KEYS
+        f" COUNT(DISTINCT CASE WHEN {last} AND j.state IN ('succeeded', 'failed', 'cancelled') THEN j.id END),"
+        f" COUNT(DISTINCT CASE WHEN {last} AND j.state = 'succeeded' THEN j.id END),"
+        " COUNT(*),"
+        " TOTAL(a.cpu_user_s + a.cpu_system_s) / 3600.0,"
+        " TOTAL(a.wall_ms) / 3600000.0,"
+        f" COUNT(CASE WHEN {lent} THEN 1 END),"
+        f" TOTAL(CASE WHEN {lent} THEN a.cpu_user_s + a.cpu_system_s END) / 3600.0,"
+        f" TOTAL(CASE WHEN {lent} THEN a.wall_ms END) / 3600000.0"
+        " FROM attempts a JOIN jobs j ON j.id = a.job_id"
+        " WHERE a.ended_ms >= ? AND (? IS NULL OR j.owner = ?)"
+        " GROUP BY g ORDER BY g",
+        (since_ms, owner, owner),
+    )
+    return [
+        ReportRow(
+            group=r[0],
+            jobs=r[1],
+            succeeded=r[2],
+            attempts=r[3],
+            cpu_hours=r[4],
+            wall_hours=r[5],
+            lent_attempts=r[6],
+            lent_cpu_hours=r[7],
+            lent_wall_hours=r[8],
+        )
+        for r in rows
+    ]

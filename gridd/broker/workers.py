@@ -8,6 +8,10 @@ from dataclasses import dataclass, field
 from gridd.protocol.errors import WorkerNameInUse
 from gridd.protocol.messages import Message
 
+# The states only a worker with a host-idle policy reports (messages.WORKER_STATES); one without is
+# "available" or "draining".
+LENDING_STATES = frozenset({"idle", "owner-busy", "outside-window", "suspended"})
+
 
 @dataclass(slots=True)
 class WorkerLink:
@@ -27,6 +31,17 @@ class WorkerLink:
     cpus: int | None = None  # what it has in all; None: no limit announced (an older worker)
     memory_mb: int | None = None
     instance: str = ""  # the worker's instance id (RegisterWorker.instance); its leases are bound to it
+    # It lends a desktop (--when-idle, --window, --idle-probe): it has reported a state only such a worker
+    # reports. Once seen it stays so for the connection: a lending worker that drains is still one.
+    lends: bool = False
+
+    def __post_init__(self) -> None:
+        self.observe(self.state)
+
+    def observe(self, state: str) -> None:
+        """The worker reported `state`."""
+        self.state = state
+        self.lends = self.lends or state in LENDING_STATES
 
 
 class WorkerRegistry:

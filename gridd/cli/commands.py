@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import sys
+import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
@@ -199,7 +200,7 @@ def _submit_and_wait(args: argparse.Namespace, address: str, token: str | None, 
 
 async def _show(client: Client, args: argparse.Namespace) -> int:
     job, attempts = await client.show(args.job)
-    print(render.to_json(render.job_record(job)) if args.json else render.show(job, attempts))
+    print(render.to_json(render.shown_record(job, attempts)) if args.json else render.show(job, attempts))
     return 0
 
 
@@ -229,6 +230,18 @@ async def _status(client: Client, args: argparse.Namespace) -> int:
         )
     else:
         print(render.status(report))
+    return 0
+
+
+async def _report(client: Client, args: argparse.Namespace) -> int:
+    since_ms = 0
+    if args.since is not None:
+        seconds = parse_duration(args.since, "--since")
+        if seconds is None:
+            raise ConfigError("--since wants a duration such as 7d or 12h (leave it out for all time)")
+        since_ms = max(0, int(time.time() * 1000 - seconds * 1000))
+    rows = await client.report(since_ms, args.by)
+    print(render.to_json(rows) if args.json else render.report(rows, args.by))
     return 0
 
 
@@ -319,6 +332,7 @@ _COMMANDS: dict[str, Callable[[Client, argparse.Namespace], Awaitable[int]]] = {
     "jobs": _jobs,
     "workers": _workers,
     "status": _status,
+    "report": _report,
     "purge": _purge,
     "logs": _logs,
     "wait": _wait,

@@ -173,6 +173,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = client(command("status", "jobs by state and connected workers"))
     p.add_argument("--json", action="store_true")
 
+    p = client(command("report", "accounting: jobs, CPU-hours and wall-hours, and what lent desktops gave"))
+    p.add_argument(
+        "--since", metavar="DURATION", help="attempts that ended in the last DURATION, e.g. 7d (default: all)"
+    )
+    p.add_argument("--by", choices=("owner", "queue", "worker"), default="owner", help="one row per (default owner)")
+    p.add_argument("--json", action="store_true")
+
     p = client(command("purge", "remove finished jobs older than the broker's --keep (or --older-than)"))
     p.add_argument("--older-than", metavar="DURATION", help="e.g. 7d, 12h, 90m, 0 (all finished jobs)")
     p.add_argument("--json", action="store_true")

@@ -10,8 +10,9 @@ from typing import Any
 import msgspec
 
 from gridd.printable import printable
-from gridd.protocol.messages import AttemptView, Event, JobView, StatusReported, WorkerView
+from gridd.protocol.messages import AttemptView, Event, JobView, ReportRow, StatusReported, WorkerView
 from gridd.resources import format_mb
+from gridd.tui import formatting
 
 _json = msgspec.json.Encoder()
 
@@ -24,6 +25,14 @@ def job_record(job: JobView) -> dict[str, Any]:
     """The `show --json` object: JobView's fields plus a shell-quoted command."""
     record = msgspec.structs.asdict(job)
     record["command"] = shlex.join(job.argv)
+    return record
+
+
+def shown_record(job: JobView, attempts: Sequence[AttemptView]) -> dict[str, Any]:
+    """The `show --json` object: the job's record and, under `history` (`attempts` is their count), its
+    finished attempts with their formatting."""
+    record = job_record(job)
+    record["history"] = [msgspec.structs.asdict(a) for a in attempts]
     return record
 
 
@@ -63,7 +72,7 @@ def show(job: JobView, attempts: Sequence[AttemptView]) -> str:
         code = any(a.code for a in attempts)  # task jobs: the version of the code each attempt ran
         bundle = any(a.bundle for a in attempts)  # the bundle version each attempt ran in
         table = [
-            ["ATTEMPT", "WORKER", "OUTCOME", "EXIT", "ENDED"]
+            ["ATTEMPT", "WORKER", "OUTCOME", "EXIT", "ENDED", "WALL", "CPU", "MAXRSS", "OUTPUT"]
             + (["CODE"] if code else [])
             + (["BUNDLE"] if bundle else [])
         ] + [
@@ -73,6 +82,10 @@ def show(job: JobView, attempts: Sequence[AttemptView]) -> str:
                 a.outcome,
                 "-" if a.exit_code is None else str(a.exit_code),
                 _when(a.ended_ms),
+                formatting.duration(None if a.wall_ms is None else a.wall_ms / 1000),
+                formatting.duration(formatting.cpu_s(a)),
+                formatting.kib(a.max_rss_kb),
+                "-" if a.output_bytes is None else f"{a.output_bytes}B",
             ]
             + ([a.code or "-"] if code else [])
             + ([a.bundle or "-"] if bundle else [])
@@ -80,6 +93,39 @@ def show(job: JobView, attempts: Sequence[AttemptView]) -> str:
         ]
         text += "\n\n" + _table(table)
     return text
+
+
+def report(rows: Sequence[ReportRow], by: str) -> str:
+    """`gridd report`: one line per group, then the total."""
+    if not rows:
+        return "no attempt ended in that time"
+    header = [by.upper(), "JOBS", "OK", "ATTEMPTS", "CPU-H", "WALL-H", "LENT", "LENT CPU-H", "LENT WALL-H"]
+    total = ReportRow(
+        group="total",
+        jobs=sum(r.jobs for r in rows),
+        succeeded=sum(r.succeeded for r in rows),
+        attempts=sum(r.attempts for r in rows),
+        cpu_hours=sum(r.cpu_hours for r in rows),
+        wall_hours=sum(r.wall_hours for r in rows),
+        lent_attempts=sum(r.lent_attempts for r in rows),
+        lent_cpu_hours=sum(r.lent_cpu_hours for r in rows),
+        lent_wall_hours=sum(r.lent_wall_hours for r in rows),
+    )
+    lines = [
+        [
+            r.group,
+            str(r.jobs),
+            str(r.succeeded),
+            str(r.attempts),
+            f"{r.cpu_hours:.3f}",
+            f"{r.wall_hours:.3f}",
+            str(r.lent_attempts),
+            f"{r.lent_cpu_hours:.3f}",
+            f"{r.lent_wall_hours:.3f}",
+        ]
+        for r in [*rows, total]
+    ]
+    return _table([header, *lines])
 
 
 def jobs(views: Sequence[JobView]) -> str:

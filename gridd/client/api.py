@@ -29,6 +29,7 @@ from gridd.protocol.messages import (
     Event,
     EventBatch,
     FollowOutput,
+    GetReport,
     GetStatus,
     JobSpec,
     JobView,
@@ -41,6 +42,7 @@ from gridd.protocol.messages import (
     PurgeJobs,
     ReadOutput,
     ReadResults,
+    ReportRow,
     RevokeToken,
     ShowJob,
     StatusReported,
@@ -292,6 +294,11 @@ class Client:
 
     async def status(self) -> StatusReported:
         return await self.connection.request(lambda rid: GetStatus(rid=rid))  # type: ignore[no-any-return]
+
+    async def report(self, since_ms: int = 0, by: str = "owner") -> list[ReportRow]:
+        """Accounting per owner, queue or worker of the attempts that ended since `since_ms`."""
+        reply = await self.connection.request(lambda rid: GetReport(rid=rid, since_ms=since_ms, by=by))
+        return list(reply.rows)
 
     async def subscribe(self) -> tuple[Subscribed, AsyncIterator[Event]]:
         """The grid now (jobs per queue and state, workers) and every event after it, in order.

@@ -145,6 +145,14 @@ class AttemptView(Record, frozen=True):
     outcome: str
     code: str | None = None  # the version of the task code that ran it (task jobs)
     bundle: str | None = None  # "NAME@N": the bundle version it ran in, as its worker reported
+    # Accounting, as its worker measured it (None: not measured: an expired lease, an older worker, and
+    # CPU and memory of a Python task, which runs inside the worker's own process).
+    wall_ms: int | None = None
+    cpu_user_s: float | None = None  # the job's processes and the children they waited for (wait4)
+    cpu_system_s: float | None = None
+    max_rss_kb: int | None = None  # the largest resident set of any one of them, KiB
+    output_bytes: int | None = None  # what it wrote to stdout and stderr, kept or not
+    lent: bool | None = None  # its worker lends a desktop (--when-idle, --window, --idle-probe)
 
 
 class WorkerView(Record, frozen=True):
@@ -204,6 +212,13 @@ class JobResult(Record, frozen=True):
     error: TaskError | None = None
     code: Annotated[str, msgspec.Meta(max_length=256)] = ""
     bundle: Annotated[str, msgspec.Meta(max_length=128)] = ""  # "NAME@N" the attempt ran in ("" none)
+    # Accounting (None: not measured; an older worker sends none). Wall time from spawn to reap; CPU and
+    # max RSS from wait4 on the job's process, which include the children it waited for.
+    wall_ms: Annotated[int, msgspec.Meta(ge=0, lt=2**53)] | None = None
+    cpu_user_s: Annotated[float, msgspec.Meta(ge=0)] | None = None
+    cpu_system_s: Annotated[float, msgspec.Meta(ge=0)] | None = None
+    max_rss_kb: Annotated[int, msgspec.Meta(ge=0, lt=2**53)] | None = None
+    output_bytes: Annotated[int, msgspec.Meta(ge=0, lt=2**53)] | None = None  # written, kept or not
 
 
 class BundleFile(Record, frozen=True, omit_defaults=True):
@@ -558,6 +573,40 @@ class StatusReported(Message, frozen=True, tag="status.reported"):
     running: int
 
 
+REPORT_BY = ("owner", "queue", "worker")
+
+
+class GetReport(Message, frozen=True, tag="report.get"):
+    """Accounting of the attempts that ended at or after `since_ms`, one row per owner, queue or worker
+    (`by`). A submit token gets its own jobs only."""
+
+    rid: RequestId
+    since_ms: EpochMs = 0
+    by: Annotated[str, msgspec.Meta(max_length=16)] = "owner"  # see REPORT_BY
+
+
+class ReportRow(Record, frozen=True):
+    """One group's share. A job counts as finished in the group of its last attempt; `lent_*` is the part
+    that ran on workers lending a desktop (--when-idle, --window, --idle-probe)."""
+
+    group: str
+    jobs: int  # finished (succeeded, failed or cancelled) after its last attempt here
+    succeeded: int
+    attempts: int
+    cpu_hours: float  # user + system CPU of shell jobs (Python tasks: not measured)
+    wall_hours: float
+    lent_attempts: int = 0
+    lent_cpu_hours: float = 0.0
+    lent_wall_hours: float = 0.0
+
+
+class ReportReady(Message, frozen=True, tag="report.ready"):
+    rid: RequestId
+    by: str
+    since_ms: EpochMs
+    rows: list[ReportRow]
+
+
 class Subscribe(Message, frozen=True, tag="events.subscribe"):
     """Follow the event stream; deltas arrive as Event frames after Subscribed."""
 
@@ -775,6 +824,7 @@ PeerMessage = (
     | GetBundle
     | ListWorkers
     | GetStatus
+    | GetReport
     | PurgeJobs
     | Subscribe
     | FollowOutput
@@ -810,6 +860,7 @@ BrokerMessage = (
     | BundleGot
     | WorkersListed
     | StatusReported
+    | ReportReady
     | JobsPurged
     | Subscribed
     | Event

@@ -8,6 +8,7 @@ import time
 from collections.abc import Sequence
 
 from gridd.printable import printable, printable_lines
+from gridd.protocol.messages import AttemptView
 
 TAIL_LINES = 40
 TAIL_BYTES = 16_384
@@ -58,3 +59,36 @@ def exit_text(exit_code: int | None) -> str:
 def id_order(job_id: str) -> tuple[int, str]:
     """Sort key for job ids: numeric ids compare by length first, then text."""
     return (len(job_id), job_id)
+
+
+# An attempt's accounting, as `gridd show` and the job detail write it.
+
+
+def cpu_s(a: AttemptView) -> float | None:
+    """User plus system CPU of an attempt, None if it was not measured."""
+    if a.cpu_user_s is None or a.cpu_system_s is None:
+        return None
+    return a.cpu_user_s + a.cpu_system_s
+
+
+def duration(seconds: float | None) -> str:
+    """1.23s, 4m05s, 2h03m; "-" when not measured."""
+    if seconds is None:
+        return "-"
+    if seconds < 60:
+        return f"{seconds:.2f}s"
+    s = int(seconds)
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    return f"{s // 3600}h{s % 3600 // 60:02d}m"
+
+
+def kib(value: int | None) -> str:
+    """A size in KiB (rusage's unit) as a person reads it; "-" when not measured."""
+    if value is None:
+        return "-"
+    if value < 1024:
+        return f"{value}K"
+    if value < 1024 * 1024:
+        return f"{value / 1024:.1f}M"
+    return f"{value / 1024 / 1024:.2f}G"

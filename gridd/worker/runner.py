@@ -28,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import resource
 import select
 import shutil
 import signal
@@ -41,6 +42,7 @@ from pathlib import Path
 from typing import IO
 
 import anyio
+import msgspec
 
 from gridd.clock import Clock
 from gridd.protocol.messages import JobResult, LeasedJob, OutputChunk
@@ -252,6 +254,7 @@ class _Attempt:
                 _hand_over(cwd, user)
         except OSError as exc:
             return self._not_started(None, "error", f"cannot fill the working directory {cwd}: {exc}", started)
+        began = time.monotonic()  # before the spawn: the wall time covers all of the job's life
         try:
             proc = _spawn(job, cwd, self._settings.worker, spools[0].write_end, spools[1].write_end, user)
         except OSError as exc:
@@ -282,11 +285,20 @@ class _Attempt:
                     exited.pump(spools, lambda: grace - time.monotonic())
             finally:
                 _kill_group(proc.pid, signal.SIGKILL)  # stragglers the job left behind, or all of it
-                proc.wait()
+                usage = _reap(proc)
+        wall_ms = int((time.monotonic() - began) * 1000)
         _drain(spools, time.monotonic() + DRAIN_S)
         ended = self._clock.now_ms()
         (stdout, stdout_cut), (stderr, stderr_cut) = spools[0].head(), spools[1].head()
-        return _result(job, proc.returncode, timed_out, started, ended, stdout, stdout_cut, stderr, stderr_cut)
+        result = _result(job, proc.returncode, timed_out, started, ended, stdout, stdout_cut, stderr, stderr_cut)
+        return msgspec.structs.replace(
+            result,
+            wall_ms=wall_ms,
+            cpu_user_s=round(usage.ru_utime, 3),
+            cpu_system_s=round(usage.ru_stime, 3),
+            max_rss_kb=usage.ru_maxrss,  # KiB on Linux
+            output_bytes=spools[0].total + spools[1].total,
+        )
 
     def _not_started(self, code: int | None, outcome: str, why: str, started: int) -> JobResult:
         job = self._job
@@ -332,6 +344,20 @@ def _result(
         stderr_truncated=stderr_cut,
         message=message,
     )
+
+
+def _reap(proc: subprocess.Popen[bytes]) -> resource.struct_rusage:
+    """Reap the job's process with wait4: its own rusage, not the worker's children's in all (other jobs
+    run at the same time). It counts the job's process and the descendants it waited for; a grandchild
+    the job left behind (killed with its group) is reaped by init and counts nowhere. Its max RSS is
+    never below the worker's own peak at the spawn: Linux carries the forked copy's peak across exec."""
+    while True:
+        try:
+            _, status, usage = os.wait4(proc.pid, 0)
+        except InterruptedError:
+            continue
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        return usage
 
 
 def _spawn(job: LeasedJob, cwd: Path, worker: str, out: int, err: int, user: JobUser | None) -> subprocess.Popen[bytes]:
@@ -416,6 +442,7 @@ class _Spool:
         self.file = file
         self.limit = limit
         self.kept = 0
+        self.total = 0  # all it wrote, kept or not
         self.cut = False
         self.fd, self.write_end = os.pipe()
         os.set_blocking(self.fd, False)
@@ -437,6 +464,7 @@ class _Spool:
             if not data:
                 self.open = False
                 return
+            self.total += len(data)
             room = self.limit - self.kept
             if room > 0:
                 # Written past the file object's buffer: new_output's fstat sees it at once.
@@ -474,7 +502,7 @@ class _Exit:
 
     def pump(self, spools: list[_Spool], left: Callable[[], float] | None) -> bool:
         """Drain `spools` until the process exits (True) or `left()` seconds run out first (False)."""
-        while self._proc.poll() is None:
+        while not self._exited():
             wait_s = 1.0 if self._pidfd >= 0 else _EXIT_POLL_S
             if left is not None:
                 remaining = left()
@@ -484,6 +512,11 @@ class _Exit:
                 wait_s = min(wait_s, remaining)
             _poll(spools, wait_s, self._pidfd)
         return True
+
+    def _exited(self) -> bool:
+        """Whether the process has exited, leaving it unreaped (WNOWAIT): _reap's wait4 takes its rusage."""
+        info = os.waitid(os.P_PID, self._proc.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+        return info is not None and info.si_pid != 0
 
 
 def _poll(spools: list[_Spool], wait_s: float, also: int = -1) -> None:

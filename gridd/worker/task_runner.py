@@ -16,6 +16,7 @@ import hashlib
 import importlib
 import os
 import sys
+import time
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
@@ -86,7 +87,15 @@ def code_version(module: ModuleType) -> str:
 
 
 async def run_task(job: LeasedJob, settings: TaskSettings, clock: Clock, payloads: Payloads) -> JobResult:
-    """Run the task to its end or its timeout; cancelling this abandons it (see the module's rules)."""
+    """Run the task to its end or its timeout; cancelling this abandons it (see the module's rules).
+    Its accounting is wall time only: it runs in the worker's own process (or its pool's), whose CPU and
+    memory are not the task's alone, so CPU and max RSS stay None rather than be wrong."""
+    began = time.monotonic()
+    result = await _run_task(job, settings, clock, payloads)
+    return msgspec.structs.replace(result, wall_ms=int((time.monotonic() - began) * 1000))
+
+
+async def _run_task(job: LeasedJob, settings: TaskSettings, clock: Clock, payloads: Payloads) -> JobResult:
     call = job.spec.task
     assert call is not None  # noqa: S101 - the agent sends only task jobs here
     started = clock.now_ms()

@@ -106,6 +106,9 @@ async def test_enter_opens_the_detail_with_attempts_and_output_tails(tmp_path: P
             await until(pilot, lambda: attempts.row_count == 2)
             assert [str(attempts.get_cell(str(n), "worker")) for n in (1, 2)] == ["w7", "w7"]
             assert [str(attempts.get_cell(str(n), "exit")) for n in (1, 2)] == ["4", "4"]
+            # Each attempt's accounting: wall time, CPU (user+system) and the max RSS of a Python process.
+            for column, unit in (("wall", "s"), ("cpu", "s"), ("maxrss", "M")):
+                assert all(str(attempts.get_cell(str(n), column)).endswith(unit) for n in (1, 2)), column
             summary = detail.query_one(JobSummary)
             assert summary.job is not None and summary.job.state == "failed"
             assert "hello out" in detail.query_one("#stdout", OutputTail).text

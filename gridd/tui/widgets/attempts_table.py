@@ -1,4 +1,5 @@
-"""A job's finished attempts: worker, times, exit status and outcome of each."""
+"""A job's finished attempts: worker, times, exit status, outcome and accounting (wall, CPU user+system,
+max RSS; "-" where not measured) of each."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from rich.text import Text
 from textual.widgets import DataTable
 
 from gridd.protocol.messages import AttemptView
+from gridd.tui import formatting
 from gridd.tui.formatting import clock_time, exit_text
 from gridd.tui.widgets.cells import cell
 
@@ -18,6 +20,9 @@ COLUMNS = (
     ("ended", "ended"),
     ("exit", "exit"),
     ("outcome", "outcome"),
+    ("wall", "wall"),
+    ("cpu", "cpu"),
+    ("maxrss", "maxrss"),
 )
 
 
@@ -43,6 +48,9 @@ class AttemptsTable(DataTable[Text]):
                 clock_time(a.ended_ms),
                 exit_text(a.exit_code),
                 a.outcome,
+                formatting.duration(None if a.wall_ms is None else a.wall_ms / 1000),
+                formatting.duration(formatting.cpu_s(a)),
+                formatting.kib(a.max_rss_kb),
             ]
             self.add_row(*map(cell, cells), key=str(position))
         self.border_title = f"Attempts ({len(attempts)} finished)"
