@@ -5,7 +5,8 @@ one store read (store_why.job_facts); nothing here does I/O.
 
 The one reason, in this order: the job's state if it is running or finished; held; waiting for
 dependencies; its group at --max-running; a retry delay; no connected worker could ever run it
-(matching.unmatched, the same words `show` uses); every worker that could is busy or taken back; else a
+(matching.unmatched, the same words `show` uses, also listed among the causes of a job held back by its
+own); every worker that could is busy or taken back; else a
 worker may take it at its next lease request."""
 
 from __future__ import annotations
@@ -44,9 +45,11 @@ def explain(facts: JobFacts, workers: Sequence[WorkerLink], now_ms: int) -> JobE
     fits = [(w, blocker(job, w, facts.sizes)) for w in workers]
     views = [WorkerFit(worker=w.name, state=w.state, blocker=b[1] if b else None) for w, b in fits]
     causes, remedy = _own_causes(facts, now_ms)
+    # Held or waiting, it is not queued yet; whether any worker could ever run it once it is, is said too.
+    never = unmatched(job if job.state == tr.QUEUED else msgspec.structs.replace(job, state=tr.QUEUED), workers)
     if causes:
+        causes += [never] if never is not None else []
         return _with(base, reason=causes[0], causes=causes, workers=views, remedy=remedy)
-    never = unmatched(job, workers)
     if never is not None:
         return _with(base, reason=never, workers=views, remedy=_never_remedy(job, fits))
     free = [w.name for w, b in fits if b is None]

@@ -29,7 +29,8 @@ async def test_a_held_job_says_held_and_how_to_release_it(tmp_path: Path) -> Non
         e = await client.why(job)
         assert e.reason == "held: it does not start until released"
         assert e.remedy == f"gridd release {job}"
-        assert e.workers == []  # none connected
+        assert e.causes[1:] == ["no connected worker can run it: no worker is connected"]  # once released
+        assert e.workers == []
 
 
 async def test_a_job_waiting_on_a_dependency_names_it_and_its_state(tmp_path: Path) -> None:
