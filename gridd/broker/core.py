@@ -209,8 +209,10 @@ class Broker:
 
     async def explain(self, job_id: str) -> JobExplained:
         """`gridd why`: the job, why it is where it is, and each connected worker's first obstacle."""
-        workers = self.workers.all()
-        facts = await self.store.job_facts(job_id, [j for w in workers for j in w.jobs])
+        running = [j for w in self.workers.all() for j in w.jobs]
+        facts = await self.store.job_facts(job_id, running)
+        # The workers as they are after the read: one that left meanwhile is not listed, one that came is
+        # (a job it started meanwhile has no size read, and is not counted against its free budget).
         return explain(facts, self.workers.all(), self.clock.now_ms())
 
     async def control(self, action: str, job_ids: Sequence[str]) -> list[Outcome]:
