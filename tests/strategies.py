@@ -343,6 +343,18 @@ welcomes = st.builds(
 errors = st.builds(m.Error, rid=st.none() | rids, code=plain_ints, message=texts)
 jobs_accepted = st.builds(m.JobsAccepted, rid=rids, job_ids=st.lists(texts, max_size=4), group=st.none() | texts)
 jobs_shown = st.builds(m.JobShown, rid=rids, job=job_views, attempts=st.lists(attempt_views, max_size=3))
+jobs_explained = st.builds(
+    m.JobExplained,
+    rid=rids,
+    job=job_views,
+    attempts=st.lists(attempt_views, max_size=3),
+    reason=texts,
+    causes=st.lists(texts, max_size=3),
+    workers=st.lists(st.builds(m.WorkerFit, worker=texts, state=texts, blocker=st.none() | texts), max_size=3),
+    remedy=st.none() | texts,
+    dependencies=st.lists(st.builds(m.DependencyView, id=texts, state=texts), max_size=3),
+    not_before_ms=st.none() | epoch_ms,
+)
 jobs_listed = st.builds(m.JobsListed, rid=rids, jobs=st.lists(job_views, max_size=3), more=st.booleans())
 jobs_purged = st.builds(m.JobsPurged, rid=rids, purged=counts, older_than_s=finite_floats)
 outputs_read = st.builds(m.OutputRead, rid=rids, data=st.binary(max_size=64), truncated=st.booleans())
@@ -467,6 +479,8 @@ BY_CLASS: dict[type, st.SearchStrategy[Any]] = {
     m.Error: errors,
     m.JobsAccepted: jobs_accepted,
     m.JobShown: jobs_shown,
+    m.JobExplained: jobs_explained,
+    m.ExplainJob: st.builds(m.ExplainJob, rid=rids, job_id=job_ids),
     m.JobsListed: jobs_listed,
     m.OutputRead: outputs_read,
     m.JobsControlled: jobs_controlled,

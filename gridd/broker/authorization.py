@@ -31,6 +31,7 @@ from gridd.protocol.messages import (
     CompleteJobs,
     ControlJobs,
     CreateToken,
+    ExplainJob,
     FollowOutput,
     GetBlob,
     GetBundle,
@@ -88,6 +89,7 @@ RULES: dict[type[Message], Rule] = {
     # jobs
     SubmitJobs: Rule(_roles("admin", "submit"), "submit jobs", own_jobs=True),
     ShowJob: Rule(LOOK, "show jobs", own_jobs=True),
+    ExplainJob: Rule(LOOK, "explain jobs", own_jobs=True),  # `why`: what show says, and the workers it lists
     ListJobs: Rule(LOOK, "list jobs", own_jobs=True),
     WaitJobs: Rule(LOOK, "wait for jobs", own_jobs=True),
     ReadOutput: Rule(_roles("admin", "submit"), "read the output of jobs", own_jobs=True),

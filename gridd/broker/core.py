@@ -16,6 +16,7 @@ import structlog
 from gridd.broker import transitions as tr
 from gridd.broker.credentials import secret_digest
 from gridd.broker.events import EventHub
+from gridd.broker.explain import explain
 from gridd.broker.finishes import FinishWatch
 from gridd.broker.matching import Budget, Lane, LaneBook, lane_of_spec, unmatched
 from gridd.broker.outputs import OutputRelay
@@ -35,6 +36,7 @@ from gridd.protocol.messages import (
     AttemptView,
     BundleFile,
     Event,
+    JobExplained,
     JobResult,
     JobSpec,
     JobView,
@@ -204,6 +206,14 @@ class Broker:
         job, attempts = await self.store.get_job(job_id)
         why = unmatched(job, self.workers.all())
         return (msgspec.structs.replace(job, unmatched=why) if why else job), attempts
+
+    async def explain(self, job_id: str) -> JobExplained:
+        """`gridd why`: the job, why it is where it is, and each connected worker's first obstacle."""
+        running = [j for w in self.workers.all() for j in w.jobs]
+        facts = await self.store.job_facts(job_id, running)
+        # The workers as they are after the read: one that left meanwhile is not listed, one that came is
+        # (a job it started meanwhile has no size read, and is not counted against its free budget).
+        return explain(facts, self.workers.all(), self.clock.now_ms())
 
     async def control(self, action: str, job_ids: Sequence[str]) -> list[Outcome]:
         if action not in tr.ACTIONS:

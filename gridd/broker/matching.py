@@ -169,7 +169,7 @@ def unmatched(job: JobView, workers: Sequence[WorkerLink]) -> str | None:
     """For a queued job: why no connected worker could ever run it (the closest reason), or None if one could."""
     if job.state != "queued":
         return None
-    module = job.task.partition(":")[0] if job.task else None
+    module = _module(job)
     where = f"queue {job.queue!r}"
     serving = [w for w in workers if job.queue in w.queues]
     if not serving:
@@ -179,7 +179,7 @@ def unmatched(job: JobView, workers: Sequence[WorkerLink]) -> str | None:
         if not serving:
             return _say(f"no worker serving {where} runs the tasks of module {module!r} (gridd worker --tasks)")
         where += f" and module {module!r}"
-    tagged = [w for w in serving if all(w.tags.get(k) == v for k, v in job.requires.items())]
+    tagged = [w for w in serving if not _missing_tags(job, w)]
     if not tagged:
         missing = [f"{k}={v}" for k, v in sorted(job.requires.items()) if all(w.tags.get(k) != v for w in serving)]
         wanted = missing[:1] or [f"{k}={v}" for k, v in sorted(job.requires.items())]
@@ -197,6 +197,63 @@ def unmatched(job: JobView, workers: Sequence[WorkerLink]) -> str | None:
             f"it asks for {job.memory_mb} MiB of memory, the most any worker serving {where}{enough} has is {most} MiB"
         )
     return None
+
+
+# What keeps one worker from taking a job, in the order `blocker` checks them. The first five never change
+# while the worker stays connected (it could never run the job); the rest pass (a slot frees, the owner leaves).
+NEVER = ("credential", "queue", "module", "tag", "cpus", "memory")
+TAKEN_BACK = {
+    "owner-busy": "its owner is using the machine (owner-busy)",
+    "outside-window": "outside its lending window",
+    "suspended": "suspended: its owner came back while it ran jobs",
+    "draining": "draining: it is shutting down",
+}
+
+
+def blocker(job: JobView, link: WorkerLink, sizes: Mapping[str, tuple[int, int]]) -> tuple[str, str] | None:
+    """The first thing that keeps `link` from taking `job` now, as (kind, one line), or None if nothing
+    does. `sizes`: the cpus and MiB of the jobs it runs, to tell its free budget (one missing: not counted)."""
+    if job.queue not in link.queues:
+        allowed = link.credential_queues
+        if allowed and job.queue not in allowed:
+            return "credential", f"its credential serves only {', '.join(repr(q) for q in allowed)}"
+        return "queue", f"it does not serve queue {job.queue!r}"
+    module = _module(job)
+    if module is not None and module not in link.tasks:
+        return "module", f"it does not run the tasks of module {module!r} (gridd worker --tasks)"
+    missing = _missing_tags(job, link)
+    if missing:
+        key, want = missing[0]
+        has = link.tags.get(key)
+        return "tag", f"it lacks the tag {key}={want}" + (f" (it has {key}={has})" if has is not None else "")
+    if not _ge(link.cpus, job.cpus):
+        return "cpus", f"it has {link.cpus} cpus, the job asks for {job.cpus}"
+    if not _ge(link.memory_mb, job.memory_mb):
+        return "memory", f"it has {link.memory_mb} MiB of memory, the job asks for {job.memory_mb} MiB"
+    if link.state in TAKEN_BACK:
+        return link.state, TAKEN_BACK[link.state]
+    running = sorted(link.jobs, key=lambda j: (len(j), j))
+    if len(running) >= link.slots:
+        return (
+            "slots",
+            f"all {link.slots} of its slots are busy: job{'s' if len(running) > 1 else ''} {', '.join(running)}",
+        )
+    used_cpus = sum(sizes.get(j, (0, 0))[0] for j in running)
+    used_memory = sum(sizes.get(j, (0, 0))[1] for j in running)
+    if link.cpus is not None and link.cpus - used_cpus < job.cpus:
+        return "busy-cpus", f"{link.cpus - used_cpus} of its {link.cpus} cpus are free (jobs {', '.join(running)})"
+    if link.memory_mb is not None and link.memory_mb - used_memory < job.memory_mb:
+        free = link.memory_mb - used_memory
+        return "busy-memory", f"{free} of its {link.memory_mb} MiB are free (jobs {', '.join(running)})"
+    return None
+
+
+def _module(job: JobView) -> str | None:
+    return job.task.partition(":")[0] if job.task else None
+
+
+def _missing_tags(job: JobView, link: WorkerLink) -> list[tuple[str, str]]:
+    return [(k, v) for k, v in sorted(job.requires.items()) if link.tags.get(k) != v]
 
 
 def _say(why: str) -> str:

@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 import anyio
+import msgspec
 import structlog
 from anyio.abc import ByteStream, SocketAttribute, TaskGroup
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
@@ -59,6 +60,7 @@ from gridd.protocol.messages import (
     CreateToken,
     Error,
     EventBatch,
+    ExplainJob,
     FollowOutput,
     GetBlob,
     GetBundle,
@@ -332,6 +334,8 @@ class Session:
                 await self._answer(rid, lambda: self._submit(message))
             case ShowJob(rid=rid, job_id=job_id):
                 await self._answer(rid, lambda: self._show(rid, job_id))
+            case ExplainJob(rid=rid, job_id=job_id):
+                await self._answer(rid, lambda: self._explain(rid, job_id))
             case ListJobs(rid=rid, state=state, queue=queue, limit=limit, before=before, group=group):
                 rows = min(limit or MAX_LIST_ROWS, MAX_LIST_ROWS)  # and LIST_REPLY_BYTES: far below the frame limit
                 await self._answer(rid, lambda: self._list_jobs(rid, state, queue, rows, before, group))
@@ -519,6 +523,13 @@ class Session:
         rows = await self._broker.store.report(by, since_ms, owner)
         return ReportReady(rid=rid, by=by, since_ms=since_ms, rows=rows)
 
+    async def _explain(self, rid: int, job_id: str) -> Message:
+        explained = await self._broker.explain(job_id)
+        owner = authorization.owner_filter(self._who)
+        if owner is not None and explained.job.owner != owner:
+            raise authorization.refusal(self._who, f"explain job {job_id}", f"it belongs to {explained.job.owner!r}")
+        return msgspec.structs.replace(explained, rid=rid, job=authorization.visible(self._who, explained.job))
+
     async def _list_jobs(
         self, rid: int, state: str | None, queue: str | None, rows: int, before: str | None, group: str | None
     ) -> Message:
@@ -581,6 +592,7 @@ class Session:
             push=lambda m: _push(outbox, m),
             state=message.state,
             instance=message.instance,
+            credential_queues=self._who.queues if self._who.role == "worker" else (),
         )
         lost = await self._broker.register_worker(link, message.running, message.restarted)
         self._worker = link

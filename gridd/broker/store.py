@@ -28,6 +28,7 @@ from gridd.broker import store_flow as flow
 from gridd.broker import store_reads as reads
 from gridd.broker import store_retention as retention
 from gridd.broker import store_tokens as tokens
+from gridd.broker import store_why as why
 from gridd.broker import transitions as tr
 from gridd.broker.matching import UNLIMITED, Budget, Lane, lane_of_spec
 from gridd.broker.schema import migrate
@@ -756,6 +757,10 @@ class Store:
     async def get_job(self, job_id: str) -> tuple[JobView, list[AttemptView]]:
         """One job and its finished attempts; UnknownJob if there is none."""
         return await self._call(reads.get_job, self._conn, job_id, _durable=False)
+
+    async def job_facts(self, job_id: str, running: Sequence[str]) -> why.JobFacts:
+        """One job with its dependencies, retry delay and group, and the sizes of the `running` jobs."""
+        return await self._call(why.job_facts, self._conn, job_id, running, _durable=False)
 
     async def get_jobs(self, job_ids: Sequence[str]) -> list[JobView]:
         """The named jobs, in the order named; UnknownJob for the first that does not exist."""

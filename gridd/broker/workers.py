@@ -31,6 +31,7 @@ class WorkerLink:
     cpus: int | None = None  # what it has in all; None: no limit announced (an older worker)
     memory_mb: int | None = None
     instance: str = ""  # the worker's instance id (RegisterWorker.instance); its leases are bound to it
+    credential_queues: tuple[str, ...] = ()  # the only queues its worker credential may serve; () any
     # It lends a desktop (--when-idle, --window, --idle-probe): it has reported a state only such a worker
     # reports. Once seen it stays so for the connection: a lending worker that drains is still one.
     lends: bool = False

@@ -204,6 +204,12 @@ async def _show(client: Client, args: argparse.Namespace) -> int:
     return 0
 
 
+async def _why(client: Client, args: argparse.Namespace) -> int:
+    explained = await client.why(args.job)
+    print(render.to_json(render.why_record(explained)) if args.json else render.why(explained))
+    return 0
+
+
 async def _jobs(client: Client, args: argparse.Namespace) -> int:
     if args.limit < 0:
         raise ConfigError("--limit must be 0 (all) or more")
@@ -329,6 +335,7 @@ _PAST = {"cancel": "cancelled", "retry": "retried", "hold": "held", "release": "
 _COMMANDS: dict[str, Callable[[Client, argparse.Namespace], Awaitable[int]]] = {
     "submit": _submit,
     "show": _show,
+    "why": _why,
     "jobs": _jobs,
     "workers": _workers,
     "status": _status,

@@ -160,6 +160,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("job")
     p.add_argument("--json", action="store_true")
 
+    p = client(command("why", "why a job is not running: its own causes and each worker's"))
+    p.add_argument("job")
+    p.add_argument("--json", action="store_true")
+
     p = client(command("jobs", "list jobs, most recent first"))
     p.add_argument("--state", metavar="STATE")
     p.add_argument("--queue", metavar="NAME")

@@ -10,7 +10,7 @@ from typing import Any
 import msgspec
 
 from gridd.printable import printable
-from gridd.protocol.messages import AttemptView, Event, JobView, ReportRow, StatusReported, WorkerView
+from gridd.protocol.messages import AttemptView, Event, JobExplained, JobView, ReportRow, StatusReported, WorkerView
 from gridd.resources import format_mb
 from gridd.tui import formatting
 
@@ -126,6 +126,55 @@ def report(rows: Sequence[ReportRow], by: str) -> str:
         for r in [*rows, total]
     ]
     return _table([header, *lines])
+
+
+def why_record(e: JobExplained) -> dict[str, Any]:
+    """The `why --json` object: the reply without its request id, the job as `show --json` has it."""
+    record = msgspec.to_builtins(e)
+    for key in ("op", "rid"):
+        record.pop(key, None)
+    record["job"] = job_record(e.job)
+    return dict(record)
+
+
+def why(e: JobExplained) -> str:
+    """The one reason first; then the job's other causes, what it waits for, each worker's obstacle, what
+    would make it run, and its attempts."""
+    job = e.job
+    lines = [f"job {job.id} ({job.state}): {e.reason}"]
+    lines += [f"  also: {cause}" for cause in e.causes[1:]]
+    if e.dependencies:
+        lines.append("after: " + ", ".join(f"{d.id} ({d.state})" for d in e.dependencies))
+    if e.not_before_ms and job.state == "queued":
+        lines.append(f"not before: {_when(e.not_before_ms)}")
+    if job.state == "running":
+        lines.append(f"since: {_when(job.started_ms)}")
+    elif job.finished_ms is not None:
+        lines.append(f"finished: {_when(job.finished_ms)}")
+    if e.remedy:
+        lines.append(f"to run: {e.remedy}")
+    text = "\n".join(printable(line) for line in lines)
+    if e.workers:
+        rows = [["WORKER", "STATE", "WHY NOT"]]
+        rows += [[w.worker, w.state, w.blocker or "it may take it now"] for w in e.workers]
+        text += "\n\n" + _table(rows)
+    elif job.state not in ("running", "succeeded", "failed", "cancelled"):
+        text += "\n\nno worker is connected"
+    if e.attempts:
+        rows = [["ATTEMPT", "WORKER", "OUTCOME", "EXIT", "STARTED", "ENDED"]]
+        rows += [
+            [
+                str(a.attempt),
+                a.worker or "-",
+                a.outcome,
+                "-" if a.exit_code is None else str(a.exit_code),
+                _when(a.started_ms),
+                _when(a.ended_ms),
+            ]
+            for a in e.attempts
+        ]
+        text += "\n\n" + _table(rows)
+    return text
 
 
 def jobs(views: Sequence[JobView]) -> str:

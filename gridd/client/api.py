@@ -28,9 +28,11 @@ from gridd.protocol.messages import (
     CreateToken,
     Event,
     EventBatch,
+    ExplainJob,
     FollowOutput,
     GetReport,
     GetStatus,
+    JobExplained,
     JobSpec,
     JobView,
     ListJobs,
@@ -203,6 +205,11 @@ class Client:
         """A job and its finished attempts; UnknownJob if there is none."""
         reply = await self.connection.request(lambda rid: ShowJob(rid=rid, job_id=job_id))
         return reply.job, reply.attempts
+
+    async def why(self, job_id: str) -> JobExplained:
+        """Why the job is not running (or where it runs, or how it ended); UnknownJob if there is none."""
+        reply: JobExplained = await self.connection.request(lambda rid: ExplainJob(rid=rid, job_id=job_id))
+        return reply
 
     async def jobs(
         self,

@@ -377,6 +377,44 @@ class JobShown(Message, frozen=True, tag="job.shown"):
     attempts: list[AttemptView]
 
 
+class ExplainJob(Message, frozen=True, tag="job.why"):
+    """Why a job is not running (or where it runs, or how it ended): `gridd why`."""
+
+    rid: RequestId
+    job_id: JobId
+
+
+class DependencyView(Record, frozen=True):
+    """A job another one waits for (--after), and its state now."""
+
+    id: str
+    state: str
+
+
+class WorkerFit(Record, frozen=True):
+    """One connected worker and the first thing that keeps it from taking a job (None: nothing, it may)."""
+
+    worker: str
+    state: str
+    blocker: str | None = None
+
+
+class JobExplained(Message, frozen=True, tag="job.explained"):
+    """`reason`: the one line that says why the job is where it is; `causes`: the job's own causes (held,
+    dependencies, its group's --max-running, a retry delay); `workers`: each connected worker's first
+    obstacle (a queued job only); `remedy`: what would make it run, in one line (None: nothing to do)."""
+
+    rid: RequestId
+    job: JobView
+    attempts: list[AttemptView]
+    reason: str
+    causes: list[str] = msgspec.field(default_factory=list)
+    workers: list[WorkerFit] = msgspec.field(default_factory=list)
+    remedy: str | None = None
+    dependencies: list[DependencyView] = msgspec.field(default_factory=list)
+    not_before_ms: EpochMs | None = None  # a retried job is not leased before this time (its retry delay)
+
+
 MAX_LIST_ROWS = 10_000  # a JobsListed carries at most this many jobs (page on with `before`)
 
 
@@ -812,6 +850,7 @@ PeerMessage = (
     Hello
     | SubmitJobs
     | ShowJob
+    | ExplainJob
     | ListJobs
     | ReadOutput
     | ControlJobs
@@ -848,6 +887,7 @@ BrokerMessage = (
     | Error
     | JobsAccepted
     | JobShown
+    | JobExplained
     | JobsListed
     | OutputRead
     | JobsControlled
