@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 import anyio
 import anyio.lowlevel
 
+from gridd.broker.observe import Observer
 from gridd.protocol.errors import StorageFailed
 
 T = TypeVar("T")
@@ -48,8 +49,9 @@ class _Call:
 class GroupCommit:
     """Runs store calls in batches on one SQLite connection (autocommit mode, explicit transactions)."""
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    def __init__(self, conn: sqlite3.Connection, observer: Observer | None = None) -> None:
         self._conn = conn
+        self._observer = observer or Observer()
         self._limiter = anyio.CapacityLimiter(1)
         self._queued: list[_Call] = []
         self._leading = False
@@ -102,6 +104,7 @@ class GroupCommit:
             self._run_batch(batch)
         finally:
             self._last_batch_s = time.perf_counter() - started
+        self._observer.committed(len(batch), self._last_batch_s, any(call.durable for call in batch))
 
     def _run_batch(self, batch: list[_Call]) -> None:
         conn = self._conn
