@@ -56,6 +56,8 @@ class BrokerConfig(Section, frozen=True):
     # Retention: finished jobs older than this are removed (None or 0: kept for ever); store_retention.py.
     keep_s: Annotated[float, msgspec.Meta(ge=0)] | None = KEEP_S
     maintain_every_s: Annotated[float, msgspec.Meta(gt=0)] = 60.0  # retention and idle lanes, this often
+    # HOST:PORT of the Prometheus endpoint (gridd/broker/metrics.py; no authentication); None: none served.
+    metrics: str | None = None
 
 
 class WorkerConfig(Section, frozen=True):

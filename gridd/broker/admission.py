@@ -66,6 +66,7 @@ class Admission:
         self._now = now
         self._by_address: Counter[str] = Counter()
         self.unauthenticated = 0
+        self.connections = 0  # open now, authenticated or not (the listener counts them)
         self.refused = 0  # since start
         self._unlogged = 0
         self._logged_at = -math.inf

@@ -13,7 +13,7 @@ import anyio
 import structlog
 from anyio.abc import TaskStatus
 
-from gridd.broker.admission import ConnectionLimits, raise_open_files_limit
+from gridd.broker.admission import Admission, ConnectionLimits, raise_open_files_limit
 from gridd.broker.auth import broker_token, is_loopback
 from gridd.broker.core import Broker, BrokerSettings
 from gridd.broker.credentials import Credentials
@@ -22,11 +22,12 @@ from gridd.broker.events import EventHub
 from gridd.broker.leases import LeaseReaper
 from gridd.broker.listener import serve_peers
 from gridd.broker.maintenance import Maintenance
+from gridd.broker.metrics import BrokerMetrics, serve_metrics
 from gridd.broker.store import open_store
 from gridd.broker.tls import broker_names, load_or_make
 from gridd.clock import Clock, SystemClock
 from gridd.config import BrokerConfig, parse_address
-from gridd.protocol.errors import DataDirInUse
+from gridd.protocol.errors import ConfigError, DataDirInUse
 
 log = structlog.get_logger()
 
@@ -51,7 +52,13 @@ async def _serve(config: BrokerConfig, data_dir: Path, clock: Clock, task_status
     host, port = parse_address(config.listen)
     db = secure_data_dir(data_dir)
     ttl_ms = int(config.lease_ttl_s * 1000)
-    async with open_store(db) as store, anyio.create_task_group() as tg:
+    if config.metrics is not None:  # a malformed address is a usage error before anything starts
+        try:
+            parse_address(config.metrics)
+        except ConfigError as exc:
+            raise ConfigError(f"the metrics address (--metrics): {exc}") from None
+    metrics = BrokerMetrics() if config.metrics is not None else None
+    async with open_store(db, metrics) as store, anyio.create_task_group() as tg:
         # The CA is made under --insecure too: credentials always pin it, and stay valid when TLS is on.
         tls = load_or_make(data_dir, broker_names(host, config.advertise), keep_for_user=config.keep_ca_for_user)
         secret = broker_token(config.token, data_dir, tls.ca_digest, loopback=is_loopback(host))
@@ -67,20 +74,25 @@ async def _serve(config: BrokerConfig, data_dir: Path, clock: Clock, task_status
             keep_ms=int(config.keep_s * 1000) if config.keep_s else None,
         )
         hub = EventHub(config.max_pending_events)
-        broker = Broker(store, hub, clock, settings, await store.count_by_queue(), ca_digest=tls.ca_digest)
+        broker = Broker(
+            store, hub, clock, settings, await store.count_by_queue(), ca_digest=tls.ca_digest, observer=metrics
+        )
         broker.lanes.add(await store.known_lanes())
         await tg.start(broker.dispatcher.run)
         await tg.start(LeaseReaper(broker, clock, config.reap_every_s).run)
         raise_open_files_limit()
         tg.start_soon(Maintenance(broker, config.maintain_every_s).run)
         credentials = Credentials(secret, store, clock)  # the cluster token, and the role tokens in the store
+        admission = Admission(ConnectionLimits.of(config))
+        if metrics is not None and config.metrics is not None:
+            metrics.watch(broker, admission)
+            broker.metrics_port = await tg.start(serve_metrics, config.metrics, metrics.registry)
         bound = await tg.start(
-            partial(serve_peers, tls=None if config.insecure else tls),
+            partial(serve_peers, tls=None if config.insecure else tls, admission=admission),
             host,
             port,
             broker,
             credentials,
-            ConnectionLimits.of(config),
         )
         broker.port = bound
         _write_addr(data_dir, host, bound)

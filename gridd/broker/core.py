@@ -7,6 +7,7 @@ returned (committed). Sessions translate frames into these calls; nothing here k
 from __future__ import annotations
 
 import secrets
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -19,6 +20,7 @@ from gridd.broker.events import EventHub
 from gridd.broker.explain import explain
 from gridd.broker.finishes import FinishWatch
 from gridd.broker.matching import Budget, Lane, LaneBook, lane_of_spec, unmatched
+from gridd.broker.observe import Observer
 from gridd.broker.outputs import OutputRelay
 from gridd.broker.principals import CLUSTER_ADMIN, ROLES
 from gridd.broker.scheduler import Dispatcher
@@ -59,6 +61,7 @@ _KIND_BY_STATE = {
     tr.CANCELLED: "job.cancelled",
     tr.HELD: "job.held",
 }
+_ENDED_AS = {tr.QUEUED: "requeued"}  # an attempt that ended with its job queued again
 _KIND_BY_ACTION = {"release": "job.released", "retry": "job.retried"}
 PURGE_BATCH = 500  # jobs removed per transaction: a purge never holds the writer for long
 DROP_BATCH = 5000  # idle queues whose lanes are deleted per transaction
@@ -94,6 +97,7 @@ class Broker:
         counts: dict[str, dict[str, int]],
         *,
         ca_digest: str | None = None,
+        observer: Observer | None = None,
     ) -> None:
         self.store = store
         self.hub = hub
@@ -107,10 +111,16 @@ class Broker:
         # queue -> state -> jobs: read from the store once at start, then kept by record(), so that a
         # snapshot and the events after it agree exactly.
         self.counts = counts
-        self.stale_completions = 0
+        self.stale_completions = 0  # results for a lease no longer current: refused
         self.foreign_completions = 0  # results sent for a lease granted to another worker: refused
+        # Since start, for metrics (read at scrape time, gridd/broker/metrics.py): jobs submitted, and
+        # attempts ended by what became of their job (succeeded, failed, requeued, cancelled).
+        self.submitted = 0
+        self.attempts_ended: Counter[str] = Counter()
+        self.observer = observer or Observer()
         self._bringing = 0  # submits and retries under way (see drop_idle_lanes)
         self.port = 0  # set once listening
+        self.metrics_port: int | None = None  # that of --metrics, once it listens (None: no metrics)
         self.sessions = TokenSessions()  # the open connections of each role token
         self.ca_digest = ca_digest  # sha256 of the broker CA (gridd/broker/tls.py); credentials pin it
 
@@ -192,6 +202,7 @@ class Broker:
             owner=owner,
         )
         self.lanes.add((s.queue, lane_of_spec(s)) for s in specs)
+        self.submitted += len(changed)
         self.record(changed, kind="job.submitted", log_each=False)
         return [t.job_id for t in changed], group_id
 
@@ -523,10 +534,15 @@ class Broker:
             return
         now = self.clock.now_ms()
         events: list[Event] = []
+        ran_ms: list[int] = []
         for t in changed:
             by_state = self.counts.setdefault(t.queue, {})
             if t.previous is not None:
                 by_state[t.previous] = by_state.get(t.previous, 0) - 1
+                if t.previous == tr.RUNNING:  # an attempt ended: its result, an expiry, a hand-back, a cancel
+                    self.attempts_ended[_ENDED_AS.get(t.state, t.state)] += 1
+                    if t.ran_ms is not None:
+                        ran_ms.append(t.ran_ms)
             by_state[t.state] = by_state.get(t.state, 0) + 1
             name = kind or _KIND_BY_STATE.get(t.state, "job.changed")
             if log_each:
@@ -556,6 +572,8 @@ class Broker:
                 )
             events.extend(self._track_worker(t, now))
         self.hub.publish(events)
+        if ran_ms:
+            self.observer.attempts_ended(ran_ms)
         self.watch.finished(t.job_id for t in changed if t.state in tr.FINISHED)
         # Not only a queued job can make work eligible: a finished or held one may free a --max-running
         # token, a finished one a dependency. Only a lease cannot.

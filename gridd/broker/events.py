@@ -66,6 +66,7 @@ class EventHub:
     def __init__(self, max_pending: int = DEFAULT_MAX_PENDING) -> None:
         self._max_pending = max_pending
         self._subscribers: set[Subscription] = set()
+        self.dropped = 0  # subscribers dropped since start (metrics)
 
     @property
     def active(self) -> bool:
@@ -88,5 +89,6 @@ class EventHub:
             return
         for subscription in list(self._subscribers):
             if not subscription.offer(events):
+                self.dropped += 1
                 log.warning("events.subscriber_dropped", max_pending=self._max_pending)
                 self._subscribers.discard(subscription)

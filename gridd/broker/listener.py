@@ -45,11 +45,13 @@ async def serve_peers(
     limits: ConnectionLimits | None = None,
     *,
     tls: BrokerTLS | None = None,
+    admission: Admission | None = None,
     task_status: TaskStatus[int] = anyio.TASK_STATUS_IGNORED,
 ) -> None:
     """Listen on host:port (port 0: any free port) and report the bound port through task_status.
-    Every connection speaks TLS with `tls`; plain TCP only when it is None (--insecure)."""
-    admission = Admission(limits or ConnectionLimits())
+    Every connection speaks TLS with `tls`; plain TCP only when it is None (--insecure). `admission`
+    (made from `limits` if not given) counts the connections, which the broker's metrics read."""
+    admission = admission or Admission(limits or ConnectionLimits())
     listener = await anyio.create_tcp_listener(local_host=host, local_port=port, reuse_port=False)
     async with listener, anyio.create_task_group() as tg:
         bound = listener.extra(SocketAttribute.local_port)
@@ -91,6 +93,16 @@ async def accept_loop(
 
 
 async def _serve_one(
+    stream: SocketStream, broker: Broker, credentials: Credentials, admission: Admission, tls: BrokerTLS | None
+) -> None:
+    admission.connections += 1
+    try:
+        await _serve_stream(stream, broker, credentials, admission, tls)
+    finally:
+        admission.connections -= 1
+
+
+async def _serve_stream(
     stream: SocketStream, broker: Broker, credentials: Credentials, admission: Admission, tls: BrokerTLS | None
 ) -> None:
     async with stream:  # closing it aborts: whatever a peer that reads nothing left unsent is dropped

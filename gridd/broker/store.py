@@ -31,6 +31,7 @@ from gridd.broker import store_tokens as tokens
 from gridd.broker import store_why as why
 from gridd.broker import transitions as tr
 from gridd.broker.matching import UNLIMITED, Budget, Lane, lane_of_spec
+from gridd.broker.observe import Observer
 from gridd.broker.schema import migrate
 from gridd.broker.store_commit import GroupCommit
 from gridd.broker.transitions import Transition
@@ -129,11 +130,18 @@ def _first_of_each(named: list[tuple[str, int | None, str | None]]) -> list[tupl
 class Store:
     """Jobs, leases, attempts and outputs in one SQLite file (WAL)."""
 
-    def __init__(self, conn: sqlite3.Connection, next_id: int, reader: sqlite3.Connection | None = None) -> None:
+    def __init__(
+        self,
+        conn: sqlite3.Connection,
+        next_id: int,
+        reader: sqlite3.Connection | None = None,
+        observer: Observer | None = None,
+    ) -> None:
         self._conn = conn
         self._reader = reader  # read-only, used on the event loop's thread for small reads (_read_now)
         self._next_id = next_id
-        self._commits = GroupCommit(conn)
+        self._observer = observer or Observer()
+        self._commits = GroupCommit(conn, self._observer)
 
     async def _call(self, fn: Callable[..., T], *args: Any, _durable: bool = True, **kwargs: Any) -> T:
         """Run one use case in the next group commit (see GroupCommit)."""
@@ -249,7 +257,8 @@ class Store:
         ttl_ms: int,
         budget: Budget | None = None,
         instance: str = "",
-    ) -> list[LeasedJob]:
+    ) -> tuple[list[LeasedJob], list[int]]:
+        """The leases, and how long each first attempt among them waited since its submit (ms)."""
         budget = budget or Budget()
         job_cpus = UNLIMITED if budget.job_cpus is None else budget.job_cpus
         job_memory = UNLIMITED if budget.job_memory_mb is None else budget.job_memory_mb
@@ -270,7 +279,7 @@ class Store:
             )
             candidates.extend((r[0], r[1], r[2], r[3]) for r in rows)
         if not candidates:
-            return []
+            return [], []
         candidates.sort(key=lambda c: (-c[1], c[0]))
         fits = budget.take((c[2], c[3]) for c in candidates)
         chosen = self._within_reply([c[0] for c, fit in zip(candidates, fits, strict=True) if fit][:max_jobs])
@@ -287,7 +296,7 @@ class Store:
             # ids and finds each job by its key (with that index it scanned every queued job on each lease).
             " WHERE jobs.id = t.id AND +jobs.state = 'queued' AND jobs.throttled = 0 AND jobs.lease != t.lease"
             " AND NOT EXISTS (SELECT 1 FROM attempts a WHERE a.job_id = t.id AND a.lease = t.lease)"
-            " RETURNING jobs.id, jobs.lease, jobs.attempts, jobs.spec",
+            " RETURNING jobs.id, jobs.lease, jobs.attempts, jobs.spec, jobs.submitted_ms",
             (worker, instance, deadline, now_ms, msgspec.json.encode(tokens)),
         )
         leased = [
@@ -295,7 +304,7 @@ class Store:
             for r in rows
         ]
         leased.sort(key=lambda j: chosen.index(int(j.job_id)))
-        return leased
+        return leased, [now_ms - r[4] for r in rows if r[2] == 1]  # first attempts: their wait since submit
 
     def _within_reply(self, ids: list[int]) -> list[int]:
         """The first of `ids` whose specs fit one lease reply (LEASE_REPLY_BYTES; always at least one):
@@ -430,7 +439,10 @@ class Store:
                 outcomes.append(Outcome(job_id=result.job_id, code=ErrorCode.BAD_RESULT, state=state, message=miscount))
             else:
                 outcomes.append(Outcome(job_id=result.job_id, code=0, state=state))
-            changed.append(Transition(result.job_id, state, queue, attempts, worker, exit_code, reason, tr.RUNNING))
+            ran_ms = now_ms - row[6]  # since its lease began
+            changed.append(
+                Transition(result.job_id, state, queue, attempts, worker, exit_code, reason, tr.RUNNING, ran_ms)
+            )
         if task_results:
             db.executemany(
                 "INSERT OR REPLACE INTO results (job_id, value, blob, error) VALUES (?, ?, ?, ?)", task_results
@@ -669,9 +681,12 @@ class Store:
         """Lease up to `max_jobs` of the best eligible jobs (priority, then age) of `lanes` (queue, lane)
         to `worker` (its `instance`), taken greedily in that order while they fit `budget` (None: no limit).
         Each lease gets a fresh random fencing token."""
-        return await self._call(
+        leased, waits_ms = await self._call(
             self._lease_jobs, worker, lanes, max_jobs, now_ms, ttl_ms, budget, instance, _durable=False
         )
+        if waits_ms:
+            self._observer.leased(waits_ms)
+        return leased
 
     async def known_lanes(self) -> list[Lane]:
         """Every (queue, lane) that ever held a job (read once at start; the broker keeps it current)."""
@@ -867,14 +882,14 @@ class Store:
 
 
 @asynccontextmanager
-async def open_store(path: Path) -> AsyncIterator[Store]:
+async def open_store(path: Path, observer: Observer | None = None) -> AsyncIterator[Store]:
     """Open (creating and migrating if needed) the database at `path`, in WAL mode, fsync on commit."""
     conn = await anyio.to_thread.run_sync(_connect, path)
     reader: sqlite3.Connection | None = None
     try:
         reader = await anyio.to_thread.run_sync(_connect_reader, path)
         next_id = await anyio.to_thread.run_sync(_last_job_id, conn) + 1
-        yield Store(conn, next_id=next_id, reader=reader)
+        yield Store(conn, next_id=next_id, reader=reader, observer=observer)
     finally:
         with anyio.CancelScope(shield=True):
             if reader is not None:

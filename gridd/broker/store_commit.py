@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 import anyio
 import anyio.lowlevel
 
+from gridd.broker.observe import Observer
 from gridd.protocol.errors import StorageFailed
 
 T = TypeVar("T")
@@ -48,8 +49,9 @@ class _Call:
 class GroupCommit:
     """Runs store calls in batches on one SQLite connection (autocommit mode, explicit transactions)."""
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    def __init__(self, conn: sqlite3.Connection, observer: Observer | None = None) -> None:
         self._conn = conn
+        self._observer = observer or Observer()
         self._limiter = anyio.CapacityLimiter(1)
         self._queued: list[_Call] = []
         self._leading = False
@@ -97,17 +99,19 @@ class GroupCommit:
             self._leading = False
 
     def _commit_batch(self, batch: list[_Call]) -> None:
-        started = time.perf_counter()
-        try:
-            self._run_batch(batch)
-        finally:
-            self._last_batch_s = time.perf_counter() - started
-
-    def _run_batch(self, batch: list[_Call]) -> None:
-        conn = self._conn
         # Only a batch that acknowledges something to a person (a submit, a result) waits for fsync; a
         # lease grant or renewal lost with the power is re-done after restart (the job runs again).
-        sync = "FULL" if any(call.durable for call in batch) else "NORMAL"
+        durable = any(call.durable for call in batch)
+        started = time.perf_counter()
+        try:
+            self._run_batch(batch, durable)
+        finally:
+            self._last_batch_s = time.perf_counter() - started
+        self._observer.committed(len(batch), self._last_batch_s, durable)
+
+    def _run_batch(self, batch: list[_Call], durable: bool) -> None:
+        conn = self._conn
+        sync = "FULL" if durable else "NORMAL"
         try:
             if sync != self._sync:
                 conn.execute(f"PRAGMA synchronous = {sync}")

@@ -75,3 +75,4 @@ class Transition:
     exit_code: int | None = None
     reason: str | None = None
     previous: str | None = None  # the state it left; None for a new job
+    ran_ms: int | None = None  # a recorded result: how long after its lease began (the broker's clock)

@@ -79,6 +79,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--insecure", action="store_true", help="plain TCP, no TLS: credentials and data in the clear (tests only)"
     )
+    p.add_argument(
+        "--metrics",
+        metavar="HOST:PORT",
+        help="serve Prometheus metrics at http://HOST:PORT/metrics, no authentication (default: off)",
+    )
     logging_flags(p)
 
     p = client(command("worker", "run a worker on this machine"))
@@ -325,6 +330,7 @@ def _flags(args: argparse.Namespace) -> dict[str, Any]:
             "keep_s": _keep(get("keep")),
             "max_command_bytes": get("max_command_bytes"),
             "max_stdin_bytes": get("max_stdin_bytes"),
+            "metrics": get("metrics"),
         },
         "worker": {
             "broker": get("broker"),

@@ -229,6 +229,10 @@ class DataDirInUse(GriddError):
     """Another broker already runs on the data directory (two would split the grid between them)."""
 
 
+class CannotListen(GriddError):
+    """The broker could not listen on an address it was given (in use, or not this machine's)."""
+
+
 class WorkDirInUse(GriddError):
     """Another worker on this machine already uses the work directory (two workers would delete each
     other's jobs' directories)."""
