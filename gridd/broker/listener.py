@@ -24,7 +24,7 @@ from gridd.broker.credentials import Credentials
 from gridd.broker.session import Session
 from gridd.broker.tls import BrokerTLS
 from gridd.broker.transport import secure
-from gridd.protocol.errors import TooManyConnections
+from gridd.protocol.errors import CannotListen, TooManyConnections
 from gridd.protocol.frames import encode_frames
 from gridd.protocol.messages import Error
 
@@ -52,7 +52,10 @@ async def serve_peers(
     Every connection speaks TLS with `tls`; plain TCP only when it is None (--insecure). `admission`
     (made from `limits` if not given) counts the connections, which the broker's metrics read."""
     admission = admission or Admission(limits or ConnectionLimits())
-    listener = await anyio.create_tcp_listener(local_host=host, local_port=port, reuse_port=False)
+    try:
+        listener = await anyio.create_tcp_listener(local_host=host, local_port=port, reuse_port=False)
+    except OSError as exc:  # in use, or not an address of this machine
+        raise CannotListen(f"cannot listen on {host}:{port} (--listen): {exc.strerror or exc}") from None
     async with listener, anyio.create_task_group() as tg:
         bound = listener.extra(SocketAttribute.local_port)
         log.info("broker.listening", host=host, port=bound)

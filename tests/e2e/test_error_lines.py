@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import subprocess
 
 from gridd.protocol.errors import ConnectionLost, StorageFailed
@@ -28,6 +29,23 @@ def test_a_broker_on_a_garbage_database_says_so_in_one_line_and_leaves_the_file_
     assert "ExceptionGroup" not in lines[0] and "internal error" not in lines[0], lines
     assert "database" in lines[0] and "not a database" in lines[0], lines
     assert (grid.data_dir / "gridd.db").read_bytes() == garbage  # refused, never overwritten
+
+
+def test_a_broker_whose_port_is_taken_says_so_in_one_line(grid: Grid) -> None:
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        result = subprocess.run(
+            [*GRIDD, "broker", "--listen", f"127.0.0.1:{port}", "--data-dir", str(grid.data_dir)],
+            capture_output=True,
+            timeout=30,
+            env=grid.env,
+            cwd=grid.root,
+        )
+    said = [line for line in result.stderr.decode().splitlines() if line.startswith("gridd:")]
+    assert result.returncode == 1
+    assert said == [f"gridd: cannot listen on 127.0.0.1:{port} (--listen): Address already in use"], said
 
 
 def test_the_cause_inside_nested_groups_is_what_a_person_hears_gridd_errors_first() -> None:
