@@ -32,6 +32,7 @@ def test_a_broker_on_a_garbage_database_says_so_in_one_line_and_leaves_the_file_
 
 
 def test_a_broker_whose_port_is_taken_says_so_in_one_line(grid: Grid) -> None:
+    seed_ca(grid.data_dir)  # the CA that the test token names
     with socket.socket() as holder:
         holder.bind(("127.0.0.1", 0))
         holder.listen()
