@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from gridd.config import ca_store_dir, default_config_path, default_data_dir
+from gridd.config import ca_store_dir, default_data_dir
 from gridd.protocol.credentials import ca_digest
 from gridd.protocol.errors import UntrustedBroker
 
@@ -36,10 +36,6 @@ USE_CREDENTIAL = (
 class Pin:
     digest: str | None  # the CA the credential names; None for a plain secret
     anchors: str | None  # PEM of the CA(s) ssl verifies the broker against; None: check the BrokerCA frame
-
-
-def config_dir(environ: Mapping[str, str]) -> Path:
-    return default_config_path(environ).parent
 
 
 def ca_dir(environ: Mapping[str, str]) -> Path:
