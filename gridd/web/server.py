@@ -23,7 +23,7 @@ import structlog
 from anyio.abc import ByteStream, SocketAttribute, TaskGroup
 from anyio.streams.buffered import BufferedByteReceiveStream
 
-from gridd.protocol.errors import CannotListen
+from gridd.protocol.errors import CannotListen, ConfigError
 from gridd.web.sessions import Session, Sessions
 from gridd.web.view import BrokerView, Unavailable
 
@@ -246,6 +246,8 @@ async def serve(
     system chose, for port 0)."""
     host, _, port = listen.rpartition(":")
     host = host.strip("[]")
+    if not host or not port.isdigit():  # a bare port would listen on every address: say which one
+        raise ConfigError(f"--listen wants HOST:PORT (e.g. 127.0.0.1:8080), not {listen!r}")
     try:
         listener = await anyio.create_tcp_listener(local_host=host, local_port=int(port), reuse_port=False)
     except (OSError, ValueError) as exc:

@@ -67,6 +67,9 @@ class BrokerView:
                 self.reason = str(exc)
             except (OSError, ValueError) as exc:  # a malformed credential or address
                 self.reason = f"cannot use the broker at {address}: {exc}"
+            except Exception as exc:  # the page keeps serving and says so; the log has the traceback
+                log.exception("web.connection_failed", broker=address)
+                self.reason = f"lost the broker at {address}: {type(exc).__name__}: {exc}"
             finally:
                 self.client = None
             log.warning("web.disconnected", broker=address, reason=self.reason)

@@ -12,6 +12,7 @@ import os
 import queue
 import re
 import shutil
+import socket
 import subprocess
 import threading
 from pathlib import Path
@@ -172,10 +173,21 @@ def test_access_needs_a_session_and_the_api_follows_the_broker(grid: Grid) -> No
 def test_a_malformed_or_oversized_request_is_400(grid: Grid, head: bytes) -> None:
     grid.start_broker()
     _, url = start_web(grid)
-    import socket
-
     parts = urlsplit(url)
     with socket.create_connection((parts.hostname or "", parts.port or 0), timeout=15) as sock:
         sock.sendall(head)
         reply = sock.recv(4096)
     assert reply.startswith(b"HTTP/1.1 400 ")
+
+
+def test_a_listen_address_in_use_or_without_a_host_is_one_line(grid: Grid) -> None:
+    grid.start_broker()
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = grid.cli("web", "--listen", f"127.0.0.1:{port}", timeout=20)
+    lines = result.stderr.decode().strip().splitlines()
+    assert result.returncode == 1 and len(lines) == 1 and f"cannot listen on 127.0.0.1:{port}" in lines[0], lines
+    result = grid.cli("web", "--listen", "8080", timeout=20)
+    assert result.returncode == 2 and b"--listen wants HOST:PORT" in result.stderr
