@@ -150,7 +150,7 @@ class WebServer:
                 return Response(HTTPStatus.METHOD_NOT_ALLOWED, b"", headers={"Allow": "GET, HEAD"})
             return await self._login_form(request)
         nonce = request.query.get("login", [""])[0]
-        if nonce:
+        if nonce and request.method == "GET":  # a HEAD (a link preview) does not spend the link
             if self.sessions.take_nonce(nonce):
                 return self._logged_in(self.sessions.open(self.main_view))
             return _login_page("That login link was used already or has expired: paste a credential.")
