@@ -17,6 +17,7 @@ ALLOWED = {
     "broker": {"gridd", "gridd.protocol", *SHARED},
     "worker": {"gridd", "gridd.protocol", "gridd.client", *SHARED},
     "tui": {"gridd", "gridd.client", "gridd.protocol", "gridd.config", "gridd.printable"},
+    "web": {"gridd", "gridd.client", "gridd.protocol", "gridd.config", "gridd.printable"},
 }
 ONLY_IN = {"textual": "gridd/tui/", "sqlite3": ("gridd/broker/store", "gridd/broker/schema.py")}
 

@@ -218,6 +218,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     client(command("tui", "live dashboard of the grid"))
 
+    p = client(command("web", "the dashboard in a browser (prints a one-time login link on stderr)"))
+    p.add_argument(
+        "--listen", dest="web_listen", default="127.0.0.1:8080", metavar="HOST:PORT", help="default: 127.0.0.1:8080"
+    )
+
     p = client(command("login", "check a credential against the broker and keep it for later commands"))
     p.add_argument("credential", nargs="?", metavar="CREDENTIAL|-", help="the credential (- or none: read stdin)")
 
@@ -301,6 +306,10 @@ def _run(args: argparse.Namespace) -> int:
         from gridd.cli.tui_command import run_tui
 
         return run_tui(config)
+    if args.command == "web":
+        from gridd.cli.web_command import run_web
+
+        return run_web(config, args.web_listen)
     if args.command == "login":
         from gridd.cli.login import run_login
 
