@@ -70,8 +70,6 @@ class Rule:
 
     roles: frozenset[Role]
     what: str
-    # submit: only on its own jobs (the session checks each job named, or filters a listing).
-    own_jobs: bool = False
 
 
 def _roles(*roles: Role) -> frozenset[Role]:
@@ -87,19 +85,21 @@ RULES: dict[type[Message], Rule] = {
     Hello: Rule(ALL, "start a connection"),  # the handshake's frame; after it, a protocol error for anyone
     Ping: Rule(ALL, "ping"),
     # jobs
-    SubmitJobs: Rule(_roles("admin", "submit"), "submit jobs", own_jobs=True),
-    ShowJob: Rule(LOOK, "show jobs", own_jobs=True),
-    ExplainJob: Rule(LOOK, "explain jobs", own_jobs=True),  # `why`: what show says, and the workers it lists
-    ListJobs: Rule(LOOK, "list jobs", own_jobs=True),
-    WaitJobs: Rule(LOOK, "wait for jobs", own_jobs=True),
-    ReadOutput: Rule(_roles("admin", "submit"), "read the output of jobs", own_jobs=True),
-    FollowOutput: Rule(_roles("admin", "submit"), "follow the output of jobs", own_jobs=True),
-    ReadResults: Rule(_roles("admin", "submit"), "read the results of jobs", own_jobs=True),
-    ControlJobs: Rule(_roles("admin", "submit"), "control jobs", own_jobs=True),
+    # For a submit token, every request that names jobs acts on its own only: the session checks each job
+    # named (or filters a listing) with owner_filter, as the rule table cannot.
+    SubmitJobs: Rule(_roles("admin", "submit"), "submit jobs"),
+    ShowJob: Rule(LOOK, "show jobs"),
+    ExplainJob: Rule(LOOK, "explain jobs"),  # `why`: what show says, and the workers it lists
+    ListJobs: Rule(LOOK, "list jobs"),
+    WaitJobs: Rule(LOOK, "wait for jobs"),
+    ReadOutput: Rule(_roles("admin", "submit"), "read the output of jobs"),
+    FollowOutput: Rule(_roles("admin", "submit"), "follow the output of jobs"),
+    ReadResults: Rule(_roles("admin", "submit"), "read the results of jobs"),
+    ControlJobs: Rule(_roles("admin", "submit"), "control jobs"),
     PurgeJobs: Rule(ADMIN, "purge jobs"),
     # the grid
     GetStatus: Rule(LOOK, "see the status"),
-    GetReport: Rule(LOOK, "see the accounting report", own_jobs=True),  # submit: a report of its own jobs
+    GetReport: Rule(LOOK, "see the accounting report"),  # submit: a report of its own jobs
     ListWorkers: Rule(LOOK, "list workers"),
     Subscribe: Rule(LOOK, "follow events"),
     # inputs and outputs: bundles and blobs
