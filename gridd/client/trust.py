@@ -38,20 +38,16 @@ class Pin:
     anchors: str | None  # PEM of the CA(s) ssl verifies the broker against; None: check the BrokerCA frame
 
 
-def ca_dir(environ: Mapping[str, str]) -> Path:
-    return ca_store_dir(environ)
-
-
 def pin_for(digest: str | None, environ: Mapping[str, str]) -> Pin:
     """How to check the broker for a credential naming `digest` (None: a plain secret).
     UntrustedBroker, before anything is dialled, for a plain secret with no CA to check against."""
     local = _read(default_data_dir(environ) / "tls" / "ca.pem")
     if digest is not None:
-        stored = _read(ca_dir(environ) / f"{digest}.pem")
+        stored = _read(ca_store_dir(environ) / f"{digest}.pem")
         if stored is None and local is not None and _digest_of(local) == digest:
             stored = local
         return Pin(digest, stored)
-    kept = [pem for path in sorted(_list(ca_dir(environ))) if (pem := _read(path)) is not None]
+    kept = [pem for path in sorted(_list(ca_store_dir(environ))) if (pem := _read(path)) is not None]
     anchors = "".join(kept + ([local] if local else []))
     if not anchors:
         raise UntrustedBroker(
@@ -110,7 +106,7 @@ def check_presented(pin: Pin, host: str, ca_pem: str, leaf_der: bytes | None, en
 
 def keep_ca(digest: str, ca_pem: str, environ: Mapping[str, str]) -> None:
     """Store the CA under the config dir (best effort: without it the next contact bootstraps again)."""
-    directory = ca_dir(environ)
+    directory = ca_store_dir(environ)
     try:
         directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         tmp = directory / f".{digest}.{os.getpid()}"

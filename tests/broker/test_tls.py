@@ -13,7 +13,8 @@ from structlog.testing import capture_logs
 
 from gridd.client import connect
 from gridd.client.bundles import push
-from gridd.client.trust import ca_dir, keep_ca
+from gridd.client.trust import keep_ca
+from gridd.config import ca_store_dir
 from gridd.protocol.credentials import format_credential
 from gridd.protocol.errors import TransportMismatch, UntrustedBroker
 from tests.conftest import CA_DIGEST, CA_PEM, SECRET, TOKEN, running_broker, running_worker
@@ -75,7 +76,7 @@ async def test_a_client_pinned_to_one_ca_refuses_a_broker_of_another_and_sends_i
             assert "\n" not in str(refused.value)
             events = [e["event"] for e in logs]
             assert "auth.failed" not in events and "conn.opened" not in events, events
-        assert [p.name for p in ca_dir(os.environ).iterdir()] == [f"{CA_DIGEST}.pem"]
+        assert [p.name for p in ca_store_dir(os.environ).iterdir()] == [f"{CA_DIGEST}.pem"]
 
 
 async def test_a_credential_of_another_ca_is_refused_at_first_contact_without_sending_the_secret(
