@@ -8,19 +8,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final
 
-from gridd.protocol.messages import JOB_STATES
+from gridd.protocol.states import FINISHED as FINISHED
+from gridd.protocol.states import JOB_STATES, JobState
 
-QUEUED: Final = "queued"
-RUNNING: Final = "running"
-SUCCEEDED: Final = "succeeded"
-FAILED: Final = "failed"
-CANCELLED: Final = "cancelled"
-HELD: Final = "held"
-WAITING: Final = "waiting"  # for its dependencies (--after) to succeed
+QUEUED: Final[str] = JobState.QUEUED
+RUNNING: Final[str] = JobState.RUNNING
+SUCCEEDED: Final[str] = JobState.SUCCEEDED
+FAILED: Final[str] = JobState.FAILED
+CANCELLED: Final[str] = JobState.CANCELLED
+HELD: Final[str] = JobState.HELD
+WAITING: Final[str] = JobState.WAITING
 
 STATES: Final = JOB_STATES
-assert set(STATES) == {WAITING, QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED, HELD}  # noqa: S101 - one list
-FINISHED: Final = frozenset({SUCCEEDED, FAILED, CANCELLED})
 
 # action -> (states it applies to, state it leads to)
 ACTIONS: Final[dict[str, tuple[frozenset[str], str]]] = {

@@ -14,6 +14,8 @@ from typing import Annotated
 
 import msgspec
 
+from gridd.protocol.states import JOB_STATES as JOB_STATES  # re-exported: older imports
+
 RequestId = Annotated[int, msgspec.Meta(ge=0, lt=2**32)]
 JobId = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=255)]
@@ -43,8 +45,6 @@ Requires = Annotated[dict[RequireKey, RequireValue], msgspec.Meta(max_length=32)
 InstanceId = Annotated[str, msgspec.Meta(pattern="^[0-9a-f]*$", max_length=64)]
 
 
-# The job states this version knows. They travel as strings: a newer broker may add some.
-JOB_STATES = ("waiting", "queued", "running", "succeeded", "failed", "cancelled", "held")
 # What a worker's machine is doing for the grid: "available" (no idle policy: it takes jobs), "idle" (its
 # owner is away: it takes jobs), "owner-busy" and "outside-window" (taken back: it takes none), "suspended"
 # (taken back, its jobs stopped until the owner leaves), "draining" (shutting down). Strings, like job states.
