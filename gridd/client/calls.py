@@ -158,7 +158,7 @@ class BrokerCalls:
         reply = await self.connection.request(_submit_message(specs, after, new_group, group, max_running))
         return list(reply.job_ids), reply.group
 
-    # ---- task calls and results (what handles and mapping ask the client for) -----------------------------
+    # ---- task calls and results (what handles and mapping ask the client for) ---------------------------------
 
     async def task_call(self, name: str, payload: bytes, *, records: int | None = None) -> TaskCall:
         """The call of task `name` on its encoded arguments or records, uploaded as a blob if large."""
@@ -181,6 +181,8 @@ class BrokerCalls:
         """Once at least one of the jobs has finished: the results of those that have (a long poll)."""
         reply = await self.connection.request(lambda rid: ReadResults(rid=rid, job_ids=list(job_ids), wait_any=True))
         return list(reply.results)
+
+    # ---- inspecting and controlling jobs ----------------------------------------------------------------------
 
     async def show(self, job_id: str) -> tuple[JobView, list[AttemptView]]:
         """A job and its finished attempts; UnknownJob if there is none."""
@@ -258,7 +260,7 @@ class BrokerCalls:
         reply = await self.connection.request(lambda rid: PurgeJobs(rid=rid, older_than_s=older_than_s))
         return int(reply.purged)
 
-    # ---- tokens (an admin credential) -----------------------------------------------------------------------
+    # ---- tokens (an admin credential) -------------------------------------------------------------------------
 
     async def create_token(
         self, name: str, role: str, *, queues: Sequence[str] = (), expires_s: float | None = None
@@ -279,6 +281,8 @@ class BrokerCalls:
         """Refuse the token from now on; returns it and how many open connections of it were closed."""
         reply = await self.connection.request(lambda rid: RevokeToken(rid=rid, name=name))
         return reply.token, int(reply.closed)
+
+    # ---- the grid as a whole: status, accounting, events ------------------------------------------------------
 
     async def status(self) -> StatusReported:
         return await self.connection.request(lambda rid: GetStatus(rid=rid))  # type: ignore[no-any-return]
