@@ -1,17 +1,19 @@
-"""Handles: a submitted job as an object to wait for, cancel, and read the result of."""
+"""Handles: a submitted job as an object to wait for, cancel, and read the result of.
+
+A handle asks the client it was made with (any BrokerCalls: the async Client) and keeps no state of its
+own beyond the job's id; the sync face wraps a handle rather than being one (client/blocking.py).
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
-from gridd.client import blobs
+from gridd.client.calls import BrokerCalls
+from gridd.client.taskdef import TaskDef
 from gridd.protocol.errors import JobFailed, TaskFailed
 from gridd.protocol.messages import JobView, TaskOutcome
-
-if TYPE_CHECKING:
-    from gridd.client.api import Client
-    from gridd.client.tasks import Task
+from gridd.protocol.states import JobState
 
 R = TypeVar("R")
 
@@ -28,7 +30,7 @@ class CommandResult:
 class JobHandle:
     """A submitted job (`client.handle(job_id)`)."""
 
-    def __init__(self, client: Client, job_id: str) -> None:
+    def __init__(self, client: BrokerCalls, job_id: str) -> None:
         self.client = client
         self.id = job_id
 
@@ -46,7 +48,7 @@ class JobHandle:
     async def result(self) -> Any:
         """Wait, then the command's exit status and output; JobFailed if it did not succeed."""
         view = await self.wait()
-        if view.state != "succeeded":
+        if view.state != JobState.SUCCEEDED:
             raise _failure(view.id, view.state, view.exit_code, view.reason)
         stdout, _ = await self.client.output(self.id, "stdout")
         stderr, _ = await self.client.output(self.id, "stderr")
@@ -56,7 +58,7 @@ class JobHandle:
 class TaskHandle(JobHandle, Generic[R]):
     """A submitted task call: `await handle.result()` is its return value, or raises what it raised."""
 
-    def __init__(self, client: Client, job_id: str, task: Task[Any, R]) -> None:
+    def __init__(self, client: BrokerCalls, job_id: str, task: TaskDef[Any, R]) -> None:
         super().__init__(client, job_id)
         self.task = task
 
@@ -65,9 +67,9 @@ class TaskHandle(JobHandle, Generic[R]):
         return self.task.decode_result(await value_of(self.client, outcome))
 
 
-async def value_of(client: Client, outcome: TaskOutcome) -> bytes:
+async def value_of(client: BrokerCalls, outcome: TaskOutcome) -> bytes:
     """The encoded value of a finished task job; TaskFailed/JobFailed if it has none."""
-    if outcome.state != "succeeded":
+    if outcome.state != JobState.SUCCEEDED:
         if outcome.error is not None:
             e = outcome.error
             exc = TaskFailed(
@@ -83,7 +85,7 @@ async def value_of(client: Client, outcome: TaskOutcome) -> bytes:
             raise exc
         raise _failure(outcome.job_id, outcome.state, outcome.exit_code, outcome.reason)
     if outcome.value_blob is not None:
-        return await blobs.download(client.connection, outcome.value_blob)
+        return await client.download(outcome.value_blob)
     return outcome.value
 
 

@@ -12,25 +12,22 @@ from __future__ import annotations
 import contextlib
 import itertools
 from collections.abc import AsyncIterator, Iterable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import anyio
 
-from gridd.client import blobs
+from gridd.client.calls import BrokerCalls
 from gridd.client.handles import value_of
+from gridd.client.taskdef import TaskDef
 from gridd.protocol.errors import GriddError
 from gridd.protocol.messages import JobSpec, JobView
-
-if TYPE_CHECKING:
-    from gridd.client.api import Client
-    from gridd.client.tasks import Task
 
 SUBMIT_JOBS = 1000
 WINDOW = 1000
 
 
 async def map_task(
-    client: Client, task: Task[Any, Any], records: Iterable[Any], *, batch: int, ordered: bool
+    client: BrokerCalls, task: TaskDef[Any, Any], records: Iterable[Any], *, batch: int, ordered: bool
 ) -> AsyncIterator[Any]:
     if batch < 1:
         raise ValueError(f"batch must be at least 1, got {batch}")
@@ -49,7 +46,7 @@ async def map_task(
                 await _cancel_rest(client, group)
 
 
-async def as_completed(client: Client, job_ids: Sequence[str]) -> AsyncIterator[JobView]:
+async def as_completed(client: BrokerCalls, job_ids: Sequence[str]) -> AsyncIterator[JobView]:
     """Each job once it has finished, in the order they finish."""
     async for views in _finishing(client, list(dict.fromkeys(job_ids))):
         for view in views:
@@ -57,7 +54,7 @@ async def as_completed(client: Client, job_ids: Sequence[str]) -> AsyncIterator[
 
 
 async def _submit_batches(
-    client: Client, task: Task[Any, Any], records: Iterable[Any], batch: int
+    client: BrokerCalls, task: TaskDef[Any, Any], records: Iterable[Any], batch: int
 ) -> tuple[list[str], str | None]:
     job_ids: list[str] = []
     group: str | None = None
@@ -77,12 +74,14 @@ async def _submit_batches(
             return job_ids, group
 
 
-async def _batch_spec(client: Client, task: Task[Any, Any], items: list[Any], first: int) -> JobSpec:
+async def _batch_spec(client: BrokerCalls, task: TaskDef[Any, Any], items: list[Any], first: int) -> JobSpec:
     payload = task.encode_records(items, first)
-    return task.spec(await blobs.task_call(client.connection, task.name, payload, records=len(items)))
+    return task.spec(await client.task_call(task.name, payload, records=len(items)))
 
 
-async def _results(client: Client, task: Task[Any, Any], job_ids: list[str], ordered: bool) -> AsyncIterator[list[Any]]:
+async def _results(
+    client: BrokerCalls, task: TaskDef[Any, Any], job_ids: list[str], ordered: bool
+) -> AsyncIterator[list[Any]]:
     """Each job's list of results: in job order, or as jobs finish. One long poll serves every job of
     the window that finished meanwhile; the window (the oldest WINDOW unfinished jobs) keeps each poll
     small however many jobs the map has."""
@@ -104,7 +103,7 @@ async def _results(client: Client, task: Task[Any, Any], job_ids: list[str], ord
             next_out += 1
 
 
-async def _finishing(client: Client, job_ids: list[str]) -> AsyncIterator[list[JobView]]:
+async def _finishing(client: BrokerCalls, job_ids: list[str]) -> AsyncIterator[list[JobView]]:
     """The jobs that finished since the last step, a list per long poll (over a window, as above)."""
     window = _Window(job_ids)
     while window.ids:
@@ -127,6 +126,6 @@ class _Window:
         self.ids = kept + list(itertools.islice(self._rest, WINDOW - len(kept)))
 
 
-async def _cancel_rest(client: Client, group: str) -> None:
+async def _cancel_rest(client: BrokerCalls, group: str) -> None:
     with contextlib.suppress(GriddError):  # the broker went away: nothing more to stop from here
         await client.control("cancel", [group])

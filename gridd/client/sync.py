@@ -1,5 +1,5 @@
 """The client for code that is not async (scripts, notebooks): the async Client driven through an anyio
-blocking portal, an event loop in a thread of its own. Same methods, same names, same errors.
+blocking portal (client/blocking.py). Same methods, same names, same errors.
 
     with gridd.connect_sync() as grid:
         print(add.submit(1, 2).result())        # tasks use the innermost `with` of this thread
@@ -9,127 +9,20 @@ blocking portal, an event loop in a thread of its own. Same methods, same names,
 
 from __future__ import annotations
 
-import atexit
 import contextlib
-import contextvars
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
-from typing import Any, Generic, TypeVar
+from collections.abc import Iterator
 
-from anyio.from_thread import BlockingPortal, start_blocking_portal
+from gridd.client import current
+from gridd.client.blocking import SyncClient, SyncHandle, open_blocking
 
-from gridd.client.api import Client, connect
-from gridd.client.handles import JobHandle
-from gridd.client.tasks import Task
-
-T = TypeVar("T")
-R = TypeVar("R")
-
-_current: contextvars.ContextVar[SyncClient | None] = contextvars.ContextVar("gridd_sync_client", default=None)
-_default: list[SyncClient] = []  # the connection `current_client` opened, closed at exit
-
-
-class SyncHandle(Generic[R]):
-    """A job handle for code that is not async: `wait`, `cancel`, `result` block until done."""
-
-    def __init__(self, portal: BlockingPortal, handle: JobHandle) -> None:
-        self._portal = portal
-        self._handle = handle
-        self.id = handle.id
-
-    def __repr__(self) -> str:
-        return f"<{type(self._handle).__name__} {self.id}>"
-
-    def wait(self) -> Any:
-        return self._portal.call(self._handle.wait)
-
-    def cancel(self) -> None:
-        self._portal.call(self._handle.cancel)
-
-    def result(self) -> R:
-        return self._portal.call(self._handle.result)  # type: ignore[no-any-return]
-
-
-class SyncClient:
-    """Client's methods, blocking. Create it with `connect_sync(...)`."""
-
-    def __init__(self, portal: BlockingPortal, client: Client) -> None:
-        self._portal = portal
-        self.client = client
-
-    def __getattr__(self, name: str) -> Callable[..., Any]:
-        """Every plain request of Client (submit, show, jobs, wait, cancel, status, ...), blocking."""
-        method = getattr(self.client, name)
-
-        def call(*args: Any, **kwargs: Any) -> Any:
-            return self._portal.call(lambda: method(*args, **kwargs))
-
-        return call
-
-    def submit_task(self, task: Task[Any, R], /, *args: Any, **kwargs: Any) -> SyncHandle[R]:
-        handle = self._portal.call(lambda: self.client.submit_task(task, *args, **kwargs))
-        return SyncHandle(self._portal, handle)
-
-    def handle(self, job_id: str, task: Task[Any, Any] | None = None) -> SyncHandle[Any]:
-        return SyncHandle(self._portal, self.client.handle(job_id, task))
-
-    def map(
-        self, task: Task[Any, Any], records: Iterable[Any], *, batch: int = 100, ordered: bool = True
-    ) -> Iterator[Any]:
-        return self._iterate(self.client.map(task, records, batch=batch, ordered=ordered))
-
-    def as_completed(self, job_ids: Sequence[str]) -> Iterator[Any]:
-        return self._iterate(self.client.as_completed(job_ids))
-
-    def follow_events(self) -> Iterator[Any]:
-        return self._iterate(self.client.follow_events())
-
-    def follow_output(self, job_id: str) -> Iterator[Any]:
-        return self._iterate(self.client.follow_output(job_id))
-
-    def _iterate(self, items: AsyncIterator[T]) -> Iterator[T]:
-        async def step() -> tuple[bool, T | None]:
-            try:
-                return True, await items.__anext__()
-            except StopAsyncIteration:
-                return False, None
-
-        try:
-            while True:
-                more, item = self._portal.call(step)
-                if not more:
-                    return
-                yield item  # type: ignore[misc]
-        finally:
-            aclose = getattr(items, "aclose", None)
-            if aclose is not None:
-                with contextlib.suppress(RuntimeError):  # the portal already stopped
-                    self._portal.call(aclose)
+__all__ = ["SyncClient", "SyncHandle", "connect_sync"]
 
 
 @contextlib.contextmanager
 def connect_sync(
     address: str | None = None, token: str | None = None, *, name: str | None = None, insecure: bool | None = None
 ) -> Iterator[SyncClient]:
-    """`connect` for code that is not async; tasks' `submit`/`map` use it inside the `with`."""
-    with (
-        start_blocking_portal("asyncio") as portal,
-        portal.wrap_async_context_manager(connect(address, token, name=name, insecure=insecure)) as client,
-    ):
-        sync = SyncClient(portal, client)
-        reset = _current.set(sync)
-        try:
-            yield sync
-        finally:
-            _current.reset(reset)
-
-
-def current_client() -> SyncClient:
-    """The innermost `connect_sync` of this context, else one to the default broker, kept until exit."""
-    found = _current.get()
-    if found is not None:
-        return found
-    if not _default:
-        manager = connect_sync()
-        _default.append(manager.__enter__())
-        atexit.register(manager.__exit__, None, None, None)
-    return _default[0]
+    """`connect` for code that is not async; inside the `with`, it is the current client of this thread
+    (client/current.py): tasks' `submit`/`map` use it."""
+    with open_blocking(address, token, name=name, insecure=insecure) as client, current.using(client):
+        yield client

@@ -70,15 +70,16 @@ def client_context(pin: Pin) -> ssl.SSLContext:
 def check_presented(pin: Pin, host: str, ca_pem: str, leaf_der: bytes | None, environ: Mapping[str, str]) -> None:
     """Bootstrap: the broker's CA is the one the credential names and issued the TLS certificate shown,
     which is valid now and names `host`; then keep the CA. UntrustedBroker, in one line, otherwise."""
-    from cryptography import x509  # only on a first contact: every other connection lets ssl verify
+    # Lazy for start-up speed: cryptography is heavy, and only a first contact needs it (every other
+    # connection lets ssl verify against the kept CA).
+    from cryptography import x509
+    from cryptography.hazmat.primitives.serialization import Encoding
 
     assert pin.digest is not None
     try:
         ca = x509.load_pem_x509_certificate(ca_pem.encode())
     except ValueError:
         raise UntrustedBroker(f"the broker at {host} sent a CA that is not a certificate") from None
-    from cryptography.hazmat.primitives.serialization import Encoding
-
     if ca_digest(ca.public_bytes(Encoding.DER)) != pin.digest:
         raise UntrustedBroker(
             f"the broker at {host} is not the one your credential names: its CA has another digest "
@@ -117,7 +118,7 @@ def keep_ca(digest: str, ca_pem: str, environ: Mapping[str, str]) -> None:
 
 
 def _names(leaf: object, host: str) -> bool:
-    from cryptography import x509
+    from cryptography import x509  # lazy for start-up speed, as in check_presented (first contacts only)
 
     assert isinstance(leaf, x509.Certificate)
     try:

@@ -15,6 +15,7 @@ import anyio
 from textual.message import Message
 
 from gridd.client import connect
+from gridd.client.backoff import Backoff
 from gridd.protocol.errors import GriddError
 from gridd.protocol.messages import Event
 from gridd.tui.link import BrokerLink
@@ -71,7 +72,7 @@ class EventFeed:
 
     async def run(self) -> None:
         """Loop forever: one connection at a time; returns only by cancellation."""
-        delay = self._retry_first_s
+        backoff = Backoff(self._retry_first_s, self._retry_max_s)
         while True:
             address = self._link.resolve()
             self._connected_once = False
@@ -84,10 +85,9 @@ class EventFeed:
             else:
                 reason = "the event stream ended"
             if self._connected_once:
-                delay = self._retry_first_s
-            self._post(Disconnected(address, reason, delay))
-            await anyio.sleep(delay)
-            delay = min(delay * 2, self._retry_max_s)
+                backoff.reset()  # it got as far as a snapshot: this loss starts the series again
+            self._post(Disconnected(address, reason, backoff.next_delay_s))
+            await backoff.wait()  # a series without a time limit: the dashboard waits for its broker
 
     async def _follow(self, address: str) -> None:
         async with connect(address, self._link.token, name="gridd-tui", insecure=self._link.insecure) as client:
