@@ -13,7 +13,8 @@ import anyio
 from prometheus_client.parser import text_string_to_metric_families
 
 from gridd.protocol.messages import JobSpec
-from tests.conftest import TOKEN, client_of, eventually, running_broker, running_worker, seed_ca, tls_connect
+from tests.conftest import TOKEN, client_of, running_broker, running_worker, seed_ca, tls_connect
+from tests.polling import eventually
 
 
 async def _get(port: int, path: str = "/metrics") -> tuple[int, str]:

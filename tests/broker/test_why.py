@@ -15,7 +15,8 @@ from gridd.client.connection import open_connection
 from gridd.protocol.errors import Forbidden, UnknownJob
 from gridd.protocol.messages import JobExplained, JobSpec, RegisterWorker
 from tests.broker.test_resources import hold, started, state_of, submit_one
-from tests.conftest import TOKEN, client_of, eventually, running_broker, running_worker
+from tests.conftest import TOKEN, client_of, running_broker, running_worker
+from tests.polling import eventually
 
 
 def fits(e: JobExplained) -> dict[str, str | None]:

@@ -6,8 +6,9 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
-from tests.conftest import BrokerHandle, client_of, eventually, running_broker, running_worker
+from tests.conftest import BrokerHandle, client_of, running_broker, running_worker
 from tests.many.helpers import gridd_ok, group_of, ids_of, job_command, max_concurrency, read_marks, wait_all
+from tests.polling import eventually
 
 FREE_SLOTS = 8  # two workers of 4 slots
 
