@@ -11,7 +11,8 @@ import subprocess
 import sys
 import textwrap
 
-from tests.e2e.conftest import TOKEN, Grid, clean_env, wait_until
+from tests.e2e.conftest import TOKEN, Grid, clean_env
+from tests.polling import wait_until
 
 
 def _job_script(grid: Grid, body: str) -> list[str]:

@@ -12,7 +12,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.e2e.conftest import GRIDD, Grid, stop_all, wait_until
+from tests.e2e.conftest import GRIDD, Grid, stop_all
+from tests.polling import wait_until
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import subprocess
 
-from tests.e2e.conftest import GRIDD, Grid, wait_until
+from tests.e2e.conftest import GRIDD, Grid
+from tests.polling import wait_until
 
 
 def test_wait_and_submit_wait_outlast_a_broker_restart_and_report_the_real_outcome(grid: Grid) -> None:

@@ -21,7 +21,8 @@ from urllib.parse import urlencode, urlsplit
 
 import pytest
 
-from tests.e2e.conftest import GRIDD, TOKEN, Grid, wait_until
+from tests.e2e.conftest import GRIDD, TOKEN, Grid
+from tests.polling import wait_until
 
 XSS = "<img src=x onerror=alert(1)>"
 CHROMIUM = ["--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=8000"]
