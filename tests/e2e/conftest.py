@@ -81,7 +81,7 @@ class Grid:
         self.env = clean_env(root)
         self.data_dir = root / "broker-data"
         self.own_ca = False  # True: the broker makes its own CA (else it is given the test run's, TOKEN names it)
-        self.broker: subprocess.Popen[bytes] | None = None
+        self._broker: subprocess.Popen[bytes] | None = None
         self.addr: str | None = None
         self.broker_log = root / "broker.log"
         self.workers: dict[str, subprocess.Popen[bytes]] = {}
@@ -91,6 +91,12 @@ class Grid:
         self.job_pids = root / "job-pids"
 
     # ---- broker ---------------------------------------------------------------------------------------
+
+    @property
+    def broker(self) -> subprocess.Popen[bytes]:
+        """The `gridd broker` process last started."""
+        assert self._broker is not None, "start the broker first"
+        return self._broker
 
     @property
     def port(self) -> int:
@@ -130,7 +136,7 @@ class Grid:
         if log_level is not None:
             more += ["--log-level", log_level]
         proc = self._spawn(self.broker_argv(f"127.0.0.1:{port}", [*more, *flags]), self.broker_log, preexec_fn)
-        self.broker = proc
+        self._broker = proc
 
         def bound() -> str | None:
             if proc.poll() is not None:
