@@ -16,7 +16,7 @@ import inspect
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 
 import anyio
 
@@ -73,15 +73,39 @@ class _Waiting:
         )
 
 
+@overload
 async def eventually(
-    check: Callable[[], Awaitable[T] | T],
+    check: Callable[[], Awaitable[T]],
+    within_s: float = ...,
+    every_s: float = ...,
+    *,
+    what: str | None = ...,
+    holds: Callable[[T], bool] | None = ...,
+    settle: Callable[[], Awaitable[object]] | None = ...,
+) -> T: ...
+
+
+@overload
+async def eventually(
+    check: Callable[[], T],
+    within_s: float = ...,
+    every_s: float = ...,
+    *,
+    what: str | None = ...,
+    holds: Callable[[T], bool] | None = ...,
+    settle: Callable[[], Awaitable[object]] | None = ...,
+) -> T: ...
+
+
+async def eventually(
+    check: Callable[[], Any],
     within_s: float = DEFAULT_WITHIN_S,
     every_s: float = 0.02,
     *,
     what: str | None = None,
-    holds: Callable[[T], bool] | None = None,
+    holds: Callable[[Any], bool] | None = None,
     settle: Callable[[], Awaitable[object]] | None = None,
-) -> T:
+) -> Any:
     """Poll `check` (sync or async) every `every_s` until it holds; return the value that did.
 
     `settle` is awaited before each look: with Textual, `pilot.pause` lets the app process its messages
@@ -97,7 +121,7 @@ async def eventually(
             if inspect.isawaitable(value):
                 value = await value
             if waiting.met(value):
-                return value  # type: ignore[return-value]  # awaited above when it was awaitable
+                return value
             await anyio.sleep(every_s)
     raise waiting.timed_out()
 
