@@ -1,5 +1,5 @@
 """Shared test helpers: a real broker on 127.0.0.1 (port 0) with SQLite in tmp_path, real workers,
-and deadline polling. Nothing here mocks the database or the socket.
+and deadline polling (tests/polling.py). Nothing here mocks the database or the socket.
 
 Every broker speaks TLS, as in production. The test brokers share one CA, made once per test process and
 copied into each data dir before the broker starts (as brokers of one grid may share theirs), so that
@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import os
 import ssl
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +34,7 @@ from gridd.protocol.frames import FrameDecoder
 from gridd.protocol.messages import BrokerCA, BrokerMessage
 from gridd.worker.agent import WorkerAgent
 from gridd.worker.app import make_agent
+from tests.polling import eventually as eventually  # the one polling helper; also importable from here
 
 SECRET = "QXZS0A5fnWGWkC1p5u8nCyXItrwjiFy8"  # the cluster secret of the test brokers (192 bits)
 _ca, _ca_key = make_ca()
@@ -98,6 +99,9 @@ def anyio_backend() -> str:
     return "asyncio"  # aiosqlite and Textual run on asyncio only
 
 
+START_S = 30.0  # bound on a test broker's or worker's start (migrations, TLS files, binding)
+
+
 @dataclass
 class BrokerHandle:
     broker: Broker
@@ -112,15 +116,20 @@ class BrokerHandle:
 async def running_broker(
     tmp_path: Path, clock: Clock | None = None, *, own_ca: bool = False, **overrides: Any
 ) -> AsyncIterator[BrokerHandle]:
-    """A real broker on 127.0.0.1, port 0, SQLite in tmp_path (time from `clock`); stopped on exit.
-    It has the test CA (TOKEN names it), unless `own_ca`: then it makes its own, as on a first start."""
+    """A real broker on 127.0.0.1, port 0, SQLite in tmp_path/broker (time from `clock`); stopped on exit.
+
+    The one way tests start an in-process broker: `overrides` are BrokerConfig fields (e.g. `insecure=True`
+    for plain TCP, `listen=` to come back on a port, `lease_ttl_s=`); the same tmp_path is the same data dir,
+    so a second `running_broker(tmp_path)` is a restart. It has the test CA (TOKEN names it), unless
+    `own_ca`: then it makes its own, as on a first start."""
     settings: dict[str, Any] = {"listen": "127.0.0.1:0", "token": TOKEN, "retry_delay_s": 0.05}
     settings.update(overrides)
     data_dir = tmp_path / "broker"
     if not own_ca:
         seed_ca(data_dir)
     async with anyio.create_task_group() as tg:
-        broker = await tg.start(functools.partial(run_broker, clock=clock), BrokerConfig(**settings), data_dir)
+        with anyio.fail_after(START_S):
+            broker = await tg.start(functools.partial(run_broker, clock=clock), BrokerConfig(**settings), data_dir)
         yield BrokerHandle(broker, data_dir)
         tg.cancel_scope.cancel()
 
@@ -132,7 +141,8 @@ async def running_worker(tmp_path: Path, addr: str, **overrides: Any) -> AsyncIt
     settings.update(overrides)
     agent = make_agent(WorkerConfig(**settings), TOKEN, tmp_path / "workers")
     async with anyio.create_task_group() as tg:
-        await tg.start(agent.run)
+        with anyio.fail_after(START_S):
+            await tg.start(agent.run)
         yield agent
         tg.cancel_scope.cancel()
 
@@ -141,10 +151,3 @@ async def running_worker(tmp_path: Path, addr: str, **overrides: Any) -> AsyncIt
 async def client_of(handle: BrokerHandle) -> AsyncIterator[Client]:
     async with connect(handle.addr, TOKEN) as client:
         yield client
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], within_s: float = 10.0, every_s: float = 0.02) -> None:
-    """Poll `check` until it is true, failing the test after `within_s`."""
-    with anyio.fail_after(within_s):
-        while not await check():
-            await anyio.sleep(every_s)

@@ -14,6 +14,7 @@ from gridd.config import WorkerConfig
 from gridd.protocol.errors import WorkDirInUse
 from gridd.worker.app import make_agent
 from tests.conftest import JOBS_AS_WORKER, TOKEN
+from tests.polling import wait_until
 
 
 def test_a_second_worker_on_the_same_work_directory_is_refused_until_the_first_has_stopped(tmp_path: Path) -> None:
@@ -21,14 +22,19 @@ def test_a_second_worker_on_the_same_work_directory_is_refused_until_the_first_h
     first = make_agent(config, TOKEN, tmp_path)
     with pytest.raises(WorkDirInUse, match="--name or --work-dir"):
         make_agent(config, TOKEN, tmp_path)
-    assert make_agent(WorkerConfig(name="other", token=TOKEN), TOKEN, tmp_path) is not None  # its own directory
+    other = WorkerConfig(name="other", token=TOKEN)
+    make_agent(other, TOKEN, tmp_path)  # another name, its own directory: not refused...
+    with pytest.raises(WorkDirInUse):
+        make_agent(other, TOKEN, tmp_path)  # ...and held by that worker from then on
 
     async def run_briefly() -> None:
         with anyio.move_on_after(0.2):  # it cannot reach a broker: let it try, then stop it
             await first.run()
 
     anyio.run(run_briefly)
-    assert make_agent(config, TOKEN, tmp_path) is not None  # the first released the directory when it stopped
+    make_agent(config, TOKEN, tmp_path)  # the first released the directory when it stopped: not refused...
+    with pytest.raises(WorkDirInUse, match="--name or --work-dir"):
+        make_agent(config, TOKEN, tmp_path)  # ...and the new one holds it as the first did
 
 
 def test_gridd_worker_refuses_to_start_beside_a_running_worker_with_one_line_and_no_traceback(tmp_path: Path) -> None:
@@ -49,8 +55,7 @@ def test_gridd_worker_refuses_to_start_beside_a_running_worker_with_one_line_and
     first = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE)
     try:
         lock = tmp_path / "data" / "gridd" / "worker" / "desk.lock"
-        with anyio.from_thread.start_blocking_portal() as portal:
-            portal.call(_wait_for, lock)
+        wait_until(lock.exists, 20, "the first worker's lock file", every_s=0.02)
         second = subprocess.run(cmd, env=env, capture_output=True, timeout=30)
         assert second.returncode == 1
         lines = second.stderr.decode().strip().splitlines()
@@ -58,9 +63,3 @@ def test_gridd_worker_refuses_to_start_beside_a_running_worker_with_one_line_and
     finally:
         first.kill()
         first.wait(timeout=10)
-
-
-async def _wait_for(path: Path) -> None:
-    with anyio.fail_after(20):
-        while not path.exists():
-            await anyio.sleep(0.02)

@@ -9,7 +9,8 @@ from pathlib import Path
 import anyio
 
 from gridd.protocol.messages import JobSpec
-from tests.conftest import client_of, eventually, running_broker, running_worker
+from tests.conftest import client_of, running_broker, running_worker
+from tests.polling import eventually
 
 SLOW = [sys.executable, "-c", "import time; time.sleep(30)"]
 

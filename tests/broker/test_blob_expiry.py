@@ -5,21 +5,16 @@ from __future__ import annotations
 
 import hashlib
 import sqlite3
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 
-import anyio
 import pytest
 
-from gridd.broker.app import run_broker
 from gridd.client import bundles
 from gridd.client.blobs import download
 from gridd.client.connection import Connection
-from gridd.config import BrokerConfig
 from gridd.protocol.messages import PutBlob
 from tests.clock import FakeClock
-from tests.conftest import TOKEN, BrokerHandle, client_of, running_broker, running_worker, seed_ca
+from tests.conftest import client_of, running_broker, running_worker
 
 pytestmark = pytest.mark.anyio
 
@@ -30,17 +25,6 @@ async def put(conn: Connection, blob: str, size: int, offset: int = 0, data: byt
     """One raw PutBlob, as any peer holding the token may send it; returns the bytes the broker holds."""
     reply = await conn.request(lambda rid: PutBlob(rid=rid, blob=blob, size=size, offset=offset, data=data))
     return int(reply.have)
-
-
-@asynccontextmanager
-async def broker_on_clock(tmp_path: Path, clock: FakeClock) -> AsyncIterator[BrokerHandle]:
-    config = BrokerConfig(listen="127.0.0.1:0", token=TOKEN)
-    data_dir = tmp_path / "broker"
-    seed_ca(data_dir)
-    async with anyio.create_task_group() as tg:
-        broker = await tg.start(lambda task_status: run_broker(config, data_dir, clock=clock, task_status=task_status))
-        yield BrokerHandle(broker, data_dir)
-        tg.cancel_scope.cancel()
 
 
 async def test_a_false_size_for_the_empty_file_does_not_block_a_bundle_holding_an_empty_file(tmp_path: Path) -> None:
@@ -81,7 +65,7 @@ async def test_a_partial_upload_of_a_false_size_or_false_content_gives_way_to_th
 async def test_a_partial_upload_nobody_writes_to_for_an_hour_is_dropped(tmp_path: Path) -> None:
     clock = FakeClock()
     blob = hashlib.sha256(b"a" * 100).hexdigest()
-    async with broker_on_clock(tmp_path, clock) as b, client_of(b) as c:
+    async with running_broker(tmp_path, clock) as b, client_of(b) as c:
         assert await put(c.connection, blob, 100, 0, b"a" * 50) == 50
         clock.advance(59 * 60)
         assert await put(c.connection, blob, 100) == 50  # asking does not keep it alive...

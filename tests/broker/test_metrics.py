@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import socket
-import sys
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -13,7 +11,9 @@ import anyio
 from prometheus_client.parser import text_string_to_metric_families
 
 from gridd.protocol.messages import JobSpec
-from tests.conftest import TOKEN, client_of, eventually, running_broker, running_worker, seed_ca, tls_connect
+from tests.conftest import client_of, running_broker, running_worker, tls_connect
+from tests.e2e.conftest import Grid
+from tests.polling import eventually
 
 
 async def _get(port: int, path: str = "/metrics") -> tuple[int, str]:
@@ -110,18 +110,12 @@ async def test_a_broker_without_metrics_serves_none(tmp_path: Path) -> None:
         assert b.broker.metrics_port is None
 
 
-async def test_a_metrics_port_in_use_is_one_line_and_exit_1(tmp_path: Path) -> None:
-    seed_ca(tmp_path / "d")  # the CA that TOKEN names
+def test_a_metrics_port_in_use_is_one_line_and_exit_1(tmp_path: Path) -> None:
     with socket.socket() as holder:
         holder.bind(("127.0.0.1", 0))
         holder.listen()
         port = holder.getsockname()[1]
-        result = await anyio.run_process(
-            [sys.executable, "-m", "gridd", "broker", "--listen", "127.0.0.1:0", "--data-dir", str(tmp_path / "d")]
-            + ["--metrics", f"127.0.0.1:{port}"],
-            env={**os.environ, "GRIDD_TOKEN": TOKEN},
-            check=False,
-        )
+        result = Grid(tmp_path).run_broker(flags=["--metrics", f"127.0.0.1:{port}"])
     assert result.returncode == 1
     said = [line for line in result.stderr.decode().splitlines() if line.startswith("gridd:")]
     assert said == [f"gridd: cannot serve metrics on 127.0.0.1:{port} (--metrics): Address already in use"]

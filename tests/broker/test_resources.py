@@ -17,7 +17,8 @@ from gridd.client.connection import open_connection
 from gridd.protocol.messages import JobSpec, LeaseRef, RegisterWorker, RequestJobs
 from tests.broker.test_store import TTL_MS, store_at, submit
 from tests.clock import FakeClock
-from tests.conftest import TOKEN, client_of, eventually, running_broker, running_worker
+from tests.conftest import TOKEN, client_of, running_broker, running_worker
+from tests.polling import eventually
 from tests.tasks import sample
 
 # A job that says it started (a marker file) and ends when the test lets it (its go file).

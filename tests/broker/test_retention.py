@@ -17,7 +17,8 @@ from gridd.protocol.errors import UnknownJob
 from gridd.protocol.messages import JobSpec, TaskCall
 from gridd.tui.model.counts import CountBook
 from tests.clock import FakeClock
-from tests.conftest import TOKEN, client_of, eventually, running_broker, running_worker
+from tests.conftest import TOKEN, client_of, running_broker, running_worker
+from tests.polling import eventually
 from tests.tasks.sample import echo
 
 DAY_S = 86400.0

@@ -15,7 +15,8 @@ from gridd.client.connection import open_connection
 from gridd.protocol.errors import Forbidden, UnknownJob
 from gridd.protocol.messages import JobExplained, JobSpec, RegisterWorker
 from tests.broker.test_resources import hold, started, state_of, submit_one
-from tests.conftest import TOKEN, client_of, eventually, running_broker, running_worker
+from tests.conftest import TOKEN, client_of, running_broker, running_worker
+from tests.polling import eventually
 
 
 def fits(e: JobExplained) -> dict[str, str | None]:
@@ -74,7 +75,7 @@ async def test_full_slots_name_the_blocking_job_then_running_and_finished_say_wh
         running_worker(tmp_path, b.addr, name="w1", slots=1),
     ):
         blocking = await submit_one(client, hold(marks))
-        await eventually(lambda: _true(started(marks, blocking)))
+        await eventually(lambda: started(marks, blocking))
         waiting = await client.submit(["true"])
 
         e = await client.why(waiting)
@@ -87,7 +88,9 @@ async def test_full_slots_name_the_blocking_job_then_running_and_finished_say_wh
         assert e.job.started_ms is not None and e.workers == []
 
         (marks / f"go-{blocking}").touch()
-        await eventually(lambda: _is(client, waiting, "succeeded"))
+        await eventually(
+            lambda: state_of(client, waiting), what=f"job {waiting} to succeed", holds=lambda s: s == "succeeded"
+        )
         e = await client.why(blocking)
         assert e.reason == "succeeded with exit code 0 on w1"
         assert [(a.attempt, a.worker, a.outcome) for a in e.attempts] == [(1, "w1", "exited")]
@@ -126,13 +129,13 @@ async def test_a_group_at_max_running_names_its_running_jobs(tmp_path: Path) -> 
         running_worker(tmp_path, b.addr, name="w1", slots=2),
     ):
         (first, second), group = await client.submit_group([hold(marks), hold(marks)], max_running=1)
-        await eventually(lambda: _true(started(marks, first)))
+        await eventually(lambda: started(marks, first))
         e = await client.why(second)
         assert e.reason == f"its group {group} is at --max-running 1: 1 running ({first})"
         assert e.remedy == f"one of the running jobs of group {group} finishing"
         assert fits(e) == {"w1": None}  # the worker would take it: the group is what holds it back
         (marks / f"go-{first}").touch()
-        await eventually(lambda: _true(started(marks, second)))
+        await eventually(lambda: started(marks, second))
         (marks / f"go-{second}").touch()
 
 
@@ -166,14 +169,6 @@ async def _connected(client: Client, name: str) -> bool:
     return any(w.name == name for w in await client.workers())
 
 
-async def _is(client: Client, job: str, state: str) -> bool:
-    return await state_of(client, job) == state
-
-
 async def _attempted(client: Client, job: str) -> bool:
     view, attempts = await client.show(job)
     return view.state == "queued" and len(attempts) == 1
-
-
-async def _true(value: bool) -> bool:
-    return value

@@ -77,14 +77,16 @@ class Raw:
                 self.pending = self.decoder.feed(data)
         return self.pending.pop(0)
 
-    async def until_closed(self) -> list[Any]:
-        """Every frame the broker still sends, then its close (fails if it does not close)."""
+    async def until_closed(self, most: int = 1000) -> list[Any]:
+        """Every frame the broker still sends, then its close (fails if it does not close, or sends more
+        than `most` frames first)."""
         frames = []
-        while True:
+        for _ in range(most):
             try:
                 frames.append(await self.receive())
             except EOFError:
                 return frames
+        raise AssertionError(f"the broker sent {most} frames and did not close the connection: {frames[-3:]}")
 
     async def handshake(self, token: str = SECRET, version: int = PROTOCOL_VERSION, name: str = "raw") -> Any:
         await self.send(encode_frame(Hello(version=version, role="client", name=name, secret=token)))

@@ -1,7 +1,7 @@
 """End-to-end helpers: a real `gridd broker`, real `gridd worker`s and the `gridd` CLI, each a subprocess.
 
 Everything talks over 127.0.0.1. HOME and XDG_* point into the test's tmp dir, so nothing touches the real
-home. Every wait is a bounded poll with a deadline (`wait_until`), never a bare sleep. Every process a test
+home. Every wait is a bounded poll with a deadline (tests.polling.wait_until), never a bare sleep. Every process a test
 starts is stopped in the fixture's finally: SIGCONT (in case it was stopped), SIGTERM, then SIGKILL.
 """
 
@@ -16,31 +16,18 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 
 from gridd.protocol.credentials import format_credential
 from tests.conftest import CA_DIGEST, JOBS_AS_WORKER, seed_ca
+from tests.polling import wait_until as wait_until  # the e2e tests once imported it from here: still can
 
 SECRET = "d8CJgvESDy4Ymi73_l3r8kw9XVqG514V"  # the e2e brokers' cluster secret (192 bits)
 TOKEN = format_credential(CA_DIGEST, SECRET)  # their brokers are given the test CA before they start
 GRIDD = [sys.executable, "-m", "gridd"]
 CLI_TIMEOUT_S = 30.0
-T = TypeVar("T")
-
-
-def wait_until(predicate: Callable[[], T], timeout: float, what: str, every_s: float = 0.1) -> T:
-    """Poll `predicate` until it returns something truthy (returned); fail after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    for _ in range(int(timeout / every_s) + 2):  # bounded in count as well as in time
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            break
-        time.sleep(every_s)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 def clean_env(root: Path, token: str = TOKEN) -> dict[str, str]:
@@ -94,7 +81,7 @@ class Grid:
         self.env = clean_env(root)
         self.data_dir = root / "broker-data"
         self.own_ca = False  # True: the broker makes its own CA (else it is given the test run's, TOKEN names it)
-        self.broker: subprocess.Popen[bytes] | None = None
+        self._broker: subprocess.Popen[bytes] | None = None
         self.addr: str | None = None
         self.broker_log = root / "broker.log"
         self.workers: dict[str, subprocess.Popen[bytes]] = {}
@@ -106,9 +93,29 @@ class Grid:
     # ---- broker ---------------------------------------------------------------------------------------
 
     @property
+    def broker(self) -> subprocess.Popen[bytes]:
+        """The `gridd broker` process last started."""
+        assert self._broker is not None, "start the broker first"
+        return self._broker
+
+    @property
     def port(self) -> int:
         assert self.addr is not None
         return int(self.addr.rpartition(":")[2])
+
+    def broker_argv(self, listen: str = "127.0.0.1:0", flags: Sequence[str] = ()) -> list[str]:
+        """`gridd broker` on this grid's data dir, which is given the test CA first (unless `own_ca`)."""
+        if not self.own_ca:
+            seed_ca(self.data_dir)
+        return [*GRIDD, "broker", "--listen", listen, "--data-dir", str(self.data_dir), *flags]
+
+    def run_broker(
+        self, listen: str = "127.0.0.1:0", flags: Sequence[str] = (), env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[bytes]:
+        """A `gridd broker` that must stop on its own (refused settings, a taken port...): run to its end."""
+        return subprocess.run(
+            self.broker_argv(listen, flags), capture_output=True, timeout=30, env=env or self.env, cwd=self.root
+        )
 
     def start_broker(
         self,
@@ -117,20 +124,19 @@ class Grid:
         timeout: float = 15.0,
         log_level: str | None = None,
         flags: Sequence[str] = (),
+        preexec_fn: Callable[[], None] | None = None,
     ) -> str:
-        """Start `gridd broker` on this grid's data dir; returns HOST:PORT once D/broker.addr names it."""
+        """Start `gridd broker` on this grid's data dir; returns HOST:PORT once D/broker.addr names it.
+        `preexec_fn` runs in the child before gridd does (e.g. to lower its limits)."""
         addr_file = self.data_dir / "broker.addr"
         addr_file.unlink(missing_ok=True)  # a restart must not read the previous broker's address
-        if not self.own_ca:
-            seed_ca(self.data_dir)
-        argv = [*GRIDD, "broker", "--listen", f"127.0.0.1:{port}", "--data-dir", str(self.data_dir)]
+        more: list[str] = []
         if lease_ttl is not None:
-            argv += ["--lease-ttl", str(lease_ttl)]
+            more += ["--lease-ttl", str(lease_ttl)]
         if log_level is not None:
-            argv += ["--log-level", log_level]
-        argv += flags
-        proc = self._spawn(argv, self.broker_log)
-        self.broker = proc
+            more += ["--log-level", log_level]
+        proc = self._spawn(self.broker_argv(f"127.0.0.1:{port}", [*more, *flags]), self.broker_log, preexec_fn)
+        self._broker = proc
 
         def bound() -> str | None:
             if proc.poll() is not None:
@@ -229,25 +235,32 @@ class Grid:
         return record
 
     def wait_state(self, job: str, states: str | Sequence[str], timeout: float = 20.0) -> dict[str, Any]:
+        """Poll `gridd show` until the job is in one of `states`; its record (a timeout shows the last one)."""
         wanted = {states} if isinstance(states, str) else set(states)
-        last: dict[str, Any] = {}
-
-        def reached() -> dict[str, Any] | None:
-            nonlocal last
-            last = self.show(job)
-            return last if last["state"] in wanted else None
-
-        try:
-            return wait_until(reached, timeout, f"job {job} to be {sorted(wanted)}", every_s=0.15)
-        except AssertionError as exc:
-            raise AssertionError(f"{exc}; last seen {last}") from None
+        return wait_until(
+            lambda: self.show(job),
+            timeout,
+            f"job {job} to be {sorted(wanted)}",
+            every_s=0.15,
+            holds=lambda record: record["state"] in wanted,
+        )
 
     # ---- processes ------------------------------------------------------------------------------------
 
-    def _spawn(self, argv: list[str], log: Path) -> subprocess.Popen[bytes]:
+    def _spawn(
+        self, argv: list[str], log: Path, preexec_fn: Callable[[], None] | None = None
+    ) -> subprocess.Popen[bytes]:
         out = log.open("ab")
         self._files.append(out)
-        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out, env=self.env, cwd=self.root)
+        proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=out,
+            env=self.env,
+            cwd=self.root,
+            preexec_fn=preexec_fn,  # only to set limits, before the child runs gridd
+        )
         self._procs.append(proc)
         return proc
 

@@ -14,7 +14,8 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import Grid, wait_until
+from tests.e2e.conftest import Grid
+from tests.polling import wait_until
 
 # Burns ~0.4 s of CPU while 50 MiB are resident (b"x" * n writes every page).
 BURN = """

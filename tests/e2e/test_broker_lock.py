@@ -2,23 +2,14 @@
 
 from __future__ import annotations
 
-import subprocess
-
-from tests.e2e.conftest import GRIDD, Grid
+from tests.e2e.conftest import Grid
 
 
 def test_a_second_broker_on_the_same_data_dir_exits_1_naming_the_first(grid: Grid) -> None:
     grid.start_broker()
     first = grid.broker
-    assert first is not None
     addr_before = (grid.data_dir / "broker.addr").read_text()
-    second = subprocess.run(
-        [*GRIDD, "broker", "--listen", "127.0.0.1:0", "--data-dir", str(grid.data_dir)],
-        capture_output=True,
-        timeout=30,
-        env=grid.env,
-        cwd=grid.root,
-    )
+    second = grid.run_broker()
     lines = second.stderr.decode().strip().splitlines()
     assert second.returncode == 1, second.stderr
     assert len(lines) == 1 and f"pid {first.pid}" in lines[0] and "data dir" in lines[0], lines
@@ -32,7 +23,6 @@ def test_a_second_broker_on_the_same_data_dir_exits_1_naming_the_first(grid: Gri
 def test_a_broker_restarted_on_its_data_dir_after_the_first_stopped_starts(grid: Grid) -> None:
     """The lock goes with the process (here SIGKILL): nothing stale blocks the next broker."""
     grid.start_broker()
-    assert grid.broker is not None
     grid.broker.kill()
     grid.broker.wait(timeout=10)
     grid.start_broker()

@@ -7,7 +7,8 @@ import json
 import re
 from pathlib import Path
 
-from tests.e2e.conftest import Grid, wait_until
+from tests.e2e.conftest import Grid
+from tests.polling import wait_until
 
 RUN_SH = '#!/bin/sh\necho "bundle=$GRIDD_BUNDLE dir=$(basename "$PWD")"\ncat data.txt lib/greeting.txt\n'
 

@@ -11,7 +11,8 @@ import subprocess
 import sys
 import textwrap
 
-from tests.e2e.conftest import TOKEN, Grid, clean_env, wait_until
+from tests.e2e.conftest import TOKEN, Grid, clean_env
+from tests.polling import wait_until
 
 
 def _job_script(grid: Grid, body: str) -> list[str]:
@@ -97,7 +98,6 @@ def test_every_acknowledged_submit_survives_a_broker_sigkill_and_runs_exactly_on
             stderr=subprocess.PIPE,
         )
         wait_until(lambda: len(_lines(acked)) >= 150, 30, "150 acknowledged submits")
-        assert grid.broker is not None
         grid.broker.kill()  # mid-stream: the submitter is still submitting
         grid.broker.wait(timeout=10)
         _, err = submitter.communicate(timeout=20)
@@ -225,7 +225,6 @@ def test_broker_sigterm_exits_0_and_a_running_job_is_recorded_once_after_restart
     grid.wait_state(job, "running")
     wait_until(lambda: _lines(marks), 10, "the job to start")
 
-    assert grid.broker is not None
     grid.broker.terminate()
     assert grid.broker.wait(timeout=8) == 0
     pid = int(_lines(grid.job_pids)[0])
@@ -246,7 +245,6 @@ def test_a_job_that_ends_while_the_broker_is_down_is_recorded_once_after_restart
     marks = grid.root / "marks"
     job = grid.submit(*_job_script(grid, f"echo run >> {marks}; sleep 1; echo done"))
     grid.wait_state(job, "running")
-    assert grid.broker is not None
     grid.broker.kill()
     grid.broker.wait(timeout=10)
     pid = int(wait_until(lambda: _lines(grid.job_pids), 10, "the job's pid")[0])
@@ -295,7 +293,7 @@ def test_garbage_and_oversized_frames_close_that_connection_and_the_broker_keeps
         status = grid.cli("status", "--json")
         assert status.returncode == 0, status.stderr
     assert grid.cli("submit", "--wait", "--", "echo", "still-serving").stdout == b"still-serving\n"
-    assert grid.broker is not None and grid.broker.poll() is None
+    assert grid.broker.poll() is None
 
 
 def test_wrong_token_exits_3_with_one_line_and_cannot_submit(grid: Grid) -> None:

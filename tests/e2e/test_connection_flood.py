@@ -6,11 +6,9 @@ from __future__ import annotations
 import contextlib
 import resource
 import socket
-import subprocess
-from pathlib import Path
 
-from tests.conftest import seed_ca
-from tests.e2e.conftest import GRIDD, Grid, wait_until
+from tests.e2e.conftest import Grid
+from tests.polling import wait_until
 
 FD_LIMIT = 128
 FLOOD = 200  # more than FD_LIMIT; 20 per source address, under the per-address cap (32)
@@ -20,24 +18,9 @@ def _few_files() -> None:  # runs in the broker's child process, before it execu
     resource.setrlimit(resource.RLIMIT_NOFILE, (FD_LIMIT, FD_LIMIT))
 
 
-def _start_broker(grid: Grid, log: Path) -> subprocess.Popen[bytes]:
-    seed_ca(grid.data_dir)
-    argv = [*GRIDD, "broker", "--listen", "127.0.0.1:0", "--data-dir", str(grid.data_dir), "--log-format", "logfmt"]
-    with log.open("wb") as out:
-        proc = grid.spawn(argv, stdout=out, stderr=out, preexec_fn=_few_files)
-    addr_file = grid.data_dir / "broker.addr"
-
-    def bound() -> str | None:
-        assert proc.poll() is None, log.read_text()
-        return addr_file.read_text().strip() if addr_file.exists() else None
-
-    grid.addr = wait_until(bound, 15, "the broker to listen", every_s=0.05)
-    return proc
-
-
-def test_more_idle_connections_than_file_descriptors_do_not_stop_the_broker(grid: Grid, tmp_path: Path) -> None:
-    log = tmp_path / "flood-broker.log"
-    broker = _start_broker(grid, log)
+def test_more_idle_connections_than_file_descriptors_do_not_stop_the_broker(grid: Grid) -> None:
+    grid.start_broker(flags=["--log-format", "logfmt"], preexec_fn=_few_files)
+    broker, log = grid.broker, grid.broker_log
     port = grid.port
     flood: list[socket.socket] = []
     try:

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import socket
-import subprocess
 
 from gridd.protocol.errors import ConnectionLost, StorageFailed
-from tests.conftest import seed_ca
-from tests.e2e.conftest import GRIDD, Grid
+from tests.e2e.conftest import Grid
 
 
 def test_a_broker_on_a_garbage_database_says_so_in_one_line_and_leaves_the_file_alone(grid: Grid) -> None:
@@ -15,14 +13,7 @@ def test_a_broker_on_a_garbage_database_says_so_in_one_line_and_leaves_the_file_
     garbage = bytes(range(256)) * 40  # not an SQLite file
     (grid.data_dir / "gridd.db").write_bytes(garbage)
     (grid.data_dir / "gridd.db").chmod(0o600)
-    seed_ca(grid.data_dir)
-    result = subprocess.run(
-        [*GRIDD, "broker", "--listen", "127.0.0.1:0", "--data-dir", str(grid.data_dir)],
-        capture_output=True,
-        timeout=30,
-        env=grid.env,
-        cwd=grid.root,
-    )
+    result = grid.run_broker()
     lines = result.stderr.decode().strip().splitlines()
     assert result.returncode == 1
     assert len(lines) == 1, lines
@@ -32,18 +23,11 @@ def test_a_broker_on_a_garbage_database_says_so_in_one_line_and_leaves_the_file_
 
 
 def test_a_broker_whose_port_is_taken_says_so_in_one_line(grid: Grid) -> None:
-    seed_ca(grid.data_dir)  # the CA that the test token names
     with socket.socket() as holder:
         holder.bind(("127.0.0.1", 0))
         holder.listen()
         port = holder.getsockname()[1]
-        result = subprocess.run(
-            [*GRIDD, "broker", "--listen", f"127.0.0.1:{port}", "--data-dir", str(grid.data_dir)],
-            capture_output=True,
-            timeout=30,
-            env=grid.env,
-            cwd=grid.root,
-        )
+        result = grid.run_broker(f"127.0.0.1:{port}")
     said = [line for line in result.stderr.decode().splitlines() if line.startswith("gridd:")]
     assert result.returncode == 1
     assert said == [f"gridd: cannot listen on 127.0.0.1:{port} (--listen): Address already in use"], said

@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from tests.conftest import JOBS_AS_WORKER
-from tests.e2e.conftest import Grid, wait_until
+from tests.e2e.conftest import Grid
+from tests.polling import wait_until
 
 # Ticks until the file `finish` appears beside it; records its pid and attempt first.
 JOB = """

@@ -7,7 +7,8 @@ import subprocess
 from pathlib import Path
 
 from tests.conftest import JOBS_AS_WORKER
-from tests.e2e.conftest import GRIDD, Grid, wait_until
+from tests.e2e.conftest import GRIDD, Grid
+from tests.polling import wait_until
 
 
 def _free_port() -> int:

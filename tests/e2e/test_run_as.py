@@ -21,7 +21,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.conftest import GRIDD, TOKEN, Grid, wait_until
+from tests.e2e.conftest import GRIDD, TOKEN, Grid
+from tests.polling import wait_until
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="only root may run jobs as other users")
 

@@ -9,7 +9,8 @@ import anyio
 import pytest
 
 import gridd
-from tests.conftest import client_of, eventually, running_broker, running_worker
+from tests.conftest import client_of, running_broker, running_worker
+from tests.polling import eventually
 from tests.tasks import sample
 
 pytestmark = pytest.mark.anyio
@@ -102,29 +103,29 @@ async def test_cancelling_a_waiting_handle_stops_its_job(tmp_path: Path) -> None
     async with running_broker(tmp_path) as b, running_worker(tmp_path, b.addr, tasks=TASKS), client_of(b) as c:
         handle = await c.submit_task(sample.forever.with_options(timeout_s=None))
         await eventually(lambda: _state_is(c, handle.id, "running"))
-        async with anyio.create_task_group() as tg:
-            failure: list[BaseException] = []
+        failure: list[BaseException] = []
+        with anyio.fail_after(30):  # the cancel ends the waiting handle, or the test fails here
+            async with anyio.create_task_group() as tg:
 
-            async def wait_for_result() -> None:
-                try:
-                    await handle.result()
-                except gridd.JobFailed as exc:
-                    failure.append(exc)
+                async def wait_for_result() -> None:
+                    try:
+                        await handle.result()
+                    except gridd.JobFailed as exc:
+                        failure.append(exc)
 
-            tg.start_soon(wait_for_result)
-            await handle.cancel()
+                tg.start_soon(wait_for_result)
+                await handle.cancel()
     assert isinstance(failure[0], gridd.JobFailed) and failure[0].state == "cancelled"
 
 
 async def test_blocking_tasks_run_as_many_at_once_as_there_are_slots(tmp_path: Path) -> None:
     async with (
         running_broker(tmp_path) as b,
-        running_worker(tmp_path, b.addr, tasks=TASKS, slots=8) as worker,
+        running_worker(tmp_path, b.addr, tasks=TASKS, slots=8),
         client_of(b) as c,
     ):
         handles = [await c.submit_task(sample.hold_slot, 1.0) for _ in range(8)]
         spans = [await h.result() for h in handles]
-    assert worker is not None
     latest_start = max(s[0] for s in spans)
     earliest_end = min(s[1] for s in spans)
     assert latest_start < earliest_end  # all eight were running at the same moment

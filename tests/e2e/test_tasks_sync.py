@@ -11,7 +11,8 @@ import anyio
 import pytest
 
 import gridd
-from tests.conftest import JOBS_AS_WORKER, TOKEN, client_of, eventually, running_broker, running_worker
+from tests.conftest import JOBS_AS_WORKER, TOKEN, client_of, running_broker, running_worker
+from tests.polling import eventually
 from tests.tasks import sample
 
 pytestmark = pytest.mark.anyio

@@ -6,7 +6,8 @@ import subprocess
 import sys
 import textwrap
 
-from tests.e2e.conftest import TOKEN, Grid, wait_until
+from tests.e2e.conftest import TOKEN, Grid
+from tests.polling import wait_until
 
 SUBMIT_MANY = textwrap.dedent(
     """

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import json
 
-from tests.e2e.conftest import Grid, wait_until
+from tests.e2e.conftest import Grid
+from tests.polling import wait_until
 
 
 def _as(grid: Grid, credential: str) -> dict[str, str]:

@@ -118,14 +118,9 @@ def test_a_token_file_others_can_read_is_refused_with_the_chmod_line(grid: Grid)
 
 
 def test_a_weak_cluster_secret_is_refused_by_a_broker_reachable_from_the_network(grid: Grid) -> None:
-    env = {**grid.env, "GRIDD_TOKEN": "letmein"}
-    result = subprocess.run(  # refused before it listens: nothing is bound on the wildcard address
-        [*GRIDD, "broker", "--listen", "0.0.0.0:0", "--data-dir", str(grid.data_dir)],
-        capture_output=True,
-        timeout=30,
-        env=env,
-        cwd=grid.root,
-    )
+    grid.own_ca = True  # a plain secret: it names no CA
+    # Refused before it listens: nothing is bound on the wildcard address.
+    result = grid.run_broker("0.0.0.0:0", env={**grid.env, "GRIDD_TOKEN": "letmein"})
     assert result.returncode == 2
     assert "under 128 bits" in result.stderr.decode() and "token_urlsafe(24)" in result.stderr.decode()
     assert result.stderr.decode().strip().splitlines()[-1].startswith("gridd: ")

@@ -7,7 +7,8 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from tests.e2e.conftest import Grid, wait_until
+from tests.e2e.conftest import Grid
+from tests.polling import wait_until
 
 
 def _desk_state(grid: Grid) -> Any:

@@ -1,23 +1,9 @@
-"""Helpers shared by the dashboard tests: let the app run until a condition holds, read a row's state."""
+"""Helpers shared by the dashboard tests: read a row's state. (To wait for the app, poll with
+tests.polling.eventually and `settle=pilot.pause`, which lets the app process its messages before each look.)"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
-from textual.pilot import Pilot
-
 from gridd.tui.widgets.jobs_table import JobsTable
-from tests.conftest import eventually
-
-
-async def until(pilot: Pilot[None], check: Callable[[], bool], within_s: float = 15) -> None:
-    """Let the app process its messages until `check()` holds; fail the test after `within_s`."""
-
-    async def settled() -> bool:
-        await pilot.pause()
-        return check()
-
-    await eventually(settled, within_s=within_s)
 
 
 def state_of(jobs: JobsTable, job_id: str) -> str | None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Awaitable
 from pathlib import Path
 
 import anyio
@@ -15,7 +14,7 @@ from gridd.tui.widgets.jobs_table import JobsTable
 from gridd.tui.widgets.queue_counts import QueueCounts
 from gridd.tui.widgets.workers_table import WorkersTable
 from tests.conftest import TOKEN, client_of, running_broker, running_worker
-from tests.tui.helpers import until
+from tests.polling import eventually
 
 Table = JobsTable | WorkersTable | QueueCounts
 SLEEP = [sys.executable, "-c", "import time; time.sleep(30)"]
@@ -38,10 +37,13 @@ async def test_the_dashboard_shows_workers_counts_and_jobs_as_they_change(tmp_pa
         async with app.run_test(size=(120, 36)) as pilot, running_worker(tmp_path, b.addr, slots=2, name="w1"):
             jobs, workers, queues = tables(app)
 
-            def shown(
-                table: JobsTable | WorkersTable | QueueCounts, row: str, column: str, value: str
-            ) -> Awaitable[None]:
-                return until(pilot, lambda: cell(table, row, column) == value)
+            async def shown(table: Table, row: str, column: str, value: str) -> None:
+                await eventually(
+                    lambda: cell(table, row, column),
+                    what=f"{type(table).__name__} row {row} to show {column}={value}",
+                    holds=lambda seen: seen == value,
+                    settle=pilot.pause,
+                )
 
             await shown(jobs, done, "state", "succeeded")
             await shown(workers, "w1", "slots", "0/2")
@@ -68,7 +70,9 @@ async def test_it_is_usable_at_80_by_24_and_q_quits_with_status_0(tmp_path: Path
         async with app.run_test(size=(80, 24)) as pilot:
             jobs, _, queues = tables(app)
 
-            await until(pilot, lambda: jobs.row_count == 30 and cell(queues, "other", "queued") == "30")
+            await eventually(
+                lambda: jobs.row_count == 30 and cell(queues, "other", "queued") == "30", settle=pilot.pause
+            )
             screen = app.screen.region
             for widget in (jobs, app.dashboard.query_one(Footer), app.dashboard.query_one(ConnectionBar)):
                 assert screen.contains_region(widget.region), widget
@@ -92,10 +96,10 @@ async def test_a_lent_worker_shows_suspended_while_its_owner_is_back(tmp_path: P
         async with app.run_test(size=(120, 36)) as pilot, running_worker(tmp_path, b.addr, name="w1", **lent):
             _, workers, _ = tables(app)
             sleeper = await client.submit(SLEEP)
-            await until(pilot, lambda: cell(workers, "w1", "state") == "busy")
+            await eventually(lambda: cell(workers, "w1", "state") == "busy", settle=pilot.pause)
             busy.touch()
-            await until(pilot, lambda: cell(workers, "w1", "state") == "suspended")
+            await eventually(lambda: cell(workers, "w1", "state") == "suspended", settle=pilot.pause)
             assert cell(workers, "w1", "jobs") == sleeper  # still its job: suspended, not handed back
             busy.unlink()
-            await until(pilot, lambda: cell(workers, "w1", "state") == "busy")
+            await eventually(lambda: cell(workers, "w1", "state") == "busy", settle=pilot.pause)
             await client.cancel(sleeper)

@@ -8,7 +8,7 @@ from gridd.tui.app import GriddApp
 from gridd.tui.widgets.jobs_table import JobsTable
 from gridd.tui.widgets.queue_counts import QueueCounts
 from tests.conftest import TOKEN, client_of, running_broker
-from tests.tui.helpers import until
+from tests.polling import eventually
 
 
 async def test_markup_and_escape_sequences_in_a_command_are_shown_escaped(tmp_path: Path) -> None:
@@ -20,10 +20,10 @@ async def test_markup_and_escape_sequences_in_a_command_are_shown_escaped(tmp_pa
         async with app.run_test(size=(160, 36)) as pilot:
             jobs = app.dashboard.query_one(JobsTable)
             queues = app.dashboard.query_one(QueueCounts)
-            await until(pilot, lambda: job in jobs.rows)
+            await eventually(lambda: job in jobs.rows, settle=pilot.pause)
             shown = str(jobs.get_cell(job, "command"))
             assert shown == "echo '[/]' '[bold]x' '\\x1b]0;owned\\x07\\x1b[2J'"
             assert str(jobs.get_cell(job, "queue")) == "q\\x1b[31m"
-            await until(pilot, lambda: "q\x1b[31m" in queues.rows)
+            await eventually(lambda: "q\x1b[31m" in queues.rows, settle=pilot.pause)
             assert str(queues.get_cell("q\x1b[31m", "queue")) == "q\\x1b[31m"
             assert app.is_running

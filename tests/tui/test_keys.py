@@ -18,7 +18,8 @@ from gridd.tui.widgets.job_summary import JobSummary
 from gridd.tui.widgets.jobs_table import JobsTable
 from gridd.tui.widgets.output_tail import OutputTail
 from tests.conftest import TOKEN, client_of, running_broker, running_worker
-from tests.tui.helpers import state_of, until
+from tests.polling import eventually
+from tests.tui.helpers import state_of
 
 SLEEP = [sys.executable, "-c", "import time; time.sleep(30)"]
 
@@ -32,7 +33,7 @@ async def actions_done(app: GriddApp) -> None:
 
 
 async def select(pilot: Pilot[None], jobs: JobsTable, job_id: str) -> None:
-    await until(pilot, lambda: job_id in jobs.rows)
+    await eventually(lambda: job_id in jobs.rows, settle=pilot.pause)
     jobs.move_cursor(row=jobs.get_row_index(job_id))
     await pilot.pause()
     assert jobs.selected_job_id() == job_id
@@ -44,20 +45,20 @@ async def test_cancel_asks_first_and_then_stops_the_running_job(tmp_path: Path) 
         app = GriddApp(b.addr, TOKEN)
         async with app.run_test(size=(120, 36)) as pilot:
             jobs = app.dashboard.query_one(JobsTable)
-            await until(pilot, lambda: state_of(jobs, sleeper) == "running")
+            await eventually(lambda: state_of(jobs, sleeper) == "running", settle=pilot.pause)
             await select(pilot, jobs, sleeper)
 
             await pilot.press("c")
-            await until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+            await eventually(lambda: isinstance(app.screen, ConfirmScreen), settle=pilot.pause)
             await pilot.press("n")  # declined: nothing happens
-            await until(pilot, lambda: isinstance(app.screen, DashboardScreen))
+            await eventually(lambda: isinstance(app.screen, DashboardScreen), settle=pilot.pause)
             await actions_done(app)
             assert (await client.show(sleeper))[0].state == "running"
 
             await pilot.press("c")
-            await until(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+            await eventually(lambda: isinstance(app.screen, ConfirmScreen), settle=pilot.pause)
             await pilot.press("y")
-            await until(pilot, lambda: state_of(jobs, sleeper) == "cancelled")
+            await eventually(lambda: state_of(jobs, sleeper) == "cancelled", settle=pilot.pause)
             job, _ = await client.show(sleeper)
             assert job.state == "cancelled"
 
@@ -72,21 +73,23 @@ async def test_hold_release_and_retry_change_the_selected_job_and_refusals_are_s
             await select(pilot, jobs, job_id)
 
             await pilot.press("h")
-            await until(pilot, lambda: state_of(jobs, job_id) == "held")
+            await eventually(lambda: state_of(jobs, job_id) == "held", settle=pilot.pause)
             assert (await client.show(job_id))[0].state == "held"
 
             await pilot.press("l")
-            await until(pilot, lambda: state_of(jobs, job_id) == "queued")
+            await eventually(lambda: state_of(jobs, job_id) == "queued", settle=pilot.pause)
 
             await pilot.press("r")  # a queued job cannot be retried: the broker's reason is shown
             await actions_done(app)
-            await until(pilot, lambda: any("has not finished" in n.message for n in app._notifications))
+            await eventually(
+                lambda: any("has not finished" in n.message for n in app._notifications), settle=pilot.pause
+            )
             assert state_of(jobs, job_id) == "queued"
 
             await client.cancel(job_id)
-            await until(pilot, lambda: state_of(jobs, job_id) == "cancelled")
+            await eventually(lambda: state_of(jobs, job_id) == "cancelled", settle=pilot.pause)
             await pilot.press("r")
-            await until(pilot, lambda: state_of(jobs, job_id) == "queued")
+            await eventually(lambda: state_of(jobs, job_id) == "queued", settle=pilot.pause)
             assert (await client.show(job_id))[0].state == "queued"
 
 
@@ -100,10 +103,10 @@ async def test_enter_opens_the_detail_with_attempts_and_output_tails(tmp_path: P
             jobs = app.dashboard.query_one(JobsTable)
             await select(pilot, jobs, job_id)
             await pilot.press("enter")
-            await until(pilot, lambda: isinstance(app.screen, JobDetailScreen))
+            await eventually(lambda: isinstance(app.screen, JobDetailScreen), settle=pilot.pause)
             detail = app.screen
             attempts = detail.query_one(AttemptsTable)
-            await until(pilot, lambda: attempts.row_count == 2)
+            await eventually(lambda: attempts.row_count == 2, settle=pilot.pause)
             assert [str(attempts.get_cell(str(n), "worker")) for n in (1, 2)] == ["w7", "w7"]
             assert [str(attempts.get_cell(str(n), "exit")) for n in (1, 2)] == ["4", "4"]
             # Each attempt's accounting: wall time, CPU (user+system) and the max RSS of a Python process.
@@ -115,6 +118,6 @@ async def test_enter_opens_the_detail_with_attempts_and_output_tails(tmp_path: P
             assert "oops" in detail.query_one("#stderr", OutputTail).text
 
             await pilot.press("r")  # keys act on the job shown; the view follows its events
-            await until(pilot, lambda: attempts.row_count == 4)  # ran again: two more attempts
+            await eventually(lambda: attempts.row_count == 4, settle=pilot.pause)  # ran again: two more attempts
             await pilot.press("escape")
-            await until(pilot, lambda: isinstance(app.screen, DashboardScreen))
+            await eventually(lambda: isinstance(app.screen, DashboardScreen), settle=pilot.pause)

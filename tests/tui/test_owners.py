@@ -11,7 +11,7 @@ from gridd.tui.widgets.job_summary import JobSummary
 from gridd.tui.widgets.jobs_table import JobsTable
 from gridd.tui.widgets.output_tail import OutputTail
 from tests.conftest import client_of, running_broker
-from tests.tui.helpers import until
+from tests.polling import eventually
 
 
 async def test_a_read_token_sees_owners_and_a_detail_without_output_or_arguments(tmp_path: Path) -> None:
@@ -23,15 +23,15 @@ async def test_a_read_token_sees_owners_and_a_detail_without_output_or_arguments
         app = GriddApp(b.addr, reader)
         async with app.run_test(size=(120, 36)) as pilot:
             jobs = app.dashboard.query_one(JobsTable)
-            await until(pilot, lambda: job in jobs.rows)
+            await eventually(lambda: job in jobs.rows, settle=pilot.pause)
             assert str(jobs.get_cell(job, "owner")) == "alice"
             assert "secret-argument" not in str(jobs.get_cell(job, "command"))
             jobs.move_cursor(row=jobs.get_row_index(job))
             await pilot.pause()
             await pilot.press("enter")
-            await until(pilot, lambda: isinstance(app.screen, JobDetailScreen))
+            await eventually(lambda: isinstance(app.screen, JobDetailScreen), settle=pilot.pause)
             summary = app.screen.query_one(JobSummary)
-            await until(pilot, lambda: summary.job is not None)
+            await eventually(lambda: summary.job is not None, settle=pilot.pause)
             assert summary.job is not None and summary.job.owner == "alice"
             stdout = app.screen.query_one("#stdout", OutputTail)
             assert "(role read) may not read the output of jobs" in stdout.text

@@ -10,7 +10,8 @@ from gridd.tui.app import GriddApp
 from gridd.tui.widgets.jobs_table import JobsTable
 from gridd.tui.widgets.queue_counts import QueueCounts
 from tests.conftest import TOKEN, client_of, running_broker
-from tests.tui.helpers import state_of, until
+from tests.polling import eventually
+from tests.tui.helpers import state_of
 
 MANY = 100_000
 
@@ -22,33 +23,33 @@ async def test_a_hundred_thousand_jobs_page_in_and_new_ones_show_at_the_top(tmp_
         app = GriddApp(b.addr, TOKEN)
         async with app.run_test(size=(120, 36)) as pilot:
             jobs, queues = app.dashboard.query_one(JobsTable), app.dashboard.query_one(QueueCounts)
-            await until(pilot, lambda: jobs.row_count > 0 and "bulk" in queues.rows)
+            await eventually(lambda: jobs.row_count > 0 and "bulk" in queues.rows, settle=pilot.pause)
             assert str(queues.get_cell("bulk", "queued")) == str(MANY)
             assert jobs.row_count == jobs.page  # one page, not every row
             assert jobs.selected_job_id() == ids[-1]
 
             await pilot.press("end")  # the cursor nears the bottom: the next page comes in
-            await until(pilot, lambda: jobs.row_count == 2 * jobs.page)
+            await eventually(lambda: jobs.row_count == 2 * jobs.page, settle=pilot.pause)
             assert ids[-2 * jobs.page] in jobs.rows and ids[-2 * jobs.page - 1] not in jobs.rows
 
             new = await client.submit(["true"], queue="other")
-            await until(pilot, lambda: new in jobs.rows)
+            await eventually(lambda: new in jobs.rows, settle=pilot.pause)
             assert jobs.get_row_index(new) == 0
-            await until(pilot, lambda: str(queues.get_cell("other", "queued")) == "1")
+            await eventually(lambda: str(queues.get_cell("other", "queued")) == "1", settle=pilot.pause)
 
             await client.hold(ids[0])  # far below the rows shown: counted, not loaded
-            await until(pilot, lambda: str(queues.get_cell("bulk", "held")) == "1")
+            await eventually(lambda: str(queues.get_cell("bulk", "held")) == "1", settle=pilot.pause)
             assert str(queues.get_cell("bulk", "queued")) == str(MANY - 1)
             assert ids[0] not in jobs.rows
 
             await pilot.press("s", "s", "s", "s")  # state filter: waiting, queued, running, held
-            await until(pilot, lambda: jobs.filter.state == "held" and ids[0] in jobs.rows)
+            await eventually(lambda: jobs.filter.state == "held" and ids[0] in jobs.rows, settle=pilot.pause)
             assert jobs.row_count == 1
             await client.release(ids[0])  # leaves the filter: its row goes
-            await until(pilot, lambda: ids[0] not in jobs.rows)
+            await eventually(lambda: ids[0] not in jobs.rows, settle=pilot.pause)
             await client.hold(ids[1])  # enters the filter: its row comes
-            await until(pilot, lambda: state_of(jobs, ids[1]) == "held")
+            await eventually(lambda: state_of(jobs, ids[1]) == "held", settle=pilot.pause)
 
             await pilot.press("s", "s", "s", "s", "o")  # all states; queue filter: the first queue
-            await until(pilot, lambda: jobs.filter.state is None and jobs.filter.queue == "bulk")
-            await until(pilot, lambda: jobs.row_count == jobs.page and new not in jobs.rows)
+            await eventually(lambda: jobs.filter.state is None and jobs.filter.queue == "bulk", settle=pilot.pause)
+            await eventually(lambda: jobs.row_count == jobs.page and new not in jobs.rows, settle=pilot.pause)

@@ -21,7 +21,7 @@ from gridd.config import WorkerConfig
 from gridd.protocol.errors import ConfigError
 from gridd.worker.job_users import JobUsers, check_reachable, job_users, lookup, with_default
 from tests.conftest import TOKEN, client_of, running_broker, running_worker
-from tests.e2e.conftest import wait_until
+from tests.polling import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 NOBODY = pwd.getpwnam("nobody")

@@ -12,7 +12,8 @@ import anyio
 
 from gridd.client.connection import open_connection
 from gridd.protocol.messages import AppendOutput, CompleteJobs, JobResult, OutputChunk, RegisterWorker, RequestJobs
-from tests.conftest import TOKEN, client_of, eventually, running_broker, running_worker
+from tests.conftest import TOKEN, client_of, running_broker, running_worker
+from tests.polling import eventually
 
 MIB = 1024 * 1024
 # 20 MiB of numbered lines to stdout and 3 MiB to stderr, say so (argv[2]), then wait for the test's go (argv[1]).

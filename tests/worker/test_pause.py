@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
 import anyio
@@ -11,6 +10,7 @@ import anyio
 from gridd.clock import SystemClock
 from gridd.protocol.messages import JobResult, JobSpec, LeasedJob
 from gridd.worker.runner import Pause, RunSettings, run_attempt
+from tests.polling import eventually
 
 
 def _job(argv: list[str], timeout_s: float | None) -> LeasedJob:
@@ -26,15 +26,6 @@ def _state(pid: int) -> str:
     return stat[stat.rfind(")") + 2]
 
 
-async def _until(check: Callable[[], bool], what: str) -> None:
-    """Poll `check` under a deadline."""
-    with anyio.move_on_after(10):
-        while not check():
-            await anyio.sleep(0.01)
-        return
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 async def test_time_spent_suspended_does_not_count_toward_the_timeout(tmp_path: Path) -> None:
     """A 0.6 s job with a 1 s timeout, stopped for longer than its timeout, still ends normally."""
     suspended_s = 1.5
@@ -47,10 +38,9 @@ async def test_time_spent_suspended_does_not_count_toward_the_timeout(tmp_path: 
 
     async with anyio.create_task_group() as tg:
         tg.start_soon(run)
-        await _until(lambda: pause.pgid is not None, "the job to start")
+        pgid = await eventually(lambda: pause.pgid, 10, 0.01, what="the job to start")
         pause.suspend()
-        assert pause.pgid is not None
-        await _until(lambda: _state(pause.pgid or 0) == "T", "its process to stop")
+        await eventually(lambda: _state(pgid) == "T", 10, 0.01, what="its process to stop")
         await anyio.sleep(suspended_s)  # the time itself is what is tested: longer than the timeout
         pause.resume()
     (ended,) = result
@@ -70,7 +60,9 @@ async def test_a_job_suspended_before_it_spawns_starts_stopped(tmp_path: Path) -
 
     async with anyio.create_task_group() as tg:
         tg.start_soon(run)
-        await _until(lambda: pause.pgid is not None and _state(pause.pgid) == "T", "the job to start stopped")
+        await eventually(
+            lambda: pause.pgid is not None and _state(pause.pgid) == "T", 10, 0.01, what="the job to start stopped"
+        )
         assert not result
         pause.resume()
     assert result[0].stdout == b"ran\n"
@@ -82,11 +74,9 @@ async def test_a_stopped_job_that_is_cancelled_is_killed(tmp_path: Path) -> None
     job = _job([sys.executable, "-c", "import time; time.sleep(60)"], timeout_s=None)
     async with anyio.create_task_group() as tg:
         tg.start_soon(run_attempt, job, _settings(tmp_path), SystemClock(), None, pause)
-        await _until(lambda: pause.pgid is not None, "the job to start")
+        pid = await eventually(lambda: pause.pgid, 10, 0.01, what="the job to start")
         pause.suspend()
-        pid = pause.pgid
-        assert pid is not None
-        await _until(lambda: _state(pid) == "T", "its process to stop")
+        await eventually(lambda: _state(pid) == "T", 10, 0.01, what="its process to stop")
         tg.cancel_scope.cancel()
 
     def gone() -> bool:
@@ -95,4 +85,4 @@ async def test_a_stopped_job_that_is_cancelled_is_killed(tmp_path: Path) -> None
         except (FileNotFoundError, ProcessLookupError):  # reaped between the open and the read: ESRCH
             return True
 
-    await _until(gone, "the stopped process to be killed")
+    await eventually(gone, 10, 0.01, what="the stopped process to be killed")

@@ -14,6 +14,7 @@ from structlog.testing import capture_logs
 
 from gridd.protocol.errors import ConfigError
 from gridd.worker.probes import CommandProbe, LinuxProbe
+from tests.polling import wait_until
 
 # ---- CommandProbe ------------------------------------------------------------------------------------
 
@@ -55,10 +56,8 @@ def test_a_command_that_overruns_its_timeout_is_killed_with_its_children_and_cou
     assert sample.idle is False
     assert [(e["event"], e["log_level"], e["reason"]) for e in logs] == [("probe.failed", "warning", "timeout")]
     child = int(pid_file.read_text())
-    deadline = time.monotonic() + 10
-    while _alive(child):  # the background sleep, which held stdout open, went with the command's group
-        assert time.monotonic() < deadline, f"probe command's child {child} outlived the timeout"
-        time.sleep(0.01)
+    # The background sleep, which held stdout open, went with the command's group.
+    wait_until(lambda: not _alive(child), 10, f"the probe command's child {child} to end with it", every_s=0.01)
 
 
 def test_a_command_that_cannot_run_counts_as_busy_with_a_warning(tmp_path: Path) -> None:
