@@ -11,7 +11,7 @@ only: it changes nothing on the wire, where `rid` stays the first field after th
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Generic, TypeVar, get_args, get_origin
+from typing import Any, ClassVar, Generic, TypeVar, cast, get_args, get_origin
 
 import msgspec
 
@@ -50,5 +50,10 @@ class Request(Message, Generic[R_co], frozen=True):
                     raise TypeError(f"{cls.__name__}: Request[...] names {reply!r}, which is not a Reply class")
                 cls.answered_by = reply
                 return
-        if "answered_by" not in cls.__dict__ and not hasattr(cls, "answered_by"):
+        if not hasattr(cls, "answered_by"):
             raise TypeError(f"{cls.__name__} must say which reply answers it: class {cls.__name__}(Request[Reply])")
+
+    @classmethod
+    def reply_type(cls) -> type[R_co]:
+        """The reply class that answers this request (R_co, as the running code sees it)."""
+        return cast("type[R_co]", cls.answered_by)  # set from the header's R_co by __init_subclass__
