@@ -2,8 +2,11 @@
 messages.
 
 Requests carry a rid; one reader task routes each reply to the request that waits for it, so any
-number of requests can be in flight on one connection. Messages the broker sends unasked (events,
-lease revocations) go to `pushes`. Transport errors become ConnectionLost, once, here.
+number of requests can be in flight on one connection. A request is typed by the reply it names
+(`Request[R]`, gridd/protocol/base.py): `request` returns an R, and refuses a reply of another type.
+Messages the broker sends unasked (events, lease revocations) go to `pushes`. The handshake's decisions
+are the protocol's (gridd/protocol/handshake.py); this module reads, writes and checks the broker's CA.
+Transport errors become ConnectionLost, once, here.
 """
 
 from __future__ import annotations
