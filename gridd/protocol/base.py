@@ -41,7 +41,7 @@ class Request(Message, Generic[R_co], frozen=True):
     rid: RequestId
     answered_by: ClassVar[type[Reply]]  # R_co, for the running code; set from the class header
 
-    def __init_subclass__(cls, **kwargs: Any) -> None:
+    def __init_subclass__(cls, **kwargs: Any) -> None:  # msgspec's class options: passed on as they are
         super().__init_subclass__(**kwargs)
         for base in cls.__dict__.get("__orig_bases__", ()):
             if get_origin(base) is Request:
