@@ -5,7 +5,7 @@ Rule: a peer on the other transport gets one line that says how to fix it, and t
 A plain peer (its first frame starts with a length prefix) of a TLS broker is sent an Error frame it can
 read; a TLS peer of a plain broker cannot read a frame, but the one it gets makes its TLS fail with a
 "wrong version number" that the client turns into its own line. Every TLS connection starts with the
-broker's BrokerCA frame (messages.py says why).
+broker's BrokerCA frame (connection_messages.py says why).
 """
 
 from __future__ import annotations
