@@ -23,15 +23,12 @@ from gridd.broker.core import Broker
 from gridd.broker.credentials import Credentials
 from gridd.broker.session import Session
 from gridd.broker.tls import BrokerTLS
-from gridd.broker.transport import secure
+from gridd.broker.transport import REFUSE_S, TRANSPORT_ERRORS, secure, send_final
 from gridd.protocol.errors import CannotListen, TooManyConnections
-from gridd.protocol.frames import encode_frames
-from gridd.protocol.messages import Error
 
 log = structlog.get_logger()
 
 ACCEPT_BACKOFF_S = (0.01, 1.0)  # first and longest pause after a failed accept
-REFUSE_S = 0.5  # what a peer over the connection caps gets: time to hear why, in its own transport
 _OUT_OF_FILES = {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM}
 # A peer that vanished (power cut, cable) while a long poll of it waits is found by the kernel in ~2 min.
 _KEEPALIVE = {"TCP_KEEPIDLE": 60, "TCP_KEEPINTVL": 10, "TCP_KEEPCNT": 6}
@@ -114,7 +111,7 @@ async def _serve_stream(
         # A peer refused at once is still told why in its own transport (TLS or not), within REFUSE_S.
         secured = None
         with anyio.move_on_after(admission.limits.handshake_timeout_s if ticket else REFUSE_S):
-            with contextlib.suppress(anyio.EndOfStream, anyio.BrokenResourceError, OSError):
+            with contextlib.suppress(*TRANSPORT_ERRORS):
                 secured = await secure(stream, tls, address)
         if ticket is None:
             if secured is not None:
@@ -138,11 +135,7 @@ async def _refuse(stream: ByteStream, address: str) -> None:
         f"the broker has too many connections that have not authenticated yet (from {address} or in all); "
         "try again shortly"
     )
-    with (
-        anyio.move_on_after(REFUSE_S),
-        contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError, OSError),
-    ):
-        await stream.send(encode_frames([Error(rid=None, code=exc.code, message=str(exc))]))
+    await send_final(stream, exc, within_s=REFUSE_S)
 
 
 def _keep_alive(stream: SocketStream) -> None:

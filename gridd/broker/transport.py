@@ -1,10 +1,11 @@
-"""What a connection speaks, decided by its first bytes: TLS 1.3, or plain TCP under --insecure.
+"""What a connection speaks, decided by its first bytes: TLS 1.3, or plain TCP under --insecure; and the
+broker's side of every transport failure (TRANSPORT_ERRORS, one last frame sent with send_final).
 
 Rule: a peer on the other transport gets one line that says how to fix it, and the connection closes.
 A plain peer (its first frame starts with a length prefix) of a TLS broker is sent an Error frame it can
 read; a TLS peer of a plain broker cannot read a frame, but the one it gets makes its TLS fail with a
 "wrong version number" that the client turns into its own line. Every TLS connection starts with the
-broker's BrokerCA frame (messages.py says why).
+broker's BrokerCA frame (connection_messages.py says why).
 """
 
 from __future__ import annotations
@@ -20,8 +21,8 @@ from anyio.abc import ByteStream
 from anyio.streams.tls import TLSStream
 
 from gridd.broker.tls import BrokerTLS
-from gridd.protocol.errors import TransportMismatch
-from gridd.protocol.frames import encode_frames
+from gridd.protocol.errors import GriddError, TransportMismatch
+from gridd.protocol.frames import encode_frame
 from gridd.protocol.messages import Error
 
 log = structlog.get_logger()
@@ -34,6 +35,10 @@ TLS_REQUIRED = (
     "drop --insecure here, or restart the broker with --insecure too"
 )
 PLAIN_ONLY = "this broker runs with --insecure (plain TCP); the peer speaks TLS"
+TRANSPORT_ERRORS = (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError, OSError)
+"""What anyio and the OS raise when a peer's connection breaks: the broker's side maps these, and only
+these, to "the peer went away" (the client's side maps the same set in gridd/client/connection.py)."""
+REFUSE_S = 0.5  # what a refused peer gets to hear why: never wait on a stranger longer
 
 
 async def secure(stream: ByteStream, tls: BrokerTLS | None, peer: str) -> ByteStream | None:
@@ -57,7 +62,7 @@ async def secure(stream: ByteStream, tls: BrokerTLS | None, peer: str) -> ByteSt
         return None
     try:
         secured = await TLSStream.wrap(replay, server_side=True, ssl_context=tls.context, standard_compatible=False)
-    except (ssl.SSLError, anyio.BrokenResourceError, anyio.EndOfStream, OSError) as exc:
+    except (ssl.SSLError, *TRANSPORT_ERRORS) as exc:
         # A peer that checked our certificate and went away (another broker's credential) ends here too.
         log.info("conn.tls_failed", peer=peer, error=str(exc) or type(exc).__name__)
         return None
@@ -66,9 +71,15 @@ async def secure(stream: ByteStream, tls: BrokerTLS | None, peer: str) -> ByteSt
 
 
 async def _refuse(stream: ByteStream, message: str) -> None:
-    exc = TransportMismatch(message)
-    with anyio.move_on_after(0.5), contextlib.suppress(anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
-        await stream.send(encode_frames([Error(rid=None, code=exc.code, message=message)]))
+    await send_final(stream, TransportMismatch(message), within_s=REFUSE_S)
+
+
+async def send_final(stream: ByteStream, error: GriddError | bytes, *, within_s: float) -> None:
+    """Send one last frame (an Error saying `error`, or a frame already encoded) if the peer takes it
+    within `within_s`; a peer that has gone, or reads nothing, is not waited for. The caller closes."""
+    data = error if isinstance(error, bytes) else encode_frame(Error(rid=None, code=error.code, message=str(error)))
+    with anyio.move_on_after(within_s), contextlib.suppress(*TRANSPORT_ERRORS):
+        await stream.send(data)
 
 
 class _Replay(ByteStream):

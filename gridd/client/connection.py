@@ -2,8 +2,11 @@
 messages.
 
 Requests carry a rid; one reader task routes each reply to the request that waits for it, so any
-number of requests can be in flight on one connection. Messages the broker sends unasked (events,
-lease revocations) go to `pushes`. Transport errors become ConnectionLost, once, here.
+number of requests can be in flight on one connection. A request is typed by the reply it names
+(`Request[R]`, gridd/protocol/base.py): `request` returns an R, and refuses a reply of another type.
+Messages the broker sends unasked (events, lease revocations) go to `pushes`. The handshake's decisions
+are the protocol's (gridd/protocol/handshake.py); this module reads, writes and checks the broker's CA.
+Transport errors become ConnectionLost, once, here.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ import os
 import ssl
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import TypeVar
 
 import anyio
 from anyio.abc import ByteStream, TaskStatus
@@ -32,15 +35,8 @@ from gridd.protocol.errors import (
     exception_for,
 )
 from gridd.protocol.frames import FrameDecoder, encode_frame
-from gridd.protocol.messages import (
-    BrokerCA,
-    BrokerMessage,
-    Error,
-    Hello,
-    Message,
-    Ping,
-    Welcome,
-)
+from gridd.protocol.handshake import NEED_DATA, CAPresented, ClientHandshake, Welcomed
+from gridd.protocol.messages import BrokerMessage, Error, Hello, Message, Ping, Reply, Request, Welcome
 from gridd.protocol.version import PROTOCOL_VERSION
 
 CONNECT_TIMEOUT_S = 10.0
@@ -49,7 +45,11 @@ CONNECT_TIMEOUT_S = 10.0
 MAX_REPLY_BYTES = 256 * 1024 * 1024
 READ_BYTES = 65536
 PUSH_BUFFER = 10_000
-_TRANSPORT_ERRORS = (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError, OSError)
+TRANSPORT_ERRORS = (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError, OSError)
+"""What anyio and the OS raise when a connection breaks: on the client side they become ConnectionLost
+here, and only here (the broker's side maps the same set in gridd/broker/transport.py)."""
+
+R = TypeVar("R", bound=Reply)
 
 
 class _Slot:
@@ -57,37 +57,49 @@ class _Slot:
 
     def __init__(self) -> None:
         self.done = anyio.Event()
-        self.reply: Any = None
+        self.reply: Reply | Error | None = None
 
 
 class Connection:
     """Send requests, await their replies; read unasked messages from `pushes`."""
 
-    def __init__(self, stream: ByteStream, address: str, welcome: Welcome) -> None:
+    def __init__(
+        self,
+        stream: ByteStream,
+        address: str,
+        welcome: Welcome,
+        decoder: FrameDecoder[BrokerMessage] | None = None,
+        trailing: list[BrokerMessage] | None = None,
+    ) -> None:
         self._stream = stream
         self.address = address
         self.welcome = welcome
-        self._decoder: FrameDecoder[Any] = FrameDecoder(BrokerMessage, MAX_REPLY_BYTES)
+        # The handshake's decoder goes on (with what it read past the Welcome), so no byte is dropped.
+        self._decoder: FrameDecoder[BrokerMessage] = decoder or FrameDecoder(BrokerMessage, MAX_REPLY_BYTES)
+        self._trailing = trailing or []
         self._next_rid = 1
         self._waiting: dict[int, _Slot] = {}
         self._closed: GriddError | None = None
-        self._push_tx: MemoryObjectSendStream[Any]
-        self._push_tx, self.pushes = anyio.create_memory_object_stream[Any](PUSH_BUFFER)
+        self._push_tx: MemoryObjectSendStream[Message]
+        self._push_tx, self.pushes = anyio.create_memory_object_stream[Message](PUSH_BUFFER)
         self._send_lock = anyio.Lock()
         # A request abandoned (cancelled) after it was sent may still be answered; such a late reply goes
         # to `on_late_reply` instead of nowhere (a worker must hand back jobs leased to it that way).
-        self.on_late_reply: Callable[[Any], None] | None = None
+        self.on_late_reply: Callable[[Reply | Error], None] | None = None
         self._abandoned: set[int] = set()
         self._last_sent = anyio.current_time()
 
-    async def request(self, build: Callable[[int], Message]) -> Any:
-        """Send `build(rid)` and return the reply for that rid; an Error reply raises its typed exception."""
+    async def request(self, build: Callable[[int], Request[R]]) -> R:
+        """Send `build(rid)` and return the reply for that rid, typed by the request (`Request[R]` names
+        the reply that answers it). An Error reply raises its typed exception; a reply of another type
+        than the request's (a broker bug) raises BadFrame."""
         rid = self._next_rid
         self._next_rid = (rid + 1) % 2**32
         slot = self._waiting[rid] = _Slot()
         sent = False
         try:
-            await self.send(build(rid))
+            request = build(rid)
+            await self.send(request)
             sent = True
             await slot.done.wait()
         except BaseException:
@@ -99,11 +111,14 @@ class Connection:
             self._waiting.pop(rid, None)
             if sent and not slot.done.is_set():
                 self._abandoned.add(rid)
-        if slot.reply is None:
-            raise self._closed or ConnectionLost(f"connection to the broker at {self.address} was lost")
-        if isinstance(slot.reply, Error):
-            raise exception_for(slot.reply.code, slot.reply.message)
-        return slot.reply
+        reply = slot.reply
+        if reply is None:
+            raise self.closed_error()
+        if isinstance(reply, Error):
+            raise exception_for(reply.code, reply.message)
+        if not isinstance(reply, type(request).reply_type()):
+            raise BadFrame(f"the broker answered {type(request).__name__} with {type(reply).__name__}")
+        return reply
 
     async def send(self, message: Message) -> None:
         if self._closed is not None:
@@ -111,8 +126,8 @@ class Connection:
         try:
             async with self._send_lock:
                 await self._stream.send(encode_frame(message))
-        except _TRANSPORT_ERRORS as exc:
-            raise ConnectionLost(f"connection to the broker at {self.address} was lost") from exc
+        except TRANSPORT_ERRORS as exc:
+            raise self._lost() from exc
         self._last_sent = anyio.current_time()
 
     async def keep_alive(self, every_s: float) -> None:
@@ -124,7 +139,7 @@ class Connection:
             if anyio.current_time() - self._last_sent < every_s:
                 continue
             try:
-                await self.request(lambda rid: Ping(rid=rid))
+                await self.request(_ping)
             except GriddError:
                 return
 
@@ -132,11 +147,14 @@ class Connection:
         """Route every incoming message until the connection ends, then fail whoever still waits."""
         task_status.started()
         try:
+            for message in self._trailing:
+                await self._route(message)
+            self._trailing = []
             while True:
                 try:
                     data = await self._stream.receive(READ_BYTES)
-                except _TRANSPORT_ERRORS as exc:
-                    raise ConnectionLost(f"connection to the broker at {self.address} was lost") from exc
+                except TRANSPORT_ERRORS as exc:
+                    raise self._lost() from exc
                 for message in self._decoder.feed(data):
                     await self._route(message)
         except GriddError as exc:
@@ -148,11 +166,17 @@ class Connection:
                 slot.done.set()
             self._push_tx.close()
 
-    async def _route(self, message: Any) -> None:
-        rid = getattr(message, "rid", None)
-        if isinstance(message, Error) and rid is None:
-            raise exception_for(message.code, message.message)
-        slot = self._waiting.get(rid) if rid is not None else None
+    async def _route(self, message: BrokerMessage) -> None:
+        if isinstance(message, Error):
+            if message.rid is None:  # the broker ends the connection, and says why
+                raise exception_for(message.code, message.message)
+            rid = message.rid
+        elif isinstance(message, Reply):
+            rid = message.rid
+        else:  # unasked messages: a slow reader here slows this connection only, as it should
+            await self._push_tx.send(message)
+            return
+        slot = self._waiting.get(rid)
         if slot is not None:
             slot.reply = message
             slot.done.set()
@@ -160,16 +184,20 @@ class Connection:
             self._abandoned.discard(rid)
             if self.on_late_reply is not None:
                 self.on_late_reply(message)
-        elif rid is None:
-            # Unasked messages: a slow reader here slows this connection only, as it should.
-            await self._push_tx.send(message)
 
     def closed_error(self) -> GriddError:
         """Why the connection ended (ConnectionLost unless the broker said otherwise)."""
-        return self._closed or ConnectionLost(f"connection to the broker at {self.address} was lost")
+        return self._closed or self._lost()
+
+    def _lost(self) -> ConnectionLost:
+        return ConnectionLost(f"connection to the broker at {self.address} was lost")
 
     async def aclose(self) -> None:
         await self._stream.aclose()
+
+
+def _ping(rid: int) -> Ping:
+    return Ping(rid=rid)
 
 
 @asynccontextmanager
@@ -190,8 +218,9 @@ async def open_connection(
         raise ConnectionLost(f"cannot connect to the broker at {address}: {_why(exc)}") from exc
     async with tcp:
         stream: ByteStream = tcp if pin is None else await _start_tls(tcp, address, host, pin)
-        welcome = await _handshake(stream, address, secret, role, name or f"{role}-{os.getpid()}", pin, host)
-        connection = Connection(stream, address, welcome)
+        hello = Hello(version=PROTOCOL_VERSION, role=role, name=name or f"{role}-{os.getpid()}", secret=secret)
+        welcome, handshake = await _handshake(stream, address, hello, pin, host)
+        connection = Connection(stream, address, welcome, handshake.decoder, handshake.trailing)
         try:
             async with anyio.create_task_group() as tg:
                 await tg.start(connection.read_loop)
@@ -224,46 +253,37 @@ async def _start_tls(tcp: ByteStream, address: str, host: str, pin: Pin) -> TLSS
                 "give --insecure here too, or restart the broker without it"
             ) from None
         raise ConnectionLost(f"TLS with the broker at {address} failed: {exc.reason or exc}") from exc
-    except (anyio.EndOfStream, anyio.BrokenResourceError, OSError) as exc:
+    except TRANSPORT_ERRORS as exc:
         raise ConnectionLost(f"the broker at {address} closed the connection during the TLS handshake") from exc
     except TimeoutError as exc:
         raise ConnectionLost(f"the broker at {address} did not finish the TLS handshake") from exc
 
 
 async def _handshake(
-    stream: ByteStream, address: str, secret: str, role: str, name: str, pin: Pin | None, host: str
-) -> Welcome:
-    decoder: FrameDecoder[Any] = FrameDecoder(BrokerMessage)
-    pending: list[Any] = []
-
-    async def receive() -> Any:
-        nonlocal pending
-        while not pending:
-            pending = decoder.feed(await stream.receive(READ_BYTES))
-        message, pending = pending[0], pending[1:]
-        if isinstance(message, Error):
-            raise exception_for(message.code, message.message)
-        return message
-
-    hello = Hello(version=PROTOCOL_VERSION, role=role, name=name, secret=secret)
+    stream: ByteStream, address: str, hello: Hello, pin: Pin | None, host: str
+) -> tuple[Welcome, ClientHandshake]:
+    """Drive the protocol's ClientHandshake over `stream`: the checks of the broker's CA happen here
+    (they read files and the TLS session), every decision about the order of frames there."""
+    handshake = ClientHandshake(hello, tls=pin is not None, established_limit=MAX_REPLY_BYTES)
     try:
         with anyio.fail_after(CONNECT_TIMEOUT_S):
-            if pin is not None:  # over TLS the broker speaks first: its CA, checked before the secret goes
-                presented = await receive()
-                if not isinstance(presented, BrokerCA):
-                    raise BadFrame(f"expected the broker's CA first, got {type(presented).__name__}")
-                if pin.anchors is None:
-                    leaf = stream.extra(TLSAttribute.peer_certificate_binary)
-                    check_presented(pin, host, presented.ca_pem, leaf, os.environ)
-            await stream.send(encode_frame(hello))
-            welcome = await receive()
-    except _TRANSPORT_ERRORS as exc:
+            if data := handshake.data_to_send():
+                await stream.send(data)
+            while True:
+                event = handshake.next_event()
+                if event is NEED_DATA:
+                    handshake.receive_data(await stream.receive(READ_BYTES))
+                elif isinstance(event, CAPresented):  # over TLS: checked before the secret goes
+                    if pin is not None and pin.anchors is None:
+                        leaf = stream.extra(TLSAttribute.peer_certificate_binary)
+                        check_presented(pin, host, event.ca_pem, leaf, os.environ)
+                    await stream.send(handshake.send_hello())
+                elif isinstance(event, Welcomed):
+                    return event.welcome, handshake
+    except TRANSPORT_ERRORS as exc:
         raise ConnectionLost(f"the broker at {address} closed the connection during the handshake") from exc
     except TimeoutError as exc:
         raise ConnectionLost(f"the broker at {address} did not answer the handshake") from exc
-    if not isinstance(welcome, Welcome):
-        raise BadFrame(f"expected a welcome from the broker, got {type(welcome).__name__}")
-    return welcome
 
 
 def _split(address: str) -> tuple[str, int]:

@@ -7,7 +7,8 @@ so a peer cannot make the other side buffer more than one frame limit.
 
 from __future__ import annotations
 
-from typing import Any, Generic, TypeVar
+from collections.abc import Sequence
+from typing import Generic, TypeVar
 
 import msgspec
 
@@ -29,7 +30,7 @@ def encode_frame(message: msgspec.Struct) -> bytes:
     return bytes(buf)
 
 
-def encode_frames(messages: list[Any]) -> bytes:
+def encode_frames(messages: Sequence[msgspec.Struct]) -> bytes:
     """Several frames in one buffer, for a single write."""
     buf = bytearray()
     for message in messages:
@@ -43,7 +44,8 @@ def encode_frames(messages: list[Any]) -> bytes:
 class FrameDecoder(Generic[T]):
     """Feed it bytes as they arrive; it returns the messages of every frame completed so far."""
 
-    def __init__(self, message_type: Any, max_frame_bytes: int = MAX_FRAME_BYTES) -> None:
+    def __init__(self, message_type: object, max_frame_bytes: int = MAX_FRAME_BYTES) -> None:
+        """`message_type`: what a frame decodes to, a Struct or a union of them (T, spelled for msgspec)."""
         self._decoder: msgspec.msgpack.Decoder[T] = msgspec.msgpack.Decoder(message_type)
         self.max_frame_bytes = max_frame_bytes  # may change between frames (e.g. once a peer is authenticated)
         self._buf = bytearray()
