@@ -285,7 +285,7 @@ class BrokerCalls:
     # ---- the grid as a whole: status, accounting, events ------------------------------------------------------
 
     async def status(self) -> StatusReported:
-        return await self.connection.request(lambda rid: GetStatus(rid=rid))  # type: ignore[no-any-return]
+        return await self.connection.request(lambda rid: GetStatus(rid=rid))
 
     async def report(self, since_ms: int = 0, by: str = "owner") -> list[ReportRow]:
         """Accounting per owner, queue or worker of the attempts that ended since `since_ms`."""
