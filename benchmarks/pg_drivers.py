@@ -150,6 +150,12 @@ READ = (
 NOTIFY = f"SELECT pg_notify('{CHANNEL}', %s)"
 
 
+def binary(sql: str) -> str:
+    """psycopg's %b placeholders: parameters sent in binary, as asyncpg always does. Text parameters cost psycopg
+    about 3x the CPU on a bytea[] of 100 specs (escaping every byte), nothing on a job id."""
+    return sql.replace("%s", "%b")
+
+
 def dollar(sql: str) -> str:
     """psycopg's %s placeholders as PostgreSQL's $1, $2... (asyncpg's)."""
     parts = sql.split("%s")
@@ -187,7 +193,8 @@ class Driver(Protocol):
 
 
 class Psycopg:
-    """psycopg 3 (binary), AsyncConnectionPool, autocommit connections; batches go through pipeline mode."""
+    """psycopg 3 (C implementation, psycopg-binary), AsyncConnectionPool, autocommit connections, parameters in
+    binary; executemany and the completion's two statements go through pipeline mode."""
 
     name = "psycopg"
 
@@ -201,7 +208,7 @@ class Psycopg:
     async def insert(self, priorities: list[int]) -> list[int]:
         ts = now_ms()
         async with self.pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
-            await cur.executemany(INSERT_ONE, [(QUEUE, p, SPEC, ts) for p in priorities], returning=True)
+            await cur.executemany(binary(INSERT_ONE), [(QUEUE, p, SPEC, ts) for p in priorities], returning=True)
             ids = []
             while True:
                 row = await cur.fetchone()
@@ -212,37 +219,38 @@ class Psycopg:
 
     async def insert_unnest(self, priorities: list[int]) -> list[int]:
         async with self.pool.connection() as conn:
-            cur = await conn.execute(INSERT_UNNEST, (QUEUE, now_ms(), priorities, [SPEC] * len(priorities)))
+            cur = await conn.execute(binary(INSERT_UNNEST), (QUEUE, now_ms(), priorities, [SPEC] * len(priorities)))
             return [r[0] for r in await cur.fetchall()]
 
     async def lease(self, n: int) -> Leased:
         ts = now_ms()
         async with self.pool.connection() as conn:
-            cur = await conn.execute(LEASE, ("w1", ts + 30_000, ts, QUEUE, n))
+            cur = await conn.execute(binary(LEASE), ("w1", ts + 30_000, ts, QUEUE, n))
             return [(r[0], r[1], r[2], ts) for r in await cur.fetchall()]
 
     async def complete(self, leased: Leased) -> int:
         ts = now_ms()
         async with self.pool.connection() as conn, conn.transaction(), conn.pipeline(), conn.cursor() as cur:
-            await cur.executemany(COMPLETE_ONE, [(0, ts, i, lease) for i, lease, _, _ in leased], returning=True)
+            ended = [(0, ts, i, lease) for i, lease, _, _ in leased]
+            await cur.executemany(binary(COMPLETE_ONE), ended, returning=True)
             done = 0
             while True:
                 done += len(await cur.fetchall())
                 if not cur.nextset():
                     break
-            await cur.executemany(ATTEMPT_ONE, [(i, ls, a, "w1", st, ts, 0) for i, ls, a, st in leased])
+            await cur.executemany(binary(ATTEMPT_ONE), [(i, ls, a, "w1", st, ts, 0) for i, ls, a, st in leased])
             return done
 
     async def complete_unnest(self, leased: Leased) -> int:
         ts = now_ms()
         ids, leases = [r[0] for r in leased], [r[1] for r in leased]
         async with self.pool.connection() as conn:
-            cur = await conn.execute(COMPLETE_UNNEST, (ts, ids, leases, [0] * len(ids), "w1", ts))
+            cur = await conn.execute(binary(COMPLETE_UNNEST), (ts, ids, leases, [0] * len(ids), "w1", ts))
             return len(await cur.fetchall())
 
     async def read(self, job_id: int) -> Any:
         async with self.pool.connection() as conn:
-            cur = await conn.execute(READ, (job_id,))
+            cur = await conn.execute(binary(READ), (job_id,))
             return await cur.fetchone()
 
     async def listen(self, url: str) -> Listener:
@@ -261,7 +269,7 @@ class Psycopg:
 
     async def notify(self, payload: str) -> None:
         async with self.pool.connection() as conn:
-            await conn.execute(NOTIFY, (payload,))
+            await conn.execute(binary(NOTIFY), (payload,))
 
 
 class Asyncpg:
@@ -371,18 +379,21 @@ DEFAULT = Sizes(inserts=40, leases=150, completes=50, reads=400, notifies=150)
 QUICK = Sizes(inserts=10, leases=30, completes=10, reads=80, notifies=30)
 
 
-async def timed(samples: list[float], call: Awaitable[Any], keep: bool) -> Any:
-    """Await `call`; its latency in ms goes to `samples` if `keep` (False: a warm-up round)."""
-    t0 = time.perf_counter()
+Sample = tuple[float, float]  # wall ms, this process's CPU in us (the driver's own cost, whatever the server does)
+
+
+async def timed(samples: list[Sample], call: Awaitable[Any], keep: bool) -> Any:
+    """Await `call`; its latency goes to `samples` if `keep` (False: a warm-up round)."""
+    t0, c0 = time.perf_counter(), time.process_time()
     result = await call
     if keep:
-        samples.append((time.perf_counter() - t0) * 1000)
+        samples.append(((time.perf_counter() - t0) * 1000, (time.process_time() - c0) * 1e6))
     return result
 
 
-async def measure(driver: Driver, url: str, sizes: Sizes) -> dict[str, list[float]]:
+async def measure(driver: Driver, url: str, sizes: Sizes) -> dict[str, list[Sample]]:
     """Latencies in ms per operation, for one driver on a fresh database; the first WARMUP rounds left out."""
-    lat: dict[str, list[float]] = {op.key: [] for op in OPS}
+    lat: dict[str, list[Sample]] = {op.key: [] for op in OPS}
     await driver.open(url)
     try:
         for i in range(WARMUP + sizes.inserts):
@@ -410,22 +421,25 @@ async def measure(driver: Driver, url: str, sizes: Sizes) -> dict[str, list[floa
     return lat
 
 
-async def notify_latencies(driver: Driver, url: str, count: int) -> list[float]:
+async def notify_latencies(driver: Driver, url: str, count: int) -> list[Sample]:
     """From before pg_notify is sent on one connection to the payload's arrival on the listening one."""
     listener = await driver.listen(url)
-    samples = []
+    samples: list[Sample] = []
     try:
         for i in range(count):
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             await driver.notify(str(i))
             with anyio.fail_after(5):
                 payload = await listener.next()
-            samples.append((time.perf_counter() - t0) * 1000)
+            samples.append(((time.perf_counter() - t0) * 1000, (time.process_time() - c0) * 1e6))
             if payload != str(i):
                 raise RuntimeError(f"{driver.name}: notification {payload!r} arrived, {i} expected")
     finally:
         await listener.close()
     return samples
+
+
+STATS = {"p50_ms": "ms", "p99_ms": "ms", "jobs_s": "jobs/s", "cpu_us": "us"}
 
 
 def p99(values: list[float]) -> float:
@@ -492,6 +506,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.pg_drivers", description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, help="runs; the table shows medians (default 3, --quick 1)")
     parser.add_argument("--quick", action="store_true", help="small sizes, one run: a smoke test")
+    parser.add_argument(
+        "--fsync",
+        choices=["on", "off"],
+        default="on",
+        help="the server's fsync (default on, as in production; off: commits cost no disk flush, so the "
+        "drivers' own cost shows)",
+    )
     parser.add_argument("--no-save", action="store_true", help="do not append to benchmarks/results.jsonl")
     args = parser.parse_args(argv)
     sizes = QUICK if args.quick else DEFAULT
@@ -501,14 +522,14 @@ def main(argv: list[str] | None = None) -> int:
     t_all = time.perf_counter()
     # per driver, per op: the per-run medians, p99s and implied jobs/s
     per_run: dict[str, dict[str, dict[str, list[float]]]] = {
-        d.name: {op.key: {"p50_ms": [], "p99_ms": [], "jobs_s": []} for op in OPS} for d in drivers
+        d.name: {op.key: {stat: [] for stat in STATS} for op in OPS} for d in drivers
     }
     errors: list[str] = []
-    with PgServer(fsync=True) as server:
+    with PgServer(fsync=args.fsync == "on") as server:
         server_version = server.psql("SHOW server_version")
         print(
             f"pg-drivers: psycopg {versions['psycopg']} (libpq {versions['libpq']}), asyncpg {versions['asyncpg']}, "
-            f"PostgreSQL {server_version} (fsync on), {runs} run(s), {os.cpu_count()} cores",
+            f"PostgreSQL {server_version} (fsync {args.fsync}), {runs} run(s), {os.cpu_count()} cores",
             flush=True,
         )
         server.create_database("bench_template")
@@ -531,10 +552,12 @@ def main(argv: list[str] | None = None) -> int:
                     server.drop_database(db)
                 print(f" {time.perf_counter() - t0:.1f}s", flush=True)
                 for op in OPS:
-                    mid = statistics.median(lat[op.key])
+                    walls = [wall for wall, _ in lat[op.key]]
+                    mid = statistics.median(walls)
                     fig = per_run[driver.name][op.key]
                     fig["p50_ms"].append(mid)
-                    fig["p99_ms"].append(p99(lat[op.key]))
+                    fig["p99_ms"].append(p99(walls))
+                    fig["cpu_us"].append(statistics.fmean(cpu for _, cpu in lat[op.key]))
                     if op.batch:
                         fig["jobs_s"].append(op.batch / mid * 1000)
     failover = run_failover_checks(drivers)
@@ -543,10 +566,11 @@ def main(argv: list[str] | None = None) -> int:
         values = per_run[name][op][stat]
         return statistics.median(values) if values else None
 
-    header = ["operation"] + [f"{d.name} {s}" for d in drivers for s in ("p50 ms", "p99 ms", "jobs/s")]
+    header = ["operation", "driver", "p50 ms", "p99 ms", "jobs/s", "client CPU us/op"]
     rows = [
-        [op.label] + [_fmt(med(d.name, op.key, s)) for d in drivers for s in ("p50_ms", "p99_ms", "jobs_s")]
+        [op.label if i == 0 else "", d.name] + [_fmt(med(d.name, op.key, s)) for s in STATS]
         for op in OPS
+        for i, d in enumerate(drivers)
     ]
     print()
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
@@ -564,7 +588,7 @@ def main(argv: list[str] | None = None) -> int:
     figures: dict[str, Any] = {}
     for d in drivers:
         for op in OPS:
-            for stat, unit in (("p50_ms", "ms"), ("p99_ms", "ms"), ("jobs_s", "jobs/s")):
+            for stat, unit in STATS.items():
                 values = per_run[d.name][op.key][stat]
                 if not values:
                     continue
@@ -585,7 +609,7 @@ def main(argv: list[str] | None = None) -> int:
     record = {
         "scenario": "pg-drivers",
         "about": "psycopg 3 vs asyncpg on a queue broker's hot path (issue 19), pools of "
-        f"{POOL}, one operation at a time, PostgreSQL {server_version} fsync on, anyio/asyncio",
+        f"{POOL}, one operation at a time, PostgreSQL {server_version} fsync {args.fsync}, anyio/asyncio",
         "figures": figures,
         "runs": runs,
         "runs_ok": runs - len({e.split(" run ")[1].split(":")[0] for e in errors}),
@@ -597,7 +621,7 @@ def main(argv: list[str] | None = None) -> int:
         "dirty": bool(_git("status", "--porcelain", "--untracked-files=no", "--", "gridd")),
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "machine": {"nproc": os.cpu_count(), "python": sys.version.split()[0], "platform": sys.platform},
-        "mode": "quick" if args.quick else "default",
+        "mode": ("quick" if args.quick else "default") + ("" if args.fsync == "on" else ", fsync off"),
     }
     if not args.no_save:
         with RESULTS.open("a") as f:
