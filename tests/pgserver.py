@@ -257,15 +257,18 @@ class PgServer:
     def _run(self, argv: Sequence[str], timeout_s: float = 60.0) -> subprocess.CompletedProcess[str]:
         """Run one of the server's programs as the server's user, from the temp dir (readable by it)."""
         prefix = ["runuser", "-u", self.user, "--"] if self.user else []
-        return subprocess.run(
-            [*prefix, *argv],
-            capture_output=True,
-            text=True,
-            cwd=self._root(),
-            env=_clean_env(),
-            timeout=timeout_s,
-            check=False,
-        )
+        try:
+            return subprocess.run(
+                [*prefix, *argv],
+                capture_output=True,
+                text=True,
+                cwd=self._root(),
+                env=_clean_env(),
+                timeout=timeout_s,
+                check=False,
+            )
+        except FileNotFoundError as exc:  # runuser is util-linux's, on every Debian; the program was found above
+            raise PgServerError(f"cannot run {argv[0]} as {self.user or 'ourselves'}: {exc}") from exc
 
     def _initdb(self) -> None:
         self.root = Path(tempfile.mkdtemp(prefix="gridd-pg-"))
@@ -325,3 +328,4 @@ class PgServer:
                     f"PostgreSQL on 127.0.0.1:{self.port} does not accept connections "
                     f"(pg_isready exit {done.returncode}); server log:\n{self.log_tail()}"
                 )
+            time.sleep(0.05)  # the poll interval: pg_ctl said ready, so this is the rare path
