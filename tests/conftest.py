@@ -34,6 +34,7 @@ from gridd.protocol.frames import FrameDecoder
 from gridd.protocol.messages import BrokerCA, BrokerMessage
 from gridd.worker.agent import WorkerAgent
 from gridd.worker.app import make_agent
+from tests.pg_fixtures import pg_database, pg_server  # noqa: F401 - the PostgreSQL fixtures, for every test
 from tests.polling import eventually as eventually  # the one polling helper; also importable from here
 
 SECRET = "QXZS0A5fnWGWkC1p5u8nCyXItrwjiFy8"  # the cluster secret of the test brokers (192 bits)
