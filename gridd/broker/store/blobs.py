@@ -95,7 +95,7 @@ def blob_head(db: sqlite3.Connection, blob: str, length: int) -> bytes:
 
 
 def read_results(
-    db: sqlite3.Connection, job_ids: Sequence[str], max_bytes: int, finished_only: bool = False
+    db: sqlite3.Connection, job_ids: Sequence[str], max_bytes: int, *, finished_only: bool = False
 ) -> list[TaskOutcome]:
     """Task outcomes for the named jobs (`finished_only`: those that have finished), in order, stopping
     (after at least one) before `max_bytes`."""

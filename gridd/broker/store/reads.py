@@ -104,10 +104,8 @@ def list_jobs(
     before: str | None = None,
     group: str | None = None,
     owner: str | None = None,
-    *,
-    max_bytes: int = LIST_REPLY_BYTES,
 ) -> tuple[list[JobView], bool]:
-    """A page of jobs, newest first, and whether it was cut by `max_bytes` (their encoded size) before
+    """A page of jobs, newest first, and whether it was cut by LIST_REPLY_BYTES (their encoded size) before
     `limit` rows: rows are read one at a time, so a listing holds one page, never the whole result.
     `owner`: only the jobs of that owner (a submit credential lists its own)."""
     cursor = parse_job_id(before) if before else 2**62
@@ -128,7 +126,7 @@ def list_jobs(
         for row in rows:
             view = _view(row)
             size += len(_size.encode(view))
-            if views and size > max_bytes:
+            if views and size > LIST_REPLY_BYTES:
                 return views, True
             views.append(view)
     finally:
