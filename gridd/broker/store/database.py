@@ -14,7 +14,7 @@ from __future__ import annotations
 import functools
 import sqlite3
 from collections.abc import Callable, Coroutine, Sized
-from typing import Any, Concatenate, Literal, ParamSpec, TypeVar, overload
+from typing import Any, Concatenate, Literal, ParamSpec, TypeVar, cast, overload
 
 from gridd.broker.observe import Observer
 from gridd.broker.store_commit import GroupCommit
@@ -43,16 +43,12 @@ class Database:
         self._observer = observer or Observer()
         self._commits = GroupCommit(conn, self._observer)
 
-    async def _commit(self, fn: Callable[[sqlite3.Connection], T], durable: bool) -> T:
-        """Run one use case in the next group commit (see GroupCommit)."""
-        return await self._commits.run(functools.partial(fn, self._conn), durable=durable)
-
-    def _read_now(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+    def _read_now(self, fn: Callable[Concatenate[sqlite3.Connection, P], T], *args: P.args, **kwargs: P.kwargs) -> T:
         """Run a small read on this thread, from the read-only connection."""
         if self._reader is None:
             raise StorageFailed("the store was opened without its read connection")
         try:
-            return fn(self._reader)
+            return fn(self._reader, *args, **kwargs)
         except sqlite3.Error as exc:
             raise StorageFailed(f"the broker could not read the database: {exc}") from exc
 
@@ -86,15 +82,14 @@ def use_case(
     committed) and makes the method's result."""
 
     async def run(store: Database, /, *args: P.args, **kwargs: P.kwargs) -> Any:
-        def call(db: sqlite3.Connection) -> Any:
-            return fn(db, *args, **kwargs)
-
-        now = read_now == "always" or (read_now == "few" and _few(args) and store._reader is not None)
-        result = store._read_now(call) if now else await store._commit(call, durable)
+        if read_now == "always" or (read_now == "few" and store._reader is not None and _few(args)):
+            result = store._read_now(fn, *args, **kwargs)
+        else:
+            result = await store._commits.run(functools.partial(fn, store._conn, *args, **kwargs), durable=durable)
         return result if then is None else then(store._observer, result)
 
     return functools.wraps(fn)(run)
 
 
 def _few(args: tuple[object, ...]) -> bool:
-    return bool(args) and isinstance(args[0], Sized) and len(args[0]) <= SMALL_READ_ROWS
+    return bool(args) and len(cast(Sized, args[0])) <= SMALL_READ_ROWS
