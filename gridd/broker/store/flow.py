@@ -23,23 +23,8 @@ from gridd.broker.transitions import Move, Transition
 from gridd.protocol.errors import UnknownJob
 from gridd.protocol.states import JobState
 
-
-def dependency_states(db: sqlite3.Connection, refs: Sequence[str]) -> list[tuple[int, str]]:
-    """The jobs named by --after (groups expanded) and their states; UnknownJob if one does not exist."""
-    expanded = expand_refs(db, refs)
-    for ref, key, _ in expanded:
-        if key is None:
-            raise UnknownJob(f"cannot wait for {ref!r}: no job or group has that id")
-    keys = sorted({key for _, key, _ in expanded if key is not None})
-    found = dict(rows(db, "SELECT id, state FROM jobs WHERE id IN (SELECT value FROM json_each(?))", (ids_json(keys),)))
-    for key in keys:
-        if key not in found:
-            raise UnknownJob(f"cannot wait for {key}: no job has that id")
-    return [(key, str(found[key])) for key in keys]
-
-
 # A dependency that ends in one of these never succeeds: its dependents are doomed.
-_DOOMING = (JobState.FAILED, JobState.CANCELLED)
+DOOMING = (JobState.FAILED, JobState.CANCELLED)
 _WAITING, _UNBLOCKED = tr.edge(Move.DEPS_MET)
 _UNBLOCK_SQL = (
     f"UPDATE jobs SET state = {state(_UNBLOCKED)}, throttled = (SELECT COUNT(*) FROM groups g"  # noqa: S608
@@ -61,6 +46,20 @@ _PASS_TOKENS_SQL = (
 )
 
 
+def dependency_states(db: sqlite3.Connection, refs: Sequence[str]) -> list[tuple[int, str]]:
+    """The jobs named by --after (groups expanded) and their states; UnknownJob if one does not exist."""
+    expanded = expand_refs(db, refs)
+    for ref, key, _ in expanded:
+        if key is None:
+            raise UnknownJob(f"cannot wait for {ref!r}: no job or group has that id")
+    keys = sorted({key for _, key, _ in expanded if key is not None})
+    found = dict(rows(db, "SELECT id, state FROM jobs WHERE id IN (SELECT value FROM json_each(?))", (ids_json(keys),)))
+    for key in keys:
+        if key not in found:
+            raise UnknownJob(f"cannot wait for {key}: no job has that id")
+    return [(key, str(found[key])) for key in keys]
+
+
 def doom_reason(dep_id: int, dep_state: str) -> str:
     return f"dependency {dep_id} {tr.ended_as(dep_state)}"
 
@@ -68,7 +67,7 @@ def doom_reason(dep_id: int, dep_state: str) -> str:
 def settle(db: sqlite3.Connection, changed: Sequence[Transition], now_ms: int) -> list[Transition]:
     """What `changed` sets off: dependents queued or cancelled, group tokens passed on."""
     extra = _unblock(db, [int(t.job_id) for t in changed if t.state == JobState.SUCCEEDED])
-    extra += _doom(db, [(int(t.job_id), t.state) for t in [*changed, *extra] if t.state in _DOOMING], now_ms)
+    extra += _doom(db, [(int(t.job_id), t.state) for t in [*changed, *extra] if t.state in DOOMING], now_ms)
     rebalance(db, [int(t.job_id) for t in [*changed, *extra]])
     return extra
 

@@ -31,16 +31,14 @@ import gridd.broker.store.why as why
 from gridd.broker.observe import Observer
 from gridd.broker.schema import migrate
 from gridd.broker.store.database import Database, use_case
+from gridd.broker.store.interface import Store
 from gridd.protocol.errors import StorageFailed
-
-if TYPE_CHECKING:
-    from gridd.broker.store.interface import Store
 
 
 class SQLiteStore(Database):
     """Jobs, leases, attempts, outputs, tokens, blobs and bundles in one SQLite file (WAL)."""
 
-    # ---- jobs in, and leasing (not fsynced: a grant lost with the power is made again) ---------------------
+    # ---- jobs in, and leasing (a lease is not fsynced: one lost with the power is granted again) ------------
     submit_jobs = use_case(submit.submit_jobs, durable=True)
     lease_jobs = use_case(leasing.lease_jobs, durable=False, then=leasing.observed)
     renew_leases = use_case(leasing.renew_leases, durable=False)

@@ -51,7 +51,7 @@ def submit_jobs(
     deps = flow.dependency_states(db, after) if after else []
     group_id, throttled = _group_for(db, new_group, group, max_running, now_ms)
     unmet = [key for key, state in deps if state != JobState.SUCCEEDED]
-    dead = next(((key, state) for key, state in deps if state in (JobState.FAILED, JobState.CANCELLED)), None)
+    dead = next(((key, state) for key, state in deps if state in flow.DOOMING), None)
     if dead is not None:
         state, reason, finished = tr.step(tr.NEW, Move.DEP_LOST), flow.doom_reason(*dead), now_ms
     else:
