@@ -25,7 +25,7 @@ from gridd.protocol.errors import ErrorCode, InvalidRequest, UnknownJob
 from gridd.protocol.messages import LeaseRef, Outcome
 from gridd.protocol.states import JobState
 
-_THROTTLED = "(SELECT COUNT(*) FROM groups g WHERE g.id = jobs.group_id AND g.max_running IS NOT NULL)"
+_THROTTLED = flow.THROTTLED
 # Parameters of each: (new state, finished_ms, id, old state).
 _CONTROL_SQL = {
     Move.CANCEL: "UPDATE jobs SET state = ?, finished_ms = ?, deadline_ms = NULL, reason = 'cancelled by user'"
@@ -41,7 +41,7 @@ _UNMET_SQL = (
 )
 _DOOMED_BY_SQL = (
     "SELECT x.id, x.state FROM deps d JOIN jobs x ON x.id = d.dep_id WHERE d.job_id = ?"  # noqa: S608
-    f" AND x.state IN {states((JobState.FAILED, JobState.CANCELLED))} LIMIT 1"
+    f" AND x.state IN {states(flow.DOOMING)} LIMIT 1"
 )
 
 

@@ -26,9 +26,10 @@ from gridd.protocol.states import JobState
 # A dependency that ends in one of these never succeeds: its dependents are doomed.
 DOOMING = (JobState.FAILED, JobState.CANCELLED)
 _WAITING, _UNBLOCKED = tr.edge(Move.DEPS_MET)
+# A job going back to the queue of a capped group (--max-running) queues throttled, and waits for a token.
+THROTTLED = "(SELECT COUNT(*) FROM groups g WHERE g.id = jobs.group_id AND g.max_running IS NOT NULL)"
 _UNBLOCK_SQL = (
-    f"UPDATE jobs SET state = {state(_UNBLOCKED)}, throttled = (SELECT COUNT(*) FROM groups g"  # noqa: S608
-    " WHERE g.id = jobs.group_id AND g.max_running IS NOT NULL)"
+    f"UPDATE jobs SET state = {state(_UNBLOCKED)}, throttled = {THROTTLED}"  # noqa: S608
     f" WHERE id IN (SELECT value FROM json_each(?)) AND state = {state(_WAITING)} RETURNING id, queue, attempts"
 )
 _DOOMED_SQL = (
