@@ -9,17 +9,14 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from typing import TYPE_CHECKING
 
 import structlog
 
 from gridd.broker.principals import CLUSTER_ADMIN, ROLES, Principal
+from gridd.broker.store.interface import Store
+from gridd.clock import Clock
 from gridd.protocol.credentials import parse_credential
 from gridd.protocol.errors import StorageFailed
-
-if TYPE_CHECKING:
-    from gridd.broker.store import Store
-    from gridd.clock import Clock
 
 log = structlog.get_logger()
 
@@ -44,7 +41,7 @@ class Credentials:
             return CLUSTER_ADMIN
         if self._store is None or self._clock is None or not secret:
             return None
-        found = self._store.find_token(digest.hex())
+        found = await self._store.find_token(digest.hex())
         if found is None:
             return None
         token, now = found.view, self._clock.now_ms()

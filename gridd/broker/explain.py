@@ -1,7 +1,7 @@
 """Why a job is where it is (`gridd why`): the job's own causes (held, dependencies, its group's
 --max-running, a retry delay), each connected worker's first obstacle (matching.blocker), the one reason
 that comes first, and what would make the job run. Computed from the workers the broker holds in memory and
-one store read (store_why.job_facts); nothing here does I/O.
+one store read (Store.job_facts); nothing here does I/O.
 
 The one reason, in this order: the job's state if it is running or finished; held; waiting for
 dependencies; its group at --max-running; a retry delay; no connected worker could ever run it
@@ -17,7 +17,7 @@ import msgspec
 
 from gridd.broker import transitions as tr
 from gridd.broker.matching import NEVER, blocker, unmatched
-from gridd.broker.store_why import JobFacts
+from gridd.broker.store.interface import JobFacts
 from gridd.broker.workers import WorkerLink
 from gridd.protocol.messages import JobExplained, JobView, WorkerFit
 

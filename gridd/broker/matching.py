@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 from gridd.broker.workers import WorkerLink
 from gridd.protocol.messages import JobSpec, JobView
+from gridd.protocol.states import JobState
 
 Lane = tuple[str, str]  # (queue, lane)
 UNLIMITED = 2**62  # what None (no limit) means in a comparison or an SQL parameter
@@ -167,7 +168,7 @@ def _ge(a: int | None, b: int | None) -> bool:
 
 def unmatched(job: JobView, workers: Sequence[WorkerLink]) -> str | None:
     """For a queued job: why no connected worker could ever run it (the closest reason), or None if one could."""
-    if job.state != "queued":
+    if job.state != JobState.QUEUED:
         return None
     module = _module(job)
     where = f"queue {job.queue!r}"

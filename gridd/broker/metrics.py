@@ -31,6 +31,7 @@ from gridd.broker.observe import Observer
 from gridd.config import parse_address
 from gridd.protocol.errors import CannotListen
 from gridd.protocol.messages import WORKER_STATES
+from gridd.protocol.states import JobState
 
 log = structlog.get_logger()
 
@@ -117,7 +118,7 @@ class _BrokerCollector(Collector):
             "Attempts ended since start, by what became of their job (requeued: it will run again).",
             labels=["outcome"],
         )
-        for outcome in ("succeeded", "failed", "requeued", "cancelled"):
+        for outcome in (JobState.SUCCEEDED, JobState.FAILED, "requeued", JobState.CANCELLED):
             ended.add_metric([outcome], broker.attempts_ended.get(outcome, 0))
         yield ended
         refused = CounterMetricFamily(

@@ -7,9 +7,17 @@ from __future__ import annotations
 
 import sqlite3
 
+from gridd.protocol.states import JobState
+
+# Job states are written into the scripts from the enum; each script's text stays what it was when it was
+# released (tests/broker/test_schema.py holds their digests).
+_QUEUED, _RUNNING = f"'{JobState.QUEUED}'", f"'{JobState.RUNNING}'"
+# The WHERE of the jobs_finished index (migration 7); retention's query repeats it word for word.
+FINISHED_WHERE = f"state IN ('{JobState.SUCCEEDED}', '{JobState.FAILED}', '{JobState.CANCELLED}')"
+
 MIGRATIONS: list[str] = [
     # 1: jobs, their groups and dependencies, their finished attempts and their captured output.
-    """
+    f"""
     CREATE TABLE groups (
         id           INTEGER PRIMARY KEY,
         max_running  INTEGER,                      -- NULL: no limit
@@ -37,16 +45,16 @@ MIGRATIONS: list[str] = [
         throttled     INTEGER NOT NULL DEFAULT 0    -- 1: queued, but its group is at --max-running
     );
     -- Leasing reads this index only: throttled and waiting jobs cost nothing until they may run.
-    CREATE INDEX jobs_ready ON jobs (queue, priority DESC, id) WHERE state = 'queued' AND throttled = 0;
+    CREATE INDEX jobs_ready ON jobs (queue, priority DESC, id) WHERE state = {_QUEUED} AND throttled = 0;
     CREATE INDEX jobs_group ON jobs (group_id, state, throttled) WHERE group_id IS NOT NULL;
     CREATE TABLE deps (
         job_id INTEGER NOT NULL,                    -- the waiting job
         dep_id INTEGER NOT NULL,                    -- the job it waits for
         PRIMARY KEY (dep_id, job_id)
     ) WITHOUT ROWID;
-    CREATE INDEX jobs_delayed ON jobs (not_before_ms) WHERE state = 'queued' AND not_before_ms > 0;
-    CREATE INDEX jobs_deadline ON jobs (deadline_ms) WHERE state = 'running';
-    CREATE INDEX jobs_worker ON jobs (worker) WHERE state = 'running';
+    CREATE INDEX jobs_delayed ON jobs (not_before_ms) WHERE state = {_QUEUED} AND not_before_ms > 0;
+    CREATE INDEX jobs_deadline ON jobs (deadline_ms) WHERE state = {_RUNNING};
+    CREATE INDEX jobs_worker ON jobs (worker) WHERE state = {_RUNNING};
     CREATE INDEX jobs_state ON jobs (state, id);
     CREATE TABLE attempts (
         job_id     INTEGER NOT NULL,
@@ -70,11 +78,11 @@ MIGRATIONS: list[str] = [
     # 2: Python tasks. A job's lane says which workers may lease it ('' commands: any worker;
     # 'task:MODULE' only workers serving that module), so leasing stays one index range per lane.
     # Results of task jobs, and content-addressed blobs for payloads too large for a frame.
-    """
+    f"""
     ALTER TABLE jobs ADD COLUMN lane TEXT NOT NULL DEFAULT '';
     ALTER TABLE jobs ADD COLUMN records INTEGER;       -- a batch task: results that must come back
     DROP INDEX jobs_ready;
-    CREATE INDEX jobs_ready ON jobs (queue, lane, priority DESC, id) WHERE state = 'queued' AND throttled = 0;
+    CREATE INDEX jobs_ready ON jobs (queue, lane, priority DESC, id) WHERE state = {_QUEUED} AND throttled = 0;
     ALTER TABLE attempts ADD COLUMN code TEXT;         -- the task code's version that ran the attempt
     CREATE TABLE results (
         job_id INTEGER PRIMARY KEY,
@@ -115,20 +123,20 @@ MIGRATIONS: list[str] = [
     # (a covering index).
     # `lanes`: every (queue, lane) that ever held a job (see gridd/broker/matching.py), so a worker's
     # lanes are known without scanning jobs. Never pruned: a retried job may bring an old lane back.
-    """
+    f"""
     ALTER TABLE jobs ADD COLUMN cpus INTEGER NOT NULL DEFAULT 1;
     ALTER TABLE jobs ADD COLUMN memory_mb INTEGER NOT NULL DEFAULT 0;
     DROP INDEX jobs_ready;
     -- state and throttled too: SQLite counts an index as covering only if it holds every column named.
     CREATE INDEX jobs_ready ON jobs (queue, lane, priority DESC, id, cpus, memory_mb, not_before_ms, state, throttled)
-        WHERE state = 'queued' AND throttled = 0;
+        WHERE state = {_QUEUED} AND throttled = 0;
     CREATE TABLE lanes (
         queue TEXT NOT NULL,
         lane  TEXT NOT NULL,
         PRIMARY KEY (queue, lane)
     ) WITHOUT ROWID;
     INSERT OR IGNORE INTO lanes (queue, lane) SELECT DISTINCT queue, lane FROM jobs;
-    """,
+    """,  # noqa: S608
     # 5: worker identity. A lease is bound to the worker instance it was granted to (the random id the
     # worker keeps in its work dir), not only to its name: only that instance may re-attach, renew, end or
     # give up the lease, so a peer reusing the name while the worker is away cannot take or fail its jobs.
@@ -139,33 +147,33 @@ MIGRATIONS: list[str] = [
     ALTER TABLE jobs ADD COLUMN instance TEXT NOT NULL DEFAULT '';
     """,
     # 6: partial uploads expire. `touched_ms` is when a piece of the blob last arrived; a blob still
-    # arriving (have < size) that nobody wrote to for PARTIAL_BLOB_TTL_MS is dropped (store_blobs).
+    # arriving (have < size) that nobody wrote to for PARTIAL_BLOB_TTL_MS is dropped (store/blobs.py).
     # Partials from before this migration read as untouched since 1970: the next upload drops them.
     """
     ALTER TABLE blobs ADD COLUMN touched_ms INTEGER NOT NULL DEFAULT 0;
     CREATE INDEX blobs_partial ON blobs (touched_ms) WHERE have < size;
     """,
-    # 7: retention (gridd/broker/store_retention.py). Finished jobs are found by when they finished; a
+    # 7: retention (gridd/broker/store/retention.py). Finished jobs are found by when they finished; a
     # blob is removed with the last job that refers to it, so references are indexed: a task job's
     # arguments blob gets a column (filled for older rows from their msgpack spec, where the 64 hex
     # digits follow the key 'args_blob' and a 2-byte str8 header), results by their blob. `meta` keeps
     # the largest job id ever given, so ids are never reused once the newest jobs are purged. From here
     # on `lanes` is pruned (of queues with no job left to lease) and restored by a retry: see
     # Broker.drop_idle_lanes.
-    """
+    f"""
     ALTER TABLE jobs ADD COLUMN args_blob TEXT;
     UPDATE jobs SET args_blob = CAST(substr(spec, instr(spec, CAST('args_blob' AS BLOB)) + 11, 64) AS TEXT)
         WHERE lane LIKE 'task:%' AND instr(spec, CAST('args_blob' AS BLOB)) > 0;
     CREATE INDEX jobs_args_blob ON jobs (args_blob) WHERE args_blob IS NOT NULL;
     CREATE INDEX results_blob ON results (blob) WHERE blob IS NOT NULL;
     CREATE INDEX deps_job ON deps (job_id);               -- a job's own dependencies (deps' key leads with dep_id)
-    CREATE INDEX jobs_finished ON jobs (finished_ms) WHERE state IN ('succeeded', 'failed', 'cancelled');
+    CREATE INDEX jobs_finished ON jobs (finished_ms) WHERE {FINISHED_WHERE};
     CREATE TABLE meta (
         key   TEXT PRIMARY KEY,
         value INTEGER NOT NULL
     ) WITHOUT ROWID;
-    """,
-    # 8: credentials per role (store_tokens.py) and the owner of each job. A token is kept by the sha256
+    """,  # noqa: S608
+    # 8: credentials per role (store/tokens.py) and the owner of each job. A token is kept by the sha256
     # of its secret, never the secret; its name is unique (a worker token's name is its worker's name),
     # `queues` is a comma-joined list ('' any queue). `owner` is the name of the credential a job was
     # submitted with; every job from before this migration was submitted with the cluster token, the

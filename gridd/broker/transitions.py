@@ -1,15 +1,24 @@
-"""Every legal job transition, in one place (h11's Rule 1): the store asks here, never decides alone.
+"""Every legal job transition, in one table (h11's Rule 1): the store asks here before it changes a job's
+state, and never decides alone.
 
-Rule: this module knows states and actions, not SQL and not sockets.
+Rule: this module knows states and moves, not SQL and not sockets. A change of state is a move made from
+the state a job is in; TABLE maps (state, move) to the state reached, and a pair it does not hold is
+illegal: `step` refuses it. A statement that changes states in bulk builds its SQL from the table once
+(`edge`, `sources`), so its WHERE and SET say what the table says.
 """
 
 from __future__ import annotations
 
+import enum
+from collections.abc import Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Final
 
+from gridd.protocol.errors import IllegalTransition
 from gridd.protocol.states import FINISHED as FINISHED
 from gridd.protocol.states import JOB_STATES, JobState
+from gridd.protocol.states import JobState as S
 
 QUEUED: Final[str] = JobState.QUEUED
 RUNNING: Final[str] = JobState.RUNNING
@@ -21,40 +30,119 @@ WAITING: Final[str] = JobState.WAITING
 
 STATES: Final = JOB_STATES
 
-# action -> (states it applies to, state it leads to)
+
+class Move(enum.StrEnum):
+    """What happens to a job. The four control actions keep the names the protocol gives them."""
+
+    SUBMIT = "submit"
+    LEASE = "lease"  # a worker takes it
+    SUCCEED = "succeed"  # its attempt exited 0
+    REQUEUE = "requeue"  # its attempt failed or its lease expired, and attempts remain
+    FAIL = "fail"  # ... and that was its last attempt
+    RETURN = "return"  # its worker gave it back unstarted (draining, a grant lost): the attempt is not spent
+    CANCEL = "cancel"
+    HOLD = "hold"
+    RELEASE = "release"
+    RETRY = "retry"
+    DEPS_MET = "deps_met"  # its last dependency succeeded
+    DEP_LOST = "dep_lost"  # a dependency failed or was cancelled: it can never run
+
+
+NEW: Final = None  # the state a job is "in" before it is submitted
+
+_ANY_UNFINISHED = (S.WAITING, S.QUEUED, S.HELD, S.RUNNING)
+
+# (state left, move) -> state reached. A move that queues a job (SUBMIT, RELEASE, RETRY) makes it wait
+# instead while some of its dependencies have not succeeded: see `step`.
+TABLE: Final[Mapping[tuple[str | None, Move], JobState]] = MappingProxyType(
+    {
+        (NEW, Move.SUBMIT): S.QUEUED,
+        (NEW, Move.DEP_LOST): S.CANCELLED,  # submitted --after a job that had already failed
+        (S.QUEUED, Move.LEASE): S.RUNNING,
+        (S.RUNNING, Move.SUCCEED): S.SUCCEEDED,
+        (S.RUNNING, Move.REQUEUE): S.QUEUED,
+        (S.RUNNING, Move.FAIL): S.FAILED,
+        (S.RUNNING, Move.RETURN): S.QUEUED,
+        **{(state, Move.CANCEL): S.CANCELLED for state in _ANY_UNFINISHED},
+        (S.WAITING, Move.HOLD): S.HELD,
+        (S.QUEUED, Move.HOLD): S.HELD,
+        (S.HELD, Move.RELEASE): S.QUEUED,
+        (S.FAILED, Move.RETRY): S.QUEUED,
+        (S.CANCELLED, Move.RETRY): S.QUEUED,
+        (S.WAITING, Move.DEPS_MET): S.QUEUED,
+        (S.WAITING, Move.DEP_LOST): S.CANCELLED,
+        (S.HELD, Move.DEP_LOST): S.CANCELLED,
+    }
+)
+_WAIT_FOR_DEPS: Final = frozenset({Move.SUBMIT, Move.RELEASE, Move.RETRY})
+
+
+def step(state: str | None, move: Move, pending_deps: int = 0) -> JobState:
+    """The state a job in `state` (NEW: not yet submitted) reaches by `move`; IllegalTransition if the
+    table does not list it. `pending_deps`: its dependencies that have not succeeded yet."""
+    reached = TABLE.get((state, move))  # a state read as a str equals (and hashes as) its member
+    if reached is None:
+        raise IllegalTransition(f"a job that is {state or 'not submitted'} cannot {move.value}")
+    if reached == S.QUEUED and pending_deps > 0 and move in _WAIT_FOR_DEPS:
+        return S.WAITING
+    return reached
+
+
+def allows(state: str, move: Move) -> bool:
+    """Whether the table lets a job in `state` make `move`."""
+    return (state, move) in TABLE
+
+
+def sources(move: Move) -> frozenset[JobState]:
+    """The states from which `move` is legal (for the WHERE of a statement that makes it)."""
+    return frozenset(JobState(state) for (state, m) in TABLE if m == move and state is not None)
+
+
+def target(move: Move) -> JobState:
+    """The state `move` leads to, from whichever state it is made (before waiting for dependencies)."""
+    (reached,) = {to for (_, m), to in TABLE.items() if m == move}
+    return reached
+
+
+def edge(move: Move) -> tuple[JobState, JobState]:
+    """(from, to) of a move made from one state only (a lease, a hand-back, dependencies met): what the
+    constant SQL that makes it tests for and sets."""
+    (source,) = sources(move)
+    return source, target(move)
+
+
+# action -> (states it applies to, state it leads to): the control actions, as the table has them.
 ACTIONS: Final[dict[str, tuple[frozenset[str], str]]] = {
-    "cancel": (frozenset({WAITING, QUEUED, HELD, RUNNING}), CANCELLED),
-    "hold": (frozenset({WAITING, QUEUED}), HELD),
-    "release": (frozenset({HELD}), QUEUED),  # or WAITING while dependencies remain: see ready_state
-    "retry": (frozenset({FAILED, CANCELLED}), QUEUED),  # likewise
+    move.value: (frozenset(sources(move)), target(move)) for move in (Move.CANCEL, Move.HOLD, Move.RELEASE, Move.RETRY)
 }
-
-
-def ready_state(target: str, pending_deps: int) -> str:
-    """A job that would be queued waits instead while some of its dependencies have not succeeded."""
-    return WAITING if target == QUEUED and pending_deps > 0 else target
 
 
 def refusal(action: str, job_id: str, state: str) -> str:
     """The one-line reason an action does not apply to a job in `state`."""
-    if action in ("cancel", "hold") and state in FINISHED:
+    if action in (Move.CANCEL, Move.HOLD) and state in FINISHED:
         return f"job {job_id} has already finished (state={state})"
-    if action == "hold" and state == RUNNING:
+    if action == Move.HOLD and state == RUNNING:
         return f"job {job_id} is running; only a queued or waiting job can be held (cancel it instead)"
-    if action == "release":
+    if action == Move.RELEASE:
         return f"job {job_id} is not held (state={state})"
-    if action == "retry" and state == SUCCEEDED:
+    if action == Move.RETRY and state == SUCCEEDED:
         return f"job {job_id} succeeded; there is nothing to retry"
-    if action == "retry":
+    if action == Move.RETRY:
         return f"job {job_id} has not finished (state={state}); only a failed or cancelled job can be retried"
     return f"cannot {action} job {job_id} (state={state})"
 
 
-def after_attempt(exit_code: int | None, attempts: int, max_attempts: int) -> str:
-    """Where a job goes when an attempt ends: succeeded, queued again while attempts remain, else failed."""
+def after_attempt(exit_code: int | None, attempts: int, max_attempts: int) -> Move:
+    """How an attempt ends its job's run: it succeeded, or it runs again while attempts remain, or it
+    failed. An attempt whose lease expired has no exit code."""
     if exit_code == 0:
-        return SUCCEEDED
-    return QUEUED if attempts < max_attempts else FAILED
+        return Move.SUCCEED
+    return Move.REQUEUE if attempts < max_attempts else Move.FAIL
+
+
+def ended_as(state: str) -> str:
+    """How a sentence says a job ended in `state`: "succeeded", "failed", "was cancelled"."""
+    return f"was {state}" if state == S.CANCELLED else state
 
 
 def retry_delay_ms(attempt: int, base_ms: int) -> int:

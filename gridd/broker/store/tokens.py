@@ -11,18 +11,12 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Sequence
-from dataclasses import dataclass
 
+from gridd.broker.store.interface import TokenRow
 from gridd.protocol.errors import InvalidRequest
 from gridd.protocol.messages import TokenView
 
 _COLUMNS = "id, name, role, queues, created_ms, last_used_ms, expires_ms, revoked_ms"
-
-
-@dataclass(frozen=True, slots=True)
-class TokenRow:
-    id: int
-    view: TokenView
 
 
 def create_token(

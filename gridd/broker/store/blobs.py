@@ -21,12 +21,13 @@ from collections.abc import Sequence
 
 import msgspec
 
-from gridd.broker import store_flow as flow
-from gridd.broker.transitions import FINISHED
+from gridd.broker.store.refs import parse_job_id
+from gridd.broker.store.sql import ids_json, states
 from gridd.protocol.errors import InvalidRequest, UnknownBlob, UnknownJob
 from gridd.protocol.messages import TaskError, TaskOutcome
+from gridd.protocol.states import FINISHED, JobState
 
-_FINISHED_SQL = "(" + ", ".join(f"'{state}'" for state in sorted(FINISHED)) + ")"  # constants, not input
+_FINISHED_SQL = states(JobState(state) for state in sorted(FINISHED))
 
 _error_decoder = msgspec.msgpack.Decoder(TaskError)
 
@@ -94,12 +95,12 @@ def blob_head(db: sqlite3.Connection, blob: str, length: int) -> bytes:
 
 
 def read_results(
-    db: sqlite3.Connection, job_ids: Sequence[str], max_bytes: int, finished_only: bool = False
+    db: sqlite3.Connection, job_ids: Sequence[str], max_bytes: int, *, finished_only: bool = False
 ) -> list[TaskOutcome]:
     """Task outcomes for the named jobs (`finished_only`: those that have finished), in order, stopping
     (after at least one) before `max_bytes`."""
-    keys = [flow.parse_job_id(j) for j in job_ids]
-    ids = flow.ids_json(keys)
+    keys = [parse_job_id(j) for j in job_ids]
+    ids = ids_json(keys)
     sql = (
         "SELECT j.id, j.state, j.exit_code, j.reason, r.value, r.blob, r.error FROM jobs j"
         " LEFT JOIN results r ON r.job_id = j.id WHERE j.id IN (SELECT value FROM json_each(?))"
@@ -143,8 +144,7 @@ def read_results(
 
 def _refuse_unknown(db: sqlite3.Connection, job_ids: Sequence[str], keys: Sequence[int]) -> None:
     found = {
-        r[0]
-        for r in db.execute("SELECT id FROM jobs WHERE id IN (SELECT value FROM json_each(?))", (flow.ids_json(keys),))
+        r[0] for r in db.execute("SELECT id FROM jobs WHERE id IN (SELECT value FROM json_each(?))", (ids_json(keys),))
     }
     missing = next(job_id for job_id, key in zip(job_ids, keys, strict=True) if key not in found)
     raise UnknownJob(f"no job has id {missing!r}")

@@ -9,11 +9,13 @@ from collections.abc import Sequence
 
 import msgspec
 
-from gridd.broker import store_bundles as bundles
-from gridd.broker import store_flow as flow
+import gridd.broker.store.bundles as bundles
+import gridd.broker.store.sql as sql
+from gridd.broker.store.refs import group_name, parse_job_id, parse_ref
 from gridd.protocol.errors import UnknownBundle, UnknownJob
 from gridd.protocol.limits import LIST_REPLY_BYTES
 from gridd.protocol.messages import AttemptView, JobView, ReportRow
+from gridd.protocol.states import JobState
 
 
 class _SpecView(msgspec.Struct, frozen=True):
@@ -46,11 +48,11 @@ _VIEW_COLUMNS = (
 
 
 def get_job(conn: sqlite3.Connection, job_id: str) -> tuple[JobView, list[AttemptView]]:
-    key = flow.parse_job_id(job_id)
-    rows = flow.rows(conn, f"SELECT {_VIEW_COLUMNS} FROM jobs j WHERE j.id = ?", (key,))  # noqa: S608
+    key = parse_job_id(job_id)
+    rows = sql.rows(conn, f"SELECT {_VIEW_COLUMNS} FROM jobs j WHERE j.id = ?", (key,))  # noqa: S608
     if not rows:
         raise UnknownJob(f"no job has id {job_id!r}")
-    history = flow.rows(
+    history = sql.rows(
         conn,
         "SELECT attempt, worker, lease, started_ms, ended_ms, exit_code, outcome, code, bundle,"
         " wall_ms, cpu_user_s, cpu_system_s, max_rss_kb, output_bytes, lent FROM attempts"
@@ -81,11 +83,11 @@ def get_job(conn: sqlite3.Connection, job_id: str) -> tuple[JobView, list[Attemp
 
 
 def get_jobs(conn: sqlite3.Connection, job_ids: Sequence[str]) -> list[JobView]:
-    keys = [flow.parse_job_id(j) for j in job_ids]
-    rows = flow.rows(
+    keys = [parse_job_id(j) for j in job_ids]
+    rows = sql.rows(
         conn,
         f"SELECT {_VIEW_COLUMNS} FROM jobs j WHERE j.id IN (SELECT value FROM json_each(?))",  # noqa: S608
-        (flow.ids_json(keys),),
+        (sql.ids_json(keys),),
     )
     found = {r[0]: _view(r) for r in rows}
     for job_id, key in zip(job_ids, keys, strict=True):
@@ -101,17 +103,16 @@ def list_jobs(
     limit: int,
     before: str | None = None,
     group: str | None = None,
-    max_bytes: int = LIST_REPLY_BYTES,
     owner: str | None = None,
 ) -> tuple[list[JobView], bool]:
-    """A page of jobs, newest first, and whether it was cut by `max_bytes` (their encoded size) before
+    """A page of jobs, newest first, and whether it was cut by LIST_REPLY_BYTES (their encoded size) before
     `limit` rows: rows are read one at a time, so a listing holds one page, never the whole result.
     `owner`: only the jobs of that owner (a submit credential lists its own)."""
-    cursor = flow.parse_job_id(before) if before else 2**62
+    cursor = parse_job_id(before) if before else 2**62
     group_key = None
     if group is not None:
-        kind, group_key = flow.parse_ref(group)
-        if kind != "group" or not flow.rows(conn, "SELECT 1 FROM groups WHERE id = ?", (group_key,)):
+        kind, group_key = parse_ref(group)
+        if kind != "group" or not sql.rows(conn, "SELECT 1 FROM groups WHERE id = ?", (group_key,)):
             raise UnknownJob(f"no group has id {group!r}")
     rows = conn.execute(
         f"SELECT {_VIEW_COLUMNS} FROM jobs j WHERE (?1 IS NULL OR j.state = ?1)"  # noqa: S608
@@ -125,7 +126,7 @@ def list_jobs(
         for row in rows:
             view = _view(row)
             size += len(_size.encode(view))
-            if views and size > max_bytes:
+            if views and size > LIST_REPLY_BYTES:
                 return views, True
             views.append(view)
     finally:
@@ -134,8 +135,8 @@ def list_jobs(
 
 
 def read_output(conn: sqlite3.Connection, job_id: str, stream: str) -> tuple[bytes, bool]:
-    key = flow.parse_job_id(job_id)
-    rows = flow.rows(
+    key = parse_job_id(job_id)
+    rows = sql.rows(
         conn,
         "SELECT j.id, o.data, o.truncated FROM jobs j LEFT JOIN outputs o ON o.job_id = j.id AND o.stream = ?"
         " WHERE j.id = ?",
@@ -153,21 +154,21 @@ def foreign_job(conn: sqlite3.Connection, refs: Sequence[str], owner: str) -> tu
     jobs: dict[int, str] = {}
     for ref in refs:
         try:
-            kind, key = flow.parse_ref(ref)
+            kind, key = parse_ref(ref)
         except UnknownJob:
             continue
         if kind == "job":
             jobs.setdefault(key, ref)
             continue
-        found = flow.rows(conn, "SELECT owner FROM jobs WHERE group_id = ? AND owner != ? LIMIT 1", (key, owner))
+        found = sql.rows(conn, "SELECT owner FROM jobs WHERE group_id = ? AND owner != ? LIMIT 1", (key, owner))
         if found:
             return ref, str(found[0][0])
     if not jobs:
         return None
-    found = flow.rows(
+    found = sql.rows(
         conn,
         "SELECT id, owner FROM jobs WHERE id IN (SELECT value FROM json_each(?)) AND owner != ? ORDER BY id LIMIT 1",
-        (flow.ids_json(list(jobs)), owner),
+        (sql.ids_json(list(jobs)), owner),
     )
     return (jobs[found[0][0]], str(found[0][1])) if found else None
 
@@ -175,11 +176,11 @@ def foreign_job(conn: sqlite3.Connection, refs: Sequence[str], owner: str) -> tu
 def job_inputs(conn: sqlite3.Connection, job_ids: Sequence[str]) -> tuple[set[str], set[str]]:
     """What the jobs need from the broker: the bundle versions they run in ("NAME@N") and the blobs they
     read (a task's arguments blob, every file of those bundle versions)."""
-    keys = [flow.parse_job_id(j) for j in job_ids]
-    rows = flow.rows(
+    keys = [parse_job_id(j) for j in job_ids]
+    rows = sql.rows(
         conn,
         "SELECT spec, args_blob FROM jobs WHERE id IN (SELECT value FROM json_each(?))",
-        (flow.ids_json(keys),),
+        (sql.ids_json(keys),),
     )
     refs = {b for r in rows if (b := _spec_decoder.decode(r[0]).bundle) is not None}
     blobs = {str(r[1]) for r in rows if r[1] is not None}
@@ -191,7 +192,7 @@ def job_inputs(conn: sqlite3.Connection, job_ids: Sequence[str]) -> tuple[set[st
 
 def count_by_queue(conn: sqlite3.Connection) -> dict[str, dict[str, int]]:
     counts: dict[str, dict[str, int]] = {}
-    for queue, state, n in flow.rows(conn, "SELECT queue, state, COUNT(*) FROM jobs GROUP BY queue, state"):
+    for queue, state, n in sql.rows(conn, "SELECT queue, state, COUNT(*) FROM jobs GROUP BY queue, state"):
         counts.setdefault(queue, {})[state] = n
     return counts
 
@@ -215,7 +216,7 @@ def _view(r: sqlite3.Row) -> JobView:
         reason=r[12],
         stdout_bytes=r[13] or 0,
         stderr_bytes=r[14] or 0,
-        group=flow.group_name(r[15]),
+        group=group_name(r[15]),
         after=[str(d) for d in json.loads(r[16])] if r[16] else [],
         bundle=spec.bundle,
         cpus=spec.cpus,
@@ -226,11 +227,12 @@ def _view(r: sqlite3.Row) -> JobView:
     )
 
 
+_FINISHED = sql.states((JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED))
 # What `gridd report` groups by: a fixed expression per choice, never the caller's text.
 _REPORT_KEYS = {"owner": "j.owner", "queue": "j.queue", "worker": "COALESCE(a.worker, '-')"}
 
 
-def report(conn: sqlite3.Connection, by: str, since_ms: int, owner: str | None) -> list[ReportRow]:
+def report(conn: sqlite3.Connection, by: str, since_ms: int, owner: str | None = None) -> list[ReportRow]:
     """Accounting of the attempts that ended at or after `since_ms` (of `owner`'s jobs only, unless None),
     one row per group, in one aggregate query. A job counts as finished in the group of its last attempt
     (the one whose lease is the job's): once, however many attempts it took. CPU and wall time sum what
@@ -238,11 +240,11 @@ def report(conn: sqlite3.Connection, by: str, since_ms: int, owner: str | None) 
     key = _REPORT_KEYS[by]
     lent = "a.lent = 1"
     last = "a.lease = j.lease"
-    rows = flow.rows(
+    rows = sql.rows(
         conn,
         f"SELECT {key} AS g,"  # noqa: S608 - `key` is one of _REPORT_KEYS
-        f" COUNT(DISTINCT CASE WHEN {last} AND j.state IN ('succeeded', 'failed', 'cancelled') THEN j.id END),"
-        f" COUNT(DISTINCT CASE WHEN {last} AND j.state = 'succeeded' THEN j.id END),"
+        f" COUNT(DISTINCT CASE WHEN {last} AND j.state IN {_FINISHED} THEN j.id END),"
+        f" COUNT(DISTINCT CASE WHEN {last} AND j.state = {sql.state(JobState.SUCCEEDED)} THEN j.id END),"
         " COUNT(*),"
         " TOTAL(a.cpu_user_s + a.cpu_system_s) / 3600.0,"
         " TOTAL(a.wall_ms) / 3600000.0,"

@@ -6,37 +6,27 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 
-from gridd.broker import store_flow as flow
-from gridd.broker import store_reads as reads
-from gridd.protocol.messages import AttemptView, DependencyView, JobView
+import gridd.broker.store.reads as reads
+import gridd.broker.store.sql as sql
+from gridd.broker.store.interface import JobFacts
+from gridd.broker.store.refs import parse_job_id
+from gridd.protocol.messages import DependencyView
+from gridd.protocol.states import JobState
 
 RUNNING_NAMED = 5  # a group at --max-running names at most this many of its running jobs
-
-
-@dataclass(frozen=True, slots=True)
-class JobFacts:
-    job: JobView
-    attempts: list[AttemptView]
-    not_before_ms: int  # 0: no retry delay
-    throttled: bool  # queued, but its group is at --max-running
-    dependencies: list[DependencyView] = field(default_factory=list)
-    max_running: int | None = None  # of its group
-    group_running: list[str] = field(default_factory=list)  # the first RUNNING_NAMED running jobs of its group
-    group_running_count: int = 0
-    sizes: dict[str, tuple[int, int]] = field(default_factory=dict)  # running job id -> (cpus, memory_mb)
+_GROUP_RUNNING_SQL = f"SELECT id FROM jobs WHERE group_id = ? AND state = {sql.state(JobState.RUNNING)} ORDER BY id"  # noqa: S608
 
 
 def job_facts(conn: sqlite3.Connection, job_id: str, running: Sequence[str]) -> JobFacts:
     """UnknownJob if there is no such job. `running`: the ids of the jobs the connected workers run, whose
     sizes are read so that a worker's free cpus and memory can be told."""
     job, attempts = reads.get_job(conn, job_id)
-    key = flow.parse_job_id(job_id)
-    not_before, throttled, group_id = flow.rows(
+    key = parse_job_id(job_id)
+    not_before, throttled, group_id = sql.rows(
         conn, "SELECT not_before_ms, throttled, group_id FROM jobs WHERE id = ?", (key,)
     )[0]
-    deps = flow.rows(
+    deps = sql.rows(
         conn,
         "SELECT d.dep_id, COALESCE(j.state, 'purged') FROM deps d LEFT JOIN jobs j ON j.id = d.dep_id"
         " WHERE d.job_id = ? ORDER BY d.dep_id",
@@ -44,16 +34,14 @@ def job_facts(conn: sqlite3.Connection, job_id: str, running: Sequence[str]) -> 
     )
     max_running, group_running, count = None, [], 0
     if group_id is not None:
-        max_running = flow.rows(conn, "SELECT max_running FROM groups WHERE id = ?", (group_id,))[0][0]
+        max_running = sql.rows(conn, "SELECT max_running FROM groups WHERE id = ?", (group_id,))[0][0]
         if max_running is not None:
-            ids = flow.rows(
-                conn, "SELECT id FROM jobs WHERE group_id = ? AND state = 'running' ORDER BY id", (group_id,)
-            )
+            ids = sql.rows(conn, _GROUP_RUNNING_SQL, (group_id,))
             count, group_running = len(ids), [str(r[0]) for r in ids[:RUNNING_NAMED]]
-    sizes = flow.rows(
+    sizes = sql.rows(
         conn,
         "SELECT id, cpus, memory_mb FROM jobs WHERE id IN (SELECT value FROM json_each(?))",
-        (flow.ids_json(int(j) for j in running if j.isdigit()),),
+        (sql.ids_json(int(j) for j in running if j.isdigit()),),
     )
     return JobFacts(
         job=job,

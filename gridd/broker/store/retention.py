@@ -8,22 +8,18 @@ for it was settled when it finished: met if it succeeded, cancelled if not), its
 in it, and each blob it referred to (task arguments, a result value) that no other job, result or bundle
 version refers to. A bundle's blobs stay while any version names them. The largest id ever given is
 kept in `meta`, so a restart after the newest jobs were purged never gives an id out twice.
-
-The lanes of queues that have no job left to lease are dropped too (Broker.drop_idle_lanes decides which),
-and a retried job's lane is restored, so the lanes table holds what may be leased, not every queue ever seen.
 """
 
 from __future__ import annotations
 
-import json
 import sqlite3
-from collections.abc import Sequence
 
-from gridd.broker import store_flow as flow
+from gridd.broker.schema import FINISHED_WHERE
+from gridd.broker.store.sql import ids_json
 
 LAST_JOB_ID = "last_job_id"
 # Word for word the WHERE of the jobs_finished index (schema.py), so SQLite uses it.
-_FINISHED = "state IN ('succeeded', 'failed', 'cancelled')"
+_FINISHED = FINISHED_WHERE
 
 
 def purge_finished(db: sqlite3.Connection, cutoff_ms: int, max_jobs: int) -> list[tuple[str, str, str]]:
@@ -35,7 +31,7 @@ def purge_finished(db: sqlite3.Connection, cutoff_ms: int, max_jobs: int) -> lis
     ).fetchall()
     if not rows:
         return []
-    ids = flow.ids_json(r[0] for r in rows)
+    ids = ids_json(r[0] for r in rows)
     blobs = {r[4] for r in rows if r[4]}
     blobs.update(
         r[0]
@@ -60,7 +56,7 @@ def purge_finished(db: sqlite3.Connection, cutoff_ms: int, max_jobs: int) -> lis
     db.execute(
         "DELETE FROM groups WHERE id IN (SELECT value FROM json_each(?))"
         " AND NOT EXISTS (SELECT 1 FROM jobs WHERE group_id = groups.id)",
-        (flow.ids_json({r[3] for r in rows if r[3] is not None}),),
+        (ids_json({r[3] for r in rows if r[3] is not None}),),
     )
     for blob in sorted(blobs):
         if not _referenced(db, blob):
@@ -77,20 +73,3 @@ def _referenced(db: sqlite3.Connection, blob: str) -> bool:
         (blob,),
     ).fetchone()
     return bool(found[0])
-
-
-def drop_lanes(db: sqlite3.Connection, queues: Sequence[str]) -> None:
-    """Forget the lanes of queues that have no job left to lease."""
-    db.execute("DELETE FROM lanes WHERE queue IN (SELECT value FROM json_each(?))", (json.dumps(list(queues)),))
-
-
-def restore_lanes(db: sqlite3.Connection, ids: Sequence[int]) -> list[tuple[str, str]]:
-    """The (queue, lane) of these jobs, in the lanes table again."""
-    lanes = [
-        (r[0], r[1])
-        for r in db.execute(
-            "SELECT DISTINCT queue, lane FROM jobs WHERE id IN (SELECT value FROM json_each(?))", (flow.ids_json(ids),)
-        )
-    ]
-    db.executemany("INSERT OR IGNORE INTO lanes (queue, lane) VALUES (?, ?)", lanes)
-    return lanes

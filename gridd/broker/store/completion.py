@@ -1,0 +1,155 @@
+"""Completion: workers' results recorded, each attempt's outcome exactly once. Part of the SQLite store.
+
+Rules: a result counts only for the job's current lease, from the worker instance it was granted to;
+any other is refused with its Outcome (STALE_LEASE, FOREIGN_LEASE) and changes nothing. The transition
+table says where the job goes (succeeded, queued again for a retry after its delay, failed), and the
+job's row, its attempt, its output and a task's result or error commit together with what the change
+sets off (flow.settle: dependents, group tokens). A batch task that returned another number of results
+than it had records fails its attempt (BAD_RESULT).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+from typing import Any
+
+import msgspec
+
+import gridd.broker.store.attempts as attempts
+import gridd.broker.store.blobs as blobs
+import gridd.broker.store.flow as flow
+from gridd.broker import transitions as tr
+from gridd.broker.store.refs import parse_job_id
+from gridd.broker.store.sql import ids_json, rows, state
+from gridd.broker.transitions import Transition
+from gridd.protocol.errors import ErrorCode
+from gridd.protocol.messages import JobResult, Outcome
+from gridd.protocol.payloads import array_length
+from gridd.protocol.states import JobState
+
+_encoder = msgspec.msgpack.Encoder()
+
+_ENDED = JobState.RUNNING  # the state an attempt ends from (the table's source of SUCCEED, REQUEUE, FAIL)
+_END_SQL = (
+    "UPDATE jobs SET state = ?, exit_code = ?, finished_ms = ?, not_before_ms = ?, reason = ?,"  # noqa: S608
+    f" worker = ?, deadline_ms = NULL WHERE id = ? AND lease = ? AND state = {state(_ENDED)}"
+)
+
+
+def complete_jobs(
+    db: sqlite3.Connection,
+    worker: str,
+    results: Sequence[JobResult],
+    now_ms: int,
+    retry_base_ms: int,
+    instance: str = "",
+    lent: bool | None = None,
+) -> tuple[list[Outcome], list[Transition]]:
+    ids = [parse_job_id(r.job_id) for r in results]
+    found = rows(
+        db,
+        "SELECT id, state, lease, attempts, max_attempts, queue, started_ms, records, lane, worker, instance"
+        " FROM jobs WHERE id IN (SELECT value FROM json_each(?))",
+        (ids_json(ids),),
+    )
+    current = {r[0]: r for r in found}
+    outcomes: list[Outcome] = []
+    changed: list[Transition] = []
+    updates: list[tuple[Any, ...]] = []
+    ended: list[tuple[attempts.Attempt, attempts.Measured]] = []
+    outputs: list[tuple[Any, ...]] = []
+    task_results: list[tuple[Any, ...]] = []
+    for job_id, result in zip(ids, results, strict=True):
+        row = current.pop(job_id, None)  # popped: a second result for it in this batch is stale
+        refused = _refusal(row, result, worker, instance)
+        if refused is not None:
+            outcomes.append(refused)
+            continue
+        attempt, max_attempts, queue = row[3], row[4], row[5]
+        exit_code, outcome, reason = result.exit_code, result.outcome, result.message or None
+        miscount = _miscount(db, result, row[7]) if exit_code == 0 else None
+        if miscount is not None:  # the articles' check: one result per record, or the attempt failed
+            exit_code, outcome, reason = None, "bad_result", miscount
+        new = tr.step(row[1], tr.after_attempt(exit_code, attempt, max_attempts))
+        again = new == JobState.QUEUED
+        not_before = now_ms + tr.retry_delay_ms(attempt, retry_base_ms) if again else 0
+        updates.append(
+            (
+                new,
+                exit_code,
+                None if again else now_ms,
+                not_before,
+                reason,
+                None if again else worker,
+                job_id,
+                result.lease,
+            )
+        )
+        ran = (job_id, result.lease, attempt, worker, row[6], now_ms, exit_code, outcome)
+        ended.append((ran + (result.code or None, result.bundle or None), attempts.measured(result, lent)))
+        outputs.append((job_id, "stdout", result.stdout, result.stdout_truncated))
+        outputs.append((job_id, "stderr", result.stderr, result.stderr_truncated))
+        if row[8]:  # a task job: its value, or what it raised
+            task_results.append(_task_result(job_id, result, miscount is None))
+        if miscount is not None:
+            outcomes.append(Outcome(job_id=result.job_id, code=ErrorCode.BAD_RESULT, state=new, message=miscount))
+        else:
+            outcomes.append(Outcome(job_id=result.job_id, code=0, state=new))
+        ran_ms = now_ms - row[6]  # since its lease began
+        changed.append(Transition(result.job_id, new, queue, attempt, worker, exit_code, reason, row[1], ran_ms))
+    if task_results:
+        db.executemany("INSERT OR REPLACE INTO results (job_id, value, blob, error) VALUES (?, ?, ?, ?)", task_results)
+    if updates:
+        db.executemany(_END_SQL, updates)
+        attempts.record(db, ended)
+        db.executemany("INSERT OR REPLACE INTO outputs VALUES (?, ?, ?, ?)", outputs)
+        changed += flow.settle(db, changed, now_ms)
+    return outcomes, changed
+
+
+def _refusal(row: Any, result: JobResult, worker: str, instance: str) -> Outcome | None:
+    """Why a result is not recorded (its lease is not the job's current one, or not this worker's)."""
+    if row is None or row[1] != _ENDED or row[2] != result.lease:
+        was = row[1] if row else "unknown"
+        return Outcome(
+            job_id=result.job_id,
+            code=ErrorCode.STALE_LEASE,
+            state=was,
+            message=(
+                f"lease {result.lease} of job {result.job_id} is no longer current"
+                f" (state={was}, lease={row[2] if row else None}); the result was not recorded"
+            ),
+        )
+    if (row[9], row[10]) != (worker, instance):  # the current lease, but granted to another worker
+        return Outcome(
+            job_id=result.job_id,
+            code=ErrorCode.FOREIGN_LEASE,
+            state=row[1],
+            message=(
+                f"job {result.job_id} is leased to worker {row[9]}"
+                f"{'' if row[9] != worker else ' (another instance of that name)'},"
+                " not to this one; the result was not recorded"
+            ),
+        )
+    return None
+
+
+def _miscount(db: sqlite3.Connection, result: JobResult, records: int | None) -> str | None:
+    """Why a batch's result is refused (a count other than its records), or None."""
+    if records is None:
+        return None
+    head = result.value or (blobs.blob_head(db, result.value_blob, 5) if result.value_blob else b"")
+    count = array_length(head)
+    if count == records:
+        return None
+    got = "no list of results" if count is None else f"{count} results"
+    return f"the task returned {got} for a batch of {records} records; the attempt counts as failed"
+
+
+def _task_result(job_id: int, result: JobResult, accepted: bool) -> tuple[Any, ...]:
+    """The results row of a task attempt: its value when it returned (and was accepted), else its error."""
+    error = _encoder.encode(result.error) if result.error is not None else None
+    if not accepted or error is not None:
+        return (job_id, None, None, error)
+    return (job_id, result.value, result.value_blob, None)

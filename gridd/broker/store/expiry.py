@@ -1,0 +1,116 @@
+"""Leases that end without a result: expired (their worker went silent), given back (a draining worker, a
+grant lost with the connection), or settled when a worker re-attaches. Part of the SQLite store.
+
+Rules: an expired attempt is spent, as a failed one is (the table's REQUEUE while attempts remain, else
+FAIL), and recorded with where and when it ran and nothing it measured; a returned one is not spent
+(RETURN: queued again at once, its attempt count back). A re-attaching worker instance names every lease
+it holds: those are renewed, the ones it names that are no longer its own are lost to it, and those it does
+not name expire if it is a new process (it may have run them) or go back if it is the same one (the grant
+never reached it). Leases of another instance of the same name are left alone.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Container, Sequence
+from typing import Any
+
+import gridd.broker.store.attempts as attempts
+import gridd.broker.store.flow as flow
+from gridd.broker import transitions as tr
+from gridd.broker.store.refs import parse_job_id
+from gridd.broker.store.sql import ids_json, rows, state
+from gridd.broker.transitions import Move, Transition
+from gridd.protocol.messages import LeaseRef
+from gridd.protocol.states import JobState
+
+_RUNNING = JobState.RUNNING  # the state a lease is held in (the table's source of REQUEUE, FAIL, RETURN)
+_LEASES = "SELECT id, lease, attempts, max_attempts, queue, worker, started_ms FROM jobs"
+_EXPIRE_SQL = (
+    # The job's exit status is its last attempt's, and an expired attempt has none.
+    "UPDATE jobs SET state = ?, finished_ms = ?, reason = ?, worker = NULL, deadline_ms = NULL,"  # noqa: S608
+    f" exit_code = NULL WHERE id = ? AND lease = ? AND state = {state(_RUNNING)}"
+)
+_HELD_BY = f"state = {state(_RUNNING)} AND worker = ? AND instance = ?"  # a worker instance's leases
+_RENEW_SQL = f"UPDATE jobs SET deadline_ms = ? WHERE id = ? AND lease = ? AND state = {state(_RUNNING)}"  # noqa: S608
+_LEFT, _BACK = tr.edge(Move.RETURN)
+_RETURN_SQL = (
+    f"UPDATE jobs SET state = {state(_BACK)}, attempts = attempts - 1, worker = NULL, deadline_ms = NULL"  # noqa: S608
+    f" WHERE id = ? AND lease = ? AND state = {state(_LEFT)}"
+)
+
+
+def expire_leases(db: sqlite3.Connection, now_ms: int, lending: Container[str] = ()) -> list[Transition]:
+    found = rows(db, f"{_LEASES} WHERE state = {state(_RUNNING)} AND deadline_ms < ?", (now_ms,))
+    return _expire(db, found, now_ms, "lease expired", lending)
+
+
+def _expire(
+    db: sqlite3.Connection, leases: Sequence[Any], now_ms: int, why: str, lending: Container[str] = ()
+) -> list[Transition]:
+    """`leases`: rows of _LEASES. `lending`: the workers known to lend a desktop (their expired attempts
+    count as lent)."""
+    changed: list[Transition] = []
+    updates: list[tuple[Any, ...]] = []
+    ended: list[tuple[attempts.Attempt, attempts.Measured]] = []
+    for job_id, lease, attempt, max_attempts, queue, worker, started_ms in leases:
+        new = tr.step(_RUNNING, tr.after_attempt(None, attempt, max_attempts))
+        reason = f"{why} on worker {worker} (attempt {attempt} of {max_attempts})"
+        updates.append((new, now_ms if new in tr.FINISHED else None, reason, job_id, lease))
+        # What is known of an attempt whose worker went silent: where and when; nothing it measured.
+        lends = None if worker is None else worker in lending
+        ran = (job_id, lease, attempt, worker, started_ms, now_ms, None, "lease_expired", None, None)
+        ended.append((ran, (None, None, None, None, None, lends)))
+        changed.append(Transition(str(job_id), new, queue, attempt, worker, None, reason, _RUNNING))
+    if updates:
+        db.executemany(_EXPIRE_SQL, updates)
+        attempts.record(db, ended)
+        changed += flow.settle(db, changed, now_ms)
+    return changed
+
+
+def attach_worker(
+    db: sqlite3.Connection,
+    worker: str,
+    running: Sequence[LeaseRef],
+    deadline_ms: int,
+    now_ms: int,
+    restarted: bool = True,
+    instance: str = "",
+    lends: bool = False,
+) -> tuple[list[LeaseRef], list[Transition]]:
+    # Only the leases granted to this instance: those of another instance of the name (the name's
+    # owner, away, while another peer uses it) are neither attached nor failed here; they stay
+    # until their own worker re-attaches them or their deadline passes.
+    found = rows(db, f"{_LEASES} WHERE {_HELD_BY}", (worker, instance))
+    held = {(str(r[0]), r[1]) for r in found}
+    named = {(ref.job_id, ref.lease) for ref in running}
+    lost = [ref for ref in running if (ref.job_id, ref.lease) not in held]
+    db.executemany(_RENEW_SQL, [(deadline_ms, int(job_id), lease) for job_id, lease in held & named])
+    orphans = [r for r in found if (str(r[0]), r[1]) not in named]
+    if restarted:  # a new worker process: the old one may have run them, so the attempt counts
+        return lost, _expire(db, orphans, now_ms, "worker restarted", {worker} if lends else ())
+    # The same process, reconnecting: it names every lease it ever received, so these grants never
+    # reached it (lost with the connection) and the jobs never started there.
+    back = [LeaseRef(job_id=str(r[0]), lease=r[1]) for r in orphans]
+    return lost, _return(db, worker, back, "lease grant lost with the connection", instance)
+
+
+def return_leases(
+    db: sqlite3.Connection, worker: str, leases: Sequence[LeaseRef], instance: str = ""
+) -> list[Transition]:
+    return _return(db, worker, leases, "handed back by a draining worker", instance)
+
+
+def _return(
+    db: sqlite3.Connection, worker: str, leases: Sequence[LeaseRef], why: str, instance: str
+) -> list[Transition]:
+    found = rows(
+        db,
+        f"SELECT id, lease, queue, attempts FROM jobs WHERE id IN (SELECT value FROM json_each(?)) AND {_HELD_BY}",  # noqa: S608
+        (ids_json(parse_job_id(r.job_id) for r in leases), worker, instance),
+    )
+    named = {(int(r.job_id), r.lease) for r in leases}
+    back = [r for r in found if (r[0], r[1]) in named]
+    db.executemany(_RETURN_SQL, [(r[0], r[1]) for r in back])
+    return [Transition(str(r[0]), _BACK, r[2], r[3] - 1, worker, None, why, _LEFT) for r in back]

@@ -1,0 +1,157 @@
+"""Leasing: queued jobs granted to a worker under a fencing token, and the leases kept alive. Part of the
+SQLite store.
+
+Rules: a lease is granted by one conditional UPDATE of the table's QUEUED -> RUNNING edge, so a job is
+never leased twice; its token is random (a counter could be guessed) and differs from every earlier
+lease of the job. Only the worker instance a lease was granted to may renew it. None of this is fsynced:
+a grant or renewal lost with the power is done again after the restart (the job runs again).
+"""
+
+from __future__ import annotations
+
+import secrets
+import sqlite3
+from collections.abc import Sequence
+
+import msgspec
+
+from gridd.broker import transitions as tr
+from gridd.broker.matching import UNLIMITED, Budget, Lane
+from gridd.broker.observe import Observer
+from gridd.broker.store.refs import parse_job_id
+from gridd.broker.store.sql import ids_json, rows, state
+from gridd.broker.transitions import Move
+from gridd.protocol.messages import JobSpec, LeasedJob, LeaseRef
+
+_spec_decoder = msgspec.msgpack.Decoder(JobSpec)
+
+# The specs one lease reply may carry, in all (a reply's frame may hold 16 MiB).
+LEASE_REPLY_BYTES = 8 * 1024 * 1024
+
+_QUEUED, _RUNNING = tr.edge(Move.LEASE)
+_CANDIDATES_SQL = (
+    f"SELECT id, priority, cpus, memory_mb FROM jobs WHERE state = {state(_QUEUED)} AND throttled = 0"  # noqa: S608
+    " AND queue = ? AND lane = ? AND not_before_ms <= ? AND cpus <= ? AND memory_mb <= ?"
+    " ORDER BY priority DESC, id LIMIT ?"
+)
+_LEASE_SQL = (
+    f"UPDATE jobs SET state = {state(_RUNNING)}, attempts = attempts + 1, lease = t.lease,"  # noqa: S608
+    " worker = ?, instance = ?, deadline_ms = ?, started_ms = ?, not_before_ms = 0"
+    " FROM (SELECT json_extract(value, '$[0]') AS id, json_extract(value, '$[1]') AS lease FROM json_each(?)) t"
+    # `+jobs.state` keeps the planner off the jobs_state index, so it drives the join from the chosen
+    # ids and finds each job by its key (with that index it scanned every queued job on each lease).
+    f" WHERE jobs.id = t.id AND +jobs.state = {state(_QUEUED)} AND jobs.throttled = 0 AND jobs.lease != t.lease"
+    " AND NOT EXISTS (SELECT 1 FROM attempts a WHERE a.job_id = t.id AND a.lease = t.lease)"
+    " RETURNING jobs.id, jobs.lease, jobs.attempts, jobs.spec, jobs.submitted_ms"
+)
+_NEXT_ELIGIBLE_SQL = f"SELECT MIN(not_before_ms) FROM jobs WHERE state = {state(_QUEUED)} AND not_before_ms > ?"  # noqa: S608
+_RENEW_SQL = f"UPDATE jobs SET deadline_ms = ? WHERE id = ? AND lease = ? AND state = {state(_RUNNING)}"  # noqa: S608
+
+
+def lease_jobs(
+    db: sqlite3.Connection,
+    worker: str,
+    lanes: Sequence[Lane],
+    max_jobs: int,
+    now_ms: int,
+    ttl_ms: int,
+    budget: Budget | None = None,
+    instance: str = "",
+) -> tuple[list[LeasedJob], list[int]]:
+    """The leases, and how long each first attempt among them waited since its submit (ms)."""
+    budget = budget or Budget()
+    job_cpus = UNLIMITED if budget.job_cpus is None else budget.job_cpus
+    job_memory = UNLIMITED if budget.job_memory_mb is None else budget.job_memory_mb
+    candidates: list[tuple[int, int, int, int]] = []
+    for queue, lane in dict.fromkeys(lanes):
+        # Jobs too big for this request are skipped inside jobs_ready, which covers cpus and
+        # memory_mb: a skipped job costs an index entry, never a table row. Head-of-line cost: the
+        # rows skipped are the lane's queued jobs that rank ahead of the first one that fits. Within
+        # a dispatch pass a lane is read again only under a larger per-job budget (scheduler.py), so
+        # once per lane per distinct worker size; jobs too big only for a worker's free budget go to
+        # the next worker with room, and only jobs bigger than every connected worker stay at the
+        # head, which `gridd show` reports (they are the user's to resize or to give a worker).
+        found = rows(db, _CANDIDATES_SQL, (queue, lane, now_ms, job_cpus, job_memory, max_jobs))
+        candidates.extend((r[0], r[1], r[2], r[3]) for r in found)
+    if not candidates:
+        return [], []
+    candidates.sort(key=lambda c: (-c[1], c[0]))
+    fits = budget.take((c[2], c[3]) for c in candidates)
+    chosen = _within_reply(db, [c[0] for c, fit in zip(candidates, fits, strict=True) if fit][:max_jobs])
+    deadline = now_ms + ttl_ms
+    # Each lease's fencing token is drawn at random (a counter could be guessed), and must differ
+    # from every earlier lease of its job (attempts' key is (job_id, lease)): a job whose draw does
+    # not (odds 2**-62 per earlier lease) is left queued, for the next pass to draw again.
+    tokens = [[job_id, _new_lease()] for job_id in chosen]
+    granted = rows(db, _LEASE_SQL, (worker, instance, deadline, now_ms, msgspec.json.encode(tokens)))
+    leased = [
+        LeasedJob(job_id=str(r[0]), lease=r[1], attempt=r[2], deadline_ms=deadline, spec=_spec_decoder.decode(r[3]))
+        for r in granted
+    ]
+    leased.sort(key=lambda j: chosen.index(int(j.job_id)))
+    return leased, [now_ms - r[4] for r in granted if r[2] == 1]  # first attempts: their wait since submit
+
+
+def observed(observer: Observer, out: tuple[list[LeasedJob], list[int]]) -> list[LeasedJob]:
+    """The leases, once committed, with the first attempts' waits told to the metrics."""
+    leased, waits_ms = out
+    if waits_ms:
+        observer.leased(waits_ms)
+    return leased
+
+
+def _within_reply(db: sqlite3.Connection, ids: list[int]) -> list[int]:
+    """The first of `ids` whose specs fit one lease reply (LEASE_REPLY_BYTES; always at least one):
+    jobs of up to 4 MiB each (stdin) must not make a reply too large for the worker to take, which
+    would lose the grants with the connection and lease them again, for ever."""
+    if len(ids) <= 1:
+        return ids
+    sizes = dict(
+        rows(db, "SELECT id, length(spec) FROM jobs WHERE id IN (SELECT value FROM json_each(?))", (ids_json(ids),))
+    )
+    kept: list[int] = []
+    total = 0
+    for job_id in ids:
+        total += sizes.get(job_id, 0)
+        if kept and total > LEASE_REPLY_BYTES:
+            break
+        kept.append(job_id)
+    return kept
+
+
+def _new_lease() -> int:
+    """A fencing token: 62 random bits (an int64 on the wire and in SQLite), never 0 (never leased)."""
+    return secrets.randbits(62) or 1
+
+
+def next_eligible_ms(db: sqlite3.Connection, now_ms: int) -> int | None:
+    found = rows(db, _NEXT_ELIGIBLE_SQL, (now_ms,))
+    return found[0][0] if found and found[0][0] is not None else None
+
+
+def renew_leases(
+    db: sqlite3.Connection, worker: str, leases: Sequence[LeaseRef], deadline_ms: int, instance: str = ""
+) -> list[LeaseRef]:
+    """Extends the leases still held; returns the others."""
+    current = _current_leases(db, [parse_job_id(ref.job_id) for ref in leases])
+    valid = [ref for ref in leases if current.get(int(ref.job_id)) == (_RUNNING, ref.lease, worker, instance)]
+    db.executemany(_RENEW_SQL, [(deadline_ms, int(ref.job_id), ref.lease) for ref in valid])
+    return [ref for ref in leases if ref not in valid]
+
+
+def _current_leases(db: sqlite3.Connection, ids: Sequence[int]) -> dict[int, tuple[str, int, str | None, str]]:
+    """Job id -> (state, lease, worker, instance) of its current (or last) lease."""
+    found = rows(
+        db,
+        "SELECT id, state, lease, worker, instance FROM jobs WHERE id IN (SELECT value FROM json_each(?))",
+        (ids_json(ids),),
+    )
+    return {r[0]: (r[1], r[2], r[3], r[4]) for r in found}
+
+
+def extend_running_leases(db: sqlite3.Connection, deadline_ms: int) -> int:
+    cur = db.execute(
+        f"UPDATE jobs SET deadline_ms = MAX(deadline_ms, ?) WHERE state = {state(_RUNNING)}",  # noqa: S608
+        (deadline_ms,),
+    )
+    return cur.rowcount

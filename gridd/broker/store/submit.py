@@ -1,0 +1,119 @@
+"""Submit: jobs in, in one transaction with their dependencies, group and lanes. Part of the SQLite store.
+
+Rules: ids are given in order and never twice: the next is one past the largest ever given, of the jobs
+there are or of those retention removed (kept in `meta`). A job's bundle is pinned to a version here, so
+its retries run the same files; a task's arguments blob must be complete before a job names it. A job
+starts as the transition table says: queued, waiting for its dependencies, or cancelled at once when
+one of them has failed or been cancelled already.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+
+import msgspec
+
+import gridd.broker.store.blobs as blobs
+import gridd.broker.store.bundles as bundles
+import gridd.broker.store.flow as flow
+from gridd.broker import transitions as tr
+from gridd.broker.matching import lane_of_spec
+from gridd.broker.store.refs import group_name, parse_ref
+from gridd.broker.store.retention import LAST_JOB_ID
+from gridd.broker.store.sql import rows
+from gridd.broker.transitions import Move, Transition
+from gridd.protocol.errors import UnknownJob
+from gridd.protocol.messages import JobSpec
+from gridd.protocol.states import JobState
+
+_spec_encoder = msgspec.msgpack.Encoder()
+
+_INSERT_JOB = (
+    "INSERT INTO jobs (id, state, queue, priority, max_attempts, spec, submitted_ms, group_id,"
+    " pending_deps, reason, finished_ms, throttled, lane, records, cpus, memory_mb, args_blob, owner)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+def submit_jobs(
+    db: sqlite3.Connection,
+    specs: Sequence[JobSpec],
+    now_ms: int,
+    *,
+    after: Sequence[str] = (),
+    new_group: bool = False,
+    group: str | None = None,
+    max_running: int | None = None,
+    owner: str = "admin",
+) -> tuple[list[Transition], str | None]:
+    specs = bundles.pin_bundles(db, specs)  # "NAME" runs as the version current now, retries too
+    deps = flow.dependency_states(db, after) if after else []
+    group_id, throttled = _group_for(db, new_group, group, max_running, now_ms)
+    unmet = [key for key, state in deps if state != JobState.SUCCEEDED]
+    dead = next(((key, state) for key, state in deps if state in flow.DOOMING), None)
+    if dead is not None:
+        state, reason, finished = tr.step(tr.NEW, Move.DEP_LOST), flow.doom_reason(*dead), now_ms
+    else:
+        state, reason, finished = tr.step(tr.NEW, Move.SUBMIT, pending_deps=len(unmet)), None, None
+    first = last_job_id(db) + 1
+    new = [
+        (
+            first + i,
+            state,
+            s.queue,
+            s.priority,
+            s.max_attempts,
+            _spec_encoder.encode(s),
+            now_ms,
+            group_id,
+            len(unmet),
+            reason,
+            finished,
+            throttled,
+            lane_of_spec(s),
+            s.task.records if s.task else None,
+            s.cpus,
+            s.memory_mb,
+            s.task.args_blob if s.task else None,  # a reference retention must see (retention.py)
+            owner,
+        )
+        for i, s in enumerate(specs)
+    ]
+    for s in specs:
+        if s.task is not None and s.task.args_blob is not None:
+            blobs.blob_size(db, s.task.args_blob)  # refuses a payload that was never uploaded
+    db.executemany(_INSERT_JOB, new)
+    db.executemany("INSERT OR IGNORE INTO lanes (queue, lane) VALUES (?, ?)", dict.fromkeys((r[2], r[12]) for r in new))
+    if deps:
+        db.executemany("INSERT INTO deps (job_id, dep_id) VALUES (?, ?)", [(r[0], key) for r in new for key, _ in deps])
+    flow.rebalance(db, [new[0][0]] if group_id is not None else [])
+    changed = [Transition(str(r[0]), state, r[2], 0, reason=reason) for r in new]
+    return changed, group_name(group_id)
+
+
+def last_job_id(db: sqlite3.Connection) -> int:
+    """The largest id given so far: of the jobs there are, or of those retention removed."""
+    row = db.execute(
+        "SELECT MAX(COALESCE((SELECT MAX(id) FROM jobs), 0), COALESCE((SELECT value FROM meta WHERE key = ?), 0))",
+        (LAST_JOB_ID,),
+    ).fetchone()
+    return int(row[0])
+
+
+def _group_for(
+    db: sqlite3.Connection, new_group: bool, group: str | None, max_running: int | None, now_ms: int
+) -> tuple[int | None, int]:
+    """The submission's group id, and whether its queued jobs start throttled (a capped group)."""
+    if new_group:
+        found = rows(
+            db, "INSERT INTO groups (max_running, submitted_ms) VALUES (?, ?) RETURNING id", (max_running, now_ms)
+        )
+        return int(found[0][0]), int(max_running is not None)
+    if group is None:
+        return None, 0
+    kind, key = parse_ref(group)
+    found = rows(db, "SELECT max_running FROM groups WHERE id = ?", (key,)) if kind == "group" else []
+    if not found:
+        raise UnknownJob(f"no group has id {group!r}")
+    return key, int(found[0][0] is not None)
