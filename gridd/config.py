@@ -53,7 +53,7 @@ class BrokerConfig(Section, frozen=True):
     max_command_bytes: Annotated[int, msgspec.Meta(ge=1024, le=8 * 1024 * 1024)] = 256 * 1024
     max_stdin_bytes: Annotated[int, msgspec.Meta(ge=0, le=8 * 1024 * 1024)] = 4 * 1024 * 1024
     max_output_bytes: Annotated[int, msgspec.Meta(ge=0, le=8 * 1024 * 1024)] = 1024 * 1024
-    # Retention: finished jobs older than this are removed (None or 0: kept for ever); store_retention.py.
+    # Retention: finished jobs older than this are removed (None or 0: kept for ever); gridd/broker/store/retention.py.
     keep_s: Annotated[float, msgspec.Meta(ge=0)] | None = KEEP_S
     maintain_every_s: Annotated[float, msgspec.Meta(gt=0)] = 60.0  # retention and idle lanes, this often
     # HOST:PORT of the Prometheus endpoint (gridd/broker/metrics.py; no authentication); None: none served.
