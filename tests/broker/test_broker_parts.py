@@ -28,4 +28,3 @@ def broker_imports(name: str) -> set[str]:
 def test_each_part_imports_no_part_above_it(part: str) -> None:
     above = set(PARTS[: PARTS.index(part) + 1])
     assert not broker_imports(part) & above, f"gridd/broker/{part}.py imports {broker_imports(part) & above}"
-
