@@ -66,8 +66,9 @@ class Broker:
         self.ca_digest = ca_digest  # sha256 of the broker CA (gridd/broker/tls.py); credentials pin it
         self.port = 0  # set once listening
         self.metrics_port: int | None = None  # that of --metrics, once it listens (None: no metrics)
-        # The dispatcher reports its leases to the ledger, which wakes the dispatcher: made in that order,
-        # the dispatcher finds the ledger when it first leases (after start, long after this).
+        # The dispatcher reports its leases to the ledger, and the ledger wakes the dispatcher: the dispatcher
+        # is made first and reaches the ledger through this lambda, which first runs when it leases (once
+        # started, after this constructor).
         self.dispatcher = Dispatcher(
             store, clock, settings.lease_ttl_ms, on_leased=lambda worker, jobs: self._ledger.leased(worker, jobs)
         )
