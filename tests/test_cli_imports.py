@@ -1,5 +1,6 @@
 """The client commands stay cheap to start: importing the CLI loads neither Textual, nor structlog, nor
-SQLite; and `python -m gridd --help` works."""
+SQLite; `gridd --version` and `gridd --help` load not even the client or the configuration; and
+`python -m gridd --help` works."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import subprocess
 import sys
 
 HEAVY = ["textual", "structlog", "sqlite3"]
+LIGHTER = ["gridd.client", "gridd.config", "anyio", "ssl"]  # what a command that connects needs
 
 
 def test_importing_the_cli_and_its_client_commands_loads_no_tui_logging_or_database_code() -> None:
@@ -14,6 +16,22 @@ def test_importing_the_cli_and_its_client_commands_loads_no_tui_logging_or_datab
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "", f"loaded at import: {done.stdout.strip()}"
+
+
+def test_version_and_help_load_neither_the_client_nor_the_configuration() -> None:
+    # main() builds the whole parser, every command group's flags included, before it reads a flag.
+    for flag in ["--version", "--help"]:
+        code = (
+            "import sys, gridd.cli.main\n"
+            "try:\n"
+            f"    gridd.cli.main.main([{flag!r}])\n"
+            "except SystemExit:\n"
+            "    pass\n"
+            f"print(','.join(m for m in {[*HEAVY, *LIGHTER]!r} if m in sys.modules), file=sys.stderr)"
+        )
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        assert done.stderr.strip() == "", f"gridd {flag} loaded: {done.stderr.strip()}"
 
 
 def test_gridd_help_lists_the_commands_and_exits_0() -> None:

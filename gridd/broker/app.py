@@ -15,7 +15,7 @@ from anyio.abc import TaskStatus
 
 from gridd.broker.admission import Admission, ConnectionLimits, raise_open_files_limit
 from gridd.broker.auth import broker_token, is_loopback
-from gridd.broker.core import Broker, BrokerSettings
+from gridd.broker.core import Broker
 from gridd.broker.credentials import Credentials
 from gridd.broker.datadir import secure_data_dir
 from gridd.broker.events import EventHub
@@ -23,6 +23,7 @@ from gridd.broker.leases import LeaseReaper
 from gridd.broker.listener import serve_peers
 from gridd.broker.maintenance import Maintenance
 from gridd.broker.metrics import BrokerMetrics, serve_metrics
+from gridd.broker.settings import BrokerSettings
 from gridd.broker.store import open_store
 from gridd.broker.tls import broker_names, load_or_make
 from gridd.clock import Clock, SystemClock

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from gridd.protocol.errors import WorkerNameInUse
-from gridd.protocol.messages import Message
+from gridd.protocol.messages import Message, WorkerView
 
 # The states only a worker with a host-idle policy reports (messages.WORKER_STATES); one without is
 # "available" or "draining".
@@ -65,3 +65,30 @@ class WorkerRegistry:
 
     def all(self) -> list[WorkerLink]:
         return sorted(self._links.values(), key=lambda w: w.name)
+
+    def views(self) -> list[WorkerView]:
+        """Each connected worker as clients see it (`gridd workers`, a subscription's snapshot)."""
+        return [
+            WorkerView(
+                name=w.name,
+                host=w.host,
+                slots=w.slots,
+                running=len(w.jobs),
+                jobs=sorted(w.jobs, key=_id_order),
+                queues=w.queues,
+                tags=w.tags,
+                connected=True,
+                connected_ms=w.connected_ms,
+                last_seen_ms=w.last_seen_ms,
+                tasks=w.tasks,
+                state=w.state,
+                cpus=w.cpus,
+                memory_mb=w.memory_mb,
+            )
+            for w in self.all()
+        ]
+
+
+def _id_order(job_id: str) -> tuple[int, str]:
+    """Job ids (decimal numbers) in numeric order, without parsing them."""
+    return (len(job_id), job_id)

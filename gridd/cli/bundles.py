@@ -1,4 +1,5 @@
-"""`gridd bundle push NAME DIR` and `gridd bundle list [NAME] [--json]`: parsing and printing only."""
+"""`gridd bundle push NAME DIR` and `gridd bundle list [NAME] [--json]`: their requests and output.
+Their flags are in gridd/cli/args_admin.py."""
 
 from __future__ import annotations
 
@@ -12,35 +13,6 @@ from gridd.client import bundles
 from gridd.client.api import Client
 from gridd.protocol.bundles import name_problem
 from gridd.protocol.errors import ConfigError
-
-
-def add_parser(command: argparse.ArgumentParser) -> None:
-    """The `bundle` command's own subcommands."""
-    actions = command.add_subparsers(dest="bundle_action", metavar="ACTION", required=True)
-    p = actions.add_parser(
-        "push",
-        help="store DIR as the next version of bundle NAME; prints NAME@VERSION",
-        description="Store DIR as the next version of bundle NAME (only files the broker lacks travel).",
-    )
-    p.add_argument("name", metavar="NAME")
-    p.add_argument("dir", type=Path, metavar="DIR")
-    p.add_argument(
-        "--follow-links",
-        action="store_true",
-        help="upload what links leading out of DIR point to (refused by default, naming them)",
-    )
-    _broker_flag(p)
-    p = actions.add_parser("list", help="list bundle versions", description="List bundle versions, by name.")
-    p.add_argument("name", nargs="?", metavar="NAME")
-    p.add_argument("--json", action="store_true")
-    _broker_flag(p)
-
-
-def _broker_flag(p: argparse.ArgumentParser) -> None:
-    # As on every client command, also after the action; SUPPRESS keeps one given earlier.
-    p.add_argument(
-        "--broker", metavar="HOST:PORT", default=argparse.SUPPRESS, help="broker address (default: $GRIDD_BROKER)"
-    )
 
 
 async def run(client: Client, args: argparse.Namespace) -> int:

@@ -24,7 +24,8 @@ from gridd.config import Config, parse_duration
 from gridd.printable import printable, printable_lines
 from gridd.protocol.bundles import ref_problem
 from gridd.protocol.errors import ConfigError, ConnectionLost, GriddError, exception_for
-from gridd.protocol.messages import JOB_STATES, AttemptView, JobSpec, JobView
+from gridd.protocol.messages import AttemptView, JobSpec, JobView
+from gridd.protocol.states import JOB_STATES, JobState
 from gridd.resources import MAX_JOB_CPUS, parse_requirement, parse_size_mb
 
 EXIT_UNFINISHED = 125  # submit --wait: gridd could not bring the job to an end
@@ -117,7 +118,7 @@ async def _submit(client: Client, args: argparse.Namespace) -> int:
     if not args.wait:
         return 0
     views = await through_restarts(client, args.reconnect, lambda c: c.wait([group]))
-    bad = Counter(j.state for j in views if j.state != "succeeded")
+    bad = Counter(j.state for j in views if j.state != JobState.SUCCEEDED)
     if bad:
         detail = ", ".join(f"{n} {state}" for state, n in sorted(bad.items()))
         print(
@@ -180,9 +181,9 @@ def _submit_and_wait(args: argparse.Namespace, address: str, token: str | None, 
         for name, cut in (("stdout", out_cut), ("stderr", err_cut)):
             if cut:
                 print(f"gridd: job {job_id}'s {name} was truncated", file=sys.stderr)
-        if job.state == "succeeded":
+        if job.state == JobState.SUCCEEDED:
             return 0
-        if job.state == "failed" and job.exit_code is not None:
+        if job.state == JobState.FAILED and job.exit_code is not None:
             return job.exit_code
         reason = f": {printable(job.reason)}" if job.reason else ""
         print(f"gridd: job {job_id} {job.state}{reason}", file=sys.stderr)
@@ -279,7 +280,7 @@ async def _wait(client: Client, args: argparse.Namespace) -> int:
     if not refs:
         return 0
     views = await through_restarts(client, args.reconnect, lambda c: c.wait(refs))
-    bad = [j for j in views if j.state != "succeeded"]
+    bad = [j for j in views if j.state != JobState.SUCCEEDED]
     for j in bad:
         exit_part = f", exit code {j.exit_code}" if j.exit_code is not None else ""
         print(f"gridd: job {j.id} {j.state}{exit_part}", file=sys.stderr)

@@ -21,7 +21,11 @@ from gridd.broker.app import run_broker
 from gridd.client import connect
 from gridd.config import BrokerConfig, WorkerConfig
 from gridd.protocol.messages import JobSpec
+from gridd.protocol.states import JobState
 from gridd.worker.app import make_agent
+
+# The events that end a job, and the state each says it ended in.
+_ENDED_AS = {"job.succeeded": JobState.SUCCEEDED, "job.failed": JobState.FAILED, "job.cancelled": JobState.CANCELLED}
 
 # Each job: count the primes below a bound (real CPU work), fail the first attempt of every 25th job.
 JOB_CODE = """
@@ -75,27 +79,29 @@ async def _run_batch(addr: str, token: str, n_jobs: int) -> int:
                 continue
             if event.kind == "job.requeued":
                 retried += 1
-            if event.kind in ("job.succeeded", "job.failed", "job.cancelled"):
-                finished[event.kind.removeprefix("job.")] += 1
+            ended = _ENDED_AS.get(event.kind)
+            if ended is not None:
+                finished[ended] += 1
                 by_worker[event.worker or "?"] += 1
             done = sum(finished.values())
             if time.monotonic() - shown > 0.1 or done == n_jobs:
                 shown = time.monotonic()
-                _progress(done, n_jobs, finished["failed"], retried, shown - started)
+                _progress(done, n_jobs, finished[JobState.FAILED], retried, shown - started)
             if done == n_jobs:
                 break
         elapsed = time.monotonic() - started
         print(file=sys.stderr)
         sample = min(ids, key=int)
         out, _ = await client.output(sample)
+    succeeded, failed = finished[JobState.SUCCEEDED], finished[JobState.FAILED]
     print(
         f"{n_jobs} jobs in {elapsed:.2f} s ({n_jobs / elapsed:.0f} jobs/s): "
-        f"{finished['succeeded']} succeeded, {finished['failed']} failed, {retried} retried after a failure"
+        f"{succeeded} succeeded, {failed} failed, {retried} retried after a failure"
     )
     for worker, count in sorted(by_worker.items()):
         print(f"  {worker}: {count} jobs")
     print(f"job {sample} printed: {out.decode().strip()!r} (gridd logs {sample})")
-    return 0 if finished["succeeded"] == n_jobs else 1
+    return 0 if succeeded == n_jobs else 1
 
 
 def _progress(done: int, total: int, failed: int, retried: int, elapsed: float) -> None:

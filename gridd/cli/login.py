@@ -9,6 +9,7 @@ be verified.
 from __future__ import annotations
 
 import argparse
+import getpass
 import os
 import sys
 
@@ -43,12 +44,7 @@ def _credential(given: str | None, configured: str | None) -> str:
         return given.strip()
     if given is None and configured:
         return configured
-    if sys.stdin.isatty():
-        import getpass
-
-        text = getpass.getpass("credential: ")
-    else:
-        text = sys.stdin.readline()
+    text = getpass.getpass("credential: ") if sys.stdin.isatty() else sys.stdin.readline()
     if not text.strip():
         raise ConfigError("gridd login wants a credential: as an argument, on stdin (-), or GRIDD_TOKEN")
     return text.strip()

@@ -11,6 +11,7 @@ import msgspec
 
 from gridd.printable import printable
 from gridd.protocol.messages import AttemptView, Event, JobExplained, JobView, ReportRow, StatusReported, WorkerView
+from gridd.protocol.states import FINISHED, JobState
 from gridd.resources import format_mb
 from gridd.tui import formatting
 
@@ -145,9 +146,9 @@ def why(e: JobExplained) -> str:
     lines += [f"  also: {cause}" for cause in e.causes[1:]]
     if e.dependencies:
         lines.append("after: " + ", ".join(f"{d.id} ({d.state})" for d in e.dependencies))
-    if e.not_before_ms and job.state == "queued":
+    if e.not_before_ms and job.state == JobState.QUEUED:
         lines.append(f"not before: {_when(e.not_before_ms)}")
-    if job.state == "running":
+    if job.state == JobState.RUNNING:
         lines.append(f"since: {_when(job.started_ms)}")
     elif job.finished_ms is not None:
         lines.append(f"finished: {_when(job.finished_ms)}")
@@ -158,7 +159,7 @@ def why(e: JobExplained) -> str:
         rows = [["WORKER", "STATE", "WHY NOT"]]
         rows += [[w.worker, w.state, w.blocker or "it may take it now"] for w in e.workers]
         text += "\n\n" + _table(rows)
-    elif job.state not in ("running", "succeeded", "failed", "cancelled"):
+    elif job.state != JobState.RUNNING and job.state not in FINISHED:
         text += "\n\nno worker is connected"
     if e.attempts:
         rows = [["ATTEMPT", "WORKER", "OUTCOME", "EXIT", "STARTED", "ENDED"]]

@@ -21,6 +21,8 @@ TOKEN_WAIT_S = 10.0
 
 
 def run(args: argparse.Namespace, config: Config) -> int:
+    # The broker, the worker and the demo (both) are imported when run, for start-up speed: a worker
+    # does not load the broker (its store, SQLite), nor a broker the worker's agent.
     if args.command == "demo":
         from gridd.cli.demo import run_demo
 

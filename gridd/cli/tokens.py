@@ -1,5 +1,5 @@
 """`gridd token create|list|revoke`: credentials per role, made and managed with an admin credential.
-Parsing and printing only; the broker decides (gridd/broker/authorization.py)."""
+Requests and output only: the flags are in args_admin.py; the broker decides (gridd/broker/authorization.py)."""
 
 from __future__ import annotations
 
@@ -8,48 +8,7 @@ import time
 
 from gridd.cli import render
 from gridd.client.api import Client
-from gridd.config import check_worker_name, parse_duration
-from gridd.protocol.errors import ConfigError
 from gridd.protocol.messages import TokenView
-
-ROLES = ("admin", "submit", "worker", "read")
-
-
-def add_parser(command: argparse.ArgumentParser) -> None:
-    """The `token` command's own subcommands."""
-    actions = command.add_subparsers(dest="token_action", metavar="ACTION", required=True)
-    p = actions.add_parser(
-        "create",
-        help="make a credential for a role; prints it (once: the broker keeps only its hash)",
-        description="Make a credential for a role and print it: give it to its holder as GRIDD_TOKEN. "
-        "admin: everything; submit: submit, and see and control its own jobs; worker: run jobs as worker NAME; "
-        "read: see jobs, workers and events, never output, env or arguments.",
-    )
-    p.add_argument("--role", required=True, choices=ROLES)
-    p.add_argument(
-        "--name", required=True, type=_name, metavar="NAME", help="who holds it: a job's owner, a worker's name"
-    )
-    p.add_argument(
-        "--queues", type=_queues, metavar="Q,..", help="submit: only to these queues; worker: serve only these"
-    )
-    p.add_argument("--expires", type=_expires, metavar="DURATION", help="refused after this long: 30d, 12h (never)")
-    _broker_flag(p)
-    p = actions.add_parser("list", help="list tokens (never their secrets)", description="List tokens, by name.")
-    p.add_argument("--json", action="store_true")
-    _broker_flag(p)
-    p = actions.add_parser(
-        "revoke",
-        help="refuse a token from now on and close its connections",
-        description="Refuse a token from now on; its open connections are closed at once.",
-    )
-    p.add_argument("name", metavar="NAME")
-    _broker_flag(p)
-
-
-def _broker_flag(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--broker", metavar="HOST:PORT", default=argparse.SUPPRESS, help="broker address (default: $GRIDD_BROKER)"
-    )
 
 
 async def run(client: Client, args: argparse.Namespace) -> int:
@@ -94,27 +53,3 @@ def table(tokens: list[TokenView]) -> str:
 
 def _when(ms: int | None, none: str = "-") -> str:
     return none if ms is None else time.strftime("%Y-%m-%d %H:%M", time.localtime(ms / 1000))
-
-
-def _name(text: str) -> str:
-    try:
-        return check_worker_name(text, "--name")
-    except ConfigError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-def _queues(text: str) -> list[str]:
-    queues = [q.strip() for q in text.split(",") if q.strip()]
-    if not queues:
-        raise argparse.ArgumentTypeError(f"--queues wants Q1,Q2,..., got {text!r}")
-    return queues
-
-
-def _expires(text: str) -> float | None:
-    try:
-        seconds = parse_duration(text, "--expires")
-    except ConfigError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-    if seconds == 0:
-        raise argparse.ArgumentTypeError("--expires must be more than 0 (or never)")
-    return seconds

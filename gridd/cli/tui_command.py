@@ -14,7 +14,7 @@ from gridd.config import Config
 
 def run_tui(config: Config) -> int:
     """Run the dashboard until the user quits; returns the exit status (0 on `q`)."""
-    from gridd.tui.app import GriddApp
+    from gridd.tui.app import GriddApp  # here, for start-up speed: only `gridd tui` loads Textual
 
     token = cluster_token(config.client.token)
     app = GriddApp(lambda: broker_address(config), token, insecure=config.client.insecure)

@@ -44,7 +44,7 @@ def open_dir() -> Iterator[Path]:
 # (setgroups, setgid, setuid: for good, as a job's start does) and only then runs the command.
 AS_NOBODY = f"""
 import os, sys
-import anyio._backends._asyncio, structlog.dev, gridd.cli.main, gridd.cli.serve, gridd.worker.app
+import anyio._backends._asyncio, structlog.dev, gridd.cli.main, gridd.cli.flags, gridd.cli.serve, gridd.worker.app
 import gridd.worker.job_users, gridd.logs, gridd.client.connection, encodings.idna
 os.setgroups([]); os.setgid({NOBODY.pw_gid}); os.setuid({NOBODY.pw_uid})
 sys.exit(gridd.cli.main.main(sys.argv[1:]))

@@ -14,24 +14,34 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 
 from gridd.protocol.messages import Event
+from gridd.protocol.states import JobState
 
 # The only state a job can come from, for event kinds that have only one (see broker transitions).
 _PREVIOUS_BY_KIND: dict[str, str | None] = {
     "job.submitted": None,
-    "job.started": "queued",
-    "job.succeeded": "running",
-    "job.failed": "running",
-    "job.returned": "running",
-    "job.released": "held",
+    "job.started": JobState.QUEUED,
+    "job.succeeded": JobState.RUNNING,
+    "job.failed": JobState.RUNNING,
+    "job.returned": JobState.RUNNING,
+    "job.released": JobState.HELD,
 }
 # Kinds with several possible previous states ("job.requeued": a failed attempt, or dependencies met).
 _CANDIDATES: dict[str, tuple[str, ...]] = {
-    "job.requeued": ("running", "waiting"),
-    "job.held": ("queued", "waiting"),
-    "job.cancelled": ("waiting", "queued", "held", "running"),
-    "job.retried": ("failed", "cancelled"),
+    "job.requeued": (JobState.RUNNING, JobState.WAITING),
+    "job.held": (JobState.QUEUED, JobState.WAITING),
+    "job.cancelled": (JobState.WAITING, JobState.QUEUED, JobState.HELD, JobState.RUNNING),
+    "job.retried": (JobState.FAILED, JobState.CANCELLED),
 }
-STATES: tuple[str, ...] = ("waiting", "queued", "running", "held", "succeeded", "failed", "cancelled")
+# The dashboard's columns, in this order: the states of jobs not yet finished, then those of finished ones.
+STATES: tuple[str, ...] = (
+    JobState.WAITING,
+    JobState.QUEUED,
+    JobState.RUNNING,
+    JobState.HELD,
+    JobState.SUCCEEDED,
+    JobState.FAILED,
+    JobState.CANCELLED,
+)
 
 
 class CountBook:
@@ -46,7 +56,7 @@ class CountBook:
     def reset(self, queues: Mapping[str, Mapping[str, int]], running: Iterable[str] = ()) -> None:
         """Start again from a snapshot; `running` are the job ids the snapshot's workers run."""
         self._counts = {q: dict(by_state) for q, by_state in queues.items()}
-        self._known = dict.fromkeys(running, "running")
+        self._known = dict.fromkeys(running, JobState.RUNNING)
         self.exact = True
 
     def apply(self, event: Event) -> None:

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from gridd.protocol.states import JobState
+
 STATE_CYCLE: tuple[str | None, ...] = (
     None,
-    "waiting",
-    "queued",
-    "running",
-    "held",
-    "succeeded",
-    "failed",
-    "cancelled",
+    JobState.WAITING,
+    JobState.QUEUED,
+    JobState.RUNNING,
+    JobState.HELD,
+    JobState.SUCCEEDED,
+    JobState.FAILED,
+    JobState.CANCELLED,
 )
 
 

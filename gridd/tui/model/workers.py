@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from gridd.protocol.messages import Event, WorkerView
+from gridd.protocol.states import JobState
 
 
 @dataclass(slots=True)
@@ -72,7 +73,7 @@ class WorkerBoard:
             return True
         changed = self._seen(event.worker, event.ts_ms)
         if event.job_id is not None and event.state is not None:
-            changed = self._move_job(event.job_id, event.worker if event.state == "running" else None) or changed
+            changed = self._move_job(event.job_id, event.worker if event.state == JobState.RUNNING else None) or changed
         return changed
 
     def _seen(self, worker: str | None, ts_ms: int) -> bool:

@@ -7,7 +7,9 @@ from collections.abc import Mapping
 from rich.text import Text
 from textual.widgets import Static
 
-ACTIVE = ("queued", "running")  # always shown; other states only when some job is in them
+from gridd.protocol.states import JobState
+
+ACTIVE = (JobState.QUEUED, JobState.RUNNING)  # always shown; other states only when some job is in them
 
 
 class ConnectionBar(Static):

@@ -19,6 +19,7 @@ from textual.widgets import DataTable
 
 from gridd.protocol.errors import ConnectionLost, GriddError
 from gridd.protocol.messages import Event, JobView
+from gridd.protocol.states import JobState
 from gridd.tui.formatting import clock_time, command_line, exit_text, id_order
 from gridd.tui.link import BrokerLink
 from gridd.tui.messages import JobsLoaded
@@ -149,9 +150,9 @@ class JobsTable(DataTable[Text]):
         if event.attempt is not None:
             most = str(self.get_cell(job_id, "attempts")).partition("/")[2] or "?"
             values["attempts"] = f"{event.attempt}/{most}"
-        if state == "running" or event.worker is not None:
+        if state == JobState.RUNNING or event.worker is not None:
             values["worker"] = event.worker or "-"
-        if state != "running":
+        if state != JobState.RUNNING:
             values["exit"] = exit_text(event.exit_code)
         for column, value in values.items():
             if self.get_cell(job_id, column) != (new := cell(value)):

@@ -11,19 +11,19 @@ from collections.abc import Mapping
 from rich.text import Text
 from textual.widgets import DataTable
 
+from gridd.protocol.states import JobState
 from gridd.tui.model.counts import STATES
 from gridd.tui.widgets.cells import cell
 
-LABELS = {
-    "waiting": "wait",
-    "queued": "queued",
-    "running": "run",
-    "held": "held",
-    "succeeded": "ok",
-    "failed": "fail",
-    "cancelled": "cncl",
+# A state's column heading: shortened where its name is long; otherwise the name itself.
+SHORT: dict[str, str] = {
+    JobState.WAITING: "wait",
+    JobState.RUNNING: "run",
+    JobState.SUCCEEDED: "ok",
+    JobState.FAILED: "fail",
+    JobState.CANCELLED: "cncl",
 }
-ALWAYS = ("queued", "running")
+ALWAYS = (JobState.QUEUED, JobState.RUNNING)
 
 
 class QueueCounts(DataTable[Text]):
@@ -54,6 +54,6 @@ class QueueCounts(DataTable[Text]):
         self._states = states
         self.add_column("queue", key="queue")
         for state in states:
-            self.add_column(LABELS[state], key=state)
+            self.add_column(SHORT.get(state, state), key=state)
         for key, cells in rows.items():
             self.add_row(*map(cell, cells), key=key)

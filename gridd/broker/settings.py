@@ -1,0 +1,25 @@
+"""The numbers every part of the broker reads, fixed at start from its configuration."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from gridd.protocol.limits import MAX_COMMAND_BYTES, MAX_OUTPUT_BYTES, MAX_STDIN_BYTES
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerSettings:
+    """The numbers every session needs."""
+
+    lease_ttl_ms: int
+    retry_base_ms: int
+    max_bundle_bytes: int = 4 * 1024**3  # a bundle version's files, unpacked, in all
+    max_command_bytes: int = MAX_COMMAND_BYTES
+    max_stdin_bytes: int = MAX_STDIN_BYTES
+    max_output_bytes: int = MAX_OUTPUT_BYTES
+    keep_ms: int | None = None  # finished jobs older than this are purged (None: never)
+
+    @property
+    def heartbeat_s(self) -> float:
+        """Workers renew three times per TTL, so one lost heartbeat never costs a lease."""
+        return self.lease_ttl_ms / 3000
