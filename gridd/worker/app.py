@@ -12,10 +12,11 @@ from gridd.clock import Clock, SystemClock
 from gridd.config import WorkerConfig, check_worker_name, host_name
 from gridd.protocol.errors import ConfigError, WorkDirInUse
 from gridd.resources import machine_cpus, machine_memory_mb, machine_tags
-from gridd.worker.agent import AgentSettings, WorkerAgent
+from gridd.worker.agent import WorkerAgent
 from gridd.worker.host import make_host_watch
 from gridd.worker.job_users import check_dedicated, check_reachable, job_users
 from gridd.worker.runner import RunSettings
+from gridd.worker.settings import AgentSettings
 from gridd.worker.task_runner import load_tasks
 from gridd.worker.workdir import check_work_dir, claim_work_dir, make_private_dir
 
