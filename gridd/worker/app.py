@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import fcntl
 import os
 from pathlib import Path
 
@@ -12,10 +11,12 @@ from gridd.clock import Clock, SystemClock
 from gridd.config import WorkerConfig, check_worker_name, host_name
 from gridd.protocol.errors import ConfigError, WorkDirInUse
 from gridd.resources import machine_cpus, machine_memory_mb, machine_tags
-from gridd.worker.agent import AgentSettings, WorkerAgent
+from gridd.worker import host_os
+from gridd.worker.agent import WorkerAgent
 from gridd.worker.host import make_host_watch
 from gridd.worker.job_users import check_dedicated, check_reachable, job_users
 from gridd.worker.runner import RunSettings
+from gridd.worker.settings import AgentSettings
 from gridd.worker.task_runner import load_tasks
 from gridd.worker.workdir import check_work_dir, claim_work_dir, make_private_dir
 
@@ -30,7 +31,7 @@ def make_agent(config: WorkerConfig, token: str, default_work_dir: Path, clock: 
     WorkDirNotOwned if it is not). A bad name is a ConfigError, and so are job users (gridd.worker.job_users)
     that cannot be had or could not reach the work dir."""
     name = check_worker_name(config.name) if config.name else _default_name()
-    users = job_users(config, os.geteuid())
+    users = job_users(config, host_os.effective_uid())
     if users is not None:
         check_dedicated(users)
     tasks = load_tasks(config.tasks, config.slots) if config.tasks else None
@@ -95,14 +96,9 @@ def _default_name() -> str:
 
 def _lock(work_dir: Path) -> int:
     """An exclusive lock beside the work dir, held (by its open file) for as long as the worker runs."""
-    path = work_dir.parent / f"{work_dir.name}.lock"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
+    fd = host_os.lock_exclusive(work_dir.parent / f"{work_dir.name}.lock")
+    if fd is None:
         raise WorkDirInUse(
             f"another worker is running with the work directory {work_dir}; give this one its own --name or --work-dir"
-        ) from None
+        )
     return fd

@@ -1,9 +1,9 @@
 """HostWatch: looks at the host every few seconds and hands the idle policy's decision to the agent.
 
 Rule: the watch only samples and asks; the policy (gridd.worker.policy) decides, and the agent carries the
-decision out (suspending, continuing or handing back its jobs). Samples are taken in a thread: probes
-read /proc or run an admin's command. The first decision is made before the agent asks for any job, so a
-machine whose owner is at it when the worker starts takes nothing.
+decision out (gridd.worker.lending: suspending, continuing or handing back its jobs). Samples are taken in a
+thread: probes read /proc or run an admin's command. The first decision is made before the agent asks for
+any job, so a machine whose owner is at it when the worker starts takes nothing.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ log = structlog.get_logger()
 
 
 class Lender(Protocol):
-    """What the watch needs of the agent."""
+    """What the watch needs of the agent (gridd.worker.lending.Lending provides it)."""
 
     @property
     def suspended_since_s(self) -> float | None: ...

@@ -23,13 +23,9 @@ Rules:
 
 from __future__ import annotations
 
-import os
-import pwd
 import stat
-import subprocess
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import msgspec
@@ -37,27 +33,14 @@ import structlog
 
 from gridd.config import WorkerConfig
 from gridd.protocol.errors import ConfigError
+from gridd.worker.host_os import JobUser, effective_uid, kill_all_of, live_processes, lookup_user, may_pass, user_name
+
+__all__ = ["JobUser", "JobUsers", "announce", "check_dedicated", "check_reachable", "job_users", "lookup", "sweep"]
 
 log = structlog.get_logger()
 
 DEFAULT_RUN_AS = "nobody"
 TAKE_WAIT_S = 30.0  # a pool user held by a cancelled attempt's thread comes free once it has cleaned up
-_SWEEP_TIMEOUT_S = 10.0
-
-
-@dataclass(frozen=True, slots=True)
-class JobUser:
-    """A user jobs run as, looked up once at start."""
-
-    name: str
-    uid: int
-    gid: int
-    groups: tuple[int, ...]  # supplementary groups, the primary one included
-    home: str
-
-    def env(self) -> dict[str, str]:
-        """What a login as this user would set: jobs that look at HOME must not find the worker's."""
-        return {"HOME": self.home, "USER": self.name, "LOGNAME": self.name}
 
 
 class JobUsers:
@@ -109,8 +92,8 @@ def job_users(config: WorkerConfig, euid: int) -> JobUsers | None:
     if euid != 0:
         flag = "--run-as" if run_as is not None else "--run-as-pool"
         raise ConfigError(
-            f"{flag} needs a worker started as root (this one runs as {_user_name(euid)}):"
-            f" start it as root, or drop {flag} (its jobs then run as {_user_name(euid)})"
+            f"{flag} needs a worker started as root (this one runs as {user_name(euid)}):"
+            f" start it as root, or drop {flag} (its jobs then run as {user_name(euid)})"
         )
     if run_as is not None:
         user = lookup(run_as, "--run-as")
@@ -135,12 +118,10 @@ def job_users(config: WorkerConfig, euid: int) -> JobUsers | None:
 
 
 def lookup(name: str, flag: str) -> JobUser:
-    try:
-        entry = pwd.getpwnam(name)
-    except KeyError:
-        raise ConfigError(f"{flag}: there is no user {name!r} on this machine") from None
-    groups = tuple(os.getgrouplist(entry.pw_name, entry.pw_gid))
-    return JobUser(entry.pw_name, entry.pw_uid, entry.pw_gid, groups, entry.pw_dir)
+    user = lookup_user(name)
+    if user is None:
+        raise ConfigError(f"{flag}: there is no user {name!r} on this machine")
+    return user
 
 
 def check_dedicated(users: JobUsers) -> None:
@@ -148,7 +129,7 @@ def check_dedicated(users: JobUsers) -> None:
     if not users.dedicated:
         return
     by_uid = {u.uid: u for u in users.users}
-    for pid, uid in _processes():
+    for pid, uid in live_processes():
         user = by_uid.get(uid)
         if user is not None:
             raise ConfigError(
@@ -167,7 +148,7 @@ def check_reachable(work_dir: Path, users: JobUsers) -> None:
         except FileNotFoundError:
             return
         for user in users.users:
-            if not _may_pass(st, user):
+            if not may_pass(st, user):
                 raise ConfigError(
                     f"jobs run as {user.name} cannot reach the work directory {work_dir}: {directory} is mode"
                     f" {stat.S_IMODE(st.st_mode):04o}; give --work-dir in a directory they may pass"
@@ -180,7 +161,7 @@ def announce(users: JobUsers | None, tasks: bool) -> None:
     if users is None:
         log.warning(
             "worker.jobs_share_uid",
-            user=_user_name(os.geteuid()),
+            user=user_name(effective_uid()),
             why="jobs run as this worker's user: they can read its credential and environment, and each other's;"
             " start the worker as root with --run-as-pool to keep them out",
         )
@@ -188,60 +169,9 @@ def announce(users: JobUsers | None, tasks: bool) -> None:
     names = ",".join(u.name for u in users.users)
     log.info("worker.jobs_run_as", users=names, per_slot=users.dedicated)
     if tasks:
-        log.info("worker.tasks_run_as_worker", user=_user_name(os.geteuid()))
+        log.info("worker.tasks_run_as_worker", user=user_name(effective_uid()))
 
 
 def sweep(user: JobUser) -> None:
     """Kill every process running as `user` (a dedicated pool user whose job ended)."""
-    try:
-        subprocess.run(
-            ["/bin/sh", "-c", "kill -s KILL -- -1"],  # every process this uid may signal, but itself
-            user=user.uid,
-            group=user.gid,
-            extra_groups=[],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            cwd="/",
-            env={"PATH": "/usr/bin:/bin"},
-            timeout=_SWEEP_TIMEOUT_S,
-            check=False,
-        )
-    except (OSError, subprocess.SubprocessError) as exc:
-        log.error("worker.sweep_failed", user=user.name, error=str(exc))
-
-
-def _may_pass(st: os.stat_result, user: JobUser) -> bool:
-    if user.uid == 0:
-        return True
-    if st.st_uid == user.uid:
-        return bool(st.st_mode & stat.S_IXUSR)
-    if st.st_gid in user.groups:
-        return bool(st.st_mode & stat.S_IXGRP)
-    return bool(st.st_mode & stat.S_IXOTH)
-
-
-def _processes() -> list[tuple[int, int]]:
-    """(pid, real uid) of every live process (zombies left out: they run nothing)."""
-    found: list[tuple[int, int]] = []
-    if not os.path.isdir("/proc"):
-        return found  # no procfs: nothing to look at (the end-of-job kill does not need it)
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry.name}/status", encoding="utf-8", errors="replace") as f:
-                status = dict(line.split(":", 1) for line in f if ":" in line)
-        except OSError:
-            continue  # gone meanwhile
-        if status.get("State", "").strip().startswith("Z"):
-            continue
-        found.append((int(entry.name), int(status.get("Uid", "-1").split()[0])))
-    return found
-
-
-def _user_name(uid: int) -> str:
-    try:
-        return pwd.getpwuid(uid).pw_name
-    except KeyError:
-        return f"uid {uid}"
+    kill_all_of(user)

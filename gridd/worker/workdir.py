@@ -25,6 +25,7 @@ from pathlib import Path
 import structlog
 
 from gridd.protocol.errors import WorkDirNotOwned
+from gridd.worker import host_os
 
 log = structlog.get_logger()
 
@@ -68,8 +69,8 @@ def make_private_dir(path: Path, mode: int = 0o700) -> None:
     existed = path.is_dir()
     path.mkdir(mode=mode, parents=True, exist_ok=True)
     st = path.stat()
-    if os.geteuid() == 0 and st.st_uid != 0:
-        os.chown(path, 0, os.getegid())  # e.g. made by the unprivileged user an older unit ran the worker as
+    if host_os.effective_uid() == 0 and st.st_uid != 0:
+        host_os.give_to_root(path)  # e.g. made by the unprivileged user an older unit ran the worker as
         log.warning("worker.dir_owner_changed", path=str(path), was_uid=st.st_uid)
     if stat.S_IMODE(st.st_mode) != mode:
         os.chmod(path, mode)  # a fresh one too: the umask may have taken bits off

@@ -1,0 +1,124 @@
+"""POSIX output pipes of a job, drained into spool files while waiting for the job's exit.
+
+Part of the host_os interface (gridd.worker.host_os re-exports it). Pipes are read non-blocking under
+poll(2); the exit wakes the wait at once through a pidfd (Linux 5.3+), else it is looked at every
+EXIT_POLL_S.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import select
+import subprocess
+import time
+from collections.abc import Callable
+from typing import IO
+
+EXIT_POLL_S = 0.05  # how often the exit is checked where the system has no pidfd
+_READ_BYTES = 65536
+
+
+class Spool:
+    """One output stream of an attempt: a pipe the job writes, drained into `file` up to `limit` bytes.
+    Past the limit what arrives is read and dropped (`cut`), so the job never blocks on a full pipe."""
+
+    def __init__(self, file: IO[bytes], limit: int) -> None:
+        self.file = file
+        self.limit = limit
+        self.kept = 0
+        self.total = 0  # all it wrote, kept or not
+        self.cut = False
+        self.fd, self.write_end = os.pipe()
+        os.set_blocking(self.fd, False)
+        self.open = True
+
+    def spawned(self) -> None:
+        """The job has its copy of the write end (or failed to start): ours goes."""
+        if self.write_end >= 0:
+            os.close(self.write_end)
+            self.write_end = -1
+
+    def pump(self) -> None:
+        """Move what the pipe holds now into the file (up to the limit); `open` turns False at its end."""
+        for _ in range(16):  # a bounded turn: the other stream and the exit are looked at in between
+            try:
+                data = os.read(self.fd, _READ_BYTES)
+            except BlockingIOError:
+                return
+            if not data:
+                self.open = False
+                return
+            self.total += len(data)
+            room = self.limit - self.kept
+            if room > 0:
+                # Written past the file object's buffer: the follower's fstat sees it at once.
+                os.write(self.file.fileno(), data[:room])
+                self.kept += min(room, len(data))
+            self.cut = self.cut or len(data) > room
+
+    def head(self) -> tuple[bytes, bool]:
+        """The first `limit` bytes the job wrote, and whether it wrote more."""
+        return os.pread(self.file.fileno(), self.kept, 0), self.cut
+
+    def close(self) -> None:
+        self.spawned()
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+
+class ExitWatch:
+    """Waits for a process while draining its output pipes (see the module docstring)."""
+
+    def __init__(self, proc: subprocess.Popen[bytes]) -> None:
+        self._proc = proc
+        self._pidfd = -1
+
+    def __enter__(self) -> ExitWatch:
+        with contextlib.suppress(AttributeError, OSError):
+            self._pidfd = os.pidfd_open(self._proc.pid)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._pidfd >= 0:
+            os.close(self._pidfd)
+
+    def pump(self, spools: list[Spool], left: Callable[[], float] | None) -> bool:
+        """Drain `spools` until the process exits (True) or `left()` seconds run out first (False)."""
+        while not self._exited():
+            wait_s = 1.0 if self._pidfd >= 0 else EXIT_POLL_S
+            if left is not None:
+                remaining = left()
+                if remaining <= 0:
+                    return False
+                # Looked at again at least every second: a stopped job's clock stands still meanwhile.
+                wait_s = min(wait_s, remaining)
+            _poll(spools, wait_s, self._pidfd)
+        return True
+
+    def _exited(self) -> bool:
+        """Whether the process has exited, leaving it unreaped (WNOWAIT): reap's wait4 takes its rusage."""
+        info = os.waitid(os.P_PID, self._proc.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+        return info is not None and info.si_pid != 0
+
+
+def drain(spools: list[Spool], deadline: float) -> None:
+    """After the job's group is gone: what is still in the pipes, until their end (or the deadline, if a
+    process that escaped the group holds one open)."""
+    while any(s.open for s in spools) and (left := deadline - time.monotonic()) > 0:
+        _poll(spools, left)
+
+
+def _poll(spools: list[Spool], wait_s: float, also: int = -1) -> None:
+    """Wait up to `wait_s` for output (or for `also` to be readable), and move what came."""
+    poller = select.poll()
+    by_fd = {s.fd: s for s in spools if s.open}
+    for fd in by_fd:
+        poller.register(fd, select.POLLIN)
+    if also >= 0:
+        poller.register(also, select.POLLIN)
+    for fd, _ in poller.poll(wait_s * 1000):
+        spool = by_fd.get(fd)
+        if spool is not None:
+            spool.pump()
