@@ -62,3 +62,143 @@ def test_broker_and_worker_never_import_each_other() -> None:
         package, rel = package_of(path)
         other = {"broker": "gridd.worker", "worker": "gridd.broker"}.get(package)
         assert not other or not any(n.startswith(other) for n in imports(path)), rel
+
+
+# ---- the redesign's rules (issue 18): checked on the source, so they hold for every later change ----------
+
+MAX_MODULE_LINES = 400
+
+
+def _module_name(path: Path) -> str:
+    parts = path.relative_to(ROOT.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+MODULES = {_module_name(p): p for p in SOURCES}
+
+
+def _top_level_imports(path: Path) -> set[str]:
+    """The gridd modules `path` depends on: its module-level imports, those under `if TYPE_CHECKING:` too
+    (a type-only import that closes a circle is a circle of design all the same)."""
+    found: set[str] = set()
+
+    def visit(body: list[ast.stmt]) -> None:
+        for node in body:
+            if isinstance(node, ast.If):
+                visit(node.body + node.orelse)
+            elif isinstance(node, ast.Try):
+                visit(node.body + node.orelse + node.finalbody)
+            elif isinstance(node, ast.Import):
+                found.update(a.name for a in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                # `from pkg import module` depends on that module (pkg is its parent, set up first anyway);
+                # `from module import name` on the module.
+                submodules = {f"{node.module}.{a.name}" for a in node.names} & MODULES.keys()
+                found.update(submodules or {node.module})
+
+    visit(ast.parse(path.read_text(), str(path)).body)
+    return {name for name in found if name in MODULES}
+
+
+def _cycle() -> list[str] | None:
+    graph = {name: sorted(_top_level_imports(path) - {name}) for name, path in MODULES.items()}
+    state: dict[str, int] = {}  # 1 on the path being walked, 2 done
+    path: list[str] = []
+
+    def walk(node: str) -> list[str] | None:
+        state[node] = 1
+        path.append(node)
+        for nxt in graph[node]:
+            if state.get(nxt) == 1:
+                return path[path.index(nxt) :] + [nxt]
+            if nxt not in state and (found := walk(nxt)):
+                return found
+        path.pop()
+        state[node] = 2
+        return None
+
+    for start in sorted(graph):
+        if start not in state and (found := walk(start)):
+            return found
+    return None
+
+
+def test_no_import_cycle_between_modules() -> None:
+    cycle = _cycle()
+    assert cycle is None, "import cycle: " + " -> ".join(cycle or [])
+
+
+@pytest.mark.parametrize("path", SOURCES, ids=lambda p: p.relative_to(ROOT.parent).as_posix())
+def test_no_module_is_over_400_lines(path: Path) -> None:
+    lines = len(path.read_text().splitlines())
+    assert lines <= MAX_MODULE_LINES, f"{path.name} has {lines} lines: split it by what it holds"
+
+
+def _function_level_imports(path: Path) -> list[tuple[int, str, str]]:
+    """(line, module, the comment on or just above it) of each gridd import made inside a function."""
+    source = path.read_text()
+    lines = source.splitlines()
+    out = []
+    for fn in ast.walk(ast.parse(source, str(path))):
+        if not isinstance(fn, ast.FunctionDef | ast.AsyncFunctionDef):
+            continue
+        for node in ast.walk(fn):
+            if isinstance(node, ast.ImportFrom | ast.Import):
+                names = [node.module or ""] if isinstance(node, ast.ImportFrom) else [a.name for a in node.names]
+                comment = " ".join(lines[node.lineno - 2 : node.lineno])
+                out += [(node.lineno, name, comment) for name in names]
+    return out
+
+
+def test_function_level_imports_are_only_for_start_up_speed_and_say_so() -> None:
+    """A lazy import breaks no cycle here (there is none); it only keeps a command from loading what it does
+    not use. Only the CLI may do that, in a module whose comments say so (start-up time)."""
+    bad = []
+    for path in SOURCES:
+        rel = path.relative_to(ROOT.parent).as_posix()
+        says_why = "start-up" in path.read_text()
+        for line, name, comment in _function_level_imports(path):
+            explained = rel.startswith("gridd/cli/") and (says_why or "start-up" in comment)
+            if not explained and name.split(".")[0] in {"gridd", "textual"}:
+                bad.append(f"{rel}:{line} imports {name} inside a function")
+    assert not bad, "\n".join(bad)
+
+
+STATE_NAMES = {"waiting", "queued", "running", "succeeded", "failed", "cancelled", "held"}
+
+
+def _state_literals(path: Path) -> list[str]:
+    """String constants that are a job-state name, or SQL comparing `state` with one."""
+    out = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str):
+            text = node.value
+            if text in STATE_NAMES or any(f"'{s}'" in text for s in STATE_NAMES):
+                out.append(f"{path.relative_to(ROOT.parent)}:{node.lineno} {text[:60]!r}")
+    return out
+
+
+def test_job_states_are_written_only_in_their_enum() -> None:
+    found = [hit for path in SOURCES if path.name != "states.py" for hit in _state_literals(path)]
+    assert not found, "job-state names outside gridd/protocol/states.py:\n" + "\n".join(found)
+
+
+REQUEST_PATH = ("gridd/protocol/", "gridd/client/connection.py", "gridd/broker/session")
+
+
+def test_the_request_path_is_typed_without_any() -> None:
+    """Messages, the client's requests and the broker's handlers name their types: `Any` hides a reply of the
+    wrong kind until a user meets it."""
+    found = []
+    for path in SOURCES:
+        rel = path.relative_to(ROOT.parent).as_posix()
+        if rel.startswith(REQUEST_PATH):
+            for node in ast.walk(ast.parse(path.read_text(), rel)):
+                if (
+                    isinstance(node, ast.Name)
+                    and node.id == "Any"
+                    or isinstance(node, ast.alias)
+                    and node.name == "Any"
+                ):
+                    found.append(f"{rel}:{getattr(node, 'lineno', '?')}")
+    assert not found, "Any in the request path: " + ", ".join(found)
