@@ -168,10 +168,15 @@ STATE_NAMES = {"waiting", "queued", "running", "succeeded", "failed", "cancelled
 
 
 def _state_literals(path: Path) -> list[str]:
-    """String constants that are a job-state name, or SQL comparing `state` with one."""
+    """String constants that are a job-state name, or SQL comparing `state` with one. A word that only looks
+    like one (a JSON field counting running jobs, a verb's past tense) says so on its line: `not a job state`."""
     out = []
-    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+    source = path.read_text()
+    lines = source.splitlines()
+    for node in ast.walk(ast.parse(source, str(path))):
         if isinstance(node, ast.Constant) and isinstance(node.value, str):
+            if "not a job state" in lines[node.lineno - 1]:
+                continue
             text = node.value
             if text in STATE_NAMES or any(f"'{s}'" in text for s in STATE_NAMES):
                 out.append(f"{path.relative_to(ROOT.parent)}:{node.lineno} {text[:60]!r}")
@@ -183,7 +188,18 @@ def test_job_states_are_written_only_in_their_enum() -> None:
     assert not found, "job-state names outside gridd/protocol/states.py:\n" + "\n".join(found)
 
 
-REQUEST_PATH = ("gridd/protocol/", "gridd/client/connection.py", "gridd/broker/session")
+REQUEST_PATH = (
+    "gridd/protocol/messages.py",
+    "gridd/protocol/records.py",
+    "gridd/protocol/handshake.py",
+    "gridd/protocol/frames.py",
+    "gridd/client/connection.py",
+    "gridd/client/calls.py",
+    "gridd/broker/session.py",
+    "gridd/broker/dispatch.py",
+    "gridd/broker/client_requests.py",
+    "gridd/broker/worker_requests.py",
+)
 
 
 def test_the_request_path_is_typed_without_any() -> None:
@@ -192,7 +208,7 @@ def test_the_request_path_is_typed_without_any() -> None:
     found = []
     for path in SOURCES:
         rel = path.relative_to(ROOT.parent).as_posix()
-        if rel.startswith(REQUEST_PATH):
+        if rel.startswith(REQUEST_PATH) or rel.endswith("_messages.py"):
             for node in ast.walk(ast.parse(path.read_text(), rel)):
                 if (
                     isinstance(node, ast.Name)

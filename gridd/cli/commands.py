@@ -230,11 +230,9 @@ async def _workers(client: Client, args: argparse.Namespace) -> int:
 async def _status(client: Client, args: argparse.Namespace) -> int:
     report = await client.status()
     if args.json:
-        print(
-            render.to_json(
-                {"counts": report.counts, "workers": report.workers, "slots": report.slots, "running": report.running}
-            )
-        )
+        fields: dict[str, object] = {"counts": report.counts, "workers": report.workers, "slots": report.slots}
+        fields["running"] = report.running  # the number of running jobs: not a job state
+        print(render.to_json(fields))
     else:
         print(render.status(report))
     return 0
@@ -331,7 +329,7 @@ async def _events(client: Client, args: argparse.Namespace) -> int:
     return 0
 
 
-_PAST = {"cancel": "cancelled", "retry": "retried", "hold": "held", "release": "released"}
+_PAST = {"cancel": "cancelled", "retry": "retried", "hold": "held", "release": "released"}  # verbs: not a job state
 
 _COMMANDS: dict[str, Callable[[Client, argparse.Namespace], Awaitable[int]]] = {
     "submit": _submit,

@@ -114,7 +114,7 @@ def _worker(w: WorkerView) -> dict[str, Any]:
         "host": printable(w.host),
         "state": w.state if w.connected else "disconnected",
         "slots": w.slots,
-        "running": w.running,
+        "running": w.running,  # a count of jobs, not a job state
         "queues": [printable(q) for q in w.queues],
     }
 
