@@ -97,7 +97,7 @@ def complete_jobs(
                 new,
                 exit_code,
                 None if again else now_ms,
-                now_ms + delay if again else 0,
+                now_ms + delay if again and delay else 0,  # 0: at once
                 reason,
                 None if again else worker,
                 strikes,

@@ -67,9 +67,9 @@ def _expire(
         verdict = policy.after_failure(retries, lost, worker, attempt, max_attempts, struck, 0, own)
         new, reason = tr.step(_RUNNING, verdict.move), verdict.reason
         again = new == JobState.QUEUED
-        strikes = retry_store.strikes_text(verdict.strikes)
-        row = (new, None if again else now_ms, reason, now_ms + verdict.delay_ms if again else 0, strikes)
-        updates.append((*row, int(verdict.poison), job_id, lease))
+        not_before = now_ms + verdict.delay_ms if again and verdict.delay_ms else 0  # 0: at once
+        strikes, poison = retry_store.strikes_text(verdict.strikes), int(verdict.poison)
+        updates.append((new, None if again else now_ms, reason, not_before, strikes, poison, job_id, lease))
         # What is known of an attempt whose worker went silent: where and when; nothing it measured.
         lends = None if worker is None else worker in lending
         ran = (job_id, lease, attempt, worker, started_ms, now_ms, None, _EXPIRED, None, None)
