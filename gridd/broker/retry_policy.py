@@ -30,6 +30,9 @@ POISON_WORKERS: Final = 3  # the same status on this many different workers make
 MAX_BACKOFF_MS: Final = round(BACKOFF_CAP_S * 1000)  # the doubling stops at an hour (or at D, if longer)
 LEASE_EXPIRED: Final = "lease_expired"  # the outcome the store records for an attempt whose lease ended it
 _SIGNAL_BASE = 128  # a worker reports signal N as the shell does: status 128+N
+# The worker could not run the command (working directory, bundle, spawn, run-as user; a task's result
+# too large to travel), or a batch task's results did not match its records (the store's own outcome).
+_WORKER_ERRORS: Final = frozenset({"error", "bad_result"})
 
 # Failure (its key: "exit:3", "signal:9", "timeout") -> the different workers it happened on, in order.
 Strikes = dict[str, list[str]]
@@ -88,9 +91,9 @@ def failure_of(exit_code: int | None, outcome: str) -> Failure:
         return Failure(TIMEOUT)
     if outcome == "signalled" and exit_code is not None and exit_code > _SIGNAL_BASE:
         return Failure(SIGNAL, exit_code - _SIGNAL_BASE)
-    if exit_code is not None:
-        return Failure(EXIT, exit_code)
-    return Failure(ERROR)  # the worker could not run it, or a batch's results did not match its records
+    if exit_code is None or outcome in _WORKER_ERRORS:
+        return Failure(ERROR)  # whatever status the worker gave it: not one of the command's own
+    return Failure(EXIT, exit_code)
 
 
 @dataclass(frozen=True, slots=True)

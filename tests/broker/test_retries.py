@@ -163,6 +163,11 @@ async def test_a_failure_whose_cause_is_not_listed_fails_the_job_at_once_saying_
                 "failed",
                 "exit 124 is not in --retry-on exit:64-78,timeout",
             )
+            (errors,) = await client.submit_many([spec(retry_on=["error"], retry_delay_s=0)])
+            await run_once(w, 126, "error", "cannot make the working directory")  # the worker's failure
+            assert (await state(client, errors))[:2] == ("queued", 1)
+            await run_once(w, 126, "not_executable")
+            assert (await state(client, errors))[::3] == ("failed", "exit 126 is not in --retry-on error")
 
 
 async def test_a_lost_lease_is_retried_only_when_lost_is_listed(tmp_path: Path) -> None:
