@@ -52,8 +52,8 @@ class Retries:
         for word in retry_on:
             try:
                 causes.append(parse_cause(word))
-            except ValueError:  # the wire checked its shape; clients refuse bad numbers, so none come from them
-                continue
+            except ValueError:  # never stored (JobSpec checks each at submit); if one were, it retries nothing
+                continue  # rather than fail the whole batch of results it came with
         delay = None if retry_delay_s is None else round(retry_delay_s * 1000)
         return cls(tuple(causes), tuple(retry_on), delay)
 

@@ -24,7 +24,7 @@ from gridd.protocol.fields import (
     Requires,
     TaskName,
 )
-from gridd.protocol.retries import RetryCauses, RetryDelay
+from gridd.protocol.retries import RetryCauses, RetryDelay, parse_cause
 
 # ---- what a job is and how an attempt ended ----------------------------------------------------------------
 
@@ -68,6 +68,10 @@ class JobSpec(Record, frozen=True, omit_defaults=True):
     # any failure); the first retry waits retry_delay_s, each next one twice as long (None: the broker's).
     retry_on: RetryCauses = msgspec.field(default_factory=list)
     retry_delay_s: RetryDelay | None = None
+
+    def __post_init__(self) -> None:
+        for cause in self.retry_on:  # the wire checked their shape; here their numbers (a ValidationError)
+            parse_cause(cause)
 
 
 class LeaseRef(Record, frozen=True):

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import msgspec
 import pytest
 
 from gridd.broker.store import Store
@@ -266,3 +267,13 @@ def test_a_task_carries_its_retry_policy_and_refuses_a_cause_it_cannot_read() ->
 
 def task_call() -> TaskCall:
     return TaskCall(name="tests.broker.test_retries:_work")
+
+
+def test_a_spec_whose_causes_cannot_be_read_does_not_decode() -> None:
+    good = msgspec.msgpack.encode({"argv": ["x"], "retry_on": ["exit:64-78", "signal:9", "lost"]})
+    assert msgspec.msgpack.decode(good, type=JobSpec).retry_on == ["exit:64-78", "signal:9", "lost"]
+    for bad in (["exit:300"], ["exit:0"], ["signal:65"], ["exit:9-3"], ["sometimes"], ["exit:1", "EXIT:2"]):
+        with pytest.raises(msgspec.ValidationError):
+            msgspec.msgpack.decode(msgspec.msgpack.encode({"argv": ["x"], "retry_on": bad}), type=JobSpec)
+    with pytest.raises(msgspec.ValidationError):
+        msgspec.msgpack.decode(msgspec.msgpack.encode({"argv": ["x"], "retry_delay_s": -1}), type=JobSpec)
