@@ -24,9 +24,18 @@ from dataclasses import dataclass
 from typing import Final
 
 from gridd.broker.transitions import Move
-from gridd.protocol.retries import BACKOFF_CAP_S, ERROR, EXIT, LOST, SIGNAL, TIMEOUT, Cause, parse_cause
+from gridd.protocol.retries import (
+    BACKOFF_CAP_S,
+    ERROR,
+    EXIT,
+    LOST,
+    POISON_WORKERS,
+    SIGNAL,
+    TIMEOUT,
+    Cause,
+    parse_cause,
+)
 
-POISON_WORKERS: Final = 3  # the same status on this many different workers makes a job poison
 MAX_BACKOFF_MS: Final = round(BACKOFF_CAP_S * 1000)  # the doubling stops at an hour (or at D, if longer)
 LEASE_EXPIRED: Final = "lease_expired"  # the outcome the store records for an attempt whose lease ended it
 _SIGNAL_BASE = 128  # a worker reports signal N as the shell does: status 128+N

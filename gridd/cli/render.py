@@ -11,7 +11,7 @@ import msgspec
 
 from gridd.printable import printable
 from gridd.protocol.messages import AttemptView, Event, JobExplained, JobView, ReportRow, StatusReported, WorkerView
-from gridd.protocol.retries import BACKOFF_CAP_S
+from gridd.protocol.retries import BACKOFF_CAP_S, POISON_WORKERS
 from gridd.protocol.states import FINISHED, JobState
 from gridd.resources import format_mb
 from gridd.tui import formatting
@@ -107,7 +107,9 @@ def _retry_rows(job: JobView) -> list[tuple[str, str]]:
     elif delay is not None:
         rows.append(("retry delay", f"{delay:g}s before each retry"))
     if job.poison:
-        rows.append(("poison", f"yes: it failed the same way on 3 workers; gridd retry {job.id} runs it again"))
+        rows.append(
+            ("poison", f"yes: it failed the same way on {POISON_WORKERS} workers; gridd retry {job.id} runs it again")
+        )
     return rows
 
 

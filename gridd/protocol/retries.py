@@ -26,6 +26,7 @@ NAMED: Final = (TIMEOUT, LOST, ERROR, ANY)
 MAX_STATUS, MAX_SIGNAL = 255, 64
 MAX_RETRY_DELAY_S: Final = 7 * 86400.0  # a week: a longer first delay is a schedule, not a retry
 BACKOFF_CAP_S: Final = 3600.0  # --retry-delay doubles up to an hour (a longer one does not double)
+POISON_WORKERS: Final = 3  # the same status on this many different workers makes a job poison
 
 # On the wire a cause is checked for its shape only; `parse_cause` checks its numbers.
 RetryCause = Annotated[str, msgspec.Meta(pattern=r"^(timeout|lost|error|any|exit:\d{1,3}(-\d{1,3})?|signal:\d{1,2})$")]

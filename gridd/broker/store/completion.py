@@ -4,9 +4,9 @@ Rules: a result counts only for the job's current lease, from the worker instanc
 any other is refused with its Outcome (STALE_LEASE, FOREIGN_LEASE) and changes nothing. The job's retry
 policy (retry_policy.py) says whether a failed attempt runs again and when, or fails the job (its cause
 not retried, the job poison, its last attempt); the transition table says whether that move is legal
-(succeeded, queued again for a retry after its delay, failed), and the
-job's row, its attempt, its output and a task's result or error commit together with what the change
-sets off (flow.settle: dependents, group tokens). A batch task that returned another number of results
+(succeeded, queued again for a retry after its delay, failed). The job's row, its attempt, its output
+and a task's result or error commit together with what the change sets off (flow.settle: dependents,
+group tokens). A batch task that returned another number of results
 than it had records fails its attempt (BAD_RESULT).
 """
 
