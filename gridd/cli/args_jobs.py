@@ -43,7 +43,9 @@ def add_submit(commands: Commands) -> None:
         help="retry only these failures, e.g. exit:75,exit:64-78,signal:9,timeout,lost,error (default: any)",
     )
     p.add_argument(
-        "--retry-delay", metavar="DURATION", help="first retry after this long, then twice as long each time (10s)"
+        "--retry-delay",
+        metavar="DURATION",
+        help="first retry after this long (e.g. 10s), each next one twice as long, up to 1h (default: the broker's)",
     )
     p.add_argument("argv", nargs=argparse.REMAINDER, metavar="-- COMMAND [ARG...]")
 
