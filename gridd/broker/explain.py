@@ -20,6 +20,7 @@ from gridd.broker.matching import NEVER, blocker, unmatched
 from gridd.broker.store.interface import JobFacts
 from gridd.broker.workers import WorkerLink
 from gridd.protocol.messages import JobExplained, JobView, WorkerFit
+from gridd.protocol.retries import POISON_WORKERS
 
 
 def explain(facts: JobFacts, workers: Sequence[WorkerLink], now_ms: int) -> JobExplained:
@@ -41,6 +42,10 @@ def explain(facts: JobFacts, workers: Sequence[WorkerLink], now_ms: int) -> JobE
         how += f" on {job.worker}" if job.worker else ""
         how += f": {job.reason}" if job.reason else ""
         remedy = f"gridd retry {job.id}" if job.state in (tr.FAILED, tr.CANCELLED) else None
+        if job.poison:  # retry_policy.py: the same status on 3 workers; another worker would not help
+            same = f"it failed the same way on {POISON_WORKERS} workers"
+            remedy = f"{same}; mend the command or its input, then gridd retry {job.id}"
+            return _with(base, reason=how, remedy=remedy)
         return _with(base, reason=how, remedy=remedy and f"it has finished; {remedy} runs it again")
     fits = [(w, blocker(job, w, facts.sizes)) for w in workers]
     views = [WorkerFit(worker=w.name, state=w.state, blocker=b[1] if b else None) for w, b in fits]

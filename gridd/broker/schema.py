@@ -206,6 +206,14 @@ MIGRATIONS: list[str] = [
     ALTER TABLE attempts ADD COLUMN lent INTEGER;
     CREATE INDEX attempts_ended ON attempts (ended_ms);
     """,
+    # 10: cause-aware retries (gridd/broker/retry_policy.py). `strikes`: JSON text, each failure status
+    # ("exit:3", "signal:9", "timeout") -> the different workers it happened on since the job was submitted
+    # or last retried by a person (NULL: none); `poison`: 1 once the same status on 3 workers stopped its
+    # retries. A person's retry clears both.
+    """
+    ALTER TABLE jobs ADD COLUMN strikes TEXT;
+    ALTER TABLE jobs ADD COLUMN poison INTEGER NOT NULL DEFAULT 0;
+    """,
 ]
 
 

@@ -37,8 +37,8 @@ class Move(enum.StrEnum):
     SUBMIT = "submit"
     LEASE = "lease"  # a worker takes it
     SUCCEED = "succeed"  # its attempt exited 0
-    REQUEUE = "requeue"  # its attempt failed or its lease expired, and attempts remain
-    FAIL = "fail"  # ... and that was its last attempt
+    REQUEUE = "requeue"  # its attempt failed or its lease expired, and its retry policy runs it again
+    FAIL = "fail"  # ... and that was its last attempt, or its retry policy says no (retry_policy.py)
     RETURN = "return"  # its worker gave it back unstarted (draining, a grant lost): the attempt is not spent
     CANCEL = "cancel"
     HOLD = "hold"
@@ -132,22 +132,9 @@ def refusal(action: str, job_id: str, state: str) -> str:
     return f"cannot {action} job {job_id} (state={state})"
 
 
-def after_attempt(exit_code: int | None, attempts: int, max_attempts: int) -> Move:
-    """How an attempt ends its job's run: it succeeded, or it runs again while attempts remain, or it
-    failed. An attempt whose lease expired has no exit code."""
-    if exit_code == 0:
-        return Move.SUCCEED
-    return Move.REQUEUE if attempts < max_attempts else Move.FAIL
-
-
 def ended_as(state: str) -> str:
     """How a sentence says a job ended in `state`: "succeeded", "failed", "was cancelled"."""
     return f"was {state}" if state == S.CANCELLED else state
-
-
-def retry_delay_ms(attempt: int, base_ms: int) -> int:
-    """Delay before a failed command runs again: grows with the attempt, at most five times the base."""
-    return base_ms * min(attempt, 5)
 
 
 @dataclass(frozen=True, slots=True)

@@ -37,6 +37,16 @@ def add_submit(commands: Commands) -> None:
         help="wait until JOB (or group) has succeeded (repeatable)",
     )
     p.add_argument("--bundle", metavar="NAME[@VERSION]", help="run inside this bundle (default version: the latest)")
+    p.add_argument(
+        "--retry-on",
+        metavar="CAUSES",
+        help="retry only these failures, e.g. exit:75,exit:64-78,signal:9,timeout,lost,error (default: any)",
+    )
+    p.add_argument(
+        "--retry-delay",
+        metavar="DURATION",
+        help="first retry after this long (e.g. 10s), each next one twice as long, up to 1h (default: the broker's)",
+    )
     p.add_argument("argv", nargs=argparse.REMAINDER, metavar="-- COMMAND [ARG...]")
 
 

@@ -17,6 +17,7 @@ import msgspec
 from gridd.cli import bundles, render, tokens
 from gridd.cli.expand import array_items, each_items, expand_argv, ids_from_stdin
 from gridd.cli.live import LiveOutput
+from gridd.cli.retry_flags import retry_fields
 from gridd.cli.waiting import through_restarts
 from gridd.client.api import Client, connect
 from gridd.client.locate import broker_address, cluster_token
@@ -77,6 +78,7 @@ def _spec(args: argparse.Namespace) -> JobSpec:
     memory_mb = parse_size_mb(args.memory) if args.memory is not None else 0
     requires = dict(parse_requirement(r) for r in args.require)
     stdin = sys.stdin.buffer.read() if args.stdin else None
+    retry_on, retry_delay_s = retry_fields(args)
     return JobSpec(
         argv=argv,
         queue=args.queue,
@@ -89,6 +91,8 @@ def _spec(args: argparse.Namespace) -> JobSpec:
         cpus=args.cpus,
         memory_mb=memory_mb,
         requires=requires,
+        retry_on=retry_on,
+        retry_delay_s=retry_delay_s,
     )
 
 

@@ -11,6 +11,7 @@ import msgspec
 
 from gridd.printable import printable
 from gridd.protocol.messages import AttemptView, Event, JobExplained, JobView, ReportRow, StatusReported, WorkerView
+from gridd.protocol.retries import BACKOFF_CAP_S, POISON_WORKERS
 from gridd.protocol.states import FINISHED, JobState
 from gridd.resources import format_mb
 from gridd.tui import formatting
@@ -67,6 +68,7 @@ def show(job: JobView, attempts: Sequence[AttemptView]) -> str:
         rows.append(("needs", " ".join(asks + [f"{k}={v}" for k, v in sorted(job.requires.items())])))
     if job.unmatched:
         rows.append(("unmatched", job.unmatched))
+    rows += _retry_rows(job)
     width = max(len(k) for k, _ in rows)
     text = "\n".join(f"{k:<{width}}  {printable(v)}" for k, v in rows)
     if attempts:
@@ -94,6 +96,21 @@ def show(job: JobView, attempts: Sequence[AttemptView]) -> str:
         ]
         text += "\n\n" + _table(table)
     return text
+
+
+def _retry_rows(job: JobView) -> list[tuple[str, str]]:
+    """What `show` says of a job's retry policy (when it has one of its own) and of its poison."""
+    rows = [("retry on", ",".join(job.retry_on))] if job.retry_on else []
+    delay = job.retry_delay_s
+    if delay is not None and delay < BACKOFF_CAP_S:
+        rows.append(("retry delay", f"{delay:g}s, doubling each retry up to {BACKOFF_CAP_S:g}s"))
+    elif delay is not None:
+        rows.append(("retry delay", f"{delay:g}s before each retry"))
+    if job.poison:
+        rows.append(
+            ("poison", f"yes: it failed the same way on {POISON_WORKERS} workers; gridd retry {job.id} runs it again")
+        )
+    return rows
 
 
 def report(rows: Sequence[ReportRow], by: str) -> str:

@@ -26,6 +26,7 @@ import msgspec
 
 from gridd.protocol.errors import BadArguments, ConfigError
 from gridd.protocol.messages import JobSpec, TaskCall
+from gridd.protocol.retries import MAX_RETRY_DELAY_S, parse_retry_on
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -47,6 +48,8 @@ class TaskOptions:
     cpus: int = 1  # what each of its jobs takes on its worker
     memory_mb: int = 0
     requires: Mapping[str, str] = dataclasses.field(default_factory=dict)  # worker tags it needs: {"gpu": "1"}
+    retry_on: Sequence[str] = ()  # only these failures are retried ("exit:75", "lost", ...); empty: any
+    retry_delay_s: float | None = None  # the first retry after this long, then doubling; None: the broker's
 
 
 class TaskDef(Generic[P, R]):
@@ -63,7 +66,7 @@ class TaskDef(Generic[P, R]):
             raise ConfigError(f"task {self.name}: run={options.run!r}; expected auto, async, thread or process")
         if self.is_async != (run == "async"):
             raise ConfigError(f"task {self.name}: run='async' is for `async def` functions, and only for them")
-        self.options = dataclasses.replace(options, run=run)
+        self.options = dataclasses.replace(options, run=run, retry_on=_retry_on(options, self.name))
         self._signature = inspect.signature(fn)
         params, returns = _annotations(fn, self._signature, self.name)
         self._args = msgspec.msgpack.Decoder(msgspec.defstruct(f"{self.name} arguments", params, array_like=True))
@@ -89,10 +92,11 @@ class TaskDef(Generic[P, R]):
 
     def with_options(self, **changes: Any) -> Self:
         """The same task submitted differently (queue, priority, max_attempts, timeout_s, cpus, memory_mb,
-        requires)."""
+        requires, retry_on, retry_delay_s)."""
         copy = type(self).__new__(type(self))
         copy.__dict__.update(self.__dict__)
         copy.options = dataclasses.replace(self.options, **changes)
+        copy.options = dataclasses.replace(copy.options, retry_on=_retry_on(copy.options, self.name))
         return copy
 
     # ---- the submitter's side ----------------------------------------------------------------------------
@@ -133,6 +137,8 @@ class TaskDef(Generic[P, R]):
             cpus=o.cpus,
             memory_mb=o.memory_mb,
             requires=dict(o.requires),
+            retry_on=list(o.retry_on),
+            retry_delay_s=o.retry_delay_s,
         )
 
     def decode_result(self, value: bytes) -> R:
@@ -198,3 +204,16 @@ def _which_record(exc: msgspec.ValidationError, first: int) -> str:
     if sep and close and index.isdigit():
         return f"{head}record {first + int(index)}{tail.rstrip('`')}".rstrip(" -at")
     return text
+
+
+def _retry_on(options: TaskOptions, name: str) -> tuple[str, ...]:
+    """retry_on as the causes a JobSpec carries; ConfigError naming the task if one is not a cause."""
+    delay = options.retry_delay_s
+    if delay is not None and not 0 <= delay <= MAX_RETRY_DELAY_S:
+        raise ConfigError(f"task {name}: retry_delay_s must be from 0 to {MAX_RETRY_DELAY_S:g} seconds, got {delay}")
+    if isinstance(options.retry_on, str):
+        raise ConfigError(f"task {name}: retry_on wants a list of causes, e.g. ['exit:75', 'lost']")
+    try:
+        return tuple(parse_retry_on(",".join(options.retry_on))) if options.retry_on else ()
+    except ValueError as exc:
+        raise ConfigError(f"task {name}: retry_on: {exc}") from None

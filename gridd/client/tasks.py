@@ -8,7 +8,7 @@ client, `task.submit(...)` and `task.map(...)`, on the current client of client/
 from __future__ import annotations
 
 import typing
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, ParamSpec, TypeVar
 
 from gridd.client import current
@@ -52,6 +52,8 @@ def task(
     cpus: int = ...,
     memory_mb: int = ...,
     requires: dict[str, str] = ...,
+    retry_on: Sequence[str] = ...,
+    retry_delay_s: float | None = ...,
 ) -> Callable[[Callable[P, R]], Task[P, R]]: ...
 
 

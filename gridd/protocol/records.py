@@ -24,6 +24,7 @@ from gridd.protocol.fields import (
     Requires,
     TaskName,
 )
+from gridd.protocol.retries import RetryCauses, RetryDelay, parse_cause
 
 # ---- what a job is and how an attempt ended ----------------------------------------------------------------
 
@@ -63,6 +64,14 @@ class JobSpec(Record, frozen=True, omit_defaults=True):
     cpus: JobCpus = 1
     memory_mb: MemoryMb = 0
     requires: Requires = msgspec.field(default_factory=dict)
+    # Cause-aware retries (gridd/protocol/retries.py): only failures of these causes are retried (empty:
+    # any failure); the first retry waits retry_delay_s, each next one twice as long (None: the broker's).
+    retry_on: RetryCauses = msgspec.field(default_factory=list)
+    retry_delay_s: RetryDelay | None = None
+
+    def __post_init__(self) -> None:
+        for cause in self.retry_on:  # the wire checked their shape; here their numbers (a ValidationError)
+            parse_cause(cause)
 
 
 class LeaseRef(Record, frozen=True):
@@ -166,6 +175,10 @@ class JobView(Record, frozen=True):
     unmatched: str | None = None
     # Who submitted it: the name of the credential it was submitted with ("admin": the cluster token).
     owner: str | None = None
+    retry_on: list[str] = msgspec.field(default_factory=list)  # empty: any failure is retried
+    retry_delay_s: float | None = None  # None: the broker's retry delay
+    # It failed the same way (exit status or signal) on 3 different workers: not retried further.
+    poison: bool = False
 
 
 class AttemptView(Record, frozen=True):

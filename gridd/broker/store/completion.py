@@ -1,10 +1,12 @@
 """Completion: workers' results recorded, each attempt's outcome exactly once. Part of the SQLite store.
 
 Rules: a result counts only for the job's current lease, from the worker instance it was granted to;
-any other is refused with its Outcome (STALE_LEASE, FOREIGN_LEASE) and changes nothing. The transition
-table says where the job goes (succeeded, queued again for a retry after its delay, failed), and the
-job's row, its attempt, its output and a task's result or error commit together with what the change
-sets off (flow.settle: dependents, group tokens). A batch task that returned another number of results
+any other is refused with its Outcome (STALE_LEASE, FOREIGN_LEASE) and changes nothing. The job's retry
+policy (retry_policy.py) says whether a failed attempt runs again and when, or fails the job (its cause
+not retried, the job poison, its last attempt); the transition table says whether that move is legal
+(succeeded, queued again for a retry after its delay, failed). The job's row, its attempt, its output
+and a task's result or error commit together with what the change sets off (flow.settle: dependents,
+group tokens). A batch task that returned another number of results
 than it had records fails its attempt (BAD_RESULT).
 """
 
@@ -19,6 +21,8 @@ import msgspec
 import gridd.broker.store.attempts as attempts
 import gridd.broker.store.blobs as blobs
 import gridd.broker.store.flow as flow
+import gridd.broker.store.retries as retry_store
+from gridd.broker import retry_policy as policy
 from gridd.broker import transitions as tr
 from gridd.broker.store.refs import parse_job_id
 from gridd.broker.store.sql import ids_json, rows, state
@@ -33,7 +37,8 @@ _encoder = msgspec.msgpack.Encoder()
 _ENDED = JobState.RUNNING  # the state an attempt ends from (the table's source of SUCCEED, REQUEUE, FAIL)
 _END_SQL = (
     "UPDATE jobs SET state = ?, exit_code = ?, finished_ms = ?, not_before_ms = ?, reason = ?,"  # noqa: S608
-    f" worker = ?, deadline_ms = NULL WHERE id = ? AND lease = ? AND state = {state(_ENDED)}"
+    " worker = ?, deadline_ms = NULL, strikes = COALESCE(?, strikes), poison = ?"
+    f" WHERE id = ? AND lease = ? AND state = {state(_ENDED)}"
 )
 
 
@@ -54,34 +59,49 @@ def complete_jobs(
         (ids_json(ids),),
     )
     current = {r[0]: r for r in found}
-    outcomes: list[Outcome] = []
+    outcomes: list[Outcome | None] = []  # in the order of `results`; None: to be decided below
+    accepted: list[tuple[int, int, Any, JobResult, int | None, str, str | None, str | None]] = []
+    for job_id, result in zip(ids, results, strict=True):
+        row = current.pop(job_id, None)  # popped: a second result for it in this batch is stale
+        refused = _refusal(row, result, worker, instance)
+        outcomes.append(refused)
+        if refused is not None:
+            continue
+        exit_code, outcome, reason = result.exit_code, result.outcome, result.message or None
+        miscount = _miscount(db, result, row[7]) if exit_code == 0 else None
+        if miscount is not None:  # the articles' check: one result per record, or the attempt failed
+            exit_code, outcome, reason = None, "bad_result", miscount
+        accepted.append((len(outcomes) - 1, job_id, row, result, exit_code, outcome, reason, miscount))
+    # A failed attempt's fate is its job's retry policy's (retry_policy.py): read for those only.
+    failed = retry_store.policies(db, [a[1] for a in accepted if a[4] != 0])
     changed: list[Transition] = []
     updates: list[tuple[Any, ...]] = []
     ended: list[tuple[attempts.Attempt, attempts.Measured]] = []
     outputs: list[tuple[Any, ...]] = []
     task_results: list[tuple[Any, ...]] = []
-    for job_id, result in zip(ids, results, strict=True):
-        row = current.pop(job_id, None)  # popped: a second result for it in this batch is stale
-        refused = _refusal(row, result, worker, instance)
-        if refused is not None:
-            outcomes.append(refused)
-            continue
+    for index, job_id, row, result, exit_code, outcome, reason, miscount in accepted:
         attempt, max_attempts, queue = row[3], row[4], row[5]
-        exit_code, outcome, reason = result.exit_code, result.outcome, result.message or None
-        miscount = _miscount(db, result, row[7]) if exit_code == 0 else None
-        if miscount is not None:  # the articles' check: one result per record, or the attempt failed
-            exit_code, outcome, reason = None, "bad_result", miscount
-        new = tr.step(row[1], tr.after_attempt(exit_code, attempt, max_attempts))
+        move, delay, strikes, poison = tr.Move.SUCCEED, 0, None, False
+        if exit_code != 0:
+            retries, struck = failed[job_id]
+            failure = policy.failure_of(exit_code, outcome)
+            verdict = policy.after_failure(
+                retries, failure, worker, attempt, max_attempts, struck, retry_base_ms, reason
+            )
+            move, delay, reason, poison = verdict.move, verdict.delay_ms, verdict.reason, verdict.poison
+            strikes = retry_store.strikes_text(verdict.strikes)
+        new = tr.step(row[1], move)
         again = new == JobState.QUEUED
-        not_before = now_ms + tr.retry_delay_ms(attempt, retry_base_ms) if again else 0
         updates.append(
             (
                 new,
                 exit_code,
                 None if again else now_ms,
-                not_before,
+                now_ms + delay if again and delay else 0,  # 0: at once
                 reason,
                 None if again else worker,
+                strikes,
+                int(poison),
                 job_id,
                 result.lease,
             )
@@ -93,9 +113,9 @@ def complete_jobs(
         if row[8]:  # a task job: its value, or what it raised
             task_results.append(_task_result(job_id, result, miscount is None))
         if miscount is not None:
-            outcomes.append(Outcome(job_id=result.job_id, code=ErrorCode.BAD_RESULT, state=new, message=miscount))
+            outcomes[index] = Outcome(job_id=result.job_id, code=ErrorCode.BAD_RESULT, state=new, message=miscount)
         else:
-            outcomes.append(Outcome(job_id=result.job_id, code=0, state=new))
+            outcomes[index] = Outcome(job_id=result.job_id, code=0, state=new)
         ran_ms = now_ms - row[6]  # since its lease began
         changed.append(Transition(result.job_id, new, queue, attempt, worker, exit_code, reason, row[1], ran_ms))
     if task_results:
@@ -105,7 +125,7 @@ def complete_jobs(
         attempts.record(db, ended)
         db.executemany("INSERT OR REPLACE INTO outputs VALUES (?, ?, ?, ?)", outputs)
         changed += flow.settle(db, changed, now_ms)
-    return outcomes, changed
+    return [o for o in outcomes if o is not None], changed
 
 
 def _refusal(row: Any, result: JobResult, worker: str, instance: str) -> Outcome | None:

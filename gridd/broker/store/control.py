@@ -33,7 +33,8 @@ _CONTROL_SQL = {
     Move.HOLD: "UPDATE jobs SET state = ?, finished_ms = ? WHERE id = ? AND state = ?",
     Move.RELEASE: f"UPDATE jobs SET state = ?, finished_ms = ?, throttled = {_THROTTLED} WHERE id = ? AND state = ?",  # noqa: S608
     Move.RETRY: "UPDATE jobs SET state = ?, finished_ms = ?, attempts = 0, exit_code = NULL, reason = NULL,"  # noqa: S608
-    f" worker = NULL, not_before_ms = 0, throttled = {_THROTTLED} WHERE id = ? AND state = ?",
+    f" worker = NULL, not_before_ms = 0, throttled = {_THROTTLED}, strikes = NULL, poison = 0"
+    " WHERE id = ? AND state = ?",
 }
 _UNMET_SQL = (
     "SELECT COUNT(*) FROM deps d JOIN jobs x ON x.id = d.dep_id WHERE d.job_id = ?"  # noqa: S608

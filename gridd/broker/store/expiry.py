@@ -1,12 +1,13 @@
 """Leases that end without a result: expired (their worker went silent), given back (a draining worker, a
 grant lost with the connection), or settled when a worker re-attaches. Part of the SQLite store.
 
-Rules: an expired attempt is spent, as a failed one is (the table's REQUEUE while attempts remain, else
-FAIL), and recorded with where and when it ran and nothing it measured; a returned one is not spent
-(RETURN: queued again at once, its attempt count back). A re-attaching worker instance names every lease
-it holds: those are renewed, the ones it names that are no longer its own are lost to it, and those it does
-not name expire if it is a new process (it may have run them) or go back if it is the same one (the grant
-never reached it). Leases of another instance of the same name are left alone.
+Rules: an expired attempt is spent, as a failed one is (the job's retry policy decides, as for a failed
+command: retry_policy.py, its cause `lost`), and recorded with where and when it ran and nothing it
+measured; a returned one is not spent (RETURN: queued again at once, its attempt count back). A
+re-attaching worker instance names every lease it holds: those are renewed, the ones it names that are no
+longer its own are lost to it, and those it does not name expire if it is a new process (it may have run
+them) or go back if it is the same one (the grant never reached it). Leases of another instance of the
+same name are left alone.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from typing import Any
 
 import gridd.broker.store.attempts as attempts
 import gridd.broker.store.flow as flow
+import gridd.broker.store.retries as retry_store
+from gridd.broker import retry_policy as policy
 from gridd.broker import transitions as tr
 from gridd.broker.store.refs import parse_job_id
 from gridd.broker.store.sql import ids_json, rows, state
@@ -25,11 +28,13 @@ from gridd.protocol.messages import LeaseRef
 from gridd.protocol.states import JobState
 
 _RUNNING = JobState.RUNNING  # the state a lease is held in (the table's source of REQUEUE, FAIL, RETURN)
+_EXPIRED = policy.LEASE_EXPIRED  # the outcome of an attempt whose lease ended it (a `lost` failure)
 _LEASES = "SELECT id, lease, attempts, max_attempts, queue, worker, started_ms FROM jobs"
 _EXPIRE_SQL = (
     # The job's exit status is its last attempt's, and an expired attempt has none.
     "UPDATE jobs SET state = ?, finished_ms = ?, reason = ?, worker = NULL, deadline_ms = NULL,"  # noqa: S608
-    f" exit_code = NULL WHERE id = ? AND lease = ? AND state = {state(_RUNNING)}"
+    " exit_code = NULL, not_before_ms = ?, strikes = COALESCE(?, strikes), poison = ?"
+    f" WHERE id = ? AND lease = ? AND state = {state(_RUNNING)}"
 )
 _HELD_BY = f"state = {state(_RUNNING)} AND worker = ? AND instance = ?"  # a worker instance's leases
 _RENEW_SQL = f"UPDATE jobs SET deadline_ms = ? WHERE id = ? AND lease = ? AND state = {state(_RUNNING)}"  # noqa: S608
@@ -53,13 +58,21 @@ def _expire(
     changed: list[Transition] = []
     updates: list[tuple[Any, ...]] = []
     ended: list[tuple[attempts.Attempt, attempts.Measured]] = []
+    lost = policy.failure_of(None, _EXPIRED)
+    failed = retry_store.policies(db, [r[0] for r in leases]) if leases else {}
     for job_id, lease, attempt, max_attempts, queue, worker, started_ms in leases:
-        new = tr.step(_RUNNING, tr.after_attempt(None, attempt, max_attempts))
-        reason = f"{why} on worker {worker} (attempt {attempt} of {max_attempts})"
-        updates.append((new, now_ms if new in tr.FINISHED else None, reason, job_id, lease))
+        retries, struck = failed[job_id]
+        own = f"{why} on worker {worker} (attempt {attempt} of {max_attempts})"
+        # The base delay does not matter: a lost lease waits only for the job's own --retry-delay.
+        verdict = policy.after_failure(retries, lost, worker, attempt, max_attempts, struck, 0, own)
+        new, reason = tr.step(_RUNNING, verdict.move), verdict.reason
+        again = new == JobState.QUEUED
+        not_before = now_ms + verdict.delay_ms if again and verdict.delay_ms else 0  # 0: at once
+        strikes, poison = retry_store.strikes_text(verdict.strikes), int(verdict.poison)
+        updates.append((new, None if again else now_ms, reason, not_before, strikes, poison, job_id, lease))
         # What is known of an attempt whose worker went silent: where and when; nothing it measured.
         lends = None if worker is None else worker in lending
-        ran = (job_id, lease, attempt, worker, started_ms, now_ms, None, "lease_expired", None, None)
+        ran = (job_id, lease, attempt, worker, started_ms, now_ms, None, _EXPIRED, None, None)
         ended.append((ran, (None, None, None, None, None, lends)))
         changed.append(Transition(str(job_id), new, queue, attempt, worker, None, reason, _RUNNING))
     if updates:

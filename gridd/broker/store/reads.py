@@ -29,6 +29,8 @@ class _SpecView(msgspec.Struct, frozen=True):
     cpus: int = 1
     memory_mb: int = 0
     requires: dict[str, str] = msgspec.field(default_factory=dict)
+    retry_on: list[str] = msgspec.field(default_factory=list)
+    retry_delay_s: float | None = None
 
 
 class _TaskName(msgspec.Struct, frozen=True):
@@ -44,6 +46,7 @@ _VIEW_COLUMNS = (
     "(SELECT length(data) FROM outputs WHERE job_id = j.id AND stream = 'stdout'), "
     "(SELECT length(data) FROM outputs WHERE job_id = j.id AND stream = 'stderr'), "
     "j.group_id, (SELECT json_group_array(dep_id) FROM deps WHERE job_id = j.id), j.owner"
+    ", j.poison"
 )
 
 
@@ -224,6 +227,9 @@ def _view(r: sqlite3.Row) -> JobView:
         requires=spec.requires,
         task=spec.task.name if spec.task is not None else None,
         owner=r[17],
+        retry_on=spec.retry_on,
+        retry_delay_s=spec.retry_delay_s,
+        poison=bool(r[18]),
     )
 
 
