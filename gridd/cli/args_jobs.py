@@ -37,6 +37,8 @@ def add_submit(commands: Commands) -> None:
         help="wait until JOB (or group) has succeeded (repeatable)",
     )
     p.add_argument("--bundle", metavar="NAME[@VERSION]", help="run inside this bundle (default version: the latest)")
+    p.add_argument("--key", metavar="KEY", help="submit at most once: the same KEY again prints the first's ids")
+    p.add_argument("--key-ttl", metavar="DURATION", help="keep --key this long: 90m, 30d (default 7d)")
     p.add_argument("argv", nargs=argparse.REMAINDER, metavar="-- COMMAND [ARG...]")
 
 
