@@ -43,9 +43,7 @@ def submit_keyed(
         digest, first_job, count, group_id, _ = found[0]
         ids = [str(first_job + i) for i in range(count)]
         if digest != key.digest:
-            made = f"group {group_name(group_id)}" if group_id is not None else f"job {first_job}"
-            if group_id is None and count > 1:
-                made = f"jobs {first_job}-{first_job + count - 1}"
+            made = _made(first_job, count, group_id)
             raise KeyConflict(f"key {key.name} was used for {made} with a different request; nothing was submitted")
         return KeyedSubmit(job_ids=ids, group=group_name(group_id), replayed=True)
     expires_ms = now_ms + key.ttl_ms
@@ -54,9 +52,9 @@ def submit_keyed(
         if first:
             expires_ms = first[0][4]
             if group_name(first[0][3]) != group:
+                made, adds = _made(first[0][1], first[0][2], first[0][3]), f"group {group}" if group else "no group"
                 raise KeyConflict(
-                    f"key {key.name} was used for {group_name(first[0][3]) or f'job {first[0][1]}'}"
-                    f" and this request adds to {group or 'no group'}; nothing was submitted"
+                    f"key {key.name} was used for {made} and this request adds to {adds}; nothing was submitted"
                 )
     changed, made_group = submit.submit_jobs(
         db, specs, now_ms, after=after, new_group=new_group, group=group, max_running=max_running, owner=owner
@@ -77,6 +75,13 @@ def submit_keyed(
         ),
     )
     return KeyedSubmit(job_ids=[t.job_id for t in changed], group=made_group, replayed=False, changed=changed)
+
+
+def _made(first_job: int, count: int, group_id: int | None) -> str:
+    """What a key made, for a person: "group g3", "job 17", "jobs 17-19"."""
+    if group_id is not None:
+        return f"group {group_name(group_id)}"
+    return f"job {first_job}" if count == 1 else f"jobs {first_job}-{first_job + count - 1}"
 
 
 def forget_keys(db: sqlite3.Connection, now_ms: int, max_keys: int) -> int:
