@@ -18,8 +18,10 @@ from gridd.client.submits import CHUNK_BYTES, chunks
 from gridd.protocol.errors import InvalidRequest, KeyConflict
 from gridd.protocol.messages import JobSpec
 from tests.clock import FakeClock
-from tests.conftest import client_of, running_broker
+from tests.conftest import client_of, running_broker, running_worker
+from tests.tasks.sample import size_of
 
+MIB = 1024 * 1024
 Q = "nobody-serves-this"  # no worker: the jobs stay queued
 
 
@@ -155,3 +157,22 @@ async def test_a_key_or_ttl_out_of_bounds_is_refused_before_anything_is_sent(tmp
                     await client.submit(["true"], queue=Q, key=key, key_ttl_s=ttl)
             assert await client.jobs(queue=Q) == []
             assert await client.submit(["true"], queue=Q, key="x" * 200, key_ttl_s=60) != ""
+
+
+async def test_a_task_call_under_a_key_runs_once_and_its_retry_reads_the_same_result(tmp_path: Path) -> None:
+    # The route README gives for tasks: the call's spec submitted under a key; a large argument travels as
+    # a blob named by its content, so the retry's request is the same.
+    async with (
+        running_broker(tmp_path) as b,
+        running_worker(tmp_path, b.addr, tasks=["tests.tasks.sample"]),
+        client_of(b) as client,
+    ):
+        with anyio.fail_after(60):
+            ids = []
+            for _ in range(2):
+                call = await client.task_call(size_of.name, size_of.encode_call((b"x" * (2 * MIB),), {}))
+                (job,) = await client.submit_many([size_of.spec(call)], key="size-once")
+                ids.append(job)
+                assert await client.handle(job, size_of).result() == 2 * MIB
+            assert ids[0] == ids[1]
+            assert len(await client.jobs()) == 1

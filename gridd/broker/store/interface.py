@@ -128,8 +128,8 @@ class Store(Protocol):
         `owner` used before, unexpired, with the same digest returns the jobs it made and makes none; with
         another digest it is a KeyConflict naming them, and nothing is made. An expired key is forgotten
         and used afresh. A later part is kept until its first part expires, and must name that part's
-        group. (Two brokers on one store: the key's primary key makes the second insert fail; that
-        transaction is retried and then finds the key.)"""
+        group. (owner, key, part) is unique: a backend whose transactions run side by side (several brokers
+        on one store) must make the second of two submits under one key find the first's, never make jobs."""
         ...
 
     async def forget_keys(self, now_ms: int, max_keys: int) -> int:
