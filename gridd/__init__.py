@@ -21,6 +21,7 @@ _LAZY = {
     "TaskFailed": "gridd.protocol.errors",
     "BadArguments": "gridd.protocol.errors",
     "GriddError": "gridd.protocol.errors",
+    "KeyConflict": "gridd.protocol.errors",
 }
 __all__ = ["__version__", *_LAZY]
 

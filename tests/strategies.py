@@ -175,6 +175,9 @@ submit_jobs = st.builds(
     new_group=st.booleans(),
     group=st.none() | job_ids,
     max_running=st.none() | st.integers(1, 2**31),
+    key=st.none() | st.from_regex(r"[!-~]{1,200}", fullmatch=True),
+    key_ttl_s=st.none() | st.floats(60, 365 * 86400),
+    key_part=st.integers(0, 2**31 - 1),
 )
 show_jobs = st.builds(m.ShowJob, rid=rids, job_id=job_ids)
 list_jobs = st.builds(

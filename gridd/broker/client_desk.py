@@ -21,10 +21,11 @@ from gridd.broker.matching import LaneBook, lane_of_spec, unmatched
 from gridd.broker.principals import CLUSTER_ADMIN
 from gridd.broker.settings import BrokerSettings
 from gridd.broker.store import Store
+from gridd.broker.store.interface import KeyedSubmit, SubmitKey
 from gridd.broker.workers import WorkerRegistry
 from gridd.clock import Clock
 from gridd.protocol.bundles import manifest_problem
-from gridd.protocol.errors import InvalidRequest, PayloadTooLarge
+from gridd.protocol.errors import InvalidRequest, KeyConflict, PayloadTooLarge
 from gridd.protocol.limits import spec_too_large
 from gridd.protocol.messages import (
     AttemptView,
@@ -77,8 +78,11 @@ class ClientDesk:
         group: str | None = None,
         max_running: int | None = None,
         owner: str = CLUSTER_ADMIN.name,
+        key: SubmitKey | None = None,
     ) -> tuple[list[str], str | None]:
-        """Commit the jobs, owned by `owner`; returns their ids in order and their group (None if none)."""
+        """Commit the jobs, owned by `owner`; returns their ids in order and their group (None if none).
+        Under a `key` `owner` used before for the same request: the ids and group that made, and nothing
+        new (KeyConflict if for another request)."""
         for number, spec in enumerate(specs, start=1):
             if not spec.argv or not spec.argv[0]:
                 raise InvalidRequest("a job needs a command: gridd submit -- COMMAND [ARG...]")
@@ -86,15 +90,21 @@ class ClientDesk:
         if max_running is not None and not new_group:
             raise InvalidRequest("--max-running applies to a new group of jobs (--each or --array)")
         with self._housekeeping.bringing():  # its queues' lanes must not be dropped meanwhile
-            changed, group_id = await self._store.submit_jobs(
-                specs,
-                self._clock.now_ms(),
-                after=after,
-                new_group=new_group,
-                group=group,
-                max_running=max_running,
-                owner=owner,
-            )
+            if key is not None:
+                keyed = await self._submit_keyed(specs, key, after, new_group, group, max_running, owner)
+                if keyed.replayed:
+                    return keyed.job_ids, keyed.group
+                changed, group_id = keyed.changed, keyed.group
+            else:
+                changed, group_id = await self._store.submit_jobs(
+                    specs,
+                    self._clock.now_ms(),
+                    after=after,
+                    new_group=new_group,
+                    group=group,
+                    max_running=max_running,
+                    owner=owner,
+                )
         log.info(
             "jobs.submitted",
             count=len(changed),
@@ -108,6 +118,35 @@ class ClientDesk:
         self.submitted += len(changed)
         self._ledger.record(changed, kind="job.submitted", log_each=False)
         return [t.job_id for t in changed], group_id
+
+    async def _submit_keyed(
+        self,
+        specs: Sequence[JobSpec],
+        key: SubmitKey,
+        after: Sequence[str],
+        new_group: bool,
+        group: str | None,
+        max_running: int | None,
+        owner: str,
+    ) -> KeyedSubmit:
+        """The submit under its key: made, or found made (logged, since its jobs were not made again)."""
+        try:
+            keyed = await self._store.submit_keyed(
+                specs,
+                self._clock.now_ms(),
+                key,
+                after=after,
+                new_group=new_group,
+                group=group,
+                max_running=max_running,
+                owner=owner,
+            )
+        except KeyConflict as exc:
+            log.warning("submit.key_conflict", key=key.name, part=key.part, owner=owner, error=str(exc))
+            raise
+        if keyed.replayed:
+            log.info("submit.key_replayed", key=key.name, part=key.part, owner=owner, first=keyed.job_ids[0])
+        return keyed
 
     def _check_size(self, spec: JobSpec, whose: str) -> None:
         """Refuse a spec past the broker's limits: every listing, lease and retry would carry it."""

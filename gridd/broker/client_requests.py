@@ -16,6 +16,7 @@ import msgspec
 from gridd.broker import authorization
 from gridd.broker.core import Broker
 from gridd.broker.principals import Principal
+from gridd.broker.submit_keys import submit_key
 from gridd.protocol.errors import BadFrame, InvalidRequest
 from gridd.protocol.messages import (
     MAX_LIST_ROWS,
@@ -85,7 +86,13 @@ class ClientRequests:
         await self.check_owned(m.after, "wait for")  # --after: depends on its own jobs only
         await self.check_owned([m.group] if m.group else [], "add jobs to")
         ids, group = await self._broker.submit(
-            m.jobs, after=m.after, new_group=m.new_group, group=m.group, max_running=m.max_running, owner=who.name
+            m.jobs,
+            after=m.after,
+            new_group=m.new_group,
+            group=m.group,
+            max_running=m.max_running,
+            owner=who.name,
+            key=submit_key(m),  # a key is its owner's: one credential cannot find or probe another's
         )
         return JobsAccepted(rid=m.rid, job_ids=ids, group=group)
 

@@ -108,6 +108,7 @@ class Broker:
         self.revoke_token = tokens.revoke_token
         self.purge = housekeeping.purge
         self.drop_idle_lanes = housekeeping.drop_idle_lanes
+        self.forget_keys = housekeeping.forget_keys
         self.status = ledger.status
         self.snapshot = ledger.snapshot
         self.worker_views = self.workers.views

@@ -1,5 +1,5 @@
-"""What the broker removes once nobody needs it: finished jobs past their keep (purge), and the lanes of
-queues that have no job left to lease.
+"""What the broker removes once nobody needs it: finished jobs past their keep (purge), submit keys past
+their TTL, and the lanes of queues that have no job left to lease.
 
 Rule: a queue's lanes are never dropped while a submit or a retry is under way (`bringing`), since it may
 be bringing that queue back; everything else the ledger's exact counts decide.
@@ -23,6 +23,7 @@ log = structlog.get_logger()
 
 PURGE_BATCH = 500  # jobs removed per transaction: a purge never holds the writer for long
 DROP_BATCH = 5000  # idle queues whose lanes are deleted per transaction
+KEYS_BATCH = 5000  # expired submit keys removed per transaction
 
 
 class Housekeeping:
@@ -64,6 +65,18 @@ class Housekeeping:
         if total:
             log.info("jobs.purged", count=total, older_than_s=age / 1000)
         return total, age
+
+    async def forget_keys(self) -> int:
+        """Remove the submit keys past their TTL (submit --key-ttl), in batches; returns how many."""
+        now, total = self._clock.now_ms(), 0
+        while True:  # ends: each round removes keys, and there are finitely many
+            removed = await self._store.forget_keys(now, KEYS_BATCH)
+            total += removed
+            if removed < KEYS_BATCH:
+                break
+        if total:
+            log.info("keys.forgotten", count=total)
+        return total
 
     async def drop_idle_lanes(self) -> int:
         """Forget the lanes of queues with no job that could be leased now or later (none waiting,

@@ -16,8 +16,8 @@ log = structlog.get_logger()
 
 
 class Maintenance:
-    """Every `every_s` (and once at start): purge what --keep says has been kept long enough, and drop
-    the lanes of queues with no job left to lease."""
+    """Every `every_s` (and once at start): purge what --keep says has been kept long enough, forget the
+    submit keys past their TTL, and drop the lanes of queues with no job left to lease."""
 
     def __init__(self, broker: Broker, every_s: float) -> None:
         self._broker = broker
@@ -28,6 +28,7 @@ class Maintenance:
         purged = 0
         if self._broker.settings.keep_ms is not None:
             purged, _ = await self._broker.purge()
+        await self._broker.forget_keys()  # submit keys past their TTL, whatever --keep says
         await self._broker.drop_idle_lanes()
         return purged
 

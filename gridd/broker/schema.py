@@ -214,6 +214,25 @@ MIGRATIONS: list[str] = [
     ALTER TABLE jobs ADD COLUMN strikes TEXT;
     ALTER TABLE jobs ADD COLUMN poison INTEGER NOT NULL DEFAULT 0;
     """,
+    # 11: idempotent submit (store/keys.py). A submit key is kept per owner (the credential's name), one
+    # row for each request of the submit (`part`: a large submit travels in chunks), with the sha256 of
+    # the request and the jobs it made: ids first_job .. first_job + jobs - 1 (one submit's ids are
+    # consecutive) and their group. Retention removes a key once past expires_ms.
+    """
+    CREATE TABLE submit_keys (
+        owner      TEXT    NOT NULL,
+        key        TEXT    NOT NULL,
+        part       INTEGER NOT NULL,
+        digest     TEXT    NOT NULL,                 -- hex
+        first_job  INTEGER NOT NULL,
+        jobs       INTEGER NOT NULL,
+        group_id   INTEGER,                          -- NULL: the jobs have no group
+        created_ms INTEGER NOT NULL,
+        expires_ms INTEGER NOT NULL,
+        PRIMARY KEY (owner, key, part)
+    ) WITHOUT ROWID;
+    CREATE INDEX submit_keys_expires ON submit_keys (expires_ms);
+    """,
 ]
 
 

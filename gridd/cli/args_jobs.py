@@ -47,6 +47,8 @@ def add_submit(commands: Commands) -> None:
         metavar="DURATION",
         help="first retry after this long (e.g. 10s), each next one twice as long, up to 1h (default: the broker's)",
     )
+    p.add_argument("--key", metavar="KEY", help="submit at most once: the same KEY again prints the first's ids")
+    p.add_argument("--key-ttl", metavar="DURATION", help="keep --key this long: 90m, 30d (default 7d)")
     p.add_argument("argv", nargs=argparse.REMAINDER, metavar="-- COMMAND [ARG...]")
 
 

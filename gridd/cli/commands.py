@@ -25,6 +25,7 @@ from gridd.config import Config, parse_duration
 from gridd.printable import printable, printable_lines
 from gridd.protocol.bundles import ref_problem
 from gridd.protocol.errors import ConfigError, ConnectionLost, GriddError, exception_for
+from gridd.protocol.idempotency import key_problem, key_ttl_problem
 from gridd.protocol.messages import AttemptView, JobSpec, JobView
 from gridd.protocol.states import JOB_STATES, JobState
 from gridd.resources import MAX_JOB_CPUS, parse_requirement, parse_size_mb
@@ -108,15 +109,18 @@ async def _submit(client: Client, args: argparse.Namespace) -> int:
         raise ConfigError("--max-running applies to --each or --array submissions")
     if args.max_running is not None and args.max_running < 1:
         raise ConfigError("--max-running must be at least 1")
+    key, ttl_s = _key(args)
     if not (args.each or args.array):
-        (job_id,) = await client.submit_many([_spec(args)], after=args.after)
+        (job_id,) = await client.submit_many([_spec(args)], after=args.after, key=key, key_ttl_s=ttl_s)
         print(job_id, flush=True)
         return 0
     specs = _many_specs(args)
     if not specs:
         print(f"gridd: nothing to submit: {args.each} has no non-empty line", file=sys.stderr)
         return 0
-    ids, group = await client.submit_group(specs, after=args.after, max_running=args.max_running)
+    ids, group = await client.submit_group(
+        specs, after=args.after, max_running=args.max_running, key=key, key_ttl_s=ttl_s
+    )
     sys.stdout.write("".join(f"{job_id}\n" for job_id in ids))
     sys.stdout.flush()
     if not args.wait:
@@ -131,6 +135,24 @@ async def _submit(client: Client, args: argparse.Namespace) -> int:
         )
         return 1
     return 0
+
+
+def _key(args: argparse.Namespace) -> tuple[str | None, float | None]:
+    """--key and --key-ttl (seconds; None: the default) checked: exit 2 for one out of bounds."""
+    if args.key is None:
+        if args.key_ttl is not None:
+            raise ConfigError("--key-ttl applies to a submit with --key")
+        return None, None
+    problem = key_problem(args.key)
+    if problem is not None:
+        raise ConfigError(f"--key: {problem}")
+    if args.key_ttl is None:
+        return args.key, None
+    ttl_s = parse_duration(args.key_ttl, "--key-ttl")
+    problem = key_ttl_problem(ttl_s) if ttl_s is not None else "a key cannot be kept for ever"
+    if problem is not None:
+        raise ConfigError(f"--key-ttl: {problem}")
+    return args.key, ttl_s
 
 
 def _many_specs(args: argparse.Namespace) -> list[JobSpec]:
@@ -148,8 +170,10 @@ def _many_specs(args: argparse.Namespace) -> list[JobSpec]:
 
 
 def _submit_and_wait(args: argparse.Namespace, address: str, token: str | None, insecure: bool) -> int:
-    """Behave like running the command here: its stdout, its stderr, its exit status."""
+    """Behave like running the command here: its stdout, its stderr, its exit status. Under --key a retry
+    that finds the first's job waits for that one, and behaves as the first would have."""
     spec = _spec(args)
+    key, ttl_s = _key(args)
 
     async def main() -> int:
         credential = cluster_token(token)
@@ -158,7 +182,7 @@ def _submit_and_wait(args: argparse.Namespace, address: str, token: str | None, 
             return connect(address, credential, insecure=insecure)
 
         async with reconnect() as client:
-            (job_id,) = await client.submit_many([spec], after=args.after)
+            (job_id,) = await client.submit_many([spec], after=args.after, key=key, key_ttl_s=ttl_s)
             print(job_id, file=sys.stderr, flush=True)
             live = LiveOutput(job_id)
 

@@ -7,14 +7,11 @@ Rule: nothing here knows tasks' sugar, handles or fan-out; those build on a Brok
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 
-import msgspec
-
-from gridd.client import blobs
+from gridd.client import blobs, submits
 from gridd.client.connection import Connection
-from gridd.protocol.bundles import ref_problem
-from gridd.protocol.errors import InvalidRequest, PayloadTooLarge, exception_for
+from gridd.protocol.errors import PayloadTooLarge, exception_for
 from gridd.protocol.limits import spec_too_large
 from gridd.protocol.messages import (
     MAX_LIST_ROWS,
@@ -43,7 +40,6 @@ from gridd.protocol.messages import (
     RevokeToken,
     ShowJob,
     StatusReported,
-    SubmitJobs,
     Subscribe,
     Subscribed,
     TaskCall,
@@ -52,10 +48,6 @@ from gridd.protocol.messages import (
     WaitJobs,
     WorkerView,
 )
-
-# Many jobs travel in chunks so that no submit frame nears the frame limit (16 MiB).
-CHUNK_BYTES = 4 * 1024 * 1024
-_size = msgspec.msgpack.Encoder()
 
 
 class BrokerCalls:
@@ -80,10 +72,13 @@ class BrokerCalls:
         cpus: int = 1,
         memory_mb: int = 0,
         requires: Mapping[str, str] | None = None,
+        key: str | None = None,
+        key_ttl_s: float | None = None,
     ) -> str:
         """Submit one command; returns its id once the job is durable. It runs on a worker with `cpus`
         and `memory_mb` (MiB) free for it, and every tag of `requires`. `bundle` ("NAME" or "NAME@N"):
-        run it inside that bundle (gridd bundle push); "NAME" is its latest version at submit."""
+        run it inside that bundle (gridd bundle push); "NAME" is its latest version at submit.
+        `key`: submit at most once (submit_many says how)."""
         spec = JobSpec(
             argv=list(argv),
             queue=queue,
@@ -97,38 +92,70 @@ class BrokerCalls:
             memory_mb=memory_mb,
             requires=dict(requires or {}),
         )
-        return (await self.submit_many([spec], after=after))[0]
+        return (await self.submit_many([spec], after=after, key=key, key_ttl_s=key_ttl_s))[0]
 
-    async def submit_many(self, specs: Sequence[JobSpec], *, after: Sequence[str] = ()) -> list[str]:
-        """Submit many jobs; returns their ids in order, once every one is durable."""
-        ids, _ = await self._submit(specs, after=after, new_group=False, max_running=None)
+    async def submit_many(
+        self,
+        specs: Sequence[JobSpec],
+        *,
+        after: Sequence[str] = (),
+        key: str | None = None,
+        key_ttl_s: float | None = None,
+    ) -> list[str]:
+        """Submit many jobs; returns their ids in order, once every one is durable.
+
+        `key` (printable ASCII, no spaces, at most 200 characters) makes the submit idempotent: the same
+        key again with the same request returns the ids the first made and makes no job, so a submit
+        whose reply was lost can always be retried; with another request it raises KeyConflict. The
+        broker keeps a key `key_ttl_s` (default 7 days, between a minute and 365 days), per credential."""
+        ids, _ = await self._submit(specs, after=after, new_group=False, max_running=None, key=key, key_ttl_s=key_ttl_s)
         return ids
 
     async def submit_group(
-        self, specs: Sequence[JobSpec], *, after: Sequence[str] = (), max_running: int | None = None
+        self,
+        specs: Sequence[JobSpec],
+        *,
+        after: Sequence[str] = (),
+        max_running: int | None = None,
+        key: str | None = None,
+        key_ttl_s: float | None = None,
     ) -> tuple[list[str], str]:
         """Submit jobs as one group (at most `max_running` of them running at once); returns their ids
-        in order and the group's id, which names all of them wherever a job id is taken."""
-        ids, group = await self._submit(specs, after=after, new_group=True, max_running=max_running)
+        in order and the group's id, which names all of them wherever a job id is taken. `key`: as for
+        submit_many; it names the whole group (the same key again returns the same group and ids)."""
+        ids, group = await self._submit(
+            specs, after=after, new_group=True, max_running=max_running, key=key, key_ttl_s=key_ttl_s
+        )
         assert group is not None  # noqa: S101 - the broker always names a new group
         return ids, group
 
     async def _submit(
-        self, specs: Sequence[JobSpec], *, after: Sequence[str], new_group: bool, max_running: int | None
+        self,
+        specs: Sequence[JobSpec],
+        *,
+        after: Sequence[str],
+        new_group: bool,
+        max_running: int | None,
+        key: str | None,
+        key_ttl_s: float | None,
     ) -> tuple[list[str], str | None]:
-        for problem in {ref_problem(s.bundle) for s in specs if s.bundle is not None} - {None}:
-            raise InvalidRequest(str(problem))  # else the broker would close the connection on decoding it
+        submits.check_request(specs, key, key_ttl_s)
         self._check_sizes(specs)
         ids: list[str] = []
         group: str | None = None
-        for chunk in _chunks(specs):
-            first = group is None
+        # Under a key each chunk is kept as its part: a retry sends the same chunks (their cut depends on
+        # the specs alone), is answered for those that were made, and makes the rest.
+        for part, chunk in enumerate(submits.chunks(specs)):
+            first = part == 0
             chunk_ids, group = await self.submit_chunk(
                 chunk,
                 after=after,
                 new_group=new_group and first,
                 group=None if first else group,
                 max_running=max_running if first else None,
+                key=key,
+                key_ttl_s=key_ttl_s,
+                key_part=part,
             )
             ids.extend(chunk_ids)
         return ids, group
@@ -153,9 +180,13 @@ class BrokerCalls:
         new_group: bool = False,
         group: str | None = None,
         max_running: int | None = None,
+        key: str | None = None,
+        key_ttl_s: float | None = None,
+        key_part: int = 0,
     ) -> tuple[list[str], str | None]:
         """One submit request (keep it under CHUNK_BYTES): the jobs' ids and their group."""
-        reply = await self.connection.request(_submit_message(specs, after, new_group, group, max_running))
+        message = submits.message(specs, after, new_group, group, max_running, (key, key_ttl_s, key_part))
+        reply = await self.connection.request(message)
         return list(reply.job_ids), reply.group
 
     # ---- task calls and results (what handles and mapping ask the client for) ---------------------------------
@@ -324,28 +355,3 @@ class BrokerCalls:
             elif isinstance(message, Event):
                 yield message
         raise self.connection.closed_error()
-
-
-def _submit_message(
-    jobs: list[JobSpec], after: Sequence[str], new_group: bool, group: str | None, max_running: int | None
-) -> Callable[[int], SubmitJobs]:
-    def build(rid: int) -> SubmitJobs:
-        return SubmitJobs(
-            rid=rid, jobs=jobs, after=list(after), new_group=new_group, group=group, max_running=max_running
-        )
-
-    return build
-
-
-def _chunks(specs: Sequence[JobSpec]) -> list[list[JobSpec]]:
-    """Consecutive runs of specs whose encoded size stays under CHUNK_BYTES (at least one each)."""
-    chunks: list[list[JobSpec]] = [[]]
-    size = 0
-    for spec in specs:
-        n = len(_size.encode(spec))
-        if chunks[-1] and size + n > CHUNK_BYTES:
-            chunks.append([])
-            size = 0
-        chunks[-1].append(spec)
-        size += n
-    return chunks

@@ -25,6 +25,7 @@ class ErrorCode(enum.IntEnum):
     PAYLOAD_TOO_LARGE = 3004
     UNKNOWN_BLOB = 3005
     UNKNOWN_BUNDLE = 3006
+    KEY_CONFLICT = 3010  # a submit key used before for another request
     STALE_LEASE = 4000
     WORKER_NAME_IN_USE = 4001
     NOT_A_WORKER = 4002
@@ -148,6 +149,13 @@ class UnknownBundle(OperationRefused):
     """No bundle has that name, or it has no such version."""
 
     code = ErrorCode.UNKNOWN_BUNDLE
+
+
+class KeyConflict(OperationRefused):
+    """A submit named a key (--key) that this credential used before for a different request: the jobs
+    that key made are named; nothing was submitted."""
+
+    code = ErrorCode.KEY_CONFLICT
 
 
 class JobFailed(GriddError):
@@ -275,6 +283,7 @@ _BY_CODE: dict[int, type[GriddError]] = {
         PayloadTooLarge,
         UnknownBlob,
         UnknownBundle,
+        KeyConflict,
         StaleLease,
         ForeignLease,
         WorkerNameInUse,

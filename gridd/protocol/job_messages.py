@@ -10,6 +10,7 @@ import msgspec
 
 from gridd.protocol.base import Reply, Request
 from gridd.protocol.fields import Count, EpochMs, JobId
+from gridd.protocol.idempotency import KeyPart, KeyTtl, SubmitKeyName
 from gridd.protocol.records import (
     AttemptView,
     DependencyView,
@@ -33,13 +34,20 @@ class JobsAccepted(Reply, frozen=True, tag="job.accepted"):
 class SubmitJobs(Request[JobsAccepted], frozen=True, tag="job.submit"):
     """Jobs to run. `new_group` puts them in a new group (with `max_running` of them running at once);
     `group` adds them to an existing one (the later chunks of a large submission). Every job waits
-    until each job (or group) named in `after` has succeeded."""
+    until each job (or group) named in `after` has succeeded.
+
+    `key` makes the submit idempotent (protocol/idempotency.py): the same key with the same request
+    again is answered with the first's jobs, kept `key_ttl_s` (None: DEFAULT_KEY_TTL_S). A submit sent
+    in several requests (chunks) sends the key with each, `key_part` counting them from 0."""
 
     jobs: Annotated[list[JobSpec], msgspec.Meta(min_length=1)]
     after: list[JobId] = msgspec.field(default_factory=list)
     new_group: bool = False
     group: JobId | None = None
     max_running: Annotated[int, msgspec.Meta(ge=1, le=2**31)] | None = None
+    key: SubmitKeyName | None = None
+    key_ttl_s: KeyTtl | None = None
+    key_part: KeyPart = 0
 
 
 class JobShown(Reply, frozen=True, tag="job.shown"):

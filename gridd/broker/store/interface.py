@@ -69,6 +69,28 @@ class JobFacts:
     sizes: dict[str, tuple[int, int]] = field(default_factory=dict)  # running job id -> (cpus, memory_mb)
 
 
+@dataclass(frozen=True, slots=True)
+class SubmitKey:
+    """An idempotent submit's key (gridd/broker/submit_keys.py): its name, which request of the submit
+    this is (`part`: chunks count from 0), the digest of that request, and how long it is kept."""
+
+    name: str
+    digest: str
+    ttl_ms: int
+    part: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class KeyedSubmit:
+    """What a submit with a key did: made jobs (`changed`), or found the key and made none (`replayed`,
+    the ids and group those of the submit that first used it)."""
+
+    job_ids: list[str]
+    group: str | None
+    replayed: bool
+    changed: list[Transition] = field(default_factory=list)
+
+
 class Store(Protocol):
     """Every use case the broker asks of its store."""
 
@@ -88,6 +110,30 @@ class Store(Protocol):
         """Insert jobs, owned by `owner`; returns them in order with their new ids, and their group (a new
         one, or `group`). They wait for the jobs named in `after` (groups expanded), or are cancelled at
         once, that job named as the reason, if one of those has failed or been cancelled already."""
+        ...
+
+    async def submit_keyed(
+        self,
+        specs: Sequence[JobSpec],
+        now_ms: int,
+        key: SubmitKey,
+        *,
+        after: Sequence[str] = (),
+        new_group: bool = False,
+        group: str | None = None,
+        max_running: int | None = None,
+        owner: str = "admin",
+    ) -> KeyedSubmit:
+        """submit_jobs under a key of `owner`'s, checked and kept in the same transaction: a key (and part)
+        `owner` used before, unexpired, with the same digest returns the jobs it made and makes none; with
+        another digest it is a KeyConflict naming them, and nothing is made. An expired key is forgotten
+        and used afresh. A later part is kept until its first part expires, and must name that part's
+        group. (owner, key, part) is unique: a backend whose transactions run side by side (several brokers
+        on one store) must make the second of two submits under one key find the first's, never make jobs."""
+        ...
+
+    async def forget_keys(self, now_ms: int, max_keys: int) -> int:
+        """Remove up to `max_keys` submit keys expired by `now_ms`; returns how many."""
         ...
 
     # ---- leasing --------------------------------------------------------------------------------------

@@ -21,6 +21,7 @@ import gridd.broker.store.bundles as bundles
 import gridd.broker.store.completion as completion
 import gridd.broker.store.control as control
 import gridd.broker.store.expiry as expiry
+import gridd.broker.store.keys as keys
 import gridd.broker.store.lanes as lanes
 import gridd.broker.store.leasing as leasing
 import gridd.broker.store.reads as reads
@@ -40,6 +41,7 @@ class SQLiteStore(Database):
 
     # ---- jobs in, and leasing (a lease is not fsynced: one lost with the power is granted again) ------------
     submit_jobs = use_case(submit.submit_jobs, durable=True)
+    submit_keyed = use_case(keys.submit_keyed, durable=True)
     lease_jobs = use_case(leasing.lease_jobs, durable=False, then=leasing.observed)
     renew_leases = use_case(leasing.renew_leases, durable=False)
     next_eligible_ms = use_case(leasing.next_eligible_ms, durable=False)
@@ -58,6 +60,7 @@ class SQLiteStore(Database):
     control_jobs = use_case(control.control_jobs, durable=True)
     expand = use_case(control.expand, durable=False)
     purge_finished = use_case(retention.purge_finished, durable=True)
+    forget_keys = use_case(keys.forget_keys, durable=False)  # a key lost with the power is removed again
 
     # ---- reads (a few jobs by key: on the event loop) ---------------------------------------------------------
     get_job = use_case(reads.get_job, durable=False)
