@@ -30,10 +30,12 @@ One difference remains: between COMMIT and its fsync another connection (the sto
 read a batch's rows before they are durable; with FULL it may not. `unsynced` says when that window is open.
 
 Checkpoints: automatic ones are off (`wal_autocheckpoint=0`), since they would run, with their syncs, inside
-whichever commit crossed the threshold, maybe on the loop. A PASSIVE checkpoint runs in a thread of its own,
-on a connection of its own, when the -wal file passes CHECKPOINT_BYTES; it never waits for the writer. The
-batch after a complete checkpoint runs on the thread too: the commit that starts the -wal file over syncs
-its header.
+whichever commit crossed the threshold, maybe on the loop. Once the -wal file passes CHECKPOINT_BYTES, the
+next batch runs on the database thread and starts with a PASSIVE checkpoint: its syncs are off the loop, and
+the commit right after it, with nothing written in between, starts the -wal file over (and syncs its new
+header) there too. A checkpoint on a connection and thread of its own would not stall the commits, but under
+a steady stream of them the file would never start over: a commit always lands between the end of the
+copy and the next transaction. The batch behind a checkpoint waits for it, as it did for SQLite's own.
 """
 
 from __future__ import annotations
@@ -41,7 +43,6 @@ from __future__ import annotations
 import contextlib
 import os
 import sqlite3
-import threading
 import time
 import weakref
 from collections.abc import Callable
@@ -109,7 +110,7 @@ class GroupCommit:
         self._fsync = fsync
         self._db_path = _wal_database(conn)
         conn.execute("PRAGMA synchronous = NORMAL")  # the commit's WAL sync is ours (module docstring)
-        conn.execute("PRAGMA wal_autocheckpoint = 0")  # checkpoints run in a thread (_checkpoint)
+        conn.execute("PRAGMA wal_autocheckpoint = 0")  # ours run on the database thread (_checkpoint_due)
         conn.execute(f"PRAGMA journal_size_limit = {CHECKPOINT_BYTES}")
         self._limiter = anyio.CapacityLimiter(1)  # one batch's SQL at a time
         self._sync_limiter = anyio.CapacityLimiter(1)  # one fsync at a time
@@ -127,9 +128,7 @@ class GroupCommit:
         self._broken_seq = 0  # batches up to this one were committed before an fsync failed
         self._fd_box = [-1]  # our descriptor of the -wal file (a list, for the finalizer)
         self._dir_synced = False
-        self._checkpointing = False
-        self._checkpoint_at = CHECKPOINT_BYTES
-        self._restart_next = False  # a checkpoint completed: the next commit syncs a new -wal header
+        self._checkpoint_at = CHECKPOINT_BYTES  # the -wal file size past which the next batch checkpoints
         weakref.finalize(self, _close_fd, self._fd_box)
 
     @property
@@ -172,24 +171,21 @@ class GroupCommit:
                     batch = self._refuse_durable(batch, self._broken)
                     if not batch:
                         continue
-                # On the loop only if quick, and never while a checkpoint runs or just completed (the commit
-                # that starts the -wal file over syncs it); the checkpoint thread sets _restart_next first.
-                inline = len(batch) == 1 and self._last_sql_s < INLINE_UNDER_S
-                inline = inline and not self._checkpointing and not self._restart_next
-                self._restart_next = False
+                checkpoint = self._checkpoint_due()
                 started, committed = time.perf_counter(), False
                 try:
-                    if inline:
+                    if len(batch) == 1 and self._last_sql_s < INLINE_UNDER_S and not checkpoint:
                         committed = self._run_batch(batch)
                     else:
-                        committed = await anyio.to_thread.run_sync(self._run_batch, batch, limiter=self._limiter)
+                        committed = await anyio.to_thread.run_sync(
+                            self._run_batch, batch, checkpoint, limiter=self._limiter
+                        )
                 except BaseException as exc:  # a bug of ours: every caller of the batch hears of it
                     for call in batch:
                         call.error = call.error or exc
                     raise
                 finally:
                     self._committed(batch, committed=committed, started=started)
-                self._maybe_checkpoint()
         finally:
             self._leading = False
 
@@ -265,9 +261,14 @@ class GroupCommit:
             call.seq, call.need = self._seq, self._dirty
             call.committed.set()
 
-    def _run_batch(self, batch: list[_Call]) -> bool:
-        """The batch's transaction; False if nothing of it was committed."""
+    def _run_batch(self, batch: list[_Call], checkpoint: bool = False) -> bool:
+        """The batch's transaction (after a checkpoint if asked); False if nothing of it was committed."""
         conn = self._conn
+        if checkpoint:
+            try:
+                conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+            except sqlite3.Error as exc:  # the commit that follows will say whether the disk is at fault
+                log.warning("store.checkpoint_failed", error=str(exc))
         try:
             conn.execute("BEGIN IMMEDIATE")
         except sqlite3.Error as exc:  # a closed or broken connection
@@ -312,39 +313,19 @@ class GroupCommit:
             self._fd_box[0] = os.open(self._db_path + "-wal", os.O_RDONLY | os.O_CLOEXEC)
         return self._fd_box[0]
 
-    def _maybe_checkpoint(self) -> None:
-        """Start a PASSIVE checkpoint in a thread of its own if the -wal file passed its threshold."""
-        if self._checkpointing:
-            return
+    def _checkpoint_due(self) -> bool:
+        """Whether the next batch should checkpoint first: the -wal file passed its threshold."""
         try:
             size = os.fstat(self._open_wal()).st_size
         except OSError:
-            return  # no -wal file yet: nothing to copy
+            return False  # no -wal file yet: nothing to copy
         if size <= CHECKPOINT_BYTES:
             self._checkpoint_at = CHECKPOINT_BYTES  # started over and cut back: count from the threshold again
         if size <= self._checkpoint_at:
-            return
-        # A reader may hold the file's start, so that it cannot start over: try again a quarter further on.
+            return False
+        # A reader may hold frames, so that the file cannot start over: then try again a quarter further on.
         self._checkpoint_at = size + CHECKPOINT_BYTES // 4
-        self._checkpointing = True
-        threading.Thread(target=self._checkpoint, name="gridd-checkpoint").start()
-
-    def _checkpoint(self) -> None:
-        """In its thread: copy the -wal file into the database. A PASSIVE checkpoint never waits for the
-        writer or readers; it syncs the -wal file before and the database after (as NORMAL and FULL do)."""
-        try:
-            conn = sqlite3.connect(self._db_path, isolation_level=None)
-            try:
-                conn.execute("PRAGMA busy_timeout = 1000")
-                busy, frames, copied = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-            finally:
-                conn.close()
-            if not busy and frames == copied:
-                self._restart_next = True  # before _checkpointing is cleared: the leader checks both
-        except sqlite3.Error as exc:
-            log.warning("store.checkpoint_failed", error=str(exc))
-        finally:
-            self._checkpointing = False
+        return True
 
 
 def _wal_database(conn: sqlite3.Connection) -> str:
