@@ -43,6 +43,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sqlite3
+import threading
 import time
 import weakref
 from collections.abc import Callable
@@ -127,6 +128,7 @@ class GroupCommit:
         self._broken: StorageFailed | None = None
         self._broken_seq = 0  # batches up to this one were committed before an fsync failed
         self._fd_box = [-1]  # our descriptor of the -wal file (a list, for the finalizer)
+        self._fd_lock = threading.Lock()  # opened by the loop (_checkpoint_due) or the sync thread
         self._dir_synced = False
         self._checkpoint_at = CHECKPOINT_BYTES  # the -wal file size past which the next batch checkpoints
         weakref.finalize(self, _close_fd, self._fd_box)
@@ -309,9 +311,10 @@ class GroupCommit:
 
     def _open_wal(self) -> int:
         """Our descriptor of the -wal file, opened once (SQLite creates the file; we only sync and size it)."""
-        if self._fd_box[0] < 0:
-            self._fd_box[0] = os.open(self._db_path + "-wal", os.O_RDONLY | os.O_CLOEXEC)
-        return self._fd_box[0]
+        with self._fd_lock:
+            if self._fd_box[0] < 0:
+                self._fd_box[0] = os.open(self._db_path + "-wal", os.O_RDONLY | os.O_CLOEXEC)
+            return self._fd_box[0]
 
     def _checkpoint_due(self) -> bool:
         """Whether the next batch should checkpoint first: the -wal file passed its threshold."""
