@@ -631,7 +631,7 @@ def _slow_fsync_figures() -> list[Figure]:
                 Figure(p + "status_p99_ms", "ms", f"{whose}, {how}: status p99", peer, target, ok),
                 Figure(p + "status_max_ms", "ms", f"{whose}, {how}: status max"),
                 Figure(p + "submit_p50_ms", "ms", f"{whose}, {how}: submit p50 (a durable commit)"),
-                Figure(p + "submits_s", "jobs/s", f"{whose}, {how}: submits/s (3 clients, 20 ms pauses)"),
+                Figure(p + "submits_s", "jobs/s", f"{whose}, {how}: submits/s (2 clients, 20 ms pauses)"),
             ]
     return figures
 
@@ -815,8 +815,8 @@ SCENARIOS: dict[str, Scenario] = {
         ),
         Scenario(
             "slow-fsync",
-            "fsync slowed by 200 ms (LD_PRELOAD) in the broker: `status` every 5 ms while 2 clients submit (20 ms"
-            " apart), a third lists jobs then submits, and a 2-slot worker runs the jobs; also without the shim;"
+            "fsync slowed by 200 ms (LD_PRELOAD) in the broker: `status` every 5 ms while a client submits (20 ms"
+            " apart), a second lists jobs then submits, and a 2-slot worker runs the jobs; also without the shim;"
             " this tree and $GRIDD_BENCH_BASELINE",
             _slow_fsync_figures(),
             lambda sz, fx: run_slow_fsync(3.0 if sz.mode == "quick" else 8.0),

@@ -1,11 +1,11 @@
 """The `slow-fsync` scenario (issue 18, item 6): does one slow disk stall every session?
 
 A broker runs with an LD_PRELOAD shim (slow_fsync.c, built here with gcc) that makes every fsync and
-fdatasync of its process take GRIDD_SLOW_FSYNC_MS (200 ms) more, and one 2-slot worker runs the jobs. Two
-clients submit `true` jobs, each one at a time with a 20 ms pause between (each submit is a durable commit;
-the worker's lease and its result are commits too); a third is a person at the CLI who lists the jobs
-(`gridd jobs`: a read in a group commit), then submits one, 20 ms apart; a fourth asks `status` every 5 ms
-and times each answer: what every other session would wait for if a commit held the event loop. The same
+fdatasync of its process take GRIDD_SLOW_FSYNC_MS (200 ms) more, and one 2-slot worker runs the jobs. One
+client submits `true` jobs, one at a time with a 20 ms pause between (each submit is a durable commit; the
+worker's lease and its result are commits too); a second is a person at the CLI who lists the jobs (`gridd
+jobs`: a read in a group commit), then submits one, 20 ms apart; a third asks `status` every 5 ms and times
+each answer: what every other session waits for when a commit holds the event loop. The same
 is measured without the shim, and, if $GRIDD_BENCH_BASELINE names another gridd tree (e.g. /work/main),
 with that tree's broker and worker, in the same run. Without gcc the scenario is skipped and says why.
 """
@@ -27,7 +27,7 @@ from benchmarks.harness import PYTHON, TOKEN, BenchError, bench_env, run_async, 
 
 HERE = Path(__file__).resolve().parent
 SLOW_MS = 200
-SUBMITTERS = 2
+SUBMITTERS = 1
 SUBMIT_PAUSE_S = 0.02
 STATUS_EVERY_S = 0.005
 PERSON_PAUSE_S = 0.02
@@ -91,6 +91,7 @@ def _grid(root: Path, tree: Path, preload: Path | None) -> Iterator[str]:
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=log,
+                cwd=root,  # `python -m` puts the working directory first on sys.path: PYTHONPATH must win
                 env=bench_env(PYTHONPATH=str(tree), **slow),
             )
         )
@@ -105,6 +106,7 @@ def _grid(root: Path, tree: Path, preload: Path | None) -> Iterator[str]:
                     stdin=subprocess.DEVNULL,
                     stdout=log,
                     stderr=log,
+                    cwd=root,
                     env=bench_env(PYTHONPATH=str(tree)),
                 )
             )
