@@ -815,7 +815,7 @@ SCENARIOS: dict[str, Scenario] = {
         ),
         Scenario(
             "slow-fsync",
-            "fsync slowed by 200 ms (LD_PRELOAD) in the broker: `status` every 5 ms while a client submits (20 ms"
+            "fsync slowed by 200 ms (LD_PRELOAD) in the broker: `status` due every 5 ms while a client submits (20 ms"
             " apart), a second lists jobs then submits, and a 2-slot worker runs the jobs; also without the shim;"
             " this tree and $GRIDD_BENCH_BASELINE",
             _slow_fsync_figures(),

@@ -4,8 +4,9 @@ A broker runs with an LD_PRELOAD shim (slow_fsync.c, built here with gcc) that m
 fdatasync of its process take GRIDD_SLOW_FSYNC_MS (200 ms) more, and one 2-slot worker runs the jobs. One
 client submits `true` jobs, one at a time with a 20 ms pause between (each submit is a durable commit; the
 worker's lease and its result are commits too); a second is a person at the CLI who lists the jobs (`gridd
-jobs`: a read in a group commit), then submits one, 20 ms apart; a third asks `status` every 5 ms and times
-each answer: what every other session waits for when a commit holds the event loop. The same
+jobs`: a read in a group commit), then submits one, 20 ms apart; a third sends `status` every 5 ms on a
+fixed schedule and times each answer from when it was due: what every other session waits for when a
+commit holds the event loop. The same
 is measured without the shim, and, if $GRIDD_BENCH_BASELINE names another gridd tree (e.g. /work/main),
 with that tree's broker and worker, in the same run. Without gcc the scenario is skipped and says why.
 """
@@ -161,12 +162,19 @@ async def _measure(addr: str, window_s: float) -> dict[str, float]:
             submit_ms.append((time.perf_counter() - t0) * 1000)
             await anyio.sleep(PERSON_PAUSE_S)
 
+    async def probe(client: Client, due: float) -> None:
+        await client.status()
+        status_ms.append((time.perf_counter() - due) * 1000)
+
     async def prober(client: Client) -> None:
-        while time.perf_counter() < stop:
-            t0 = time.perf_counter()
-            await client.status()
-            status_ms.append((time.perf_counter() - t0) * 1000)
-            await anyio.sleep(STATUS_EVERY_S)
+        # On a fixed schedule, not one after another: a broker that stalls 200 ms delays the 40 probes due
+        # meanwhile, not just the one in flight (a closed loop would hide the stall: coordinated omission).
+        async with anyio.create_task_group() as probes:
+            due = time.perf_counter()
+            while due < stop:
+                probes.start_soon(probe, client, due)
+                due += STATUS_EVERY_S
+                await anyio.sleep(max(0.0, due - time.perf_counter()))
 
     async with contextlib.AsyncExitStack() as stack:
         clients = [await stack.enter_async_context(connect(addr, TOKEN)) for _ in range(SUBMITTERS + 2)]
