@@ -38,6 +38,8 @@ from benchmarks.harness import (
     temp_root,
 )
 from benchmarks.hops import thread_hop
+from benchmarks.slow_fsync import notes as slow_fsync_notes
+from benchmarks.slow_fsync import run_slow_fsync
 
 REPO = Path(__file__).resolve().parent.parent
 STALL_S = 10.0  # a gridd run whose finished-job count does not move for this long is abandoned as stalled
@@ -617,6 +619,23 @@ def _ratio_le(limit: float) -> Callable[[float, float | None], bool]:
     return lambda v, r: r is not None and r <= limit
 
 
+def _slow_fsync_figures() -> list[Figure]:
+    figures = []
+    for tree, whose in (("tree", "this tree"), ("base", "baseline")):
+        for disk, how in (("slow", "fsync +200 ms"), ("fast", "plain disk")):
+            p = f"{tree}_{disk}_"
+            target, ok = ("< 10 ms", _le(10)) if p == "tree_slow_" else ("", None)
+            peer = "base_slow_status_p99_ms" if p == "tree_slow_" else None
+            figures += [
+                Figure(p + "status_p50_ms", "ms", f"{whose}, {how}: status p50"),
+                Figure(p + "status_p99_ms", "ms", f"{whose}, {how}: status p99", peer, target, ok),
+                Figure(p + "status_max_ms", "ms", f"{whose}, {how}: status max"),
+                Figure(p + "submit_p50_ms", "ms", f"{whose}, {how}: submit p50 (a durable commit)"),
+                Figure(p + "submits_s", "jobs/s", f"{whose}, {how}: submits/s (2 clients, 20 ms pauses)"),
+            ]
+    return figures
+
+
 SCENARIOS: dict[str, Scenario] = {
     s.name: s
     for s in [
@@ -794,6 +813,14 @@ SCENARIOS: dict[str, Scenario] = {
             ],
             lambda sz, fx: thread_hop(),
         ),
+        Scenario(
+            "slow-fsync",
+            "fsync slowed by 200 ms (LD_PRELOAD) in the broker: `status` due every 5 ms while a client submits (20 ms"
+            " apart), a second lists jobs then submits, and a 2-slot worker runs the jobs; also without the shim;"
+            " this tree and $GRIDD_BENCH_BASELINE",
+            _slow_fsync_figures(),
+            lambda sz, fx: run_slow_fsync(3.0 if sz.mode == "quick" else 8.0),
+        ),
     ]
 }
 
@@ -839,6 +866,8 @@ def figures_for(scenario: Scenario, sz: Sizes) -> list[Figure]:
 def scenario_notes(scenario: Scenario) -> list[str]:
     if scenario.name == "latency":
         return ["the job is shell `true` (a process spawn, ~1-2 ms, is included); task-latency is the no-op task"]
+    if scenario.name == "slow-fsync":
+        return slow_fsync_notes()
     if scenario.name == "huey":
         return [
             "gridd runs a process per job (`true`); huey's no-op runs in-process: compare huey_shell_true for like",

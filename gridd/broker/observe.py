@@ -14,7 +14,11 @@ class Observer:
     """Receives the figures only a hot path knows; everything else is read at scrape time."""
 
     def committed(self, calls: int, seconds: float, durable: bool) -> None:
-        """One group commit ran `calls` store calls in `seconds` (BEGIN to COMMIT; a durable one fsyncs)."""
+        """One group commit ran `calls` store calls in `seconds`: BEGIN to COMMIT, and for a durable one on to
+        the end of the fsync that covered it."""
+
+    def synced(self, seconds: float) -> None:
+        """One fsync of the -wal file took `seconds`; it made every durable batch committed before it durable."""
 
     def leased(self, waits_ms: Sequence[int]) -> None:
         """Jobs leased for the first time, each after waiting this long since it was submitted."""

@@ -1,0 +1,161 @@
+"""Group commit on a real SQLite file: a durable call returns only after an fsync that ran off the event
+loop's thread, acknowledgements keep commit order, one fsync covers every batch committed while the previous
+one ran, a failed fsync fails what it covered and refuses durable work after, and checkpoints keep the
+-wal file small. The fsync function is ours to watch (it still syncs); nothing else is replaced."""
+
+from __future__ import annotations
+
+import errno
+import os
+import sqlite3
+import stat
+import threading
+from pathlib import Path
+
+import anyio
+import pytest
+
+from gridd.broker.store_commit import CHECKPOINT_BYTES, GroupCommit
+from gridd.protocol.errors import StorageFailed
+from tests.conftest import eventually
+
+
+def wal_db(tmp_path: Path) -> tuple[sqlite3.Connection, sqlite3.Connection]:
+    """The writer (as the store opens it) and a reader of a fresh database with one table."""
+    path = tmp_path / "gridd.db"
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA synchronous = FULL")
+    conn.execute("CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT)")
+    return conn, sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+
+
+class Disk:
+    """fsync as the kernel does it, recording where it ran; `hold()` makes the next ones wait for `release()`."""
+
+    def __init__(self) -> None:
+        self.threads: list[int] = []
+        self.wal_syncs = 0
+        self.entered = threading.Event()
+        self._gate = threading.Event()
+        self._gate.set()
+
+    def hold(self) -> None:
+        self._gate.clear()
+        self.entered.clear()
+
+    def release(self) -> None:
+        self._gate.set()
+
+    def __call__(self, fd: int) -> None:
+        self.threads.append(threading.get_ident())
+        if not stat.S_ISDIR(os.fstat(fd).st_mode):
+            self.entered.set()
+            assert self._gate.wait(10), "the test never released the disk"
+            self.wal_syncs += 1
+        os.fsync(fd)
+
+
+def note(conn: sqlite3.Connection, body: str) -> int:
+    return int(conn.execute("INSERT INTO notes (body) VALUES (?) RETURNING id", (body,)).fetchone()[0])
+
+
+def bodies(reader: sqlite3.Connection) -> list[str]:
+    return [row[0] for row in reader.execute("SELECT body FROM notes ORDER BY id")]
+
+
+async def committed(reader: sqlite3.Connection, count: int) -> bool:
+    return len(bodies(reader)) == count
+
+
+async def test_a_durable_call_returns_only_after_its_fsync_which_runs_off_the_loop(tmp_path: Path) -> None:
+    conn, reader = wal_db(tmp_path)
+    disk = Disk()
+    commits = GroupCommit(conn, fsync=disk)
+    returned: list[int] = []
+
+    async def submit() -> None:
+        returned.append(await commits.run(lambda: note(conn, "a"), durable=True))
+
+    disk.hold()
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(submit)
+        await eventually(lambda: anyio.to_thread.run_sync(disk.entered.wait, 0))
+        assert bodies(reader) == ["a"]  # committed, and the loop still runs while its fsync is under way
+        assert returned == []  # but its caller has not heard of it yet
+        assert commits.unsynced
+        disk.release()
+    assert returned == [1]
+    assert not commits.unsynced
+    assert disk.wal_syncs == 1
+    assert threading.get_ident() not in disk.threads  # no fsync ran on the event loop's thread
+
+
+async def test_acknowledgements_keep_commit_order_and_one_fsync_covers_what_committed_meanwhile(
+    tmp_path: Path,
+) -> None:
+    """While the first durable batch's fsync runs, later calls commit (their SQL does not wait) but none
+    returns before it: a lease is never acknowledged ahead of the submit it follows. The next fsync covers
+    every batch committed meanwhile."""
+    conn, reader = wal_db(tmp_path)
+    disk = Disk()
+    commits = GroupCommit(conn, fsync=disk)
+    returned: list[str] = []
+
+    async def call(body: str, durable: bool) -> None:
+        await commits.run(lambda: note(conn, body), durable=durable)
+        returned.append(body)
+
+    disk.hold()
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(call, "submit", True)
+        await eventually(lambda: anyio.to_thread.run_sync(disk.entered.wait, 0))
+        tg.start_soon(call, "lease", False)
+        await eventually(lambda: committed(reader, 2))
+        for i in range(3):
+            tg.start_soon(call, f"result {i}", True)
+        await eventually(lambda: committed(reader, 5))
+        assert returned == []
+        disk.release()
+    assert returned[:2] == ["submit", "lease"]
+    assert sorted(returned[2:]) == ["result 0", "result 1", "result 2"]
+    assert bodies(reader)[:2] == ["submit", "lease"]
+    assert disk.wal_syncs == 2  # the submit's, then one for the three results
+
+
+async def test_a_failed_fsync_fails_what_it_covered_and_durable_work_is_refused_after(tmp_path: Path) -> None:
+    conn, reader = wal_db(tmp_path)
+    broken = True
+
+    def fsync(fd: int) -> None:
+        if broken and not stat.S_ISDIR(os.fstat(fd).st_mode):
+            raise OSError(errno.EIO, "Input/output error")
+        os.fsync(fd)
+
+    commits = GroupCommit(conn, fsync=fsync)
+    with pytest.raises(StorageFailed, match="fsync.*Input/output error"):
+        await commits.run(lambda: note(conn, "covered"), durable=True)
+    broken = False  # a disk that answers again proves nothing about the pages an earlier error dropped
+    with pytest.raises(StorageFailed, match="restart"):
+        await commits.run(lambda: note(conn, "refused"), durable=True)
+    assert "refused" not in bodies(reader)  # refused before it ran
+    # what promised nothing durable still runs
+    assert await commits.run(lambda: note(conn, "lease"), durable=False) > 0
+
+
+async def test_checkpoints_keep_the_wal_file_small(tmp_path: Path) -> None:
+    """Automatic checkpoints are off (they would sync inside a commit on the loop); ours, in a thread, copy
+    the -wal file into the database, and it starts over instead of growing."""
+    conn, reader = wal_db(tmp_path)
+    commits = GroupCommit(conn)
+    wal = tmp_path / "gridd.db-wal"
+    piece = "x" * (256 * 1024)
+    for i in range(3 * CHECKPOINT_BYTES // len(piece)):
+        await commits.run(lambda i=i: note(conn, f"{i}{piece}"), durable=True)  # type: ignore[misc]
+
+    async def small_again() -> bool:
+        await commits.run(lambda: note(conn, "small"), durable=True)
+        return wal.stat().st_size <= CHECKPOINT_BYTES + len(piece)
+
+    await eventually(small_again)
+    assert reader.execute("SELECT COUNT(*) FROM notes WHERE body LIKE '%x'").fetchone()[0] == 48
