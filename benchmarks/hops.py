@@ -1,6 +1,6 @@
 """The `thread-hop` scenario: what one hop from the event loop to a thread and back costs on this machine,
 beside what a one-row durable SQLite transaction costs on the loop and through such a hop. It is the
-figure behind the broker's choice to commit a lone call on the loop (gridd/broker/store_commit.py)."""
+figure behind the broker's choice to commit a lone call on the loop (gridd/broker/store/commit.py)."""
 
 from __future__ import annotations
 

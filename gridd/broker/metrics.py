@@ -40,7 +40,7 @@ REQUEST_TIMEOUT_S = 10.0  # a connection that says nothing this long is closed
 # Jobs wait from seconds (an idle grid) to days (a backlog); attempts run from a blink to a day.
 QUEUE_WAIT_BUCKETS = (0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 900, 3600, 4 * 3600, 86400)
 LEASE_BUCKETS = (0.1, 0.5, 1, 5, 10, 30, 60, 300, 900, 3600, 4 * 3600, 12 * 3600, 86400)
-BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)  # store_commit.MAX_BATCH_CALLS is the largest
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)  # store.commit.MAX_BATCH_CALLS is the largest
 COMMIT_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5)
 
 

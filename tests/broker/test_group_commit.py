@@ -15,8 +15,11 @@ from pathlib import Path
 import anyio
 import pytest
 
-from gridd.broker.store_commit import CHECKPOINT_BYTES, GroupCommit
+from gridd.broker.store.commit import CHECKPOINT_BYTES, GroupCommit
+from gridd.broker.store.sqlite import SQLiteStore, _connect, _connect_reader
 from gridd.protocol.errors import StorageFailed
+from gridd.protocol.messages import JobSpec
+from gridd.protocol.states import JobState
 from tests.conftest import eventually
 
 
@@ -159,3 +162,32 @@ async def test_checkpoints_keep_the_wal_file_small(tmp_path: Path) -> None:
 
     await eventually(small_again)
     assert reader.execute("SELECT COUNT(*) FROM notes WHERE body LIKE '%x'").fetchone()[0] == 48
+
+
+async def test_a_small_read_on_the_loop_never_sees_a_job_whose_submit_is_not_yet_fsynced(tmp_path: Path) -> None:
+    """`show` of a job a power cut could still lose would tell a person it exists: while a durable batch
+    waits for its fsync, the store's reads by key wait their turn behind it."""
+    disk = Disk()
+    conn, reader = _connect(tmp_path / "gridd.db"), _connect_reader(tmp_path / "gridd.db")
+    store = SQLiteStore(conn, reader=reader, fsync=disk)
+    try:
+        disk.hold()
+        order: list[str] = []
+        seen: list[str] = []
+
+        async def read() -> None:
+            seen.extend(view.state for view in await store.get_jobs(["1"]))
+            order.append("read")
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(store.submit_jobs, [JobSpec(argv=["true"])], 1_000)
+            await anyio.to_thread.run_sync(disk.entered.wait, 10)  # committed; its fsync is under way
+            tg.start_soon(read)
+            await anyio.wait_all_tasks_blocked()
+            order.append("synced")
+            disk.release()
+        assert order == ["synced", "read"]
+        assert seen == [JobState.QUEUED]
+    finally:
+        reader.close()
+        conn.close()
