@@ -11,7 +11,6 @@ import json
 import os
 import signal
 import statistics
-import subprocess
 import sys
 import time
 import traceback
@@ -19,19 +18,11 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.harness import BenchError, temp_root
+from benchmarks.revision import revision
 from benchmarks.scenarios import DEFAULT, FULL, QUICK, SCENARIOS, Fixtures, figures_for, python_version, scenario_notes
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results.jsonl"
-
-
-def _git(*args: str) -> str:
-    try:
-        return subprocess.run(
-            ["git", *args], cwd=HERE.parent, capture_output=True, text=True, timeout=10, check=True
-        ).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
 
 
 def _fmt(value: float | None) -> str:
@@ -72,8 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     chosen = [SCENARIOS[s] for s in (args.scenarios or list(SCENARIOS))]
 
     meta = {
-        "git": _git("rev-parse", "--short", "HEAD"),
-        "dirty": bool(_git("status", "--porcelain", "--untracked-files=no", "--", "gridd")),
+        **revision(),
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "machine": {"nproc": os.cpu_count(), "python": python_version(), "platform": sys.platform},
         "mode": sizes.mode,

@@ -36,7 +36,6 @@ import json
 import os
 import random
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -49,6 +48,7 @@ import asyncpg
 import psycopg
 from psycopg_pool import AsyncConnectionPool
 
+from benchmarks.revision import revision
 from gridd.protocol.states import JobState
 from tests.pgserver import PgServer, free_port
 
@@ -493,15 +493,6 @@ def run_failover_checks(drivers: list[Driver]) -> dict[str, str]:
     return results
 
 
-def _git(*args: str) -> str:
-    try:
-        return subprocess.run(
-            ["git", *args], cwd=HERE.parent, capture_output=True, text=True, timeout=10, check=True
-        ).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-
-
 def _fmt(value: float | None) -> str:
     if value is None:
         return "-"
@@ -623,8 +614,7 @@ def main(argv: list[str] | None = None) -> int:
         "notes": [f"failover {name}: {verdict}" for name, verdict in failover.items()],
         "sizes": {**vars(sizes), "prefill": PREFILL, "pool": POOL, **versions},
         "seconds": round(time.perf_counter() - t_all, 1),
-        "git": _git("rev-parse", "--short", "HEAD"),
-        "dirty": bool(_git("status", "--porcelain", "--untracked-files=no", "--", "gridd")),
+        **revision(),
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "machine": {"nproc": os.cpu_count(), "python": sys.version.split()[0], "platform": sys.platform},
         "mode": ("quick" if args.quick else "default") + ("" if args.fsync == "on" else ", fsync off"),
