@@ -206,6 +206,12 @@ MIGRATIONS: list[str] = [
     ALTER TABLE attempts ADD COLUMN lent INTEGER;
     CREATE INDEX attempts_ended ON attempts (ended_ms);
     """,
+    # 10: delayed jobs (submit --at/--in). `start_ms` is a job's start time (NULL: none); a job waits in
+    # state 'scheduled' until then, and the broker sleeps until the earliest one, found in jobs_scheduled.
+    f"""
+    ALTER TABLE jobs ADD COLUMN start_ms INTEGER;
+    CREATE INDEX jobs_scheduled ON jobs (start_ms) WHERE state = '{JobState.SCHEDULED}';
+    """,
 ]
 
 

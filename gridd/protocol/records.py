@@ -63,6 +63,8 @@ class JobSpec(Record, frozen=True, omit_defaults=True):
     cpus: JobCpus = 1
     memory_mb: MemoryMb = 0
     requires: Requires = msgspec.field(default_factory=dict)
+    # Not started before this time (submit --at/--in): the job is `scheduled` until then. None: at once.
+    start_at_ms: EpochMs | None = None
 
 
 class LeaseRef(Record, frozen=True):
@@ -166,6 +168,8 @@ class JobView(Record, frozen=True):
     unmatched: str | None = None
     # Who submitted it: the name of the credential it was submitted with ("admin": the cluster token).
     owner: str | None = None
+    # Its start time (submit --at/--in; a release of the scheduled job moves it to then). None: none was set.
+    start_at_ms: EpochMs | None = None
 
 
 class AttemptView(Record, frozen=True):

@@ -44,6 +44,7 @@ _VIEW_COLUMNS = (
     "(SELECT length(data) FROM outputs WHERE job_id = j.id AND stream = 'stdout'), "
     "(SELECT length(data) FROM outputs WHERE job_id = j.id AND stream = 'stderr'), "
     "j.group_id, (SELECT json_group_array(dep_id) FROM deps WHERE job_id = j.id), j.owner"
+    ", j.start_ms"
 )
 
 
@@ -224,6 +225,7 @@ def _view(r: sqlite3.Row) -> JobView:
         requires=spec.requires,
         task=spec.task.name if spec.task is not None else None,
         owner=r[17],
+        start_at_ms=r[18],
     )
 
 
