@@ -37,6 +37,11 @@ def add_submit(commands: Commands) -> None:
         help="wait until JOB (or group) has succeeded (repeatable)",
     )
     p.add_argument("--bundle", metavar="NAME[@VERSION]", help="run inside this bundle (default version: the latest)")
+    later = p.add_mutually_exclusive_group()  # a delayed job: `scheduled` until then (see README "Delayed jobs")
+    later.add_argument(
+        "--at", metavar="TIME", help="not before TIME, ISO 8601: 2026-12-24T02:00 (local time), ...Z, ...+01:00"
+    )
+    later.add_argument("--in", dest="in_", metavar="DURATION", help="not before DURATION from now: 90m, 2h, 1d")
     p.add_argument("argv", nargs=argparse.REMAINDER, metavar="-- COMMAND [ARG...]")
 
 

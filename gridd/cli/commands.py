@@ -17,6 +17,7 @@ import msgspec
 from gridd.cli import bundles, render, tokens
 from gridd.cli.expand import array_items, each_items, expand_argv, ids_from_stdin
 from gridd.cli.live import LiveOutput
+from gridd.cli.start_flags import start_of
 from gridd.cli.waiting import through_restarts
 from gridd.client.api import Client, connect
 from gridd.client.locate import broker_address, cluster_token
@@ -89,6 +90,7 @@ def _spec(args: argparse.Namespace) -> JobSpec:
         cpus=args.cpus,
         memory_mb=memory_mb,
         requires=requires,
+        start_at_ms=start_of(args.at, args.in_),
     )
 
 

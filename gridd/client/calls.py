@@ -8,11 +8,13 @@ Rule: nothing here knows tasks' sugar, handles or fan-out; those build on a Brok
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from datetime import datetime
 
 import msgspec
 
 from gridd.client import blobs
 from gridd.client.connection import Connection
+from gridd.client.start_time import start_at_ms
 from gridd.protocol.bundles import ref_problem
 from gridd.protocol.errors import InvalidRequest, PayloadTooLarge, exception_for
 from gridd.protocol.limits import spec_too_large
@@ -80,10 +82,13 @@ class BrokerCalls:
         cpus: int = 1,
         memory_mb: int = 0,
         requires: Mapping[str, str] | None = None,
+        at: datetime | None = None,
+        delay_s: float | None = None,
     ) -> str:
         """Submit one command; returns its id once the job is durable. It runs on a worker with `cpus`
         and `memory_mb` (MiB) free for it, and every tag of `requires`. `bundle` ("NAME" or "NAME@N"):
-        run it inside that bundle (gridd bundle push); "NAME" is its latest version at submit."""
+        run it inside that bundle (gridd bundle push); "NAME" is its latest version at submit. `at` (a
+        naive datetime: local time) or `delay_s`: not before then; `scheduled` until (start_time.py)."""
         spec = JobSpec(
             argv=list(argv),
             queue=queue,
@@ -96,6 +101,7 @@ class BrokerCalls:
             cpus=cpus,
             memory_mb=memory_mb,
             requires=dict(requires or {}),
+            start_at_ms=start_at_ms(at, delay_s),
         )
         return (await self.submit_many([spec], after=after))[0]
 
