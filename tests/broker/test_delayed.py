@@ -1,0 +1,149 @@
+"""Delayed jobs (submit --at/--in) on a real broker, time from a FakeClock: a job is `scheduled` and counted so
+until its start time, never leased before it, queued at it (or waiting, while dependencies remain); release
+runs it now, a hold then a release keeps its time; a broker down at that moment queues it as it starts; and
+the promoter, asleep until the earliest start time, wakes for a sooner job without polling."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import anyio
+
+from gridd.client import Client
+from gridd.protocol.messages import JobSpec, LeasedJob
+from gridd.protocol.states import JobState as S
+from tests.broker.test_leases import LEASES, NET_S, take_job, worker_conn
+from tests.broker.test_store import lease, result, spec, store_at
+from tests.clock import FakeClock
+from tests.conftest import client_of, running_broker
+from tests.polling import eventually
+
+MINUTE_MS = 60_000
+
+
+def at(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, tz=UTC)
+
+
+async def state_of(client: Client, job_id: str) -> str:
+    view, _ = await client.show(job_id)
+    return view.state
+
+
+async def test_a_job_submitted_for_90_minutes_on_is_scheduled_and_counted_not_leased_then_runs_at_its_time(
+    tmp_path: Path,
+) -> None:
+    clock = FakeClock()
+    async with running_broker(tmp_path, clock, **LEASES) as b, client_of(b) as client:
+        start = clock.now_ms() + 90 * MINUTE_MS
+        job_id = await client.submit(["true"], at=at(start))
+        view, _ = await client.show(job_id)
+        assert (view.state, view.start_at_ms) == (S.SCHEDULED, start)
+        assert (await client.status()).counts[S.SCHEDULED] == 1
+        assert [j.id for j in await client.jobs(state=S.SCHEDULED)] == [job_id]
+        why = await client.why(job_id)
+        assert why.reason.startswith("scheduled to start at 2023-11-14 23:43:20 UTC, in 1h30m")
+        assert why.remedy == f"its start time coming, or gridd release {job_id} to run it now"
+
+        leased: list[LeasedJob] = []
+        async with worker_conn(b) as (w1, _), anyio.create_task_group() as tg:
+
+            async def ask() -> None:
+                leased.append(await take_job(w1))  # a long poll, answered once a job is leased to it
+
+            tg.start_soon(ask)
+            clock.advance(90 * 60 - 0.001)
+            assert await b.broker.promoter.promote_due() == []
+            assert await state_of(client, job_id) == S.SCHEDULED and leased == []
+            clock.advance(0.001)
+            (due,) = await b.broker.promoter.promote_due()
+            assert (due.job_id, due.previous, due.state) == (job_id, S.SCHEDULED, S.QUEUED)
+        assert [(j.job_id, j.attempt) for j in leased] == [(job_id, 1)]
+        counts = (await client.status()).counts
+        assert (counts[S.SCHEDULED], counts[S.RUNNING]) == (0, 1)
+
+
+async def test_release_runs_a_scheduled_job_now_and_a_hold_then_release_keeps_its_time(tmp_path: Path) -> None:
+    clock = FakeClock()
+    async with running_broker(tmp_path, clock, **LEASES) as b, client_of(b) as client:
+        start = clock.now_ms() + 90 * MINUTE_MS
+        kept = await client.submit(["true"], at=at(start))
+        early = await client.submit(["true"], at=at(start))
+        for action, state in (("hold", S.HELD), ("release", S.SCHEDULED)):  # the hold undone: back to its time
+            (outcome,) = await client.control(action, [kept])
+            assert (outcome.code, outcome.state) == (0, state)
+        assert (await client.show(kept))[0].start_at_ms == start
+
+        clock.advance(60)
+        await client.release(early)  # run it now
+        view, _ = await client.show(early)
+        assert (view.state, view.start_at_ms) == (S.QUEUED, clock.now_ms())  # its start time is now
+        await client.hold(early)
+        await client.release(early)
+        assert await state_of(client, early) == S.QUEUED  # not put back to wait for the old time
+
+        await client.cancel(kept)
+        (outcome,) = await client.control("retry", [kept])
+        assert outcome.state == S.SCHEDULED  # a retry of a job cancelled before its time: at its time
+        (outcome,) = await client.control("release", [early])
+        assert outcome.code != 0 and outcome.message == f"job {early} is not held or scheduled (state=queued)"
+
+
+async def test_a_broker_down_at_the_start_time_queues_the_job_as_it_starts(tmp_path: Path) -> None:
+    clock = FakeClock()
+    async with running_broker(tmp_path, clock, **LEASES) as b, client_of(b) as client:
+        job_id = await client.submit(["true"], at=at(clock.now_ms() + 90 * MINUTE_MS))
+        assert await state_of(client, job_id) == S.SCHEDULED
+    clock.advance(2 * 3600)  # the broker was down when the job's time came
+    async with running_broker(tmp_path, clock, **LEASES) as b, client_of(b) as client:
+        # Nobody drives the promoter here: its first pass ran before the broker reported it had started.
+        counts = (await client.status()).counts
+        assert (counts[S.SCHEDULED], counts[S.QUEUED]) == (0, 1)
+        async with worker_conn(b) as (w1, _):
+            assert (await take_job(w1)).job_id == job_id
+
+
+async def test_the_promoter_sleeps_until_the_earliest_start_and_wakes_for_a_sooner_job(tmp_path: Path) -> None:
+    clock = FakeClock()
+    async with running_broker(tmp_path, clock, **LEASES) as b, client_of(b) as client:
+        later = await client.submit(["true"], at=at(clock.now_ms() + 90 * MINUTE_MS))
+        await eventually(lambda: b.broker.promoter.next_ms == clock.now_ms() + 90 * MINUTE_MS)
+        # Asleep until then (a minute at most); a job due in a second must not wait for that.
+        sooner = await client.submit(["true"], at=at(clock.now_ms() + 1000))
+        clock.advance(1)
+        await eventually(lambda: state_of(client, sooner), NET_S, holds=lambda state: state == S.QUEUED)
+        assert await state_of(client, later) == S.SCHEDULED
+
+
+async def test_a_scheduled_job_with_pending_dependencies_waits_for_them_after_its_time(tmp_path: Path) -> None:
+    clock = FakeClock()
+    async with store_at(tmp_path) as store:
+        (first,), _ = await store.submit_jobs([spec()], clock.now_ms())
+        timed = JobSpec(argv=["true"], start_at_ms=clock.now_ms() + MINUTE_MS)
+        (late,), _ = await store.submit_jobs([timed], clock.now_ms(), after=[first.job_id])
+        assert late.state == S.SCHEDULED
+        clock.advance(60)
+        (due,), next_ms = await store.promote_due(clock.now_ms(), 10)
+        assert (due.job_id, due.state, next_ms) == (late.job_id, S.WAITING, None)
+        (job,) = await lease(store, clock)
+        _, changed = await store.complete_jobs("w1", [result(job)], clock.now_ms(), 0)
+        assert [(t.job_id, t.state) for t in changed if t.job_id == late.job_id] == [(late.job_id, S.QUEUED)]
+
+
+async def test_a_start_time_now_or_past_queues_the_job_at_once_and_promotion_goes_in_batches(
+    tmp_path: Path,
+) -> None:
+    clock = FakeClock()
+    now = clock.now_ms()
+    async with store_at(tmp_path) as store:
+        changed, _ = await store.submit_jobs(
+            [spec(start_at_ms=now), spec(start_at_ms=now - 3_600_000), spec(start_at_ms=now + 1)], now
+        )
+        assert [t.state for t in changed] == [S.QUEUED, S.QUEUED, S.SCHEDULED]
+        many, _ = await store.submit_jobs([spec(start_at_ms=now + 5 + i) for i in range(5)], now)
+        clock.advance(0.006)  # due: now + 1, + 5 and + 6
+        first, next_ms = await store.promote_due(clock.now_ms(), 3)
+        assert [t.job_id for t in first] == [changed[2].job_id, many[0].job_id, many[1].job_id]  # earliest first
+        assert next_ms == now + 7
+        assert await store.promote_due(clock.now_ms(), 3) == ([], now + 7)
