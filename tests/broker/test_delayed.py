@@ -5,11 +5,14 @@ the promoter, asleep until the earliest start time, wakes for a sooner job witho
 
 from __future__ import annotations
 
+import sqlite3
 from datetime import UTC, datetime
 from pathlib import Path
 
 import anyio
 
+import gridd.broker.store.start_times as start_times
+from gridd.broker.schema import migrate
 from gridd.client import Client
 from gridd.protocol.messages import JobSpec, LeasedJob
 from gridd.protocol.states import JobState as S
@@ -147,3 +150,12 @@ async def test_a_start_time_now_or_past_queues_the_job_at_once_and_promotion_goe
         assert [t.job_id for t in first] == [changed[2].job_id, many[0].job_id, many[1].job_id]  # earliest first
         assert next_ms == now + 7
         assert await store.promote_due(clock.now_ms(), 3) == ([], now + 7)
+
+
+def test_the_promoter_reads_the_scheduled_jobs_index_only_never_every_scheduled_job(tmp_path: Path) -> None:
+    db = sqlite3.connect(tmp_path / "plan.db")
+    migrate(db)
+    for text, params in ((start_times._NEXT_SQL, ()), (start_times._DUE_SQL, (0, 500))):
+        plan = " ".join(row[3] for row in db.execute(f"EXPLAIN QUERY PLAN {text}", params))
+        assert "jobs_scheduled" in plan and "TEMP B-TREE" not in plan, plan  # no sort of them all
+    db.close()

@@ -2,8 +2,8 @@
 in batches. Part of the SQLite store.
 
 Rules: a job with a start time still ahead is `scheduled` (the transition table says so); `start_ms`
-holds that time, and only the jobs_scheduled index (start_ms WHERE state = 'scheduled') is read to find
-the due ones and the next one, so waiting jobs cost nothing until their time. Promotion is the table's
+holds that time, and only the jobs_scheduled index ((state, start_ms) WHERE state = 'scheduled') is read
+to find the due ones and the next one, so waiting jobs cost nothing until their time. Promotion is the table's
 SCHEDULED -> QUEUED edge (waiting instead while dependencies remain), one conditional UPDATE per job, so
 two brokers on one store never promote a job twice. A release of a scheduled job ("run it now") moves its
 start time to then: a later hold and release must not put it back to wait for the old time.
