@@ -10,10 +10,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import anyio
+import pytest
 
 import gridd.broker.store.start_times as start_times
 from gridd.broker.schema import migrate
 from gridd.client import Client
+from gridd.protocol.errors import InvalidRequest
 from gridd.protocol.messages import JobSpec, LeasedJob
 from gridd.protocol.states import JobState as S
 from tests.broker.test_leases import LEASES, NET_S, take_job, worker_conn
@@ -91,6 +93,23 @@ async def test_release_runs_a_scheduled_job_now_and_a_hold_then_release_keeps_it
         assert outcome.state == S.SCHEDULED  # a retry of a job cancelled before its time: at its time
         (outcome,) = await client.control("release", [early])
         assert outcome.code != 0 and outcome.message == f"job {early} is not held or scheduled (state=queued)"
+
+        await client.hold(kept)  # held, it does not start at its time either
+        clock.advance(2 * 3600)
+        assert await b.broker.promoter.promote_due() == []
+        assert await state_of(client, kept) == S.HELD
+        (outcome,) = await client.control("release", [kept])
+        assert outcome.state == S.QUEUED  # its time has passed: it runs now
+
+
+async def test_the_python_client_takes_a_delay_or_a_time_never_both(tmp_path: Path) -> None:
+    async with running_broker(tmp_path, FakeClock(), **LEASES) as b, client_of(b) as client:
+        job_id = await client.submit(["true"], delay_s=60)  # from this machine's clock, years past the fake one
+        assert await state_of(client, job_id) == S.SCHEDULED
+        for bad in ({"delay_s": -1.0}, {"delay_s": float("nan")}, {"delay_s": 1.0, "at": at(0)}):
+            with pytest.raises(InvalidRequest):
+                await client.submit(["true"], **bad)  # type: ignore[arg-type]
+        assert len(await client.jobs()) == 1  # nothing more was created
 
 
 async def test_a_broker_down_at_the_start_time_queues_the_job_as_it_starts(tmp_path: Path) -> None:
