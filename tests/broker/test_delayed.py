@@ -19,6 +19,8 @@ from gridd.protocol.errors import InvalidRequest
 from gridd.protocol.messages import JobSpec, LeasedJob
 from gridd.protocol.states import JobState as S
 from tests.broker.test_leases import LEASES, NET_S, take_job, worker_conn
+from tests.broker.test_metrics import _get as metrics_get
+from tests.broker.test_metrics import _samples as metrics_samples
 from tests.broker.test_store import lease, result, spec, store_at
 from tests.clock import FakeClock
 from tests.conftest import client_of, running_broker
@@ -178,3 +180,13 @@ def test_the_promoter_reads_the_scheduled_jobs_index_only_never_every_scheduled_
         plan = " ".join(row[3] for row in db.execute(f"EXPLAIN QUERY PLAN {text}", params))
         assert "jobs_scheduled" in plan and "TEMP B-TREE" not in plan, plan  # no sort of them all
     db.close()
+
+
+async def test_metrics_count_scheduled_jobs_by_queue(tmp_path: Path) -> None:
+    async with running_broker(tmp_path, metrics="127.0.0.1:0") as b, client_of(b) as client:
+        await client.submit(["true"], queue="nightly", delay_s=3600)
+        assert b.broker.metrics_port
+        code, text = await metrics_get(b.broker.metrics_port)
+    assert code == 200
+    jobs = {key: value for key, value in metrics_samples(text).items() if key[0] == "gridd_jobs"}
+    assert jobs[("gridd_jobs", frozenset({("queue", "nightly"), ("state", "scheduled")}))] == 1
