@@ -75,7 +75,9 @@ class Broker:
             store, clock, settings.lease_ttl_ms, on_leased=lambda worker, jobs: self._ledger.leased(worker, jobs)
         )
         # Scheduled jobs queued at their time (started by app.py); it reaches the ledger as the dispatcher does.
-        self.promoter = Promoter(store, clock, on_promoted=lambda changed: self._ledger.record(changed, kind="job.due"))
+        self.promoter = Promoter(
+            store, clock, on_promoted=lambda changed: self._ledger.record(changed, kind="job.due", log_each=False)
+        )
         # queue -> state -> jobs: read from the store once at start, then kept by the ledger alone.
         self.counts = counts
         self._ledger = ledger = Ledger(
