@@ -190,3 +190,14 @@ async def test_metrics_count_scheduled_jobs_by_queue(tmp_path: Path) -> None:
     assert code == 200
     jobs = {key: value for key, value in metrics_samples(text).items() if key[0] == "gridd_jobs"}
     assert jobs[("gridd_jobs", frozenset({("queue", "nightly"), ("state", "scheduled")}))] == 1
+
+
+async def test_a_capped_group_scheduled_together_runs_max_running_at_a_time_from_its_start(tmp_path: Path) -> None:
+    clock = FakeClock()
+    async with store_at(tmp_path) as store:
+        timed = [spec(start_at_ms=clock.now_ms() + MINUTE_MS) for _ in range(3)]
+        changed, _ = await store.submit_jobs(timed, clock.now_ms(), new_group=True, max_running=2)
+        assert {t.state for t in changed} == {S.SCHEDULED}
+        clock.advance(60)
+        assert len((await store.promote_due(clock.now_ms(), 10))[0]) == 3
+        assert len(await lease(store, clock, n=3)) == 2  # the group's two tokens, not none, not three
