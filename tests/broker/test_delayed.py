@@ -176,7 +176,7 @@ async def test_a_start_time_now_or_past_queues_the_job_at_once_and_promotion_goe
 def test_the_promoter_reads_the_scheduled_jobs_index_only_never_every_scheduled_job(tmp_path: Path) -> None:
     db = sqlite3.connect(tmp_path / "plan.db")
     migrate(db)
-    for text, params in ((start_times._NEXT_SQL, ()), (start_times._DUE_SQL, (0, 500))):
+    for text, params in ((start_times._NEXT_SQL, ()), (start_times._PROMOTE_SQL, (0, 500))):
         plan = " ".join(row[3] for row in db.execute(f"EXPLAIN QUERY PLAN {text}", params))
         assert "jobs_scheduled" in plan and "TEMP B-TREE" not in plan, plan  # no sort of them all
     db.close()

@@ -4,8 +4,9 @@ in batches. Part of the SQLite store.
 Rules: a job with a start time still ahead is `scheduled` (the transition table says so); `start_ms`
 holds that time, and only the jobs_scheduled index ((state, start_ms) WHERE state = 'scheduled') is read
 to find the due ones and the next one, so waiting jobs cost nothing until their time. Promotion is the table's
-SCHEDULED -> QUEUED edge (waiting instead while dependencies remain), one conditional UPDATE per job, so
-two brokers on one store never promote a job twice. A release of a scheduled job ("run it now") moves its
+SCHEDULED -> QUEUED edge (waiting instead while dependencies remain), made by one UPDATE fenced by the
+state it leaves, whose RETURNING says which jobs it moved: two brokers on one store never promote a job
+twice, nor report one the other promoted. A release of a scheduled job ("run it now") moves its
 start time to then: a later hold and release must not put it back to wait for the old time.
 """
 
@@ -22,11 +23,15 @@ from gridd.protocol.messages import JobSpec
 from gridd.protocol.states import JobState
 
 _SCHEDULED = state(JobState.SCHEDULED)
-_DUE_SQL = (
-    f"SELECT id, queue, attempts, pending_deps FROM jobs WHERE state = {_SCHEDULED} AND start_ms <= ?"  # noqa: S608
-    " ORDER BY start_ms, id LIMIT ?"
+# Where the table's DUE move leads: queued, or waiting while dependencies remain.
+_READY, _WAITING = tr.step(tr.SCHEDULED, Move.DUE), tr.step(tr.SCHEDULED, Move.DUE, pending_deps=1)
+_DUE_SQL = f"SELECT id FROM jobs WHERE state = {_SCHEDULED} AND start_ms <= ? ORDER BY start_ms, id LIMIT ?"  # noqa: S608
+# One statement, fenced by the state it leaves: a job another broker promoted meanwhile is not returned.
+_PROMOTE_SQL = (
+    f"UPDATE jobs SET state = CASE WHEN pending_deps > 0 THEN {state(_WAITING)} ELSE {state(_READY)} END,"  # noqa: S608
+    f" throttled = {flow.THROTTLED} WHERE id IN ({_DUE_SQL}) AND state = {_SCHEDULED}"
+    " RETURNING id, state, queue, attempts, start_ms"
 )
-_PROMOTE_SQL = f"UPDATE jobs SET state = ?, throttled = {flow.THROTTLED} WHERE id = ? AND state = {_SCHEDULED}"  # noqa: S608
 _NEXT_SQL = f"SELECT MIN(start_ms) FROM jobs WHERE state = {_SCHEDULED}"  # noqa: S608
 
 
@@ -51,13 +56,11 @@ def started_early(db: sqlite3.Connection, ids: Sequence[int], now_ms: int) -> No
 def promote_due(db: sqlite3.Connection, now_ms: int, max_jobs: int) -> tuple[list[Transition], int | None]:
     """Queue (or set waiting, while dependencies remain) up to `max_jobs` scheduled jobs whose start time
     has come, earliest first; returns them, and the start time of the next job still scheduled (None: none)."""
-    due = rows(db, _DUE_SQL, (now_ms, max_jobs))
-    moved = [(int(r[0]), str(r[1]), int(r[2]), tr.step(tr.SCHEDULED, Move.DUE, pending_deps=int(r[3]))) for r in due]
-    db.executemany(_PROMOTE_SQL, [(new, job_id) for job_id, _, _, new in moved])
-    flow.rebalance(db, [job_id for job_id, _, _, _ in moved])  # a capped group's tokens go to the first ones
+    moved = sorted(rows(db, _PROMOTE_SQL, (now_ms, max_jobs)), key=lambda r: (r[4], r[0]))  # earliest first
+    flow.rebalance(db, [int(r[0]) for r in moved])  # a capped group's tokens go to its first ones
     changed = [
-        Transition(str(job_id), new, queue, attempts, reason="its start time came", previous=tr.SCHEDULED)
-        for job_id, queue, attempts, new in moved
+        Transition(str(r[0]), JobState(r[1]), str(r[2]), int(r[3]), reason="its start time came", previous=tr.SCHEDULED)
+        for r in moved
     ]
     found = rows(db, _NEXT_SQL)
     return changed, (int(found[0][0]) if found and found[0][0] is not None else None)
