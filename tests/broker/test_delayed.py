@@ -13,9 +13,11 @@ import anyio
 import pytest
 
 import gridd.broker.store.start_times as start_times
+from gridd.broker import transitions as tr
 from gridd.broker.schema import migrate
+from gridd.broker.transitions import Move
 from gridd.client import Client
-from gridd.protocol.errors import InvalidRequest
+from gridd.protocol.errors import IllegalTransition, InvalidRequest
 from gridd.protocol.messages import JobSpec, LeasedJob
 from gridd.protocol.states import JobState as S
 from tests.broker.test_leases import LEASES, NET_S, take_job, worker_conn
@@ -201,3 +203,17 @@ async def test_a_capped_group_scheduled_together_runs_max_running_at_a_time_from
         clock.advance(60)
         assert len((await store.promote_due(clock.now_ms(), 10))[0]) == 3
         assert len(await lease(store, clock, n=3)) == 2  # the group's two tokens, not none, not three
+
+
+def test_the_table_schedules_a_job_whose_time_is_ahead_and_only_its_release_skips_the_wait() -> None:
+    assert tr.step(tr.NEW, Move.SUBMIT, start_ahead=True) == S.SCHEDULED
+    assert tr.step(tr.NEW, Move.SUBMIT, pending_deps=1, start_ahead=True) == S.SCHEDULED  # time first
+    assert tr.step(S.HELD, Move.RELEASE, start_ahead=True) == S.SCHEDULED  # a hold undone
+    assert tr.step(S.CANCELLED, Move.RETRY, start_ahead=True) == S.SCHEDULED
+    assert tr.step(S.SCHEDULED, Move.RELEASE, start_ahead=True) == S.QUEUED  # "run it now"
+    assert tr.step(S.SCHEDULED, Move.RELEASE, pending_deps=1) == S.WAITING
+    assert tr.step(S.SCHEDULED, Move.DUE, pending_deps=2) == S.WAITING
+    assert tr.step(S.RUNNING, Move.REQUEUE, start_ahead=True) == S.QUEUED  # a job that ran never waits again
+    for move in (Move.LEASE, Move.SUCCEED, Move.RETRY):
+        with pytest.raises(IllegalTransition):
+            tr.step(S.SCHEDULED, move)
