@@ -80,6 +80,7 @@ async def _serve(config: BrokerConfig, data_dir: Path, clock: Clock, task_status
         )
         broker.lanes.add(await store.known_lanes())
         await tg.start(broker.dispatcher.run)
+        await tg.start(broker.promoter.run)  # its first pass queues the jobs whose time came while we were down
         await tg.start(LeaseReaper(broker, clock, config.reap_every_s).run)
         raise_open_files_limit()
         tg.start_soon(Maintenance(broker, config.maintain_every_s).run)

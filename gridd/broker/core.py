@@ -10,6 +10,7 @@ below it):
     token_desk     role tokens: create, revoke, credential strings
     housekeeping   purge of finished jobs, idle queues' lanes
     ledger         committed transitions into counts, log lines, events, waiters, the dispatcher's wake-up
+    promoter       scheduled jobs (submit --at/--in) queued when their start time comes
     settings       BrokerSettings
 
 Rule: a reply, an event or a wake-up is only ever produced after the store call that made it true has
@@ -28,6 +29,7 @@ from gridd.broker.ledger import Ledger
 from gridd.broker.matching import LaneBook
 from gridd.broker.observe import Observer
 from gridd.broker.outputs import OutputRelay
+from gridd.broker.promoter import Promoter
 from gridd.broker.scheduler import Dispatcher
 from gridd.broker.settings import BrokerSettings
 from gridd.broker.store import Store
@@ -72,10 +74,14 @@ class Broker:
         self.dispatcher = Dispatcher(
             store, clock, settings.lease_ttl_ms, on_leased=lambda worker, jobs: self._ledger.leased(worker, jobs)
         )
+        # Scheduled jobs queued at their time (started by app.py); it reaches the ledger as the dispatcher does.
+        self.promoter = Promoter(
+            store, clock, on_promoted=lambda changed: self._ledger.record(changed, kind="job.due", log_each=False)
+        )
         # queue -> state -> jobs: read from the store once at start, then kept by the ledger alone.
         self.counts = counts
         self._ledger = ledger = Ledger(
-            counts, hub, self.watch, self.workers, self.dispatcher, clock, observer or Observer()
+            counts, hub, self.watch, self.workers, self.dispatcher, clock, observer or Observer(), self.promoter
         )
         housekeeping = Housekeeping(store, clock, settings, self.lanes, ledger)
         self._clients = clients = ClientDesk(

@@ -3,14 +3,15 @@
 that comes first, and what would make the job run. Computed from the workers the broker holds in memory and
 one store read (Store.job_facts); nothing here does I/O.
 
-The one reason, in this order: the job's state if it is running or finished; held; waiting for
-dependencies; its group at --max-running; a retry delay; no connected worker could ever run it
-(matching.unmatched, the same words `show` uses, also listed among the causes of a job held back by its
-own); every worker that could is busy or taken back; else a
-worker may take it at its next lease request."""
+The one reason, in this order: the job's state if it is running or finished; held; scheduled to start
+later (submit --at/--in); waiting for dependencies; its group at --max-running; a retry delay; no
+connected worker could ever run it (matching.unmatched, the same words `show` uses, also listed among the
+causes of a job held back by its own); every worker that could is busy or taken back; else a worker may
+take it at its next lease request."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 
 import msgspec
@@ -71,10 +72,19 @@ def _own_causes(facts: JobFacts, now_ms: int) -> tuple[list[str], str | None]:
     """What keeps the job itself from running, whatever the workers, and what lifts the first of them."""
     job = facts.job
     causes: list[tuple[str, str]] = []
+    start = job.start_at_ms if job.start_at_ms is not None and job.start_at_ms > now_ms else None
     if job.state == tr.HELD:
-        causes.append(("held: it does not start until released", f"gridd release {job.id}"))
+        then = f" (then it waits for its start time, {_at(start, now_ms)})" if start is not None else ""
+        causes.append((f"held: it does not start until released{then}", f"gridd release {job.id}"))
+    if job.state == tr.SCHEDULED:
+        causes.append(
+            (
+                f"scheduled to start at {_at(job.start_at_ms or now_ms, now_ms)}",
+                f"its start time coming, or gridd release {job.id} to run it now",
+            )
+        )
     pending = [d for d in facts.dependencies if d.state != tr.SUCCEEDED]
-    if job.state == tr.WAITING and pending:
+    if job.state in (tr.WAITING, tr.SCHEDULED) and pending:  # a scheduled one: after its start time
         deps = ", ".join(f"{d.id} ({d.state})" for d in pending)
         causes.append(
             (
@@ -119,6 +129,17 @@ def _never_remedy(job: JobView, fits: Sequence[tuple[WorkerLink, tuple[str, str]
         tags = " ".join(f"--tag {k}={v}" for k, v in sorted(job.requires.items()))
         return f"a worker serving queue {job.queue!r} with its tags (gridd worker {tags})"
     return f"a worker with at least {job.cpus} cpus and {job.memory_mb} MiB of memory serving queue {job.queue!r}"
+
+
+def _at(ms: int, now_ms: int) -> str:
+    """A start time as the broker tells it: in UTC (the reader's zone is not known here), and how far off."""
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(ms / 1000))
+    left_s = max(0, -(-(ms - now_ms) // 1000))
+    days, rest = divmod(left_s, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, seconds = divmod(rest, 60)
+    parts = [f"{n}{unit}" for n, unit in ((days, "d"), (hours, "h"), (minutes, "m"), (seconds, "s")) if n]
+    return f"{stamp}, in {''.join(parts[:2]) or '0s'}"
 
 
 def _names(names: Sequence[str]) -> str:

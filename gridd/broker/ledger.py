@@ -15,6 +15,7 @@ import structlog
 from gridd.broker.events import EventHub
 from gridd.broker.finishes import FinishWatch
 from gridd.broker.observe import Observer
+from gridd.broker.promoter import Promoter
 from gridd.broker.scheduler import Dispatcher
 from gridd.broker.transitions import Transition
 from gridd.broker.workers import WorkerRegistry
@@ -32,12 +33,14 @@ KIND_BY_STATE: dict[str, str] = {
     JobState.FAILED: "job.failed",
     JobState.CANCELLED: "job.cancelled",
     JobState.HELD: "job.held",
+    JobState.SCHEDULED: "job.scheduled",
 }
 _ENDED_AS: dict[str, str] = {JobState.QUEUED: "requeued"}  # an attempt that ended with its job queued again
 
 
 class Ledger:
-    """Counts, log lines, events, finish waiters and the dispatcher's wake-up, for each committed change."""
+    """Counts, log lines, events, finish waiters and the dispatcher's (and promoter's) wake-up, for each
+    committed change."""
 
     def __init__(
         self,
@@ -48,6 +51,7 @@ class Ledger:
         dispatcher: Dispatcher,
         clock: Clock,
         observer: Observer,
+        promoter: Promoter | None = None,
     ) -> None:
         self.counts = counts  # queue -> state -> jobs
         self._hub = hub
@@ -56,6 +60,7 @@ class Ledger:
         self._dispatcher = dispatcher
         self._clock = clock
         self._observer = observer
+        self._promoter = promoter
         # Since start, for metrics (read at scrape time, gridd/broker/metrics.py): attempts ended by what
         # became of their job (succeeded, failed, requeued, cancelled).
         self.attempts_ended: Counter[str] = Counter()
@@ -110,6 +115,8 @@ class Ledger:
         # Not only a queued job can make work eligible: a finished or held one may free a --max-running
         # token, a finished one a dependency. Only a lease cannot.
         self._dispatcher.wake(eligible=any(t.state != JobState.RUNNING for t in changed))
+        if self._promoter is not None and any(t.state == JobState.SCHEDULED for t in changed):
+            self._promoter.wake()  # its start time may come before the one the promoter sleeps until
 
     def leased(self, worker: str, jobs: Sequence[LeasedJob]) -> None:
         """The dispatcher's leases, once committed: each job went from queued to running on `worker`."""

@@ -233,6 +233,13 @@ MIGRATIONS: list[str] = [
     ) WITHOUT ROWID;
     CREATE INDEX submit_keys_expires ON submit_keys (expires_ms);
     """,
+    # 12: delayed jobs (submit --at/--in). `start_ms` is a job's start time (NULL: none); a job waits in
+    # state 'scheduled' until then, and the broker sleeps until the earliest one, found in jobs_scheduled
+    # (state leads, though it is constant there, so that the planner prefers it to jobs_state).
+    f"""
+    ALTER TABLE jobs ADD COLUMN start_ms INTEGER;
+    CREATE INDEX jobs_scheduled ON jobs (state, start_ms) WHERE state = '{JobState.SCHEDULED}';
+    """,
 ]
 
 

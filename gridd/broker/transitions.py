@@ -27,6 +27,7 @@ FAILED: Final[str] = JobState.FAILED
 CANCELLED: Final[str] = JobState.CANCELLED
 HELD: Final[str] = JobState.HELD
 WAITING: Final[str] = JobState.WAITING
+SCHEDULED: Final[str] = JobState.SCHEDULED
 
 STATES: Final = JOB_STATES
 
@@ -46,14 +47,16 @@ class Move(enum.StrEnum):
     RETRY = "retry"
     DEPS_MET = "deps_met"  # its last dependency succeeded
     DEP_LOST = "dep_lost"  # a dependency failed or was cancelled: it can never run
+    DUE = "due"  # its start time (submit --at/--in) came
 
 
 NEW: Final = None  # the state a job is "in" before it is submitted
 
-_ANY_UNFINISHED = (S.WAITING, S.QUEUED, S.HELD, S.RUNNING)
+_ANY_UNFINISHED = (S.WAITING, S.QUEUED, S.HELD, S.RUNNING, S.SCHEDULED)
 
-# (state left, move) -> state reached. A move that queues a job (SUBMIT, RELEASE, RETRY) makes it wait
-# instead while some of its dependencies have not succeeded: see `step`.
+# (state left, move) -> state reached. A move that queues a job (SUBMIT, RELEASE, RETRY) makes it
+# scheduled instead while its start time is ahead, else waiting while some of its dependencies have not
+# succeeded: see `step`.
 TABLE: Final[Mapping[tuple[str | None, Move], JobState]] = MappingProxyType(
     {
         (NEW, Move.SUBMIT): S.QUEUED,
@@ -72,17 +75,29 @@ TABLE: Final[Mapping[tuple[str | None, Move], JobState]] = MappingProxyType(
         (S.WAITING, Move.DEPS_MET): S.QUEUED,
         (S.WAITING, Move.DEP_LOST): S.CANCELLED,
         (S.HELD, Move.DEP_LOST): S.CANCELLED,
+        # A scheduled job (submit --at/--in) is queued at its start time, or at once by a release.
+        (S.SCHEDULED, Move.DUE): S.QUEUED,
+        (S.SCHEDULED, Move.RELEASE): S.QUEUED,
+        (S.SCHEDULED, Move.HOLD): S.HELD,
+        (S.SCHEDULED, Move.DEP_LOST): S.CANCELLED,
     }
 )
-_WAIT_FOR_DEPS: Final = frozenset({Move.SUBMIT, Move.RELEASE, Move.RETRY})
+# The moves that respect a start time still ahead. A job never starts before its start time but by one
+# move: a release of the scheduled job itself ("run it now"). A hold then a release, or a cancel then a
+# retry, gives back what was there: the job scheduled at its time.
+_WAIT_FOR_TIME: Final = frozenset({Move.SUBMIT, Move.RELEASE, Move.RETRY})
+_WAIT_FOR_DEPS: Final = _WAIT_FOR_TIME | {Move.DUE}
 
 
-def step(state: str | None, move: Move, pending_deps: int = 0) -> JobState:
+def step(state: str | None, move: Move, pending_deps: int = 0, *, start_ahead: bool = False) -> JobState:
     """The state a job in `state` (NEW: not yet submitted) reaches by `move`; IllegalTransition if the
-    table does not list it. `pending_deps`: its dependencies that have not succeeded yet."""
+    table does not list it. `pending_deps`: its dependencies that have not succeeded yet; `start_ahead`:
+    its start time (submit --at/--in) has not come yet."""
     reached = TABLE.get((state, move))  # a state read as a str equals (and hashes as) its member
     if reached is None:
         raise IllegalTransition(f"a job that is {state or 'not submitted'} cannot {move.value}")
+    if reached == S.QUEUED and start_ahead and move in _WAIT_FOR_TIME and state != S.SCHEDULED:
+        return S.SCHEDULED
     if reached == S.QUEUED and pending_deps > 0 and move in _WAIT_FOR_DEPS:
         return S.WAITING
     return reached
@@ -122,9 +137,9 @@ def refusal(action: str, job_id: str, state: str) -> str:
     if action in (Move.CANCEL, Move.HOLD) and state in FINISHED:
         return f"job {job_id} has already finished (state={state})"
     if action == Move.HOLD and state == RUNNING:
-        return f"job {job_id} is running; only a queued or waiting job can be held (cancel it instead)"
+        return f"job {job_id} is running; only a queued, waiting or scheduled job can be held (cancel it instead)"
     if action == Move.RELEASE:
-        return f"job {job_id} is not held (state={state})"
+        return f"job {job_id} is not held or scheduled (state={state})"
     if action == Move.RETRY and state == SUCCEEDED:
         return f"job {job_id} succeeded; there is nothing to retry"
     if action == Move.RETRY:

@@ -49,6 +49,11 @@ def add_submit(commands: Commands) -> None:
     )
     p.add_argument("--key", metavar="KEY", help="submit at most once: the same KEY again prints the first's ids")
     p.add_argument("--key-ttl", metavar="DURATION", help="keep --key this long: 90m, 30d (default 7d)")
+    later = p.add_mutually_exclusive_group()  # a delayed job: `scheduled` until then (see README "Delayed jobs")
+    later.add_argument(
+        "--at", metavar="TIME", help="not before TIME, ISO 8601: 2026-12-24T02:00 (local time), ...Z, ...+01:00"
+    )
+    later.add_argument("--in", dest="in_", metavar="DURATION", help="not before DURATION from now: 90m, 2h, 1d")
     p.add_argument("argv", nargs=argparse.REMAINDER, metavar="-- COMMAND [ARG...]")
 
 

@@ -18,6 +18,7 @@ from gridd.cli import bundles, render, tokens
 from gridd.cli.expand import array_items, each_items, expand_argv, ids_from_stdin
 from gridd.cli.live import LiveOutput
 from gridd.cli.retry_flags import retry_fields
+from gridd.cli.start_flags import start_of
 from gridd.cli.waiting import through_restarts
 from gridd.client.api import Client, connect
 from gridd.client.locate import broker_address, cluster_token
@@ -94,6 +95,7 @@ def _spec(args: argparse.Namespace) -> JobSpec:
         requires=requires,
         retry_on=retry_on,
         retry_delay_s=retry_delay_s,
+        start_at_ms=start_of(args.at, args.in_),
     )
 
 

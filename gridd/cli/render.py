@@ -55,6 +55,8 @@ def show(job: JobView, attempts: Sequence[AttemptView]) -> str:
         ("timeout", f"{job.timeout_s:g}s" if job.timeout_s else "-"),
         ("output", f"{job.stdout_bytes} bytes stdout, {job.stderr_bytes} bytes stderr"),
     ]
+    if job.start_at_ms is not None:
+        rows.append(("start at", _start(job)))
     if job.group:
         rows.append(("group", job.group))
     if job.bundle:
@@ -165,6 +167,8 @@ def why(e: JobExplained) -> str:
         lines.append("after: " + ", ".join(f"{d.id} ({d.state})" for d in e.dependencies))
     if e.not_before_ms and job.state == JobState.QUEUED:
         lines.append(f"not before: {_when(e.not_before_ms)}")
+    if job.start_at_ms is not None and job.state in (JobState.SCHEDULED, JobState.HELD):
+        lines.append(f"start at: {_start(job)}")
     if job.state == JobState.RUNNING:
         lines.append(f"since: {_when(job.started_ms)}")
     elif job.finished_ms is not None:
@@ -275,6 +279,13 @@ def _when(ms: int | None) -> str:
     if ms is None:
         return "-"
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ms / 1000))
+
+
+def _start(job: JobView) -> str:
+    """A job's start time (submit --at/--in), in local time, and how far off while it is ahead."""
+    ms = job.start_at_ms or 0
+    ahead = ms - time.time() * 1000
+    return _when(ms) + (f" (in {_age(ahead)})" if ahead > 0 and job.state not in FINISHED else "")
 
 
 def _age(ms: float) -> str:

@@ -8,9 +8,11 @@ Rule: nothing here knows tasks' sugar, handles or fan-out; those build on a Brok
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Mapping, Sequence
+from datetime import datetime
 
 from gridd.client import blobs, submits
 from gridd.client.connection import Connection
+from gridd.client.start_time import start_at_ms
 from gridd.protocol.errors import PayloadTooLarge, exception_for
 from gridd.protocol.limits import spec_too_large
 from gridd.protocol.messages import (
@@ -74,10 +76,13 @@ class BrokerCalls:
         requires: Mapping[str, str] | None = None,
         key: str | None = None,
         key_ttl_s: float | None = None,
+        at: datetime | None = None,
+        delay_s: float | None = None,
     ) -> str:
         """Submit one command; returns its id once the job is durable. It runs on a worker with `cpus`
         and `memory_mb` (MiB) free for it, and every tag of `requires`. `bundle` ("NAME" or "NAME@N"):
-        run it inside that bundle (gridd bundle push); "NAME" is its latest version at submit.
+        run it inside that bundle (gridd bundle push); "NAME" is its latest version at submit. `at` (a
+        naive datetime: local time) or `delay_s`: not before then; `scheduled` until (start_time.py).
         `key`: submit at most once (submit_many says how)."""
         spec = JobSpec(
             argv=list(argv),
@@ -91,6 +96,7 @@ class BrokerCalls:
             cpus=cpus,
             memory_mb=memory_mb,
             requires=dict(requires or {}),
+            start_at_ms=start_at_ms(at, delay_s),
         )
         return (await self.submit_many([spec], after=after, key=key, key_ttl_s=key_ttl_s))[0]
 

@@ -69,6 +69,9 @@ class JobSpec(Record, frozen=True, omit_defaults=True):
     retry_on: RetryCauses = msgspec.field(default_factory=list)
     retry_delay_s: RetryDelay | None = None
 
+    # Not started before this time (submit --at/--in): the job is `scheduled` until then. None: at once.
+    start_at_ms: EpochMs | None = None
+
     def __post_init__(self) -> None:
         for cause in self.retry_on:  # the wire checked their shape; here their numbers (a ValidationError)
             parse_cause(cause)
@@ -179,6 +182,8 @@ class JobView(Record, frozen=True):
     retry_delay_s: float | None = None  # None: the broker's retry delay
     # It failed the same way (exit status or signal) on 3 different workers: not retried further.
     poison: bool = False
+    # Its start time (submit --at/--in; a release of the scheduled job moves it to then). None: none was set.
+    start_at_ms: EpochMs | None = None
 
 
 class AttemptView(Record, frozen=True):

@@ -18,6 +18,7 @@ class JobState(enum.StrEnum):
     FAILED = "failed"
     CANCELLED = "cancelled"
     HELD = "held"
+    SCHEDULED = "scheduled"  # not before its start time (submit --at/--in)
 
 
 # In the order people read them: before running, running, after.

@@ -50,6 +50,6 @@ async def test_a_hundred_thousand_jobs_page_in_and_new_ones_show_at_the_top(tmp_
             await client.hold(ids[1])  # enters the filter: its row comes
             await eventually(lambda: state_of(jobs, ids[1]) == "held", settle=pilot.pause)
 
-            await pilot.press("s", "s", "s", "s", "o")  # all states; queue filter: the first queue
+            await pilot.press("s", "s", "s", "s", "s", "o")  # scheduled, ..., all states; queue filter: the first
             await eventually(lambda: jobs.filter.state is None and jobs.filter.queue == "bulk", settle=pilot.pause)
             await eventually(lambda: jobs.row_count == jobs.page and new not in jobs.rows, settle=pilot.pause)

@@ -5,8 +5,9 @@ Rules: an action applies to a job only where the transition table allows it, and
 answered, applied or refused with why, never skipped. A job named twice (or through two groups) is acted
 on once. Cancelling a running job revokes its lease (returned, for its worker to be told to stop). A
 released or retried job waits for its dependencies that have not succeeded, and cannot be retried while
-one of them has failed or been cancelled. A released or retried job of a capped group (--max-running)
-queues throttled, and waits for a token.
+one of them has failed or been cancelled; it is scheduled again while its start time (submit --at/--in)
+is ahead, unless it was the scheduled job itself that was released (start_times.py). A released or
+retried job of a capped group (--max-running) queues throttled, and waits for a token.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import gridd.broker.store.flow as flow
+import gridd.broker.store.start_times as start_times
 from gridd.broker import transitions as tr
 from gridd.broker.store.interface import Revoked
 from gridd.broker.store.refs import expand_refs
@@ -55,7 +57,7 @@ def control_jobs(
     named = _first_of_each(expand_refs(db, refs))
     found = rows(
         db,
-        "SELECT id, state, lease, worker, queue, attempts, pending_deps FROM jobs"
+        "SELECT id, state, lease, worker, queue, attempts, pending_deps, start_ms FROM jobs"
         " WHERE id IN (SELECT value FROM json_each(?))",
         (ids_json(key for _, key, _ in named if key is not None),),
     )
@@ -84,7 +86,7 @@ def control_jobs(
             revoked.append(Revoked(row[3], LeaseRef(job_id=job_id, lease=row[2])))
         # Only a job going back to the queue may have to wait for its dependencies instead.
         pending = row[6] if move == Move.RELEASE else _unmet(db, row[0]) if move == Move.RETRY else 0
-        new = tr.step(was, move, pending_deps=pending)
+        new = tr.step(was, move, pending_deps=pending, start_ahead=(row[7] or 0) > now_ms)
         updates.append((new, now_ms if new == JobState.CANCELLED else None, row[0], was, pending))
         outcomes.append(Outcome(job_id=job_id, code=0, state=new, group=group))
         changed.append(Transition(job_id, new, row[4], row[5], row[3], None, f"{action} by user", was))
@@ -92,6 +94,8 @@ def control_jobs(
         db.executemany(_CONTROL_SQL[move], [u[:4] for u in updates])
         if move == Move.RETRY:
             db.executemany("UPDATE jobs SET pending_deps = ? WHERE id = ?", [(u[4], u[2]) for u in updates])
+        if move == Move.RELEASE:  # a scheduled job released runs now: its start time is now
+            start_times.started_early(db, [u[2] for u in updates if u[3] == JobState.SCHEDULED], now_ms)
         changed += flow.settle(db, changed, now_ms)
     return outcomes, changed, revoked
 

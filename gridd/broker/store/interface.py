@@ -163,6 +163,12 @@ class Store(Protocol):
         """When the next job held back by its retry delay becomes eligible, if any is."""
         ...
 
+    async def promote_due(self, now_ms: int, max_jobs: int) -> tuple[list[Transition], int | None]:
+        """Queue up to `max_jobs` scheduled jobs whose start time is `now_ms` or before, earliest first (each
+        waiting instead while dependencies remain); returns them, and the earliest start time of the jobs
+        still scheduled (None: none is). A job is promoted once, whoever else asks at the same time."""
+        ...
+
     async def extend_running_leases(self, deadline_ms: int) -> int:
         """After a restart: give every running lease until `deadline_ms` to be re-attached."""
         ...

@@ -47,6 +47,7 @@ _VIEW_COLUMNS = (
     "(SELECT length(data) FROM outputs WHERE job_id = j.id AND stream = 'stderr'), "
     "j.group_id, (SELECT json_group_array(dep_id) FROM deps WHERE job_id = j.id), j.owner"
     ", j.poison"
+    ", j.start_ms"
 )
 
 
@@ -230,6 +231,7 @@ def _view(r: sqlite3.Row) -> JobView:
         retry_on=spec.retry_on,
         retry_delay_s=spec.retry_delay_s,
         poison=bool(r[18]),
+        start_at_ms=r[19],
     )
 
 

@@ -26,6 +26,7 @@ import gridd.broker.store.lanes as lanes
 import gridd.broker.store.leasing as leasing
 import gridd.broker.store.reads as reads
 import gridd.broker.store.retention as retention
+import gridd.broker.store.start_times as start_times
 import gridd.broker.store.submit as submit
 import gridd.broker.store.tokens as tokens
 import gridd.broker.store.why as why
@@ -45,6 +46,7 @@ class SQLiteStore(Database):
     lease_jobs = use_case(leasing.lease_jobs, durable=False, then=leasing.observed)
     renew_leases = use_case(leasing.renew_leases, durable=False)
     next_eligible_ms = use_case(leasing.next_eligible_ms, durable=False)
+    promote_due = use_case(start_times.promote_due, durable=False)  # one lost with the power: redone at start
     extend_running_leases = use_case(leasing.extend_running_leases, durable=False)
     known_lanes = use_case(lanes.known_lanes, durable=False)
     drop_lanes = use_case(lanes.drop_lanes, durable=False)

@@ -3,8 +3,8 @@
 Rules: ids are given in order and never twice: the next is one past the largest ever given, of the jobs
 there are or of those retention removed (kept in `meta`). A job's bundle is pinned to a version here, so
 its retries run the same files; a task's arguments blob must be complete before a job names it. A job
-starts as the transition table says: queued, waiting for its dependencies, or cancelled at once when
-one of them has failed or been cancelled already.
+starts as the transition table says: queued, scheduled until its start time, waiting for its
+dependencies, or cancelled at once when one of them has failed or been cancelled already.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import msgspec
 import gridd.broker.store.blobs as blobs
 import gridd.broker.store.bundles as bundles
 import gridd.broker.store.flow as flow
+import gridd.broker.store.start_times as start_times
 from gridd.broker import transitions as tr
 from gridd.broker.matching import lane_of_spec
 from gridd.broker.store.refs import group_name, parse_ref
@@ -56,11 +57,13 @@ def submit_jobs(
         state, reason, finished = tr.step(tr.NEW, Move.DEP_LOST), flow.doom_reason(*dead), now_ms
     else:
         state, reason, finished = tr.step(tr.NEW, Move.SUBMIT, pending_deps=len(unmet)), None, None
+    # A job whose start time is ahead (submit --at/--in) is scheduled instead (start_times.py).
+    ahead = [dead is None and start_times.ahead(s, now_ms) for s in specs]
     first = last_job_id(db) + 1
     new = [
         (
             first + i,
-            state,
+            tr.step(tr.NEW, Move.SUBMIT, len(unmet), start_ahead=True) if ahead[i] else state,
             s.queue,
             s.priority,
             s.max_attempts,
@@ -84,11 +87,12 @@ def submit_jobs(
         if s.task is not None and s.task.args_blob is not None:
             blobs.blob_size(db, s.task.args_blob)  # refuses a payload that was never uploaded
     db.executemany(_INSERT_JOB, new)
+    start_times.keep_start_times(db, [r[0] for r in new], specs)
     db.executemany("INSERT OR IGNORE INTO lanes (queue, lane) VALUES (?, ?)", dict.fromkeys((r[2], r[12]) for r in new))
     if deps:
         db.executemany("INSERT INTO deps (job_id, dep_id) VALUES (?, ?)", [(r[0], key) for r in new for key, _ in deps])
     flow.rebalance(db, [new[0][0]] if group_id is not None else [])
-    changed = [Transition(str(r[0]), state, r[2], 0, reason=reason) for r in new]
+    changed = [Transition(str(r[0]), r[1], r[2], 0, reason=reason) for r in new]
     return changed, group_name(group_id)
 
 

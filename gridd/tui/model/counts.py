@@ -23,13 +23,14 @@ _PREVIOUS_BY_KIND: dict[str, str | None] = {
     "job.succeeded": JobState.RUNNING,
     "job.failed": JobState.RUNNING,
     "job.returned": JobState.RUNNING,
-    "job.released": JobState.HELD,
+    "job.due": JobState.SCHEDULED,
 }
 # Kinds with several possible previous states ("job.requeued": a failed attempt, or dependencies met).
 _CANDIDATES: dict[str, tuple[str, ...]] = {
     "job.requeued": (JobState.RUNNING, JobState.WAITING),
-    "job.held": (JobState.QUEUED, JobState.WAITING),
-    "job.cancelled": (JobState.WAITING, JobState.QUEUED, JobState.HELD, JobState.RUNNING),
+    "job.held": (JobState.QUEUED, JobState.WAITING, JobState.SCHEDULED),
+    "job.released": (JobState.HELD, JobState.SCHEDULED),
+    "job.cancelled": (JobState.WAITING, JobState.QUEUED, JobState.HELD, JobState.RUNNING, JobState.SCHEDULED),
     "job.retried": (JobState.FAILED, JobState.CANCELLED),
 }
 # The dashboard's columns, in this order: the states of jobs not yet finished, then those of finished ones.
@@ -38,6 +39,7 @@ STATES: tuple[str, ...] = (
     JobState.QUEUED,
     JobState.RUNNING,
     JobState.HELD,
+    JobState.SCHEDULED,
     JobState.SUCCEEDED,
     JobState.FAILED,
     JobState.CANCELLED,

@@ -12,6 +12,7 @@ STATE_CYCLE: tuple[str | None, ...] = (
     JobState.QUEUED,
     JobState.RUNNING,
     JobState.HELD,
+    JobState.SCHEDULED,
     JobState.SUCCEEDED,
     JobState.FAILED,
     JobState.CANCELLED,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from rich.text import Text
 from textual.widgets import Static
 
@@ -33,6 +35,8 @@ class JobSummary(Static):
         text.append(f"command: {command_line(job.argv, 1000)}\n")
         times = f"submitted {clock_time(job.submitted_ms)} · started {clock_time(job.started_ms)}"
         text.append(f"{times} · finished {clock_time(job.finished_ms)}")
+        if job.start_at_ms is not None:  # submit --at/--in: not started before then
+            text.append(" · start at " + time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(job.start_at_ms / 1000)))
         if job.timeout_s is not None:
             text.append(f" · timeout {job.timeout_s:g}s")
         text.append(f" · output {job.stdout_bytes} B out, {job.stderr_bytes} B err")

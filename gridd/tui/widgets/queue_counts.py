@@ -22,6 +22,7 @@ SHORT: dict[str, str] = {
     JobState.SUCCEEDED: "ok",
     JobState.FAILED: "fail",
     JobState.CANCELLED: "cncl",
+    JobState.SCHEDULED: "sched",
 }
 ALWAYS = (JobState.QUEUED, JobState.RUNNING)
 

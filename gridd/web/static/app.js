@@ -2,7 +2,7 @@
 // so a command or a name holding markup shows as text.
 "use strict";
 
-const STATES = ["waiting", "queued", "running", "held", "succeeded", "failed", "cancelled"];
+const STATES = ["waiting", "queued", "running", "held", "scheduled", "succeeded", "failed", "cancelled"];
 const REFRESH_MS = 2000;
 
 function cell(row, value, className) {
