@@ -4,19 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from gridd.protocol.states import JobState
+from gridd.tui.model.counts import STATES
 
-STATE_CYCLE: tuple[str | None, ...] = (
-    None,
-    JobState.WAITING,
-    JobState.QUEUED,
-    JobState.RUNNING,
-    JobState.HELD,
-    JobState.SCHEDULED,
-    JobState.SUCCEEDED,
-    JobState.FAILED,
-    JobState.CANCELLED,
-)
+STATE_CYCLE: tuple[str | None, ...] = (None, *STATES)  # all, then each state in the columns' order
 
 
 @dataclass(frozen=True, slots=True)
