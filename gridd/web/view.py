@@ -16,6 +16,7 @@ import anyio
 import structlog
 
 from gridd.client.api import Client
+from gridd.client.backoff import Backoff
 from gridd.client.connection import open_connection
 from gridd.printable import printable
 from gridd.protocol.errors import AuthFailed, GriddError
@@ -23,7 +24,8 @@ from gridd.protocol.messages import Event, JobView, WorkerView
 
 log = structlog.get_logger()
 
-RETRY_S = 1.0  # between reconnects: a restarted broker is seen within about a second
+# Between reconnects: from a quarter of a second up to a second, so a restarted broker is seen within about one.
+RETRY_FIRST_S, RETRY_MAX_S = 0.25, 1.0
 REQUEST_TIMEOUT_S = 10.0
 NEWEST_JOBS = 50
 
@@ -47,6 +49,7 @@ class BrokerView:
         self.tried = anyio.Event()  # set once the first attempt connected or failed
 
     async def run(self) -> None:
+        backoff = Backoff(RETRY_FIRST_S, RETRY_MAX_S)
         while True:
             address = self._address()
             try:
@@ -58,6 +61,7 @@ class BrokerView:
                     self.counts = {q: dict(by_state) for q, by_state in snapshot.queues.items()}
                     self.client, self.address, self.refused = client, address, False
                     self.tried.set()
+                    backoff.reset()
                     log.info("web.connected", broker=address)
                     async for event in events:
                         self._apply(event)
@@ -74,7 +78,7 @@ class BrokerView:
                 self.client = None
             log.warning("web.disconnected", broker=address, reason=self.reason)
             self.tried.set()
-            await anyio.sleep(RETRY_S)
+            await backoff.wait()
 
     def _apply(self, event: Event) -> None:
         """Move one job from the state it left to its new one (a new job: only in; a purged one: only out)."""
