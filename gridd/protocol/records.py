@@ -63,6 +63,7 @@ class JobSpec(Record, frozen=True, omit_defaults=True):
     cpus: JobCpus = 1
     memory_mb: MemoryMb = 0
     requires: Requires = msgspec.field(default_factory=dict)
+    schedule: Name | None = None  # set by the broker: the periodic schedule that submitted it (schedule add)
 
 
 class LeaseRef(Record, frozen=True):
@@ -166,6 +167,7 @@ class JobView(Record, frozen=True):
     unmatched: str | None = None
     # Who submitted it: the name of the credential it was submitted with ("admin": the cluster token).
     owner: str | None = None
+    schedule: str | None = None  # the periodic schedule that submitted it, if one did
 
 
 class AttemptView(Record, frozen=True):

@@ -29,6 +29,7 @@ class _SpecView(msgspec.Struct, frozen=True):
     cpus: int = 1
     memory_mb: int = 0
     requires: dict[str, str] = msgspec.field(default_factory=dict)
+    schedule: str | None = None
 
 
 class _TaskName(msgspec.Struct, frozen=True):
@@ -224,6 +225,7 @@ def _view(r: sqlite3.Row) -> JobView:
         requires=spec.requires,
         task=spec.task.name if spec.task is not None else None,
         owner=r[17],
+        schedule=spec.schedule,
     )
 
 
