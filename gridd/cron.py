@@ -100,4 +100,6 @@ def local_time(ms: int, tz: str) -> str:
         zone = ZoneInfo(tz)
     except (ZoneInfoNotFoundError, ValueError):
         zone = ZoneInfo("UTC")
-    return (datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=ms)).astimezone(zone).strftime("%Y-%m-%d %H:%M %Z")
+    return (
+        (datetime(1970, 1, 1, tzinfo=UTC) + timedelta(milliseconds=ms)).astimezone(zone).strftime("%Y-%m-%d %H:%M %Z")
+    )

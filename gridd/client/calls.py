@@ -13,6 +13,7 @@ import msgspec
 
 from gridd.client import blobs
 from gridd.client.connection import Connection
+from gridd.client.schedule_calls import ScheduleCalls
 from gridd.protocol.bundles import ref_problem
 from gridd.protocol.errors import InvalidRequest, PayloadTooLarge, exception_for
 from gridd.protocol.limits import spec_too_large
@@ -58,7 +59,7 @@ CHUNK_BYTES = 4 * 1024 * 1024
 _size = msgspec.msgpack.Encoder()
 
 
-class BrokerCalls:
+class BrokerCalls(ScheduleCalls):
     """One method per broker request, on the connection it is given and owns for its life (`connect(...)`
     opens the connection, makes the client, and closes the connection when its block ends)."""
 

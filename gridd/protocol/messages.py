@@ -122,8 +122,8 @@ from gridd.protocol.schedule_messages import (
     ScheduleAdded,
     ScheduleChanged,
     ScheduleRun,
-    SchedulesListed,
     ScheduleShown,
+    SchedulesListed,
     ScheduleView,
     ShowSchedule,
 )

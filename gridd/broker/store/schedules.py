@@ -24,6 +24,7 @@ from gridd.protocol.messages import JobSpec, ScheduleRun, ScheduleView
 
 RUNS_KEPT = 100  # of each schedule, the latest (`schedule show` lists them)
 
+_INSERTED = "name, cron, tz, catch_up, spec, next_slot_ms, owner, created_ms"
 _COLUMNS = "name, cron, tz, catch_up, paused, next_slot_ms, last_fired_ms, owner, created_ms, spec"
 _encoder = msgspec.msgpack.Encoder()
 _spec_decoder = msgspec.msgpack.Decoder(JobSpec)
@@ -43,11 +44,8 @@ def add_schedule(
     """Keep a new schedule; InvalidRequest if one has that name already."""
     if db.execute("SELECT 1 FROM schedules WHERE name = ?", (name,)).fetchone() is not None:
         raise InvalidRequest(f"a schedule named {name!r} exists already (gridd schedule remove {name} first)")
-    row = db.execute(
-        "INSERT INTO schedules (name, cron, tz, catch_up, spec, next_slot_ms, owner, created_ms)"
-        f" VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING {_COLUMNS}",  # noqa: S608
-        (name, cron, tz, catch_up, _encoder.encode(spec), next_slot_ms, owner, now_ms),
-    ).fetchone()
+    insert = f"INSERT INTO schedules ({_INSERTED}) VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING {_COLUMNS}"  # noqa: S608
+    row = db.execute(insert, (name, cron, tz, catch_up, _encoder.encode(spec), next_slot_ms, owner, now_ms)).fetchone()
     return _view(row)
 
 
