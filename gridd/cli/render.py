@@ -67,6 +67,8 @@ def show(job: JobView, attempts: Sequence[AttemptView]) -> str:
         rows.append(("needs", " ".join(asks + [f"{k}={v}" for k, v in sorted(job.requires.items())])))
     if job.unmatched:
         rows.append(("unmatched", job.unmatched))
+    if job.schedule:
+        rows.append(("schedule", job.schedule))
     width = max(len(k) for k, _ in rows)
     text = "\n".join(f"{k:<{width}}  {printable(v)}" for k, v in rows)
     if attempts:

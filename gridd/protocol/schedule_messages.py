@@ -15,6 +15,8 @@ from gridd.protocol.base import Record, Reply, Request
 from gridd.protocol.fields import EpochMs, Name
 from gridd.protocol.records import JobSpec
 
+# A schedule's name: what `gridd schedule show NAME` and its jobs' `schedule` say.
+ScheduleName = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,99}$")]
 CronText = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
 ZoneName = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
 CatchUp = Annotated[str, msgspec.Meta(pattern="^(none|last|all)$")]
@@ -53,7 +55,7 @@ class ScheduleAdded(Reply, frozen=True, tag="schedule.added"):
 class AddSchedule(Request[ScheduleAdded], frozen=True, tag="schedule.add"):
     """Keep `spec` to be submitted at each slot of `cron` in `tz`, from now on."""
 
-    name: Name
+    name: ScheduleName
     cron: CronText
     spec: JobSpec
     tz: ZoneName = "UTC"
