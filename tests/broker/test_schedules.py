@@ -17,8 +17,9 @@ from gridd.protocol.errors import Forbidden, InvalidRequest, UnknownBundle
 from gridd.protocol.messages import JobSpec, JobView
 from gridd.protocol.states import JobState
 from tests.clock import FakeClock
-from tests.conftest import BrokerHandle, client_of, running_broker
+from tests.conftest import BrokerHandle, client_of, running_broker, running_worker
 from tests.polling import eventually
+from tests.tasks import sample  # a module the worker serves (--tasks)
 
 HOUR_MS = 3_600_000
 DAY_MS = 24 * HOUR_MS
@@ -187,3 +188,23 @@ async def test_a_submit_token_manages_its_own_schedules_and_a_read_token_sees_th
         await b.broker.schedules.fire_due()
         owners = {j.schedule: j.owner for j in await jobs_of(b)}
         assert owners == {"ci-nightly": "ci", "admins": "admin"}
+
+
+async def test_its_runs_are_ordinary_jobs_that_workers_run_commands_and_python_tasks(tmp_path: Path) -> None:
+    clock = FakeClock()
+    async with (
+        running_broker(tmp_path, clock) as b,
+        running_worker(tmp_path, b.addr, tasks=["tests.tasks.sample"]),
+        client_of(b) as client,
+    ):
+        cmd = await client.add_schedule("cmd", "*/5 * * * *", ["sh", "-c", "echo ran"])
+        task = await client.add_task_schedule("task", "*/5 * * * *", sample.add, 40, b=2)
+        assert task.argv == ["tests.tasks.sample:add"] and task.task == "tests.tasks.sample:add"
+        to(clock, cmd.next_slot_ms or 0)
+        await b.broker.schedules.fire_due()
+        by_schedule = {j.schedule: j.id for j in await jobs_of(b)}
+        finished = await client.wait(list(by_schedule.values()))
+        assert {j.state for j in finished} == {JobState.SUCCEEDED}
+        out, _ = await client.output(by_schedule["cmd"])
+        assert out == b"ran\n"
+        assert await client.handle(by_schedule["task"], sample.add).result() == 42
