@@ -208,3 +208,10 @@ async def test_its_runs_are_ordinary_jobs_that_workers_run_commands_and_python_t
         out, _ = await client.output(by_schedule["cmd"])
         assert out == b"ran\n"
         assert await client.handle(by_schedule["task"], sample.add).result() == 42
+
+
+async def test_a_submit_cannot_claim_a_schedule(tmp_path: Path) -> None:
+    async with running_broker(tmp_path) as b, client_of(b) as client:
+        with pytest.raises(InvalidRequest, match="names a schedule only when that schedule submitted it"):
+            await client.submit_many([JobSpec(argv=["true"], schedule="nightly")])
+        assert await jobs_of(b) == []
