@@ -89,7 +89,8 @@ class _CommandAfterDashes(Parser):
         return parsed, extras
 
 
-# The checks below import gridd.cron (and cronsim, zoneinfo) when they run: only `schedule add` pays for it.
+# The checks below import gridd.cron (cronsim, zoneinfo) when they run, for start-up speed: only a `schedule add`
+# pays for it, not every `gridd --help`.
 
 
 def _name(text: str) -> str:
