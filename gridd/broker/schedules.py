@@ -113,9 +113,12 @@ class Schedules:
             self._wake = anyio.Event()  # replaced before the pass, so a wake during it is not lost
             try:
                 next_ms = await self.fire_due()
-            except GriddError as exc:
+            except GriddError as exc:  # the store, for a moment: look again soon
                 log.error("schedules.failed", error=str(exc))
                 next_ms = self._clock.now_ms() + 1000
+            except Exception:  # a bug of ours: schedules wait a while, the broker and its jobs go on
+                log.exception("schedules.crashed")
+                next_ms = None
             delay = MAX_SLEEP_S if next_ms is None else (next_ms - self._clock.now_ms()) / 1000
             with anyio.move_on_after(min(max(delay, 0.0), MAX_SLEEP_S)):
                 await self._wake.wait()

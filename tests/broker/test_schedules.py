@@ -5,6 +5,7 @@ submit token manages its own schedules only."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 import anyio
@@ -197,7 +198,9 @@ async def test_its_runs_are_ordinary_jobs_that_workers_run_commands_and_python_t
         running_worker(tmp_path, b.addr, tasks=["tests.tasks.sample"]),
         client_of(b) as client,
     ):
-        cmd = await client.add_schedule("cmd", "*/5 * * * *", ["sh", "-c", "echo ran"])
+        cmd = await client.add_schedule(
+            "cmd", "*/5 * * * *", ["sh", "-c", "echo ran $GRIDD_SCHEDULE $GRIDD_SCHEDULE_SLOT"]
+        )
         task = await client.add_task_schedule("task", "*/5 * * * *", sample.add, 40, b=2)
         assert task.argv == ["tests.tasks.sample:add"] and task.task == "tests.tasks.sample:add"
         to(clock, cmd.next_slot_ms or 0)
@@ -206,7 +209,8 @@ async def test_its_runs_are_ordinary_jobs_that_workers_run_commands_and_python_t
         finished = await client.wait(list(by_schedule.values()))
         assert {j.state for j in finished} == {JobState.SUCCEEDED}
         out, _ = await client.output(by_schedule["cmd"])
-        assert out == b"ran\n"
+        slot = datetime.fromtimestamp((cmd.next_slot_ms or 0) / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        assert out == f"ran cmd {slot}\n".encode()  # the job is told its schedule and the slot it stands for
         assert await client.handle(by_schedule["task"], sample.add).result() == 42
 
 

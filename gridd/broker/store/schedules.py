@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
@@ -126,10 +127,14 @@ def _fire(db: sqlite3.Connection, f: Firing, now_ms: int) -> Fired:
     if not f.slots:
         return Fired(f.name)
     schedule_id, blob, owner = moved
-    spec = msgspec.structs.replace(_spec_decoder.decode(blob), schedule=f.name)
+    template = _spec_decoder.decode(blob)
+    specs = [
+        msgspec.structs.replace(template, schedule=f.name, env={**template.env, **slot_env(f.name, slot)})
+        for slot in f.slots
+    ]
     db.execute("SAVEPOINT fire_slots")  # a refused submit is undone alone: the schedule still moves on
     try:
-        changed, _ = submit.submit_jobs(db, [spec] * len(f.slots), now_ms, owner=owner)
+        changed, _ = submit.submit_jobs(db, specs, now_ms, owner=owner)
     except OperationRefused as exc:
         db.execute("ROLLBACK TO fire_slots")
         db.execute("RELEASE fire_slots")
@@ -145,6 +150,13 @@ def _fire(db: sqlite3.Connection, f: Firing, now_ms: int) -> Fired:
         (schedule_id, schedule_id, RUNS_KEPT),
     )
     return Fired(f.name, transitions=changed)
+
+
+def slot_env(name: str, slot_ms: int) -> dict[str, str]:
+    """What a scheduled job is told of its run: its schedule, and the slot it stands for (in UTC, ISO 8601),
+    which is not when it runs: a slot caught up after downtime runs later than its time."""
+    slot = datetime.fromtimestamp(slot_ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return {"GRIDD_SCHEDULE": name, "GRIDD_SCHEDULE_SLOT": slot}
 
 
 def _unknown(name: str) -> InvalidRequest:
