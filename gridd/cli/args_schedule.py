@@ -51,7 +51,6 @@ def add_schedule(commands: Commands) -> None:
     add_job_flags(p)
     p.add_argument("--bundle", metavar="NAME[@VERSION]", help="run inside this bundle (NAME: its latest at each slot)")
     p.add_argument("argv", nargs="*", metavar="-- COMMAND [ARG...]")  # what follows "--": _CommandAfterDashes
-    p.set_defaults(stdin=False, each=None)  # what the submit flags' reader (commands._spec) also asks
     broker_flag(p)
     p = actions.add_parser("list", help="list schedules", description="List schedules, by name.")
     p.add_argument("--json", action="store_true")

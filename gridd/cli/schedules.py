@@ -9,7 +9,8 @@ import shlex
 import time
 from collections.abc import Callable
 
-from gridd.cli import render
+from gridd.cli import args_jobs, render
+from gridd.cli.parser import Commands, Parser
 from gridd.client.api import Client
 from gridd.cron import local_time
 from gridd.printable import printable
@@ -23,7 +24,8 @@ async def run(client: Client, args: argparse.Namespace, spec_of: Callable[[argpa
     if action == "add":
         if not [a for a in args.argv if a != "--"]:
             raise ConfigError("schedule add needs a command: gridd schedule add NAME --cron EXPR -- COMMAND [ARG...]")
-        view = await client.add_schedule(args.name, args.cron, spec_of(args), tz=args.tz, catch_up=args.catch_up)
+        spec = spec_of(_with_submit_defaults(args))
+        view = await client.add_schedule(args.name, args.cron, spec, tz=args.tz, catch_up=args.catch_up)
         print(f"schedule {view.name} added: next run {_next(view)}")
         return 0
     if action == "list":
@@ -38,6 +40,15 @@ async def run(client: Client, args: argparse.Namespace, spec_of: Callable[[argpa
     done = {"pause": "paused", "resume": "resumed", "remove": "removed"}[action]
     print(f"schedule {view.name} {done}" + (f": next run {_next(view)}" if action == "resume" else ""))
     return 0
+
+
+def _with_submit_defaults(args: argparse.Namespace) -> argparse.Namespace:
+    """`add`'s flags over submit's defaults: the submit reader (commands._spec) finds every flag it reads,
+    those `add` does not take (--stdin, --each, and any submit gains) at submit's default."""
+    parser = Parser(prog="gridd")
+    args_jobs.add_submit(Commands(parser))
+    submit = parser.parse_args(["submit", "--", "true"])
+    return argparse.Namespace(**{**vars(submit), **vars(args)})
 
 
 def table(views: list[ScheduleView]) -> str:
