@@ -56,6 +56,7 @@ job_specs = st.builds(
     requires=st.dictionaries(
         st.from_regex(r"[^;=\s]{1,64}", fullmatch=True), st.from_regex(r"[^;]{0,20}", fullmatch=True), max_size=3
     ),
+    schedule=st.none() | names,
 )
 lease_refs = st.builds(m.LeaseRef, job_id=job_ids, lease=leases)
 job_views = st.builds(
@@ -85,6 +86,7 @@ job_views = st.builds(
     task=st.none() | texts,
     unmatched=st.none() | texts,
     owner=st.none() | texts,
+    schedule=st.none() | texts,
 )
 attempt_views = st.builds(
     m.AttemptView,
@@ -302,6 +304,44 @@ tokens_created = st.builds(m.TokenCreated, rid=rids, credential=texts, token=tok
 tokens_listed = st.builds(m.TokensListed, rid=rids, tokens=st.lists(token_views, max_size=3))
 tokens_revoked = st.builds(m.TokenRevoked, rid=rids, token=token_views, closed=counts)
 
+# ---- periodic schedules ----------------------------------------------------------------------------------------
+
+schedule_names = st.from_regex(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,20}", fullmatch=True)
+schedule_views = st.builds(
+    m.ScheduleView,
+    name=texts,
+    cron=texts,
+    tz=texts,
+    catch_up=texts,
+    paused=st.booleans(),
+    next_slot_ms=st.none() | epoch_ms,
+    last_fired_ms=st.none() | epoch_ms,
+    owner=texts,
+    created_ms=epoch_ms,
+    argv=st.lists(texts, max_size=3),
+    queue=texts,
+    task=st.none() | texts,
+)
+schedule_runs = st.builds(m.ScheduleRun, slot_ms=epoch_ms, job_id=texts, state=st.none() | texts)
+add_schedules = st.builds(
+    m.AddSchedule,
+    rid=rids,
+    name=schedule_names,
+    cron=st.text(min_size=1, max_size=256),
+    spec=job_specs,
+    tz=st.text(min_size=1, max_size=64),
+    catch_up=st.sampled_from(["none", "last", "all"]),
+)
+list_schedules = st.builds(m.ListSchedules, rid=rids)
+show_schedules = st.builds(m.ShowSchedule, rid=rids, name=names)
+change_schedules = st.builds(m.ChangeSchedule, rid=rids, name=names, action=st.sampled_from(m.SCHEDULE_ACTIONS))
+schedules_added = st.builds(m.ScheduleAdded, rid=rids, schedule=schedule_views)
+schedules_listed = st.builds(m.SchedulesListed, rid=rids, schedules=st.lists(schedule_views, max_size=3))
+schedules_shown = st.builds(
+    m.ScheduleShown, rid=rids, schedule=schedule_views, runs=st.lists(schedule_runs, max_size=3)
+)
+schedules_changed = st.builds(m.ScheduleChanged, rid=rids, schedule=schedule_views)
+
 peer_messages: st.SearchStrategy[Any] = st.one_of(
     hellos,
     create_tokens,
@@ -330,6 +370,10 @@ peer_messages: st.SearchStrategy[Any] = st.one_of(
     complete_jobs,
     return_leases,
     report_worker_states,
+    add_schedules,
+    list_schedules,
+    show_schedules,
+    change_schedules,
 )
 
 # ---- messages the broker sends -----------------------------------------------------------------------------------
@@ -444,6 +488,10 @@ broker_messages: st.SearchStrategy[Any] = st.one_of(
     jobs_completed,
     leases_returned,
     revoke_leases,
+    schedules_added,
+    schedules_listed,
+    schedules_shown,
+    schedules_changed,
 )
 
 # Every message class and the strategy that builds it, so a test can check no class was forgotten.
@@ -514,6 +562,14 @@ BY_CLASS: dict[type, st.SearchStrategy[Any]] = {
     m.TokenCreated: tokens_created,
     m.TokensListed: tokens_listed,
     m.TokenRevoked: tokens_revoked,
+    m.AddSchedule: add_schedules,
+    m.ListSchedules: list_schedules,
+    m.ShowSchedule: show_schedules,
+    m.ChangeSchedule: change_schedules,
+    m.ScheduleAdded: schedules_added,
+    m.SchedulesListed: schedules_listed,
+    m.ScheduleShown: schedules_shown,
+    m.ScheduleChanged: schedules_changed,
 }
 
 # msgpack-encodable values of any shape, for bodies that are valid msgpack but not valid messages.

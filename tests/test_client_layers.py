@@ -12,7 +12,7 @@ CLIENT = Path(__file__).resolve().parent.parent / "gridd" / "client"
 LAYERS: list[set[str]] = [
     {"backoff", "locate", "trust", "taskdef", "submits", "start_time"},  # import no other client module
     {"connection"},  # the framed connection: handshake, requests and their replies
-    {"blobs", "bundles"},  # transfers over a connection
+    {"blobs", "bundles", "schedule_calls"},  # transfers over a connection; the schedule requests
     {"calls"},  # BrokerCalls: owns the connection, one method per broker request
     {"handles"},  # a job as an object, asking the client it was given
     {"mapping"},  # fan-out over the client it was given

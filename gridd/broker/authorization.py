@@ -27,7 +27,9 @@ import msgspec
 from gridd.broker.principals import ROLES, Principal, Role
 from gridd.protocol.errors import Forbidden
 from gridd.protocol.messages import (
+    AddSchedule,
     AppendOutput,
+    ChangeSchedule,
     CompleteJobs,
     ControlJobs,
     CreateToken,
@@ -42,6 +44,7 @@ from gridd.protocol.messages import (
     JobView,
     ListBundles,
     ListJobs,
+    ListSchedules,
     ListTokens,
     ListWorkers,
     Message,
@@ -58,6 +61,7 @@ from gridd.protocol.messages import (
     ReturnLeases,
     RevokeToken,
     ShowJob,
+    ShowSchedule,
     SubmitJobs,
     Subscribe,
     WaitJobs,
@@ -120,6 +124,11 @@ RULES: dict[type[Message], Rule] = {
     CreateToken: Rule(ADMIN, "create tokens"),
     ListTokens: Rule(ADMIN, "list tokens"),
     RevokeToken: Rule(ADMIN, "revoke tokens"),
+    # periodic schedules: a submit token adds, sees and changes its own only (checked by the session)
+    AddSchedule: Rule(_roles("admin", "submit"), "add schedules"),
+    ListSchedules: Rule(LOOK, "list schedules"),
+    ShowSchedule: Rule(LOOK, "show schedules"),
+    ChangeSchedule: Rule(_roles("admin", "submit"), "change schedules"),
 }
 
 

@@ -87,6 +87,8 @@ class ClientDesk:
             if not spec.argv or not spec.argv[0]:
                 raise InvalidRequest("a job needs a command: gridd submit -- COMMAND [ARG...]")
             self._check_size(spec, f"job {number} of {len(specs)}: its" if len(specs) > 1 else "the job's")
+            if spec.schedule is not None:  # only a schedule's firing names it (store/schedules.py)
+                raise InvalidRequest("a job names a schedule only when that schedule submitted it (gridd schedule add)")
         if max_running is not None and not new_group:
             raise InvalidRequest("--max-running applies to a new group of jobs (--each or --array)")
         with self._housekeeping.bringing():  # its queues' lanes must not be dropped meanwhile

@@ -21,11 +21,13 @@ from gridd.protocol.errors import BadFrame, InvalidRequest
 from gridd.protocol.messages import (
     MAX_LIST_ROWS,
     REPORT_BY,
+    AddSchedule,
     BlobRead,
     BlobStored,
     BundleGot,
     BundlePushed,
     BundlesListed,
+    ChangeSchedule,
     ControlJobs,
     CreateToken,
     ExplainJob,
@@ -42,6 +44,7 @@ from gridd.protocol.messages import (
     JobsPurged,
     ListBundles,
     ListJobs,
+    ListSchedules,
     ListTokens,
     ListWorkers,
     OutputRead,
@@ -53,7 +56,13 @@ from gridd.protocol.messages import (
     ReportReady,
     ResultsRead,
     RevokeToken,
+    ScheduleAdded,
+    ScheduleChanged,
+    ScheduleShown,
+    SchedulesListed,
+    ScheduleView,
     ShowJob,
+    ShowSchedule,
     StatusReported,
     SubmitJobs,
     TokenCreated,
@@ -193,6 +202,37 @@ class ClientRequests:
     async def revoke_token(self, m: RevokeToken) -> TokenRevoked:
         view, closed = await self._broker.revoke_token(m.name)
         return TokenRevoked(rid=m.rid, token=view, closed=closed)
+
+    # ---- periodic schedules (a submit token: its own only; a read token: without their arguments) --------------
+
+    async def add_schedule(self, m: AddSchedule) -> ScheduleAdded:
+        authorization.check_queues(self._who, [m.spec])
+        view = await self._broker.schedules.add(m.name, m.cron, m.tz, m.catch_up, m.spec, self._who.name)
+        return ScheduleAdded(rid=m.rid, schedule=view)
+
+    async def list_schedules(self, m: ListSchedules) -> SchedulesListed:
+        views = await self._broker.schedules.list_all(authorization.owner_filter(self._who))
+        return SchedulesListed(rid=m.rid, schedules=[self._schedule_seen(v) for v in views])
+
+    async def show_schedule(self, m: ShowSchedule) -> ScheduleShown:
+        view, runs = await self._broker.schedules.show(m.name)
+        self._check_schedule_owner(view, "show")
+        return ScheduleShown(rid=m.rid, schedule=self._schedule_seen(view), runs=runs)
+
+    async def change_schedule(self, m: ChangeSchedule) -> ScheduleChanged:
+        view, _ = await self._broker.schedules.show(m.name)
+        self._check_schedule_owner(view, m.action)
+        return ScheduleChanged(rid=m.rid, schedule=await self._broker.schedules.change(m.name, m.action))
+
+    def _check_schedule_owner(self, view: ScheduleView, what: str) -> None:
+        owner = authorization.owner_filter(self._who)
+        if owner is not None and view.owner != owner:
+            raise authorization.refusal(self._who, f"{what} schedule {view.name!r}", f"it belongs to {view.owner!r}")
+
+    def _schedule_seen(self, view: ScheduleView) -> ScheduleView:
+        if self._who.role != "read" or len(view.argv) <= 1:
+            return view
+        return msgspec.structs.replace(view, argv=view.argv[:1])
 
     # ---- what the rule table cannot check ------------------------------------------------------------------
 

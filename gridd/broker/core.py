@@ -6,6 +6,7 @@ below it):
 
     core           Broker: builds the parts; the names sessions call
     client_desk    submit, show, explain, control, wait, results, blobs, bundles
+    schedules      periodic schedules: add, list, change, and the timer that fires their slots
     worker_desk    workers joining and leaving, their leases and results
     token_desk     role tokens: create, revoke, credential strings
     housekeeping   purge of finished jobs, idle queues' lanes
@@ -31,6 +32,7 @@ from gridd.broker.observe import Observer
 from gridd.broker.outputs import OutputRelay
 from gridd.broker.promoter import Promoter
 from gridd.broker.scheduler import Dispatcher
+from gridd.broker.schedules import Schedules
 from gridd.broker.settings import BrokerSettings
 from gridd.broker.store import Store
 from gridd.broker.token_desk import TokenDesk
@@ -91,6 +93,8 @@ class Broker:
             store, clock, settings, self.workers, self.lanes, self.dispatcher, ledger, hub
         )
         tokens = TokenDesk(store, clock, self.sessions, ca_digest)
+        # Periodic schedules, and their timer (started by app.py): each slot is submitted as a job.
+        self.schedules = Schedules(store, clock, settings, self.lanes, ledger, housekeeping)
 
         # The calls sessions (and the reaper, maintenance, tests) make, each written once in its part:
         self.submit = clients.submit

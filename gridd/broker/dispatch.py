@@ -27,7 +27,9 @@ from gridd.broker.principals import Principal
 from gridd.broker.worker_requests import WorkerRequests
 from gridd.protocol.errors import BadFrame, ErrorCode, Forbidden, GriddError, OperationRefused, StorageFailed
 from gridd.protocol.messages import (
+    AddSchedule,
     AppendOutput,
+    ChangeSchedule,
     CompleteJobs,
     ControlJobs,
     CreateToken,
@@ -40,6 +42,7 @@ from gridd.protocol.messages import (
     GetStatus,
     ListBundles,
     ListJobs,
+    ListSchedules,
     ListTokens,
     ListWorkers,
     Message,
@@ -60,6 +63,7 @@ from gridd.protocol.messages import (
     ReturnLeases,
     RevokeToken,
     ShowJob,
+    ShowSchedule,
     SubmitJobs,
     Subscribe,
     WaitJobs,
@@ -158,6 +162,15 @@ class Dispatcher:
                 await self._answer(message, lambda: c.list_tokens(message))
             case RevokeToken():
                 await self._answer(message, lambda: c.revoke_token(message))
+            # periodic schedules
+            case AddSchedule():
+                await self._answer(message, lambda: c.add_schedule(message))
+            case ListSchedules():
+                await self._answer(message, lambda: c.list_schedules(message))
+            case ShowSchedule():
+                await self._answer(message, lambda: c.show_schedule(message))
+            case ChangeSchedule():
+                await self._answer(message, lambda: c.change_schedule(message))
             # follows
             case Subscribe():
                 self._start_poll(lambda: self._follow_events(message))

@@ -240,6 +240,33 @@ MIGRATIONS: list[str] = [
     ALTER TABLE jobs ADD COLUMN start_ms INTEGER;
     CREATE INDEX jobs_scheduled ON jobs (state, start_ms) WHERE state = '{JobState.SCHEDULED}';
     """,
+    # 13: periodic schedules (store/schedules.py). A slot fires by a conditional UPDATE of next_slot_ms
+    # (from the slot due to the one after) in the transaction that submits its job, so each slot fires
+    # once whichever broker on the store gets there first. `spec` is the msgpack JobSpec template of its
+    # jobs; next_slot_ms NULL: its expression fires no more. schedule_runs keeps each schedule's latest
+    # runs, keyed by slot too (a slot cannot make two jobs).
+    """
+    CREATE TABLE schedules (
+        id            INTEGER PRIMARY KEY,
+        name          TEXT    NOT NULL UNIQUE,
+        cron          TEXT    NOT NULL,
+        tz            TEXT    NOT NULL,
+        catch_up      TEXT    NOT NULL,             -- none | last | all
+        spec          BLOB    NOT NULL,
+        paused        INTEGER NOT NULL DEFAULT 0,
+        next_slot_ms  INTEGER,
+        last_fired_ms INTEGER,
+        owner         TEXT    NOT NULL,
+        created_ms    INTEGER NOT NULL
+    );
+    CREATE INDEX schedules_due ON schedules (next_slot_ms) WHERE paused = 0 AND next_slot_ms IS NOT NULL;
+    CREATE TABLE schedule_runs (
+        schedule_id INTEGER NOT NULL,
+        slot_ms     INTEGER NOT NULL,
+        job_id      INTEGER NOT NULL,
+        PRIMARY KEY (schedule_id, slot_ms)
+    ) WITHOUT ROWID;
+    """,
 ]
 
 

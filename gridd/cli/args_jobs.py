@@ -9,22 +9,9 @@ from gridd.cli.parser import Commands
 
 def add_submit(commands: Commands) -> None:
     p = commands.client("submit", "submit a command as a job; prints its id")
-    p.add_argument("--queue", default="default", metavar="NAME")
-    p.add_argument("--priority", type=int, default=0, metavar="INT", help="larger runs first (default 0)")
-    p.add_argument("--max-attempts", type=int, default=3, metavar="N", help="attempts before failing (default 3)")
-    p.add_argument("--timeout", type=float, metavar="SECONDS", help="end an attempt after this long (exit 124)")
-    p.add_argument("--env", action="append", default=[], metavar="KEY=VALUE", help="environment (repeatable)")
+    add_job_flags(p)
     p.add_argument("--stdin", action="store_true", help="send this standard input to the job")
     p.add_argument("--wait", action="store_true", help="wait; print the job's output; exit with its status")
-    p.add_argument("--cpus", type=int, default=1, metavar="N", help="cpus the job takes on its worker (default 1)")
-    p.add_argument("--memory", metavar="SIZE", help="memory the job takes on its worker: 512M, 2G (default: none)")
-    p.add_argument(
-        "--require",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="run only on a worker with this tag (repeatable), e.g. os=linux",
-    )
     many = p.add_mutually_exclusive_group()
     many.add_argument("--each", metavar="FILE", help="one job per non-empty line of FILE (- for stdin); {} = the line")
     many.add_argument("--array", metavar="A-B[:STEP]", help="one job per index; {} = the index")
@@ -55,6 +42,24 @@ def add_submit(commands: Commands) -> None:
     )
     later.add_argument("--in", dest="in_", metavar="DURATION", help="not before DURATION from now: 90m, 2h, 1d")
     p.add_argument("argv", nargs=argparse.REMAINDER, metavar="-- COMMAND [ARG...]")
+
+
+def add_job_flags(p: argparse.ArgumentParser) -> None:
+    """What a job is and needs: the flags of submit that `schedule add` takes too (args_schedule.py)."""
+    p.add_argument("--queue", default="default", metavar="NAME")
+    p.add_argument("--priority", type=int, default=0, metavar="INT", help="larger runs first (default 0)")
+    p.add_argument("--max-attempts", type=int, default=3, metavar="N", help="attempts before failing (default 3)")
+    p.add_argument("--timeout", type=float, metavar="SECONDS", help="end an attempt after this long (exit 124)")
+    p.add_argument("--env", action="append", default=[], metavar="KEY=VALUE", help="environment (repeatable)")
+    p.add_argument("--cpus", type=int, default=1, metavar="N", help="cpus the job takes on its worker (default 1)")
+    p.add_argument("--memory", metavar="SIZE", help="memory the job takes on its worker: 512M, 2G (default: none)")
+    p.add_argument(
+        "--require",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="run only on a worker with this tag (repeatable), e.g. os=linux",
+    )
 
 
 def add_show_why_jobs(commands: Commands) -> None:

@@ -14,7 +14,7 @@ from typing import Any
 import anyio
 import msgspec
 
-from gridd.cli import bundles, render, tokens
+from gridd.cli import bundles, render, schedules, tokens
 from gridd.cli.expand import array_items, each_items, expand_argv, ids_from_stdin
 from gridd.cli.live import LiveOutput
 from gridd.cli.retry_flags import retry_fields
@@ -379,4 +379,5 @@ _COMMANDS: dict[str, Callable[[Client, argparse.Namespace], Awaitable[int]]] = {
     "events": _events,
     "bundle": bundles.run,
     "token": tokens.run,
+    "schedule": lambda client, args: schedules.run(client, args, spec_of=_spec),
 }

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from gridd import __version__
-from gridd.cli import args_admin, args_grid, args_jobs, args_servers
+from gridd.cli import args_admin, args_grid, args_jobs, args_schedule, args_servers
 from gridd.cli.exits import EXIT_USAGE, report
 from gridd.cli.exits import root_cause as root_cause  # re-exported: tests and older imports read it here
 from gridd.cli.parser import Commands, Parser
@@ -34,6 +34,7 @@ _GROUPS = (
     args_grid.add_overview,
     args_jobs.add_logs,
     args_jobs.add_wait_and_control,
+    args_schedule.add_schedule,
     args_grid.add_watching,
     args_grid.add_login,
     args_servers.add_demo,

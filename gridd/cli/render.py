@@ -71,6 +71,8 @@ def show(job: JobView, attempts: Sequence[AttemptView]) -> str:
     if job.unmatched:
         rows.append(("unmatched", job.unmatched))
     rows += _retry_rows(job)
+    if job.schedule:
+        rows.append(("schedule", job.schedule))
     width = max(len(k) for k, _ in rows)
     text = "\n".join(f"{k:<{width}}  {printable(v)}" for k, v in rows)
     if attempts:

@@ -18,7 +18,7 @@ from gridd.client.connection import open_connection
 from gridd.client.handles import JobHandle, TaskHandle
 from gridd.client.locate import resolve
 from gridd.client.taskdef import TaskDef
-from gridd.protocol.messages import JobView
+from gridd.protocol.messages import JobView, ScheduleView
 
 R = TypeVar("R")
 
@@ -32,6 +32,21 @@ class Client(BrokerCalls):
         call = await self.task_call(task.name, task.encode_call(args, kwargs))
         (job_id,) = await self.submit_many([task.spec(call)])
         return TaskHandle(self, job_id, task)
+
+    async def add_task_schedule(
+        self,
+        name: str,
+        cron: str,
+        task: TaskDef[Any, Any],
+        /,
+        *args: Any,
+        tz: str = "UTC",
+        catch_up: str = "last",
+        **kwargs: Any,
+    ) -> ScheduleView:
+        """Call `task(*args, **kwargs)` at each slot of `cron` in `tz` (see add_schedule)."""
+        call = await self.task_call(task.name, task.encode_call(args, kwargs))
+        return await self.add_schedule(name, cron, task.spec(call), tz=tz, catch_up=catch_up)
 
     def map(
         self, task: TaskDef[Any, Any], records: Iterable[Any], *, batch: int = 100, ordered: bool = True

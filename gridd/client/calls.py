@@ -12,6 +12,7 @@ from datetime import datetime
 
 from gridd.client import blobs, submits
 from gridd.client.connection import Connection
+from gridd.client.schedule_calls import ScheduleCalls
 from gridd.client.start_time import start_at_ms
 from gridd.protocol.errors import PayloadTooLarge, exception_for
 from gridd.protocol.limits import spec_too_large
@@ -52,7 +53,7 @@ from gridd.protocol.messages import (
 )
 
 
-class BrokerCalls:
+class BrokerCalls(ScheduleCalls):
     """One method per broker request, on the connection it is given and owns for its life (`connect(...)`
     opens the connection, makes the client, and closes the connection when its block ends)."""
 

@@ -114,6 +114,19 @@ from gridd.protocol.records import (
     WorkerFit,
     WorkerView,
 )
+from gridd.protocol.schedule_messages import (
+    SCHEDULE_ACTIONS,
+    AddSchedule,
+    ChangeSchedule,
+    ListSchedules,
+    ScheduleAdded,
+    ScheduleChanged,
+    ScheduleRun,
+    ScheduleShown,
+    SchedulesListed,
+    ScheduleView,
+    ShowSchedule,
+)
 from gridd.protocol.states import JOB_STATES
 from gridd.protocol.stream_messages import (
     Event,
@@ -172,6 +185,10 @@ PeerMessage = (
     | CreateToken
     | ListTokens
     | RevokeToken
+    | AddSchedule
+    | ListSchedules
+    | ShowSchedule
+    | ChangeSchedule
 )
 """Everything a peer (client or worker) may send to the broker."""
 
@@ -211,6 +228,10 @@ BrokerMessage = (
     | TokenCreated
     | TokensListed
     | TokenRevoked
+    | ScheduleAdded
+    | SchedulesListed
+    | ScheduleShown
+    | ScheduleChanged
 )
 """Everything the broker may send to a peer."""
 
@@ -228,7 +249,9 @@ __all__ = [
     "MAX_LIST_ROWS",
     "REPLIES",
     "REPORT_BY",
+    "SCHEDULE_ACTIONS",
     "WORKER_STATES",
+    "AddSchedule",
     "AppendOutput",
     "AttemptView",
     "BlobId",
@@ -243,6 +266,7 @@ __all__ = [
     "BundleRef",
     "BundleView",
     "BundlesListed",
+    "ChangeSchedule",
     "CompleteJobs",
     "ControlJobs",
     "Count",
@@ -282,6 +306,7 @@ __all__ = [
     "LeasesReturned",
     "ListBundles",
     "ListJobs",
+    "ListSchedules",
     "ListTokens",
     "ListWorkers",
     "MemoryMb",
@@ -318,8 +343,15 @@ __all__ = [
     "RevokeLeases",
     "RevokeToken",
     "RoleName",
+    "ScheduleAdded",
+    "ScheduleChanged",
+    "ScheduleRun",
+    "ScheduleShown",
+    "ScheduleView",
+    "SchedulesListed",
     "Secret",
     "ShowJob",
+    "ShowSchedule",
     "StateName",
     "StatusReported",
     "SubmitJobs",

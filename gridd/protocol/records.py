@@ -68,9 +68,9 @@ class JobSpec(Record, frozen=True, omit_defaults=True):
     # any failure); the first retry waits retry_delay_s, each next one twice as long (None: the broker's).
     retry_on: RetryCauses = msgspec.field(default_factory=list)
     retry_delay_s: RetryDelay | None = None
-
     # Not started before this time (submit --at/--in): the job is `scheduled` until then. None: at once.
     start_at_ms: EpochMs | None = None
+    schedule: Name | None = None  # set by the broker: the periodic schedule that submitted it (schedule add)
 
     def __post_init__(self) -> None:
         for cause in self.retry_on:  # the wire checked their shape; here their numbers (a ValidationError)
@@ -184,6 +184,7 @@ class JobView(Record, frozen=True):
     poison: bool = False
     # Its start time (submit --at/--in; a release of the scheduled job moves it to then). None: none was set.
     start_at_ms: EpochMs | None = None
+    schedule: str | None = None  # the periodic schedule that submitted it, if one did
 
 
 class AttemptView(Record, frozen=True):

@@ -17,7 +17,9 @@ from gridd.client import connect
 from gridd.client.connection import Connection, open_connection
 from gridd.protocol.errors import Forbidden, GriddError
 from gridd.protocol.messages import (
+    AddSchedule,
     AppendOutput,
+    ChangeSchedule,
     CompleteJobs,
     ControlJobs,
     CreateToken,
@@ -33,6 +35,7 @@ from gridd.protocol.messages import (
     LeaseRef,
     ListBundles,
     ListJobs,
+    ListSchedules,
     ListTokens,
     ListWorkers,
     Message,
@@ -50,6 +53,7 @@ from gridd.protocol.messages import (
     ReturnLeases,
     RevokeToken,
     ShowJob,
+    ShowSchedule,
     SubmitJobs,
     Subscribe,
     WaitJobs,
@@ -92,6 +96,12 @@ REQUESTS: dict[type[Message], Callable[[int], Message]] = {
     CreateToken: lambda rid: CreateToken(rid=rid, name=f"made-{rid}", role="read"),
     ListTokens: lambda rid: ListTokens(rid=rid),
     RevokeToken: lambda rid: RevokeToken(rid=rid, name="nobody-by-that-name"),
+    AddSchedule: lambda rid: AddSchedule(
+        rid=rid, name=f"s-{rid}", cron="@daily", spec=JobSpec(argv=["true"], queue="q")
+    ),
+    ListSchedules: lambda rid: ListSchedules(rid=rid),
+    ShowSchedule: lambda rid: ShowSchedule(rid=rid, name="nobody-by-that-name"),
+    ChangeSchedule: lambda rid: ChangeSchedule(rid=rid, name="nobody-by-that-name", action="pause"),
 }
 PUSHES: dict[type[Message], Message] = {
     AppendOutput: AppendOutput(chunks=[]),

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from gridd.broker.matching import Budget, Lane
+from gridd.broker.store.schedule_rows import DueSchedule, Fired, Firing
 from gridd.broker.transitions import Transition
 from gridd.protocol.messages import (
     AttemptView,
@@ -33,6 +34,8 @@ from gridd.protocol.messages import (
     LeaseRef,
     Outcome,
     ReportRow,
+    ScheduleRun,
+    ScheduleView,
     TaskOutcome,
     TokenView,
 )
@@ -328,3 +331,45 @@ class Store(Protocol):
     async def list_bundles(self, name: str | None) -> list[BundleView]: ...
 
     async def get_bundle(self, ref: str) -> tuple[BundleView, list[BundleFile]]: ...
+
+    # ---- periodic schedules -----------------------------------------------------------------------------------
+
+    async def add_schedule(
+        self,
+        name: str,
+        cron: str,
+        tz: str,
+        catch_up: str,
+        spec: JobSpec,
+        next_slot_ms: int,
+        owner: str,
+        now_ms: int,
+    ) -> ScheduleView:
+        """Keep a new schedule, first firing at `next_slot_ms`; InvalidRequest if its name is taken."""
+        ...
+
+    async def list_schedules(self, owner: str | None) -> list[ScheduleView]:
+        """Every schedule by name (`owner`: only that owner's)."""
+        ...
+
+    async def get_schedule(self, name: str, runs: int) -> tuple[ScheduleView, list[ScheduleRun]]:
+        """A schedule and its latest `runs` runs, the latest first; InvalidRequest if there is none."""
+        ...
+
+    async def change_schedule(self, name: str, action: str, next_slot_ms: int | None) -> ScheduleView:
+        """pause, resume (next firing at `next_slot_ms`) or remove a schedule (its jobs stay)."""
+        ...
+
+    async def due_schedules(self, now_ms: int, limit: int) -> list[DueSchedule]:
+        """Running schedules whose next slot is at or before `now_ms`, the earliest first."""
+        ...
+
+    async def next_slot_ms(self) -> int | None:
+        """The earliest next slot of the running schedules."""
+        ...
+
+    async def fire_schedules(self, firings: Sequence[Firing], now_ms: int) -> list[Fired]:
+        """Fire each schedule still at its due slot: in one transaction, move it to its next slot only if
+        no one did (a conditional update) and submit one job per slot, naming it; so every slot fires
+        once, with several brokers on one store and across restarts."""
+        ...

@@ -31,6 +31,7 @@ class _SpecView(msgspec.Struct, frozen=True):
     requires: dict[str, str] = msgspec.field(default_factory=dict)
     retry_on: list[str] = msgspec.field(default_factory=list)
     retry_delay_s: float | None = None
+    schedule: str | None = None
 
 
 class _TaskName(msgspec.Struct, frozen=True):
@@ -232,6 +233,7 @@ def _view(r: sqlite3.Row) -> JobView:
         retry_delay_s=spec.retry_delay_s,
         poison=bool(r[18]),
         start_at_ms=r[19],
+        schedule=spec.schedule,
     )
 
 

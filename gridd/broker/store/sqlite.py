@@ -26,6 +26,7 @@ import gridd.broker.store.lanes as lanes
 import gridd.broker.store.leasing as leasing
 import gridd.broker.store.reads as reads
 import gridd.broker.store.retention as retention
+import gridd.broker.store.schedules as schedules
 import gridd.broker.store.start_times as start_times
 import gridd.broker.store.submit as submit
 import gridd.broker.store.tokens as tokens
@@ -91,6 +92,15 @@ class SQLiteStore(Database):
     push_bundle = use_case(bundles.push_bundle, durable=True)
     list_bundles = use_case(bundles.list_bundles, durable=False)
     get_bundle = use_case(bundles.get_bundle, durable=False)
+
+    # ---- periodic schedules (a firing submits jobs: durable) ---------------------------------------------------
+    add_schedule = use_case(schedules.add_schedule, durable=True)
+    list_schedules = use_case(schedules.list_schedules, durable=False)
+    get_schedule = use_case(schedules.get_schedule, durable=False)
+    change_schedule = use_case(schedules.change_schedule, durable=True)
+    due_schedules = use_case(schedules.due_schedules, durable=False)
+    next_slot_ms = use_case(schedules.next_slot_ms, durable=False)
+    fire_schedules = use_case(schedules.fire_schedules, durable=True)
 
 
 if TYPE_CHECKING:
