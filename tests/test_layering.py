@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent / "gridd"
-SHARED = {"gridd.config", "gridd.logs", "gridd.clock", "gridd.resources", "gridd.printable"}
+SHARED = {"gridd.config", "gridd.logs", "gridd.clock", "gridd.resources", "gridd.printable", "gridd.cron"}
 # package -> the gridd packages it may import (itself always; the bare `gridd` holds only __version__)
 ALLOWED = {
     "protocol": set(),
@@ -30,6 +30,8 @@ def imports(path: Path) -> set[str]:
         elif isinstance(node, ast.ImportFrom):
             assert node.level == 0, f"{path}: relative import (absolute imports only)"
             found.add(node.module or "")
+            if node.module == "gridd":  # `from gridd import cron` imports the module gridd.cron
+                found.update(f"gridd.{a.name}" for a in node.names if a.name != "__version__")
     return found
 
 
