@@ -198,7 +198,7 @@ REQUEST_PATH = (
     "gridd/client/connection.py",
     "gridd/client/calls.py",
     "gridd/broker/session.py",
-    "gridd/broker/dispatch.py",
+    "gridd/broker/routing.py",
     "gridd/broker/client_requests.py",
     "gridd/broker/worker_requests.py",
 )

@@ -1,5 +1,5 @@
 """Who may make which request: one table, request type -> the roles that may send it, and the checks
-of ownership, queues and leases that go with it. Dispatch (dispatch.py) asks here before anything is served.
+of ownership, queues and leases that go with it. Routing (routing.py) asks here before anything is served.
 
 The roles (gridd/broker/principals.py):
 - admin: everything, tokens included (the cluster token is the admin credential named "admin").

@@ -10,7 +10,7 @@ connection stays open. Long polls (wait, lease requests, event subscriptions) ru
 session, so one connection can carry many requests at once. Replies go through a bounded outbox drained
 by one writer task, which writes everything queued in one send.
 
-Each message read goes to dispatch.py, which routes it to what answers it, by who asks:
+Each message read goes to routing.py, which routes it to what answers it, by who asks:
 client_requests.py (jobs, blobs and bundles, the grid, tokens), worker_requests.py (a worker's leases
 and results), follows.py (events and live output).
 """
@@ -30,8 +30,8 @@ from gridd import __version__
 from gridd.broker.admission import ConnectionLimits
 from gridd.broker.core import Broker
 from gridd.broker.credentials import Credentials
-from gridd.broker.dispatch import Dispatcher
 from gridd.broker.principals import Principal
+from gridd.broker.routing import Router
 from gridd.broker.transport import TRANSPORT_ERRORS, send_final
 from gridd.protocol.errors import (
     AuthFailed,
@@ -77,7 +77,7 @@ class Session:
         self._decoder: FrameDecoder[PeerMessage] = FrameDecoder(PeerMessage, MAX_FRAME_BYTES)  # the handshake's, later
         self._pending: list[PeerMessage] = []
         self._outbox: MemoryObjectSendStream[Message]
-        self._dispatcher: Dispatcher | None = None  # once authenticated
+        self._router: Router | None = None  # once authenticated
         self.principal: Principal | None = None  # who the peer speaks for, once it has authenticated
         self._serving = anyio.CancelScope()  # cancelled to end the session once the outbox is flushed
         self._flush_by = math.inf  # when the writer must give up sending what is queued
@@ -98,19 +98,19 @@ class Session:
                     tg.start_soon(self._write, rx)
                     with tx, self._broker.sessions.hold(self.principal, self._close_for_token):
                         async with anyio.create_task_group() as polls:
-                            self._dispatcher = Dispatcher(
+                            self._router = Router(
                                 self._broker, self.principal, hello.name, tx, polls, self._fell_behind
                             )
                             with self._serving:
-                                await self._serve(self._dispatcher)
+                                await self._serve(self._router)
                             polls.cancel_scope.cancel()
                     # The outbox is closed: the writer sends what is queued (a last Error frame, say)
                     # and ends; a peer that reads nothing gets FLUSH_S, then the connection is aborted
                     # (the listener closes the stream, unsent bytes and all).
                     tg.cancel_scope.deadline = min(self._flush_by, anyio.current_time() + FLUSH_S)
             finally:
-                if self._dispatcher is not None:
-                    self._dispatcher.workers.unregister()
+                if self._router is not None:
+                    self._router.workers.unregister()
                 log.debug("conn.closed")
 
     # ---- I/O ----------------------------------------------------------------------------------------------
@@ -196,17 +196,17 @@ class Session:
 
     # ---- requests -----------------------------------------------------------------------------------------
 
-    async def _serve(self, dispatcher: Dispatcher) -> None:
+    async def _serve(self, router: Router) -> None:
         while True:
             try:
-                for message in await self._receive_with_liveness(dispatcher):
-                    await dispatcher.dispatch(message)
+                for message in await self._receive_with_liveness(router):
+                    await router.route(message)
             except ProtocolError as exc:
                 log.warning("conn.bad_frame", code=int(exc.code), error=str(exc))
                 await self._outbox.send(Error(rid=None, code=exc.code, message=str(exc)))
                 return
             except TimeoutError:
-                if dispatcher.workers.link is not None:
+                if router.workers.link is not None:
                     log.warning("worker.silent", heartbeat_s=self._broker.settings.heartbeat_s)
                 else:
                     log.info("conn.idle_closed", idle_timeout_s=self._limits.idle_timeout_s)
@@ -214,7 +214,7 @@ class Session:
             except ConnectionLost:
                 return
 
-    async def _receive_with_liveness(self, dispatcher: Dispatcher) -> list[PeerMessage]:
+    async def _receive_with_liveness(self, router: Router) -> list[PeerMessage]:
         """The next messages; TimeoutError when the peer has gone quiet for too long.
 
         A worker heart-beats every heartbeat_s: silence for three of them means it is gone. A client
@@ -222,13 +222,13 @@ class Session:
         otherwise for idle_timeout_s (gridd's client sends Ping when it has sent nothing for a third of
         that); a connection left open and unused past it is closed.
         """
-        if dispatcher.workers.link is not None:
+        if router.workers.link is not None:
             with anyio.fail_after(self._broker.settings.heartbeat_s * 3):
                 return await self._receive()
         while True:
             with anyio.move_on_after(self._limits.idle_timeout_s):
                 return await self._receive()
-            if not dispatcher.polls:
+            if not router.polls:
                 raise TimeoutError
 
     async def _fell_behind(self) -> None:

@@ -1,4 +1,4 @@
-"""Dispatch: each request of an authenticated connection to what answers it, and the reply (or an Error
+"""Routing: each request of an authenticated connection to what answers it, and the reply (or an Error
 for its rid) into the connection's outbox.
 
 Rules: the role is checked first (authorization.check), for every message; a refused request is
@@ -74,7 +74,7 @@ log = structlog.get_logger()
 R = TypeVar("R", bound=Reply)
 
 
-class Dispatcher:
+class Router:
     """One connection's requests, for the principal `who`: answered through `outbox`, long polls started
     in `tg`. `fell_behind` is awaited when the event hub dropped this connection's subscription."""
 
@@ -108,7 +108,7 @@ class Dispatcher:
 
         self._tg.start_soon(counted)
 
-    async def dispatch(self, message: PeerMessage) -> None:
+    async def route(self, message: PeerMessage) -> None:
         """Route one message to what answers it; each request's reply type is its header's (base.py)."""
         try:
             authorization.check(self._who, message)  # the role; ownership, queues and leases are checked later
