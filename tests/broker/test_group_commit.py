@@ -10,12 +10,13 @@ import os
 import sqlite3
 import stat
 import threading
+import time
 from pathlib import Path
 
 import anyio
 import pytest
 
-from gridd.broker.store.commit import CHECKPOINT_BYTES, GroupCommit
+from gridd.broker.store.commit import CHECKPOINT_BYTES, FAST_FSYNCS_BEFORE_INLINE, SLOW_FSYNC_S, GroupCommit
 from gridd.broker.store.sqlite import SQLiteStore, _connect, _connect_reader
 from gridd.protocol.errors import StorageFailed
 from gridd.protocol.messages import JobSpec
@@ -191,3 +192,38 @@ async def test_a_small_read_on_the_loop_never_sees_a_job_whose_submit_is_not_yet
     finally:
         reader.close()
         conn.close()
+
+
+async def test_a_lone_fsync_runs_on_the_loop_only_while_the_disk_is_quick_and_a_slow_one_sends_them_off(
+    tmp_path: Path,
+) -> None:
+    """On a quick disk a thread hop costs more than the fsync, so a lone call's fsync runs on the loop; one
+    slow fsync sends every later one to the thread (for a minute), so a slow disk stalls the loop once."""
+    conn, _ = wal_db(tmp_path)
+    slow = [False]
+
+    class Sometimes(Disk):
+        def __call__(self, fd: int) -> None:
+            if slow[0] and not stat.S_ISDIR(os.fstat(fd).st_mode):
+                time.sleep(SLOW_FSYNC_S * 3)  # the disk is slow (simulated), not a wait for something
+            super().__call__(fd)
+
+    disk = Sometimes()
+    commits = GroupCommit(conn, fsync=disk)
+    loop = threading.get_ident()
+
+    async def lone_calls(n: int) -> list[bool]:
+        on_loop = []
+        for i in range(n):
+            before = len(disk.threads)
+            await commits.run(lambda i=i: note(conn, str(i)), durable=True)
+            on_loop.append(disk.threads[before:][-1] == loop)
+        return on_loop
+
+    first = await lone_calls(FAST_FSYNCS_BEFORE_INLINE + 3)
+    assert first[:FAST_FSYNCS_BEFORE_INLINE] == [False] * FAST_FSYNCS_BEFORE_INLINE  # a new disk is not trusted
+    assert first[FAST_FSYNCS_BEFORE_INLINE:] == [True] * 3  # quick ones in a row: lone fsyncs on the loop
+    slow[0] = True
+    assert await lone_calls(1) == [True]  # the disk turned slow: this one stalled the loop, once
+    slow[0] = False
+    assert await lone_calls(FAST_FSYNCS_BEFORE_INLINE + 3) == [False] * (FAST_FSYNCS_BEFORE_INLINE + 3)

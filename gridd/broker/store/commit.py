@@ -1,4 +1,5 @@
-"""Group commit: the store's calls, batched into one transaction, made durable by one fsync off the loop.
+"""Group commit: the store's calls, batched into one transaction, made durable by one fsync, off the loop
+whenever it could stall anyone.
 
 Rules: one batch at a time on the connection, each a whole transaction. Calls made while a batch commits
 queue up for the next one. Each call runs under a savepoint, so one that fails is undone alone; if SQLite
@@ -7,10 +8,16 @@ other call came within one turn of the event loop) runs its SQL on the loop's ow
 transactions are quick: the hop to a thread and back costs as much as the transaction itself
 (benchmarks/README.md). Larger batches run on the database thread.
 
-No fsync ever runs on the loop's thread. The connection commits with `synchronous=NORMAL` (no sync at
-COMMIT) and a batch holding a durable call (a submit, a result: something a person is told) returns only
-once an fsync of the -wal file, run in a thread of its own, has covered it. fsyncs pipeline with the SQL:
-while one runs, the next batches commit, and the next fsync covers them all. Acknowledgements keep commit
+The connection commits with `synchronous=NORMAL` (no sync at COMMIT) and a batch holding a durable call (a
+submit, a result: something a person is told) returns only once an fsync of the -wal file has covered it.
+That fsync runs in a thread of its own, and fsyncs pipeline with the SQL: while one runs, the next batches
+commit, and the next fsync covers them all. One case runs it on the loop instead: a lone call (nothing else
+queued or committing, so nothing to pipeline) on a disk whose last FAST_FSYNCS_BEFORE_INLINE fsyncs each
+took under SLOW_FSYNC_S. There the two thread wake-ups of a hop cost four times the fsync itself
+(`python -m benchmarks thread-hop`: 82 µs on the loop, 348 µs through a hop). A disk that turns slow stalls
+the loop for that one fsync; every fsync then runs in the thread for SLOW_FOR_S at least (`store.fsync_slow`
+in the log), so a slow disk stalls the loop at most once in that long, never at each commit
+(`python -m benchmarks slow-fsync`). Acknowledgements keep commit
 order: a batch returns only when every durable batch committed before it has been synced. An fsync that
 fails fails every call it covered (StorageFailed) and the store then refuses durable work until it is
 restarted: after a failed fsync the kernel may have dropped the unwritten pages, so a later fsync that
@@ -66,6 +73,12 @@ MAX_BATCH_CALLS = 256
 
 # A lone call runs its SQL on the loop only if the last batch's SQL took less than this (no fsync in it).
 INLINE_UNDER_S = 0.002
+
+# An fsync slower than this makes every fsync run in the thread for SLOW_FOR_S; after FAST_FSYNCS_BEFORE_INLINE
+# quick ones in a row (the first ones too: a new disk is not trusted), a lone call's runs on the loop.
+SLOW_FSYNC_S = 0.002
+SLOW_FOR_S = 60.0
+FAST_FSYNCS_BEFORE_INLINE = 16
 
 # A checkpoint starts when the -wal file passes this size (SQLite's own default: 1,000 pages of 4 KiB), and
 # a -wal file that was started over is cut back to it (journal_size_limit).
@@ -130,6 +143,9 @@ class GroupCommit:
         self._fd_box = [-1]  # our descriptor of the -wal file (a list, for the finalizer)
         self._fd_lock = threading.Lock()  # opened by the loop (_checkpoint_due) or the sync thread
         self._dir_synced = False
+        self._last_fsync_s = 0.0
+        self._fast_fsyncs = 0  # quick fsyncs in a row since the last slow one
+        self._threaded_until = 0.0  # perf_counter time: until then, every fsync runs in the thread
         self._checkpoint_at = CHECKPOINT_BYTES  # the -wal file size past which the next batch checkpoints
         weakref.finalize(self, _close_fd, self._fd_box)
 
@@ -204,11 +220,15 @@ class GroupCommit:
                 await self._round.done.wait()
 
     async def _sync_round(self) -> None:
-        """One fsync of the -wal file in a thread, covering every batch committed so far."""
+        """One fsync of the -wal file, covering every batch committed so far: in the sync thread, or on the
+        loop for a lone call on a quick disk (module docstring)."""
         this = self._round = _Round(self._dirty)
         started = time.perf_counter()
         try:
-            await anyio.to_thread.run_sync(self._sync_wal, limiter=self._sync_limiter)
+            if self._inline_fsync(started):
+                self._sync_wal()
+            else:
+                await anyio.to_thread.run_sync(self._sync_wal, limiter=self._sync_limiter)
         except Exception as exc:  # noqa: BLE001 - whatever failed, nothing it covered may be acknowledged
             self._broken = StorageFailed(
                 f"the broker could not make its commits durable (fsync: {exc}); restart it once the disk is fixed"
@@ -223,12 +243,29 @@ class GroupCommit:
                 _, calls, began = self._unreported.pop(0)
                 self._observer.committed(calls, now - began, True)
             self._observer.synced(now - started)
+            self._timed_fsync(self._last_fsync_s, now)
         finally:
             self._round = None
             this.done.set()
 
+    def _inline_fsync(self, now: float) -> bool:
+        """May this fsync run on the loop? Only with nothing to pipeline it with, on a disk that is quick."""
+        quick = self._fast_fsyncs >= FAST_FSYNCS_BEFORE_INLINE and now >= self._threaded_until
+        return quick and not self._queued and not self._leading
+
+    def _timed_fsync(self, seconds: float, now: float) -> None:
+        """Count a quick fsync, or start (or extend) a slow spell, in which every fsync runs in the thread."""
+        if seconds < SLOW_FSYNC_S:
+            self._fast_fsyncs += 1
+            return
+        if self._fast_fsyncs or now >= self._threaded_until:  # once per slow spell, not at every fsync
+            log.warning("store.fsync_slow", seconds=round(seconds, 4), threaded_for_s=SLOW_FOR_S)
+        self._fast_fsyncs = 0
+        self._threaded_until = now + SLOW_FOR_S
+
     def _sync_wal(self) -> None:
-        """In the sync thread: fsync the -wal file (and, the first time, its directory)."""
+        """fsync the -wal file (and, the first time, its directory); times the file's fsync alone (a hop to
+        the thread and back is no measure of the disk)."""
         fd = self._open_wal()
         if not self._dir_synced:
             dir_fd = os.open(Path(self._db_path).parent, os.O_RDONLY | os.O_CLOEXEC)
@@ -237,7 +274,9 @@ class GroupCommit:
             finally:
                 os.close(dir_fd)
             self._dir_synced = True
+        started = time.perf_counter()
         self._fsync(fd)
+        self._last_fsync_s = time.perf_counter() - started
 
     def _refuse_durable(self, batch: list[_Call], error: StorageFailed) -> list[_Call]:
         for call in batch:
