@@ -124,3 +124,12 @@ def test_workers_that_take_no_jobs_are_neither_capacity_nor_stopped() -> None:
     assert look(100, (draining,), jobs(1), settings=settings).start == 1
     m = look(0, (draining,), settings=settings).memory
     assert look(1, (draining,), memory=m, settings=settings).stop == ()
+
+
+def test_an_idle_worker_is_kept_while_a_job_of_its_queue_was_queued_lately() -> None:
+    settings = Settings(idle_s=10)
+    m = look(0, (idle("w1"),), settings=settings).memory
+    assert look(15, (idle("w1"),), jobs(1, since_ms=14 * S), m, settings).stop == ()  # about to take it
+    assert look(15, (idle("w1"),), jobs(1, since_ms=14 * S, queue="other"), m, settings).stop == ()  # unserved
+    # Queued for longer than --idle while w1 stayed idle: w1 cannot take it (its tags, say).
+    assert look(15, (idle("w1"),), jobs(1, since_ms=1 * S), m, settings).stop == ("w1",)

@@ -92,7 +92,8 @@ class Autoscaler:
         self.memory = decision.memory
         if decision.start:
             log.info("autoscale.up", count=decision.start, reason=decision.reason)
-            print(f"autoscale: starting {decision.start} worker(s): {decision.reason}", flush=True)
+            many = "1 worker" if decision.start == 1 else f"{decision.start} workers"
+            print(f"autoscale: starting {many}: {decision.reason}", flush=True)
             env = {"GRIDD_AUTOSCALE_COUNT": str(decision.start)}
             commands.start_soon(_run_command, "up", f"{self.up} {decision.start}", env)
         if decision.stop:

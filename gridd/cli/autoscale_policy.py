@@ -13,7 +13,8 @@ The rules (README "Workers on demand"):
   still coming, at least 1, never past `max_workers` (connected + coming). Below `min_workers`: ask for the
   missing ones at once.
 - Down: workers that take jobs and have run nothing for `idle_s` (seen by this autoscaler), beyond
-  `min_workers`, longest idle first, none while any worker is coming or being asked to start.
+  `min_workers`, longest idle first; none while a worker is coming or a job is unserved, and not a worker
+  with a job of its queues queued for less than `idle_s` (it is about to take it).
 - Workers asked for count as coming until that many new names connect or for `warmup_s`; a worker asked
   to stop is not asked again until `warmup_s` has passed.
 """
@@ -109,7 +110,8 @@ def decide(snapshot: Snapshot, settings: Settings, memory: Memory) -> Decision:
         wanted = math.ceil(len(unserved) / max(1, memory.slots)) - coming  # at least 1: len(unserved) > 0
         count = min(room, wanted)
         if count > 0:
-            reason = f"{len(unserved)} queued jobs no worker can take, the oldest for {waited_ms / 1000:.0f}s"
+            jobs = f"{len(unserved)} queued job" + ("s" if len(unserved) > 1 else "")
+            reason = f"{jobs} no connected worker can take, the oldest for {waited_ms / 1000:.0f}s"
             return _up(count, reason, now, memory)
     if coming or unserved:
         return Decision(0, (), "", memory)
@@ -117,7 +119,14 @@ def decide(snapshot: Snapshot, settings: Settings, memory: Memory) -> Decision:
         (w for w in live if w.taking and w.running == 0 and w.name in memory.idle_since_ms),
         key=lambda w: (memory.idle_since_ms[w.name], w.name),
     )
-    idle = [w for w in idle if now - memory.idle_since_ms[w.name] >= settings.idle_s * 1000]
+    # A job queued lately in a worker's queue is about to be its own: the worker is kept. One queued for
+    # longer than --idle while the worker stayed idle is one it cannot take (tags, cpus, memory).
+    recent = {j.queue for j in snapshot.queued if now - j.since_ms < settings.idle_s * 1000}
+    idle = [
+        w
+        for w in idle
+        if now - memory.idle_since_ms[w.name] >= settings.idle_s * 1000 and not recent.intersection(w.queues)
+    ]
     stop = tuple(w.name for w in idle[: max(0, len(live) - settings.min_workers)])
     if not stop:
         return Decision(0, (), "", memory)
