@@ -108,3 +108,12 @@ def test_autoscale_refuses_bad_bounds_in_one_line_with_exit_2(grid: Grid) -> Non
         )
         assert result.returncode == 2, (flags, result.stderr)
         assert len(result.stderr.decode().strip().splitlines()) == 1, result.stderr
+
+
+def test_autoscale_with_a_credential_the_broker_refuses_exits_3_in_one_line(grid: Grid) -> None:
+    addr = grid.start_broker()
+    env = dict(grid.env, GRIDD_TOKEN=grid.env["GRIDD_TOKEN"][:-4] + "AAAA")
+    argv = [*GRIDD, "autoscale", "--broker", addr, "--up", "true", "--down", "true", "--every", "0.2s"]
+    result = subprocess.run(argv, capture_output=True, timeout=30, env=env)
+    assert result.returncode == 3, result.stderr
+    assert len(result.stderr.decode().strip().splitlines()) == 1, result.stderr
