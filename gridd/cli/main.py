@@ -7,6 +7,7 @@ Exit codes: 0 ok, 1 the operation failed, 2 usage or settings, 3 cannot connect 
     args_servers, args_jobs, args_grid, args_admin   the flags of each command (parser.py: what they share)
     flags                                            the flags given, as a configuration layer
     serve, commands, tui_command, web_command, login the commands themselves (bundles, tokens, render below)
+    args_autoscale, autoscale, autoscale_policy      workers on demand: flags, the loop, its pure decisions
     exits                                            exit codes, one-line errors
 """
 
@@ -18,7 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from gridd import __version__
-from gridd.cli import args_admin, args_grid, args_jobs, args_schedule, args_servers
+from gridd.cli import args_admin, args_autoscale, args_grid, args_jobs, args_schedule, args_servers
 from gridd.cli.exits import EXIT_USAGE, report
 from gridd.cli.exits import root_cause as root_cause  # re-exported: tests and older imports read it here
 from gridd.cli.parser import Commands, Parser
@@ -36,6 +37,7 @@ _GROUPS = (
     args_jobs.add_wait_and_control,
     args_schedule.add_schedule,
     args_grid.add_watching,
+    args_autoscale.add_autoscale,
     args_grid.add_login,
     args_servers.add_demo,
 )
@@ -83,6 +85,10 @@ def _run(args: argparse.Namespace) -> int:
         from gridd.cli.web_command import run_web
 
         return run_web(config, args.web_listen)
+    if args.command == "autoscale":
+        from gridd.cli import autoscale
+
+        return autoscale.run(args, config)
     if args.command == "login":
         from gridd.cli.login import run_login
 
