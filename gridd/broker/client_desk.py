@@ -38,6 +38,7 @@ from gridd.protocol.messages import (
     RevokeLeases,
     TaskOutcome,
 )
+from gridd.protocol.retries import causes_problem
 from gridd.protocol.states import FINISHED
 
 log = structlog.get_logger()
@@ -87,6 +88,8 @@ class ClientDesk:
             if not spec.argv or not spec.argv[0]:
                 raise InvalidRequest("a job needs a command: gridd submit -- COMMAND [ARG...]")
             self._check_size(spec, f"job {number} of {len(specs)}: its" if len(specs) > 1 else "the job's")
+            if spec.retry_on and (problem := causes_problem(spec.retry_on)) is not None:
+                raise InvalidRequest(f"{problem}; nothing was submitted")
             if spec.schedule is not None:  # only a schedule's firing names it (store/schedules.py)
                 raise InvalidRequest("a job names a schedule only when that schedule submitted it (gridd schedule add)")
         if max_running is not None and not new_group:

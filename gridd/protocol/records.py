@@ -24,7 +24,7 @@ from gridd.protocol.fields import (
     Requires,
     TaskName,
 )
-from gridd.protocol.retries import RetryCauses, RetryDelay, parse_cause
+from gridd.protocol.retries import RetryCauses, RetryDelay
 
 # ---- what a job is and how an attempt ended ----------------------------------------------------------------
 
@@ -71,10 +71,8 @@ class JobSpec(Record, frozen=True, omit_defaults=True):
     # Not started before this time (submit --at/--in): the job is `scheduled` until then. None: at once.
     start_at_ms: EpochMs | None = None
     schedule: Name | None = None  # set by the broker: the periodic schedule that submitted it (schedule add)
-
-    def __post_init__(self) -> None:
-        for cause in self.retry_on:  # the wire checked their shape; here their numbers (a ValidationError)
-            parse_cause(cause)
+    # The wire checks the causes' shape; their numbers are checked where a spec comes in (submit, schedule
+    # add: retries.causes_problem), not at each decode: a lease or listing decodes thousands of specs.
 
 
 class LeaseRef(Record, frozen=True):

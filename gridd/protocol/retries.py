@@ -15,6 +15,7 @@ A cause is one of:
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Annotated, Final
 
@@ -79,3 +80,13 @@ def parse_retry_on(text: str) -> list[str]:
     for word in words:
         parse_cause(word)
     return list(dict.fromkeys(words))
+
+
+def causes_problem(causes: Sequence[str]) -> str | None:
+    """Why a --retry-on list cannot be used, in one line (its first cause that cannot be read); None if it can."""
+    for cause in causes:
+        try:
+            parse_cause(cause)
+        except ValueError as exc:
+            return f"--retry-on: {exc}"
+    return None

@@ -20,7 +20,7 @@ from gridd.cli import render
 from gridd.client import Client, connect
 from gridd.client.connection import Connection, open_connection
 from gridd.client.taskdef import TaskDef, TaskOptions
-from gridd.protocol.errors import ConfigError
+from gridd.protocol.errors import ConfigError, InvalidRequest
 from gridd.protocol.messages import (
     CompleteJobs,
     JobResult,
@@ -269,11 +269,24 @@ def task_call() -> TaskCall:
     return TaskCall(name="tests.broker.test_retries:_work")
 
 
-def test_a_spec_whose_causes_cannot_be_read_does_not_decode() -> None:
+def test_a_spec_whose_causes_are_not_causes_does_not_decode() -> None:
     good = msgspec.msgpack.encode({"argv": ["x"], "retry_on": ["exit:64-78", "signal:9", "lost"]})
     assert msgspec.msgpack.decode(good, type=JobSpec).retry_on == ["exit:64-78", "signal:9", "lost"]
-    for bad in (["exit:300"], ["exit:0"], ["signal:65"], ["exit:9-3"], ["sometimes"], ["exit:1", "EXIT:2"]):
+    for bad in (["sometimes"], ["exit:1", "EXIT:2"]):
         with pytest.raises(msgspec.ValidationError):
             msgspec.msgpack.decode(msgspec.msgpack.encode({"argv": ["x"], "retry_on": bad}), type=JobSpec)
     with pytest.raises(msgspec.ValidationError):
         msgspec.msgpack.decode(msgspec.msgpack.encode({"argv": ["x"], "retry_delay_s": -1}), type=JobSpec)
+
+
+async def test_a_submit_whose_causes_cannot_be_read_is_refused_in_one_line_and_makes_nothing(tmp_path: Path) -> None:
+    async with running_broker(tmp_path) as b, connect(b.addr, TOKEN) as client:
+        for bad, why in (
+            (["exit:300"], "exit:300"),
+            (["exit:0"], "exit:0"),
+            (["signal:65"], "signal:65"),
+            (["lost", "exit:9-3"], "exit:9-3"),
+        ):
+            with pytest.raises(InvalidRequest, match=f"--retry-on: '{why}'.*; nothing was submitted"):
+                await client.submit_many([JobSpec(argv=["true"], retry_on=bad)])
+        assert await client.jobs() == []
