@@ -259,7 +259,7 @@ class GroupCommit:
             self._fast_fsyncs += 1
             return
         if self._fast_fsyncs or now >= self._threaded_until:  # once per slow spell, not at every fsync
-            log.warning("store.fsync_slow", seconds=round(seconds, 4), threaded_for_s=SLOW_FOR_S)
+            log.info("store.fsync_slow", seconds=round(seconds, 4), threaded_for_s=SLOW_FOR_S)  # handled: no fault
         self._fast_fsyncs = 0
         self._threaded_until = now + SLOW_FOR_S
 
