@@ -386,6 +386,7 @@ welcomes = st.builds(
     idle_timeout_s=finite_floats,
     max_command_bytes=counts,
     max_stdin_bytes=counts,
+    features=st.lists(texts, max_size=4),
 )
 errors = st.builds(m.Error, rid=st.none() | rids, code=plain_ints, message=texts)
 jobs_accepted = st.builds(m.JobsAccepted, rid=rids, job_ids=st.lists(texts, max_size=4), group=st.none() | texts)

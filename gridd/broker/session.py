@@ -39,6 +39,7 @@ from gridd.protocol.errors import (
     ProtocolError,
     SlowConsumer,
 )
+from gridd.protocol.features import KNOWN as KNOWN_FEATURES
 from gridd.protocol.frames import MAX_FRAME_BYTES, FrameDecoder, encode_frames
 from gridd.protocol.handshake import BrokerHandshake, NeedData, Refuse
 from gridd.protocol.messages import (
@@ -192,6 +193,7 @@ class Session:
             idle_timeout_s=self._limits.idle_timeout_s,
             max_command_bytes=settings.max_command_bytes,
             max_stdin_bytes=settings.max_stdin_bytes,
+            features=sorted(KNOWN_FEATURES),
         )
 
     # ---- requests -----------------------------------------------------------------------------------------

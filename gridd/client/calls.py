@@ -43,6 +43,7 @@ from gridd.protocol.messages import (
     RevokeToken,
     ShowJob,
     StatusReported,
+    SubmitJobs,
     Subscribe,
     Subscribed,
     TaskCall,
@@ -148,6 +149,8 @@ class BrokerCalls(ScheduleCalls):
     ) -> tuple[list[str], str | None]:
         submits.check_request(specs, key, key_ttl_s)
         self._check_sizes(specs)
+        # Every chunk's features at once, before the first is sent: a submit the broker is too old for sends nothing.
+        self.connection.refuse_unknown_features(SubmitJobs(rid=0, jobs=list(specs), key=key))
         ids: list[str] = []
         group: str | None = None
         # Under a key each chunk is kept as its part: a retry sends the same chunks (their cut depends on

@@ -26,6 +26,7 @@ from gridd.client.trust import Pin, check_presented, client_context, pin_for
 from gridd.protocol.credentials import parse_credential
 from gridd.protocol.errors import (
     BadFrame,
+    BrokerTooOld,
     ConfigError,
     ConnectionLost,
     GriddError,
@@ -34,9 +35,10 @@ from gridd.protocol.errors import (
     UntrustedBroker,
     exception_for,
 )
+from gridd.protocol.features import missing, too_old
 from gridd.protocol.frames import FrameDecoder, encode_frame
 from gridd.protocol.handshake import NEED_DATA, CAPresented, ClientHandshake, Welcomed
-from gridd.protocol.messages import BrokerMessage, Error, Hello, Message, Ping, Reply, Request, Welcome
+from gridd.protocol.messages import BrokerMessage, Error, Hello, JobSpec, Message, Ping, Reply, Request, Welcome
 from gridd.protocol.version import PROTOCOL_VERSION
 
 CONNECT_TIMEOUT_S = 10.0
@@ -99,6 +101,7 @@ class Connection:
         sent = False
         try:
             request = build(rid)
+            self.refuse_unknown_features(request)
             await self.send(request)
             sent = True
             await slot.done.wait()
@@ -119,6 +122,13 @@ class Connection:
         if not isinstance(reply, type(request).reply_type()):
             raise BadFrame(f"the broker answered {type(request).__name__} with {type(reply).__name__}")
         return reply
+
+    def refuse_unknown_features(self, request: Message | JobSpec) -> None:
+        """BrokerTooOld, before anything is sent, for a request using a feature the broker did not announce
+        in its Welcome (protocol/features.py): an older broker would silently ignore its fields."""
+        feature = missing(request, self.welcome.features)
+        if feature is not None:
+            raise BrokerTooOld(too_old(feature, self.address))
 
     async def send(self, message: Message) -> None:
         if self._closed is not None:

@@ -45,6 +45,9 @@ class Welcome(Message, frozen=True, tag="welcome"):
     # The broker's limits on a job's spec (gridd/protocol/limits.py), so a client refuses early; 0: not said.
     max_command_bytes: Count = 0
     max_stdin_bytes: Count = 0
+    # The features it knows beyond the protocol version (protocol/features.py): a client refuses a request
+    # that uses one not named here. Empty (an older broker): none, since it would ignore their fields.
+    features: list[str] = msgspec.field(default_factory=list)
 
 
 class Error(Message, frozen=True, tag="error"):

@@ -26,6 +26,7 @@ class ErrorCode(enum.IntEnum):
     UNKNOWN_BLOB = 3005
     UNKNOWN_BUNDLE = 3006
     KEY_CONFLICT = 3010  # a submit key used before for another request
+    BROKER_TOO_OLD = 3011  # the client refused a request: the broker did not announce a feature it uses
     STALE_LEASE = 4000
     WORKER_NAME_IN_USE = 4001
     NOT_A_WORKER = 4002
@@ -158,6 +159,14 @@ class KeyConflict(OperationRefused):
     code = ErrorCode.KEY_CONFLICT
 
 
+class BrokerTooOld(OperationRefused):
+    """A request uses a feature (protocol/features.py) the broker did not announce in its Welcome: an
+    older broker would ignore the field it does not know and do something else than asked (run a delayed
+    job at once, submit a keyed one twice). Raised by the client before sending; nothing was sent."""
+
+    code = ErrorCode.BROKER_TOO_OLD
+
+
 class JobFailed(GriddError):
     """Client side: a job whose result was asked for did not succeed (failed or cancelled)."""
 
@@ -284,6 +293,7 @@ _BY_CODE: dict[int, type[GriddError]] = {
         UnknownBlob,
         UnknownBundle,
         KeyConflict,
+        BrokerTooOld,
         StaleLease,
         ForeignLease,
         WorkerNameInUse,

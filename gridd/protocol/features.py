@@ -1,0 +1,68 @@
+"""What a broker knows beyond the protocol version: the names of the request fields and requests added
+since, which it announces in its Welcome (`Welcome.features`).
+
+Why: msgspec ignores unknown fields on decode, so an older broker would take a submit with `start_at_ms`
+and run the job at once, or make a second job for a retried keyed submit, without a word. A client
+therefore refuses, before sending, a request that uses a feature the broker did not announce (an older
+broker announces none). The wire stays compatible both ways; a new field that an older broker may ignore
+safely needs no name here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+
+from gridd.protocol.base import Message
+from gridd.protocol.job_messages import SubmitJobs
+from gridd.protocol.records import JobSpec
+from gridd.protocol.schedule_messages import AddSchedule
+
+START_AT = "start-at"  # JobSpec.start_at_ms (submit --at / --in)
+RETRY_ON = "retry-on"  # JobSpec.retry_on, retry_delay_s (submit --retry-on / --retry-delay)
+SUBMIT_KEY = "submit-key"  # SubmitJobs.key, key_ttl_s, key_part (submit --key)
+SCHEDULES = "schedules"  # AddSchedule and the requests around it (schedule add)
+
+# Every feature this version of gridd knows: what its broker announces.
+KNOWN: frozenset[str] = frozenset({START_AT, RETRY_ON, SUBMIT_KEY, SCHEDULES})
+
+# How a person asked for each (the CLI's words), for the one line that refuses it.
+ASKED_AS: dict[str, str] = {
+    START_AT: "--at/--in",
+    RETRY_ON: "--retry-on/--retry-delay",
+    SUBMIT_KEY: "--key",
+    SCHEDULES: "schedule add",
+}
+
+
+def used(request: Message | JobSpec) -> list[str]:
+    """The features `request` (a message, or one job's spec) relies on, in a fixed order: the request's
+    own first, then its specs'. A message that carries no spec and is no new request relies on none."""
+    if isinstance(request, SubmitJobs):
+        found = [SUBMIT_KEY] if request.key is not None else []
+        specs: list[JobSpec] = list(request.jobs)
+    elif isinstance(request, AddSchedule):
+        found, specs = [SCHEDULES], [request.spec]
+    elif isinstance(request, JobSpec):
+        found, specs = [], [request]
+    else:
+        found, specs = [], []
+    for spec in specs:
+        if spec.start_at_ms is not None:
+            found.append(START_AT)
+        if spec.retry_on or spec.retry_delay_s is not None:
+            found.append(RETRY_ON)
+    return list(dict.fromkeys(found))
+
+
+def missing(request: Message | JobSpec, announced: Collection[str]) -> str | None:
+    """The first feature `request` uses that a broker which announced `announced` lacks (None: none)."""
+    return next((feature for feature in used(request) if feature not in announced), None)
+
+
+def too_old(feature: str, address: str) -> str:
+    """The one line that refuses a request using `feature` of the broker at `address`."""
+    asked = ASKED_AS.get(feature, feature)
+    return (
+        f"the broker at {address} does not know {asked} (it is older than this gridd); "
+        "upgrade the broker, or submit without it"
+    )
