@@ -26,7 +26,6 @@ from gridd.broker.workers import WorkerRegistry
 from gridd.clock import Clock
 from gridd.protocol.bundles import manifest_problem
 from gridd.protocol.errors import InvalidRequest, KeyConflict, PayloadTooLarge
-from gridd.protocol.limits import spec_too_large
 from gridd.protocol.messages import (
     AttemptView,
     BundleFile,
@@ -38,7 +37,6 @@ from gridd.protocol.messages import (
     RevokeLeases,
     TaskOutcome,
 )
-from gridd.protocol.retries import causes_problem
 from gridd.protocol.states import FINISHED
 
 log = structlog.get_logger()
@@ -87,9 +85,8 @@ class ClientDesk:
         for number, spec in enumerate(specs, start=1):
             if not spec.argv or not spec.argv[0]:
                 raise InvalidRequest("a job needs a command: gridd submit -- COMMAND [ARG...]")
-            self._check_size(spec, f"job {number} of {len(specs)}: its" if len(specs) > 1 else "the job's")
-            if spec.retry_on and (problem := causes_problem(spec.retry_on)) is not None:
-                raise InvalidRequest(f"{problem}; nothing was submitted")
+            whose = f"job {number} of {len(specs)}: its" if len(specs) > 1 else "the job's"
+            self._settings.check_spec(spec, whose, "nothing was submitted")
             if spec.schedule is not None:  # only a schedule's firing names it (store/schedules.py)
                 raise InvalidRequest("a job names a schedule only when that schedule submitted it (gridd schedule add)")
         if max_running is not None and not new_group:
@@ -152,12 +149,6 @@ class ClientDesk:
         if keyed.replayed:
             log.info("submit.key_replayed", key=key.name, part=key.part, owner=owner, first=keyed.job_ids[0])
         return keyed
-
-    def _check_size(self, spec: JobSpec, whose: str) -> None:
-        """Refuse a spec past the broker's limits: every listing, lease and retry would carry it."""
-        problem = spec_too_large(spec, self._settings.max_command_bytes, self._settings.max_stdin_bytes, whose)
-        if problem is not None:
-            raise PayloadTooLarge(f"{problem}; nothing was submitted")
 
     async def show(self, job_id: str) -> tuple[JobView, list[AttemptView]]:
         """The job, its attempts, and (queued) why no connected worker could run it, if none could."""

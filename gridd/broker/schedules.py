@@ -27,9 +27,7 @@ from gridd.broker.store import Store
 from gridd.broker.store.schedule_rows import Firing
 from gridd.clock import Clock
 from gridd.protocol.errors import GriddError, InvalidRequest, PayloadTooLarge
-from gridd.protocol.limits import spec_too_large
 from gridd.protocol.messages import JobSpec, ScheduleRun, ScheduleView
-from gridd.protocol.retries import causes_problem
 
 log = structlog.get_logger()
 
@@ -68,11 +66,7 @@ class Schedules:
             raise InvalidRequest(f"--catch-up is one of {', '.join(cron.CATCH_UP)}, not {catch_up!r}")
         if not spec.argv or not spec.argv[0]:
             raise InvalidRequest("a schedule needs a command: gridd schedule add NAME --cron EXPR -- COMMAND")
-        if spec.retry_on and (problem := causes_problem(spec.retry_on)) is not None:
-            raise InvalidRequest(f"{problem}; nothing was created")
-        problem = spec_too_large(spec, self._settings.max_command_bytes, self._settings.max_stdin_bytes)
-        if problem is not None:
-            raise PayloadTooLarge(f"{problem}; no schedule was added")
+        self._settings.check_spec(spec, "the job's", "no schedule was added")
         if spec.task is not None and spec.task.args_blob is not None:  # retention keeps blobs for jobs only
             raise PayloadTooLarge("a scheduled task's arguments must fit in its request; no schedule was added")
         if spec.bundle is not None:

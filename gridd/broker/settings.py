@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from gridd.protocol.limits import MAX_COMMAND_BYTES, MAX_OUTPUT_BYTES, MAX_STDIN_BYTES
+from gridd.protocol.errors import InvalidRequest, PayloadTooLarge
+from gridd.protocol.limits import MAX_COMMAND_BYTES, MAX_OUTPUT_BYTES, MAX_STDIN_BYTES, spec_too_large
+from gridd.protocol.records import JobSpec
+from gridd.protocol.retries import causes_problem
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,3 +26,13 @@ class BrokerSettings:
     def heartbeat_s(self) -> float:
         """Workers renew three times per TTL, so one lost heartbeat never costs a lease."""
         return self.lease_ttl_ms / 3000
+
+    def check_spec(self, spec: JobSpec, whose: str, outcome: str) -> None:
+        """Refuse a spec a client sent that the broker would not keep, in one line ending in `outcome`:
+        past the size limits (every listing, lease and retry would carry it), or with retry causes that
+        cannot be read (the wire checks their shape, not their numbers)."""
+        problem = spec_too_large(spec, self.max_command_bytes, self.max_stdin_bytes, whose)
+        if problem is not None:
+            raise PayloadTooLarge(f"{problem}; {outcome}")
+        if spec.retry_on and (problem := causes_problem(spec.retry_on)) is not None:
+            raise InvalidRequest(f"{problem}; {outcome}")
