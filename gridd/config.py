@@ -58,6 +58,9 @@ class BrokerConfig(Section, frozen=True):
     maintain_every_s: Annotated[float, msgspec.Meta(gt=0)] = 60.0  # retention and idle lanes, this often
     # HOST:PORT of the Prometheus endpoint (gridd/broker/metrics.py; no authentication); None: none served.
     metrics: str | None = None
+    # Where the jobs are kept: None, SQLite in the data dir; a postgresql:// URL, that database, which several
+    # brokers may share (gridd/broker/store/pg_store.py).
+    store: str | None = None
 
 
 class WorkerConfig(Section, frozen=True):
@@ -111,6 +114,7 @@ ENV: dict[str, list[tuple[str, str]]] = {
     "GRIDD_BROKER": [("client", "broker"), ("worker", "broker")],
     "GRIDD_TOKEN": [("client", "token"), ("worker", "token"), ("broker", "token")],
     "GRIDD_INSECURE": [("client", "insecure"), ("worker", "insecure"), ("broker", "insecure")],
+    "GRIDD_STORE": [("broker", "store")],
 }
 
 

@@ -37,6 +37,11 @@ from gridd.worker.app import make_agent
 from tests.pg_fixtures import pg_database, pg_server  # noqa: F401 - the PostgreSQL fixtures, for every test
 from tests.polling import eventually as eventually  # the one polling helper; also importable from here
 
+# The store the brokers of the running test keep their jobs in: None, SQLite in their data dir; else a
+# postgresql:// URL. The store and broker tests run on both (the `store_backend` fixture sets it).
+STORE: dict[str, str | None] = {"url": None}
+BACKENDS = ("sqlite", "postgresql")
+
 SECRET = "QXZS0A5fnWGWkC1p5u8nCyXItrwjiFy8"  # the cluster secret of the test brokers (192 bits)
 _ca, _ca_key = make_ca()
 CA_PEM = _ca.public_bytes(Encoding.PEM)
@@ -124,6 +129,8 @@ async def running_broker(
     so a second `running_broker(tmp_path)` is a restart. It has the test CA (TOKEN names it), unless
     `own_ca`: then it makes its own, as on a first start."""
     settings: dict[str, Any] = {"listen": "127.0.0.1:0", "token": TOKEN, "retry_delay_s": 0.05}
+    if STORE["url"] is not None:
+        settings["store"] = STORE["url"]
     settings.update(overrides)
     data_dir = tmp_path / "broker"
     if not own_ca:
@@ -133,6 +140,30 @@ async def running_broker(
             broker = await tg.start(functools.partial(run_broker, clock=clock), BrokerConfig(**settings), data_dir)
         yield BrokerHandle(broker, data_dir)
         tg.cancel_scope.cancel()
+
+
+def store_location(tmp_path: Path) -> Path | str:
+    """Where a test's store is opened directly (open_store): the backend under test's."""
+    return STORE["url"] or tmp_path / "gridd.db"
+
+
+@pytest.fixture
+def store_backend(request: pytest.FixtureRequest) -> Iterator[str]:
+    """The store backend of this test: "sqlite", or "postgresql" on a fresh database of the session's server.
+    A conftest parametrizes it (pytest_generate_tests) where tests run on both."""
+    backend: str = getattr(request, "param", "sqlite")
+    if backend == "postgresql":
+        STORE["url"] = request.getfixturevalue("pg_database").url
+    try:
+        yield backend
+    finally:
+        STORE["url"] = None
+
+
+def parametrize_backends(metafunc: pytest.Metafunc, sqlite_only: frozenset[str] = frozenset()) -> None:
+    """Run the tests of a folder on both backends, except the modules named in `sqlite_only`."""
+    if "store_backend" in metafunc.fixturenames and metafunc.module.__name__.rsplit(".", 1)[-1] not in sqlite_only:
+        metafunc.parametrize("store_backend", BACKENDS, indirect=True)
 
 
 @asynccontextmanager

@@ -20,6 +20,8 @@ from dataclasses import dataclass
 
 import pytest
 
+from gridd.broker.schema.postgresql import migrate
+from gridd.broker.store.pg_commit import connect
 from tests.pgserver import PgServer
 
 TEMPLATE = "gridd_template"
@@ -46,7 +48,17 @@ class PgDatabase:
 def pg_server() -> Iterator[PgServer]:
     with PgServer(fsync=False) as server:
         server.create_database(TEMPLATE)
+        _install_schema(server.url(TEMPLATE))
         yield server
+
+
+def _install_schema(url: str) -> None:
+    """gridd's schema in the template, so that every test database starts with it (as a broker makes it)."""
+    conn = connect(url)
+    try:
+        migrate(conn)
+    finally:
+        conn.close()
 
 
 @pytest.fixture

@@ -25,6 +25,7 @@ from gridd.broker.maintenance import Maintenance
 from gridd.broker.metrics import BrokerMetrics, serve_metrics
 from gridd.broker.settings import BrokerSettings
 from gridd.broker.store import open_store
+from gridd.broker.store.opening import is_database_url
 from gridd.broker.tls import broker_names, load_or_make
 from gridd.clock import Clock, SystemClock
 from gridd.config import BrokerConfig, parse_address
@@ -59,7 +60,9 @@ async def _serve(config: BrokerConfig, data_dir: Path, clock: Clock, task_status
         except ConfigError as exc:
             raise ConfigError(f"the metrics address (--metrics): {exc}") from None
     metrics = BrokerMetrics() if config.metrics is not None else None
-    async with open_store(db, metrics) as store, anyio.create_task_group() as tg:
+    if config.store is not None and not is_database_url(config.store):
+        raise ConfigError(f"--store takes a postgresql://USER@HOST/DB URL, not {config.store!r}")
+    async with open_store(config.store or db, metrics) as store, anyio.create_task_group() as tg:
         # The CA is made under --insecure too: credentials always pin it, and stay valid when TLS is on.
         tls = load_or_make(data_dir, broker_names(host, config.advertise), keep_for_user=config.keep_ca_for_user)
         secret = broker_token(config.token, data_dir, tls.ca_digest, loopback=is_loopback(host))

@@ -11,6 +11,12 @@ def add_broker(commands: Commands) -> None:
     p = commands.add("broker", "run the broker: the jobs, their leases, the event stream")
     p.add_argument("--listen", metavar="HOST:PORT", help="address to listen on (default 127.0.0.1:7420)")
     p.add_argument("--data-dir", type=Path, metavar="DIR", help="where the database and token live")
+    p.add_argument(
+        "--store",
+        metavar="URL",
+        help="keep the jobs in PostgreSQL at postgresql://USER@HOST/DB, shared by several brokers"
+        " (default: SQLite in the data dir; $GRIDD_STORE)",
+    )
     p.add_argument("--lease-ttl", type=float, metavar="SECONDS", help="lease time-to-live (default 30)")
     p.add_argument(
         "--max-bundle-bytes", type=int, metavar="BYTES", help="a bundle version's files in all, at most (default 4 GiB)"

@@ -35,6 +35,7 @@ def config_layer(args: argparse.Namespace) -> dict[str, Any]:
             "max_command_bytes": get("max_command_bytes"),
             "max_stdin_bytes": get("max_stdin_bytes"),
             "metrics": get("metrics"),
+            "store": get("store"),
         },
         "worker": {
             "broker": get("broker"),

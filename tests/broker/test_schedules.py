@@ -18,7 +18,7 @@ from gridd.protocol.errors import Forbidden, InvalidRequest, UnknownBundle
 from gridd.protocol.messages import JobSpec, JobView
 from gridd.protocol.states import JobState
 from tests.clock import FakeClock
-from tests.conftest import BrokerHandle, client_of, running_broker, running_worker
+from tests.conftest import BrokerHandle, client_of, running_broker, running_worker, store_location
 from tests.polling import eventually
 from tests.tasks import sample  # a module the worker serves (--tasks)
 
@@ -93,7 +93,7 @@ async def test_slots_missed_while_no_broker_ran_follow_the_catch_up(tmp_path: Pa
 async def test_two_stores_on_one_database_firing_the_same_slot_make_one_job(tmp_path: Path) -> None:
     # Two brokers cannot run on one data dir (its lock), but a store shared by several brokers is what the
     # conditional update is for: two stores, each its own connection to one file, fire the slot at once.
-    path = tmp_path / "gridd.db"
+    path = store_location(tmp_path)
     now = FakeClock().now_ms()
     slot = now - 1000
     async with open_store(path) as one, open_store(path) as two:

@@ -1,6 +1,7 @@
-"""The store on a real SQLite file: what is acknowledged is durable, leasing is fair and fenced, each
-job's outcome is recorded exactly once, leases expire and re-attach as the guarantees say, control
-actions refuse what makes no sense, and a storage failure is a StorageFailed that loses nothing."""
+"""The store on a real SQLite file and on a real PostgreSQL database (each test runs on both): what is
+acknowledged is durable, leasing is fair and fenced, each job's outcome is recorded exactly once, leases
+expire and re-attach as the guarantees say, control actions refuse what makes no sense, and a storage
+failure is a StorageFailed that loses nothing."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from gridd.broker.store import Revoked, Store, open_store
 from gridd.protocol.errors import ErrorCode, StorageFailed, UnknownJob
 from gridd.protocol.messages import JobResult, JobSpec, LeasedJob, LeaseRef
 from tests.clock import FakeClock
+from tests.conftest import store_location
 
 TTL_MS = 30_000
 RETRY_MS = 1_000
@@ -24,7 +26,7 @@ RETRY_MS = 1_000
 @asynccontextmanager
 async def store_at(path: Path) -> AsyncIterator[Store]:
     with anyio.fail_after(10):
-        async with open_store(path / "gridd.db") as store:
+        async with open_store(store_location(path)) as store:
             yield store
 
 

@@ -7,9 +7,9 @@ is recorded once whatever happens to its job later.
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Sequence
 
+from gridd.broker.store.sql import Tx
 from gridd.protocol.messages import JobResult
 
 # (job_id, lease, attempt, worker, started_ms, ended_ms, exit_code, outcome, code, bundle) + Measured
@@ -24,7 +24,7 @@ _INSERT = (
 )
 
 
-def record(db: sqlite3.Connection, ended: Sequence[tuple[Attempt, Measured]]) -> None:
+def record(db: Tx, ended: Sequence[tuple[Attempt, Measured]]) -> None:
     db.executemany(_INSERT, [attempt + measured for attempt, measured in ended])
 
 

@@ -16,13 +16,12 @@ an upload adds partial bytes, so none linger past an hour of quiet plus one uplo
 from __future__ import annotations
 
 import hashlib
-import sqlite3
 from collections.abc import Sequence
 
 import msgspec
 
 from gridd.broker.store.refs import parse_job_id
-from gridd.broker.store.sql import ids_json, states
+from gridd.broker.store.sql import Tx, states
 from gridd.protocol.errors import InvalidRequest, UnknownBlob, UnknownJob
 from gridd.protocol.messages import TaskError, TaskOutcome
 from gridd.protocol.states import FINISHED, JobState
@@ -35,7 +34,7 @@ _error_decoder = msgspec.msgpack.Decoder(TaskError)
 PARTIAL_BLOB_TTL_MS = 60 * 60 * 1000  # a partial upload nobody wrote to for an hour is dropped
 
 
-def put_blob(db: sqlite3.Connection, blob: str, size: int, offset: int, data: bytes, now_ms: int) -> tuple[int, bool]:
+def put_blob(db: Tx, blob: str, size: int, offset: int, data: bytes, now_ms: int) -> tuple[int, bool]:
     """Keep one piece; returns the bytes held from the start, and False if the finished content did not
     hash to `blob` (then nothing of it is kept, and the upload must start again)."""
     _expire_partials(db, now_ms - PARTIAL_BLOB_TTL_MS)
@@ -66,7 +65,7 @@ def put_blob(db: sqlite3.Connection, blob: str, size: int, offset: int, data: by
     return have, True
 
 
-def get_blob(db: sqlite3.Connection, blob: str, offset: int) -> tuple[int, bytes]:
+def get_blob(db: Tx, blob: str, offset: int) -> tuple[int, bytes]:
     """The blob's size and the rest of the stored piece that holds `offset` (empty at the end)."""
     size = blob_size(db, blob)
     if offset >= size:
@@ -78,7 +77,7 @@ def get_blob(db: sqlite3.Connection, blob: str, offset: int) -> tuple[int, bytes
     return size, bytes(row[1][offset - row[0] :])
 
 
-def blob_size(db: sqlite3.Connection, blob: str) -> int:
+def blob_size(db: Tx, blob: str) -> int:
     """The size of a complete blob; UnknownBlob if there is none (or it is still arriving)."""
     row = db.execute("SELECT size, have FROM blobs WHERE id = ?", (blob,)).fetchone()
     if row is None or row[0] != row[1]:
@@ -86,7 +85,7 @@ def blob_size(db: sqlite3.Connection, blob: str) -> int:
     return int(row[0])
 
 
-def blob_head(db: sqlite3.Connection, blob: str, length: int) -> bytes:
+def blob_head(db: Tx, blob: str, length: int) -> bytes:
     """The first `length` bytes of a complete blob (fewer if it is shorter)."""
     blob_size(db, blob)
     row = db.execute("SELECT substr(data, 1, ?) FROM blob_chunks WHERE blob = ? AND offset = 0", (length, blob))
@@ -94,13 +93,11 @@ def blob_head(db: sqlite3.Connection, blob: str, length: int) -> bytes:
     return bytes(found[0]) if found else b""
 
 
-def read_results(
-    db: sqlite3.Connection, job_ids: Sequence[str], max_bytes: int, *, finished_only: bool = False
-) -> list[TaskOutcome]:
+def read_results(db: Tx, job_ids: Sequence[str], max_bytes: int, *, finished_only: bool = False) -> list[TaskOutcome]:
     """Task outcomes for the named jobs (`finished_only`: those that have finished), in order, stopping
     (after at least one) before `max_bytes`."""
     keys = [parse_job_id(j) for j in job_ids]
-    ids = ids_json(keys)
+    ids = db.ids(keys)
     sql = (
         "SELECT j.id, j.state, j.exit_code, j.reason, r.value, r.blob, r.error FROM jobs j"
         " LEFT JOIN results r ON r.job_id = j.id WHERE j.id IN (SELECT value FROM json_each(?))"
@@ -142,15 +139,15 @@ def read_results(
     return outcomes
 
 
-def _refuse_unknown(db: sqlite3.Connection, job_ids: Sequence[str], keys: Sequence[int]) -> None:
+def _refuse_unknown(db: Tx, job_ids: Sequence[str], keys: Sequence[int]) -> None:
     found = {
-        r[0] for r in db.execute("SELECT id FROM jobs WHERE id IN (SELECT value FROM json_each(?))", (ids_json(keys),))
+        r[0] for r in db.execute("SELECT id FROM jobs WHERE id IN (SELECT value FROM json_each(?))", (db.ids(keys),))
     }
     missing = next(job_id for job_id, key in zip(job_ids, keys, strict=True) if key not in found)
     raise UnknownJob(f"no job has id {missing!r}")
 
 
-def _expire_partials(db: sqlite3.Connection, before_ms: int) -> None:
+def _expire_partials(db: Tx, before_ms: int) -> None:
     """Drop the blobs still arriving that nobody wrote to since `before_ms` (blobs_partial holds them)."""
     db.execute(
         "DELETE FROM blob_chunks WHERE blob IN (SELECT id FROM blobs WHERE have < size AND touched_ms < ?)",
@@ -159,12 +156,12 @@ def _expire_partials(db: sqlite3.Connection, before_ms: int) -> None:
     db.execute("DELETE FROM blobs WHERE have < size AND touched_ms < ?", (before_ms,))
 
 
-def _drop(db: sqlite3.Connection, blob: str) -> None:
+def _drop(db: Tx, blob: str) -> None:
     db.execute("DELETE FROM blob_chunks WHERE blob = ?", (blob,))
     db.execute("DELETE FROM blobs WHERE id = ?", (blob,))
 
 
-def _content_hash(db: sqlite3.Connection, blob: str) -> str:
+def _content_hash(db: Tx, blob: str) -> str:
     digest = hashlib.sha256()
     for (data,) in db.execute("SELECT data FROM blob_chunks WHERE blob = ? ORDER BY offset", (blob,)):
         digest.update(data)

@@ -10,13 +10,12 @@ the moment it is submitted ("NAME" is pinned to "NAME@latest"), so its retries r
 
 from __future__ import annotations
 
-import json
-import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
 import msgspec
 
+from gridd.broker.store.sql import TEXTS, Tx
 from gridd.protocol.bundles import manifest_digest, split_ref
 from gridd.protocol.errors import InvalidRequest, UnknownBundle
 from gridd.protocol.messages import BundleFile, BundleView, JobSpec
@@ -26,17 +25,15 @@ _manifest_decoder = msgspec.msgpack.Decoder(list[BundleFile])
 _VIEW = "name, version, digest, files, bytes, pushed_ms"
 
 
-def push_bundle(
-    db: sqlite3.Connection, name: str, files: Sequence[BundleFile], now_ms: int
-) -> tuple[int, bool, list[str], str]:
+def push_bundle(db: Tx, name: str, files: Sequence[BundleFile], now_ms: int) -> tuple[int, bool, list[str], str]:
     """(version, created, missing blobs, digest): the version holding `files` (made if the latest
     differs), or version 0 and the blobs that must be uploaded first."""
     digest = manifest_digest(files)
     wanted = sorted({f.blob for f in files})
     complete = dict(
         db.execute(
-            "SELECT id, size FROM blobs WHERE id IN (SELECT value FROM json_each(?)) AND have = size",
-            (json.dumps(wanted),),
+            f"SELECT id, size FROM blobs WHERE id IN ({TEXTS}) AND have = size",  # noqa: S608
+            (db.texts(wanted),),
         ).fetchall()
     )
     for f in files:  # a version's size is what limits it: it must be the size of what it names
@@ -58,7 +55,7 @@ def push_bundle(
     return version, True, [], digest
 
 
-def list_bundles(db: sqlite3.Connection, name: str | None) -> list[BundleView]:
+def list_bundles(db: Tx, name: str | None) -> list[BundleView]:
     """Every version (of bundle `name`, if given), by name then version."""
     rows = db.execute(
         f"SELECT {_VIEW} FROM bundles WHERE ?1 IS NULL OR name = ?1 ORDER BY name, version",  # noqa: S608
@@ -69,7 +66,7 @@ def list_bundles(db: sqlite3.Connection, name: str | None) -> list[BundleView]:
     return [_view(r) for r in rows]
 
 
-def get_bundle(db: sqlite3.Connection, ref: str) -> tuple[BundleView, list[BundleFile]]:
+def get_bundle(db: Tx, ref: str) -> tuple[BundleView, list[BundleFile]]:
     """The version `ref` names ("NAME@N", or "NAME": the latest) and its files."""
     name, version = split_ref(ref)
     row = db.execute(
@@ -82,7 +79,7 @@ def get_bundle(db: sqlite3.Connection, ref: str) -> tuple[BundleView, list[Bundl
     return _view(row), _manifest_decoder.decode(row[6])
 
 
-def pin_bundles(db: sqlite3.Connection, specs: Sequence[JobSpec]) -> list[JobSpec]:
+def pin_bundles(db: Tx, specs: Sequence[JobSpec]) -> list[JobSpec]:
     """The specs with each bundle named by version: "NAME" becomes "NAME@latest"; an unknown name or
     version is refused (UnknownBundle), and so is a bundle for a Python task."""
     pinned: dict[str, str] = {}

@@ -12,7 +12,6 @@ than it had records fails its attempt (BAD_RESULT).
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
@@ -25,7 +24,7 @@ import gridd.broker.store.retries as retry_store
 from gridd.broker import retry_policy as policy
 from gridd.broker import transitions as tr
 from gridd.broker.store.refs import parse_job_id
-from gridd.broker.store.sql import ids_json, rows, state
+from gridd.broker.store.sql import Tx, rows, state
 from gridd.broker.transitions import Transition
 from gridd.protocol.errors import ErrorCode
 from gridd.protocol.messages import JobResult, Outcome
@@ -43,7 +42,7 @@ _END_SQL = (
 
 
 def complete_jobs(
-    db: sqlite3.Connection,
+    db: Tx,
     worker: str,
     results: Sequence[JobResult],
     now_ms: int,
@@ -56,7 +55,7 @@ def complete_jobs(
         db,
         "SELECT id, state, lease, attempts, max_attempts, queue, started_ms, records, lane, worker, instance"
         " FROM jobs WHERE id IN (SELECT value FROM json_each(?))",
-        (ids_json(ids),),
+        (db.ids(ids),),
     )
     current = {r[0]: r for r in found}
     outcomes: list[Outcome | None] = []  # in the order of `results`; None: to be decided below
@@ -155,7 +154,7 @@ def _refusal(row: Any, result: JobResult, worker: str, instance: str) -> Outcome
     return None
 
 
-def _miscount(db: sqlite3.Connection, result: JobResult, records: int | None) -> str | None:
+def _miscount(db: Tx, result: JobResult, records: int | None) -> str | None:
     """Why a batch's result is refused (a count other than its records), or None."""
     if records is None:
         return None

@@ -12,7 +12,6 @@ retried job of a capped group (--max-running) queues throttled, and waits for a 
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
@@ -21,7 +20,7 @@ import gridd.broker.store.start_times as start_times
 from gridd.broker import transitions as tr
 from gridd.broker.store.interface import Revoked
 from gridd.broker.store.refs import expand_refs
-from gridd.broker.store.sql import ids_json, rows, state, states
+from gridd.broker.store.sql import Tx, rows, state, states
 from gridd.broker.transitions import Move, Transition
 from gridd.protocol.errors import ErrorCode, InvalidRequest, UnknownJob
 from gridd.protocol.messages import LeaseRef, Outcome
@@ -49,7 +48,7 @@ _DOOMED_BY_SQL = (
 
 
 def control_jobs(
-    db: sqlite3.Connection, action: str, refs: Sequence[str], now_ms: int
+    db: Tx, action: str, refs: Sequence[str], now_ms: int
 ) -> tuple[list[Outcome], list[Transition], list[Revoked]]:
     if action not in tr.ACTIONS:
         raise InvalidRequest(f"unknown action {action!r}; expected one of {', '.join(tr.ACTIONS)}")
@@ -59,7 +58,7 @@ def control_jobs(
         db,
         "SELECT id, state, lease, worker, queue, attempts, pending_deps, start_ms FROM jobs"
         " WHERE id IN (SELECT value FROM json_each(?))",
-        (ids_json(key for _, key, _ in named if key is not None),),
+        (db.ids(key for _, key, _ in named if key is not None),),
     )
     current = {r[0]: r for r in found}
     outcomes: list[Outcome] = []
@@ -100,7 +99,7 @@ def control_jobs(
     return outcomes, changed, revoked
 
 
-def expand(db: sqlite3.Connection, refs: Sequence[str]) -> list[str]:
+def expand(db: Tx, refs: Sequence[str]) -> list[str]:
     named = expand_refs(db, refs)
     for ref, key, _ in named:
         if key is None:
@@ -120,11 +119,11 @@ def _first_of_each(named: list[tuple[str, int | None, str | None]]) -> list[tupl
     return out
 
 
-def _unmet(db: sqlite3.Connection, key: int) -> int:
+def _unmet(db: Tx, key: int) -> int:
     return int(rows(db, _UNMET_SQL, (key,))[0][0])
 
 
-def _retry_refusal(db: sqlite3.Connection, key: int) -> str | None:
+def _retry_refusal(db: Tx, key: int) -> str | None:
     """A job cannot be retried while one of its dependencies has failed or been cancelled."""
     found = rows(db, _DOOMED_BY_SQL, (key,))
     if not found:

@@ -12,7 +12,6 @@ same name are left alone.
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Container, Sequence
 from typing import Any
 
@@ -22,7 +21,7 @@ import gridd.broker.store.retries as retry_store
 from gridd.broker import retry_policy as policy
 from gridd.broker import transitions as tr
 from gridd.broker.store.refs import parse_job_id
-from gridd.broker.store.sql import ids_json, rows, state
+from gridd.broker.store.sql import Tx, rows, state
 from gridd.broker.transitions import Move, Transition
 from gridd.protocol.messages import LeaseRef
 from gridd.protocol.states import JobState
@@ -45,14 +44,12 @@ _RETURN_SQL = (
 )
 
 
-def expire_leases(db: sqlite3.Connection, now_ms: int, lending: Container[str] = ()) -> list[Transition]:
+def expire_leases(db: Tx, now_ms: int, lending: Container[str] = ()) -> list[Transition]:
     found = rows(db, f"{_LEASES} WHERE state = {state(_RUNNING)} AND deadline_ms < ?", (now_ms,))
     return _expire(db, found, now_ms, "lease expired", lending)
 
 
-def _expire(
-    db: sqlite3.Connection, leases: Sequence[Any], now_ms: int, why: str, lending: Container[str] = ()
-) -> list[Transition]:
+def _expire(db: Tx, leases: Sequence[Any], now_ms: int, why: str, lending: Container[str] = ()) -> list[Transition]:
     """`leases`: rows of _LEASES. `lending`: the workers known to lend a desktop (their expired attempts
     count as lent)."""
     changed: list[Transition] = []
@@ -83,7 +80,7 @@ def _expire(
 
 
 def attach_worker(
-    db: sqlite3.Connection,
+    db: Tx,
     worker: str,
     running: Sequence[LeaseRef],
     deadline_ms: int,
@@ -109,19 +106,15 @@ def attach_worker(
     return lost, _return(db, worker, back, "lease grant lost with the connection", instance)
 
 
-def return_leases(
-    db: sqlite3.Connection, worker: str, leases: Sequence[LeaseRef], instance: str = ""
-) -> list[Transition]:
+def return_leases(db: Tx, worker: str, leases: Sequence[LeaseRef], instance: str = "") -> list[Transition]:
     return _return(db, worker, leases, "handed back by a draining worker", instance)
 
 
-def _return(
-    db: sqlite3.Connection, worker: str, leases: Sequence[LeaseRef], why: str, instance: str
-) -> list[Transition]:
+def _return(db: Tx, worker: str, leases: Sequence[LeaseRef], why: str, instance: str) -> list[Transition]:
     found = rows(
         db,
         f"SELECT id, lease, queue, attempts FROM jobs WHERE id IN (SELECT value FROM json_each(?)) AND {_HELD_BY}",  # noqa: S608
-        (ids_json(parse_job_id(r.job_id) for r in leases), worker, instance),
+        (db.ids(parse_job_id(r.job_id) for r in leases), worker, instance),
     )
     named = {(int(r.job_id), r.lease) for r in leases}
     back = [r for r in found if (r[0], r[1]) in named]

@@ -13,12 +13,11 @@ was held or cancelled), the next throttled queued job of the group (priority, th
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Sequence
 
 from gridd.broker import transitions as tr
 from gridd.broker.store.refs import expand_refs
-from gridd.broker.store.sql import ids_json, rows, state, states
+from gridd.broker.store.sql import Tx, rows, state, states
 from gridd.broker.transitions import Move, Transition
 from gridd.protocol.errors import UnknownJob
 from gridd.protocol.states import JobState
@@ -47,14 +46,14 @@ _PASS_TOKENS_SQL = (
 )
 
 
-def dependency_states(db: sqlite3.Connection, refs: Sequence[str]) -> list[tuple[int, str]]:
+def dependency_states(db: Tx, refs: Sequence[str]) -> list[tuple[int, str]]:
     """The jobs named by --after (groups expanded) and their states; UnknownJob if one does not exist."""
     expanded = expand_refs(db, refs)
     for ref, key, _ in expanded:
         if key is None:
             raise UnknownJob(f"cannot wait for {ref!r}: no job or group has that id")
     keys = sorted({key for _, key, _ in expanded if key is not None})
-    found = dict(rows(db, "SELECT id, state FROM jobs WHERE id IN (SELECT value FROM json_each(?))", (ids_json(keys),)))
+    found = dict(rows(db, "SELECT id, state FROM jobs WHERE id IN (SELECT value FROM json_each(?))", (db.ids(keys),)))
     for key in keys:
         if key not in found:
             raise UnknownJob(f"cannot wait for {key}: no job has that id")
@@ -65,7 +64,7 @@ def doom_reason(dep_id: int, dep_state: str) -> str:
     return f"dependency {dep_id} {tr.ended_as(dep_state)}"
 
 
-def settle(db: sqlite3.Connection, changed: Sequence[Transition], now_ms: int) -> list[Transition]:
+def settle(db: Tx, changed: Sequence[Transition], now_ms: int) -> list[Transition]:
     """What `changed` sets off: dependents queued or cancelled, group tokens passed on."""
     extra = _unblock(db, [int(t.job_id) for t in changed if t.state == JobState.SUCCEEDED])
     extra += _doom(db, [(int(t.job_id), t.state) for t in [*changed, *extra] if t.state in DOOMING], now_ms)
@@ -73,7 +72,7 @@ def settle(db: sqlite3.Connection, changed: Sequence[Transition], now_ms: int) -
     return extra
 
 
-def _unblock(db: sqlite3.Connection, succeeded: list[int]) -> list[Transition]:
+def _unblock(db: Tx, succeeded: list[int]) -> list[Transition]:
     if not succeeded:
         return []
     updated = rows(
@@ -82,24 +81,24 @@ def _unblock(db: sqlite3.Connection, succeeded: list[int]) -> list[Transition]:
         " AND d.dep_id IN (SELECT value FROM json_each(?1)))"
         " WHERE id IN (SELECT job_id FROM deps WHERE dep_id IN (SELECT value FROM json_each(?1)))"
         " RETURNING id, state, pending_deps",
-        (ids_json(succeeded),),
+        (db.ids(succeeded),),
     )
     ready = [int(r[0]) for r in updated if r[1] == _WAITING and r[2] == 0]
     if not ready:
         return []
-    queued = rows(db, _UNBLOCK_SQL, (ids_json(ready),))
+    queued = rows(db, _UNBLOCK_SQL, (db.ids(ready),))
     return [
         Transition(str(r[0]), _UNBLOCKED, str(r[1]), int(r[2]), reason="dependencies succeeded", previous=_WAITING)
         for r in queued
     ]
 
 
-def _doom(db: sqlite3.Connection, ended: list[tuple[int, str]], now_ms: int) -> list[Transition]:
+def _doom(db: Tx, ended: list[tuple[int, str]], now_ms: int) -> list[Transition]:
     """Cancel the waiting or held dependents of jobs that will never succeed, transitively."""
     doomed: list[Transition] = []
     frontier = dict(ended)
     while frontier:
-        found = rows(db, _DOOMED_SQL, (ids_json(frontier),))
+        found = rows(db, _DOOMED_SQL, (db.ids(frontier),))
         victims: dict[int, tuple[str, str, str, int]] = {}
         for dep_id, job_id, was, queue, attempts in found:
             reason = doom_reason(dep_id, frontier[int(dep_id)])
@@ -117,7 +116,7 @@ def _doom(db: sqlite3.Connection, ended: list[tuple[int, str]], now_ms: int) -> 
     return doomed
 
 
-def rebalance(db: sqlite3.Connection, job_ids: Sequence[int]) -> None:
+def rebalance(db: Tx, job_ids: Sequence[int]) -> None:
     """Give the free tokens of these jobs' capped groups to their next throttled queued jobs."""
     if not job_ids:
         return
@@ -125,7 +124,7 @@ def rebalance(db: sqlite3.Connection, job_ids: Sequence[int]) -> None:
         db,
         "SELECT DISTINCT g.id, g.max_running FROM jobs j JOIN groups g ON g.id = j.group_id"
         " WHERE j.id IN (SELECT value FROM json_each(?)) AND g.max_running IS NOT NULL",
-        (ids_json(job_ids),),
+        (db.ids(job_ids),),
     )
     for group_id, max_running in groups:
         held = rows(db, _TOKENS_HELD_SQL, (group_id,))

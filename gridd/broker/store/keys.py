@@ -10,13 +10,12 @@ as good as gone: the next submit under it removes it and makes jobs; retention r
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Sequence
 
 import gridd.broker.store.submit as submit
 from gridd.broker.store.interface import KeyedSubmit, SubmitKey
 from gridd.broker.store.refs import group_name, parse_ref
-from gridd.broker.store.sql import rows
+from gridd.broker.store.sql import Tx, rows
 from gridd.protocol.errors import KeyConflict
 from gridd.protocol.messages import JobSpec
 
@@ -24,7 +23,7 @@ _FIND = "SELECT digest, first_job, jobs, group_id, expires_ms FROM submit_keys W
 
 
 def submit_keyed(
-    db: sqlite3.Connection,
+    db: Tx,
     specs: Sequence[JobSpec],
     now_ms: int,
     key: SubmitKey,
@@ -84,7 +83,7 @@ def _made(first_job: int, count: int, group_id: int | None) -> str:
     return f"job {first_job}" if count == 1 else f"jobs {first_job}-{first_job + count - 1}"
 
 
-def forget_keys(db: sqlite3.Connection, now_ms: int, max_keys: int) -> int:
+def forget_keys(db: Tx, now_ms: int, max_keys: int) -> int:
     """Remove up to `max_keys` keys expired by `now_ms` (those that expired first); returns how many."""
     cursor = db.execute(
         "DELETE FROM submit_keys WHERE (owner, key, part) IN"

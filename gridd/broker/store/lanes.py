@@ -8,31 +8,29 @@ restored, so the table holds what may be leased, not every queue ever seen.
 
 from __future__ import annotations
 
-import json
-import sqlite3
 from collections.abc import Sequence
 
 from gridd.broker.matching import Lane
 from gridd.broker.store.refs import parse_job_id
-from gridd.broker.store.sql import ids_json
+from gridd.broker.store.sql import TEXTS, Tx
 
 
-def known_lanes(db: sqlite3.Connection) -> list[Lane]:
+def known_lanes(db: Tx) -> list[Lane]:
     return [(r[0], r[1]) for r in db.execute("SELECT queue, lane FROM lanes")]
 
 
-def drop_lanes(db: sqlite3.Connection, queues: Sequence[str]) -> None:
+def drop_lanes(db: Tx, queues: Sequence[str]) -> None:
     """Forget the lanes of queues that have no job left to lease."""
-    db.execute("DELETE FROM lanes WHERE queue IN (SELECT value FROM json_each(?))", (json.dumps(list(queues)),))
+    db.execute(f"DELETE FROM lanes WHERE queue IN ({TEXTS})", (db.texts(queues),))  # noqa: S608
 
 
-def restore_lanes(db: sqlite3.Connection, job_ids: Sequence[str]) -> list[Lane]:
+def restore_lanes(db: Tx, job_ids: Sequence[str]) -> list[Lane]:
     """The (queue, lane) of these jobs, in the lanes table again."""
     lanes = [
         (r[0], r[1])
         for r in db.execute(
             "SELECT DISTINCT queue, lane FROM jobs WHERE id IN (SELECT value FROM json_each(?))",
-            (ids_json(parse_job_id(j) for j in job_ids),),
+            (db.ids(parse_job_id(j) for j in job_ids),),
         )
     ]
     db.executemany("INSERT OR IGNORE INTO lanes (queue, lane) VALUES (?, ?)", lanes)

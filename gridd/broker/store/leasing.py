@@ -10,7 +10,6 @@ a grant or renewal lost with the power is done again after the restart (the job 
 from __future__ import annotations
 
 import secrets
-import sqlite3
 from collections.abc import Sequence
 
 import msgspec
@@ -19,7 +18,7 @@ from gridd.broker import transitions as tr
 from gridd.broker.matching import UNLIMITED, Budget, Lane
 from gridd.broker.observe import Observer
 from gridd.broker.store.refs import parse_job_id
-from gridd.broker.store.sql import ids_json, rows, state
+from gridd.broker.store.sql import Tx, rows, state
 from gridd.broker.transitions import Move
 from gridd.protocol.messages import JobSpec, LeasedJob, LeaseRef
 
@@ -49,7 +48,7 @@ _RENEW_SQL = f"UPDATE jobs SET deadline_ms = ? WHERE id = ? AND lease = ? AND st
 
 
 def lease_jobs(
-    db: sqlite3.Connection,
+    db: Tx,
     worker: str,
     lanes: Sequence[Lane],
     max_jobs: int,
@@ -100,14 +99,14 @@ def observed(observer: Observer, out: tuple[list[LeasedJob], list[int]]) -> list
     return leased
 
 
-def _within_reply(db: sqlite3.Connection, ids: list[int]) -> list[int]:
+def _within_reply(db: Tx, ids: list[int]) -> list[int]:
     """The first of `ids` whose specs fit one lease reply (LEASE_REPLY_BYTES; always at least one):
     jobs of up to 4 MiB each (stdin) must not make a reply too large for the worker to take, which
     would lose the grants with the connection and lease them again, for ever."""
     if len(ids) <= 1:
         return ids
     sizes = dict(
-        rows(db, "SELECT id, length(spec) FROM jobs WHERE id IN (SELECT value FROM json_each(?))", (ids_json(ids),))
+        rows(db, "SELECT id, length(spec) FROM jobs WHERE id IN (SELECT value FROM json_each(?))", (db.ids(ids),))
     )
     kept: list[int] = []
     total = 0
@@ -124,13 +123,13 @@ def _new_lease() -> int:
     return secrets.randbits(62) or 1
 
 
-def next_eligible_ms(db: sqlite3.Connection, now_ms: int) -> int | None:
+def next_eligible_ms(db: Tx, now_ms: int) -> int | None:
     found = rows(db, _NEXT_ELIGIBLE_SQL, (now_ms,))
     return found[0][0] if found and found[0][0] is not None else None
 
 
 def renew_leases(
-    db: sqlite3.Connection, worker: str, leases: Sequence[LeaseRef], deadline_ms: int, instance: str = ""
+    db: Tx, worker: str, leases: Sequence[LeaseRef], deadline_ms: int, instance: str = ""
 ) -> list[LeaseRef]:
     """Extends the leases still held; returns the others."""
     current = _current_leases(db, [parse_job_id(ref.job_id) for ref in leases])
@@ -139,17 +138,17 @@ def renew_leases(
     return [ref for ref in leases if ref not in valid]
 
 
-def _current_leases(db: sqlite3.Connection, ids: Sequence[int]) -> dict[int, tuple[str, int, str | None, str]]:
+def _current_leases(db: Tx, ids: Sequence[int]) -> dict[int, tuple[str, int, str | None, str]]:
     """Job id -> (state, lease, worker, instance) of its current (or last) lease."""
     found = rows(
         db,
         "SELECT id, state, lease, worker, instance FROM jobs WHERE id IN (SELECT value FROM json_each(?))",
-        (ids_json(ids),),
+        (db.ids(ids),),
     )
     return {r[0]: (r[1], r[2], r[3], r[4]) for r in found}
 
 
-def extend_running_leases(db: sqlite3.Connection, deadline_ms: int) -> int:
+def extend_running_leases(db: Tx, deadline_ms: int) -> int:
     cur = db.execute(
         f"UPDATE jobs SET deadline_ms = MAX(deadline_ms, ?) WHERE state = {state(_RUNNING)}",  # noqa: S608
         (deadline_ms,),

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import contextlib
 import json
-import sqlite3
 from collections.abc import Sequence
+from typing import Any
 
 import msgspec
 
 import gridd.broker.store.bundles as bundles
 import gridd.broker.store.sql as sql
 from gridd.broker.store.refs import group_name, parse_job_id, parse_ref
+from gridd.broker.store.sql import Tx
 from gridd.protocol.errors import UnknownBundle, UnknownJob
 from gridd.protocol.limits import LIST_REPLY_BYTES
 from gridd.protocol.messages import AttemptView, JobView, ReportRow
@@ -52,7 +53,7 @@ _VIEW_COLUMNS = (
 )
 
 
-def get_job(conn: sqlite3.Connection, job_id: str) -> tuple[JobView, list[AttemptView]]:
+def get_job(conn: Tx, job_id: str) -> tuple[JobView, list[AttemptView]]:
     key = parse_job_id(job_id)
     rows = sql.rows(conn, f"SELECT {_VIEW_COLUMNS} FROM jobs j WHERE j.id = ?", (key,))  # noqa: S608
     if not rows:
@@ -87,12 +88,12 @@ def get_job(conn: sqlite3.Connection, job_id: str) -> tuple[JobView, list[Attemp
     return _view(rows[0]), attempts
 
 
-def get_jobs(conn: sqlite3.Connection, job_ids: Sequence[str]) -> list[JobView]:
+def get_jobs(conn: Tx, job_ids: Sequence[str]) -> list[JobView]:
     keys = [parse_job_id(j) for j in job_ids]
     rows = sql.rows(
         conn,
         f"SELECT {_VIEW_COLUMNS} FROM jobs j WHERE j.id IN (SELECT value FROM json_each(?))",  # noqa: S608
-        (sql.ids_json(keys),),
+        (conn.ids(keys),),
     )
     found = {r[0]: _view(r) for r in rows}
     for job_id, key in zip(job_ids, keys, strict=True):
@@ -102,7 +103,7 @@ def get_jobs(conn: sqlite3.Connection, job_ids: Sequence[str]) -> list[JobView]:
 
 
 def list_jobs(
-    conn: sqlite3.Connection,
+    conn: Tx,
     state: str | None,
     queue: str | None,
     limit: int,
@@ -139,7 +140,7 @@ def list_jobs(
     return views, False
 
 
-def read_output(conn: sqlite3.Connection, job_id: str, stream: str) -> tuple[bytes, bool]:
+def read_output(conn: Tx, job_id: str, stream: str) -> tuple[bytes, bool]:
     key = parse_job_id(job_id)
     rows = sql.rows(
         conn,
@@ -152,7 +153,7 @@ def read_output(conn: sqlite3.Connection, job_id: str, stream: str) -> tuple[byt
     return (bytes(rows[0][1] or b""), bool(rows[0][2]))
 
 
-def foreign_job(conn: sqlite3.Connection, refs: Sequence[str], owner: str) -> tuple[str, str] | None:
+def foreign_job(conn: Tx, refs: Sequence[str], owner: str) -> tuple[str, str] | None:
     """The first of `refs` (a job, or a group: any of its jobs) that holds a job of another owner than
     `owner`, as (ref, that owner); None if all are `owner`'s. Unknown ids are passed over (the request
     itself refuses them)."""
@@ -173,19 +174,19 @@ def foreign_job(conn: sqlite3.Connection, refs: Sequence[str], owner: str) -> tu
     found = sql.rows(
         conn,
         "SELECT id, owner FROM jobs WHERE id IN (SELECT value FROM json_each(?)) AND owner != ? ORDER BY id LIMIT 1",
-        (sql.ids_json(list(jobs)), owner),
+        (conn.ids(list(jobs)), owner),
     )
     return (jobs[found[0][0]], str(found[0][1])) if found else None
 
 
-def job_inputs(conn: sqlite3.Connection, job_ids: Sequence[str]) -> tuple[set[str], set[str]]:
+def job_inputs(conn: Tx, job_ids: Sequence[str]) -> tuple[set[str], set[str]]:
     """What the jobs need from the broker: the bundle versions they run in ("NAME@N") and the blobs they
     read (a task's arguments blob, every file of those bundle versions)."""
     keys = [parse_job_id(j) for j in job_ids]
     rows = sql.rows(
         conn,
         "SELECT spec, args_blob FROM jobs WHERE id IN (SELECT value FROM json_each(?))",
-        (sql.ids_json(keys),),
+        (conn.ids(keys),),
     )
     refs = {b for r in rows if (b := _spec_decoder.decode(r[0]).bundle) is not None}
     blobs = {str(r[1]) for r in rows if r[1] is not None}
@@ -195,14 +196,14 @@ def job_inputs(conn: sqlite3.Connection, job_ids: Sequence[str]) -> tuple[set[st
     return refs, blobs
 
 
-def count_by_queue(conn: sqlite3.Connection) -> dict[str, dict[str, int]]:
+def count_by_queue(conn: Tx) -> dict[str, dict[str, int]]:
     counts: dict[str, dict[str, int]] = {}
     for queue, state, n in sql.rows(conn, "SELECT queue, state, COUNT(*) FROM jobs GROUP BY queue, state"):
         counts.setdefault(queue, {})[state] = n
     return counts
 
 
-def _view(r: sqlite3.Row) -> JobView:
+def _view(r: Sequence[Any]) -> JobView:
     spec = _spec_decoder.decode(r[4])
     return JobView(
         id=str(r[0]),
@@ -242,7 +243,7 @@ _FINISHED = sql.states((JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED)
 _REPORT_KEYS = {"owner": "j.owner", "queue": "j.queue", "worker": "COALESCE(a.worker, '-')"}
 
 
-def report(conn: sqlite3.Connection, by: str, since_ms: int, owner: str | None = None) -> list[ReportRow]:
+def report(conn: Tx, by: str, since_ms: int, owner: str | None = None) -> list[ReportRow]:
     """Accounting of the attempts that ended at or after `since_ms` (of `owner`'s jobs only, unless None),
     one row per group, in one aggregate query. A job counts as finished in the group of its last attempt
     (the one whose lease is the job's): once, however many attempts it took. CPU and wall time sum what

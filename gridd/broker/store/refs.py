@@ -5,10 +5,9 @@ Rule: an id that is not one (too long, not digits) is an unknown job, never an e
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Sequence
 
-from gridd.broker.store.sql import rows
+from gridd.broker.store.sql import Tx, rows
 from gridd.protocol.errors import UnknownJob
 
 
@@ -31,7 +30,7 @@ def group_name(group_id: int | None) -> str | None:
     return None if group_id is None else f"g{group_id}"
 
 
-def expand_refs(db: sqlite3.Connection, refs: Sequence[str]) -> list[tuple[str, int | None, str | None]]:
+def expand_refs(db: Tx, refs: Sequence[str]) -> list[tuple[str, int | None, str | None]]:
     """Each ref as (ref, job id or None if unknown, group name if it came from a group), in order;
     a group stands for all its jobs. Unknown ids are kept (job id None) for the caller to refuse."""
     out: list[tuple[str, int | None, str | None]] = []

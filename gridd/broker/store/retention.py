@@ -12,17 +12,15 @@ kept in `meta`, so a restart after the newest jobs were purged never gives an id
 
 from __future__ import annotations
 
-import sqlite3
-
 from gridd.broker.schema import FINISHED_WHERE
-from gridd.broker.store.sql import ids_json
+from gridd.broker.store.sql import Tx
 
 LAST_JOB_ID = "last_job_id"
 # Word for word the WHERE of the jobs_finished index (schema.py), so SQLite uses it.
 _FINISHED = FINISHED_WHERE
 
 
-def purge_finished(db: sqlite3.Connection, cutoff_ms: int, max_jobs: int) -> list[tuple[str, str, str]]:
+def purge_finished(db: Tx, cutoff_ms: int, max_jobs: int) -> list[tuple[str, str, str]]:
     """Remove up to `max_jobs` jobs that finished before `cutoff_ms`; returns (id, queue, state) of each."""
     rows = db.execute(
         f"SELECT id, queue, state, group_id, args_blob FROM jobs WHERE {_FINISHED} AND finished_ms < ?"  # noqa: S608
@@ -31,7 +29,7 @@ def purge_finished(db: sqlite3.Connection, cutoff_ms: int, max_jobs: int) -> lis
     ).fetchall()
     if not rows:
         return []
-    ids = ids_json(r[0] for r in rows)
+    ids = db.ids(r[0] for r in rows)
     blobs = {r[4] for r in rows if r[4]}
     blobs.update(
         r[0]
@@ -56,7 +54,7 @@ def purge_finished(db: sqlite3.Connection, cutoff_ms: int, max_jobs: int) -> lis
     db.execute(
         "DELETE FROM groups WHERE id IN (SELECT value FROM json_each(?))"
         " AND NOT EXISTS (SELECT 1 FROM jobs WHERE group_id = groups.id)",
-        (ids_json({r[3] for r in rows if r[3] is not None}),),
+        (db.ids({r[3] for r in rows if r[3] is not None}),),
     )
     for blob in sorted(blobs):
         if not _referenced(db, blob):
@@ -65,7 +63,7 @@ def purge_finished(db: sqlite3.Connection, cutoff_ms: int, max_jobs: int) -> lis
     return [(str(r[0]), r[1], r[2]) for r in rows]
 
 
-def _referenced(db: sqlite3.Connection, blob: str) -> bool:
+def _referenced(db: Tx, blob: str) -> bool:
     """Whether a job that is left, a result or a bundle version still names `blob`."""
     found = db.execute(
         "SELECT EXISTS (SELECT 1 FROM jobs WHERE args_blob = ?1) OR EXISTS (SELECT 1 FROM results WHERE blob = ?1)"

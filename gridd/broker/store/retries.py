@@ -9,13 +9,12 @@ or last retried.
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterable
 
 import msgspec
 
 from gridd.broker.retry_policy import Retries, Strikes
-from gridd.broker.store.sql import ids_json, rows
+from gridd.broker.store.sql import Tx, rows
 
 
 class _RetrySpec(msgspec.Struct, frozen=True):
@@ -30,10 +29,10 @@ _strikes_decoder = msgspec.json.Decoder(dict[str, list[str]])
 _strikes_encoder = msgspec.json.Encoder()
 
 
-def policies(db: sqlite3.Connection, job_ids: Iterable[int]) -> dict[int, tuple[Retries, Strikes]]:
+def policies(db: Tx, job_ids: Iterable[int]) -> dict[int, tuple[Retries, Strikes]]:
     """The retry policy and the strikes of each of these jobs, in one read."""
     found = rows(
-        db, "SELECT id, spec, strikes FROM jobs WHERE id IN (SELECT value FROM json_each(?))", (ids_json(job_ids),)
+        db, "SELECT id, spec, strikes FROM jobs WHERE id IN (SELECT value FROM json_each(?))", (db.ids(job_ids),)
     )
     out: dict[int, tuple[Retries, Strikes]] = {}
     for job_id, spec, strikes in found:

@@ -11,7 +11,6 @@ module only keeps them.
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -20,6 +19,7 @@ import msgspec
 
 import gridd.broker.store.submit as submit
 from gridd.broker.store.schedule_rows import DueSchedule, Fired, Firing
+from gridd.broker.store.sql import Tx
 from gridd.protocol.errors import InvalidRequest, OperationRefused
 from gridd.protocol.messages import JobSpec, ScheduleRun, ScheduleView
 
@@ -32,7 +32,7 @@ _spec_decoder = msgspec.msgpack.Decoder(JobSpec)
 
 
 def add_schedule(
-    db: sqlite3.Connection,
+    db: Tx,
     name: str,
     cron: str,
     tz: str,
@@ -50,7 +50,7 @@ def add_schedule(
     return _view(row)
 
 
-def list_schedules(db: sqlite3.Connection, owner: str | None) -> list[ScheduleView]:
+def list_schedules(db: Tx, owner: str | None) -> list[ScheduleView]:
     """Every schedule by name (`owner`: only that owner's)."""
     if owner is None:
         found = db.execute(f"SELECT {_COLUMNS} FROM schedules ORDER BY name")  # noqa: S608
@@ -59,7 +59,7 @@ def list_schedules(db: sqlite3.Connection, owner: str | None) -> list[ScheduleVi
     return [_view(r) for r in found]
 
 
-def get_schedule(db: sqlite3.Connection, name: str, runs: int) -> tuple[ScheduleView, list[ScheduleRun]]:
+def get_schedule(db: Tx, name: str, runs: int) -> tuple[ScheduleView, list[ScheduleRun]]:
     """The schedule and its latest `runs` runs, the latest first, each with its job's state now."""
     row = db.execute(f"SELECT id, {_COLUMNS} FROM schedules WHERE name = ?", (name,)).fetchone()  # noqa: S608
     if row is None:
@@ -72,7 +72,7 @@ def get_schedule(db: sqlite3.Connection, name: str, runs: int) -> tuple[Schedule
     return _view(row[1:]), [ScheduleRun(slot_ms=s, job_id=str(j), state=st) for s, j, st in found]
 
 
-def change_schedule(db: sqlite3.Connection, name: str, action: str, next_slot_ms: int | None) -> ScheduleView:
+def change_schedule(db: Tx, name: str, action: str, next_slot_ms: int | None) -> ScheduleView:
     """pause; resume from `next_slot_ms`; or remove (with its runs; its jobs stay)."""
     if action == "pause":
         row = db.execute(
@@ -94,7 +94,7 @@ def change_schedule(db: sqlite3.Connection, name: str, action: str, next_slot_ms
     return _view(row)
 
 
-def due_schedules(db: sqlite3.Connection, now_ms: int, limit: int) -> list[DueSchedule]:
+def due_schedules(db: Tx, now_ms: int, limit: int) -> list[DueSchedule]:
     """Up to `limit` running schedules whose next slot is at or before `now_ms`, the earliest first."""
     found = db.execute(
         "SELECT name, cron, tz, catch_up, next_slot_ms, spec FROM schedules"
@@ -104,19 +104,19 @@ def due_schedules(db: sqlite3.Connection, now_ms: int, limit: int) -> list[DueSc
     return [DueSchedule(n, c, tz, cu, due, _spec_decoder.decode(spec)) for n, c, tz, cu, due, spec in found]
 
 
-def next_slot_ms(db: sqlite3.Connection) -> int | None:
+def next_slot_ms(db: Tx) -> int | None:
     """The earliest next slot of the running schedules (None: none has one)."""
     row = db.execute("SELECT MIN(next_slot_ms) FROM schedules WHERE paused = 0 AND next_slot_ms IS NOT NULL").fetchone()
     return None if row is None or row[0] is None else int(row[0])
 
 
-def fire_schedules(db: sqlite3.Connection, firings: Sequence[Firing], now_ms: int) -> list[Fired]:
+def fire_schedules(db: Tx, firings: Sequence[Firing], now_ms: int) -> list[Fired]:
     """Each firing whose schedule is still at its `due_ms` (and running): move it on, and submit one job
     per slot, owned by the schedule's owner and naming it. The others (raced) are left as they are."""
     return [_fire(db, f, now_ms) for f in firings]
 
 
-def _fire(db: sqlite3.Connection, f: Firing, now_ms: int) -> Fired:
+def _fire(db: Tx, f: Firing, now_ms: int) -> Fired:
     moved = db.execute(
         "UPDATE schedules SET next_slot_ms = ?, last_fired_ms = COALESCE(?, last_fired_ms)"
         " WHERE name = ? AND next_slot_ms = ? AND paused = 0 RETURNING id, spec, owner",

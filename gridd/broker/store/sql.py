@@ -1,27 +1,109 @@
-"""What every module of the SQLite store shares: a statement's rows, a list of ids for json_each, and job
-states as SQL literals.
+"""What every module of the store shares: the transaction a use case runs in (`Tx`), SQL text that differs
+between the two databases (`Fragment`), a statement's rows, and job states as SQL literals.
 
-Rule: a state is written into SQL text only through `state` and `states`, from the enum's members
-(constants, never input), so constant statements can still match a partial index's WHERE word for word.
+Rules: a use case is written once, in SQL both SQLite and PostgreSQL read: `?` placeholders, `ON CONFLICT`
+upserts, integers 0/1 for flags. Where the two differ, the statement names a Fragment (written as SQLite's
+text, so it reads as plain SQL), and the PostgreSQL transaction (pg_tx.py) puts PostgreSQL's text in its
+place. A list of ids is one parameter, made by the transaction (`Tx.ids`): JSON text that SQLite's json_each
+reads, an array for PostgreSQL. A state is written into SQL text only through `state` and `states`, from the
+enum's members (constants, never input), so constant statements can still match a partial index's WHERE
+word for word.
 """
 
 from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterable, Sequence
-from typing import Any
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any, Literal, Protocol
 
 from gridd.protocol.states import JobState
 
+Dialect = Literal["sqlite", "postgresql"]
 
-def rows(db: sqlite3.Connection, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+
+class Cursor(Protocol):
+    """What a statement gives back, the same from both drivers."""
+
+    @property
+    def rowcount(self) -> int: ...
+
+    def fetchone(self) -> Any: ...
+
+    def fetchall(self) -> list[Any]: ...
+
+    def __iter__(self) -> Iterator[Any]: ...
+
+    def close(self) -> None: ...
+
+
+class Tx(Protocol):
+    """The transaction a use case runs in (one of a group commit's savepoints)."""
+
+    dialect: Dialect
+
+    def execute(self, sql: str, params: Sequence[Any] = (), /) -> Cursor: ...
+
+    def executemany(self, sql: str, params: Iterable[Sequence[Any]], /) -> Cursor: ...
+
+    def ids(self, ids: Iterable[int]) -> Any:
+        """Integers as one parameter, read by `{IDS}`."""
+        ...
+
+    def texts(self, texts: Iterable[str]) -> Any:
+        """Strings as one parameter, read by `{TEXTS}`."""
+        ...
+
+
+class SQLiteTx:
+    """Tx on a sqlite3 connection: its own methods, bound once (no call in between)."""
+
+    dialect: Dialect = "sqlite"
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+        self.execute = conn.execute
+        self.executemany = conn.executemany
+
+    def ids(self, ids: Iterable[int]) -> str:
+        return json.dumps(list(ids))
+
+    def texts(self, texts: Iterable[str]) -> str:
+        return json.dumps(list(texts))
+
+
+# Every Fragment made, SQLite's text -> PostgreSQL's; pg_tx.py replaces them in each statement it prepares.
+FRAGMENTS: dict[str, str] = {}
+
+
+class Fragment(str):
+    """A piece of SQL the two databases spell differently: a str of SQLite's text, so that statements built
+    with it run on SQLite unchanged; PostgreSQL's text replaces it there. SQLite's text must be unique among
+    fragments and must not occur in statements by chance (a comment may mark it)."""
+
+    postgresql: str
+
+    def __new__(cls, sqlite: str, postgresql: str) -> Fragment:
+        if FRAGMENTS.get(sqlite, postgresql) != postgresql:
+            raise ValueError(f"two fragments spell {sqlite!r} for SQLite")
+        FRAGMENTS[sqlite] = postgresql
+        self = super().__new__(cls, sqlite)
+        self.postgresql = postgresql
+        return self
+
+
+# `id IN ({IDS})`, with `Tx.ids(...)` as its parameter; `{TEXTS}` the same for strings.
+IDS = Fragment("SELECT value FROM json_each(?)", "SELECT unnest(?::bigint[])")
+TEXTS = Fragment("SELECT value FROM json_each(?) /* texts */", "SELECT unnest(?::text[])")
+# Locks the rows a transaction reads to decide what it writes (other brokers on the same PostgreSQL wait);
+# SQLite has one writer, whose transactions never interleave.
+FOR_UPDATE = Fragment(" /* for update */", " FOR UPDATE")
+# For leasing: rows another broker is leasing right now are skipped, not waited for.
+SKIP_LOCKED = Fragment(" /* for update skip locked */", " FOR UPDATE SKIP LOCKED")
+
+
+def rows(db: Tx, sql: str, params: Sequence[Any] = ()) -> list[Any]:
     return db.execute(sql, params).fetchall()
-
-
-def ids_json(ids: Iterable[int]) -> str:
-    """Ids as one parameter: `id IN (SELECT value FROM json_each(?))` reads them."""
-    return json.dumps(list(ids))
 
 
 def state(member: JobState) -> str:

@@ -12,12 +12,11 @@ start time to then: a later hold and release must not put it back to wait for th
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Sequence
 
 import gridd.broker.store.flow as flow
 from gridd.broker import transitions as tr
-from gridd.broker.store.sql import rows, state
+from gridd.broker.store.sql import Tx, rows, state
 from gridd.broker.transitions import Move, Transition
 from gridd.protocol.messages import JobSpec
 from gridd.protocol.states import JobState
@@ -40,20 +39,20 @@ def ahead(spec: JobSpec, now_ms: int) -> bool:
     return spec.start_at_ms is not None and spec.start_at_ms > now_ms
 
 
-def keep_start_times(db: sqlite3.Connection, ids: Sequence[int], specs: Sequence[JobSpec]) -> None:
+def keep_start_times(db: Tx, ids: Sequence[int], specs: Sequence[JobSpec]) -> None:
     """At submit: the start time of each new job that has one (ids and specs in the same order)."""
     timed = [(s.start_at_ms, job_id) for job_id, s in zip(ids, specs, strict=True) if s.start_at_ms is not None]
     if timed:
         db.executemany("UPDATE jobs SET start_ms = ? WHERE id = ?", timed)
 
 
-def started_early(db: sqlite3.Connection, ids: Sequence[int], now_ms: int) -> None:
+def started_early(db: Tx, ids: Sequence[int], now_ms: int) -> None:
     """Scheduled jobs released before their time: their start time is now."""
     if ids:
         db.executemany("UPDATE jobs SET start_ms = ? WHERE id = ?", [(now_ms, job_id) for job_id in ids])
 
 
-def promote_due(db: sqlite3.Connection, now_ms: int, max_jobs: int) -> tuple[list[Transition], int | None]:
+def promote_due(db: Tx, now_ms: int, max_jobs: int) -> tuple[list[Transition], int | None]:
     """Queue (or set waiting, while dependencies remain) up to `max_jobs` scheduled jobs whose start time
     has come, earliest first; returns them, and the start time of the next job still scheduled (None: none)."""
     moved = sorted(rows(db, _PROMOTE_SQL, (now_ms, max_jobs)), key=lambda r: (r[4], r[0]))  # earliest first

@@ -9,7 +9,6 @@ dependencies, or cancelled at once when one of them has failed or been cancelled
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Sequence
 
 import msgspec
@@ -22,7 +21,7 @@ from gridd.broker import transitions as tr
 from gridd.broker.matching import lane_of_spec
 from gridd.broker.store.refs import group_name, parse_ref
 from gridd.broker.store.retention import LAST_JOB_ID
-from gridd.broker.store.sql import rows
+from gridd.broker.store.sql import Tx, rows
 from gridd.broker.transitions import Move, Transition
 from gridd.protocol.errors import UnknownJob
 from gridd.protocol.messages import JobSpec
@@ -38,7 +37,7 @@ _INSERT_JOB = (
 
 
 def submit_jobs(
-    db: sqlite3.Connection,
+    db: Tx,
     specs: Sequence[JobSpec],
     now_ms: int,
     *,
@@ -96,7 +95,7 @@ def submit_jobs(
     return changed, group_name(group_id)
 
 
-def last_job_id(db: sqlite3.Connection) -> int:
+def last_job_id(db: Tx) -> int:
     """The largest id given so far: of the jobs there are, or of those retention removed."""
     row = db.execute(
         "SELECT MAX(COALESCE((SELECT MAX(id) FROM jobs), 0), COALESCE((SELECT value FROM meta WHERE key = ?), 0))",
@@ -106,7 +105,7 @@ def last_job_id(db: sqlite3.Connection) -> int:
 
 
 def _group_for(
-    db: sqlite3.Connection, new_group: bool, group: str | None, max_running: int | None, now_ms: int
+    db: Tx, new_group: bool, group: str | None, max_running: int | None, now_ms: int
 ) -> tuple[int | None, int]:
     """The submission's group id, and whether its queued jobs start throttled (a capped group)."""
     if new_group:

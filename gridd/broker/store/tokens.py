@@ -9,10 +9,10 @@ replaces the old one.
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Sequence
 
 from gridd.broker.store.interface import TokenRow
+from gridd.broker.store.sql import Tx
 from gridd.protocol.errors import InvalidRequest
 from gridd.protocol.messages import TokenView
 
@@ -20,7 +20,7 @@ _COLUMNS = "id, name, role, queues, created_ms, last_used_ms, expires_ms, revoke
 
 
 def create_token(
-    db: sqlite3.Connection,
+    db: Tx,
     name: str,
     role: str,
     queues: Sequence[str],
@@ -39,11 +39,11 @@ def create_token(
     return _row(row).view
 
 
-def list_tokens(db: sqlite3.Connection) -> list[TokenView]:
+def list_tokens(db: Tx) -> list[TokenView]:
     return [_row(r).view for r in db.execute(f"SELECT {_COLUMNS} FROM tokens ORDER BY name")]  # noqa: S608
 
 
-def revoke_token(db: sqlite3.Connection, name: str, now_ms: int) -> TokenRow:
+def revoke_token(db: Tx, name: str, now_ms: int) -> TokenRow:
     """The token, revoked now (a token revoked already keeps its first revocation time)."""
     row = db.execute(
         f"UPDATE tokens SET revoked_ms = COALESCE(revoked_ms, ?) WHERE name = ? RETURNING {_COLUMNS}",  # noqa: S608
@@ -54,13 +54,13 @@ def revoke_token(db: sqlite3.Connection, name: str, now_ms: int) -> TokenRow:
     return _row(row)
 
 
-def find_token(db: sqlite3.Connection, secret_sha256: str) -> TokenRow | None:
+def find_token(db: Tx, secret_sha256: str) -> TokenRow | None:
     """The token whose secret hashes to `secret_sha256`, revoked or not; None if there is none."""
     row = db.execute(f"SELECT {_COLUMNS} FROM tokens WHERE secret_sha256 = ?", (secret_sha256,)).fetchone()  # noqa: S608
     return _row(row) if row is not None else None
 
 
-def touch_tokens(db: sqlite3.Connection, used: Sequence[tuple[int, int]]) -> None:
+def touch_tokens(db: Tx, used: Sequence[tuple[int, int]]) -> None:
     """Record when tokens were last used: (ms, token id) pairs."""
     db.executemany("UPDATE tokens SET last_used_ms = MAX(COALESCE(last_used_ms, 0), ?) WHERE id = ?", used)
 

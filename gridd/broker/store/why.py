@@ -4,13 +4,13 @@ Part of the store, run on its database thread."""
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Sequence
 
 import gridd.broker.store.reads as reads
 import gridd.broker.store.sql as sql
 from gridd.broker.store.interface import JobFacts
 from gridd.broker.store.refs import parse_job_id
+from gridd.broker.store.sql import Tx
 from gridd.protocol.messages import DependencyView
 from gridd.protocol.states import JobState
 
@@ -18,7 +18,7 @@ RUNNING_NAMED = 5  # a group at --max-running names at most this many of its run
 _GROUP_RUNNING_SQL = f"SELECT id FROM jobs WHERE group_id = ? AND state = {sql.state(JobState.RUNNING)} ORDER BY id"  # noqa: S608
 
 
-def job_facts(conn: sqlite3.Connection, job_id: str, running: Sequence[str]) -> JobFacts:
+def job_facts(conn: Tx, job_id: str, running: Sequence[str]) -> JobFacts:
     """UnknownJob if there is no such job. `running`: the ids of the jobs the connected workers run, whose
     sizes are read so that a worker's free cpus and memory can be told."""
     job, attempts = reads.get_job(conn, job_id)
@@ -41,7 +41,7 @@ def job_facts(conn: sqlite3.Connection, job_id: str, running: Sequence[str]) -> 
     sizes = sql.rows(
         conn,
         "SELECT id, cpus, memory_mb FROM jobs WHERE id IN (SELECT value FROM json_each(?))",
-        (sql.ids_json(int(j) for j in running if j.isdigit()),),
+        (conn.ids(int(j) for j in running if j.isdigit()),),
     )
     return JobFacts(
         job=job,

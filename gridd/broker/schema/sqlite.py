@@ -1,6 +1,7 @@
-"""The database schema as numbered migrations, applied in order under PRAGMA user_version.
+"""SQLite's schema as numbered migrations, applied in order under PRAGMA user_version.
 
-Rule: a released migration is never edited; a change is a new migration appended to MIGRATIONS.
+Rule: a released migration is never edited; a change is a new migration appended to MIGRATIONS, and the
+same change, under the same number, to postgresql.MIGRATIONS (tests/broker/test_schema.py checks both).
 """
 
 from __future__ import annotations

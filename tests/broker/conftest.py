@@ -1,0 +1,20 @@
+"""The broker's and the store's tests run on both store backends: SQLite, and PostgreSQL on a fresh database
+of the session's throwaway server (tests/pg_fixtures.py). Modules about one backend's own machinery run once."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.conftest import parametrize_backends
+
+# SQLite's group commit and fsync, and the schemas' own checks (which cover both lists).
+SQLITE_ONLY = frozenset({"test_group_commit", "test_schema", "test_transitions"})
+
+
+@pytest.fixture(autouse=True)
+def _on_backend(store_backend: str) -> str:
+    return store_backend
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    parametrize_backends(metafunc, SQLITE_ONLY)
