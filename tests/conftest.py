@@ -160,9 +160,17 @@ def store_backend(request: pytest.FixtureRequest) -> Iterator[str]:
         STORE["url"] = None
 
 
-def parametrize_backends(metafunc: pytest.Metafunc, sqlite_only: frozenset[str] = frozenset()) -> None:
-    """Run the tests of a folder on both backends, except the modules named in `sqlite_only`."""
-    if "store_backend" in metafunc.fixturenames and metafunc.module.__name__.rsplit(".", 1)[-1] not in sqlite_only:
+def parametrize_backends(
+    metafunc: pytest.Metafunc, sqlite_only: frozenset[str] = frozenset(), postgresql_only: frozenset[str] = frozenset()
+) -> None:
+    """Run the tests of a folder on both backends, except the modules named in `sqlite_only` (once, on SQLite)
+    and `postgresql_only` (about several brokers on one store)."""
+    if "store_backend" not in metafunc.fixturenames:
+        return
+    module = metafunc.module.__name__.rsplit(".", 1)[-1]
+    if module in postgresql_only:
+        metafunc.parametrize("store_backend", ["postgresql"], indirect=True)
+    elif module not in sqlite_only:
         metafunc.parametrize("store_backend", BACKENDS, indirect=True)
 
 

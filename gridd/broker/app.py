@@ -86,6 +86,7 @@ async def _serve(config: BrokerConfig, data_dir: Path, clock: Clock, task_status
         await tg.start(broker.promoter.run)  # its first pass queues the jobs whose time came while we were down
         await tg.start(LeaseReaper(broker, clock, config.reap_every_s).run)
         await tg.start(broker.schedules.run)  # fires the slots missed while no broker ran, then each as it comes
+        tg.start_soon(store.follow_peers, broker.from_peer, broker.recount)  # other brokers on this store, if any
         raise_open_files_limit()
         tg.start_soon(Maintenance(broker, config.maintain_every_s).run)
         credentials = Credentials(secret, store, clock)  # the cluster token, and the role tokens in the store

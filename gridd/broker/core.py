@@ -121,7 +121,12 @@ class Broker:
         self.forget_keys = housekeeping.forget_keys
         self.status = ledger.status
         self.snapshot = ledger.snapshot
+        self.from_peer = ledger.from_peer
         self.worker_views = self.workers.views
+
+    async def recount(self) -> None:
+        """Read the jobs' counts from the store afresh (another broker's changes may have been missed)."""
+        self._ledger.recount(await self.store.count_by_queue())
 
     # Since start, for metrics (read at scrape time, gridd/broker/metrics.py) and tests.
 

@@ -2,7 +2,9 @@
 
 Rule: `record` is called only with transitions whose store call has returned (committed), so a reply, an
 event or a wake-up never runs ahead of the database. The counts are read from the store once at start
-and from then on kept here alone, so a snapshot and the events after it agree exactly.
+and from then on kept here alone, so a snapshot and the events after it agree exactly. With other brokers
+on the same store (PostgreSQL), their committed changes arrive through `from_peer` and count the same; the
+counts are read afresh whenever some of theirs may have been missed (`recount`).
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from gridd.broker.finishes import FinishWatch
 from gridd.broker.observe import Observer
 from gridd.broker.promoter import Promoter
 from gridd.broker.scheduler import Dispatcher
+from gridd.broker.store.changes import PURGED
+from gridd.broker.store.interface import Announced
 from gridd.broker.transitions import Transition
 from gridd.broker.workers import WorkerRegistry
 from gridd.clock import Clock
@@ -117,6 +121,20 @@ class Ledger:
         self._dispatcher.wake(eligible=any(t.state != JobState.RUNNING for t in changed))
         if self._promoter is not None and any(t.state == JobState.SCHEDULED for t in changed):
             self._promoter.wake()  # its start time may come before the one the promoter sleeps until
+
+    def from_peer(self, announced: Announced) -> None:
+        """What another broker on the same store committed: counted, published and waking waiters here too
+        (its log lines are that broker's)."""
+        kind, changed = announced
+        if kind == PURGED:
+            self.forget([(t.job_id, t.queue, t.previous or "") for t in changed])
+        else:
+            self.record(changed, kind, log_each=False)
+
+    def recount(self, counts: dict[str, dict[str, int]]) -> None:
+        """Take the store's counts afresh (another broker's changes may have been missed meanwhile)."""
+        self.counts.clear()
+        self.counts.update(counts)
 
     def leased(self, worker: str, jobs: Sequence[LeasedJob]) -> None:
         """The dispatcher's leases, once committed: each job went from queued to running on `worker`."""

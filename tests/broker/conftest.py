@@ -7,8 +7,10 @@ import pytest
 
 from tests.conftest import parametrize_backends
 
-# SQLite's group commit and fsync, and the schemas' own checks (which cover both lists).
-SQLITE_ONLY = frozenset({"test_group_commit", "test_schema", "test_transitions"})
+# Run once: SQLite's group commit and fsync, the schemas' own checks (which cover both lists), pure code.
+SQLITE_ONLY = frozenset({"test_group_commit", "test_schema", "test_transitions", "test_changes"})
+# Several brokers on one store: only PostgreSQL can be shared.
+POSTGRESQL_ONLY = frozenset({"test_two_brokers"})
 
 
 @pytest.fixture(autouse=True)
@@ -17,4 +19,4 @@ def _on_backend(store_backend: str) -> str:
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    parametrize_backends(metafunc, SQLITE_ONLY)
+    parametrize_backends(metafunc, SQLITE_ONLY, POSTGRESQL_ONLY)

@@ -17,6 +17,7 @@ from collections.abc import Callable, Sized
 from typing import Concatenate, ParamSpec, TypeVar, cast
 
 from gridd.broker.observe import Observer
+from gridd.broker.store.changes import Changes
 from gridd.broker.store.commit import GroupCommit
 from gridd.broker.store.sql import SQLiteTx, Tx
 from gridd.broker.store.usecase import Backend, ReadNow
@@ -52,6 +53,7 @@ class Database(Backend):
         fn: Callable[Concatenate[Tx, P], T],
         durable: bool,
         read_now: ReadNow,
+        changes: Changes | None,  # one broker on its own file: nobody to tell
         /,
         *args: P.args,
         **kwargs: P.kwargs,

@@ -15,7 +15,7 @@ Rules every backend keeps (DESIGN.md):
 
 from __future__ import annotations
 
-from collections.abc import Container, Sequence
+from collections.abc import Awaitable, Callable, Container, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -39,6 +39,10 @@ from gridd.protocol.messages import (
     TaskOutcome,
     TokenView,
 )
+
+# What a use case changed, as other brokers sharing the store hear of it (changes.py): the ledger's event kind
+# (None: the one its state implies) and the jobs' transitions.
+Announced = tuple[str | None, list[Transition]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +100,15 @@ class KeyedSubmit:
 
 class Store(Protocol):
     """Every use case the broker asks of its store."""
+
+    # ---- other brokers on the same store -------------------------------------------------------------------
+
+    async def follow_peers(self, deliver: Callable[[Announced], None], resync: Callable[[], Awaitable[None]]) -> None:
+        """Until cancelled, `deliver` what other brokers sharing this store commit (each announced use case's
+        jobs, changes.py), in commit order, and call `resync` whenever some may have been missed (at the
+        start, after the link to the database came back). Returns at once for a store no other broker can
+        share (SQLite: the data dir's lock)."""
+        ...
 
     # ---- jobs in: submit ------------------------------------------------------------------------------
 

@@ -72,9 +72,12 @@ class PgGroupCommit:
     """Runs store calls in batches on one PostgreSQL connection, opened (and opened again) from `url`."""
 
     def __init__(self, url: str, observer: Observer | None = None, conn: psycopg.Connection[Any] | None = None) -> None:
-        self._url = url
+        self.url = url
         self._observer = observer or Observer()
         self._conn = conn
+        # The backend pids of every connection this store committed through: notifications from them are
+        # its own (pg_listen.py).
+        self._pids: set[int] = set() if conn is None else {conn.info.backend_pid}
         self._limiter = anyio.CapacityLimiter(1)  # one batch's SQL at a time
         self._queued: list[_Call] = []
         self._leading = False
@@ -113,6 +116,9 @@ class PgGroupCommit:
         finally:
             self._leading = False
 
+    def own_pids(self) -> set[int]:
+        return self._pids
+
     def close(self) -> None:
         if self._conn is not None:
             self._conn.close()
@@ -149,7 +155,8 @@ class PgGroupCommit:
     def _connection(self) -> psycopg.Connection[Any]:
         if self._conn is None or self._conn.closed:
             try:
-                self._conn = connect(self._url)
+                self._conn = connect(self.url)
+                self._pids.add(self._conn.info.backend_pid)
             except psycopg.OperationalError as exc:
                 raise _Lost(exc, committing=False) from exc
         return self._conn

@@ -6,16 +6,19 @@ Installed with `pip install 'gridd[postgresql]'` (psycopg 3: benchmarks/pg_drive
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Any, Concatenate, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 
 import anyio
 import psycopg
 
 from gridd.broker.observe import Observer
 from gridd.broker.schema.postgresql import migrate
+from gridd.broker.store.changes import Changes, encode
+from gridd.broker.store.interface import Announced, Store
 from gridd.broker.store.pg_commit import PgGroupCommit, connect
+from gridd.broker.store.pg_listen import CHANNEL, follow
 from gridd.broker.store.sql import Tx
 from gridd.broker.store.usecase import Backend, ReadNow
 from gridd.broker.store.usecases import UseCases
@@ -37,13 +40,36 @@ class PostgresStore(UseCases, Backend):
         fn: Callable[Concatenate[Tx, P], T],
         durable: bool,
         read_now: ReadNow,
+        changes: Changes | None,
         /,
         *args: P.args,
         **kwargs: P.kwargs,
     ) -> T:
         # Every call, reads too, goes through the group commit: a read of a few rows costs a round trip to the
         # database either way, and joins the batch of its turn.
-        return await self._commits.run(lambda tx: fn(tx, *args, **kwargs), durable=durable)
+        def body(tx: Tx) -> T:
+            result = fn(tx, *args, **kwargs)
+            if changes is not None:
+                announce(tx, changes(result, args, kwargs))
+            return result
+
+        return await self._commits.run(body, durable=durable)
+
+    async def follow_peers(self, deliver: Callable[[Announced], None], resync: Callable[[], Awaitable[None]]) -> None:
+        await follow(self._commits.url, self._commits.own_pids, deliver, resync)
+
+
+def announce(tx: Tx, announced: Announced) -> None:
+    """Tell the other brokers what this transaction changed: delivered if, and when, it commits."""
+    payloads = list(encode(announced)) if announced[1] else []
+    if payloads:
+        tx.execute(f"SELECT pg_notify('{CHANNEL}', p) FROM unnest(?::text[]) AS p", (payloads,))  # noqa: S608
+
+
+if TYPE_CHECKING:
+
+    def _implements(store: PostgresStore) -> Store:
+        return store  # mypy checks here that the store has every use case of the interface, as typed
 
 
 @asynccontextmanager

@@ -4,21 +4,32 @@ one file in WAL mode, the embedded default: a broker and its data dir, no server
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import anyio
 
 from gridd.broker.observe import Observer
 from gridd.broker.schema import migrate
 from gridd.broker.store.database import Database
+from gridd.broker.store.interface import Announced, Store
 from gridd.broker.store.usecases import UseCases
 from gridd.protocol.errors import StorageFailed
 
 
 class SQLiteStore(Database, UseCases):
     """Jobs, leases, attempts, outputs, tokens, blobs and bundles in one SQLite file (WAL)."""
+
+    async def follow_peers(self, deliver: Callable[[Announced], None], resync: Callable[[], Awaitable[None]]) -> None:
+        """No other broker shares this file (the data dir's lock): nothing to follow."""
+
+
+if TYPE_CHECKING:
+
+    def _implements(store: SQLiteStore) -> Store:
+        return store  # mypy checks here that the store has every use case of the interface, as typed
 
 
 @asynccontextmanager

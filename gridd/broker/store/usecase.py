@@ -4,7 +4,9 @@ method of the store that hands it to its backend's group commit, saying how it c
 
 Rules: a use case runs alone under a savepoint of the next group commit and returns only after COMMIT;
 `durable` ones only once the commit is on disk. `read_now` marks the small reads a backend may answer right
-away instead (SQLite: on the event loop, from its read-only connection; see database.py).
+away instead (SQLite: on the event loop, from its read-only connection; see database.py). `changes` finds the
+jobs a use case changed in its result, for a backend shared by several brokers to announce to the others in
+the same transaction (changes.py).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any, Concatenate, Literal, ParamSpec, TypeVar, overload
 
 from gridd.broker.observe import Observer
+from gridd.broker.store.changes import Changes
 from gridd.broker.store.sql import Tx
 
 P = ParamSpec("P")
@@ -34,16 +37,20 @@ class Backend:
         fn: Callable[Concatenate[Tx, P], T],
         durable: bool,
         read_now: ReadNow,
+        changes: Changes | None,
         /,
         *args: P.args,
         **kwargs: P.kwargs,
     ) -> T:
-        """Run `fn(tx, *args, **kwargs)` in the next group commit (or at once, for a read_now read)."""
+        """Run `fn(tx, *args, **kwargs)` in the next group commit (or at once, for a read_now read), and
+        announce what it changed (`changes`) if other brokers share the database."""
         raise NotImplementedError
 
 
 @overload
-def use_case(fn: Callable[Concatenate[Tx, P], T], *, durable: bool, read_now: ReadNow = "never") -> UseCase[P, T]: ...
+def use_case(
+    fn: Callable[Concatenate[Tx, P], T], *, durable: bool, read_now: ReadNow = "never", changes: Changes | None = None
+) -> UseCase[P, T]: ...
 
 
 @overload
@@ -52,6 +59,7 @@ def use_case(
     *,
     durable: bool,
     read_now: ReadNow = "never",
+    changes: Changes | None = None,
     then: Callable[[Observer, R], T],
 ) -> UseCase[P, T]: ...
 
@@ -61,6 +69,7 @@ def use_case(
     *,
     durable: bool,
     read_now: ReadNow = "never",
+    changes: Changes | None = None,
     then: Callable[[Observer, Any], Any] | None = None,
 ) -> UseCase[P, Any]:
     """The async method that runs `fn(tx, ...)` as one transaction: on disk when it returns if `durable`;
@@ -68,7 +77,7 @@ def use_case(
     what committed) and makes the method's result."""
 
     async def run(store: Backend, /, *args: P.args, **kwargs: P.kwargs) -> Any:
-        result = await store._call(fn, durable, read_now, *args, **kwargs)
+        result = await store._call(fn, durable, read_now, changes, *args, **kwargs)
         return result if then is None else then(store._observer, result)
 
     return functools.wraps(fn)(run)

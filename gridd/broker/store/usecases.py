@@ -8,10 +8,9 @@ group commit runs on their database.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import gridd.broker.store.blobs as blobs
 import gridd.broker.store.bundles as bundles
+import gridd.broker.store.changes as changes
 import gridd.broker.store.completion as completion
 import gridd.broker.store.control as control
 import gridd.broker.store.expiry as expiry
@@ -25,7 +24,6 @@ import gridd.broker.store.start_times as start_times
 import gridd.broker.store.submit as submit
 import gridd.broker.store.tokens as tokens
 import gridd.broker.store.why as why
-from gridd.broker.store.interface import Store
 from gridd.broker.store.usecase import Backend, use_case
 
 
@@ -33,27 +31,29 @@ class UseCases(Backend):
     """Jobs, leases, attempts, outputs, tokens, blobs, bundles and schedules: every use case of interface.Store."""
 
     # ---- jobs in, and leasing (a lease is not fsynced: one lost with the power is granted again) ------------
-    submit_jobs = use_case(submit.submit_jobs, durable=True)
-    submit_keyed = use_case(keys.submit_keyed, durable=True)
-    lease_jobs = use_case(leasing.lease_jobs, durable=False, then=leasing.observed)
+    submit_jobs = use_case(submit.submit_jobs, durable=True, changes=changes.submitted)
+    submit_keyed = use_case(keys.submit_keyed, durable=True, changes=changes.keyed)
+    lease_jobs = use_case(leasing.lease_jobs, durable=False, changes=changes.leased, then=leasing.observed)
     renew_leases = use_case(leasing.renew_leases, durable=False)
     next_eligible_ms = use_case(leasing.next_eligible_ms, durable=False)
-    promote_due = use_case(start_times.promote_due, durable=False)  # one lost with the power: redone at start
+    promote_due = use_case(
+        start_times.promote_due, durable=False, changes=changes.promoted
+    )  # one lost with the power: redone at start
     extend_running_leases = use_case(leasing.extend_running_leases, durable=False)
     known_lanes = use_case(lanes.known_lanes, durable=False)
     drop_lanes = use_case(lanes.drop_lanes, durable=False)
     restore_lanes = use_case(lanes.restore_lanes, durable=True)
 
     # ---- attempts end ----------------------------------------------------------------------------------------
-    complete_jobs = use_case(completion.complete_jobs, durable=True)
-    expire_leases = use_case(expiry.expire_leases, durable=True)
-    attach_worker = use_case(expiry.attach_worker, durable=True)
-    return_leases = use_case(expiry.return_leases, durable=True)
+    complete_jobs = use_case(completion.complete_jobs, durable=True, changes=changes.second)
+    expire_leases = use_case(expiry.expire_leases, durable=True, changes=changes.ended)
+    attach_worker = use_case(expiry.attach_worker, durable=True, changes=changes.second)
+    return_leases = use_case(expiry.return_leases, durable=True, changes=changes.returned)
 
     # ---- control ---------------------------------------------------------------------------------------------
-    control_jobs = use_case(control.control_jobs, durable=True)
+    control_jobs = use_case(control.control_jobs, durable=True, changes=changes.second)
     expand = use_case(control.expand, durable=False)
-    purge_finished = use_case(retention.purge_finished, durable=True)
+    purge_finished = use_case(retention.purge_finished, durable=True, changes=changes.purged)
     forget_keys = use_case(keys.forget_keys, durable=False)  # a key lost with the power is removed again
 
     # ---- reads (a few jobs by key: on the event loop) ---------------------------------------------------------
@@ -91,10 +91,4 @@ class UseCases(Backend):
     change_schedule = use_case(schedules.change_schedule, durable=True)
     due_schedules = use_case(schedules.due_schedules, durable=False)
     next_slot_ms = use_case(schedules.next_slot_ms, durable=False)
-    fire_schedules = use_case(schedules.fire_schedules, durable=True)
-
-
-if TYPE_CHECKING:
-
-    def _implements(store: UseCases) -> Store:
-        return store  # mypy checks here that the table has every use case of the interface, as typed
+    fire_schedules = use_case(schedules.fire_schedules, durable=True, changes=changes.fired)
