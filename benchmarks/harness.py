@@ -125,8 +125,10 @@ class Broker:
         return self.proc.pid
 
 
-def start_broker(data_dir: Path, *, timeout_s: float = 60.0, log_level: str = "info") -> Broker:
-    """`gridd broker --listen 127.0.0.1:0 --data-dir D`; returns once D/broker.addr exists."""
+def start_broker(
+    data_dir: Path, *, timeout_s: float = 60.0, log_level: str = "info", store: str | None = None
+) -> Broker:
+    """`gridd broker --listen 127.0.0.1:0 --data-dir D [--store URL]`; returns once D/broker.addr exists."""
     data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     seed_ca(data_dir)
     with contextlib.suppress(FileNotFoundError):
@@ -135,7 +137,10 @@ def start_broker(data_dir: Path, *, timeout_s: float = 60.0, log_level: str = "i
     log = open(log_path, "ab")  # noqa: SIM115 - the child owns it from here
     t0 = time.perf_counter()
     proc = subprocess.Popen(
-        [GRIDD, "broker", "--listen", "127.0.0.1:0", "--data-dir", str(data_dir), "--log-level", log_level],
+        [
+            *(GRIDD, "broker", "--listen", "127.0.0.1:0", "--data-dir", str(data_dir), "--log-level", log_level),
+            *(("--store", store) if store else ()),
+        ],
         stdin=subprocess.DEVNULL,
         stdout=log,
         stderr=log,

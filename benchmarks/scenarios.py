@@ -38,6 +38,7 @@ from benchmarks.harness import (
     temp_root,
 )
 from benchmarks.hops import thread_hop
+from benchmarks.pg_scenarios import run_postgresql
 from benchmarks.slow_fsync import notes as slow_fsync_notes
 from benchmarks.slow_fsync import run_slow_fsync
 
@@ -615,6 +616,10 @@ def _le(limit: float) -> Callable[[float, float | None], bool]:
     return lambda v, r: v <= limit
 
 
+def _ge(limit: float) -> Callable[[float, float | None], bool]:
+    return lambda median, ratio: median >= limit
+
+
 def _ratio_le(limit: float) -> Callable[[float, float | None], bool]:
     return lambda v, r: r is not None and r <= limit
 
@@ -639,6 +644,37 @@ def _slow_fsync_figures() -> list[Figure]:
 SCENARIOS: dict[str, Scenario] = {
     s.name: s
     for s in [
+        Scenario(
+            "postgresql",
+            "the PostgreSQL store (1 and 2 brokers, fsync on) beside SQLite: drain by fake workers, round trips",
+            [
+                Figure(
+                    "pg1_drain_jobs_s",
+                    "jobs/s",
+                    "PostgreSQL, 1 broker: drain",
+                    "sqlite_drain_jobs_s",
+                    ">= 5,000",
+                    _ge(5000),
+                ),
+                Figure("pg2_drain_jobs_s", "jobs/s", "PostgreSQL, 2 brokers: drain", "sqlite_drain_jobs_s"),
+                Figure("sqlite_drain_jobs_s", "jobs/s", "SQLite: drain"),
+                Figure("pg1_submit_jobs_s", "jobs/s", "PostgreSQL, 1 broker: submit_many", "sqlite_submit_jobs_s"),
+                Figure("pg2_submit_jobs_s", "jobs/s", "PostgreSQL, 2 brokers: submit_many", "sqlite_submit_jobs_s"),
+                Figure("sqlite_submit_jobs_s", "jobs/s", "SQLite: submit_many"),
+                Figure("pg1_rt_p50_ms", "ms", "PostgreSQL, 1 broker: round trip p50", "sqlite_rt_p50_ms"),
+                Figure("pg1_rt_p99_ms", "ms", "PostgreSQL, 1 broker: round trip p99", "sqlite_rt_p99_ms"),
+                Figure(
+                    "pg2_rt_p50_ms",
+                    "ms",
+                    "PostgreSQL, 2 brokers: round trip p50 (via A, run via B)",
+                    "sqlite_rt_p50_ms",
+                ),
+                Figure("pg2_rt_p99_ms", "ms", "PostgreSQL, 2 brokers: round trip p99", "sqlite_rt_p99_ms"),
+                Figure("sqlite_rt_p50_ms", "ms", "SQLite: round trip p50"),
+                Figure("sqlite_rt_p99_ms", "ms", "SQLite: round trip p99"),
+            ],
+            run_postgresql,
+        ),
         Scenario(
             "shell-each",
             "seq N | gridd submit --each - -- true | gridd wait -, one 2-slot worker already connected",
@@ -843,6 +879,12 @@ def figures_for(scenario: Scenario, sz: Sizes) -> list[Figure]:
             )
         figs += [Figure(f"complete_ms@{n}", "ms", f"complete 1 job, {n:,} queued") for n in sz.lease_sizes]
         return figs
+    if scenario.name == "postgresql":
+        small = sz.lease_sizes[0]
+        return scenario.figures + [
+            Figure(f"pg_lease_ms@{n}", "ms", f"PostgreSQL: lease 1 job, {n:,} queued", f"pg_lease_ms@{small}")
+            for n in sz.lease_sizes
+        ]
     if scenario.name == "broker-memory":
         n = sz.memory_jobs
         ok = _le(200) if n >= 1_000_000 else None
