@@ -127,8 +127,10 @@ class PgServer:
         fsync: bool = True,
         settings: Mapping[str, str] | None = None,
         start_timeout_s: float = 60.0,
+        standby_of: PgServer | None = None,
     ) -> None:
         self.bin_dir = find_bin_dir()
+        self.standby_of = standby_of  # a streaming replica of that server, made by pg_basebackup
         self.user = server_user()
         self.fsync = fsync
         self.settings = dict(settings or {})
@@ -236,6 +238,19 @@ class PgServer:
             raise PgServerError(f"psql failed ({done.returncode}) on {sql!r}: {done.stderr.strip()}")
         return done.stdout.strip()
 
+    def promote(self) -> None:
+        """A standby becomes a primary (`pg_ctl promote -w`): it then takes writes."""
+        done = self._run([self._bin("pg_ctl"), "promote", "-D", str(self.data_dir), "-w", "-t", "60"])
+        if done.returncode != 0:
+            raise PgServerError(f"pg_ctl promote failed: {(done.stderr or done.stdout).strip()}\n{self.log_tail()}")
+
+    def kill(self) -> None:
+        """The server dies as with a power cut of its machine: SIGKILL of the postmaster (its data dir is kept)."""
+        process = self.process or self._read_postmaster()
+        if process is not None and process.alive():
+            os.kill(process.pid, signal.SIGKILL)
+        self.process = None
+
     def create_database(self, name: str, template: str = "template1") -> None:
         self.psql(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
 
@@ -275,13 +290,18 @@ class PgServer:
         if self.user:
             entry = pwd.getpwnam(self.user)
             os.chown(self.root, entry.pw_uid, entry.pw_gid)
-        argv = [self._bin("initdb"), "-D", str(self.data_dir), "-U", SUPERUSER, "--auth=trust"]
-        argv += ["--encoding=UTF8", "--locale=C"]
-        if not self.fsync:
-            argv.append("--no-sync")
+        if self.standby_of is not None:  # a copy of the primary that follows it (-R: standby.signal, its conninfo)
+            primary = self.standby_of
+            argv = [self._bin("pg_basebackup"), "-D", str(self.data_dir), "-h", "127.0.0.1", "-p", str(primary.port)]
+            argv += ["-U", SUPERUSER, "-R", "-X", "stream", "--no-sync"]
+        else:
+            argv = [self._bin("initdb"), "-D", str(self.data_dir), "-U", SUPERUSER, "--auth=trust"]
+            argv += ["--encoding=UTF8", "--locale=C"]
+            if not self.fsync:
+                argv.append("--no-sync")
         done = self._run(argv)
         if done.returncode != 0:
-            raise PgServerError(f"initdb failed ({done.returncode}): {(done.stderr or done.stdout).strip()[-2000:]}")
+            raise PgServerError(f"{argv[0]} failed ({done.returncode}): {(done.stderr or done.stdout).strip()[-2000:]}")
         conf = {
             "listen_addresses": "'127.0.0.1'",
             "unix_socket_directories": f"'{self.socket_dir}'",
