@@ -35,6 +35,7 @@ from gridd.broker.scheduler import Dispatcher
 from gridd.broker.schedules import Schedules
 from gridd.broker.settings import BrokerSettings
 from gridd.broker.store import Store
+from gridd.broker.store.interface import Announced
 from gridd.broker.token_desk import TokenDesk
 from gridd.broker.token_sessions import TokenSessions
 from gridd.broker.worker_desk import WorkerDesk
@@ -121,8 +122,14 @@ class Broker:
         self.forget_keys = housekeeping.forget_keys
         self.status = ledger.status
         self.snapshot = ledger.snapshot
-        self.from_peer = ledger.from_peer
         self.worker_views = self.workers.views
+
+    async def from_peer(self, announced: Announced) -> None:
+        """What another broker on the same store committed. New jobs may be in lanes this broker has not seen
+        (a task module, a --require): those are read first, so the dispatcher the ledger wakes can lease them."""
+        if any(t.previous is None for t in announced[1]):
+            self.lanes.add(await self.store.known_lanes())
+        self._ledger.from_peer(announced)
 
     async def recount(self) -> None:
         """Read the jobs' counts from the store afresh (another broker's changes may have been missed)."""

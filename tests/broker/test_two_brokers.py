@@ -77,3 +77,19 @@ async def test_events_and_counts_on_one_broker_include_what_happens_through_the_
         assert seen == [("job.submitted", i) for i in ids] + [("job.held", ids[0])]
         assert status.counts[JobState.QUEUED] == 2
         assert status.counts[JobState.HELD] == 1
+
+
+async def test_a_job_in_a_lane_one_broker_never_saw_is_leased_by_it_once_submitted_through_the_other(
+    tmp_path: Path,
+) -> None:
+    """A --require'd job is in a lane of its own; the broker of the worker learns it from the store."""
+    async with (
+        running_broker(tmp_path / "a") as a,
+        running_broker(tmp_path / "b") as b,
+        running_worker(tmp_path / "w", a.addr, slots=1, tags={"gpu": "1"}),
+        client_of(b) as on_b,
+    ):
+        with anyio.fail_after(DEADLINE_S):
+            [job] = await on_b.submit_many([JobSpec(argv=["true"], requires={"gpu": "1"})])
+            [view] = await on_b.wait([job])
+        assert (view.state, view.worker) == (JobState.SUCCEEDED, "w1")

@@ -103,7 +103,9 @@ class Store(Protocol):
 
     # ---- other brokers on the same store -------------------------------------------------------------------
 
-    async def follow_peers(self, deliver: Callable[[Announced], None], resync: Callable[[], Awaitable[None]]) -> None:
+    async def follow_peers(
+        self, deliver: Callable[[Announced], Awaitable[None]], resync: Callable[[], Awaitable[None]]
+    ) -> None:
         """Until cancelled, `deliver` what other brokers sharing this store commit (each announced use case's
         jobs, changes.py), in commit order, and call `resync` whenever some may have been missed (at the
         start, after the link to the database came back). Returns at once for a store no other broker can

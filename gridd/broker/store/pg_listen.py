@@ -28,7 +28,7 @@ RETRY_S = (0.1, 5.0)  # reconnect backoff: first, most
 async def follow(
     url: str,
     own: Callable[[], Container[int]],
-    deliver: Callable[[Announced], None],
+    deliver: Callable[[Announced], Awaitable[None]],
     resync: Callable[[], Awaitable[None]],
 ) -> None:
     """Until cancelled: deliver each change other brokers commit; reconnect with backoff when the link drops."""
@@ -44,9 +44,11 @@ async def follow(
                     if note.pid in own():
                         continue
                     try:
-                        deliver(decode(note.payload))
+                        announced = decode(note.payload)
                     except ValueError as exc:  # a payload we cannot read: another version's, or not ours
                         log.warning("store.peer_change_unreadable", error=str(exc), pid=note.pid)
+                        continue
+                    await deliver(announced)
         except psycopg.Error as exc:
             log.warning("store.peers_unreachable", error=str(exc).strip().splitlines()[0], retry_in_s=delay)
         await anyio.sleep(delay)

@@ -55,7 +55,9 @@ class PostgresStore(UseCases, Backend):
 
         return await self._commits.run(body, durable=durable)
 
-    async def follow_peers(self, deliver: Callable[[Announced], None], resync: Callable[[], Awaitable[None]]) -> None:
+    async def follow_peers(
+        self, deliver: Callable[[Announced], Awaitable[None]], resync: Callable[[], Awaitable[None]]
+    ) -> None:
         await follow(self._commits.url, self._commits.own_pids, deliver, resync)
 
 

@@ -22,7 +22,9 @@ from gridd.protocol.errors import StorageFailed
 class SQLiteStore(Database, UseCases):
     """Jobs, leases, attempts, outputs, tokens, blobs and bundles in one SQLite file (WAL)."""
 
-    async def follow_peers(self, deliver: Callable[[Announced], None], resync: Callable[[], Awaitable[None]]) -> None:
+    async def follow_peers(
+        self, deliver: Callable[[Announced], Awaitable[None]], resync: Callable[[], Awaitable[None]]
+    ) -> None:
         """No other broker shares this file (the data dir's lock): nothing to follow."""
 
 
