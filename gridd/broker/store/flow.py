@@ -36,12 +36,13 @@ _UNBLOCK_SQL = (
     f"UPDATE jobs SET state = {state(_UNBLOCKED)}, throttled = {THROTTLED}"  # noqa: S608
     f" WHERE id IN (SELECT value FROM json_each(?)) AND state = {state(_WAITING)} RETURNING id, queue, attempts"
 )
-# The dependents locked (not the deps rows), so that two brokers dooming one job at once cancel it once.
-_FOR_UPDATE_OF_JOBS = Fragment(" /* for update of j */", " FOR UPDATE OF j")
+# The dependents locked in the order of their ids (not the deps rows), so that two brokers dooming one job at
+# once cancel it once (SQLite's rows stay unsorted: its transactions never interleave).
+_BY_ID_FOR_UPDATE_OF_JOBS = Fragment(" /* by id, for update of j */", " ORDER BY j.id FOR UPDATE OF j")
 _DOOMED_SQL = (
     "SELECT d.dep_id, j.id, j.state, j.queue, j.attempts FROM deps d JOIN jobs j ON j.id = d.job_id"  # noqa: S608
     f" WHERE d.dep_id IN (SELECT value FROM json_each(?)) AND j.state IN {states(sorted(tr.sources(Move.DEP_LOST)))}"
-    f" ORDER BY j.id, d.dep_id{_FOR_UPDATE_OF_JOBS}"
+    f"{_BY_ID_FOR_UPDATE_OF_JOBS}"
 )
 # A group's tokens are held by its running jobs and its queued jobs that are not throttled.
 _TOKENS_HELD_SQL = (

@@ -88,10 +88,8 @@ def submit_jobs(
             blobs.blob_size(db, s.task.args_blob)  # refuses a payload that was never uploaded
     db.executemany(_INSERT_JOB, new)
     start_times.keep_start_times(db, [r[0] for r in new], specs)
-    db.executemany(
-        "INSERT INTO lanes (queue, lane) VALUES (?, ?) ON CONFLICT DO NOTHING",
-        dict.fromkeys((r[2], r[12]) for r in new),
-    )
+    lanes = dict.fromkeys((r[2], r[12]) for r in new)
+    db.executemany("INSERT INTO lanes (queue, lane) VALUES (?, ?) ON CONFLICT DO NOTHING", lanes)
     if deps:
         db.executemany("INSERT INTO deps (job_id, dep_id) VALUES (?, ?)", [(r[0], key) for r in new for key, _ in deps])
     flow.rebalance(db, [new[0][0]] if group_id is not None else [])
@@ -106,6 +104,24 @@ def last_job_id(db: Tx) -> int:
         (LAST_JOB_ID,),
     ).fetchone()
     return max(int(row[0]), int(row[1]))
+
+
+def _group_for(
+    db: Tx, new_group: bool, group: str | None, max_running: int | None, now_ms: int
+) -> tuple[int | None, int]:
+    """The submission's group id, and whether its queued jobs start throttled (a capped group)."""
+    if new_group:
+        found = rows(
+            db, "INSERT INTO groups (max_running, submitted_ms) VALUES (?, ?) RETURNING id", (max_running, now_ms)
+        )
+        return int(found[0][0]), int(max_running is not None)
+    if group is None:
+        return None, 0
+    kind, key = parse_ref(group)
+    found = rows(db, "SELECT max_running FROM groups WHERE id = ?", (key,)) if kind == "group" else []
+    if not found:
+        raise UnknownJob(f"no group has id {group!r}")
+    return key, int(found[0][0] is not None)
 
 
 def _take_ids(db: Tx, count: int) -> int:
@@ -131,21 +147,3 @@ def _take_ids(db: Tx, count: int) -> int:
 _TAKE_IDS = (
     "UPDATE meta SET value = GREATEST(value, (SELECT COALESCE(MAX(id), 0) FROM jobs)) + ? WHERE key = ? RETURNING value"
 )
-
-
-def _group_for(
-    db: Tx, new_group: bool, group: str | None, max_running: int | None, now_ms: int
-) -> tuple[int | None, int]:
-    """The submission's group id, and whether its queued jobs start throttled (a capped group)."""
-    if new_group:
-        found = rows(
-            db, "INSERT INTO groups (max_running, submitted_ms) VALUES (?, ?) RETURNING id", (max_running, now_ms)
-        )
-        return int(found[0][0]), int(max_running is not None)
-    if group is None:
-        return None, 0
-    kind, key = parse_ref(group)
-    found = rows(db, "SELECT max_running FROM groups WHERE id = ?", (key,)) if kind == "group" else []
-    if not found:
-        raise UnknownJob(f"no group has id {group!r}")
-    return key, int(found[0][0] is not None)
