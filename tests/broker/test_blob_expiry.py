@@ -7,6 +7,7 @@ import hashlib
 import sqlite3
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from gridd.client import bundles
@@ -14,7 +15,7 @@ from gridd.client.blobs import download
 from gridd.client.connection import Connection
 from gridd.protocol.messages import PutBlob
 from tests.clock import FakeClock
-from tests.conftest import client_of, running_broker, running_worker
+from tests.conftest import STORE, client_of, running_broker, running_worker
 
 pytestmark = pytest.mark.anyio
 
@@ -25,6 +26,19 @@ async def put(conn: Connection, blob: str, size: int, offset: int = 0, data: byt
     """One raw PutBlob, as any peer holding the token may send it; returns the bytes the broker holds."""
     reply = await conn.request(lambda rid: PutBlob(rid=rid, blob=blob, size=size, offset=offset, data=data))
     return int(reply.have)
+
+
+def blob_rows(data_dir: Path, blob: str) -> tuple[int, int]:
+    """The broker's rows of one blob (its pieces, itself), read beside it (SQLite file, or PostgreSQL)."""
+    pieces = "SELECT COUNT(*) FROM blob_chunks WHERE blob = %s"
+    blobs = "SELECT COUNT(*) FROM blobs WHERE id = %s"
+    if STORE["url"] is not None:
+        with psycopg.connect(STORE["url"]) as pg:
+            found = [pg.execute(sql.encode(), (blob,)).fetchone() for sql in (pieces, blobs)]
+    else:
+        with sqlite3.connect(data_dir / "gridd.db") as db:
+            found = [db.execute(sql.replace("%s", "?"), (blob,)).fetchone() for sql in (pieces, blobs)]
+    return int(found[0][0]), int(found[1][0])  # type: ignore[index]
 
 
 async def test_a_false_size_for_the_empty_file_does_not_block_a_bundle_holding_an_empty_file(tmp_path: Path) -> None:
@@ -74,8 +88,5 @@ async def test_a_partial_upload_nobody_writes_to_for_an_hour_is_dropped(tmp_path
         assert await put(c.connection, blob, 100) == 60
         clock.advance(2 * 60)
         assert await put(c.connection, EMPTY, 0) == 0  # any upload drops what expired
-        with sqlite3.connect(b.data_dir / "gridd.db") as db:
-            held = db.execute("SELECT COUNT(*) FROM blob_chunks WHERE blob = ?", (blob,)).fetchone()[0]
-            rows = db.execute("SELECT COUNT(*) FROM blobs WHERE id = ?", (blob,)).fetchone()[0]
-        assert (held, rows) == (0, 0)
+        assert blob_rows(b.data_dir, blob) == (0, 0)
         assert await put(c.connection, blob, 100) == 0  # a resumed upload starts over

@@ -10,6 +10,7 @@ import sqlite3
 from pathlib import Path
 
 import anyio
+import psycopg
 import pytest
 import structlog
 
@@ -19,7 +20,7 @@ from gridd.client.submits import CHUNK_BYTES, chunks
 from gridd.protocol.errors import InvalidRequest, KeyConflict
 from gridd.protocol.messages import JobSpec
 from tests.clock import FakeClock
-from tests.conftest import client_of, running_broker, running_worker
+from tests.conftest import STORE, client_of, running_broker, running_worker
 from tests.tasks.sample import size_of
 
 MIB = 1024 * 1024
@@ -27,6 +28,10 @@ Q = "nobody-serves-this"  # no worker: the jobs stay queued
 
 
 def key_rows(data_dir: Path) -> int:
+    """How many keys the broker's store holds, read beside it (its SQLite file, or the test's PostgreSQL)."""
+    if STORE["url"] is not None:
+        with psycopg.connect(STORE["url"]) as pg:
+            return int(pg.execute("SELECT COUNT(*) FROM submit_keys").fetchone()[0])  # type: ignore[index]
     with sqlite3.connect(f"file:{data_dir / 'gridd.db'}?mode=ro", uri=True) as db:
         return int(db.execute("SELECT COUNT(*) FROM submit_keys").fetchone()[0])
 

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 import msgspec
 
 from gridd.broker.store.refs import parse_job_id
-from gridd.broker.store.sql import Tx, states
+from gridd.broker.store.sql import FOR_UPDATE, Tx, states
 from gridd.protocol.errors import InvalidRequest, UnknownBlob, UnknownJob
 from gridd.protocol.messages import TaskError, TaskOutcome
 from gridd.protocol.states import FINISHED, JobState
@@ -38,7 +38,8 @@ def put_blob(db: Tx, blob: str, size: int, offset: int, data: bytes, now_ms: int
     """Keep one piece; returns the bytes held from the start, and False if the finished content did not
     hash to `blob` (then nothing of it is kept, and the upload must start again)."""
     _expire_partials(db, now_ms - PARTIAL_BLOB_TTL_MS)
-    row = db.execute("SELECT size, have FROM blobs WHERE id = ?", (blob,)).fetchone()
+    # Locked: another broker taking a piece of this blob at once waits, then goes on from what this one did.
+    row = db.execute(f"SELECT size, have FROM blobs WHERE id = ?{FOR_UPDATE}", (blob,)).fetchone()  # noqa: S608
     if row is not None and row[0] != size and row[1] < row[0]:
         _drop(db, blob)  # two sizes for one sha256: at most one is true, and the partial proves nothing
         row = None
@@ -55,7 +56,7 @@ def put_blob(db: Tx, blob: str, size: int, offset: int, data: bytes, now_ms: int
     if offset + len(data) > size:
         raise InvalidRequest(f"a piece of blob {blob[:12]} runs past its size ({offset + len(data)} > {size})")
     if data:
-        db.execute("INSERT INTO blob_chunks (blob, offset, data) VALUES (?, ?, ?)", (blob, offset, data))
+        db.execute('INSERT INTO blob_chunks (blob, "offset", data) VALUES (?, ?, ?)', (blob, offset, data))
     have += len(data)
     if have == size and _content_hash(db, blob) != blob:
         _drop(db, blob)
@@ -71,7 +72,7 @@ def get_blob(db: Tx, blob: str, offset: int) -> tuple[int, bytes]:
     if offset >= size:
         return size, b""
     row = db.execute(
-        "SELECT offset, data FROM blob_chunks WHERE blob = ? AND offset <= ? ORDER BY offset DESC LIMIT 1",
+        'SELECT "offset", data FROM blob_chunks WHERE blob = ? AND "offset" <= ? ORDER BY "offset" DESC LIMIT 1',
         (blob, offset),
     ).fetchone()
     return size, bytes(row[1][offset - row[0] :])
@@ -88,7 +89,9 @@ def blob_size(db: Tx, blob: str) -> int:
 def blob_head(db: Tx, blob: str, length: int) -> bytes:
     """The first `length` bytes of a complete blob (fewer if it is shorter)."""
     blob_size(db, blob)
-    row = db.execute("SELECT substr(data, 1, ?) FROM blob_chunks WHERE blob = ? AND offset = 0", (length, blob))
+    row = db.execute(
+        'SELECT substr(data, 1, CAST(? AS INTEGER)) FROM blob_chunks WHERE blob = ? AND "offset" = 0', (length, blob)
+    )
     found = row.fetchone()
     return bytes(found[0]) if found else b""
 
@@ -163,6 +166,6 @@ def _drop(db: Tx, blob: str) -> None:
 
 def _content_hash(db: Tx, blob: str) -> str:
     digest = hashlib.sha256()
-    for (data,) in db.execute("SELECT data FROM blob_chunks WHERE blob = ? ORDER BY offset", (blob,)):
+    for (data,) in db.execute('SELECT data FROM blob_chunks WHERE blob = ? ORDER BY "offset"', (blob,)):
         digest.update(data)
     return digest.hexdigest()

@@ -57,10 +57,10 @@ def push_bundle(db: Tx, name: str, files: Sequence[BundleFile], now_ms: int) -> 
 
 def list_bundles(db: Tx, name: str | None) -> list[BundleView]:
     """Every version (of bundle `name`, if given), by name then version."""
-    rows = db.execute(
-        f"SELECT {_VIEW} FROM bundles WHERE ?1 IS NULL OR name = ?1 ORDER BY name, version",  # noqa: S608
-        (name,),
-    ).fetchall()
+    if name is None:
+        rows = db.execute(f"SELECT {_VIEW} FROM bundles ORDER BY name, version").fetchall()  # noqa: S608
+    else:
+        rows = db.execute(f"SELECT {_VIEW} FROM bundles WHERE name = ? ORDER BY version", (name,)).fetchall()  # noqa: S608
     if name is not None and not rows:
         raise UnknownBundle(f"no bundle is named {name!r}; push one with: gridd bundle push {name} DIR")
     return [_view(r) for r in rows]
@@ -70,9 +70,9 @@ def get_bundle(db: Tx, ref: str) -> tuple[BundleView, list[BundleFile]]:
     """The version `ref` names ("NAME@N", or "NAME": the latest) and its files."""
     name, version = split_ref(ref)
     row = db.execute(
-        f"SELECT {_VIEW}, manifest FROM bundles WHERE name = ? AND (?2 IS NULL OR version = ?2)"  # noqa: S608
+        f"SELECT {_VIEW}, manifest FROM bundles WHERE name = ? AND (CAST(? AS BIGINT) IS NULL OR version = ?)"  # noqa: S608
         " ORDER BY version DESC LIMIT 1",
-        (name, version),
+        (name, version, version),
     ).fetchone()
     if row is None:
         raise UnknownBundle(_unknown(name, version))
@@ -94,7 +94,8 @@ def pin_bundles(db: Tx, specs: Sequence[JobSpec]) -> list[JobSpec]:
         if ref is None:
             name, version = split_ref(spec.bundle)
             row = db.execute(
-                "SELECT MAX(version) FROM bundles WHERE name = ? AND (?2 IS NULL OR version = ?2)", (name, version)
+                "SELECT MAX(version) FROM bundles WHERE name = ? AND (CAST(? AS BIGINT) IS NULL OR version = ?)",
+                (name, version, version),
             ).fetchone()
             if row is None or row[0] is None:
                 raise UnknownBundle(_unknown(name, version))

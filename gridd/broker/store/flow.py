@@ -9,6 +9,11 @@ or cancelled job cancels its waiting (or held) dependents, transitively, with a 
 Rule for --max-running N: a group holds N tokens. A job holds one while it is running or queued with
 `throttled = 0`; only such queued jobs are in the leasing index. When a token frees up (a job finished,
 was held or cancelled), the next throttled queued job of the group (priority, then age) takes it.
+
+Several brokers on one database decide one after the other: what is read to decide is locked until the
+decision commits (a submit's dependencies, the dependents a failure dooms, a capped group while its free
+tokens are counted and passed on), so two completions at once never both cancel a job, nor leave a token
+unpassed because each counted the other's job as still running.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from collections.abc import Sequence
 
 from gridd.broker import transitions as tr
 from gridd.broker.store.refs import expand_refs
-from gridd.broker.store.sql import Tx, rows, state, states
+from gridd.broker.store.sql import FOR_UPDATE, Fragment, Tx, rows, state, states
 from gridd.broker.transitions import Move, Transition
 from gridd.protocol.errors import UnknownJob
 from gridd.protocol.states import JobState
@@ -31,14 +36,25 @@ _UNBLOCK_SQL = (
     f"UPDATE jobs SET state = {state(_UNBLOCKED)}, throttled = {THROTTLED}"  # noqa: S608
     f" WHERE id IN (SELECT value FROM json_each(?)) AND state = {state(_WAITING)} RETURNING id, queue, attempts"
 )
+# The dependents locked in the order of their ids (not the deps rows), so that two brokers dooming one job at
+# once cancel it once (SQLite's rows stay unsorted: its transactions never interleave).
+_BY_ID_FOR_UPDATE_OF_JOBS = Fragment(" /* by id, for update of j */", " ORDER BY j.id FOR UPDATE OF j")
 _DOOMED_SQL = (
     "SELECT d.dep_id, j.id, j.state, j.queue, j.attempts FROM deps d JOIN jobs j ON j.id = d.job_id"  # noqa: S608
     f" WHERE d.dep_id IN (SELECT value FROM json_each(?)) AND j.state IN {states(sorted(tr.sources(Move.DEP_LOST)))}"
+    f"{_BY_ID_FOR_UPDATE_OF_JOBS}"
 )
 # A group's tokens are held by its running jobs and its queued jobs that are not throttled.
 _TOKENS_HELD_SQL = (
-    f"SELECT COUNT(*) FROM jobs WHERE group_id = ?1 AND (state = {state(JobState.RUNNING)}"  # noqa: S608
+    f"SELECT COUNT(*) FROM jobs WHERE group_id = ? AND (state = {state(JobState.RUNNING)}"  # noqa: S608
     f" OR (state = {state(JobState.QUEUED)} AND throttled = 0))"
+)
+_DEPENDENCIES_SQL = f"SELECT id, state FROM jobs WHERE id IN (SELECT value FROM json_each(?)) ORDER BY id{FOR_UPDATE}"  # noqa: S608
+# The capped groups of some jobs, locked while their free tokens are counted and passed on: two brokers
+# freeing tokens of one group at once count them one after the other, each seeing what the other did.
+_CAPPED_GROUPS_SQL = (
+    "SELECT id, max_running FROM groups WHERE id IN (SELECT group_id FROM jobs"  # noqa: S608
+    f" WHERE id IN (SELECT value FROM json_each(?))) AND max_running IS NOT NULL ORDER BY id{FOR_UPDATE}"
 )
 _PASS_TOKENS_SQL = (
     "UPDATE jobs SET throttled = 0 WHERE id IN (SELECT id FROM jobs WHERE group_id = ?"  # noqa: S608
@@ -53,7 +69,9 @@ def dependency_states(db: Tx, refs: Sequence[str]) -> list[tuple[int, str]]:
         if key is None:
             raise UnknownJob(f"cannot wait for {ref!r}: no job or group has that id")
     keys = sorted({key for _, key, _ in expanded if key is not None})
-    found = dict(rows(db, "SELECT id, state FROM jobs WHERE id IN (SELECT value FROM json_each(?))", (db.ids(keys),)))
+    # Locked until the submit commits: a dependency that ends meanwhile (through another broker) waits for
+    # it, and then finds the new dependents among its own (or this read finds it ended).
+    found = dict(rows(db, _DEPENDENCIES_SQL, (db.ids(keys),)))
     for key in keys:
         if key not in found:
             raise UnknownJob(f"cannot wait for {key}: no job has that id")
@@ -78,10 +96,10 @@ def _unblock(db: Tx, succeeded: list[int]) -> list[Transition]:
     updated = rows(
         db,
         "UPDATE jobs SET pending_deps = pending_deps - (SELECT COUNT(*) FROM deps d WHERE d.job_id = jobs.id"
-        " AND d.dep_id IN (SELECT value FROM json_each(?1)))"
-        " WHERE id IN (SELECT job_id FROM deps WHERE dep_id IN (SELECT value FROM json_each(?1)))"
+        " AND d.dep_id IN (SELECT value FROM json_each(?)))"
+        " WHERE id IN (SELECT job_id FROM deps WHERE dep_id IN (SELECT value FROM json_each(?)))"
         " RETURNING id, state, pending_deps",
-        (db.ids(succeeded),),
+        (db.ids(succeeded), db.ids(succeeded)),
     )
     ready = [int(r[0]) for r in updated if r[1] == _WAITING and r[2] == 0]
     if not ready:
@@ -120,12 +138,7 @@ def rebalance(db: Tx, job_ids: Sequence[int]) -> None:
     """Give the free tokens of these jobs' capped groups to their next throttled queued jobs."""
     if not job_ids:
         return
-    groups = rows(
-        db,
-        "SELECT DISTINCT g.id, g.max_running FROM jobs j JOIN groups g ON g.id = j.group_id"
-        " WHERE j.id IN (SELECT value FROM json_each(?)) AND g.max_running IS NOT NULL",
-        (db.ids(job_ids),),
-    )
+    groups = rows(db, _CAPPED_GROUPS_SQL, (db.ids(job_ids),))
     for group_id, max_running in groups:
         held = rows(db, _TOKENS_HELD_SQL, (group_id,))
         free = int(max_running) - int(held[0][0])

@@ -1,4 +1,4 @@
-"""Idempotent submit: a submit under a key, and the expiry of keys. Part of the SQLite store.
+"""Idempotent submit: a submit under a key, and the expiry of keys. Part of the store.
 
 Rules: a key is its owner's (the credential's name): two owners' keys never meet, and none can learn
 whether another used a key. The key is checked and kept in the same transaction as the jobs it makes,
@@ -6,6 +6,9 @@ so a submit that committed always left its key, and a key never names jobs that 
 per request of the submit (`part`: a large submit travels in chunks); the ids a request made are
 consecutive (submit.py gives them in order), kept as the first and how many. A key past its expiry is
 as good as gone: the next submit under it removes it and makes jobs; retention removes the rest.
+Two brokers submitting under one key at once both make jobs, but only one key row can be inserted: the
+other's insert breaks the unique key, its transaction is rolled back and run again (pg_commit), and then
+finds the first one's key, so one set of jobs is made.
 """
 
 from __future__ import annotations

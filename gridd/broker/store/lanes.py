@@ -1,5 +1,5 @@
 """The lanes table: every (queue, lane) that holds a job someone may lease, read once at start (the
-broker keeps its own copy current). Part of the SQLite store, run inside its transactions.
+broker keeps its own copy current). Part of the store, run inside its transactions.
 
 Rule: a submit adds its lanes in the transaction that inserts its jobs (submit.py); the lanes of queues
 with no job left to lease are dropped (Broker.drop_idle_lanes decides which), and a retried job's lane is
@@ -33,5 +33,5 @@ def restore_lanes(db: Tx, job_ids: Sequence[str]) -> list[Lane]:
             (db.ids(parse_job_id(j) for j in job_ids),),
         )
     ]
-    db.executemany("INSERT OR IGNORE INTO lanes (queue, lane) VALUES (?, ?)", lanes)
+    db.executemany("INSERT INTO lanes (queue, lane) VALUES (?, ?) ON CONFLICT DO NOTHING", lanes)
     return lanes

@@ -1,4 +1,4 @@
-"""Periodic schedules: kept, listed, changed, and their slots fired. Part of the SQLite store.
+"""Periodic schedules: kept, listed, changed, and their slots fired. Part of the store.
 
 Rules: a slot fires in one transaction with the job it submits: a conditional UPDATE moves the schedule
 from the slot due to the next (`WHERE name = ? AND next_slot_ms = <due>`), and only the caller whose
@@ -118,7 +118,7 @@ def fire_schedules(db: Tx, firings: Sequence[Firing], now_ms: int) -> list[Fired
 
 def _fire(db: Tx, f: Firing, now_ms: int) -> Fired:
     moved = db.execute(
-        "UPDATE schedules SET next_slot_ms = ?, last_fired_ms = COALESCE(?, last_fired_ms)"
+        "UPDATE schedules SET next_slot_ms = ?, last_fired_ms = COALESCE(CAST(? AS BIGINT), last_fired_ms)"
         " WHERE name = ? AND next_slot_ms = ? AND paused = 0 RETURNING id, spec, owner",
         (f.next_ms, f.slots[-1] if f.slots else None, f.name, f.due_ms),
     ).fetchone()

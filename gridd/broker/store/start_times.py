@@ -1,5 +1,5 @@
 """Delayed jobs (submit --at/--in): a job's start time kept at submit, and the jobs whose time came queued
-in batches. Part of the SQLite store.
+in batches. Part of the store.
 
 Rules: a job with a start time still ahead is `scheduled` (the transition table says so); `start_ms`
 holds that time, and only the jobs_scheduled index ((state, start_ms) WHERE state = 'scheduled') is read

@@ -1,7 +1,8 @@
-"""Submit: jobs in, in one transaction with their dependencies, group and lanes. Part of the SQLite store.
+"""Submit: jobs in, in one transaction with their dependencies, group and lanes. Part of the store.
 
 Rules: ids are given in order and never twice: the next is one past the largest ever given, of the jobs
-there are or of those retention removed (kept in `meta`). A job's bundle is pinned to a version here, so
+there are or of those retention removed (kept in `meta`); one submit's ids are consecutive, whichever
+broker takes them (`_take_ids`). A job's bundle is pinned to a version here, so
 its retries run the same files; a task's arguments blob must be complete before a job names it. A job
 starts as the transition table says: queued, scheduled until its start time, waiting for its
 dependencies, or cancelled at once when one of them has failed or been cancelled already.
@@ -58,7 +59,7 @@ def submit_jobs(
         state, reason, finished = tr.step(tr.NEW, Move.SUBMIT, pending_deps=len(unmet)), None, None
     # A job whose start time is ahead (submit --at/--in) is scheduled instead (start_times.py).
     ahead = [dead is None and start_times.ahead(s, now_ms) for s in specs]
-    first = last_job_id(db) + 1
+    first = _take_ids(db, len(specs))
     new = [
         (
             first + i,
@@ -87,7 +88,8 @@ def submit_jobs(
             blobs.blob_size(db, s.task.args_blob)  # refuses a payload that was never uploaded
     db.executemany(_INSERT_JOB, new)
     start_times.keep_start_times(db, [r[0] for r in new], specs)
-    db.executemany("INSERT OR IGNORE INTO lanes (queue, lane) VALUES (?, ?)", dict.fromkeys((r[2], r[12]) for r in new))
+    lanes = dict.fromkeys((r[2], r[12]) for r in new)
+    db.executemany("INSERT INTO lanes (queue, lane) VALUES (?, ?) ON CONFLICT DO NOTHING", lanes)
     if deps:
         db.executemany("INSERT INTO deps (job_id, dep_id) VALUES (?, ?)", [(r[0], key) for r in new for key, _ in deps])
     flow.rebalance(db, [new[0][0]] if group_id is not None else [])
@@ -98,10 +100,10 @@ def submit_jobs(
 def last_job_id(db: Tx) -> int:
     """The largest id given so far: of the jobs there are, or of those retention removed."""
     row = db.execute(
-        "SELECT MAX(COALESCE((SELECT MAX(id) FROM jobs), 0), COALESCE((SELECT value FROM meta WHERE key = ?), 0))",
+        "SELECT COALESCE((SELECT MAX(id) FROM jobs), 0), COALESCE((SELECT value FROM meta WHERE key = ?), 0)",
         (LAST_JOB_ID,),
     ).fetchone()
-    return int(row[0])
+    return max(int(row[0]), int(row[1]))
 
 
 def _group_for(
@@ -120,3 +122,28 @@ def _group_for(
     if not found:
         raise UnknownJob(f"no group has id {group!r}")
     return key, int(found[0][0] is not None)
+
+
+def _take_ids(db: Tx, count: int) -> int:
+    """The first of `count` consecutive new ids (keys.py relies on their being consecutive).
+
+    SQLite has one writer: one past the largest id given is free. On PostgreSQL several brokers submit at
+    once, so the ids are taken from one row of `meta`, locked until the submit commits: the next submit,
+    on any broker, waits for it and goes on from there. The row never lags the jobs (a database moved
+    from SQLite, or whose row is missing, catches up with MAX(id) here)."""
+    if db.dialect == "sqlite":
+        return last_job_id(db) + 1
+    for _ in range(2):
+        row = db.execute(_TAKE_IDS, (count, LAST_JOB_ID)).fetchone()
+        if row is not None:
+            return int(row[0]) - count + 1
+        # No row yet: made (at most once, whoever comes first), then taken from as above.
+        db.execute("INSERT INTO meta (key, value) VALUES (?, 0) ON CONFLICT (key) DO NOTHING", (LAST_JOB_ID,))
+    raise AssertionError("the meta row of the last job id was inserted, yet is not there")
+
+
+# PostgreSQL only (see _take_ids). MAX(id) is taken from the statement's snapshot, which may miss jobs another
+# broker committed while this waited for the row's lock; the row's value, read after the wait, counts them.
+_TAKE_IDS = (
+    "UPDATE meta SET value = GREATEST(value, (SELECT COALESCE(MAX(id), 0) FROM jobs)) + ? WHERE key = ? RETURNING value"
+)
