@@ -98,10 +98,10 @@ def submit_jobs(
 def last_job_id(db: Tx) -> int:
     """The largest id given so far: of the jobs there are, or of those retention removed."""
     row = db.execute(
-        "SELECT MAX(COALESCE((SELECT MAX(id) FROM jobs), 0), COALESCE((SELECT value FROM meta WHERE key = ?), 0))",
+        "SELECT COALESCE((SELECT MAX(id) FROM jobs), 0), COALESCE((SELECT value FROM meta WHERE key = ?), 0)",
         (LAST_JOB_ID,),
     ).fetchone()
-    return int(row[0])
+    return max(int(row[0]), int(row[1]))
 
 
 def _group_for(
