@@ -87,7 +87,8 @@ def submit_jobs(
             blobs.blob_size(db, s.task.args_blob)  # refuses a payload that was never uploaded
     db.executemany(_INSERT_JOB, new)
     start_times.keep_start_times(db, [r[0] for r in new], specs)
-    db.executemany("INSERT OR IGNORE INTO lanes (queue, lane) VALUES (?, ?)", dict.fromkeys((r[2], r[12]) for r in new))
+    lanes = dict.fromkeys((r[2], r[12]) for r in new)
+    db.executemany("INSERT INTO lanes (queue, lane) VALUES (?, ?) ON CONFLICT DO NOTHING", lanes)
     if deps:
         db.executemany("INSERT INTO deps (job_id, dep_id) VALUES (?, ?)", [(r[0], key) for r in new for key, _ in deps])
     flow.rebalance(db, [new[0][0]] if group_id is not None else [])
