@@ -18,5 +18,15 @@ def _on_backend(store_backend: str) -> str:
     return store_backend
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "backends(*names): run this test on these store backends only (a comment says why)"
+    )
+
+
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    only = metafunc.definition.get_closest_marker("backends")
+    if only is not None and "store_backend" in metafunc.fixturenames:
+        metafunc.parametrize("store_backend", only.args, indirect=True)
+        return
     parametrize_backends(metafunc, SQLITE_ONLY, POSTGRESQL_ONLY)

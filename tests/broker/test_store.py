@@ -11,13 +11,14 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import psycopg
 import pytest
 
 from gridd.broker.store import Revoked, Store, open_store
 from gridd.protocol.errors import ErrorCode, StorageFailed, UnknownJob
 from gridd.protocol.messages import JobResult, JobSpec, LeasedJob, LeaseRef
 from tests.clock import FakeClock
-from tests.conftest import store_location
+from tests.conftest import eventually, store_location
 
 TTL_MS = 30_000
 RETRY_MS = 1_000
@@ -531,6 +532,8 @@ async def test_output_is_kept_byte_for_byte_with_its_truncated_flag(tmp_path: Pa
 # ---- storage failures ------------------------------------------------------------------------------------------------
 
 
+# SQLite's own cap (max_page_count); PostgreSQL has no per-database size limit a test could reach.
+@pytest.mark.backends("sqlite")
 async def test_a_full_database_refuses_a_submit_with_storage_failed_and_loses_nothing(tmp_path: Path) -> None:
     clock = FakeClock()
     async with store_at(tmp_path) as store:
@@ -574,6 +577,8 @@ async def test_submits_made_at_once_commit_together_and_a_refused_one_is_undone_
     assert sorted((v.id, v.argv) for v in views) == sorted((ids[0], ["echo", str(i)]) for i, ids in outcomes.items())
 
 
+# A closed sqlite3 connection; PostgreSQL's twin (its connection killed) is the test below.
+@pytest.mark.backends("sqlite")
 async def test_a_store_whose_database_connection_is_gone_refuses_writes_with_storage_failed(tmp_path: Path) -> None:
     clock = FakeClock()
     async with store_at(tmp_path) as store:
@@ -581,6 +586,46 @@ async def test_a_store_whose_database_connection_is_gone_refuses_writes_with_sto
         store._conn.close()
         with pytest.raises(StorageFailed):
             await submit(store, clock, spec())
+
+
+@pytest.mark.backends("postgresql")
+async def test_a_transaction_whose_database_connection_is_killed_runs_again_on_a_new_one_and_counts_once(
+    tmp_path: Path,
+) -> None:
+    """The broker's connection is killed (pg_terminate_backend, as a failover or an administrator does) while
+    its transaction holds a submit and waits inside a completion: the batch runs again on a new connection,
+    and each call counts once (one new job, one outcome, one attempt), nothing of the lost try kept."""
+    clock = FakeClock()
+    url = str(store_location(tmp_path))
+    async with store_at(tmp_path) as store:
+        (job_id,) = await submit(store, clock, spec())
+        job = await lease_one(store, clock)
+        out: dict[str, Any] = {}
+
+        async def submit_more() -> None:
+            out["submitted"] = await submit(store, clock, spec("more"))
+
+        async def complete() -> None:
+            out["outcomes"], _ = await store.complete_jobs("w1", [result(job)], clock.now_ms(), RETRY_MS)
+
+        with psycopg.connect(url, autocommit=True) as admin, psycopg.connect(url) as holder:
+            holder.execute("SELECT 1 FROM jobs WHERE id = %s FOR UPDATE", (int(job_id),))  # the completion waits
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(submit_more)
+                tg.start_soon(complete)  # the same turn: one batch, one transaction, the submit first
+                waiting = await eventually(
+                    lambda: admin.execute(
+                        "SELECT pid FROM pg_stat_activity"
+                        " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+                    ).fetchall(),
+                    what="the store's transaction waiting for the job's row",
+                )
+                admin.execute("SELECT pg_terminate_backend(%s)", (waiting[0][0],))
+                holder.rollback()  # the row is free for the batch's second run
+        assert [(o.job_id, o.code, o.state) for o in out["outcomes"]] == [(job_id, 0, "succeeded")]
+        views, _ = await store.list_jobs(None, None, 0)
+        assert [(v.id, v.state) for v in views] == [(out["submitted"][0], "queued"), (job_id, "succeeded")]
+        assert [a.outcome for a in (await store.get_job(job_id))[1]] == ["exited"]
 
 
 async def test_a_job_whose_last_attempt_expired_has_no_exit_status_though_an_earlier_one_had(tmp_path: Path) -> None:

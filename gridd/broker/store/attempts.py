@@ -14,13 +14,16 @@ from gridd.protocol.messages import JobResult
 
 # (job_id, lease, attempt, worker, started_ms, ended_ms, exit_code, outcome, code, bundle) + Measured
 Attempt = tuple[int, int, int, str | None, int | None, int, int | None, str, str | None, str | None]
-Measured = tuple[int | None, float | None, float | None, int | None, int | None, bool | None]
+Measured = tuple[int | None, float | None, float | None, int | None, int | None, int | None]  # lent: 0/1
 
+_COLUMNS = (
+    "attempt, worker, started_ms, ended_ms, exit_code, outcome, code, bundle,"
+    " wall_ms, cpu_user_s, cpu_system_s, max_rss_kb, output_bytes, lent"
+)
 _INSERT = (
-    "INSERT OR REPLACE INTO attempts"
-    " (job_id, lease, attempt, worker, started_ms, ended_ms, exit_code, outcome, code, bundle,"
-    " wall_ms, cpu_user_s, cpu_system_s, max_rss_kb, output_bytes, lent)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    f"INSERT INTO attempts (job_id, lease, {_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"  # noqa: S608
+    " ON CONFLICT (job_id, lease) DO UPDATE SET "
+    + ", ".join(f"{c} = excluded.{c}" for c in _COLUMNS.replace(" ", "").split(","))
 )
 
 
@@ -33,4 +36,9 @@ def measured(result: JobResult, lent: bool | None) -> Measured:
     then the span it reported, and its output what it sent."""
     wall = result.wall_ms if result.wall_ms is not None else max(0, result.ended_ms - result.started_ms)
     output = result.output_bytes if result.output_bytes is not None else len(result.stdout) + len(result.stderr)
-    return (wall, result.cpu_user_s, result.cpu_system_s, result.max_rss_kb, output, lent)
+    return (wall, result.cpu_user_s, result.cpu_system_s, result.max_rss_kb, output, flag(lent))
+
+
+def flag(value: bool | None) -> int | None:
+    """A flag as the column holds it (PostgreSQL's INTEGER takes no bool)."""
+    return None if value is None else int(value)

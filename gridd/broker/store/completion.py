@@ -24,7 +24,7 @@ import gridd.broker.store.retries as retry_store
 from gridd.broker import retry_policy as policy
 from gridd.broker import transitions as tr
 from gridd.broker.store.refs import parse_job_id
-from gridd.broker.store.sql import Tx, rows, state
+from gridd.broker.store.sql import BY_ID_FOR_UPDATE, Tx, rows, state
 from gridd.broker.transitions import Transition
 from gridd.protocol.errors import ErrorCode
 from gridd.protocol.messages import JobResult, Outcome
@@ -39,6 +39,20 @@ _END_SQL = (
     " worker = ?, deadline_ms = NULL, strikes = COALESCE(?, strikes), poison = ?"
     f" WHERE id = ? AND lease = ? AND state = {state(_ENDED)}"
 )
+# The jobs a batch of results names, locked until the batch commits: another broker given a result for the
+# same lease at once waits, then reads the lease ended and refuses it (one outcome per attempt).
+_CURRENT_SQL = (
+    "SELECT id, state, lease, attempts, max_attempts, queue, started_ms, records, lane, worker, instance"  # noqa: S608
+    f" FROM jobs WHERE id IN (SELECT value FROM json_each(?)){BY_ID_FOR_UPDATE}"
+)
+_RESULT_SQL = (
+    "INSERT INTO results (job_id, value, blob, error) VALUES (?, ?, ?, ?) ON CONFLICT (job_id)"
+    " DO UPDATE SET value = excluded.value, blob = excluded.blob, error = excluded.error"
+)
+_OUTPUT_SQL = (
+    "INSERT INTO outputs (job_id, stream, data, truncated) VALUES (?, ?, ?, ?) ON CONFLICT (job_id, stream)"
+    " DO UPDATE SET data = excluded.data, truncated = excluded.truncated"
+)
 
 
 def complete_jobs(
@@ -51,12 +65,7 @@ def complete_jobs(
     lent: bool | None = None,
 ) -> tuple[list[Outcome], list[Transition]]:
     ids = [parse_job_id(r.job_id) for r in results]
-    found = rows(
-        db,
-        "SELECT id, state, lease, attempts, max_attempts, queue, started_ms, records, lane, worker, instance"
-        " FROM jobs WHERE id IN (SELECT value FROM json_each(?))",
-        (db.ids(ids),),
-    )
+    found = rows(db, _CURRENT_SQL, (db.ids(ids),))
     current = {r[0]: r for r in found}
     outcomes: list[Outcome | None] = []  # in the order of `results`; None: to be decided below
     accepted: list[tuple[int, int, Any, JobResult, int | None, str, str | None, str | None]] = []
@@ -107,8 +116,8 @@ def complete_jobs(
         )
         ran = (job_id, result.lease, attempt, worker, row[6], now_ms, exit_code, outcome)
         ended.append((ran + (result.code or None, result.bundle or None), attempts.measured(result, lent)))
-        outputs.append((job_id, "stdout", result.stdout, result.stdout_truncated))
-        outputs.append((job_id, "stderr", result.stderr, result.stderr_truncated))
+        outputs.append((job_id, "stdout", result.stdout, int(result.stdout_truncated)))
+        outputs.append((job_id, "stderr", result.stderr, int(result.stderr_truncated)))
         if row[8]:  # a task job: its value, or what it raised
             task_results.append(_task_result(job_id, result, miscount is None))
         if miscount is not None:
@@ -118,11 +127,11 @@ def complete_jobs(
         ran_ms = now_ms - row[6]  # since its lease began
         changed.append(Transition(result.job_id, new, queue, attempt, worker, exit_code, reason, row[1], ran_ms))
     if task_results:
-        db.executemany("INSERT OR REPLACE INTO results (job_id, value, blob, error) VALUES (?, ?, ?, ?)", task_results)
+        db.executemany(_RESULT_SQL, task_results)
     if updates:
         db.executemany(_END_SQL, updates)
         attempts.record(db, ended)
-        db.executemany("INSERT OR REPLACE INTO outputs VALUES (?, ?, ?, ?)", outputs)
+        db.executemany(_OUTPUT_SQL, outputs)
         changed += flow.settle(db, changed, now_ms)
     return [o for o in outcomes if o is not None], changed
 

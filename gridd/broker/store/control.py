@@ -20,7 +20,7 @@ import gridd.broker.store.start_times as start_times
 from gridd.broker import transitions as tr
 from gridd.broker.store.interface import Revoked
 from gridd.broker.store.refs import expand_refs
-from gridd.broker.store.sql import Tx, rows, state, states
+from gridd.broker.store.sql import BY_ID_FOR_UPDATE, Tx, rows, state
 from gridd.broker.transitions import Move, Transition
 from gridd.protocol.errors import ErrorCode, InvalidRequest, UnknownJob
 from gridd.protocol.messages import LeaseRef, Outcome
@@ -37,13 +37,17 @@ _CONTROL_SQL = {
     f" worker = NULL, not_before_ms = 0, throttled = {_THROTTLED}, strikes = NULL, poison = 0"
     " WHERE id = ? AND state = ?",
 }
-_UNMET_SQL = (
-    "SELECT COUNT(*) FROM deps d JOIN jobs x ON x.id = d.dep_id WHERE d.job_id = ?"  # noqa: S608
-    f" AND x.state != {state(JobState.SUCCEEDED)}"
+# The jobs named, locked until the action commits: another broker completing, expiring or acting on one
+# of them at once waits, then this one reads what it did (never both deciding on the same row).
+_NAMED_SQL = (
+    "SELECT id, state, lease, worker, queue, attempts, pending_deps, start_ms FROM jobs"  # noqa: S608
+    f" WHERE id IN (SELECT value FROM json_each(?)){BY_ID_FOR_UPDATE}"
 )
-_DOOMED_BY_SQL = (
-    "SELECT x.id, x.state FROM deps d JOIN jobs x ON x.id = d.dep_id WHERE d.job_id = ?"  # noqa: S608
-    f" AND x.state IN {states(flow.DOOMING)} LIMIT 1"
+# A retried job's dependencies that have not succeeded, locked too: one that another broker is ending
+# right now is read as it ends (succeeded: not waited for; failed: the retry refused).
+_UNMET_SQL = (
+    "SELECT id, state FROM deps d JOIN jobs x ON x.id = d.dep_id WHERE d.job_id = ?"  # noqa: S608
+    f" AND x.state != {state(JobState.SUCCEEDED)}{BY_ID_FOR_UPDATE}"
 )
 
 
@@ -54,12 +58,7 @@ def control_jobs(
         raise InvalidRequest(f"unknown action {action!r}; expected one of {', '.join(tr.ACTIONS)}")
     move = Move(action)
     named = _first_of_each(expand_refs(db, refs))
-    found = rows(
-        db,
-        "SELECT id, state, lease, worker, queue, attempts, pending_deps, start_ms FROM jobs"
-        " WHERE id IN (SELECT value FROM json_each(?))",
-        (db.ids(key for _, key, _ in named if key is not None),),
-    )
+    found = rows(db, _NAMED_SQL, (db.ids(key for _, key, _ in named if key is not None),))
     current = {r[0]: r for r in found}
     outcomes: list[Outcome] = []
     changed: list[Transition] = []
@@ -74,8 +73,9 @@ def control_jobs(
             continue
         was = row[1]
         refusal = tr.refusal(action, job_id, was) if not tr.allows(was, move) else None
-        if refusal is None and move == Move.RETRY:
-            refusal = _retry_refusal(db, row[0])
+        unmet = rows(db, _UNMET_SQL, (row[0],)) if refusal is None and move == Move.RETRY else []
+        if unmet:
+            refusal = _retry_refusal(row[0], unmet)
         if refusal is not None:
             outcomes.append(
                 Outcome(job_id=job_id, code=ErrorCode.ILLEGAL_TRANSITION, state=was, message=refusal, group=group)
@@ -84,7 +84,7 @@ def control_jobs(
         if was == JobState.RUNNING and row[3]:
             revoked.append(Revoked(row[3], LeaseRef(job_id=job_id, lease=row[2])))
         # Only a job going back to the queue may have to wait for its dependencies instead.
-        pending = row[6] if move == Move.RELEASE else _unmet(db, row[0]) if move == Move.RETRY else 0
+        pending = row[6] if move == Move.RELEASE else len(unmet)
         new = tr.step(was, move, pending_deps=pending, start_ahead=(row[7] or 0) > now_ms)
         updates.append((new, now_ms if new == JobState.CANCELLED else None, row[0], was, pending))
         outcomes.append(Outcome(job_id=job_id, code=0, state=new, group=group))
@@ -119,13 +119,9 @@ def _first_of_each(named: list[tuple[str, int | None, str | None]]) -> list[tupl
     return out
 
 
-def _unmet(db: Tx, key: int) -> int:
-    return int(rows(db, _UNMET_SQL, (key,))[0][0])
-
-
-def _retry_refusal(db: Tx, key: int) -> str | None:
+def _retry_refusal(key: int, unmet: list[Any]) -> str | None:
     """A job cannot be retried while one of its dependencies has failed or been cancelled."""
-    found = rows(db, _DOOMED_BY_SQL, (key,))
-    if not found:
+    doomed = next((r for r in unmet if r[1] in flow.DOOMING), None)
+    if doomed is None:
         return None
-    return f"job {key} depends on job {found[0][0]}, which {tr.ended_as(found[0][1])}; retry that one first"
+    return f"job {key} depends on job {doomed[0]}, which {tr.ended_as(doomed[1])}; retry that one first"

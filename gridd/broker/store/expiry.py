@@ -21,7 +21,7 @@ import gridd.broker.store.retries as retry_store
 from gridd.broker import retry_policy as policy
 from gridd.broker import transitions as tr
 from gridd.broker.store.refs import parse_job_id
-from gridd.broker.store.sql import Tx, rows, state
+from gridd.broker.store.sql import BY_ID_FOR_UPDATE, SKIP_LOCKED, Tx, rows, state
 from gridd.broker.transitions import Move, Transition
 from gridd.protocol.messages import LeaseRef
 from gridd.protocol.states import JobState
@@ -45,7 +45,9 @@ _RETURN_SQL = (
 
 
 def expire_leases(db: Tx, now_ms: int, lending: Container[str] = ()) -> list[Transition]:
-    found = rows(db, f"{_LEASES} WHERE state = {state(_RUNNING)} AND deadline_ms < ?", (now_ms,))
+    # Every broker's reaper runs this: a lease another broker is expiring, renewing or completing right
+    # now is skipped (locked), and left to that broker or to the next pass.
+    found = rows(db, f"{_LEASES} WHERE state = {state(_RUNNING)} AND deadline_ms < ?{SKIP_LOCKED}", (now_ms,))
     return _expire(db, found, now_ms, "lease expired", lending)
 
 
@@ -68,7 +70,7 @@ def _expire(db: Tx, leases: Sequence[Any], now_ms: int, why: str, lending: Conta
         strikes, poison = retry_store.strikes_text(verdict.strikes), int(verdict.poison)
         updates.append((new, None if again else now_ms, reason, not_before, strikes, poison, job_id, lease))
         # What is known of an attempt whose worker went silent: where and when; nothing it measured.
-        lends = None if worker is None else worker in lending
+        lends = None if worker is None else int(worker in lending)
         ran = (job_id, lease, attempt, worker, started_ms, now_ms, None, _EXPIRED, None, None)
         ended.append((ran, (None, None, None, None, None, lends)))
         changed.append(Transition(str(job_id), new, queue, attempt, worker, None, reason, _RUNNING))
@@ -92,7 +94,7 @@ def attach_worker(
     # Only the leases granted to this instance: those of another instance of the name (the name's
     # owner, away, while another peer uses it) are neither attached nor failed here; they stay
     # until their own worker re-attaches them or their deadline passes.
-    found = rows(db, f"{_LEASES} WHERE {_HELD_BY}", (worker, instance))
+    found = rows(db, f"{_LEASES} WHERE {_HELD_BY}{BY_ID_FOR_UPDATE}", (worker, instance))
     held = {(str(r[0]), r[1]) for r in found}
     named = {(ref.job_id, ref.lease) for ref in running}
     lost = [ref for ref in running if (ref.job_id, ref.lease) not in held]
@@ -113,7 +115,8 @@ def return_leases(db: Tx, worker: str, leases: Sequence[LeaseRef], instance: str
 def _return(db: Tx, worker: str, leases: Sequence[LeaseRef], why: str, instance: str) -> list[Transition]:
     found = rows(
         db,
-        f"SELECT id, lease, queue, attempts FROM jobs WHERE id IN (SELECT value FROM json_each(?)) AND {_HELD_BY}",  # noqa: S608
+        "SELECT id, lease, queue, attempts FROM jobs"  # noqa: S608
+        f" WHERE id IN (SELECT value FROM json_each(?)) AND {_HELD_BY}{BY_ID_FOR_UPDATE}",
         (db.ids(parse_job_id(r.job_id) for r in leases), worker, instance),
     )
     named = {(int(r.job_id), r.lease) for r in leases}

@@ -18,7 +18,7 @@ from gridd.broker import transitions as tr
 from gridd.broker.matching import UNLIMITED, Budget, Lane
 from gridd.broker.observe import Observer
 from gridd.broker.store.refs import parse_job_id
-from gridd.broker.store.sql import Tx, rows, state
+from gridd.broker.store.sql import BY_ID_FOR_UPDATE, SKIP_LOCKED, Fragment, Tx, rows, state
 from gridd.broker.transitions import Move
 from gridd.protocol.messages import JobSpec, LeasedJob, LeaseRef
 
@@ -31,19 +31,31 @@ _QUEUED, _RUNNING = tr.edge(Move.LEASE)
 _CANDIDATES_SQL = (
     f"SELECT id, priority, cpus, memory_mb FROM jobs WHERE state = {state(_QUEUED)} AND throttled = 0"  # noqa: S608
     " AND queue = ? AND lane = ? AND not_before_ms <= ? AND cpus <= ? AND memory_mb <= ?"
-    " ORDER BY priority DESC, id LIMIT ?"
+    f" ORDER BY priority DESC, id LIMIT ?{SKIP_LOCKED}"
 )
+# The (job id, new lease) pairs of one grant, as one JSON parameter.
+_PAIRS = Fragment(
+    "(SELECT json_extract(value, '$[0]') AS id, json_extract(value, '$[1]') AS lease FROM json_each(?)) t",
+    "(SELECT (value->>0)::bigint AS id, (value->>1)::bigint AS lease FROM jsonb_array_elements(?::jsonb)) t",
+)
+# `+jobs.state` keeps SQLite's planner off the jobs_state index, so it drives the join from the chosen
+# ids and finds each job by its key (with that index it scanned every queued job on each lease).
+# PostgreSQL's planner needs no hint (and has no such syntax).
+_UNINDEXED_STATE = Fragment("+jobs.state", "jobs.state")
 _LEASE_SQL = (
     f"UPDATE jobs SET state = {state(_RUNNING)}, attempts = attempts + 1, lease = t.lease,"  # noqa: S608
     " worker = ?, instance = ?, deadline_ms = ?, started_ms = ?, not_before_ms = 0"
-    " FROM (SELECT json_extract(value, '$[0]') AS id, json_extract(value, '$[1]') AS lease FROM json_each(?)) t"
-    # `+jobs.state` keeps the planner off the jobs_state index, so it drives the join from the chosen
-    # ids and finds each job by its key (with that index it scanned every queued job on each lease).
-    f" WHERE jobs.id = t.id AND +jobs.state = {state(_QUEUED)} AND jobs.throttled = 0 AND jobs.lease != t.lease"
+    f" FROM {_PAIRS}"
+    f" WHERE jobs.id = t.id AND {_UNINDEXED_STATE} = {state(_QUEUED)} AND jobs.throttled = 0 AND jobs.lease != t.lease"
     " AND NOT EXISTS (SELECT 1 FROM attempts a WHERE a.job_id = t.id AND a.lease = t.lease)"
     " RETURNING jobs.id, jobs.lease, jobs.attempts, jobs.spec, jobs.submitted_ms"
 )
 _NEXT_ELIGIBLE_SQL = f"SELECT MIN(not_before_ms) FROM jobs WHERE state = {state(_QUEUED)} AND not_before_ms > ?"  # noqa: S608
+# Locked until the renewal commits: a lease another broker is ending at once is read as it ends.
+_CURRENT_SQL = (
+    "SELECT id, state, lease, worker, instance FROM jobs"  # noqa: S608
+    f" WHERE id IN (SELECT value FROM json_each(?)){BY_ID_FOR_UPDATE}"
+)
 _RENEW_SQL = f"UPDATE jobs SET deadline_ms = ? WHERE id = ? AND lease = ? AND state = {state(_RUNNING)}"  # noqa: S608
 
 
@@ -82,7 +94,7 @@ def lease_jobs(
     # from every earlier lease of its job (attempts' key is (job_id, lease)): a job whose draw does
     # not (odds 2**-62 per earlier lease) is left queued, for the next pass to draw again.
     tokens = [[job_id, _new_lease()] for job_id in chosen]
-    granted = rows(db, _LEASE_SQL, (worker, instance, deadline, now_ms, msgspec.json.encode(tokens)))
+    granted = rows(db, _LEASE_SQL, (worker, instance, deadline, now_ms, msgspec.json.encode(tokens).decode()))
     leased = [
         LeasedJob(job_id=str(r[0]), lease=r[1], attempt=r[2], deadline_ms=deadline, spec=_spec_decoder.decode(r[3]))
         for r in granted
@@ -140,17 +152,14 @@ def renew_leases(
 
 def _current_leases(db: Tx, ids: Sequence[int]) -> dict[int, tuple[str, int, str | None, str]]:
     """Job id -> (state, lease, worker, instance) of its current (or last) lease."""
-    found = rows(
-        db,
-        "SELECT id, state, lease, worker, instance FROM jobs WHERE id IN (SELECT value FROM json_each(?))",
-        (db.ids(ids),),
-    )
+    found = rows(db, _CURRENT_SQL, (db.ids(ids),))
     return {r[0]: (r[1], r[2], r[3], r[4]) for r in found}
 
 
 def extend_running_leases(db: Tx, deadline_ms: int) -> int:
     cur = db.execute(
-        f"UPDATE jobs SET deadline_ms = MAX(deadline_ms, ?) WHERE state = {state(_RUNNING)}",  # noqa: S608
-        (deadline_ms,),
+        "UPDATE jobs SET deadline_ms = CASE WHEN deadline_ms > ? THEN deadline_ms ELSE ? END"  # noqa: S608
+        f" WHERE state = {state(_RUNNING)}",
+        (deadline_ms, deadline_ms),
     )
     return cur.rowcount

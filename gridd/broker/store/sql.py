@@ -98,6 +98,9 @@ TEXTS = Fragment("SELECT value FROM json_each(?) /* texts */", "SELECT unnest(?:
 # Locks the rows a transaction reads to decide what it writes (other brokers on the same PostgreSQL wait);
 # SQLite has one writer, whose transactions never interleave.
 FOR_UPDATE = Fragment(" /* for update */", " FOR UPDATE")
+# The same, the rows locked in the order of their ids, so that two brokers locking several jobs each never
+# wait for each other in a circle (SQLite's rows stay unsorted: no sort on its hot paths).
+BY_ID_FOR_UPDATE = Fragment(" /* by id, for update */", " ORDER BY id FOR UPDATE")
 # For leasing: rows another broker is leasing right now are skipped, not waited for.
 SKIP_LOCKED = Fragment(" /* for update skip locked */", " FOR UPDATE SKIP LOCKED")
 
