@@ -19,7 +19,6 @@ from gridd.broker.auth import TOKEN_FILE
 from gridd.broker.store.pg_import import Imported, import_data_dir
 from gridd.broker.store.pg_store import redact
 from gridd.broker.tls import TLS_DIR
-from gridd.cli import render
 from gridd.config import Config, default_data_dir
 
 CA_FILES = ("ca.pem", "ca.key")  # the CA the credentials name; each broker issues its own certificate from it
@@ -35,7 +34,7 @@ def run_store(args: argparse.Namespace, config: Config) -> int:
     def copied(table: str, rows: int) -> None:
         nonlocal last
         now = time.monotonic()
-        print(f"gridd: {table}: {rows:,} rows ({now - last:.1f}s)", file=sys.stderr, flush=True)
+        print(f"gridd: {table}: {rows:,} row{'s' * (rows != 1)} ({now - last:.1f}s)", file=sys.stderr, flush=True)
         last = now
 
     done = import_data_dir(data_dir, url, copied)
@@ -47,11 +46,11 @@ def run_store(args: argparse.Namespace, config: Config) -> int:
 
 def summary(done: Imported, target: str) -> str:
     """The counts of both sides, table by table, and what the copy did."""
-    rows = [["table", "sqlite", "postgresql"]]
-    rows += [[name, f"{a:,}", f"{b:,}"] for name, (a, b) in done.counts.items()]
-    total = [sum(a for a, _ in done.counts.values()), sum(b for _, b in done.counts.values())]
-    rows.append(["total", f"{total[0]:,}", f"{total[1]:,}"])
-    lines = [render.table(rows), ""]
+    counts = [*done.counts.items(), ("total", tuple(sum(side) for side in zip(*done.counts.values(), strict=True)))]
+    width = max(len(name) for name, _ in counts)
+    lines = [f"{'table'.ljust(width)}  {'sqlite':>12}  {'postgresql':>12}"]
+    lines += [f"{name.ljust(width)}  {a:>12,}  {b:>12,}" for name, (a, b) in counts]
+    lines.append("")
     lines.append(
         f"Copied {done.source} into {target} in {done.seconds:.1f}s: {len(done.counts)} tables, "
         "the same rows on both sides, in one transaction."
@@ -60,7 +59,11 @@ def summary(done: Imported, target: str) -> str:
         lines.append(
             f"Its schema was brought from {done.schema_found} to {done.schema_now} first, as a broker start would."
         )
-    lines.append(f"New jobs get ids above {done.last_job_id}. {done.source} is left as it was.")
+    lines.append(
+        f"Then meta's last_job_id was set to {done.last_job_id} (new jobs get ids above it) and the id sequences past "
+        f"the ids copied. {done.source} is left as it was: a broker on its data dir now needs --store, or the grid "
+        "splits in two."
+    )
     return "\n".join(lines)
 
 
