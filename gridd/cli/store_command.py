@@ -14,18 +14,28 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from gridd.broker.auth import TOKEN_FILE
-from gridd.broker.store.pg_import import Imported, import_data_dir
-from gridd.broker.store.pg_store import redact
 from gridd.broker.tls import TLS_DIR
 from gridd.config import Config, default_data_dir
+from gridd.protocol.errors import StorageFailed
+
+if TYPE_CHECKING:
+    from gridd.broker.store.pg_import import Imported
 
 CA_FILES = ("ca.pem", "ca.key")  # the CA the credentials name; each broker issues its own certificate from it
 
 
 def run_store(args: argparse.Namespace, config: Config) -> int:
     """Run `gridd store migrate` (its only action)."""
+    try:
+        # Imported here, not at start-up: psycopg is an optional dependency (`pip install 'gridd[postgresql]'`),
+        # which a grid without PostgreSQL never installs.
+        from gridd.broker.store.pg_import import import_data_dir
+        from gridd.broker.store.pg_store import redact
+    except ImportError as exc:
+        raise StorageFailed(f"gridd store migrate needs psycopg ({exc}): pip install 'gridd[postgresql]'") from exc
     data_dir = config.broker.data_dir or default_data_dir(os.environ)
     url: str = args.target
     print(f"gridd: copying {data_dir} into {redact(url)}", file=sys.stderr, flush=True)

@@ -235,6 +235,20 @@ def test_a_target_that_holds_jobs_is_refused_and_left_as_it_was(
     assert every_row(data_dir / "gridd.db", pg_database.url) == before
 
 
+def test_a_target_another_session_uses_is_refused(old_grid: OldGrid, pg_database: PgDatabase, tmp_path: Path) -> None:
+    """A broker already on the database would not know the jobs the copy brings: only an unused one is taken."""
+    data_dir = copy_of(old_grid, tmp_path)
+    with psycopg.connect(pg_database.url, application_name="gridd broker") as other:
+        refused = migrate(tmp_path, "--from", str(data_dir), "--to", pg_database.url)
+        assert other.execute("SELECT count(*) FROM jobs").fetchone() == (0,)
+    assert refused.returncode == 1
+    assert refused.stderr.splitlines()[-1] == (
+        "gridd: the target database has 1 other session (gridd broker): stop its brokers (a broker started before "
+        "the copy would not lease the jobs it brings), then migrate"
+    )
+    assert migrate(tmp_path, "--from", str(data_dir), "--to", pg_database.url).returncode == 0
+
+
 def test_a_data_dir_a_broker_runs_on_is_refused(old_grid: OldGrid, pg_database: PgDatabase, tmp_path: Path) -> None:
     grid = Grid(tmp_path)
     grid.data_dir = copy_of(old_grid, tmp_path)

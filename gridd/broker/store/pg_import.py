@@ -157,7 +157,10 @@ def _target(url: str) -> Iterator[psycopg.Connection[Any]]:
             raise OperationRefused(f"{redact(url)}: {exc}") from exc
         yield conn
     except psycopg.OperationalError as exc:
-        raise ConnectionLost(f"lost the database {redact(url)}: {_first_line(exc)}; nothing was copied") from exc
+        raise ConnectionLost(
+            f"lost the database {redact(url)}: {_first_line(exc)}; run it again (a copy that was committed is "
+            "refused as a target that holds jobs, one that was not is made anew)"
+        ) from exc
     except psycopg.Error as exc:
         raise StorageFailed(f"the database {redact(url)} refused: {_first_line(exc)}; nothing was copied") from exc
     finally:
@@ -177,6 +180,7 @@ def _copy(
             raise OperationRefused(
                 f"the target's tables stayed in use for {LOCK_WAIT}: stop the brokers on that database"
             ) from None
+        _refuse_others(target)
         _refuse_rows(target, tables)
         source.execute("BEGIN")  # one snapshot of the source (the lock keeps brokers away; this keeps it exact)
         try:
@@ -236,6 +240,22 @@ def _parents_first(tables: list[Table], references: set[tuple[str, str]]) -> lis
         ordered.extend(ready)
         left = [t for t in left if t not in ready]
     return ordered
+
+
+def _refuse_others(target: psycopg.Connection[Any]) -> None:
+    """OperationRefused if another client is connected to the target: a broker started before the copy counted
+    its queues and lanes then, and would not lease the jobs the copy brings. One that connects from now on waits
+    for the copy's lock, and reads them after COMMIT."""
+    row = target.execute(
+        "SELECT count(*), string_agg(DISTINCT COALESCE(NULLIF(application_name, ''), 'no name'), ', ')"
+        " FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        " AND backend_type = 'client backend'"
+    ).fetchone()
+    if row is not None and row[0]:
+        raise OperationRefused(
+            f"the target database has {row[0]} other session{'s' * (row[0] != 1)} ({row[1]}): stop its brokers "
+            "(a broker started before the copy would not lease the jobs it brings), then migrate"
+        )
 
 
 def _refuse_rows(target: psycopg.Connection[Any], tables: list[Table]) -> None:
