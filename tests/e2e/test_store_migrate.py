@@ -294,6 +294,27 @@ def test_an_older_sqlite_schema_is_brought_up_first_and_a_newer_one_refused(
     )
 
 
+def test_a_copy_that_fails_half_way_leaves_nothing(pg_database: PgDatabase, tmp_path: Path) -> None:
+    """All or nothing: attempts are copied before jobs; a job PostgreSQL refuses (SQLite does not enforce the
+    foreign key to its group) rolls them back too, and the target stays empty, ready for another try."""
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    with sqlite3.connect(data_dir / "gridd.db") as db:
+        db.executescript("".join(f"{script}\n" for script in MIGRATIONS) + f"PRAGMA user_version = {len(MIGRATIONS)};")
+        db.execute(
+            "INSERT INTO jobs (id, state, queue, priority, max_attempts, spec, submitted_ms, group_id)"
+            " VALUES (1, 'succeeded', 'default', 0, 3, x'80', 1000, 99)"
+        )
+        db.execute("INSERT INTO attempts (job_id, lease, attempt, ended_ms, outcome) VALUES (1, 1, 1, 2, 'succeeded')")
+    failed = migrate(tmp_path, "--from", str(data_dir), "--to", pg_database.url)
+    assert failed.returncode == 1
+    line = failed.stderr.splitlines()[-1]
+    assert "foreign key" in line and line.endswith("nothing was copied"), line
+    assert "gridd: attempts: 1 row" in failed.stderr  # it was copied, then rolled back
+    for table in ("attempts", "jobs", "meta"):
+        assert pg_value(pg_database.url, f"SELECT count(*) FROM {table}") == 0, table
+
+
 def test_bad_input_is_one_line_and_its_exit_code(old_grid: OldGrid, tmp_path: Path) -> None:
     data_dir = copy_of(old_grid, tmp_path)
     usage = migrate(tmp_path, "--from", str(data_dir), "--to", "sqlite:///tmp/x.db")
