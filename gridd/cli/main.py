@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from gridd import __version__
-from gridd.cli import args_admin, args_autoscale, args_grid, args_jobs, args_schedule, args_servers
+from gridd.cli import args_admin, args_autoscale, args_grid, args_jobs, args_schedule, args_servers, args_store
 from gridd.cli.exits import EXIT_USAGE, report
 from gridd.cli.exits import root_cause as root_cause  # re-exported: tests and older imports read it here
 from gridd.cli.parser import Commands, Parser
@@ -28,6 +28,7 @@ from gridd.cli.parser import Commands, Parser
 _GROUPS = (
     args_servers.add_broker,
     args_servers.add_worker,
+    args_store.add_store,
     args_jobs.add_submit,
     args_admin.add_bundle,
     args_admin.add_token,
@@ -89,6 +90,10 @@ def _run(args: argparse.Namespace) -> int:
         from gridd.cli import autoscale
 
         return autoscale.run(args, config)
+    if args.command == "store":
+        from gridd.cli.store_command import run_store
+
+        return run_store(args, config)
     if args.command == "login":
         from gridd.cli.login import run_login
 
