@@ -64,7 +64,7 @@ class BrokerConfig(Section, frozen=True):
 
 
 class WorkerConfig(Section, frozen=True):
-    broker: str = f"127.0.0.1:{DEFAULT_PORT}"
+    broker: str = f"127.0.0.1:{DEFAULT_PORT}"  # or several, "a:7420,b:7420": see parse_addresses
     insecure: bool = False
     name: str | None = None  # None: the host name
     slots: Annotated[int, msgspec.Meta(ge=1, le=4096)] = 1
@@ -98,7 +98,9 @@ class WorkerConfig(Section, frozen=True):
 
 
 class ClientConfig(Section, frozen=True):
-    broker: str | None = None  # None: the login file's, else the local broker's address file, else 127.0.0.1:7420
+    # One address or several, as the worker's; None: the login file's, else the local broker's address
+    # file, else 127.0.0.1:7420.
+    broker: str | None = None
     token: str | None = None
     insecure: bool = False
 
@@ -174,6 +176,19 @@ def parse_address(text: str) -> tuple[str, int]:
     return host, int(port)
 
 
+def parse_addresses(text: str) -> list[str]:
+    """Brokers to try, in order: one HOST:PORT, or several separated by commas (`a:7420,b:7420`; IPv6 in
+    brackets). ConfigError (a usage error: exit 2) naming the first entry that is not HOST:PORT."""
+    entries = [entry.strip() for entry in text.split(",")]
+    for entry in entries:
+        try:
+            parse_address(entry)
+        except ConfigError:
+            where = f" (in {text!r})" if len(entries) > 1 else ""
+            raise ConfigError(f"broker address {entry!r}{where} is not HOST:PORT") from None
+    return entries
+
+
 def check_worker_name(name: str, given: str = "--name") -> str:
     """`name` if it is a valid worker name, else ConfigError saying why (a usage error: exit 2)."""
     if len(name) > WORKER_NAME_MAX:
@@ -228,6 +243,9 @@ def _read_toml(path: Path | None, environ: Mapping[str, str]) -> dict[str, Any]:
         raise ConfigError(f"cannot read config file {path}: {exc}") from exc
     if any(isinstance(section, dict) and section.get("token") for section in layer.values()):
         check_private(path, mode)  # it holds a secret
+    for section in layer.values():  # `broker = ["a:7420", "b:7420"]` is `broker = "a:7420,b:7420"`
+        if isinstance(section, dict) and isinstance(brokers := section.get("broker"), list):
+            section["broker"] = ",".join(str(b) for b in brokers)
     return layer
 
 

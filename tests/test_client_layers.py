@@ -10,7 +10,7 @@ from pathlib import Path
 CLIENT = Path(__file__).resolve().parent.parent / "gridd" / "client"
 # Lowest first. A module may import the modules of earlier rows only.
 LAYERS: list[set[str]] = [
-    {"backoff", "locate", "trust", "taskdef", "submits", "start_time"},  # import no other client module
+    {"addresses", "backoff", "locate", "trust", "taskdef", "submits", "start_time"},  # import no other client module
     {"connection"},  # the framed connection: handshake, requests and their replies
     {"blobs", "bundles", "schedule_calls"},  # transfers over a connection; the schedule requests
     {"calls"},  # BrokerCalls: owns the connection, one method per broker request

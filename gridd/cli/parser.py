@@ -53,7 +53,10 @@ def broker_flag(p: argparse.ArgumentParser) -> None:
     """--broker after the command (and after a subcommand's action) as well as before it."""
     # SUPPRESS: a --broker given before the command is not overwritten by this one's default.
     p.add_argument(
-        "--broker", metavar="HOST:PORT", default=argparse.SUPPRESS, help="broker address (default: $GRIDD_BROKER)"
+        "--broker",
+        metavar="HOST:PORT",
+        default=argparse.SUPPRESS,
+        help="broker address, or several separated by commas, the first that answers used (default: $GRIDD_BROKER)",
     )
 
 

@@ -22,12 +22,13 @@ from anyio.abc import ByteStream, TaskStatus
 from anyio.streams.memory import MemoryObjectSendStream
 from anyio.streams.tls import TLSAttribute, TLSStream
 
+from gridd.client.addresses import first_answering, went_away
 from gridd.client.trust import Pin, check_presented, client_context, pin_for
+from gridd.config import parse_address, parse_addresses
 from gridd.protocol.credentials import parse_credential
 from gridd.protocol.errors import (
     BadFrame,
     BrokerTooOld,
-    ConfigError,
     ConnectionLost,
     GriddError,
     NoToken,
@@ -214,28 +215,23 @@ def _ping(rid: int) -> Ping:
 async def open_connection(
     address: str, token: str | None, *, role: str = "client", name: str | None = None, insecure: bool = False
 ) -> AsyncIterator[Connection]:
-    """Connect (TLS 1.3; plain TCP if `insecure`), check the broker against the credential `token`
-    names (client/trust.py), authenticate with its secret, and keep the reader running until exit."""
-    host, port = _split(address)
+    """Connect (TLS 1.3; plain TCP if `insecure`) to the broker at `address`, or to the first that answers
+    of several (`a:7420,b:7420`: client/addresses.py), check it against the credential `token` names
+    (client/trust.py), authenticate with its secret, and keep the reader running until exit.
+    `Connection.address` is the broker that answered."""
+    addresses = parse_addresses(address)
     if not token:
         raise NoToken("no cluster token: set GRIDD_TOKEN (the broker's data dir holds it in the file 'token')")
     digest, secret = parse_credential(token)
     pin = None if insecure else pin_for(digest, os.environ)  # before dialling: a plain secret may have no CA
-    try:
-        with anyio.fail_after(CONNECT_TIMEOUT_S):
-            tcp = await anyio.connect_tcp(host, port)
-    except (OSError, TimeoutError) as exc:
-        raise ConnectionLost(f"cannot connect to the broker at {address}: {_why(exc)}") from exc
+    hello = Hello(version=PROTOCOL_VERSION, role=role, name=name or f"{role}-{os.getpid()}", secret=secret)
+    tcp, connection = await first_answering(addresses, lambda at: _dial(at, hello, pin))
     async with tcp:
-        stream: ByteStream = tcp if pin is None else await _start_tls(tcp, address, host, pin)
-        hello = Hello(version=PROTOCOL_VERSION, role=role, name=name or f"{role}-{os.getpid()}", secret=secret)
-        welcome, handshake = await _handshake(stream, address, hello, pin, host)
-        connection = Connection(stream, address, welcome, handshake.decoder, handshake.trailing)
         try:
             async with anyio.create_task_group() as tg:
-                await tg.start(connection.read_loop)
-                if welcome.idle_timeout_s > 0:
-                    tg.start_soon(connection.keep_alive, welcome.idle_timeout_s / 3)
+                await tg.start(_read, connection, addresses)
+                if connection.welcome.idle_timeout_s > 0:
+                    tg.start_soon(connection.keep_alive, connection.welcome.idle_timeout_s / 3)
                 try:
                     yield connection
                 finally:
@@ -245,6 +241,33 @@ async def open_connection(
             if len(group.exceptions) == 1:
                 raise group.exceptions[0] from None
             raise
+
+
+async def _dial(address: str, hello: Hello, pin: Pin | None) -> tuple[ByteStream, Connection]:
+    """One broker: TCP, TLS checked against `pin`, the handshake. The TCP stream (to close) and the
+    connection; on failure nothing is left open."""
+    host, port = parse_address(address)
+    try:
+        with anyio.fail_after(CONNECT_TIMEOUT_S):
+            tcp = await anyio.connect_tcp(host, port)
+    except (OSError, TimeoutError) as exc:
+        raise ConnectionLost(f"cannot connect to the broker at {address}: {_why(exc)}") from exc
+    try:
+        stream: ByteStream = tcp if pin is None else await _start_tls(tcp, address, host, pin)
+        welcome, handshake = await _handshake(stream, address, hello, pin, host)
+    except BaseException:
+        await anyio.aclose_forcefully(tcp)
+        raise
+    return tcp, Connection(stream, address, welcome, handshake.decoder, handshake.trailing)
+
+
+async def _read(
+    connection: Connection, addresses: list[str], *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+) -> None:
+    """The connection's reader. Ended by itself (not cancelled): its broker went away, so the next
+    connection to these addresses starts with another (client/addresses.py)."""
+    await connection.read_loop(task_status=task_status)
+    went_away(addresses, connection.address)
 
 
 async def _start_tls(tcp: ByteStream, address: str, host: str, pin: Pin) -> TLSStream:
@@ -294,13 +317,6 @@ async def _handshake(
         raise ConnectionLost(f"the broker at {address} closed the connection during the handshake") from exc
     except TimeoutError as exc:
         raise ConnectionLost(f"the broker at {address} did not answer the handshake") from exc
-
-
-def _split(address: str) -> tuple[str, int]:
-    host, sep, port = address.rpartition(":")
-    if not sep or not host or not port.isdigit():
-        raise ConfigError(f"broker address {address!r} is not HOST:PORT")
-    return host.strip("[]"), int(port)
 
 
 def _why(exc: BaseException) -> str:

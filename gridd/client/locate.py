@@ -13,7 +13,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from gridd.config import DEFAULT_PORT, Config, default_config_path, default_data_dir, load_config, read_secret_file
+from gridd.config import (
+    DEFAULT_PORT,
+    Config,
+    default_config_path,
+    default_data_dir,
+    load_config,
+    parse_addresses,
+    read_secret_file,
+)
 from gridd.protocol.errors import ConfigError, NoToken
 
 LOGIN_FILE = "credential"
@@ -58,7 +66,14 @@ def write_login(environ: Mapping[str, str], login: Login) -> Path:
 
 def broker_address(config: Config) -> str:
     """--broker, GRIDD_BROKER or the config file; else the login file's; else the local broker's address
-    file; else the default."""
+    file; else the default. It may name several brokers (client/addresses.py); ConfigError (exit 2, before
+    anything is dialled) naming an entry that is not HOST:PORT."""
+    address = _broker_address(config)
+    parse_addresses(address)
+    return address
+
+
+def _broker_address(config: Config) -> str:
     if config.client.broker:
         return config.client.broker
     login = read_login(os.environ)

@@ -3,7 +3,8 @@
 The connection subscribes to the event stream, so the job counts per queue and state stay exact from one
 snapshot plus the events after it (each job event names its queue, its new state and the one it left).
 Workers and the newest jobs are asked for at each page refresh. The connection is reopened when it ends
-(the broker restarted or dropped us); meanwhile `reason` says why there is none.
+(the broker restarted or dropped us; of several brokers, the next that answers: gridd/client/addresses.py);
+meanwhile `reason` says why there is none. `address` is the broker that answered.
 """
 
 from __future__ import annotations
@@ -59,10 +60,12 @@ class BrokerView:
                     client = Client(connection)
                     snapshot, events = await client.subscribe()
                     self.counts = {q: dict(by_state) for q, by_state in snapshot.queues.items()}
-                    self.client, self.address, self.refused = client, address, False
+                    if self.address and connection.address != self.address:
+                        log.info("web.broker_moved", **{"from": self.address, "to": connection.address})
+                    self.client, self.address, self.refused = client, connection.address, False
                     self.tried.set()
                     backoff.reset()
-                    log.info("web.connected", broker=address)
+                    log.info("web.connected", broker=connection.address)
                     async for event in events:
                         self._apply(event)
             except AuthFailed as exc:

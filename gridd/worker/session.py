@@ -4,6 +4,8 @@ Rules:
 - One connection at a time. Registering names every lease the worker still answers for (jobs held,
   results not acknowledged), so the broker re-attaches them after a reconnection; those it lost meanwhile
   are stopped. A refused or lost connection is tried again after a backoff (gridd.client.backoff).
+- Given several brokers (`--broker a:7420,b:7420`), each connection goes to the first that answers; when
+  it goes away, the next one is tried first (gridd.client.addresses), and the jobs held re-attach there.
 - While connected, one task each: heartbeats (which renew the leases held), revocations pushed by the
   broker, the lease requests (gridd.worker.leasing), results and output (gridd.worker.delivery), and a
   report to the broker whenever the worker's state, or whether it takes work, changes (gridd.worker.desk).
@@ -16,6 +18,7 @@ import structlog
 
 from gridd.client.backoff import Backoff
 from gridd.client.connection import Connection, open_connection
+from gridd.config import parse_addresses
 from gridd.protocol.errors import ConnectionLost, GriddError, WorkerNameInUse
 from gridd.protocol.messages import LeaseRef, RegisterWorker, RenewLeases, ReportWorkerState, RevokeLeases
 from gridd.protocol.states import JobState
@@ -53,6 +56,8 @@ class Session:
         self._leasing = leasing
         self._delivery = delivery
         self._registered = False  # once registered, later registrations are reconnections
+        parse_addresses(settings.broker)  # a malformed entry is a usage error at start, not a retry for ever
+        self._broker_now: str | None = None  # the broker of the last connection
 
     async def keep_connected(self) -> None:
         """Connect, serve, and connect again after a backoff, until cancelled."""
@@ -97,7 +102,10 @@ class Session:
                 instance=s.instance,
             )
         )
-        log.info("worker.connected", broker=s.broker, attached=len(refs) - len(reply.lost), lost=len(reply.lost))
+        if self._broker_now is not None and conn.address != self._broker_now:
+            log.info("worker.broker_moved", **{"from": self._broker_now, "to": conn.address})
+        self._broker_now = conn.address
+        log.info("worker.connected", broker=conn.address, attached=len(refs) - len(reply.lost), lost=len(reply.lost))
         self._registered = True
         self._jobs.stop(reply.lost, why="lost while disconnected")
         conn.on_late_reply = lambda message: self._leasing.late_reply(conn, message)
