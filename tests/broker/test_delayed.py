@@ -175,6 +175,7 @@ async def test_a_start_time_now_or_past_queues_the_job_at_once_and_promotion_goe
         assert await store.promote_due(clock.now_ms(), 3) == ([], now + 7)
 
 
+@pytest.mark.backends("sqlite")  # SQLite's query planner (PostgreSQL's reads only the due batch, checked by hand)
 def test_the_promoter_reads_the_scheduled_jobs_index_only_never_every_scheduled_job(tmp_path: Path) -> None:
     db = sqlite3.connect(tmp_path / "plan.db")
     migrate(db)

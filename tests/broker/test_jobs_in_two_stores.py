@@ -151,3 +151,15 @@ async def test_a_capped_groups_running_jobs_ending_at_once_through_two_stores_pa
             assert sorted(j.job_id for j in rest) == ids[2:]
             for job in rest:
                 await finish(one, job, now, 0)
+
+
+async def test_a_lane_holding_a_job_queued_through_the_other_store_is_kept_when_one_drops_it(tmp_path: Path) -> None:
+    now = FakeClock().now_ms()
+    async with two_stores(tmp_path) as (one, two):
+        await two.submit_jobs([JobSpec(argv=["true"], queue="fresh")], now)
+        await two.submit_jobs([JobSpec(argv=["true"], queue="done")], now)
+        (job,) = await two.lease_jobs("w1", [("done", "")], 1, now, TTL_MS)
+        await finish(two, job, now, 0)
+        # `one` decides from its own counts, which never saw either job: both queues look idle to it.
+        await one.drop_lanes(["fresh", "done"])
+        assert sorted(await two.known_lanes()) == [("fresh", "")]  # what a broker starting now reads

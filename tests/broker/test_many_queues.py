@@ -8,15 +8,20 @@ import sqlite3
 from pathlib import Path
 
 import anyio
+import psycopg
 
 from gridd.client.connection import open_connection
 from gridd.protocol.messages import JobSpec, RegisterWorker, RequestJobs
-from tests.conftest import TOKEN, client_of, running_broker
+from tests.conftest import STORE, TOKEN, client_of, running_broker
 
 QUEUES = 20_000
 
 
 def lanes_in_table(data_dir: Path) -> int:
+    """Rows of the lanes table, read beside the broker (its SQLite file, or the test's PostgreSQL)."""
+    if STORE["url"] is not None:
+        with psycopg.connect(STORE["url"]) as pg:
+            return int(pg.execute("SELECT COUNT(*) FROM lanes").fetchone()[0])  # type: ignore[index]
     with sqlite3.connect(f"file:{data_dir / 'gridd.db'}?mode=ro", uri=True) as db:
         return int(db.execute("SELECT COUNT(*) FROM lanes").fetchone()[0])
 

@@ -12,7 +12,8 @@ from collections.abc import Sequence
 
 from gridd.broker.matching import Lane
 from gridd.broker.store.refs import parse_job_id
-from gridd.broker.store.sql import TEXTS, Tx
+from gridd.broker.store.sql import TEXTS, Tx, state
+from gridd.protocol.states import JobState
 
 
 def known_lanes(db: Tx) -> list[Lane]:
@@ -20,8 +21,18 @@ def known_lanes(db: Tx) -> list[Lane]:
 
 
 def drop_lanes(db: Tx, queues: Sequence[str]) -> None:
-    """Forget the lanes of queues that have no job left to lease."""
-    db.execute(f"DELETE FROM lanes WHERE queue IN ({TEXTS})", (db.texts(queues),))  # noqa: S608
+    """Forget the lanes of queues that have no job left to lease. A lane that holds a queued job all the same
+    stays: another broker on the same database may have just submitted it (this one decided from its own
+    counts), and a broker that starts later must find its lane."""
+    db.execute(_DROP_SQL, (db.texts(queues),))
+
+
+# The NOT EXISTS reads the leasing index only (jobs_ready: queue, lane, WHERE word for word).
+_DROP_SQL = (
+    f"DELETE FROM lanes WHERE queue IN ({TEXTS}) AND NOT EXISTS (SELECT 1 FROM jobs"  # noqa: S608
+    " WHERE jobs.queue = lanes.queue AND jobs.lane = lanes.lane"
+    f" AND state = {state(JobState.QUEUED)} AND throttled = 0)"
+)
 
 
 def restore_lanes(db: Tx, job_ids: Sequence[str]) -> list[Lane]:
