@@ -18,6 +18,7 @@ from typing import Any
 
 import gridd.broker.store.attempts as attempts
 import gridd.broker.store.flow as flow
+import gridd.broker.store.gangs as gangs
 import gridd.broker.store.retries as retry_store
 from gridd.broker import retry_policy as policy
 from gridd.broker import transitions as tr
@@ -47,6 +48,7 @@ _RETURN_SQL = (
 
 def expire_leases(db: sqlite3.Connection, now_ms: int, lending: Container[str] = ()) -> list[Transition]:
     found = rows(db, f"{_LEASES} WHERE state = {state(_RUNNING)} AND deadline_ms < ?", (now_ms,))
+    found += gangs.lapsed(db, now_ms)  # a gang member's lease (rank 1 or more): its gang's attempt is lost
     return _expire(db, found, now_ms, "lease expired", lending)
 
 
@@ -98,15 +100,18 @@ def attach_worker(
     found = rows(db, f"{_LEASES} WHERE {_HELD_BY}", (worker, instance))
     held = {(str(r[0]), r[1]) for r in found}
     named = {(ref.job_id, ref.lease) for ref in running}
-    lost = [ref for ref in running if (ref.job_id, ref.lease) not in held]
+    claimed, members_gone = gangs.attach(db, worker, instance, running, deadline_ms)  # gang members, rank 1+
+    kept = held | claimed
+    lost = [ref for ref in running if (ref.job_id, ref.lease) not in kept]
     db.executemany(_RENEW_SQL, [(deadline_ms, int(job_id), lease) for job_id, lease in held & named])
     orphans = [r for r in found if (str(r[0]), r[1]) not in named]
     if restarted:  # a new worker process: the old one may have run them, so the attempt counts
-        return lost, _expire(db, orphans, now_ms, "worker restarted", {worker} if lends else ())
+        return lost, _expire(db, orphans + members_gone, now_ms, "worker restarted", {worker} if lends else ())
     # The same process, reconnecting: it names every lease it ever received, so these grants never
     # reached it (lost with the connection) and the jobs never started there.
     back = [LeaseRef(job_id=str(r[0]), lease=r[1]) for r in orphans]
-    return lost, _return(db, worker, back, "lease grant lost with the connection", instance)
+    gone = _expire(db, members_gone, now_ms, "gang member's grant lost with the connection")
+    return lost, _return(db, worker, back, "lease grant lost with the connection", instance) + gone
 
 
 def return_leases(

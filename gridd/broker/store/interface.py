@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from gridd.broker.matching import Budget, Lane
+from gridd.broker.store.gang_rows import GangGrant, QueuedGang
 from gridd.broker.store.schedule_rows import DueSchedule, Fired, Firing
 from gridd.broker.transitions import Transition
 from gridd.protocol.messages import (
@@ -160,6 +161,20 @@ class Store(Protocol):
         self, worker: str, leases: Sequence[LeaseRef], deadline_ms: int, instance: str = ""
     ) -> list[LeaseRef]:
         """Extend the leases `worker` (its `instance`) still holds; returns those it no longer holds."""
+        ...
+
+    async def queued_gangs(self, limit: int) -> list[QueuedGang]:
+        """Up to `limit` queued gang jobs (submit --gang) not held back by their group, the best first
+        (priority, then age), those in a retry delay too. Ordinary leasing (lease_jobs) never takes a gang."""
+        ...
+
+    async def lease_gangs(self, grants: Sequence[GangGrant], now_ms: int, ttl_ms: int) -> list[list[LeasedJob]]:
+        """Lease each gang whole, in one transaction: the job running under rank 0's lease, and one lease
+        per seat (its rank, a fresh random fencing token each) with the gang's variables in its spec
+        (gang_rows.member_spec); [] for a gang no longer queued. Each member's lease is renewed, fenced and
+        re-attached as any lease; a member's result is kept until the last succeeds or one fails, which ends
+        the job's attempt (complete_jobs); a member lease that lapses ends it too (expire_leases), and
+        control_jobs revokes every member of a gang it cancels."""
         ...
 
     async def next_eligible_ms(self, now_ms: int) -> int | None:

@@ -18,9 +18,9 @@ import anyio
 
 import gridd.broker.store.blobs as blobs
 import gridd.broker.store.bundles as bundles
-import gridd.broker.store.completion as completion
 import gridd.broker.store.control as control
 import gridd.broker.store.expiry as expiry
+import gridd.broker.store.gangs as gangs
 import gridd.broker.store.keys as keys
 import gridd.broker.store.lanes as lanes
 import gridd.broker.store.leasing as leasing
@@ -46,6 +46,9 @@ class SQLiteStore(Database):
     submit_keyed = use_case(keys.submit_keyed, durable=True)
     lease_jobs = use_case(leasing.lease_jobs, durable=False, then=leasing.observed)
     renew_leases = use_case(leasing.renew_leases, durable=False)
+    # A queued gang read on the event loop: seen early, it is only offered to lease_gangs, which checks again.
+    queued_gangs = use_case(gangs.queued_gangs, durable=False, read_now="always")
+    lease_gangs = use_case(gangs.lease_gangs, durable=False, then=gangs.observed)
     next_eligible_ms = use_case(leasing.next_eligible_ms, durable=False)
     promote_due = use_case(start_times.promote_due, durable=False)  # one lost with the power: redone at start
     extend_running_leases = use_case(leasing.extend_running_leases, durable=False)
@@ -54,7 +57,7 @@ class SQLiteStore(Database):
     restore_lanes = use_case(lanes.restore_lanes, durable=True)
 
     # ---- attempts end ----------------------------------------------------------------------------------------
-    complete_jobs = use_case(completion.complete_jobs, durable=True)
+    complete_jobs = use_case(gangs.complete_jobs, durable=True)  # completion.py's, a gang member's kept first
     expire_leases = use_case(expiry.expire_leases, durable=True)
     attach_worker = use_case(expiry.attach_worker, durable=True)
     return_leases = use_case(expiry.return_leases, durable=True)
