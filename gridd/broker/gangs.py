@@ -59,12 +59,14 @@ class GangDispatch:
         self._ttl_ms = ttl_ms
         self._queued: list[QueuedGang] = []
         self._epoch = -1  # the dispatcher's epoch at which _queued was read (it changes when a job may queue)
+        self.holding: tuple[str, list[str]] | None = None  # the gang holding workers at the last pass, and them
 
     async def serve(
         self, pending: Sequence[R], now_ms: int, epoch: int
     ) -> tuple[list[tuple[R, LeasedJob, bool]], set[R]]:
         """Lease the gangs that find seats among `pending`: (request, its member, whether it is rank 0: the
         one to announce) for each seat; and the requests held for the aged gang that still lacks some."""
+        self.holding = None
         if not pending:
             return [], set()
         if epoch != self._epoch:  # a gang's own lease changes nothing here: it is taken out below
@@ -75,15 +77,14 @@ class GangDispatch:
         free = list({r.worker: r for r in pending}.values())  # one seat per worker
         grants: list[tuple[QueuedGang, list[R]]] = []
         held: set[R] = set()
-        holding = False
         for gang in self._queued:
             if gang.not_before_ms > now_ms:
                 continue
             fit = [r for r in free if _fits(r, gang)]
             if len(fit) >= gang.size:
                 grants.append((gang, fit[: gang.size]))
-            elif not holding and now_ms - gang.ready_ms >= RESERVE_AFTER_MS and self._capable(gang) >= gang.size:
-                holding = True
+            elif self.holding is None and self._aged(gang, now_ms):
+                self.holding = (gang.job_id, [r.worker for r in fit])
                 held.update(fit)
             else:
                 continue
@@ -102,6 +103,10 @@ class GangDispatch:
         for (_, seats), members in zip(grants, leased, strict=True):
             out += [(r, job, rank == 0) for rank, (r, job) in enumerate(zip(seats, members, strict=False))]
         return out, held
+
+    def _aged(self, gang: QueuedGang, now_ms: int) -> bool:
+        """Whether `gang` has waited long enough to hold workers, and enough connected workers could run it."""
+        return now_ms - gang.ready_ms >= RESERVE_AFTER_MS and self._capable(gang) >= gang.size
 
     def _capable(self, gang: QueuedGang) -> int:
         """The connected workers that could take a member of `gang` once free."""

@@ -57,7 +57,7 @@ class Dispatcher:
         gangs: GangDispatch | None = None,
     ) -> None:
         self._store = store
-        self._gangs = gangs  # gang jobs (gangs.py): leased whole, before the ordinary jobs of each pass
+        self.gangs = gangs  # gang jobs (gangs.py): leased whole, before the ordinary jobs of each pass
         self._clock = clock
         self._ttl_ms = lease_ttl_ms
         self._on_leased = on_leased
@@ -147,7 +147,7 @@ class Dispatcher:
         # larger would find nothing there either.
         drained = self._drained
         self.lanes_considered = 0
-        seated, held = await self._gangs.serve(self._pending, now, epoch) if self._gangs else ([], set())
+        seated, held = await self.gangs.serve(self._pending, now, epoch) if self.gangs else ([], set())
         for request, member, first in seated:
             if first:  # the gang's job, once: rank 0's lease is the job's
                 self._on_leased(request.worker, [member])

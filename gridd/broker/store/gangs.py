@@ -310,7 +310,8 @@ def _member_ended(
         (job_id,),
     )
     stdout, stderr = b"".join(o[0] or b"" for o in outputs), b"".join(o[1] or b"" for o in outputs)
-    said = f"gang member {rank} on worker {worker}" + (f": {result.message}" if result.message else "")
+    how = f"exited with status {result.exit_code}" if result.exit_code is not None else f"ended: {result.outcome}"
+    said = f"gang member {rank} on worker {worker} {how}" + (f": {result.message}" if result.message else "")
     final = msgspec.structs.replace(
         result,
         lease=lease,

@@ -1,0 +1,236 @@
+"""Gang jobs (submit --gang N) on a real broker over TCP, workers speaking the protocol by hand and time from a
+FakeClock: a gang is leased whole to N distinct waiting workers, each member with its rank; a free worker runs
+smaller jobs while the gang is young, and is held for it once it has waited RESERVE_AFTER_MS; a member's failure
+or lapsed lease ends the attempt (the others' leases are no longer current) and the gang runs again as one;
+its output is its members' in rank order; `why` names a gang larger than the workers that could run it."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable
+from pathlib import Path
+
+import anyio
+import pytest
+
+from gridd.broker.gangs import RESERVE_AFTER_MS
+from gridd.client import Client
+from gridd.client.connection import Connection
+from gridd.protocol.errors import InvalidRequest
+from gridd.protocol.messages import (
+    CompleteJobs,
+    JobResult,
+    JobSpec,
+    LeasedJob,
+    LeaseRef,
+    RenewLeases,
+    TaskCall,
+)
+from gridd.protocol.states import JobState as S
+from tests.broker.test_leases import LEASES, NET_S, complete, ref, take_job, worker_conn
+from tests.clock import FakeClock
+from tests.conftest import BrokerHandle, client_of, running_broker
+from tests.polling import eventually
+
+
+def gang_env(job: LeasedJob) -> tuple[str, str, str]:
+    env = job.spec.env
+    return env["GRIDD_GANG_SIZE"], env["GRIDD_GANG_RANK"], env["GRIDD_GANG_WORKERS"]
+
+
+async def lost_on_renewal(conn: Connection, job: LeasedJob) -> list[LeaseRef]:
+    with anyio.fail_after(NET_S):
+        return list((await conn.request(lambda rid: RenewLeases(rid=rid, leases=[ref(job)]))).lost)
+
+
+async def finish(conn: Connection, job: LeasedJob, exit_code: int, stdout: bytes) -> int:
+    res = JobResult(
+        job_id=job.job_id,
+        lease=job.lease,
+        exit_code=exit_code,
+        outcome="exited",
+        started_ms=1,
+        ended_ms=2,
+        stdout=stdout,
+    )
+    with anyio.fail_after(NET_S):
+        (outcome,) = (await conn.request(lambda rid: CompleteJobs(rid=rid, results=[res]))).outcomes
+    return int(outcome.code)
+
+
+async def test_a_gang_is_leased_whole_to_distinct_workers_and_succeeds_with_its_members_output_by_rank(
+    tmp_path: Path,
+) -> None:
+    async with (
+        running_broker(tmp_path, FakeClock(), **LEASES) as b,
+        client_of(b) as client,
+        worker_conn(b, "w1") as (w1, _),
+        worker_conn(b, "w2") as (w2, _),
+    ):
+        (gang,) = await client.submit_many([JobSpec(argv=["mpirun"], gang=2)])
+        members: dict[str, LeasedJob] = {}
+        async with anyio.create_task_group() as tg:
+
+            async def ask(name: str, conn: Connection) -> None:
+                members[name] = await take_job(conn)
+
+            tg.start_soon(ask, "w1", w1)
+            await eventually(lambda: _state_is(client, gang, S.QUEUED))
+            assert members == {}  # one waiting worker is not enough: nothing leased
+            tg.start_soon(ask, "w2", w2)
+        assert {m.job_id for m in members.values()} == {gang}
+        by_rank = sorted(members.items(), key=lambda m: m[1].spec.env["GRIDD_GANG_RANK"])
+        order = ",".join(name for name, _ in by_rank)
+        assert [gang_env(m) for _, m in by_rank] == [("2", "0", order), ("2", "1", order)]
+        assert [m.spec.env["GRIDD_GANG_HOSTS"] for _, m in by_rank] == ["test-host,test-host"] * 2
+        assert len({m.lease for m in members.values()}) == 2  # each member its own fencing token
+        view, _ = await client.show(gang)
+        assert (view.state, view.gang, view.attempts, view.worker) == (S.RUNNING, 2, 1, by_rank[0][0])
+
+        conns = {"w1": w1, "w2": w2}
+        (first, m1), (second, m2) = by_rank[1], by_rank[0]  # rank 1 ends first
+        assert await finish(conns[first], m1, 0, b"from rank 1\n") == 0
+        assert (await client.show(gang))[0].state == S.RUNNING  # rank 0 still runs
+        assert await lost_on_renewal(conns[second], m2) == []  # and its lease is still current
+        assert await finish(conns[second], m2, 0, b"from rank 0\n") == 0
+        view, attempts = await client.show(gang)
+        assert (view.state, len(attempts)) == (S.SUCCEEDED, 1)
+        out, _ = await client.output(gang)
+        assert out == b"from rank 0\nfrom rank 1\n"
+        assert await finish(conns[first], m1, 0, b"again") != 0  # a member's result counts once
+
+
+async def test_a_members_failure_ends_the_attempt_its_partner_is_stopped_and_the_gang_runs_again_as_one(
+    tmp_path: Path,
+) -> None:
+    clock = FakeClock()
+    async with (
+        running_broker(tmp_path, clock, **LEASES) as b,
+        client_of(b) as client,
+        worker_conn(b, "w1") as (w1, _),
+        worker_conn(b, "w2") as (w2, _),
+    ):
+        (gang,) = await client.submit_many([JobSpec(argv=["mpirun"], gang=2, max_attempts=2, retry_delay_s=1)])
+        with anyio.fail_after(NET_S):
+            a, b2 = await _both(take_job(w1), take_job(w2))
+        assert await finish(w2, b2, 3, b"rank failed\n") == 0
+        view, attempts = await client.show(gang)
+        assert (view.state, view.attempts, len(attempts)) == (S.QUEUED, 1, 1)
+        assert attempts[0].exit_code == 3
+        assert view.reason == "gang member 1 on worker w2 exited with status 3"
+        assert await lost_on_renewal(w1, a) == [ref(a)]  # its heartbeat tells w1 to stop its member
+        assert await complete(w1, a) != 0  # and its late result is refused
+        clock.advance(1)  # its retry delay
+        b.broker.dispatcher.wake()
+        with anyio.fail_after(NET_S):
+            a2, b3 = await _both(take_job(w1), take_job(w2))
+        assert {a2.attempt, b3.attempt} == {2}
+        assert {a2.lease, b3.lease}.isdisjoint({a.lease, b2.lease})
+
+
+async def test_a_lapsed_members_lease_ends_the_gangs_attempt(tmp_path: Path) -> None:
+    clock = FakeClock()
+    async with (
+        running_broker(tmp_path, clock, **LEASES) as b,
+        client_of(b) as client,
+        worker_conn(b, "w1") as (w1, _),
+        worker_conn(b, "w2") as (w2, _),
+    ):
+        (gang,) = await client.submit_many([JobSpec(argv=["mpirun"], gang=2)])
+        with anyio.fail_after(NET_S):
+            m1, m2 = await _both(take_job(w1), take_job(w2))
+        rank0, rank1 = (m1, m2) if m1.spec.env["GRIDD_GANG_RANK"] == "0" else (m2, m1)
+        holder = {m1.lease: w1, m2.lease: w2}
+        silent = "w2" if holder[rank1.lease] is w2 else "w1"
+        clock.advance(LEASES["lease_ttl_s"] - 1)
+        assert await lost_on_renewal(holder[rank0.lease], rank0) == []  # rank 0 keeps renewing; rank 1 is silent
+        assert await b.broker.expire_leases(clock.now_ms()) == []
+        clock.advance(2)
+        (lost,) = await b.broker.expire_leases(clock.now_ms())
+        assert (lost.job_id, lost.state, lost.worker) == (gang, S.QUEUED, silent)
+        assert await lost_on_renewal(holder[rank0.lease], rank0) == [ref(rank0)]
+        view, attempts = await client.show(gang)
+        assert (view.state, [x.outcome for x in attempts]) == (S.QUEUED, ["lease_expired"])
+
+
+async def test_free_workers_run_smaller_jobs_while_a_gang_is_young_and_are_held_for_it_once_it_has_aged(
+    tmp_path: Path,
+) -> None:
+    clock = FakeClock()
+    async with (
+        running_broker(tmp_path, clock, **LEASES) as b,
+        client_of(b) as client,
+        worker_conn(b, "w1") as (w1, _),
+        worker_conn(b, "w2") as (w2, _),
+    ):
+        long = await client.submit(["sleep", "1h"])
+        running = await take_job(w1)  # w1 is busy
+        assert running.job_id == long
+        (gang,) = await client.submit_many([JobSpec(argv=["mpirun"], gang=2)])
+        small = await client.submit(["true"])
+        backfilled = await take_job(w2)  # the gang is young: the free worker runs the smaller job
+        assert backfilled.job_id == small
+        assert await complete(w2, backfilled) == 0
+
+        clock.advance(RESERVE_AFTER_MS / 1000)
+        later = await client.submit(["true"])
+        got: dict[str, LeasedJob] = {}
+        async with anyio.create_task_group() as tg:
+
+            async def ask(name: str, conn: Connection) -> None:
+                got[name] = await take_job(conn)
+
+            tg.start_soon(ask, "w2", w2)
+            # w2 waits, held for the gang; the smaller job behind it stays queued.
+            await eventually(lambda: _holding(b, "w2"))
+            assert got == {} and (await client.show(later))[0].state == S.QUEUED
+            assert await complete(w1, running) == 0  # w1 frees up
+            tg.start_soon(ask, "w1", w1)
+        assert {j.job_id for j in got.values()} == {gang}
+        assert (await client.show(later))[0].state == S.QUEUED
+
+
+async def test_why_says_a_gang_needs_more_workers_than_can_run_it(tmp_path: Path) -> None:
+    async with (
+        running_broker(tmp_path, FakeClock(), **LEASES) as b,
+        client_of(b) as client,
+        worker_conn(b, "w1"),
+        worker_conn(b, "w2"),
+    ):
+        (gang,) = await client.submit_many([JobSpec(argv=["mpirun"], gang=3)])
+        e = await client.why(gang)
+        assert e.reason == "a gang of 3 needs 3 workers that can run it at once; only 2 connected workers can: w1, w2"
+        assert e.remedy == (
+            "1 more worker serving queue 'default' that can run it, or cancel it and submit with a smaller --gang"
+        )
+
+
+async def test_a_python_task_cannot_be_a_gang(tmp_path: Path) -> None:
+    async with running_broker(tmp_path, FakeClock(), **LEASES) as b, client_of(b) as client:
+        spec = JobSpec(argv=["t"], task=TaskCall(name="mod:fn"), gang=2)
+        with pytest.raises(InvalidRequest, match="a Python task cannot be a gang"):
+            await client.submit_many([spec])
+        assert await client.jobs() == []
+
+
+async def _both(first: Awaitable[LeasedJob], second: Awaitable[LeasedJob]) -> tuple[LeasedJob, LeasedJob]:
+    """Two lease requests waiting at once (a gang is leased only when both are there)."""
+    out: dict[int, LeasedJob] = {}
+
+    async def run(i: int, aw: Awaitable[LeasedJob]) -> None:
+        out[i] = await aw
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(run, 0, first)
+        tg.start_soon(run, 1, second)
+    return out[0], out[1]
+
+
+async def _state_is(client: Client, job_id: str, state: str) -> bool:
+    view, _ = await client.show(job_id)
+    return bool(view.state == state)
+
+
+def _holding(b: BrokerHandle, worker: str) -> bool:
+    """The dispatcher's last pass held `worker` for a gang."""
+    gangs = b.broker.dispatcher.gangs
+    return gangs is not None and gangs.holding is not None and worker in gangs.holding[1]
