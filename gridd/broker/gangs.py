@@ -102,6 +102,10 @@ class GangDispatch:
         out: list[tuple[R, LeasedJob, bool]] = []
         for (_, seats), members in zip(grants, leased, strict=True):
             out += [(r, job, rank == 0) for rank, (r, job) in enumerate(zip(seats, members, strict=False))]
+        for r, job, first in out:  # rank 0's worker is told by the ledger, as of any lease; the others' here
+            link = None if first else self._workers.get(r.worker)
+            if link is not None:
+                link.jobs.add(job.job_id)
         return out, held
 
     def _aged(self, gang: QueuedGang, now_ms: int) -> bool:

@@ -23,6 +23,7 @@ from gridd.broker.workers import WorkerLink, WorkerRegistry
 from gridd.clock import Clock
 from gridd.protocol.errors import ErrorCode
 from gridd.protocol.messages import Event, JobResult, LeasedJob, LeaseRef, Outcome
+from gridd.protocol.states import JobState
 
 log = structlog.get_logger()
 
@@ -116,6 +117,7 @@ class WorkerDesk:
         link.last_seen_ms = now
         deadline = now + self._settings.lease_ttl_ms
         lost = await self._store.renew_leases(link.name, leases, deadline, link.instance) if leases else []
+        link.jobs.difference_update(ref.job_id for ref in lost)  # a gang member's too (gangs.py)
         return lost, deadline
 
     async def complete(self, link: WorkerLink, results: Sequence[JobResult]) -> list[Outcome]:
@@ -126,7 +128,9 @@ class WorkerDesk:
             link.name, results, now, self._settings.retry_base_ms, link.instance, link.lends
         )
         for o in outcomes:
-            if o.code == ErrorCode.BAD_RESULT:
+            if o.code == 0 and o.state == JobState.RUNNING:  # a gang member ended, its gang runs on (gangs.py)
+                link.jobs.discard(o.job_id)
+            elif o.code == ErrorCode.BAD_RESULT:
                 log.warning("result.refused", job_id=o.job_id, worker=link.name, state=o.state, error=o.message)
             elif o.code == ErrorCode.FOREIGN_LEASE:
                 self.foreign_completions += 1

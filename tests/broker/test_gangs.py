@@ -15,6 +15,7 @@ import pytest
 from gridd.broker.gangs import RESERVE_AFTER_MS
 from gridd.client import Client
 from gridd.client.connection import Connection
+from gridd.protocol import features
 from gridd.protocol.errors import InvalidRequest
 from gridd.protocol.messages import (
     CompleteJobs,
@@ -23,6 +24,7 @@ from gridd.protocol.messages import (
     LeasedJob,
     LeaseRef,
     RenewLeases,
+    SubmitJobs,
     TaskCall,
 )
 from gridd.protocol.states import JobState as S
@@ -86,10 +88,12 @@ async def test_a_gang_is_leased_whole_to_distinct_workers_and_succeeds_with_its_
         view, _ = await client.show(gang)
         assert (view.state, view.gang, view.attempts, view.worker) == (S.RUNNING, 2, 1, by_rank[0][0])
 
+        assert await _running(client) == {"w1": [gang], "w2": [gang]}  # `gridd workers`: both run it
         conns = {"w1": w1, "w2": w2}
         (first, m1), (second, m2) = by_rank[1], by_rank[0]  # rank 1 ends first
         assert await finish(conns[first], m1, 0, b"from rank 1\n") == 0
         assert (await client.show(gang))[0].state == S.RUNNING  # rank 0 still runs
+        assert await _running(client) == {first: [], second: [gang]}
         assert await lost_on_renewal(conns[second], m2) == []  # and its lease is still current
         assert await finish(conns[second], m2, 0, b"from rank 0\n") == 0
         view, attempts = await client.show(gang)
@@ -225,6 +229,10 @@ async def _both(first: Awaitable[LeasedJob], second: Awaitable[LeasedJob]) -> tu
     return out[0], out[1]
 
 
+async def _running(client: Client) -> dict[str, list[str]]:
+    return {w.name: w.jobs for w in await client.workers()}
+
+
 async def _state_is(client: Client, job_id: str, state: str) -> bool:
     view, _ = await client.show(job_id)
     return bool(view.state == state)
@@ -234,3 +242,10 @@ def _holding(b: BrokerHandle, worker: str) -> bool:
     """The dispatcher's last pass held `worker` for a gang."""
     gangs = b.broker.dispatcher.gangs
     return gangs is not None and gangs.holding is not None and worker in gangs.holding[1]
+
+
+def test_a_gang_is_a_feature_an_older_broker_lacks() -> None:
+    submit = SubmitJobs(rid=1, jobs=[JobSpec(argv=["mpirun"], gang=2)])
+    assert features.used(submit) == [features.GANG]
+    assert features.missing(submit, []) == features.GANG
+    assert features.too_old(features.GANG, "b:1").startswith("the broker at b:1 does not know --gang")

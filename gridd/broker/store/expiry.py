@@ -117,6 +117,7 @@ def attach_worker(
 def return_leases(
     db: sqlite3.Connection, worker: str, leases: Sequence[LeaseRef], instance: str = ""
 ) -> list[Transition]:
+    gangs.let_go(db, worker, instance, leases)  # a gang member of rank 1 or more: its gang's attempt is lost
     return _return(db, worker, leases, "handed back by a draining worker", instance)
 
 

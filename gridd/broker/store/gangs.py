@@ -211,6 +211,16 @@ def attach(
     return claimed, orphans
 
 
+def let_go(db: sqlite3.Connection, worker: str, instance: str, leases: Sequence[LeaseRef]) -> None:
+    """A draining worker hands back members of rank 1 or more: their leases lapse now, and the next expiry
+    pass ends their gangs' attempts (a member that ran cannot be put back alone)."""
+    db.executemany(
+        "UPDATE gang_members SET deadline_ms = 0 WHERE job_id = ? AND lease = ? AND worker = ? AND instance = ?"
+        " AND rank > 0 AND ended = 0",
+        [(parse_job_id(ref.job_id), ref.lease, worker, instance) for ref in leases],
+    )
+
+
 def extend_members(db: sqlite3.Connection, deadline_ms: int) -> None:
     """After a restart: every member lease that has not ended may be re-attached until `deadline_ms`."""
     db.execute(
