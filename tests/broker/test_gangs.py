@@ -7,6 +7,7 @@ its output is its members' in rank order; `why` names a gang larger than the wor
 from __future__ import annotations
 
 from collections.abc import Awaitable
+from contextlib import AsyncExitStack
 from pathlib import Path
 
 import anyio
@@ -24,6 +25,7 @@ from gridd.protocol.messages import (
     LeasedJob,
     LeaseRef,
     RenewLeases,
+    ReturnLeases,
     SubmitJobs,
     TaskCall,
 )
@@ -249,3 +251,49 @@ def test_a_gang_is_a_feature_an_older_broker_lacks() -> None:
     assert features.used(submit) == [features.GANG]
     assert features.missing(submit, []) == features.GANG
     assert features.too_old(features.GANG, "b:1").startswith("the broker at b:1 does not know --gang")
+
+
+async def test_a_reconnecting_worker_keeps_the_member_it_names_and_one_it_does_not_name_ends_the_attempt(
+    tmp_path: Path,
+) -> None:
+    async with running_broker(tmp_path, FakeClock(), **LEASES) as b, client_of(b) as client:
+        (gang,) = await client.submit_many([JobSpec(argv=["mpirun"], gang=2)])
+        stacks = {name: AsyncExitStack() for name in ("w1", "w2")}
+        conns = {name: (await stacks[name].enter_async_context(worker_conn(b, name)))[0] for name in stacks}
+        with anyio.fail_after(NET_S):
+            m1, m2 = await _both(take_job(conns["w1"]), take_job(conns["w2"]))
+        held = {"w1": m1, "w2": m2}
+        rank1 = next(name for name, m in held.items() if m.spec.env["GRIDD_GANG_RANK"] == "1")
+        rank0 = "w2" if rank1 == "w1" else "w1"
+        await stacks[rank1].aclose()  # rank 1's worker loses its connection
+        async with worker_conn(b, rank1, running=[ref(held[rank1])]) as (_, lost):
+            assert lost == []  # and names its member when it comes back: re-attached
+            assert (await client.show(gang))[0].state == S.RUNNING
+        async with worker_conn(b, rank1) as (_, lost):
+            pass  # a new process of that worker, which runs nothing: the member is lost, and the attempt
+        view, attempts = await client.show(gang)
+        assert (view.state, view.attempts, [a.worker for a in attempts]) == (S.QUEUED, 1, [rank1])
+        assert "worker restarted" in (view.reason or "")
+        assert await lost_on_renewal(conns[rank0], held[rank0]) == [ref(held[rank0])]  # the other is stopped
+        await stacks[rank0].aclose()
+
+
+async def test_a_member_handed_back_by_a_draining_worker_ends_its_gangs_attempt(tmp_path: Path) -> None:
+    clock = FakeClock()
+    async with (
+        running_broker(tmp_path, clock, **LEASES) as b,
+        client_of(b) as client,
+        worker_conn(b, "w1") as (w1, _),
+        worker_conn(b, "w2") as (w2, _),
+    ):
+        (gang,) = await client.submit_many([JobSpec(argv=["mpirun"], gang=2)])
+        with anyio.fail_after(NET_S):
+            m1, m2 = await _both(take_job(w1), take_job(w2))
+        (conn, member), (other_conn, other) = sorted(
+            [(w1, m1), (w2, m2)], key=lambda c: c[1].spec.env["GRIDD_GANG_RANK"], reverse=True
+        )  # rank 1 first
+        with anyio.fail_after(NET_S):
+            await conn.request(lambda rid: ReturnLeases(rid=rid, leases=[ref(member)]))
+        (ended,) = await b.broker.expire_leases(clock.now_ms())
+        assert (ended.job_id, ended.state) == (gang, S.QUEUED)
+        assert await lost_on_renewal(other_conn, other) == [ref(other)]
