@@ -267,14 +267,19 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (schedule_id, slot_ms)
     ) WITHOUT ROWID;
     """,
-    # 14: gang jobs (submit --gang N, store/gangs.py). `gang`: the job's size (0: an ordinary job, which
-    # jobs_ready's leasing skips gangs for); jobs_gangs finds the queued ones for the dispatcher. A running
+    # 14: gang jobs (submit --gang N, store/gangs.py). `gang`: the job's size (0: an ordinary job); it rides
+    # in jobs_ready, which ordinary leasing reads skipping gangs, so that the index still covers that read
+    # (see 4). jobs_gangs finds the queued gangs for the dispatcher. A running
     # gang's job row holds rank 0's lease; gang_members holds every member of its current attempt (the job's
     # lease then is `attempt_lease`), with each member's own lease, worker and deadline, and, once it ended,
     # its exit code and output until the attempt ends.
     f"""
     ALTER TABLE jobs ADD COLUMN gang INTEGER NOT NULL DEFAULT 0;
-    CREATE INDEX jobs_gangs ON jobs (priority DESC, id) WHERE state = {_QUEUED} AND gang > 0;
+    DROP INDEX jobs_ready;
+    CREATE INDEX jobs_ready
+        ON jobs (queue, lane, priority DESC, id, cpus, memory_mb, not_before_ms, state, throttled, gang)
+        WHERE state = {_QUEUED} AND throttled = 0;
+    CREATE INDEX jobs_gangs ON jobs (state, priority DESC, id) WHERE gang > 0;  -- state leads: see 12
     CREATE TABLE gang_members (
         job_id           INTEGER NOT NULL,
         rank             INTEGER NOT NULL,

@@ -41,6 +41,7 @@ from gridd.protocol.limits import MAX_OUTPUT_BYTES
 from gridd.protocol.messages import JobResult, JobSpec, LeasedJob, LeaseRef, Outcome
 
 _spec_decoder = msgspec.msgpack.Decoder(JobSpec)
+IN_CHUNK = 500  # ids per `IN (?, ...)`: well under every backend's limit on a statement's parameters
 
 _QUEUED, _RUNNING = tr.edge(Move.LEASE)
 _QUEUED_SQL = (
@@ -181,8 +182,9 @@ def lapsed(db: sqlite3.Connection, now_ms: int) -> list[Any]:
     deadline passed too are left to the ordinary expiry, which finds them."""
     found = rows(
         db,
-        f"SELECT {_AS_LEASE} FROM gang_members g JOIN jobs j ON j.id = g.job_id"  # noqa: S608
-        f" WHERE g.deadline_ms < ? AND g.rank > 0 AND {_CURRENT}"
+        # CROSS JOIN: SQLite reads the members by their deadline first, never every running job.
+        f"SELECT {_AS_LEASE} FROM gang_members g CROSS JOIN jobs j"  # noqa: S608
+        f" WHERE j.id = g.job_id AND g.deadline_ms < ? AND g.rank > 0 AND {_CURRENT}"
         " AND (j.deadline_ms IS NULL OR j.deadline_ms >= ?) ORDER BY j.id, g.rank",
         (now_ms, now_ms),
     )
@@ -259,8 +261,7 @@ def complete_jobs(
     gang's attempt (the last success, or the first failure) completes the job row's lease in its name
     (completion.py). Results of ordinary jobs go straight there."""
     ids = [parse_job_id(r.job_id) for r in results]
-    marks = ", ".join("?" for _ in ids)
-    gangs = {r[0] for r in rows(db, f"SELECT id FROM jobs WHERE id IN ({marks}) AND gang > 0", ids)} if ids else set()  # noqa: S608
+    gangs = _gangs_among(db, ids)
     plain = [r for r, job_id in zip(results, ids, strict=True) if job_id not in gangs]
     outcomes, changed = completion.complete_jobs(db, worker, plain, now_ms, retry_base_ms, instance, lent)
     for result in (r for r, job_id in zip(results, ids, strict=True) if job_id in gangs):
@@ -276,6 +277,16 @@ def complete_jobs(
         changed += moved
         db.execute("DELETE FROM gang_members WHERE job_id = ?", (int(result.job_id),))
     return outcomes, changed
+
+
+def _gangs_among(db: sqlite3.Connection, ids: Sequence[int]) -> set[int]:
+    """Which of these jobs are gangs (by key, IN_CHUNK at a time: a statement's parameters are bounded)."""
+    found: set[int] = set()
+    for start in range(0, len(ids), IN_CHUNK):
+        chunk = ids[start : start + IN_CHUNK]
+        marks = ", ".join("?" for _ in chunk)
+        found.update(r[0] for r in rows(db, f"SELECT id FROM jobs WHERE id IN ({marks}) AND gang > 0", chunk))  # noqa: S608
+    return found
 
 
 def _member_ended(
