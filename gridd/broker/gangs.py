@@ -136,14 +136,20 @@ def _could_hold(link: WorkerLink, lane: Lane, cpus: int, memory_mb: int) -> bool
     return big_enough and may_lease(link, lane)
 
 
-def shortfall(job: JobView, fits: Sequence[tuple[WorkerLink, tuple[str, str] | None]]) -> tuple[str, str] | None:
-    """For a gang no N connected workers could ever hold together: why it waits, and what would help.
-    `fits`: each connected worker and what keeps it from taking the job now (matching.blocker)."""
+def gang_wait(job: JobView, fits: Sequence[tuple[WorkerLink, tuple[str, str] | None]]) -> tuple[str, str] | None:
+    """Why a queued gang waits for workers, and what would help: fewer connected workers could ever run it
+    than it has members, or too few of them are free at once. `fits`: each connected worker and what keeps
+    it from taking the job now (matching.blocker)."""
     if job.gang < 2:
         return None
     able = [w.name for w, b in fits if b is None or b[0] not in NEVER]
     if len(able) >= job.gang:
-        return None
+        free = [w.name for w, b in fits if b is None]
+        reason = (
+            f"queued: a gang of {job.gang} starts when {job.gang} workers that can run it are free at once;"
+            f" {len(free)} {'is' if len(free) == 1 else 'are'} now{': ' + ', '.join(free) if free else ''}"
+        )
+        return reason, "workers finishing their jobs (a gang that waited a minute keeps those that free up)"
     some = f": {', '.join(able)}" if able else ""
     reason = (
         f"a gang of {job.gang} needs {job.gang} workers that can run it at once;"

@@ -195,7 +195,7 @@ async def test_free_workers_run_smaller_jobs_while_a_gang_is_young_and_are_held_
         assert (await client.show(later))[0].state == S.QUEUED
 
 
-async def test_why_says_a_gang_needs_more_workers_than_can_run_it(tmp_path: Path) -> None:
+async def test_why_says_a_gang_needs_more_workers_than_can_run_it_or_that_many_free_at_once(tmp_path: Path) -> None:
     async with (
         running_broker(tmp_path, FakeClock(), **LEASES) as b,
         client_of(b) as client,
@@ -207,6 +207,11 @@ async def test_why_says_a_gang_needs_more_workers_than_can_run_it(tmp_path: Path
         assert e.reason == "a gang of 3 needs 3 workers that can run it at once; only 2 connected workers can: w1, w2"
         assert e.remedy == (
             "1 more worker serving queue 'default' that can run it, or cancel it and submit with a smaller --gang"
+        )
+        (pair,) = await client.submit_many([JobSpec(argv=["mpirun"], gang=2)])
+        e = await client.why(pair)
+        assert e.reason == (
+            "queued: a gang of 2 starts when 2 workers that can run it are free at once; 2 are now: w1, w2"
         )
 
 

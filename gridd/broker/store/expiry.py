@@ -79,6 +79,7 @@ def _expire(
         changed.append(Transition(str(job_id), new, queue, attempt, worker, None, reason, _RUNNING))
     if updates:
         db.executemany(_EXPIRE_SQL, updates)
+        gangs.forget_members(db, [u[6] for u in updates])  # a gang's attempt ended: its members are no more
         attempts.record(db, ended)
         changed += flow.settle(db, changed, now_ms)
     return changed

@@ -7,7 +7,7 @@ Rules:
   RUNNING edge gives the row rank 0's lease, worker and instance, and in the same transaction
   gang_members receives every member (rank 0 too) with its own fencing token; ordinary leasing skips
   gangs (leasing.py). A member is current while its job is running under the lease it was granted with
-  (`attempt_lease`), so the rows of an earlier attempt need no clean-up to stop counting.
+  (`attempt_lease`), so the rows of an earlier attempt stop counting at once (they are removed as it ends).
 - Rank 0's lease lives on in the job row (renewed, expired, re-attached and returned as any job's is);
   the other members' leases are renewed, expired and re-attached here, by their rows' deadlines. When
   rank 0 ends first, the job row's deadline is cleared, so that the others alone keep the gang alive.
@@ -113,7 +113,7 @@ def lease_gangs(
             granted.append([])
             continue
         attempt, spec, submitted_ms = found[0][0], _spec_decoder.decode(found[0][1]), found[0][2]
-        db.execute("DELETE FROM gang_members WHERE job_id = ?", (job_id,))
+        forget_members(db, [job_id])  # an earlier attempt's, if it ended in a way that left them
         db.executemany(
             _MEMBER_SQL,
             [
@@ -242,7 +242,13 @@ def revoke_members(db: sqlite3.Connection, job_ids: Sequence[int]) -> list[Revok
             (job_id,),
         )
         revoked += [Revoked(r[0], LeaseRef(job_id=str(job_id), lease=r[1])) for r in found]
+    forget_members(db, job_ids)
     return revoked
+
+
+def forget_members(db: sqlite3.Connection, job_ids: Sequence[int]) -> None:
+    """The attempts of these jobs ended (or they were never gangs): their members' rows go."""
+    db.executemany("DELETE FROM gang_members WHERE job_id = ?", [(job_id,) for job_id in job_ids])
 
 
 # ---- members' results: the attempt ends once -------------------------------------------------------------------
@@ -275,7 +281,7 @@ def complete_jobs(
         )
         outcomes += ended
         changed += moved
-        db.execute("DELETE FROM gang_members WHERE job_id = ?", (int(result.job_id),))
+        forget_members(db, [int(result.job_id)])
     return outcomes, changed
 
 
