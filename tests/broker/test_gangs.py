@@ -302,3 +302,29 @@ async def test_a_member_handed_back_by_a_draining_worker_ends_its_gangs_attempt(
         (ended,) = await b.broker.expire_leases(clock.now_ms())
         assert (ended.job_id, ended.state) == (gang, S.QUEUED)
         assert await lost_on_renewal(other_conn, other) == [ref(other)]
+
+
+async def test_a_broker_restart_gives_a_running_gangs_members_one_ttl_to_reattach_and_the_gang_then_succeeds(
+    tmp_path: Path,
+) -> None:
+    clock = FakeClock()
+    ttl_s = LEASES["lease_ttl_s"]
+    async with running_broker(tmp_path, clock, **LEASES) as b, client_of(b) as client:
+        (gang,) = await client.submit_many([JobSpec(argv=["mpirun"], gang=2)])
+        async with worker_conn(b, "w1") as (w1, _), worker_conn(b, "w2") as (w2, _):
+            held = dict(zip(("w1", "w2"), await _both(take_job(w1), take_job(w2)), strict=True))
+    clock.advance(ttl_s * 3)  # the broker was down for longer than a TTL: every stored deadline has passed
+    async with running_broker(tmp_path, clock, **LEASES) as b, client_of(b) as client:
+        clock.advance(ttl_s - 1)
+        assert await b.broker.expire_leases(clock.now_ms()) == []
+        async with (
+            worker_conn(b, "w1", running=[ref(held["w1"])]) as (w1, lost1),
+            worker_conn(b, "w2", running=[ref(held["w2"])]) as (w2, lost2),
+        ):
+            assert lost1 == lost2 == []  # both members re-attached, rank 0 and rank 1 alike
+            clock.advance(ttl_s - 1)
+            assert await b.broker.expire_leases(clock.now_ms()) == []
+            assert await finish(w1, held["w1"], 0, b"") == 0
+            assert await finish(w2, held["w2"], 0, b"") == 0
+        view, attempts = await client.show(gang)
+        assert (view.state, len(attempts)) == (S.SUCCEEDED, 1)
