@@ -23,7 +23,6 @@ from gridd.broker.workers import WorkerLink, WorkerRegistry
 from gridd.clock import Clock
 from gridd.protocol.errors import ErrorCode
 from gridd.protocol.messages import Event, JobResult, LeasedJob, LeaseRef, Outcome
-from gridd.protocol.states import JobState
 
 log = structlog.get_logger()
 
@@ -128,9 +127,7 @@ class WorkerDesk:
             link.name, results, now, self._settings.retry_base_ms, link.instance, link.lends
         )
         for o in outcomes:
-            if o.code == 0 and o.state == JobState.RUNNING:  # a gang member ended, its gang runs on (gangs.py)
-                link.jobs.discard(o.job_id)
-            elif o.code == ErrorCode.BAD_RESULT:
+            if o.code == ErrorCode.BAD_RESULT:
                 log.warning("result.refused", job_id=o.job_id, worker=link.name, state=o.state, error=o.message)
             elif o.code == ErrorCode.FOREIGN_LEASE:
                 self.foreign_completions += 1
@@ -153,6 +150,8 @@ class WorkerDesk:
                     refused_total=self.stale_completions,
                 )
         self._ledger.record(changed)
+        # It runs none of these now: a gang member's job may be another worker's in the ledger (gangs.py).
+        link.jobs.difference_update(o.job_id for o in outcomes if o.code == 0)
         return outcomes
 
     def _cut_output(self, link: WorkerLink, result: JobResult) -> JobResult:

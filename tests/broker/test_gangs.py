@@ -100,6 +100,7 @@ async def test_a_gang_is_leased_whole_to_distinct_workers_and_succeeds_with_its_
         assert await finish(conns[second], m2, 0, b"from rank 0\n") == 0
         view, attempts = await client.show(gang)
         assert (view.state, len(attempts)) == (S.SUCCEEDED, 1)
+        assert await _running(client) == {"w1": [], "w2": []}
         out, _ = await client.output(gang)
         assert out == b"from rank 0\nfrom rank 1\n"
         assert await finish(conns[first], m1, 0, b"again") != 0  # a member's result counts once
@@ -121,9 +122,11 @@ async def test_a_members_failure_ends_the_attempt_its_partner_is_stopped_and_the
         assert await finish(w2, b2, 3, b"rank failed\n") == 0
         view, attempts = await client.show(gang)
         assert (view.state, view.attempts, len(attempts)) == (S.QUEUED, 1, 1)
-        assert attempts[0].exit_code == 3
-        assert view.reason == "gang member 1 on worker w2 exited with status 3"
+        assert (attempts[0].exit_code, attempts[0].worker) == (3, "w2")  # recorded where it failed
+        assert view.reason == f"gang member {b2.spec.env['GRIDD_GANG_RANK']} on worker w2 exited with status 3"
+        assert await _running(client) == {"w1": [gang], "w2": []}
         assert await lost_on_renewal(w1, a) == [ref(a)]  # its heartbeat tells w1 to stop its member
+        assert await _running(client) == {"w1": [], "w2": []}
         assert await complete(w1, a) != 0  # and its late result is refused
         clock.advance(1)  # its retry delay
         b.broker.dispatcher.wake()

@@ -12,11 +12,11 @@ Rules:
   the other members' leases are renewed, expired and re-attached here, by their rows' deadlines. When
   rank 0 ends first, the job row's deadline is cleared, so that the others alone keep the gang alive.
 - The attempt ends once: when its last member exits 0 (the job succeeds, its output the members' in rank
-  order), or at the first member that fails or whose lease lapses (the job's retry policy decides, as
-  for any failed attempt: the gang runs again as one). Either way it ends through the ordinary completion
-  or expiry of the job row's lease, so it is recorded, counted and retried like any attempt. The members
-  still running then hold leases that are no longer current: their next renewal tells their workers to
-  stop them (a cancel revokes them at once).
+  order), or at the first member that fails or whose lease lapses, recorded on that member's worker (the
+  job's retry policy decides, as for any failed attempt: the gang runs again as one). Either way it ends
+  through the ordinary completion or expiry of the job row's lease, so it is recorded, counted and
+  retried like any attempt. The members still running then hold leases that are no longer current: their
+  next renewal tells their workers to stop them (a cancel revokes them at once).
 """
 
 from __future__ import annotations
@@ -298,8 +298,9 @@ def _gangs_among(db: sqlite3.Connection, ids: Sequence[int]) -> set[int]:
 def _member_ended(
     db: sqlite3.Connection, worker: str, instance: str, result: JobResult
 ) -> tuple[Outcome, tuple[str, str, JobResult] | None]:
-    """Keep one member's result. Returns its Outcome, and, if it ends the attempt, the job row's lease
-    holder and the result to complete that lease with."""
+    """Keep one member's result. Returns its Outcome, and, if it ends the attempt, the worker (instance) to
+    complete the job row's lease in the name of (rank 0's for a success, the failed member's for a failure)
+    and the result to complete it with."""
     job_id = int(result.job_id)
     found = rows(
         db,
@@ -339,6 +340,11 @@ def _member_ended(
     stdout, stderr = b"".join(o[0] or b"" for o in outputs), b"".join(o[1] or b"" for o in outputs)
     how = f"exited with status {result.exit_code}" if result.exit_code is not None else f"ended: {result.outcome}"
     said = f"gang member {rank} on worker {worker} {how}" + (f": {result.message}" if result.message else "")
+    if failed:  # the attempt failed there: recorded, counted and struck (retry_policy) on that member's worker
+        db.execute(
+            "UPDATE jobs SET worker = ?, instance = ? WHERE id = ? AND lease = ?", (worker, instance, job_id, lease)
+        )
+        owner, owner_instance = worker, instance
     final = msgspec.structs.replace(
         result,
         lease=lease,

@@ -169,12 +169,10 @@ class Store(Protocol):
         ...
 
     async def lease_gangs(self, grants: Sequence[GangGrant], now_ms: int, ttl_ms: int) -> list[list[LeasedJob]]:
-        """Lease each gang whole, in one transaction: the job running under rank 0's lease, and one lease
-        per seat (its rank, a fresh random fencing token each) with the gang's variables in its spec
-        (gang_rows.member_spec); [] for a gang no longer queued. Each member's lease is renewed, fenced and
-        re-attached as any lease; a member's result is kept until the last succeeds or one fails, which ends
-        the job's attempt (complete_jobs); a member lease that lapses ends it too (expire_leases), and
-        control_jobs revokes every member of a gang it cancels."""
+        """Lease each gang whole, in one transaction: one lease per seat, by rank (a fresh random fencing
+        token each, the gang's variables in its spec: gang_rows.member_spec), the job running under rank 0's;
+        [] for a gang no longer queued. A member's lease is renewed and re-attached as any; the attempt ends
+        at its last member's success or first failure (complete_jobs) or lapse (expire_leases)."""
         ...
 
     async def next_eligible_ms(self, now_ms: int) -> int | None:
