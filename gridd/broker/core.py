@@ -25,6 +25,7 @@ from collections import Counter
 from gridd.broker.client_desk import ClientDesk
 from gridd.broker.events import EventHub
 from gridd.broker.finishes import FinishWatch
+from gridd.broker.gangs import GangDispatch
 from gridd.broker.housekeeping import Housekeeping
 from gridd.broker.ledger import Ledger
 from gridd.broker.matching import LaneBook
@@ -75,7 +76,11 @@ class Broker:
         # is made first and reaches the ledger through this lambda, which first runs when it leases (once
         # started, after this constructor).
         self.dispatcher = Dispatcher(
-            store, clock, settings.lease_ttl_ms, on_leased=lambda worker, jobs: self._ledger.leased(worker, jobs)
+            store,
+            clock,
+            settings.lease_ttl_ms,
+            on_leased=lambda worker, jobs: self._ledger.leased(worker, jobs),
+            gangs=GangDispatch(store, self.workers, settings.lease_ttl_ms),
         )
         # Scheduled jobs queued at their time (started by app.py); it reaches the ledger as the dispatcher does.
         self.promoter = Promoter(

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 import msgspec
 
 from gridd.broker import transitions as tr
+from gridd.broker.gangs import gang_wait
 from gridd.broker.matching import NEVER, blocker, unmatched
 from gridd.broker.store.interface import JobFacts
 from gridd.broker.workers import WorkerLink
@@ -58,6 +59,8 @@ def explain(facts: JobFacts, workers: Sequence[WorkerLink], now_ms: int) -> JobE
         return _with(base, reason=causes[0], causes=causes, workers=views, remedy=remedy)
     if never is not None:
         return _with(base, reason=never, workers=views, remedy=_never_remedy(job, fits))
+    if (short := gang_wait(job, fits)) is not None:  # a gang needs that many workers at once
+        return _with(base, reason=short[0], workers=views, remedy=short[1])
     free = [w.name for w, b in fits if b is None]
     if free:
         reason = f"queued: {_names(free)} may take it at {'its' if len(free) == 1 else 'their'} next lease request"

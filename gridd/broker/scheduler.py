@@ -22,6 +22,7 @@ import anyio
 import structlog
 from anyio.abc import TaskStatus
 
+from gridd.broker.gangs import GangDispatch
 from gridd.broker.matching import Budget, Lane
 from gridd.broker.store import Store
 from gridd.clock import Clock
@@ -48,9 +49,15 @@ class Dispatcher:
     """Leases the best eligible jobs to waiting workers, in the order the workers asked."""
 
     def __init__(
-        self, store: Store, clock: Clock, lease_ttl_ms: int, on_leased: Callable[[str, list[LeasedJob]], None]
+        self,
+        store: Store,
+        clock: Clock,
+        lease_ttl_ms: int,
+        on_leased: Callable[[str, list[LeasedJob]], None],
+        gangs: GangDispatch | None = None,
     ) -> None:
         self._store = store
+        self.gangs = gangs  # gang jobs (gangs.py): leased whole, before the ordinary jobs of each pass
         self._clock = clock
         self._ttl_ms = lease_ttl_ms
         self._on_leased = on_leased
@@ -120,6 +127,15 @@ class Dispatcher:
             with anyio.move_on_after(delay if delay is not None else float("inf")):
                 await self._wake.wait()
 
+    def _hand(self, request: _Request, jobs: list[LeasedJob]) -> None:
+        """Answer `request` with the jobs leased for it (or its successor, if it was superseded meanwhile)."""
+        while request not in self._pending and request.successor is not None:
+            request = request.successor  # superseded during the store call: the newer one gets them
+        if request in self._pending:
+            self._pending.remove(request)
+            request.jobs = jobs
+            request.done.set()
+
     async def _serve(self) -> int | None:
         """One pass over the waiting requests; returns when the next delayed job becomes eligible."""
         now = self._clock.now_ms()
@@ -131,7 +147,14 @@ class Dispatcher:
         # larger would find nothing there either.
         drained = self._drained
         self.lanes_considered = 0
+        seated, held = await self.gangs.serve(self._pending, now, epoch) if self.gangs else ([], set())
+        for request, member, first in seated:
+            if first:  # the gang's job, once: rank 0's lease is the job's
+                self._on_leased(request.worker, [member])
+            self._hand(request, [member])
         for request in list(self._pending):
+            if request in held:  # kept free for the gang that waited longest (gangs.py)
+                continue
             budget = request.budget
             offered = request.lanes()
             self.lanes_considered += len(offered)
@@ -158,12 +181,7 @@ class Dispatcher:
             # The leases are committed: announce them even if the worker went away during the call. Its
             # next registration hands them back unspent, or they expire after a TTL.
             self._on_leased(request.worker, jobs)
-            while request not in self._pending and request.successor is not None:
-                request = request.successor  # superseded during the store call: the newer one gets them
-            if request in self._pending:
-                self._pending.remove(request)
-                request.jobs = jobs
-                request.done.set()
+            self._hand(request, jobs)
         if self._pending and drained and not self._next_known:
             self._next_ms = await self._store.next_eligible_ms(now)
             self._next_known = True

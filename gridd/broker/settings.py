@@ -36,3 +36,5 @@ class BrokerSettings:
             raise PayloadTooLarge(f"{problem}; {outcome}")
         if spec.retry_on and (problem := causes_problem(spec.retry_on)) is not None:
             raise InvalidRequest(f"{problem}; {outcome}")
+        if spec.gang and spec.task is not None:
+            raise InvalidRequest(f"a Python task cannot be a gang: --gang runs commands; {outcome}")

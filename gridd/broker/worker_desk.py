@@ -116,6 +116,7 @@ class WorkerDesk:
         link.last_seen_ms = now
         deadline = now + self._settings.lease_ttl_ms
         lost = await self._store.renew_leases(link.name, leases, deadline, link.instance) if leases else []
+        link.jobs.difference_update(ref.job_id for ref in lost)  # a gang member's too (gangs.py)
         return lost, deadline
 
     async def complete(self, link: WorkerLink, results: Sequence[JobResult]) -> list[Outcome]:
@@ -149,6 +150,8 @@ class WorkerDesk:
                     refused_total=self.stale_completions,
                 )
         self._ledger.record(changed)
+        # It runs none of these now: a gang member's job may be another worker's in the ledger (gangs.py).
+        link.jobs.difference_update(o.job_id for o in outcomes if o.code == 0)
         return outcomes
 
     def _cut_output(self, link: WorkerLink, result: JobResult) -> JobResult:

@@ -60,6 +60,9 @@ def add_job_flags(p: argparse.ArgumentParser) -> None:
         metavar="KEY=VALUE",
         help="run only on a worker with this tag (repeatable), e.g. os=linux",
     )
+    p.add_argument(
+        "--gang", type=int, metavar="N", help="run N copies together on N distinct workers (GRIDD_GANG_RANK 0..N-1)"
+    )
 
 
 def add_show_why_jobs(commands: Commands) -> None:

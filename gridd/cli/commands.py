@@ -28,6 +28,7 @@ from gridd.protocol.bundles import ref_problem
 from gridd.protocol.errors import ConfigError, ConnectionLost, GriddError, exception_for
 from gridd.protocol.idempotency import key_problem, key_ttl_problem
 from gridd.protocol.messages import AttemptView, JobSpec, JobView
+from gridd.protocol.records import MAX_GANG
 from gridd.protocol.states import JOB_STATES, JobState
 from gridd.resources import MAX_JOB_CPUS, parse_requirement, parse_size_mb
 
@@ -75,6 +76,8 @@ def _spec(args: argparse.Namespace) -> JobSpec:
         raise ConfigError("--timeout must be more than 0 seconds")
     if args.stdin and args.each == "-":
         raise ConfigError("--stdin and --each - both want standard input")
+    if args.gang is not None and not 1 <= args.gang <= MAX_GANG:
+        raise ConfigError(f"--gang must be between 1 and {MAX_GANG} (workers), got {args.gang}")
     if not 1 <= args.cpus <= MAX_JOB_CPUS:
         raise ConfigError(f"--cpus must be between 1 and {MAX_JOB_CPUS}, got {args.cpus}")
     memory_mb = parse_size_mb(args.memory) if args.memory is not None else 0
@@ -96,6 +99,7 @@ def _spec(args: argparse.Namespace) -> JobSpec:
         retry_on=retry_on,
         retry_delay_s=retry_delay_s,
         start_at_ms=start_of(args.at, args.in_),
+        gang=args.gang or 0,
     )
 
 

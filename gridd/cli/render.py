@@ -73,6 +73,8 @@ def show(job: JobView, attempts: Sequence[AttemptView]) -> str:
     rows += _retry_rows(job)
     if job.schedule:
         rows.append(("schedule", job.schedule))
+    if job.gang:
+        rows.append(("gang", f"{job.gang} members, on {job.gang} distinct workers at once"))
     width = max(len(k) for k, _ in rows)
     text = "\n".join(f"{k:<{width}}  {printable(v)}" for k, v in rows)
     if attempts:

@@ -21,9 +21,10 @@ START_AT = "start-at"  # JobSpec.start_at_ms (submit --at / --in)
 RETRY_ON = "retry-on"  # JobSpec.retry_on, retry_delay_s (submit --retry-on / --retry-delay)
 SUBMIT_KEY = "submit-key"  # SubmitJobs.key, key_ttl_s, key_part (submit --key)
 SCHEDULES = "schedules"  # AddSchedule and the requests around it (schedule add)
+GANG = "gang"  # JobSpec.gang (submit --gang N): an older broker would run one member alone
 
 # Every feature this version of gridd knows: what its broker announces.
-KNOWN: frozenset[str] = frozenset({START_AT, RETRY_ON, SUBMIT_KEY, SCHEDULES})
+KNOWN: frozenset[str] = frozenset({START_AT, RETRY_ON, SUBMIT_KEY, SCHEDULES, GANG})
 
 # How a person asked for each (the CLI's words), for the one line that refuses it.
 ASKED_AS: dict[str, str] = {
@@ -31,6 +32,7 @@ ASKED_AS: dict[str, str] = {
     RETRY_ON: "--retry-on/--retry-delay",
     SUBMIT_KEY: "--key",
     SCHEDULES: "schedule add",
+    GANG: "--gang",
 }
 
 
@@ -51,6 +53,8 @@ def used(request: Message | JobSpec) -> list[str]:
             found.append(START_AT)
         if spec.retry_on or spec.retry_delay_s is not None:
             found.append(RETRY_ON)
+        if spec.gang:
+            found.append(GANG)
     return list(dict.fromkeys(found))
 
 

@@ -26,6 +26,8 @@ from gridd.protocol.fields import (
 )
 from gridd.protocol.retries import RetryCauses, RetryDelay
 
+MAX_GANG = 1024  # members in one gang (submit --gang N)
+
 # ---- what a job is and how an attempt ended ----------------------------------------------------------------
 
 
@@ -73,6 +75,9 @@ class JobSpec(Record, frozen=True, omit_defaults=True):
     schedule: Name | None = None  # set by the broker: the periodic schedule that submitted it (schedule add)
     # The wire checks the causes' shape; their numbers are checked where a spec comes in (submit, schedule
     # add: retries.causes_problem), not at each decode: a lease or listing decodes thousands of specs.
+    # A gang (submit --gang N): N members started together on N distinct workers (gridd/broker/gangs.py).
+    # 0: an ordinary job. Commands only; a Python task cannot be one.
+    gang: Annotated[int, msgspec.Meta(ge=0, le=MAX_GANG)] = 0
 
 
 class LeaseRef(Record, frozen=True):
@@ -183,6 +188,7 @@ class JobView(Record, frozen=True):
     # Its start time (submit --at/--in; a release of the scheduled job moves it to then). None: none was set.
     start_at_ms: EpochMs | None = None
     schedule: str | None = None  # the periodic schedule that submitted it, if one did
+    gang: int = 0  # its gang's size (submit --gang N); 0: an ordinary job
 
 
 class AttemptView(Record, frozen=True):

@@ -268,6 +268,39 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (schedule_id, slot_ms)
     ) WITHOUT ROWID;
     """,
+    # 14: gang jobs (submit --gang N, store/gangs.py). `gang`: the job's size (0: an ordinary job); it rides
+    # in jobs_ready, which ordinary leasing reads skipping gangs, so that the index still covers that read
+    # (see 4). jobs_gangs finds the queued gangs for the dispatcher. A running
+    # gang's job row holds rank 0's lease; gang_members holds every member of its current attempt (the job's
+    # lease then is `attempt_lease`), with each member's own lease, worker and deadline, and, once it ended,
+    # its exit code and output until the attempt ends.
+    f"""
+    ALTER TABLE jobs ADD COLUMN gang INTEGER NOT NULL DEFAULT 0;
+    DROP INDEX jobs_ready;
+    CREATE INDEX jobs_ready
+        ON jobs (queue, lane, priority DESC, id, cpus, memory_mb, not_before_ms, state, throttled, gang)
+        WHERE state = {_QUEUED} AND throttled = 0;
+    CREATE INDEX jobs_gangs ON jobs (state, priority DESC, id) WHERE gang > 0;  -- state leads: see 12
+    CREATE TABLE gang_members (
+        job_id           INTEGER NOT NULL,
+        rank             INTEGER NOT NULL,
+        attempt_lease    INTEGER NOT NULL,
+        lease            INTEGER NOT NULL,
+        worker           TEXT    NOT NULL,
+        instance         TEXT    NOT NULL,
+        host             TEXT    NOT NULL,
+        deadline_ms      INTEGER,
+        ended            INTEGER NOT NULL DEFAULT 0,
+        exit_code        INTEGER,
+        stdout           BLOB,
+        stderr           BLOB,
+        stdout_truncated INTEGER NOT NULL DEFAULT 0,
+        stderr_truncated INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (job_id, rank)
+    );
+    CREATE INDEX gang_members_worker ON gang_members (worker, instance) WHERE ended = 0;
+    CREATE INDEX gang_members_deadline ON gang_members (deadline_ms) WHERE ended = 0;
+    """,
 ]
 
 

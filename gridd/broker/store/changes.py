@@ -15,6 +15,7 @@ from typing import Any
 
 import msgspec
 
+from gridd.broker.store.gang_rows import GangGrant
 from gridd.broker.store.interface import Announced, KeyedSubmit
 from gridd.broker.store.schedule_rows import Fired
 from gridd.broker.transitions import Transition
@@ -55,6 +56,18 @@ def leased(result: tuple[list[LeasedJob], list[int]], args: Args, kwargs: Kwargs
     return None, [
         Transition(j.job_id, JobState.RUNNING, j.spec.queue, j.attempt, worker, previous=JobState.QUEUED)
         for j in result[0]
+    ]
+
+
+def leased_gangs(result: tuple[list[list[LeasedJob]], list[int]], args: Args, kwargs: Kwargs) -> Announced:
+    """A gang is one job: its rank 0 member's lease is the job's, on that member's worker."""
+    grants: Sequence[GangGrant] = args[0] if args else kwargs["grants"]
+    return None, [
+        Transition(
+            m[0].job_id, JobState.RUNNING, m[0].spec.queue, m[0].attempt, g.seats[0].worker, previous=JobState.QUEUED
+        )
+        for g, m in zip(grants, result[0], strict=True)
+        if m
     ]
 
 

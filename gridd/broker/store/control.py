@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import gridd.broker.store.flow as flow
+import gridd.broker.store.gangs as gangs
 import gridd.broker.store.start_times as start_times
 from gridd.broker import transitions as tr
 from gridd.broker.store.interface import Revoked
@@ -90,6 +91,7 @@ def control_jobs(
         outcomes.append(Outcome(job_id=job_id, code=0, state=new, group=group))
         changed.append(Transition(job_id, new, row[4], row[5], row[3], None, f"{action} by user", was))
     if updates:
+        revoked += gangs.revoke_members(db, [u[2] for u in updates if u[3] == JobState.RUNNING])
         db.executemany(_CONTROL_SQL[move], [u[:4] for u in updates])
         if move == Move.RETRY:
             db.executemany("UPDATE jobs SET pending_deps = ? WHERE id = ?", [(u[4], u[2]) for u in updates])

@@ -17,6 +17,7 @@ from typing import Any
 
 import gridd.broker.store.attempts as attempts
 import gridd.broker.store.flow as flow
+import gridd.broker.store.gangs as gangs
 import gridd.broker.store.retries as retry_store
 from gridd.broker import retry_policy as policy
 from gridd.broker import transitions as tr
@@ -48,6 +49,7 @@ def expire_leases(db: Tx, now_ms: int, lending: Container[str] = ()) -> list[Tra
     # Every broker's reaper runs this: a lease another broker is expiring, renewing or completing right
     # now is skipped (locked), and left to that broker or to the next pass.
     found = rows(db, f"{_LEASES} WHERE state = {state(_RUNNING)} AND deadline_ms < ?{SKIP_LOCKED}", (now_ms,))
+    found += gangs.lapsed(db, now_ms)  # a gang member's lease (rank 1 or more): its gang's attempt is lost
     return _expire(db, found, now_ms, "lease expired", lending)
 
 
@@ -76,6 +78,7 @@ def _expire(db: Tx, leases: Sequence[Any], now_ms: int, why: str, lending: Conta
         changed.append(Transition(str(job_id), new, queue, attempt, worker, None, reason, _RUNNING))
     if updates:
         db.executemany(_EXPIRE_SQL, updates)
+        gangs.forget_members(db, [u[6] for u in updates])  # a gang's attempt ended: its members are no more
         attempts.record(db, ended)
         changed += flow.settle(db, changed, now_ms)
     return changed
@@ -97,18 +100,22 @@ def attach_worker(
     found = rows(db, f"{_LEASES} WHERE {_HELD_BY}{BY_ID_FOR_UPDATE}", (worker, instance))
     held = {(str(r[0]), r[1]) for r in found}
     named = {(ref.job_id, ref.lease) for ref in running}
-    lost = [ref for ref in running if (ref.job_id, ref.lease) not in held]
+    claimed, members_gone = gangs.attach(db, worker, instance, running, deadline_ms)  # gang members, rank 1+
+    kept = held | claimed
+    lost = [ref for ref in running if (ref.job_id, ref.lease) not in kept]
     db.executemany(_RENEW_SQL, [(deadline_ms, int(job_id), lease) for job_id, lease in held & named])
     orphans = [r for r in found if (str(r[0]), r[1]) not in named]
     if restarted:  # a new worker process: the old one may have run them, so the attempt counts
-        return lost, _expire(db, orphans, now_ms, "worker restarted", {worker} if lends else ())
+        return lost, _expire(db, orphans + members_gone, now_ms, "worker restarted", {worker} if lends else ())
     # The same process, reconnecting: it names every lease it ever received, so these grants never
     # reached it (lost with the connection) and the jobs never started there.
     back = [LeaseRef(job_id=str(r[0]), lease=r[1]) for r in orphans]
-    return lost, _return(db, worker, back, "lease grant lost with the connection", instance)
+    gone = _expire(db, members_gone, now_ms, "gang member's grant lost with the connection")
+    return lost, _return(db, worker, back, "lease grant lost with the connection", instance) + gone
 
 
 def return_leases(db: Tx, worker: str, leases: Sequence[LeaseRef], instance: str = "") -> list[Transition]:
+    gangs.let_go(db, worker, instance, leases)  # a gang member of rank 1 or more: its gang's attempt is lost
     return _return(db, worker, leases, "handed back by a draining worker", instance)
 
 

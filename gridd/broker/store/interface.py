@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from gridd.broker.matching import Budget, Lane
+from gridd.broker.store.gang_rows import GangGrant, QueuedGang
 from gridd.broker.store.schedule_rows import DueSchedule, Fired, Firing
 from gridd.broker.transitions import Transition
 from gridd.protocol.messages import (
@@ -175,6 +176,18 @@ class Store(Protocol):
         self, worker: str, leases: Sequence[LeaseRef], deadline_ms: int, instance: str = ""
     ) -> list[LeaseRef]:
         """Extend the leases `worker` (its `instance`) still holds; returns those it no longer holds."""
+        ...
+
+    async def queued_gangs(self, limit: int) -> list[QueuedGang]:
+        """Up to `limit` queued gang jobs (submit --gang) not held back by their group, the best first
+        (priority, then age), those in a retry delay too. Ordinary leasing (lease_jobs) never takes a gang."""
+        ...
+
+    async def lease_gangs(self, grants: Sequence[GangGrant], now_ms: int, ttl_ms: int) -> list[list[LeasedJob]]:
+        """Lease each gang whole, in one transaction: one lease per seat, by rank (a fresh random fencing
+        token each, the gang's variables in its spec: gang_rows.member_spec), the job running under rank 0's;
+        [] for a gang no longer queued. A member's lease is renewed and re-attached as any; the attempt ends
+        at its last member's success or first failure (complete_jobs) or lapse (expire_leases)."""
         ...
 
     async def next_eligible_ms(self, now_ms: int) -> int | None:

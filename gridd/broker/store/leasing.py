@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 import msgspec
 
+import gridd.broker.store.gangs as gangs
 from gridd.broker import transitions as tr
 from gridd.broker.matching import UNLIMITED, Budget, Lane
 from gridd.broker.observe import Observer
@@ -30,7 +31,7 @@ LEASE_REPLY_BYTES = 8 * 1024 * 1024
 _QUEUED, _RUNNING = tr.edge(Move.LEASE)
 _CANDIDATES_SQL = (
     f"SELECT id, priority, cpus, memory_mb FROM jobs WHERE state = {state(_QUEUED)} AND throttled = 0"  # noqa: S608
-    " AND queue = ? AND lane = ? AND not_before_ms <= ? AND cpus <= ? AND memory_mb <= ?"
+    " AND queue = ? AND lane = ? AND not_before_ms <= ? AND cpus <= ? AND memory_mb <= ? AND gang = 0"
     f" ORDER BY priority DESC, id LIMIT ?{SKIP_LOCKED}"
 )
 # The (job id, new lease) pairs of one grant, as one JSON parameter.
@@ -147,7 +148,9 @@ def renew_leases(
     current = _current_leases(db, [parse_job_id(ref.job_id) for ref in leases])
     valid = [ref for ref in leases if current.get(int(ref.job_id)) == (_RUNNING, ref.lease, worker, instance)]
     db.executemany(_RENEW_SQL, [(deadline_ms, int(ref.job_id), ref.lease) for ref in valid])
-    return [ref for ref in leases if ref not in valid]
+    others = [ref for ref in leases if ref not in valid]  # a gang's members but rank 0 hold their leases there
+    members = gangs.renew_members(db, worker, instance, others, deadline_ms) if others else []
+    return [ref for ref in others if ref not in members]
 
 
 def _current_leases(db: Tx, ids: Sequence[int]) -> dict[int, tuple[str, int, str | None, str]]:
@@ -162,4 +165,5 @@ def extend_running_leases(db: Tx, deadline_ms: int) -> int:
         f" WHERE state = {state(_RUNNING)}",
         (deadline_ms, deadline_ms),
     )
+    gangs.extend_members(db, deadline_ms)
     return cur.rowcount

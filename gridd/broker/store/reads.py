@@ -33,6 +33,7 @@ class _SpecView(msgspec.Struct, frozen=True):
     retry_on: list[str] = msgspec.field(default_factory=list)
     retry_delay_s: float | None = None
     schedule: str | None = None
+    gang: int = 0
 
 
 class _TaskName(msgspec.Struct, frozen=True):
@@ -235,6 +236,7 @@ def _view(r: Sequence[Any]) -> JobView:
         poison=bool(r[18]),
         start_at_ms=r[19],
         schedule=spec.schedule,
+        gang=spec.gang,
     )
 
 

@@ -17,6 +17,7 @@ import msgspec
 import gridd.broker.store.blobs as blobs
 import gridd.broker.store.bundles as bundles
 import gridd.broker.store.flow as flow
+import gridd.broker.store.gangs as gangs
 import gridd.broker.store.start_times as start_times
 from gridd.broker import transitions as tr
 from gridd.broker.matching import lane_of_spec
@@ -88,6 +89,7 @@ def submit_jobs(
             blobs.blob_size(db, s.task.args_blob)  # refuses a payload that was never uploaded
     db.executemany(_INSERT_JOB, new)
     start_times.keep_start_times(db, [r[0] for r in new], specs)
+    gangs.keep_gang_sizes(db, [r[0] for r in new], specs)
     lanes = dict.fromkeys((r[2], r[12]) for r in new)
     db.executemany("INSERT INTO lanes (queue, lane) VALUES (?, ?) ON CONFLICT DO NOTHING", lanes)
     if deps:

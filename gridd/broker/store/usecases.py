@@ -14,6 +14,7 @@ import gridd.broker.store.changes as changes
 import gridd.broker.store.completion as completion
 import gridd.broker.store.control as control
 import gridd.broker.store.expiry as expiry
+import gridd.broker.store.gangs as gangs
 import gridd.broker.store.keys as keys
 import gridd.broker.store.lanes as lanes
 import gridd.broker.store.leasing as leasing
@@ -35,6 +36,9 @@ class UseCases(Backend):
     submit_keyed = use_case(keys.submit_keyed, durable=True, changes=changes.keyed)
     lease_jobs = use_case(leasing.lease_jobs, durable=False, changes=changes.leased, then=leasing.observed)
     renew_leases = use_case(leasing.renew_leases, durable=False)
+    # A queued gang read on the event loop: seen early, it is only offered to lease_gangs, which checks again.
+    queued_gangs = use_case(gangs.queued_gangs, durable=False, read_now="always")
+    lease_gangs = use_case(gangs.lease_gangs, durable=False, changes=changes.leased_gangs, then=gangs.observed)
     next_eligible_ms = use_case(leasing.next_eligible_ms, durable=False)
     promote_due = use_case(
         start_times.promote_due, durable=False, changes=changes.promoted
