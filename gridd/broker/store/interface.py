@@ -16,18 +16,22 @@ Rules every backend keeps (DESIGN.md):
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Container, Sequence
-from dataclasses import dataclass, field
 from typing import Protocol
 
 from gridd.broker.matching import Budget, Lane
 from gridd.broker.store.gang_rows import GangGrant, QueuedGang
+from gridd.broker.store.records import Announced as Announced
+from gridd.broker.store.records import JobFacts as JobFacts
+from gridd.broker.store.records import KeyedSubmit as KeyedSubmit
+from gridd.broker.store.records import Revoked as Revoked
+from gridd.broker.store.records import SubmitKey as SubmitKey
+from gridd.broker.store.records import TokenRow as TokenRow
 from gridd.broker.store.schedule_rows import DueSchedule, Fired, Firing
 from gridd.broker.transitions import Transition
 from gridd.protocol.messages import (
     AttemptView,
     BundleFile,
     BundleView,
-    DependencyView,
     JobResult,
     JobSpec,
     JobView,
@@ -40,63 +44,6 @@ from gridd.protocol.messages import (
     TaskOutcome,
     TokenView,
 )
-
-# What a use case changed, as other brokers sharing the store hear of it (changes.py): the ledger's event kind
-# (None: the one its state implies) and the jobs' transitions.
-Announced = tuple[str | None, list[Transition]]
-
-
-@dataclass(frozen=True, slots=True)
-class Revoked:
-    """A running job's lease that a control action invalidated; its worker must stop it."""
-
-    worker: str
-    lease: LeaseRef
-
-
-@dataclass(frozen=True, slots=True)
-class TokenRow:
-    """A role token and the key its uses are recorded under (never its secret, nor its hash)."""
-
-    id: int
-    view: TokenView
-
-
-@dataclass(frozen=True, slots=True)
-class JobFacts:
-    """One job with what keeps it waiting that only the store knows (`gridd why`)."""
-
-    job: JobView
-    attempts: list[AttemptView]
-    not_before_ms: int  # 0: no retry delay
-    throttled: bool  # queued, but its group is at --max-running
-    dependencies: list[DependencyView] = field(default_factory=list)
-    max_running: int | None = None  # of its group
-    group_running: list[str] = field(default_factory=list)  # the first few running jobs of its group
-    group_running_count: int = 0
-    sizes: dict[str, tuple[int, int]] = field(default_factory=dict)  # running job id -> (cpus, memory_mb)
-
-
-@dataclass(frozen=True, slots=True)
-class SubmitKey:
-    """An idempotent submit's key (gridd/broker/submit_keys.py): its name, which request of the submit
-    this is (`part`: chunks count from 0), the digest of that request, and how long it is kept."""
-
-    name: str
-    digest: str
-    ttl_ms: int
-    part: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class KeyedSubmit:
-    """What a submit with a key did: made jobs (`changed`), or found the key and made none (`replayed`,
-    the ids and group those of the submit that first used it)."""
-
-    job_ids: list[str]
-    group: str | None
-    replayed: bool
-    changed: list[Transition] = field(default_factory=list)
 
 
 class Store(Protocol):
