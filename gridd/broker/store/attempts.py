@@ -1,5 +1,5 @@
 """The attempts table: one row per ended attempt of a job (a result, an expiry, a restart), with what its
-worker measured, for `gridd show` and `gridd report`. Part of the SQLite store.
+worker measured, for `gridd show` and `gridd report`. Part of the store.
 
 Rule: an attempt's row is written in the transaction that ends it, keyed by (job, lease), so an attempt
 is recorded once whatever happens to its job later.
