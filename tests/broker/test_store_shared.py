@@ -138,6 +138,35 @@ async def test_two_brokers_given_the_same_result_at_once_record_one_outcome(tmp_
             assert (view.state, len(attempts)) == ("succeeded", 1)
 
 
+async def test_a_renewal_queued_behind_a_completion_through_the_other_broker_reports_the_lease_ended(
+    tmp_path: Path,
+) -> None:
+    """A worker that moved brokers while its result was on the way: the heartbeat B answers after A recorded
+    the result must not call the lease still held."""
+    clock = FakeClock()
+    async with two_stores(tmp_path) as (a, b):
+        (job_id,) = await submit(a, clock, spec())
+        job = await lease_one(a, clock)
+        ref = LeaseRef(job_id=job_id, lease=job.lease)
+        out: dict[str, Any] = {}
+
+        async def complete() -> None:
+            (out["completed"],), _ = await a.complete_jobs("w1", [result(job)], clock.now_ms(), RETRY_MS)
+
+        async def renew() -> None:
+            out["lost"] = await b.renew_leases("w1", [ref], clock.now_ms() + TTL_MS)
+
+        with admin(tmp_path) as conn, row_held(tmp_path, job_id) as holder:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(complete)
+                await waiting(conn, 1)  # the completion first in the row's queue
+                tg.start_soon(renew)
+                await waiting(conn, 2)
+                holder.rollback()
+        assert (out["completed"].code, out["lost"]) == (0, [ref])
+        assert (await b.get_job(job_id))[0].state == "succeeded"
+
+
 async def test_two_brokers_reapers_at_once_expire_each_lease_once(tmp_path: Path) -> None:
     clock = FakeClock()
     async with two_stores(tmp_path) as (a, b):
