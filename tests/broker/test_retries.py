@@ -113,7 +113,7 @@ async def test_a_listed_exit_runs_again_after_the_retry_delay_then_twice_as_long
 async def test_the_doubling_stops_at_an_hour_and_a_job_without_retry_delay_keeps_the_brokers(tmp_path: Path) -> None:
     clock = FakeClock()
     async with store_at(tmp_path) as store:
-        await submit(store, clock, spec(max_attempts=9, retry_delay_s=1000))
+        (doubling,) = await submit(store, clock, spec(max_attempts=9, retry_delay_s=1000))
         waits = []
         for _ in range(4):
             await fail_on(store, clock, "w1", 1)
@@ -122,7 +122,7 @@ async def test_the_doubling_stops_at_an_hour_and_a_job_without_retry_delay_keeps
             waits.append((eligible - clock.now_ms()) // 1000)
             clock.advance(waits[-1])
         assert waits == [1000, 2000, 3600, 3600]
-    async with store_at(tmp_path / "plain") as store:
+        await store.control_jobs("cancel", [doubling], clock.now_ms())  # out of the queue: the next job alone
         await submit(store, clock, spec(max_attempts=3))
         await fail_on(store, clock, "w1", 1)
         assert await store.next_eligible_ms(clock.now_ms()) == clock.now_ms() + BASE_MS  # linear, as before

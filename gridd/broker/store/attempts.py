@@ -1,5 +1,5 @@
 """The attempts table: one row per ended attempt of a job (a result, an expiry, a restart), with what its
-worker measured, for `gridd show` and `gridd report`. Part of the SQLite store.
+worker measured, for `gridd show` and `gridd report`. Part of the store.
 
 Rule: an attempt's row is written in the transaction that ends it, keyed by (job, lease), so an attempt
 is recorded once whatever happens to its job later.
@@ -36,9 +36,9 @@ def measured(result: JobResult, lent: bool | None) -> Measured:
     then the span it reported, and its output what it sent."""
     wall = result.wall_ms if result.wall_ms is not None else max(0, result.ended_ms - result.started_ms)
     output = result.output_bytes if result.output_bytes is not None else len(result.stdout) + len(result.stderr)
-    return (wall, result.cpu_user_s, result.cpu_system_s, result.max_rss_kb, output, flag(lent))
+    return (wall, result.cpu_user_s, result.cpu_system_s, result.max_rss_kb, output, _flag(lent))
 
 
-def flag(value: bool | None) -> int | None:
+def _flag(value: bool | None) -> int | None:
     """A flag as the column holds it (PostgreSQL's INTEGER takes no bool)."""
     return None if value is None else int(value)

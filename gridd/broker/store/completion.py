@@ -1,4 +1,4 @@
-"""Completion: workers' results recorded, each attempt's outcome exactly once. Part of the SQLite store.
+"""Completion: workers' results recorded, each attempt's outcome exactly once. Part of the store.
 
 Rules: a result counts only for the job's current lease, from the worker instance it was granted to;
 any other is refused with its Outcome (STALE_LEASE, FOREIGN_LEASE) and changes nothing. The job's retry
@@ -7,7 +7,8 @@ not retried, the job poison, its last attempt); the transition table says whethe
 (succeeded, queued again for a retry after its delay, failed). The job's row, its attempt, its output
 and a task's result or error commit together with what the change sets off (flow.settle: dependents,
 group tokens). A batch task that returned another number of results
-than it had records fails its attempt (BAD_RESULT).
+than it had records fails its attempt (BAD_RESULT). The jobs named are locked as they are read (by id),
+so a second broker given a result for the same lease at once waits, then refuses it.
 """
 
 from __future__ import annotations

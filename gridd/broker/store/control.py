@@ -1,5 +1,5 @@
 """Control actions: cancel, hold, release and retry of the jobs a person names (a group names all its
-jobs). Part of the SQLite store.
+jobs). Part of the store.
 
 Rules: an action applies to a job only where the transition table allows it, and each job named is
 answered, applied or refused with why, never skipped. A job named twice (or through two groups) is acted
@@ -7,7 +7,9 @@ on once. Cancelling a running job revokes its lease (returned, for its worker to
 released or retried job waits for its dependencies that have not succeeded, and cannot be retried while
 one of them has failed or been cancelled; it is scheduled again while its start time (submit --at/--in)
 is ahead, unless it was the scheduled job itself that was released (start_times.py). A released or
-retried job of a capped group (--max-running) queues throttled, and waits for a token.
+retried job of a capped group (--max-running) queues throttled, and waits for a token. The jobs acted
+on, and a retried job's unfinished dependencies, are locked as they are read: an action never decides on a
+job another broker is changing at that moment.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """Leases that end without a result: expired (their worker went silent), given back (a draining worker, a
-grant lost with the connection), or settled when a worker re-attaches. Part of the SQLite store.
+grant lost with the connection), or settled when a worker re-attaches. Part of the store.
 
 Rules: an expired attempt is spent, as a failed one is (the job's retry policy decides, as for a failed
 command: retry_policy.py, its cause `lost`), and recorded with where and when it ran and nothing it
@@ -7,7 +7,8 @@ measured; a returned one is not spent (RETURN: queued again at once, its attempt
 re-attaching worker instance names every lease it holds: those are renewed, the ones it names that are no
 longer its own are lost to it, and those it does not name expire if it is a new process (it may have run
 them) or go back if it is the same one (the grant never reached it). Leases of another instance of the
-same name are left alone.
+same name are left alone. Every broker's reaper runs at once on a shared PostgreSQL: each skips the leases
+another holds locked, so a lease expires once; re-attach and hand-back lock the jobs they read.
 """
 
 from __future__ import annotations

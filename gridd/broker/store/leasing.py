@@ -1,10 +1,13 @@
 """Leasing: queued jobs granted to a worker under a fencing token, and the leases kept alive. Part of the
-SQLite store.
+store (both backends).
 
 Rules: a lease is granted by one conditional UPDATE of the table's QUEUED -> RUNNING edge, so a job is
 never leased twice; its token is random (a counter could be guessed) and differs from every earlier
 lease of the job. Only the worker instance a lease was granted to may renew it. None of this is fsynced:
 a grant or renewal lost with the power is done again after the restart (the job runs again).
+Several brokers on one PostgreSQL lease side by side: each takes its candidates FOR UPDATE SKIP LOCKED,
+so the jobs another broker is granting right now are skipped, never waited for nor granted twice; a
+renewal locks the jobs it reads, so a lease another broker is ending at once is read as it ends.
 """
 
 from __future__ import annotations
@@ -132,7 +135,7 @@ def _within_reply(db: Tx, ids: list[int]) -> list[int]:
 
 
 def _new_lease() -> int:
-    """A fencing token: 62 random bits (an int64 on the wire and in SQLite), never 0 (never leased)."""
+    """A fencing token: 62 random bits (an int64 on the wire and in both databases), never 0 (never leased)."""
     return secrets.randbits(62) or 1
 
 
