@@ -191,6 +191,33 @@ MIGRATIONS: list[str] = [
         PRIMARY KEY (schedule_id, slot_ms)
     );
     """,  # noqa: S608
+    # 14: gang jobs, as SQLite's 14 (store/gangs.py): `gang` rides in jobs_ready for ordinary leasing's skip.
+    f"""
+    ALTER TABLE jobs ADD COLUMN gang INTEGER NOT NULL DEFAULT 0;
+    DROP INDEX jobs_ready;
+    CREATE INDEX jobs_ready ON jobs (queue, lane, priority DESC, id) INCLUDE (cpus, memory_mb, not_before_ms, gang)
+        WHERE state = {_QUEUED} AND throttled = 0;
+    CREATE INDEX jobs_gangs ON jobs (state, priority DESC, id) WHERE gang > 0;
+    CREATE TABLE gang_members (
+        job_id           BIGINT  NOT NULL,
+        rank             BIGINT  NOT NULL,
+        attempt_lease    BIGINT  NOT NULL,
+        lease            BIGINT  NOT NULL,
+        worker           TEXT    NOT NULL,
+        instance         TEXT    NOT NULL,
+        host             TEXT    NOT NULL,
+        deadline_ms      BIGINT,
+        ended            INTEGER NOT NULL DEFAULT 0,
+        exit_code        BIGINT,
+        stdout           BYTEA,
+        stderr           BYTEA,
+        stdout_truncated INTEGER NOT NULL DEFAULT 0,
+        stderr_truncated INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (job_id, rank)
+    );
+    CREATE INDEX gang_members_worker ON gang_members (worker, instance) WHERE ended = 0;
+    CREATE INDEX gang_members_deadline ON gang_members (deadline_ms) WHERE ended = 0;
+    """,
 ]
 
 LATEST = FIRST + len(MIGRATIONS) - 1
