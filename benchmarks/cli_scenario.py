@@ -1,0 +1,103 @@
+"""The `cli` scenario (issue 20): what one CLI command costs a person at a shell prompt, start to exit.
+
+Each run starts a broker, then times, interleaved so that a change of the machine's load touches every
+command alike: `python -c pass` (the interpreter's floor), `gridd --version` (start-up and the parser),
+`gridd submit -- true`, `gridd show ID` and `gridd status` (start-up, connect, TLS, authenticate, one
+request, exit), each a fresh process, `cli_runs` times; the figures are medians. It also times a process that
+only imports what `gridd submit -- true` imports (the modules are listed by running the command once in a
+probe): the import share of a submit is that minus `python -c pass`, the rest (parse, connect, request,
+exit) is the submit minus that.
+
+gridd's modules are compiled to bytecode first (`compileall`), as an installed copy is: without that, a
+process started with PYTHONDONTWRITEBYTECODE=1 compiles every module it imports on every run.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import statistics
+import subprocess
+import tempfile
+from pathlib import Path
+
+from benchmarks.harness import GRIDD, PYTHON, BenchError, bench_env, grid, run_timed
+
+_PROBE = """
+import sys
+before = set(sys.modules)
+from gridd.cli.main import main
+code = main(sys.argv[1:])
+with open(sys.argv[0], "w") as f:
+    f.write("\\n".join(sorted(m for m in sys.modules if m not in before and m != "__main__")))
+raise SystemExit(code)
+"""
+
+
+def compile_gridd() -> None:
+    """Bytecode for the gridd the commands import, as `pip install` leaves it."""
+    spec = importlib.util.find_spec("gridd")
+    if spec is None or not spec.submodule_search_locations:
+        raise BenchError("gridd is not importable")
+    env = dict(os.environ)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    done = subprocess.run(
+        [PYTHON, "-m", "compileall", "-q", *spec.submodule_search_locations],
+        env=env,
+        capture_output=True,
+        timeout=120,
+    )
+    if done.returncode != 0:
+        raise BenchError(f"compileall failed: {done.stdout.decode(errors='replace')[-200:]}")
+
+
+def modules_loaded_by(argv: list[str], env: dict[str, str], cwd: Path) -> list[str]:
+    """The modules a `gridd ARGV` process imports beyond what `python -c pass` has (a probe run)."""
+    with tempfile.NamedTemporaryFile("r", suffix=".txt") as out:
+        done = subprocess.run(
+            [PYTHON, "-c", _PROBE.replace("sys.argv[0]", repr(out.name)), *argv],
+            env=env,
+            cwd=cwd,
+            capture_output=True,
+            timeout=60,
+        )
+        if done.returncode != 0:
+            raise BenchError(f"probe of gridd {' '.join(argv)} exited {done.returncode}")
+        return [m for m in out.read().split() if m]
+
+
+def _ms(values: list[float]) -> float:
+    return statistics.median(values) * 1000
+
+
+def run_cli(runs: int) -> dict[str, float]:
+    compile_gridd()
+    with grid() as g:
+        env = bench_env(GRIDD_BROKER=g.addr)
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
+        first = subprocess.run([GRIDD, "submit", "--", "true"], env=env, capture_output=True, timeout=60, cwd=g.root)
+        if first.returncode != 0:  # also the warm-up: the first contact keeps the broker's CA
+            raise BenchError(f"gridd submit exited {first.returncode}: {first.stderr.decode(errors='replace')[-200:]}")
+        job_id = first.stdout.decode().strip()
+        imports = modules_loaded_by(["submit", "--", "true"], env, g.root)
+        commands = {
+            "python_pass": [PYTHON, "-c", "pass"],
+            "version": [GRIDD, "--version"],
+            "submit": [GRIDD, "submit", "--", "true"],
+            "show": [GRIDD, "show", job_id],
+            "status": [GRIDD, "status"],
+            "submit_imports": [PYTHON, "-c", f"import importlib\nfor m in {imports!r}: importlib.import_module(m)"],
+        }
+        times: dict[str, list[float]] = {name: [] for name in commands}
+        for _ in range(runs):
+            for name, cmd in commands.items():
+                t, done = run_timed(cmd, env=env, timeout_s=30, cwd=g.root)
+                if done.returncode != 0:
+                    tail = done.stderr.decode(errors="replace").strip()[-200:]
+                    raise BenchError(f"{name} exited {done.returncode}: {tail}")
+                times[name].append(t)
+    out = {f"{name}_ms": _ms(values) for name, values in times.items()}
+    out["submit_import_share_ms"] = out["submit_imports_ms"] - out["python_pass_ms"]
+    out["submit_rest_ms"] = out["submit_ms"] - out["submit_imports_ms"]
+    out["submit_modules"] = float(len(imports))
+    return out
