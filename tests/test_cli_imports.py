@@ -1,14 +1,20 @@
 """The client commands stay cheap to start: importing the CLI loads neither Textual, nor structlog, nor
-SQLite; `gridd --version` and `gridd --help` load not even the client or the configuration; and
-`python -m gridd --help` works."""
+SQLite; `gridd --version` and `gridd --help` load not even the client or the configuration; `gridd submit`,
+`show` and `status` start no event loop; and `python -m gridd --help` works."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
 
+from tests.e2e.conftest import Grid
+from tests.e2e.conftest import grid as grid  # the fixture: a real `gridd broker` subprocess
+
 HEAVY = ["textual", "structlog", "sqlite3"]
 LIGHTER = ["gridd.client", "gridd.config", "anyio", "ssl"]  # what a command that connects needs
+# What a command asked once (client/oneshot.py) does without: an event loop and the async client; and,
+# once the broker's CA is kept, the certificate parser of a first contact.
+EVENT_LOOP = ["asyncio", "anyio", "gridd.client.api", "gridd.client.connection", "cryptography"]
 
 
 def test_importing_the_cli_and_its_client_commands_loads_no_tui_logging_or_database_code() -> None:
@@ -39,3 +45,19 @@ def test_gridd_help_lists_the_commands_and_exits_0() -> None:
     assert done.returncode == 0, done.stderr
     for command in ["broker", "worker", "submit", "show", "jobs", "cancel", "tui"]:
         assert command in done.stdout
+
+
+def test_submit_show_and_status_start_no_event_loop(grid: Grid) -> None:
+    grid.start_broker()
+    job = grid.submit("true")  # also the first contact, which keeps the broker's CA
+    env = {**grid.env, "GRIDD_BROKER": str(grid.addr)}
+    for argv in (["submit", "--", "true"], ["show", job], ["show", job, "--json"], ["status"], ["status", "--json"]):
+        code = (
+            "import sys, gridd.cli.main\n"
+            f"code = gridd.cli.main.main({argv!r})\n"
+            f"print(','.join(m for m in {[*HEAVY, *EVENT_LOOP]!r} if m in sys.modules), file=sys.stderr)\n"
+            "raise SystemExit(code)"
+        )
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env)
+        assert done.returncode == 0, done.stderr
+        assert done.stderr.strip() == "", f"gridd {' '.join(argv)} loaded: {done.stderr.strip()}"

@@ -67,8 +67,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    # Imported here, for start-up speed: each command loads only what it needs (`gridd submit` no
-    # structlog, SQLite or Textual; `gridd --version` and `--help` not even the configuration or the client).
+    # Imported here, for start-up speed: each command loads only what it needs (`gridd submit`, `show` and
+    # `status` no event loop, structlog, SQLite or Textual; `gridd --version` and `--help` not even the
+    # configuration or the client).
     from gridd.cli.flags import config_layer
     from gridd.config import load_config
 
@@ -93,6 +94,10 @@ def _run(args: argparse.Namespace) -> int:
         from gridd.cli.login import run_login
 
         return run_login(args, config)
+    from gridd.cli import quick
+
+    if quick.serves(args):  # submit of one job, show, status: no event loop
+        return quick.run(args, config)
     from gridd.cli import commands
 
     return commands.run(args, config)
