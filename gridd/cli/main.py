@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import argparse
 import os
-from collections.abc import Sequence
+import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from gridd import __version__
@@ -24,39 +25,59 @@ from gridd.cli.exits import EXIT_USAGE, report
 from gridd.cli.exits import root_cause as root_cause  # re-exported: tests and older imports read it here
 from gridd.cli.parser import Commands, Parser
 
-# In the order `gridd --help` lists them.
-_GROUPS = (
-    args_servers.add_broker,
-    args_servers.add_worker,
-    args_jobs.add_submit,
-    args_admin.add_bundle,
-    args_admin.add_token,
-    args_jobs.add_show_why_jobs,
-    args_grid.add_overview,
-    args_jobs.add_logs,
-    args_jobs.add_wait_and_control,
-    args_schedule.add_schedule,
-    args_grid.add_watching,
-    args_autoscale.add_autoscale,
-    args_grid.add_login,
-    args_servers.add_demo,
+# In the order `gridd --help` lists them, each with the commands it adds (tests/test_cli_imports.py checks
+# that these names are the ones each adds).
+GROUPS: tuple[tuple[Callable[[Commands], None], tuple[str, ...]], ...] = (
+    (args_servers.add_broker, ("broker",)),
+    (args_servers.add_worker, ("worker",)),
+    (args_jobs.add_submit, ("submit",)),
+    (args_admin.add_bundle, ("bundle",)),
+    (args_admin.add_token, ("token",)),
+    (args_jobs.add_show_why_jobs, ("show", "why", "jobs")),
+    (args_grid.add_overview, ("workers", "status", "report", "purge")),
+    (args_jobs.add_logs, ("logs",)),
+    (args_jobs.add_wait_and_control, ("wait", "cancel", "retry", "hold", "release")),
+    (args_schedule.add_schedule, ("schedule",)),
+    (args_grid.add_watching, ("events", "tui", "web")),
+    (args_autoscale.add_autoscale, ("autoscale",)),
+    (args_grid.add_login, ("login",)),
+    (args_servers.add_demo, ("demo",)),
 )
+_TOP_FLAGS_WITH_VALUE = ("--config", "--broker")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser of every command; with `command`, of only the group that adds it (argparse builds a
+    parser of some 250 flags in about as long as a short command takes to run: one command needs its own)."""
     parser = Parser(prog="gridd", description="A batch grid for the machines you already have.")
     parser.add_argument("--version", action="version", version=f"gridd {__version__}")
     parser.add_argument("--config", type=Path, help="config file (default: $XDG_CONFIG_HOME/gridd/gridd.toml)")
     parser.add_argument("--broker", metavar="HOST:PORT", help="broker address, before or after the command")
     commands = Commands(parser)
-    for add in _GROUPS:
-        add(commands)
+    for add, names in GROUPS:
+        if command is None or command in names:
+            add(commands)
     return parser
 
 
+def named_command(argv: Sequence[str]) -> str | None:
+    """The command `argv` names, when it can be told without the parser: the first word that is neither a
+    top-level flag nor its value, if it is a command. None (the whole parser decides) for anything else:
+    --help, --version, an abbreviated flag, an unknown command, none."""
+    words = iter(argv)
+    for word in words:
+        if word in _TOP_FLAGS_WITH_VALUE:
+            next(words, None)
+        elif not word.startswith(tuple(f"{flag}=" for flag in _TOP_FLAGS_WITH_VALUE)):
+            known = any(word in names for _, names in GROUPS)
+            return word if known else None
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    words = sys.argv[1:] if argv is None else argv
+    parser = build_parser(named_command(words))
+    args = parser.parse_args(words)
     if args.command is None:
         parser.print_help()
         return EXIT_USAGE
