@@ -6,7 +6,10 @@ command alike: `python -c pass` (the interpreter's floor), `gridd --version` (st
 request, exit), each a fresh process, `cli_runs` times; the figures are medians. It also times a process that
 only imports what `gridd submit -- true` imports (the modules are listed by running the command once in a
 probe): the import share of a submit is that minus `python -c pass`, the rest (parse, connect, request,
-exit) is the submit minus that.
+exit) is the submit minus that. Each command's CPU time (user + system, from the children's rusage) is
+recorded beside its wall time: on a machine shared with other work it moves less. Last, a submit in phases
+(benchmarks/cli_phases.py: the same steps, stamped): interpreter start, imports, parsing, configuration and
+credential lookup, connect (TCP, TLS, handshake), the request, and the exit after it.
 
 gridd's modules are compiled to bytecode first (`compileall`), as an installed copy is: without that, a
 process started with PYTHONDONTWRITEBYTECODE=1 compiles every module it imports on every run.
@@ -15,10 +18,13 @@ process started with PYTHONDONTWRITEBYTECODE=1 compiles every module it imports 
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
+import resource
 import statistics
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 
 from benchmarks.harness import GRIDD, PYTHON, BenchError, bench_env, grid, run_timed
@@ -66,6 +72,31 @@ def modules_loaded_by(argv: list[str], env: dict[str, str], cwd: Path) -> list[s
         return [m for m in out.read().split() if m]
 
 
+REPO = Path(__file__).resolve().parent.parent
+
+
+def submit_phases(env: dict[str, str], runs: int) -> dict[str, float]:
+    """Median milliseconds of each phase of `gridd submit -- true` (benchmarks/cli_phases.py)."""
+    phases: dict[str, list[float]] = {}
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        done = subprocess.run(
+            [PYTHON, str(REPO / "benchmarks" / "cli_phases.py"), "submit", "--", "true"],
+            env=env,
+            cwd=REPO,
+            capture_output=True,
+            timeout=30,
+        )
+        t1 = time.perf_counter()
+        if done.returncode != 0:
+            raise BenchError(f"cli_phases exited {done.returncode}: {done.stderr.decode(errors='replace')[-200:]}")
+        stamps = json.loads(done.stderr.decode().strip().splitlines()[-1])
+        names, times = list(stamps), [t0, *stamps.values(), t1]
+        for name, (a, b) in zip(["interpreter", *names[1:], "exit"], zip(times, times[1:], strict=False), strict=True):
+            phases.setdefault(name, []).append(b - a)
+    return {f"phase_{name}_ms": _ms(values) for name, values in phases.items()}
+
+
 def _ms(values: list[float]) -> float:
     return statistics.median(values) * 1000
 
@@ -89,15 +120,21 @@ def run_cli(runs: int) -> dict[str, float]:
             "submit_imports": [PYTHON, "-c", f"import importlib\nfor m in {imports!r}: importlib.import_module(m)"],
         }
         times: dict[str, list[float]] = {name: [] for name in commands}
+        cpu: dict[str, list[float]] = {name: [] for name in commands}
         for _ in range(runs):
             for name, cmd in commands.items():
+                before = resource.getrusage(resource.RUSAGE_CHILDREN)
                 t, done = run_timed(cmd, env=env, timeout_s=30, cwd=g.root)
+                after = resource.getrusage(resource.RUSAGE_CHILDREN)
                 if done.returncode != 0:
                     tail = done.stderr.decode(errors="replace").strip()[-200:]
                     raise BenchError(f"{name} exited {done.returncode}: {tail}")
                 times[name].append(t)
+                cpu[name].append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
+        phases = submit_phases(env, runs)
     out = {f"{name}_ms": _ms(values) for name, values in times.items()}
+    out |= {f"{name}_cpu_ms": _ms(values) for name, values in cpu.items() if name != "submit_imports"}
     out["submit_import_share_ms"] = out["submit_imports_ms"] - out["python_pass_ms"]
     out["submit_rest_ms"] = out["submit_ms"] - out["submit_imports_ms"]
     out["submit_modules"] = float(len(imports))
-    return out
+    return out | phases

@@ -658,6 +658,24 @@ SCENARIOS: dict[str, Scenario] = {
                 Figure("submit_import_share_ms", "ms", "submit: imports (that minus python -c pass)"),
                 Figure("submit_rest_ms", "ms", "submit: parse, connect, request, exit (submit minus imports)"),
                 Figure("submit_modules", "", "modules submit imports beyond python -c pass"),
+                Figure("submit_cpu_ms", "ms", "gridd submit: CPU (user+sys)", "python_pass_cpu_ms"),
+                Figure("show_cpu_ms", "ms", "gridd show: CPU", "python_pass_cpu_ms"),
+                Figure("status_cpu_ms", "ms", "gridd status: CPU", "python_pass_cpu_ms"),
+                Figure("version_cpu_ms", "ms", "gridd --version: CPU", "python_pass_cpu_ms"),
+                Figure("python_pass_cpu_ms", "ms", "python -c pass: CPU"),
+                *[
+                    Figure(f"phase_{phase}_ms", "ms", f"submit in phases: {what}")
+                    for phase, what in (
+                        ("interpreter", "interpreter start, to the first line"),
+                        ("import", "imports"),
+                        ("parse", "parser built, arguments read"),
+                        ("config", "configuration, address, credential"),
+                        ("connect", "TCP, TLS, handshake"),
+                        ("request", "flags read, submit sent, reply read"),
+                        ("close", "socket closed"),
+                        ("exit", "interpreter exit"),
+                    )
+                ],
             ],
             lambda sz, fx: run_cli(sz.cli_runs),
         ),
