@@ -12,6 +12,10 @@ import time
 
 STAMPS = {"start": time.perf_counter()}
 
+import gc  # noqa: E402
+
+gc.disable()  # as gridd/cli/main.py does for a command asked once (there, once the command is known)
+
 import json  # noqa: E402 - after the first stamp, on purpose
 import os  # noqa: E402
 import sys  # noqa: E402
@@ -45,4 +49,6 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    code = main()
+    sys.stdout.flush()
+    os._exit(code)  # as gridd/cli/main.py's _end_now

@@ -6,7 +6,8 @@ and starting an event loop cost more than its whole conversation with the broker
 and exit codes are those of the async client's commands (commands.py), which serve every other form
 (--wait, --each, --array) and a list of several brokers (the async client tries them in turn).
 
-Rule: each imports only what it needs (`show` and `status` no submit flags, `submit` no renderer).
+Which commands come here is main.py's `_asked_once`. Rule: each imports only what it needs (`show` and
+`status` no submit flags, `submit` no renderer).
 """
 
 from __future__ import annotations
@@ -18,13 +19,6 @@ from gridd.client.locate import broker_address, cluster_token
 from gridd.client.oneshot import OneShot, open_oneshot
 from gridd.config import Config
 from gridd.protocol.messages import AttemptView, GetStatus, JobView, ShowJob, StatusReported
-
-
-def serves(args: argparse.Namespace) -> bool:
-    """Whether the command is one this module runs (its broker address is checked in `run`)."""
-    if args.command == "submit":
-        return not (args.wait or args.each or args.array) and args.max_running is None
-    return args.command in ("show", "status")
 
 
 def run(args: argparse.Namespace, config: Config) -> int:

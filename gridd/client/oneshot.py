@@ -109,7 +109,8 @@ def open_oneshot(address: str, token: str | None, *, insecure: bool = False) -> 
     pin = None if insecure else pin_for(digest, os.environ)  # before dialling: a plain secret may have no CA
     deadline = time.monotonic() + CONNECT_TIMEOUT_S
     try:
-        tcp = socket.create_connection((host, port), timeout=CONNECT_TIMEOUT_S)
+        # bytes: typeshed says str, the C resolver takes either (see _wire_name)
+        tcp = socket.create_connection((_wire_name(host), port), timeout=CONNECT_TIMEOUT_S)  # type: ignore[arg-type]
     except (socket.gaierror, TimeoutError) as exc:
         raise ConnectionLost(f"cannot connect to the broker at {address}: {_why(exc)}") from exc
     except OSError as exc:  # refused, unreachable: in anyio's words, so that both clients say the same
@@ -126,7 +127,7 @@ def open_oneshot(address: str, token: str | None, *, insecure: bool = False) -> 
 def _start_tls(tcp: socket.socket, address: str, host: str, pin: Pin, deadline: float) -> ssl.SSLSocket:
     try:
         tcp.settimeout(_left(deadline))
-        return client_context(pin).wrap_socket(tcp, server_hostname=host)
+        return client_context(pin).wrap_socket(tcp, server_hostname=_wire_name(host))
     except ssl.SSLCertVerificationError as exc:
         raise UntrustedBroker(
             f"the broker at {address} is not the one your credential names ({exc.verify_message}); "
@@ -183,6 +184,13 @@ def _left(deadline: float) -> float:
     if left <= 0:
         raise TimeoutError
     return left
+
+
+def _wire_name(host: str) -> bytes:
+    """The host name as the resolver and ssl read it. An ASCII name (an address, most names) is given as its
+    bytes: given as text, Python loads its IDNA codec (with stringprep and unicodedata) to encode it, a
+    millisecond of a one-shot command's start-up. Any other goes through that codec, as it would."""
+    return host.encode("ascii") if host.isascii() else host.encode("idna")
 
 
 def _split(address: str) -> tuple[str, int]:
