@@ -11,6 +11,10 @@ recorded beside its wall time: on a machine shared with other work it moves less
 (benchmarks/cli_phases.py: the same steps, stamped): interpreter start, imports, parsing, configuration and
 credential lookup, connect (TCP, TLS, handshake), the request, and the exit after it.
 
+With $GRIDD_BENCH_BASELINE naming another gridd tree (e.g. /work/main, or an export of an older commit),
+its `gridd --version`, `submit`, `show` and `status` are timed in the same rounds (`base_*`), against the
+same broker.
+
 gridd's modules are compiled to bytecode first (`compileall`), as an installed copy is: without that, a
 process started with PYTHONDONTWRITEBYTECODE=1 compiles every module it imports on every run.
 """
@@ -28,6 +32,7 @@ import time
 from pathlib import Path
 
 from benchmarks.harness import GRIDD, PYTHON, BenchError, bench_env, grid, run_timed
+from benchmarks.slow_fsync import baseline_tree
 
 _PROBE = """
 import sys
@@ -40,15 +45,15 @@ raise SystemExit(code)
 """
 
 
-def compile_gridd() -> None:
-    """Bytecode for the gridd the commands import, as `pip install` leaves it."""
+def compile_gridd(*trees: Path) -> None:
+    """Bytecode for the gridd the commands import (and the trees named), as `pip install` leaves it."""
     spec = importlib.util.find_spec("gridd")
     if spec is None or not spec.submodule_search_locations:
         raise BenchError("gridd is not importable")
     env = dict(os.environ)
     env.pop("PYTHONDONTWRITEBYTECODE", None)
     done = subprocess.run(
-        [PYTHON, "-m", "compileall", "-q", *spec.submodule_search_locations],
+        [PYTHON, "-m", "compileall", "-q", *spec.submodule_search_locations, *(str(t / "gridd") for t in trees)],
         env=env,
         capture_output=True,
         timeout=120,
@@ -73,6 +78,8 @@ def modules_loaded_by(argv: list[str], env: dict[str, str], cwd: Path) -> list[s
 
 
 REPO = Path(__file__).resolve().parent.parent
+_GC_OFF = "import gc, importlib, os\ngc.disable()\n"
+_EXIT = "os._exit(0)"
 
 
 def submit_phases(env: dict[str, str], runs: int) -> dict[str, float]:
@@ -102,7 +109,8 @@ def _ms(values: list[float]) -> float:
 
 
 def run_cli(runs: int) -> dict[str, float]:
-    compile_gridd()
+    base = baseline_tree()
+    compile_gridd(*([base] if base else []))
     with grid() as g:
         env = bench_env(GRIDD_BROKER=g.addr)
         env.pop("PYTHONDONTWRITEBYTECODE", None)
@@ -117,14 +125,18 @@ def run_cli(runs: int) -> dict[str, float]:
             "submit": [GRIDD, "submit", "--", "true"],
             "show": [GRIDD, "show", job_id],
             "status": [GRIDD, "status"],
-            "submit_imports": [PYTHON, "-c", f"import importlib\nfor m in {imports!r}: importlib.import_module(m)"],
+            # As a submit does: the GC off, and no interpreter teardown (gridd/cli/main.py).
+            "submit_imports": [PYTHON, "-c", f"{_GC_OFF}for m in {imports!r}: importlib.import_module(m)\n{_EXIT}"],
         }
+        if base:
+            commands |= {f"base_{name}": commands[name] for name in ("version", "submit", "show", "status")}
+        envs = {name: {**env, "PYTHONPATH": str(base)} if name.startswith("base_") else env for name in commands}
         times: dict[str, list[float]] = {name: [] for name in commands}
         cpu: dict[str, list[float]] = {name: [] for name in commands}
         for _ in range(runs):
             for name, cmd in commands.items():
                 before = resource.getrusage(resource.RUSAGE_CHILDREN)
-                t, done = run_timed(cmd, env=env, timeout_s=30, cwd=g.root)
+                t, done = run_timed(cmd, env=envs[name], timeout_s=30, cwd=g.root)
                 after = resource.getrusage(resource.RUSAGE_CHILDREN)
                 if done.returncode != 0:
                     tail = done.stderr.decode(errors="replace").strip()[-200:]

@@ -664,6 +664,19 @@ SCENARIOS: dict[str, Scenario] = {
                 Figure("version_cpu_ms", "ms", "gridd --version: CPU", "python_pass_cpu_ms"),
                 Figure("python_pass_cpu_ms", "ms", "python -c pass: CPU"),
                 *[
+                    Figure(f"base_{name}_ms", "ms", f"$GRIDD_BENCH_BASELINE: {what}", f"{name}_ms")
+                    for name, what in (
+                        ("submit", "gridd submit -- true"),
+                        ("show", "gridd show ID"),
+                        ("status", "gridd status"),
+                        ("version", "gridd --version"),
+                    )
+                ],
+                *[
+                    Figure(f"base_{name}_cpu_ms", "ms", f"$GRIDD_BENCH_BASELINE: {name}, CPU", f"{name}_cpu_ms")
+                    for name in ("submit", "show", "status", "version")
+                ],
+                *[
                     Figure(f"phase_{phase}_ms", "ms", f"submit in phases: {what}")
                     for phase, what in (
                         ("interpreter", "interpreter start, to the first line"),
