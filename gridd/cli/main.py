@@ -50,8 +50,8 @@ _TOP_FLAGS_WITH_VALUE = ("--config", "--broker")
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
-    """The parser of every command; with `command`, of only the group that adds it (argparse builds a
-    parser of some 250 flags in about as long as a short command takes to run: one command needs its own)."""
+    """The parser of every command; with `command`, of only the group that adds it, if any (argparse builds
+    a parser of some 250 flags in about as long as a short command takes to run: one command needs its own)."""
     parser = Parser(prog="gridd", description="A batch grid for the machines you already have.")
     parser.add_argument("--version", action="version", version=f"gridd {__version__}")
     parser.add_argument("--config", type=Path, help="config file (default: $XDG_CONFIG_HOME/gridd/gridd.toml)")
@@ -81,7 +81,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command `argv` names (None: this process's own command line). Run so, as the program, a
     command asked once (quick.py) ends the process itself when done: see _end_now."""
     words = sys.argv[1:] if argv is None else argv
-    parser = build_parser(named_command(words))
+    # `gridd --version` needs no command's flags: argparse prints the version as soon as it reads the flag.
+    parser = build_parser("" if words[:1] == ["--version"] else named_command(words))
     args = parser.parse_args(words)
     if args.command is None:
         parser.print_help()
