@@ -20,9 +20,9 @@ from typing import Any
 
 import anyio
 
+from benchmarks.cli_scenario import run_cli
 from benchmarks.harness import (
     GRIDD,
-    PYTHON,
     TOKEN,
     VENV_BIN,
     BenchError,
@@ -277,25 +277,7 @@ def run_drain_shell(sz: Sizes, fx: Fixtures) -> dict[str, float]:
     }
 
 
-# ---- 3. submit-cli -------------------------------------------------------------------------------------------
-
-
-def run_submit_cli(sz: Sizes, fx: Fixtures) -> dict[str, float]:
-    floor = [run_timed([PYTHON, "-c", "pass"], timeout_s=30)[0] for _ in range(sz.cli_runs)]
-    with grid() as g:
-        env = bench_env(GRIDD_BROKER=g.addr)
-        times = []
-        for _ in range(sz.cli_runs):
-            t, cp = run_timed([GRIDD, "submit", "--", "true"], env=env, timeout_s=30, cwd=g.root)
-            if cp.returncode != 0:
-                raise BenchError(f"gridd submit exited {cp.returncode}: {_last_line(cp.stderr)}")
-            times.append(t)
-        version = [run_timed([GRIDD, "--version"], env=env, timeout_s=30)[0] for _ in range(sz.cli_runs)]
-    return {
-        "submit_ms": statistics.median(times) * 1000,
-        "python_pass_ms": statistics.median(floor) * 1000,
-        "gridd_version_ms": statistics.median(version) * 1000,
-    }
+# ---- 3. cli: one command, start to exit (benchmarks/cli_scenario.py) -------------------------------------------
 
 
 # ---- 4. latency ----------------------------------------------------------------------------------------------
@@ -699,14 +681,52 @@ SCENARIOS: dict[str, Scenario] = {
             run_drain_shell,
         ),
         Scenario(
-            "submit-cli",
-            "wall time of one `gridd submit -- true` process (median of its runs), vs `python -c pass`",
+            "cli",
+            "wall time of one CLI process each (medians, interleaved): submit, show, status against a running broker;"
+            " --version; python -c pass; and a process importing only what `gridd submit` imports",
             [
-                Figure("submit_ms", "ms", "gridd submit -- true", "python_pass_ms", "< 150 ms", _le(150)),
+                Figure("submit_ms", "ms", "gridd submit -- true", "python_pass_ms", "<= 50 ms", _le(50)),
+                Figure("show_ms", "ms", "gridd show ID", "python_pass_ms", "<= 40 ms", _le(40)),
+                Figure("status_ms", "ms", "gridd status", "python_pass_ms", "<= 40 ms", _le(40)),
+                Figure("version_ms", "ms", "gridd --version (start-up, parser)", "python_pass_ms"),
                 Figure("python_pass_ms", "ms", "python -c pass (floor)"),
-                Figure("gridd_version_ms", "ms", "gridd --version (start-up only)", "python_pass_ms"),
+                Figure("submit_imports_ms", "ms", "python importing only what submit imports", "python_pass_ms"),
+                Figure("submit_import_share_ms", "ms", "submit: imports (that minus python -c pass)"),
+                Figure("submit_rest_ms", "ms", "submit: parse, connect, request, exit (submit minus imports)"),
+                Figure("submit_modules", "", "modules submit imports beyond python -c pass"),
+                Figure("submit_cpu_ms", "ms", "gridd submit: CPU (user+sys)", "python_pass_cpu_ms"),
+                Figure("show_cpu_ms", "ms", "gridd show: CPU", "python_pass_cpu_ms"),
+                Figure("status_cpu_ms", "ms", "gridd status: CPU", "python_pass_cpu_ms"),
+                Figure("version_cpu_ms", "ms", "gridd --version: CPU", "python_pass_cpu_ms"),
+                Figure("python_pass_cpu_ms", "ms", "python -c pass: CPU"),
+                *[
+                    Figure(f"base_{name}_ms", "ms", f"$GRIDD_BENCH_BASELINE: {what}", f"{name}_ms")
+                    for name, what in (
+                        ("submit", "gridd submit -- true"),
+                        ("show", "gridd show ID"),
+                        ("status", "gridd status"),
+                        ("version", "gridd --version"),
+                    )
+                ],
+                *[
+                    Figure(f"base_{name}_cpu_ms", "ms", f"$GRIDD_BENCH_BASELINE: {name}, CPU", f"{name}_cpu_ms")
+                    for name in ("submit", "show", "status", "version")
+                ],
+                *[
+                    Figure(f"phase_{phase}_ms", "ms", f"submit in phases: {what}")
+                    for phase, what in (
+                        ("interpreter", "interpreter start, to the first line"),
+                        ("import", "imports"),
+                        ("parse", "parser built, arguments read"),
+                        ("config", "configuration, address, credential"),
+                        ("connect", "TCP, TLS, handshake"),
+                        ("request", "flags read, submit sent, reply read"),
+                        ("close", "socket closed"),
+                        ("exit", "interpreter exit"),
+                    )
+                ],
             ],
-            run_submit_cli,
+            lambda sz, fx: run_cli(sz.cli_runs),
         ),
         Scenario(
             "latency",

@@ -1,14 +1,28 @@
 """The client commands stay cheap to start: importing the CLI loads neither Textual, nor structlog, nor
-SQLite; `gridd --version` and `gridd --help` load not even the client or the configuration; and
-`python -m gridd --help` works."""
+SQLite; `gridd --version` and `gridd --help` load not even the client or the configuration; `gridd submit`,
+`show` and `status` start no event loop; and `python -m gridd --help` works."""
 
 from __future__ import annotations
 
+import argparse
+import contextlib
+import io
 import subprocess
 import sys
 
+import pytest
+
+from gridd.cli.main import GROUPS, build_parser, named_command
+from gridd.cli.parser import Commands, Parser
+from tests.e2e.conftest import Grid
+from tests.e2e.conftest import grid as grid  # the fixture: a real `gridd broker` subprocess
+
 HEAVY = ["textual", "structlog", "sqlite3"]
 LIGHTER = ["gridd.client", "gridd.config", "anyio", "ssl"]  # what a command that connects needs
+PROTOCOL = ["gridd.protocol", "msgspec"]  # what a command that speaks to a broker needs
+# What a command asked once (client/oneshot.py) does without: an event loop and the async client; and,
+# once the broker's CA is kept, the certificate parser of a first contact.
+EVENT_LOOP = ["asyncio", "anyio", "gridd.client.api", "gridd.client.connection", "cryptography"]
 
 
 def test_importing_the_cli_and_its_client_commands_loads_no_tui_logging_or_database_code() -> None:
@@ -18,7 +32,7 @@ def test_importing_the_cli_and_its_client_commands_loads_no_tui_logging_or_datab
     assert done.stdout.strip() == "", f"loaded at import: {done.stdout.strip()}"
 
 
-def test_version_and_help_load_neither_the_client_nor_the_configuration() -> None:
+def test_version_and_help_load_neither_the_client_nor_the_configuration_nor_the_protocol() -> None:
     # main() builds the whole parser, every command group's flags included, before it reads a flag.
     for flag in ["--version", "--help"]:
         code = (
@@ -27,7 +41,7 @@ def test_version_and_help_load_neither_the_client_nor_the_configuration() -> Non
             f"    gridd.cli.main.main([{flag!r}])\n"
             "except SystemExit:\n"
             "    pass\n"
-            f"print(','.join(m for m in {[*HEAVY, *LIGHTER]!r} if m in sys.modules), file=sys.stderr)"
+            f"print(','.join(m for m in {[*HEAVY, *LIGHTER, *PROTOCOL]!r} if m in sys.modules), file=sys.stderr)"
         )
         done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
         assert done.returncode == 0, done.stderr
@@ -39,3 +53,41 @@ def test_gridd_help_lists_the_commands_and_exits_0() -> None:
     assert done.returncode == 0, done.stderr
     for command in ["broker", "worker", "submit", "show", "jobs", "cancel", "tui"]:
         assert command in done.stdout
+
+
+def test_submit_show_and_status_start_no_event_loop(grid: Grid) -> None:
+    grid.start_broker()
+    job = grid.submit("true")  # also the first contact, which keeps the broker's CA
+    env = {**grid.env, "GRIDD_BROKER": str(grid.addr)}
+    for argv in (["submit", "--", "true"], ["show", job], ["show", job, "--json"], ["status"], ["status", "--json"]):
+        code = (
+            "import sys, gridd.cli.main\n"
+            f"code = gridd.cli.main.main({argv!r})\n"
+            f"print(','.join(m for m in {[*HEAVY, *EVENT_LOOP]!r} if m in sys.modules), file=sys.stderr)\n"
+            "raise SystemExit(code)"
+        )
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env)
+        assert done.returncode == 0, done.stderr
+        assert done.stderr.strip() == "", f"gridd {' '.join(argv)} loaded: {done.stderr.strip()}"
+
+
+def test_each_command_group_is_listed_with_the_commands_it_adds() -> None:
+    # main() builds only the group of the command named: the list must name every command of each group.
+    for add, names in GROUPS:
+        parser = Parser(prog="gridd")
+        add(Commands(parser))
+        assert parser.commands == frozenset(names), add.__name__
+
+
+def test_a_command_reads_its_flags_alone_as_among_every_command() -> None:
+    def helped(parser: argparse.ArgumentParser, argv: list[str]) -> str:
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out), pytest.raises(SystemExit):
+            parser.parse_args(argv)
+        return out.getvalue()
+
+    for _, names in GROUPS:
+        for name in names:
+            assert named_command(["--broker", "h:1", name, "--json"]) == name
+            assert helped(build_parser(name), [name, "--help"]) == helped(build_parser(), [name, "--help"]), name
+    assert named_command(["--help"]) is None and named_command(["nosuch"]) is None

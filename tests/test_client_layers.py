@@ -11,7 +11,7 @@ CLIENT = Path(__file__).resolve().parent.parent / "gridd" / "client"
 # Lowest first. A module may import the modules of earlier rows only.
 LAYERS: list[set[str]] = [
     {"addresses", "backoff", "locate", "trust", "taskdef", "submits", "start_time"},  # import no other client module
-    {"connection"},  # the framed connection: handshake, requests and their replies
+    {"connection", "oneshot"},  # the framed connection: handshake, requests and their replies (oneshot: blocking)
     {"blobs", "bundles", "schedule_calls"},  # transfers over a connection; the schedule requests
     {"calls"},  # BrokerCalls: owns the connection, one method per broker request
     {"handles"},  # a job as an object, asking the client it was given

@@ -10,7 +10,6 @@ import argparse
 from pathlib import Path
 
 from gridd.cli.parser import Commands, broker_flag
-from gridd.protocol.errors import ConfigError
 
 ROLES = ("admin", "submit", "worker", "read")
 
@@ -68,12 +67,13 @@ def add_token(commands: Commands) -> None:
     broker_flag(p)
 
 
-# The checks below import gridd.config when they run, for start-up speed: only a `gridd token create`
-# that gives these flags pays for it, not every `gridd --help`.
+# The checks below import gridd.config (and the protocol's errors) when they run, for start-up speed: only
+# a `gridd token create` that gives these flags pays for it, not every `gridd --help`.
 
 
 def _name(text: str) -> str:
     from gridd.config import check_worker_name
+    from gridd.protocol.errors import ConfigError
 
     try:
         return check_worker_name(text, "--name")
@@ -90,6 +90,7 @@ def _queues(text: str) -> list[str]:
 
 def _expires(text: str) -> float | None:
     from gridd.config import parse_duration
+    from gridd.protocol.errors import ConfigError
 
     try:
         seconds = parse_duration(text, "--expires")

@@ -12,25 +12,18 @@ from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 import anyio
-import msgspec
 
-from gridd.cli import bundles, render, schedules, tokens
-from gridd.cli.expand import array_items, each_items, expand_argv, ids_from_stdin
+from gridd.cli import bundles, quick, render, schedules, specs, tokens
+from gridd.cli.expand import ids_from_stdin
 from gridd.cli.live import LiveOutput
-from gridd.cli.retry_flags import retry_fields
-from gridd.cli.start_flags import start_of
 from gridd.cli.waiting import through_restarts
 from gridd.client.api import Client, connect
 from gridd.client.locate import broker_address, cluster_token
 from gridd.config import Config, parse_duration
 from gridd.printable import printable, printable_lines
-from gridd.protocol.bundles import ref_problem
 from gridd.protocol.errors import ConfigError, ConnectionLost, GriddError, exception_for
-from gridd.protocol.idempotency import key_problem, key_ttl_problem
-from gridd.protocol.messages import AttemptView, JobSpec, JobView
-from gridd.protocol.records import MAX_GANG
+from gridd.protocol.messages import AttemptView, JobView
 from gridd.protocol.states import JOB_STATES, JobState
-from gridd.resources import MAX_JOB_CPUS, parse_requirement, parse_size_mb
 
 EXIT_UNFINISHED = 125  # submit --wait: gridd could not bring the job to an end
 
@@ -56,76 +49,22 @@ def run(args: argparse.Namespace, config: Config) -> int:
 # ---- submit --------------------------------------------------------------------------------------------------
 
 
-def _spec(args: argparse.Namespace) -> JobSpec:
-    argv = args.argv[1:] if args.argv[:1] == ["--"] else args.argv
-    if not argv:
-        raise ConfigError("submit needs a command: gridd submit [FLAGS] -- COMMAND [ARG...]")
-    env = {}
-    for item in args.env:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise ConfigError(f"--env wants KEY=VALUE, got {item!r}")
-        env[key] = value
-    for flag, value, low, high in (
-        ("--priority", args.priority, -(2**63), 2**63 - 1),
-        ("--max-attempts", args.max_attempts, 1, 1000),
-    ):
-        if not low <= value <= high:
-            raise ConfigError(f"{flag} must be between {low} and {high}, got {value}")
-    if args.timeout is not None and args.timeout <= 0:
-        raise ConfigError("--timeout must be more than 0 seconds")
-    if args.stdin and args.each == "-":
-        raise ConfigError("--stdin and --each - both want standard input")
-    if args.gang is not None and not 1 <= args.gang <= MAX_GANG:
-        raise ConfigError(f"--gang must be between 1 and {MAX_GANG} (workers), got {args.gang}")
-    if not 1 <= args.cpus <= MAX_JOB_CPUS:
-        raise ConfigError(f"--cpus must be between 1 and {MAX_JOB_CPUS}, got {args.cpus}")
-    memory_mb = parse_size_mb(args.memory) if args.memory is not None else 0
-    requires = dict(parse_requirement(r) for r in args.require)
-    stdin = sys.stdin.buffer.read() if args.stdin else None
-    retry_on, retry_delay_s = retry_fields(args)
-    return JobSpec(
-        argv=argv,
-        queue=args.queue,
-        priority=args.priority,
-        max_attempts=args.max_attempts,
-        timeout_s=args.timeout,
-        env=env,
-        stdin=stdin,
-        bundle=_bundle(args.bundle),
-        cpus=args.cpus,
-        memory_mb=memory_mb,
-        requires=requires,
-        retry_on=retry_on,
-        retry_delay_s=retry_delay_s,
-        start_at_ms=start_of(args.at, args.in_),
-        gang=args.gang or 0,
-    )
-
-
-def _bundle(ref: str | None) -> str | None:
-    problem = ref_problem(ref) if ref is not None else None
-    if problem is not None:
-        raise ConfigError(f"--bundle: {problem}")
-    return ref
-
-
 async def _submit(client: Client, args: argparse.Namespace) -> int:
     if args.max_running is not None and not (args.each or args.array):
         raise ConfigError("--max-running applies to --each or --array submissions")
     if args.max_running is not None and args.max_running < 1:
         raise ConfigError("--max-running must be at least 1")
-    key, ttl_s = _key(args)
+    key, ttl_s = specs.key_of(args)
     if not (args.each or args.array):
-        (job_id,) = await client.submit_many([_spec(args)], after=args.after, key=key, key_ttl_s=ttl_s)
+        (job_id,) = await client.submit_many([specs.spec_of(args)], after=args.after, key=key, key_ttl_s=ttl_s)
         print(job_id, flush=True)
         return 0
-    specs = _many_specs(args)
-    if not specs:
+    many = specs.many_specs(args)
+    if not many:
         print(f"gridd: nothing to submit: {args.each} has no non-empty line", file=sys.stderr)
         return 0
     ids, group = await client.submit_group(
-        specs, after=args.after, max_running=args.max_running, key=key, key_ttl_s=ttl_s
+        many, after=args.after, max_running=args.max_running, key=key, key_ttl_s=ttl_s
     )
     sys.stdout.write("".join(f"{job_id}\n" for job_id in ids))
     sys.stdout.flush()
@@ -143,43 +82,11 @@ async def _submit(client: Client, args: argparse.Namespace) -> int:
     return 0
 
 
-def _key(args: argparse.Namespace) -> tuple[str | None, float | None]:
-    """--key and --key-ttl (seconds; None: the default) checked: exit 2 for one out of bounds."""
-    if args.key is None:
-        if args.key_ttl is not None:
-            raise ConfigError("--key-ttl applies to a submit with --key")
-        return None, None
-    problem = key_problem(args.key)
-    if problem is not None:
-        raise ConfigError(f"--key: {problem}")
-    if args.key_ttl is None:
-        return args.key, None
-    ttl_s = parse_duration(args.key_ttl, "--key-ttl")
-    problem = key_ttl_problem(ttl_s) if ttl_s is not None else "a key cannot be kept for ever"
-    if problem is not None:
-        raise ConfigError(f"--key-ttl: {problem}")
-    return args.key, ttl_s
-
-
-def _many_specs(args: argparse.Namespace) -> list[JobSpec]:
-    template = _spec(args)
-    if args.each:
-        items = each_items(args.each)
-        key = "GRIDD_ITEM"
-    else:
-        items = [str(i) for i in array_items(args.array)]
-        key = "GRIDD_ARRAY_INDEX"
-    return [
-        msgspec.structs.replace(template, argv=expand_argv(template.argv, item), env={**template.env, key: item})
-        for item in items
-    ]
-
-
 def _submit_and_wait(args: argparse.Namespace, address: str, token: str | None, insecure: bool) -> int:
     """Behave like running the command here: its stdout, its stderr, its exit status. Under --key a retry
     that finds the first's job waits for that one, and behaves as the first would have."""
-    spec = _spec(args)
-    key, ttl_s = _key(args)
+    spec = specs.spec_of(args)
+    key, ttl_s = specs.key_of(args)
 
     async def main() -> int:
         credential = cluster_token(token)
@@ -234,8 +141,7 @@ def _submit_and_wait(args: argparse.Namespace, address: str, token: str | None, 
 
 
 async def _show(client: Client, args: argparse.Namespace) -> int:
-    job, attempts = await client.show(args.job)
-    print(render.to_json(render.shown_record(job, attempts)) if args.json else render.show(job, attempts))
+    quick.print_shown(*await client.show(args.job), args)
     return 0
 
 
@@ -262,13 +168,7 @@ async def _workers(client: Client, args: argparse.Namespace) -> int:
 
 
 async def _status(client: Client, args: argparse.Namespace) -> int:
-    report = await client.status()
-    if args.json:
-        fields: dict[str, object] = {"counts": report.counts, "workers": report.workers, "slots": report.slots}
-        fields["running"] = report.running  # the number of running jobs: not a job state
-        print(render.to_json(fields))
-    else:
-        print(render.status(report))
+    quick.print_status(await client.status(), args)
     return 0
 
 
@@ -383,5 +283,5 @@ _COMMANDS: dict[str, Callable[[Client, argparse.Namespace], Awaitable[int]]] = {
     "events": _events,
     "bundle": bundles.run,
     "token": tokens.run,
-    "schedule": lambda client, args: schedules.run(client, args, spec_of=_spec),
+    "schedule": schedules.run,
 }

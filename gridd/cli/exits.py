@@ -1,6 +1,9 @@
 """Exit codes, and the one line a person reads when a command fails.
 
 Exit codes: 0 ok, 1 the operation failed, 2 usage or settings, 3 cannot connect or authenticate.
+
+The protocol's errors are imported when something failed, for start-up speed: the parser reads the exit
+codes here, and `gridd --version` and `--help` must not load the protocol (and msgspec) for them.
 """
 
 from __future__ import annotations
@@ -9,14 +12,14 @@ import os
 import sys
 from collections.abc import Iterator
 
-from gridd.printable import printable
-from gridd.protocol.errors import AuthFailed, ConfigError, ConnectionLost, GriddError, OperationRefused
-
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_CONNECT = 0, 1, 2, 3
 
 
 def report(raised: BaseException) -> int:
     """One line on stderr and the exit code for what ended the command (the cause, not its wrapping)."""
+    from gridd.printable import printable  # start-up: see the module's docstring
+    from gridd.protocol.errors import GriddError
+
     exc = root_cause(raised)
     if isinstance(exc, KeyboardInterrupt):
         return 130
@@ -38,6 +41,8 @@ def root_cause(exc: BaseException) -> BaseException:
     """What a person should hear about when a task group wrapped it (maybe in several layers of groups):
     the first GriddError among the leaves, else the first other Exception, else the first leaf
     (a KeyboardInterrupt, say). A bare exception is its own cause."""
+    from gridd.protocol.errors import GriddError  # start-up: see the module's docstring
+
     leaves = list(_leaves(exc))
     for wanted in (GriddError, Exception):
         for leaf in leaves:
@@ -55,6 +60,8 @@ def _leaves(exc: BaseException) -> Iterator[BaseException]:
 
 
 def exit_code_for(exc: BaseException) -> int:
+    from gridd.protocol.errors import AuthFailed, ConfigError, ConnectionLost, OperationRefused  # start-up
+
     if isinstance(exc, ConnectionLost | AuthFailed):
         return EXIT_CONNECT
     if isinstance(exc, ConfigError):

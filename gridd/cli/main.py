@@ -14,9 +14,13 @@ Exit codes: 0 ok, 1 the operation failed, 2 usage or settings, 3 cannot connect 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import gc
 import os
-from collections.abc import Sequence
+import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import NoReturn
 
 from gridd import __version__
 from gridd.cli import args_admin, args_autoscale, args_grid, args_jobs, args_schedule, args_servers, args_store
@@ -24,52 +28,105 @@ from gridd.cli.exits import EXIT_USAGE, report
 from gridd.cli.exits import root_cause as root_cause  # re-exported: tests and older imports read it here
 from gridd.cli.parser import Commands, Parser
 
-# In the order `gridd --help` lists them.
-_GROUPS = (
-    args_servers.add_broker,
-    args_servers.add_worker,
-    args_store.add_store,
-    args_jobs.add_submit,
-    args_admin.add_bundle,
-    args_admin.add_token,
-    args_jobs.add_show_why_jobs,
-    args_grid.add_overview,
-    args_jobs.add_logs,
-    args_jobs.add_wait_and_control,
-    args_schedule.add_schedule,
-    args_grid.add_watching,
-    args_autoscale.add_autoscale,
-    args_grid.add_login,
-    args_servers.add_demo,
+# In the order `gridd --help` lists them, each with the commands it adds (tests/test_cli_imports.py checks
+# that these names are the ones each adds).
+GROUPS: tuple[tuple[Callable[[Commands], None], tuple[str, ...]], ...] = (
+    (args_servers.add_broker, ("broker",)),
+    (args_servers.add_worker, ("worker",)),
+    (args_store.add_store, ("store",)),
+    (args_jobs.add_submit, ("submit",)),
+    (args_admin.add_bundle, ("bundle",)),
+    (args_admin.add_token, ("token",)),
+    (args_jobs.add_show_why_jobs, ("show", "why", "jobs")),
+    (args_grid.add_overview, ("workers", "status", "report", "purge")),
+    (args_jobs.add_logs, ("logs",)),
+    (args_jobs.add_wait_and_control, ("wait", "cancel", "retry", "hold", "release")),
+    (args_schedule.add_schedule, ("schedule",)),
+    (args_grid.add_watching, ("events", "tui", "web")),
+    (args_autoscale.add_autoscale, ("autoscale",)),
+    (args_grid.add_login, ("login",)),
+    (args_servers.add_demo, ("demo",)),
 )
+_TOP_FLAGS_WITH_VALUE = ("--config", "--broker")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser of every command; with `command`, of only the group that adds it, if any (argparse builds
+    a parser of some 250 flags in about as long as a short command takes to run: one command needs its own)."""
     parser = Parser(prog="gridd", description="A batch grid for the machines you already have.")
     parser.add_argument("--version", action="version", version=f"gridd {__version__}")
     parser.add_argument("--config", type=Path, help="config file (default: $XDG_CONFIG_HOME/gridd/gridd.toml)")
     parser.add_argument("--broker", metavar="HOST:PORT", help="broker address, before or after the command")
     commands = Commands(parser)
-    for add in _GROUPS:
-        add(commands)
+    for add, names in GROUPS:
+        if command is None or command in names:
+            add(commands)
     return parser
 
 
+def named_command(argv: Sequence[str]) -> str | None:
+    """The command `argv` names, when it can be told without the parser: the first word that is neither a
+    top-level flag nor its value, if it is a command. None (the whole parser decides) for anything else:
+    --help, --version, an abbreviated flag, an unknown command, none."""
+    words = iter(argv)
+    for word in words:
+        if word in _TOP_FLAGS_WITH_VALUE:
+            next(words, None)
+        elif not word.startswith(tuple(f"{flag}=" for flag in _TOP_FLAGS_WITH_VALUE)):
+            known = any(word in names for _, names in GROUPS)
+            return word if known else None
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    """Run the command `argv` names (None: this process's own command line). Run so, as the program, a
+    command asked once (quick.py) ends the process itself when done: see _end_now."""
+    words = sys.argv[1:] if argv is None else argv
+    # `gridd --version` needs no command's flags: argparse prints the version as soon as it reads the flag.
+    parser = build_parser("" if words[:1] == ["--version"] else named_command(words))
+    args = parser.parse_args(words)
     if args.command is None:
         parser.print_help()
         return EXIT_USAGE
+    asked_once = _asked_once(args)
+    ending_now = asked_once and argv is None
+    if ending_now:
+        gc.disable()  # a short process: its imports make many objects, and no garbage worth a collection
     try:
-        return _run(args)
+        code = _run(args, asked_once)
     except (KeyboardInterrupt, BrokenPipeError, Exception, BaseExceptionGroup) as exc:
-        return report(exc)
+        code = report(exc)
+    if ending_now:
+        _end_now(code)
+    return code
 
 
-def _run(args: argparse.Namespace) -> int:
-    # Imported here, for start-up speed: each command loads only what it needs (`gridd submit` no
-    # structlog, SQLite or Textual; `gridd --version` and `--help` not even the configuration or the client).
+def _asked_once(args: argparse.Namespace) -> bool:
+    """A command that asks the broker one thing (quick.py): one job's submit, show, status."""
+    if args.command == "submit":
+        return not (args.wait or args.each or args.array) and args.max_running is None
+    return args.command in ("show", "status")
+
+
+def _end_now(code: int) -> NoReturn:
+    """End the process without the interpreter's teardown, which frees every object of every module one by
+    one: for a command asked once, about as long as its request (mypy ends its runs the same way). Only such
+    a command ends so: its process holds nothing else to finish (no thread, no atexit handler, no log).
+    What it wrote is flushed first: a failure to (a reader gone, a full disk) is reported as if the command
+    had raised it."""
+    try:
+        sys.stdout.flush()
+    except OSError as exc:
+        code = code or report(exc)
+    with contextlib.suppress(OSError):
+        sys.stderr.flush()
+    os._exit(code)
+
+
+def _run(args: argparse.Namespace, asked_once: bool) -> int:
+    # Imported here, for start-up speed: each command loads only what it needs (`gridd submit`, `show` and
+    # `status` no event loop, structlog, SQLite or Textual; `gridd --version` and `--help` not even the
+    # configuration or the client).
     from gridd.cli.flags import config_layer
     from gridd.config import load_config
 
@@ -98,6 +155,10 @@ def _run(args: argparse.Namespace) -> int:
         from gridd.cli.login import run_login
 
         return run_login(args, config)
+    if asked_once:  # no event loop
+        from gridd.cli import quick
+
+        return quick.run(args, config)
     from gridd.cli import commands
 
     return commands.run(args, config)

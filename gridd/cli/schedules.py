@@ -7,19 +7,19 @@ from __future__ import annotations
 import argparse
 import shlex
 import time
-from collections.abc import Callable
 
 from gridd.cli import args_jobs, render
 from gridd.cli.parser import Commands, Parser
+from gridd.cli.specs import spec_of
 from gridd.client.api import Client
 from gridd.cron import local_time
 from gridd.printable import printable
 from gridd.protocol.errors import ConfigError
-from gridd.protocol.messages import JobSpec, ScheduleRun, ScheduleView
+from gridd.protocol.messages import ScheduleRun, ScheduleView
 
 
-async def run(client: Client, args: argparse.Namespace, spec_of: Callable[[argparse.Namespace], JobSpec]) -> int:
-    """Run `gridd schedule ACTION`; `spec_of` reads the submit flags `add` shares (commands._spec)."""
+async def run(client: Client, args: argparse.Namespace) -> int:
+    """Run `gridd schedule ACTION` (`add` reads the submit flags it shares with specs.spec_of)."""
     action = args.schedule_action
     if action == "add":
         if not [a for a in args.argv if a != "--"]:
@@ -43,7 +43,7 @@ async def run(client: Client, args: argparse.Namespace, spec_of: Callable[[argpa
 
 
 def _with_submit_defaults(args: argparse.Namespace) -> argparse.Namespace:
-    """`add`'s flags over submit's defaults: the submit reader (commands._spec) finds every flag it reads,
+    """`add`'s flags over submit's defaults: the submit reader (specs.spec_of) finds every flag it reads,
     those `add` does not take (--stdin, --each, and any submit gains) at submit's default."""
     parser = Parser(prog="gridd")
     args_jobs.add_submit(Commands(parser))

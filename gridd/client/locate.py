@@ -7,7 +7,6 @@ secret that others may read is refused (config.read_secret_file).
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -44,6 +43,8 @@ def read_login(environ: Mapping[str, str]) -> Login | None:
         text = read_secret_file(path, "credential file")
     except FileNotFoundError:
         return None
+    import json  # lazy for start-up speed, as in trust.py: only a login file needs it
+
     try:
         data = json.loads(text)
         return Login(broker=str(data["broker"]), credential=str(data["credential"]))
@@ -58,6 +59,8 @@ def write_login(environ: Mapping[str, str], login: Login) -> Path:
     tmp = path.with_name(f".{LOGIN_FILE}.{os.getpid()}")
     tmp.unlink(missing_ok=True)
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    import json  # lazy for start-up speed (see read_login)
+
     with os.fdopen(fd, "w") as f:
         f.write(json.dumps({"broker": login.broker, "credential": login.credential}) + "\n")
     tmp.replace(path)

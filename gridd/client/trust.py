@@ -19,8 +19,9 @@ import ipaddress
 import os
 import ssl
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
+
+import msgspec
 
 from gridd.config import ca_store_dir, default_data_dir
 from gridd.protocol.credentials import ca_digest
@@ -32,8 +33,7 @@ USE_CREDENTIAL = (
 )
 
 
-@dataclass(frozen=True)
-class Pin:
+class Pin(msgspec.Struct, frozen=True):  # a Struct, not a dataclass: a dataclass costs start-up ~0.6 ms
     digest: str | None  # the CA the credential names; None for a plain secret
     anchors: str | None  # PEM of the CA(s) ssl verifies the broker against; None: check the BrokerCA frame
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import gridd.broker.store.blobs as blobs
 import gridd.broker.store.bundles as bundles
 import gridd.broker.store.changes as changes
-import gridd.broker.store.completion as completion
 import gridd.broker.store.control as control
 import gridd.broker.store.expiry as expiry
 import gridd.broker.store.gangs as gangs
@@ -40,16 +39,16 @@ class UseCases(Backend):
     queued_gangs = use_case(gangs.queued_gangs, durable=False, read_now="always")
     lease_gangs = use_case(gangs.lease_gangs, durable=False, changes=changes.leased_gangs, then=gangs.observed)
     next_eligible_ms = use_case(leasing.next_eligible_ms, durable=False)
-    promote_due = use_case(
-        start_times.promote_due, durable=False, changes=changes.promoted
-    )  # one lost with the power: redone at start
+    # A promotion lost with the power is redone at start.
+    promote_due = use_case(start_times.promote_due, durable=False, changes=changes.promoted)
     extend_running_leases = use_case(leasing.extend_running_leases, durable=False)
     known_lanes = use_case(lanes.known_lanes, durable=False)
     drop_lanes = use_case(lanes.drop_lanes, durable=False)
     restore_lanes = use_case(lanes.restore_lanes, durable=True)
 
     # ---- attempts end ----------------------------------------------------------------------------------------
-    complete_jobs = use_case(completion.complete_jobs, durable=True, changes=changes.second)
+    # completion.py's, a gang member's result kept with its member first (gangs.py)
+    complete_jobs = use_case(gangs.complete_jobs, durable=True, changes=changes.second)
     expire_leases = use_case(expiry.expire_leases, durable=True, changes=changes.ended)
     attach_worker = use_case(expiry.attach_worker, durable=True, changes=changes.second)
     return_leases = use_case(expiry.return_leases, durable=True, changes=changes.returned)
