@@ -253,14 +253,17 @@ async def _events(client: Client, args: argparse.Namespace) -> int:
             and (not args.queue or e.queue in args.queue)
         )
 
-    try:
-        async for event in client.follow_events():
+    async def follow(c: Client) -> int:
+        async for event in c.follow_events():
             if wanted(event):
                 print(render.to_json(event) if args.json else render.event_line(event), flush=True)
+        return 0
+
+    try:  # through a broker's restart, or a move to the next of several (events meanwhile are not shown)
+        return await through_restarts(client, args.reconnect, follow)
     except GriddError as exc:
         print(f"gridd: {exc}", file=sys.stderr)
         return 3 if isinstance(exc, ConnectionLost) else 1
-    return 0
 
 
 _PAST = {"cancel": "cancelled", "retry": "retried", "hold": "held", "release": "released"}  # verbs: not a job state

@@ -20,6 +20,7 @@ def run_web(config: Config, listen: str) -> int:
     """Serve until interrupted; a credential that cannot be found is an error before listening."""
     token = cluster_token(config.client.token)
     insecure = config.client.insecure
+    broker_address(config)  # a malformed address (of several: any) is a usage error before listening
 
     def address() -> str:
         return broker_address(config)

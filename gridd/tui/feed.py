@@ -97,7 +97,7 @@ class EventFeed:
             batcher = _Batcher(self._post, self._batch_every_s)
             error: GriddError | OSError | None = None
             try:
-                self._post(Connected(address, snapshot))
+                self._post(Connected(client.connection.address, snapshot))  # of several, the one that answered
                 async with anyio.create_task_group() as tg:
                     tg.start_soon(batcher.run)
                     try:

@@ -67,7 +67,9 @@ def test_the_first_broker_that_answers_is_used_when_the_first_is_down(grid: Grid
     assert grid.cli("logs", job, broker=both).stdout == b"via B\n"
 
 
-@pytest.mark.parametrize("command", [["status"], ["submit", "--wait", "--", "true"], ["events"], ["tui"]])
+@pytest.mark.parametrize(
+    "command", [["status"], ["submit", "--wait", "--", "true"], ["events"], ["tui"], ["web", "--listen", "127.0.0.1:0"]]
+)
 def test_a_malformed_entry_is_a_usage_error_naming_it(grid: Grid, command: list[str]) -> None:
     result = grid.cli(*command, broker="127.0.0.1:7420,[::1]:7420,nonsense")
     assert result.returncode == 2, result.stderr

@@ -41,3 +41,29 @@ def test_wait_and_submit_wait_outlast_a_broker_restart_and_report_the_real_outco
     assert submitter.returncode == 3, err  # the job's own status, as if run here
     assert out == b"begun\nover\n"  # all of it, once, across the restart
     assert b"waiting for the broker to come back" in err
+
+
+def test_events_go_on_after_a_broker_restart(grid: Grid) -> None:
+    grid.start_broker(log_level="debug")
+    port = grid.port
+    addr = grid.addr or ""
+    out_path = grid.root / "events.out"
+    with out_path.open("wb") as out:
+        follower = grid.spawn(
+            [*GRIDD, "events", "--broker", addr, "--kind", "job.submitted"], stdout=out, stderr=subprocess.PIPE
+        )
+        wait_until(lambda: f"name=client-{follower.pid}" in grid.log_text(), 20, "gridd events to connect")
+        before = grid.submit("true")
+        wait_until(lambda: before in out_path.read_text(), 20, "the first event")
+
+        grid.broker.terminate()
+        assert grid.broker.wait(timeout=10) == 0
+        grid.start_broker(port=port, log_level="debug")
+        # Submitted once `events` is back (it says so in the broker's log when it connects again).
+        wait_until(lambda: grid.log_text().count(f"name=client-{follower.pid}") >= 2, 30, "gridd events to come back")
+        after = grid.submit("true")
+        wait_until(lambda: after in out_path.read_text(), 20, "the event after the restart")
+        assert follower.poll() is None  # still following
+        follower.terminate()
+        _, err = follower.communicate(timeout=10)
+    assert b"waiting for the broker to come back" in err
