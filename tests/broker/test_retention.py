@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import anyio
+import psycopg
 import pytest
 
 from gridd.client import blobs, bundles
@@ -17,7 +18,7 @@ from gridd.protocol.errors import UnknownJob
 from gridd.protocol.messages import JobSpec, TaskCall
 from gridd.tui.model.counts import CountBook
 from tests.clock import FakeClock
-from tests.conftest import TOKEN, client_of, running_broker, running_worker
+from tests.conftest import STORE, TOKEN, client_of, running_broker, running_worker
 from tests.polling import eventually
 from tests.tasks.sample import echo
 
@@ -25,14 +26,21 @@ DAY_S = 86400.0
 MIB = 1024 * 1024
 
 
-def blob_ids(data_dir: Path) -> set[str]:
+def stored(data_dir: Path, sql: str) -> list[tuple[object, ...]]:
+    """Rows of the broker's store, read beside it (its SQLite file, or the test's PostgreSQL database)."""
+    if STORE["url"] is not None:
+        with psycopg.connect(STORE["url"]) as pg:
+            return pg.execute(sql.encode()).fetchall()
     with sqlite3.connect(f"file:{data_dir / 'gridd.db'}?mode=ro", uri=True) as db:
-        return {r[0] for r in db.execute("SELECT id FROM blobs")}
+        return db.execute(sql).fetchall()
+
+
+def blob_ids(data_dir: Path) -> set[str]:
+    return {str(r[0]) for r in stored(data_dir, "SELECT id FROM blobs")}
 
 
 def table_count(data_dir: Path, table: str) -> int:
-    with sqlite3.connect(f"file:{data_dir / 'gridd.db'}?mode=ro", uri=True) as db:
-        return int(db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])  # noqa: S608 - a test's own names
+    return int(stored(data_dir, f"SELECT COUNT(*) FROM {table}")[0][0])  # type: ignore[call-overload]  # noqa: S608
 
 
 async def test_finished_jobs_past_keep_go_with_their_output_and_blobs_and_the_rest_stays(tmp_path: Path) -> None:
@@ -51,7 +59,8 @@ async def test_finished_jobs_past_keep_go_with_their_output_and_blobs_and_the_re
             # job whose arguments blob is also a bundle's file.
             done = await client.submit(["sh", "-c", "echo old output; echo old error >&2"])
             failed = await client.submit(["false"], max_attempts=1)
-            held = await client.submit(["true"])
+            # Scheduled an hour ahead (of the broker's clock): held before a worker may take it.
+            (held,) = await client.submit_many([JobSpec(argv=["true"], start_at_ms=clock.now_ms() + 3_600_000)])
             await client.hold(held)
             cancelled = await client.submit(["true"], queue="nobody-serves-this")
             await client.cancel(cancelled)
