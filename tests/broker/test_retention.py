@@ -5,12 +5,10 @@ waiting on a purged dependency is not broken, bundle blobs stay, and ids are nev
 from __future__ import annotations
 
 import os
-import sqlite3
 import sys
 from pathlib import Path
 
 import anyio
-import psycopg
 import pytest
 
 from gridd.client import blobs, bundles
@@ -18,21 +16,13 @@ from gridd.protocol.errors import UnknownJob
 from gridd.protocol.messages import JobSpec, TaskCall
 from gridd.tui.model.counts import CountBook
 from tests.clock import FakeClock
-from tests.conftest import STORE, TOKEN, client_of, running_broker, running_worker
+from tests.conftest import TOKEN, client_of, running_broker, running_worker
 from tests.polling import eventually
+from tests.store_rows import stored
 from tests.tasks.sample import echo
 
 DAY_S = 86400.0
 MIB = 1024 * 1024
-
-
-def stored(data_dir: Path, sql: str) -> list[tuple[object, ...]]:
-    """Rows of the broker's store, read beside it (its SQLite file, or the test's PostgreSQL database)."""
-    if STORE["url"] is not None:
-        with psycopg.connect(STORE["url"]) as pg:
-            return pg.execute(sql.encode()).fetchall()
-    with sqlite3.connect(f"file:{data_dir / 'gridd.db'}?mode=ro", uri=True) as db:
-        return db.execute(sql).fetchall()
 
 
 def blob_ids(data_dir: Path) -> set[str]:
@@ -40,7 +30,7 @@ def blob_ids(data_dir: Path) -> set[str]:
 
 
 def table_count(data_dir: Path, table: str) -> int:
-    return int(stored(data_dir, f"SELECT COUNT(*) FROM {table}")[0][0])  # type: ignore[call-overload]  # noqa: S608
+    return int(stored(data_dir, f"SELECT COUNT(*) FROM {table}")[0][0])  # noqa: S608 - a test's own names
 
 
 async def test_finished_jobs_past_keep_go_with_their_output_and_blobs_and_the_rest_stays(tmp_path: Path) -> None:
