@@ -43,12 +43,6 @@ def purge_finished(db: Tx, cutoff_ms: int, max_jobs: int) -> list[tuple[str, str
             "SELECT blob FROM results WHERE job_id IN (SELECT value FROM json_each(?)) AND blob IS NOT NULL", (ids,)
         )
     )
-    # The largest id given never goes down (on PostgreSQL submit counts ids in this row: never lower it).
-    db.execute(
-        "INSERT INTO meta (key, value) VALUES (?, ?)"
-        " ON CONFLICT (key) DO UPDATE SET value = excluded.value WHERE meta.value < excluded.value",
-        (LAST_JOB_ID, max(r[0] for r in rows)),
-    )
     for sql in (
         "DELETE FROM attempts WHERE job_id IN (SELECT value FROM json_each(?))",
         "DELETE FROM outputs WHERE job_id IN (SELECT value FROM json_each(?))",
@@ -72,6 +66,13 @@ def purge_finished(db: Tx, cutoff_ms: int, max_jobs: int) -> list[tuple[str, str
         if not _referenced(db, blob):
             db.execute("DELETE FROM blob_chunks WHERE blob = ?", (blob,))
             db.execute("DELETE FROM blobs WHERE id = ?", (blob,))
+    # The largest id given never goes down (on PostgreSQL submit counts ids in this row: never lower it).
+    # Last, so that the row, which every submit of every broker writes, is held locked the shortest time.
+    db.execute(
+        "INSERT INTO meta (key, value) VALUES (?, ?)"
+        " ON CONFLICT (key) DO UPDATE SET value = excluded.value WHERE meta.value < excluded.value",
+        (LAST_JOB_ID, max(r[0] for r in rows)),
+    )
     return [(str(r[0]), r[1], r[2]) for r in rows]
 
 
