@@ -124,10 +124,14 @@ def list_jobs(
         if kind != "group" or not sql.rows(conn, "SELECT 1 FROM groups WHERE id = ?", (group_key,)):
             raise UnknownJob(f"no group has id {group!r}")
     # Only the filters given are written, so that each statement's plan may use its index (jobs_state,
-    # jobs_owner, jobs_group, or the key read backwards) instead of testing "? IS NULL" on every row.
-    filters = {"j.state": state, "j.queue": queue, "j.group_id": group_key, "j.owner": owner}
+    # jobs_owner, or the key read backwards) instead of testing "? IS NULL" on every row. The state is a
+    # literal (from the enum): PostgreSQL plans each state for how many jobs are in it, also once prepared.
+    if state is not None and state not in _STATE_NAMES:
+        return [], False
+    filters = {"j.queue": queue, "j.group_id": group_key, "j.owner": owner}
     given = [(column, value) for column, value in filters.items() if value is not None]
-    where = "".join(f" AND {column} = ?" for column, _ in given)
+    where = "" if state is None else f" AND j.state = {sql.state(JobState(state))}"
+    where += "".join(f" AND {column} = ?" for column, _ in given)
     statement = f"SELECT {_VIEW_COLUMNS} FROM jobs j WHERE j.id < ?{where} ORDER BY j.id DESC LIMIT ?"  # noqa: S608
     values = [value for _, value in given]
     views: list[JobView] = []
@@ -146,6 +150,7 @@ def list_jobs(
         cursor, page = rows[-1][0], min(page * 2, _LAST_PAGE)
 
 
+_STATE_NAMES = frozenset(str(member) for member in JobState)
 # Rows read per statement of a listing: few at first (a spec may be megabytes: the byte cut comes early),
 # more while pages come back full.
 _FIRST_PAGE, _LAST_PAGE = 16, 1024
@@ -274,9 +279,9 @@ def report(conn: Tx, by: str, since_ms: int, owner: str | None = None) -> list[R
         f" SUM(CASE WHEN {lent} THEN a.cpu_user_s + a.cpu_system_s END) / 3600.0,"
         f" SUM(CASE WHEN {lent} THEN a.wall_ms END) / 3600000.0"
         " FROM attempts a JOIN jobs j ON j.id = a.job_id"
-        " WHERE a.ended_ms >= ? AND (? IS NULL OR j.owner = ?)"
+        f" WHERE a.ended_ms >= ?{'' if owner is None else ' AND j.owner = ?'}"
         " GROUP BY g ORDER BY g",
-        (since_ms, owner, owner),
+        (since_ms,) if owner is None else (since_ms, owner),
     )
     return [
         ReportRow(
