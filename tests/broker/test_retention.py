@@ -49,8 +49,8 @@ async def test_finished_jobs_past_keep_go_with_their_output_and_blobs_and_the_re
             # job whose arguments blob is also a bundle's file.
             done = await client.submit(["sh", "-c", "echo old output; echo old error >&2"])
             failed = await client.submit(["false"], max_attempts=1)
-            # Scheduled an hour ahead (of the broker's clock): held before a worker may take it.
-            (held,) = await client.submit_many([JobSpec(argv=["true"], start_at_ms=clock.now_ms() + 3_600_000)])
+            # Scheduled a minute ahead, so that no worker leases it before the hold; released after its time.
+            [held] = await client.submit_many([JobSpec(argv=["true"], start_at_ms=clock.now_ms() + 60_000)])
             await client.hold(held)
             cancelled = await client.submit(["true"], queue="nobody-serves-this")
             await client.cancel(cancelled)
