@@ -21,7 +21,7 @@ from collections.abc import Sequence
 import msgspec
 
 from gridd.broker.store.refs import parse_job_id
-from gridd.broker.store.sql import FOR_UPDATE, Tx, states
+from gridd.broker.store.sql import FOR_SHARE, FOR_UPDATE, Tx, states
 from gridd.protocol.errors import InvalidRequest, UnknownBlob, UnknownJob
 from gridd.protocol.messages import TaskError, TaskOutcome
 from gridd.protocol.states import FINISHED, JobState
@@ -80,7 +80,7 @@ def get_blob(db: Tx, blob: str, offset: int) -> tuple[int, bytes]:
 
 def blob_size(db: Tx, blob: str) -> int:
     """The size of a complete blob; UnknownBlob if there is none (or it is still arriving)."""
-    row = db.execute("SELECT size, have FROM blobs WHERE id = ?", (blob,)).fetchone()
+    row = db.execute(f"SELECT size, have FROM blobs WHERE id = ?{FOR_SHARE}", (blob,)).fetchone()  # noqa: S608
     if row is None or row[0] != row[1]:
         raise UnknownBlob(f"no complete blob has id {blob[:12]}…; upload it first")
     return int(row[0])

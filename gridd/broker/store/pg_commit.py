@@ -47,8 +47,14 @@ CALL_TRIES = 8  # a call that collided with another broker's transaction runs ag
 RECONNECT_FOR_S = 30.0  # a lost connection is sought again this long before calls are refused
 CONNECT_TIMEOUT_S = 5
 
-# Errors that say "run it again": the statement lost a race with another transaction, nothing of it stayed.
-_COLLISIONS = (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure, psycopg.errors.UniqueViolation)
+# Errors that say "run it again": the statement lost a race with another transaction, nothing of it stayed
+# (a row another broker inserted or removed meanwhile: run again, the call sees it and decides anew).
+_COLLISIONS = (
+    psycopg.errors.DeadlockDetected,
+    psycopg.errors.SerializationFailure,
+    psycopg.errors.UniqueViolation,
+    psycopg.errors.ForeignKeyViolation,
+)
 
 
 @dataclass(eq=False, slots=True)

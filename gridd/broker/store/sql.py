@@ -103,6 +103,9 @@ FOR_UPDATE = Fragment(" /* for update */", " FOR UPDATE")
 BY_ID_FOR_UPDATE = Fragment(" /* by id, for update */", " ORDER BY id FOR UPDATE")
 # For leasing: rows another broker is leasing right now are skipped, not waited for.
 SKIP_LOCKED = Fragment(" /* for update skip locked */", " FOR UPDATE SKIP LOCKED")
+# A row a transaction relies on staying (a blob a new job names, the group it joins): another broker's purge,
+# which locks it FOR UPDATE before removing it, waits until this transaction ends.
+FOR_SHARE = Fragment(" /* for share */", " FOR SHARE")
 
 
 def rows(db: Tx, sql: str, params: Sequence[Any] = ()) -> list[Any]:

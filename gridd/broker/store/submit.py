@@ -23,7 +23,7 @@ from gridd.broker import transitions as tr
 from gridd.broker.matching import lane_of_spec
 from gridd.broker.store.refs import group_name, parse_ref
 from gridd.broker.store.retention import LAST_JOB_ID
-from gridd.broker.store.sql import Tx, rows
+from gridd.broker.store.sql import FOR_SHARE, Tx, rows
 from gridd.broker.transitions import Move, Transition
 from gridd.protocol.errors import UnknownJob
 from gridd.protocol.messages import JobSpec
@@ -120,7 +120,8 @@ def _group_for(
     if group is None:
         return None, 0
     kind, key = parse_ref(group)
-    found = rows(db, "SELECT max_running FROM groups WHERE id = ?", (key,)) if kind == "group" else []
+    # Shared: a purge on another broker that would remove the group (its last job gone) waits for this submit.
+    found = rows(db, f"SELECT max_running FROM groups WHERE id = ?{FOR_SHARE}", (key,)) if kind == "group" else []  # noqa: S608
     if not found:
         raise UnknownJob(f"no group has id {group!r}")
     return key, int(found[0][0] is not None)
