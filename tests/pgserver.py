@@ -293,7 +293,15 @@ class PgServer:
         if self.standby_of is not None:  # a copy of the primary that follows it (-R: standby.signal, its conninfo)
             primary = self.standby_of
             argv = [self._bin("pg_basebackup"), "-D", str(self.data_dir), "-h", "127.0.0.1", "-p", str(primary.port)]
-            argv += ["-U", SUPERUSER, "-R", "-X", "stream", "--no-sync"]
+            argv += [
+                "-U",
+                SUPERUSER,
+                "-R",
+                "-X",
+                "stream",
+                "--no-sync",
+                "--checkpoint=fast",
+            ]  # not a spread one: minutes
         else:
             argv = [self._bin("initdb"), "-D", str(self.data_dir), "-U", SUPERUSER, "--auth=trust"]
             argv += ["--encoding=UTF8", "--locale=C"]
