@@ -42,6 +42,7 @@ import msgspec
 from gridd.clock import Clock
 from gridd.protocol.messages import JobResult, LeasedJob, OutputChunk
 from gridd.worker import host_os
+from gridd.worker.attempt_threads import ATTEMPT_THREADS, Handoff
 from gridd.worker.host_os import ExitWatch, JobUser, Spool
 from gridd.worker.job_users import JobUsers
 from gridd.worker.pause import Pause
@@ -79,30 +80,27 @@ async def run_attempt(
     """Run the job to its end (or its timeout); cancelling this kills the job's process group.
     `setup` (blocking) fills the fresh working directory before the job starts (a bundle's files).
 
-    The whole attempt (spawn, wait, timeout, collect, clean up) is one blocking call in one thread:
-    one hop per job instead of four, which matters when jobs take milliseconds. While it runs longer
-    than OUTPUT_EVERY_S, what it writes is handed to `on_output` every OUTPUT_EVERY_S."""
+    The whole attempt (spawn, wait, timeout, collect, clean up) is one blocking call in a thread of its
+    own (ATTEMPT_THREADS), which wakes this task once, when it is over: no task, timer or thread hop per
+    job beyond that, which matters when jobs take a millisecond. A job still running after
+    OUTPUT_EVERY_S has what it wrote handed to `on_output` every OUTPUT_EVERY_S."""
     attempt = _Attempt(job, settings, clock, pause or Pause(), setup)
-    async with anyio.create_task_group() as tg:
-        if on_output is not None:
-            tg.start_soon(_follow, attempt, on_output, settings.limiter)
-        try:
-            result = await anyio.to_thread.run_sync(attempt.run, abandon_on_cancel=True, limiter=settings.limiter)
-        except anyio.get_cancelled_exc_class():
-            attempt.stop()  # the thread then reaps the process and cleans up on its own
-            raise
-        tg.cancel_scope.cancel()
-    return result
-
-
-async def _follow(
-    attempt: _Attempt, on_output: Callable[[list[OutputChunk]], None], limiter: anyio.CapacityLimiter
-) -> None:
-    while True:
-        await anyio.sleep(OUTPUT_EVERY_S)
-        chunks = await anyio.to_thread.run_sync(attempt.new_output, limiter=limiter)
-        if chunks:
-            on_output(chunks)
+    handoff = Handoff(attempt.run)
+    ATTEMPT_THREADS.start(handoff.run)
+    try:
+        if on_output is None:
+            await handoff.done.wait()
+        while not handoff.done.is_set():
+            with anyio.move_on_after(OUTPUT_EVERY_S):
+                await handoff.done.wait()
+            if not handoff.done.is_set() and on_output is not None:
+                chunks = await anyio.to_thread.run_sync(attempt.new_output, limiter=settings.limiter)
+                if chunks:
+                    on_output(chunks)
+    except anyio.get_cancelled_exc_class():
+        attempt.stop()  # the thread then reaps the process and cleans up on its own
+        raise
+    return handoff.outcome()
 
 
 class _Attempt:
