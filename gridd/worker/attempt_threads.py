@@ -18,33 +18,53 @@ from collections.abc import Callable
 
 import anyio
 import anyio.lowlevel
+import structlog
 from anyio import RunFinishedError
 
 from gridd.protocol.messages import JobResult
 
 __all__ = ["ATTEMPT_THREADS", "AttemptThreads", "Handoff"]
 
+log = structlog.get_logger()
+
 IDLE_THREAD_S = 10.0  # an attempt thread with nothing to do ends after this long
 
 
 class Handoff:
     """One attempt's blocking call, run in an attempt thread; its outcome handed to the event loop that
-    started it, which `done` wakes (set on that loop's thread)."""
+    started it, which `done` wakes (set on that loop's thread). The call is given `hand`, to hand its
+    result over as soon as it is known: what it does after that (removing the attempt's directory,
+    closing its files, giving its user back) no longer holds up the job's slot."""
 
-    def __init__(self, call: Callable[[], JobResult]) -> None:
+    def __init__(self, call: Callable[[Callable[[JobResult], None]], JobResult]) -> None:
         self._call = call
         self._token = anyio.lowlevel.current_token()
         self._context = contextvars.copy_context()
         self.done = anyio.Event()
+        self._handed = False
         self._result: JobResult | None = None
         self._error: BaseException | None = None
 
     def run(self) -> None:
         """In the attempt's thread."""
         try:
-            self._result = self._context.run(self._call)
+            result = self._context.run(self._call, self.hand)
         except BaseException as exc:  # noqa: BLE001 - raised again on the loop, in the awaiting task
-            self._error = exc
+            if self._handed:  # in the clean-up after the result: the job's outcome stands
+                log.error("attempt.cleanup_failed", error=repr(exc))
+            else:
+                self._handed, self._error = True, exc
+                self._wake()
+            return
+        self.hand(result)
+
+    def hand(self, result: JobResult) -> None:
+        """In the attempt's thread: the result, once (a second call is ignored)."""
+        if not self._handed:
+            self._handed, self._result = True, result
+            self._wake()
+
+    def _wake(self) -> None:
         with contextlib.suppress(RunFinishedError):  # the loop is gone: nobody waits any more
             self._token.backend_class.run_sync_soon(self.done.set, (), self._token.native_token)
 

@@ -124,6 +124,7 @@ class _Attempt:
         self._stopped = False
         self._files: dict[str, IO[bytes]] = {}  # open while the job runs
         self._sent = {"stdout": 0, "stderr": 0}
+        self._hand: Callable[[JobResult], None] = _keep
 
     def new_output(self) -> list[OutputChunk]:
         """What the job wrote since the last call (up to the kept size), as chunks."""
@@ -150,7 +151,11 @@ class _Attempt:
         if proc is not None:
             host_os.kill_group(proc.pid)
 
-    def run(self) -> JobResult:
+    def run(self, hand: Callable[[JobResult], None] | None = None) -> JobResult:
+        """The attempt, start to clean-up; `hand` is given the result as soon as it is known (before the
+        clean-up), and it is returned at the end as well."""
+        if hand is not None:
+            self._hand = hand
         users = self._settings.users
         if users is None:
             return self._run_as(None)
@@ -237,7 +242,7 @@ class _Attempt:
         ended = self._clock.now_ms()
         (stdout, stdout_cut), (stderr, stderr_cut) = spools[0].head(), spools[1].head()
         result = _result(job, proc.returncode, timed_out, started, ended, stdout, stdout_cut, stderr, stderr_cut)
-        return msgspec.structs.replace(
+        result = msgspec.structs.replace(
             result,
             wall_ms=wall_ms,
             cpu_user_s=usage.cpu_user_s,
@@ -245,6 +250,8 @@ class _Attempt:
             max_rss_kb=usage.max_rss_kb,
             output_bytes=spools[0].total + spools[1].total,
         )
+        self._hand(result)  # its group is gone and its output read: the rest is the worker's tidying
+        return result
 
     def _not_started(self, code: int | None, outcome: str, why: str, started: int) -> JobResult:
         job = self._job
@@ -307,6 +314,10 @@ def _spawn(job: LeasedJob, cwd: Path, worker: str, out: int, err: int, user: Job
         stdin.write(job.spec.stdin)
         stdin.seek(0)
         return host_os.spawn(job.spec.argv, cwd, env, stdin, out, err, user)
+
+
+def _keep(result: JobResult) -> None:
+    """No early hand-over: the result is returned at the end."""
 
 
 def _remove(cwd: Path) -> None:
