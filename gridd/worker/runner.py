@@ -26,7 +26,6 @@ GRIDD_JOB_ID, GRIDD_ATTEMPT, GRIDD_WORKER.
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import tempfile
 import threading
@@ -42,6 +41,7 @@ import msgspec
 from gridd.clock import Clock
 from gridd.protocol.messages import JobResult, LeasedJob, OutputChunk
 from gridd.worker import host_os
+from gridd.worker.attempt_dirs import attempt_dirs
 from gridd.worker.attempt_threads import ATTEMPT_THREADS, Handoff
 from gridd.worker.host_os import ExitWatch, JobUser, Spool
 from gridd.worker.job_users import JobUsers
@@ -122,7 +122,7 @@ class _Attempt:
         self._lock = threading.Lock()
         self._proc: subprocess.Popen[bytes] | None = None
         self._stopped = False
-        self._files: dict[str, IO[bytes]] = {}  # open while the job runs
+        self._spools: list[Spool] = []  # stdout's and stderr's, while the job runs
         self._sent = {"stdout": 0, "stderr": 0}
         self._hand: Callable[[JobResult], None] = _keep
 
@@ -131,11 +131,11 @@ class _Attempt:
         chunks = []
         limit = self._settings.max_output_bytes
         with self._lock:
-            for stream, f in self._files.items():
+            for stream, spool in zip(("stdout", "stderr"), self._spools, strict=False):
                 start = self._sent[stream]
-                end = min(os.fstat(f.fileno()).st_size, limit)
+                end = min(spool.kept, limit)
                 if end > start:
-                    data = os.pread(f.fileno(), end - start, start)
+                    data = spool.read(start, end)
                     self._sent[stream] = start + len(data)
                     chunks.append(
                         OutputChunk(
@@ -172,30 +172,25 @@ class _Attempt:
         job, scratch = self._job, self._settings.work_dir
         cwd = scratch / f"{job.job_id}.{job.lease}"
         started = self._clock.now_ms()
-        # Output goes to anonymous files (O_TMPFILE where the system has it): nothing to name or unlink.
-        with tempfile.TemporaryFile(dir=scratch) as out, tempfile.TemporaryFile(dir=scratch) as err:
-            with self._lock:
-                self._files = {"stdout": out, "stderr": err}
-            try:
-                return self._run_in(cwd, out, err, started, user)
-            finally:
-                with self._lock:  # new_output must not read them once they close
-                    self._files = {}
-                _remove(cwd)
-
-    def _run_in(self, cwd: Path, out: IO[bytes], err: IO[bytes], started: int, user: JobUser | None) -> JobResult:
         limit = self._settings.max_output_bytes
-        spools = [Spool(out, limit), Spool(err, limit)]
+        spools: list[Spool] = []
         try:
+            for _ in ("stdout", "stderr"):
+                spools.append(Spool(lambda: _anonymous_file(scratch), limit))
+            with self._lock:
+                self._spools = spools
             return self._run_spooled(cwd, spools, started, user)
         finally:
+            with self._lock:  # new_output must not read them once they close
+                self._spools = []
             for spool in spools:
                 spool.close()
+            attempt_dirs(scratch).done(cwd, keep=user is None or host_os.is_self(user))
 
     def _run_spooled(self, cwd: Path, spools: list[Spool], started: int, user: JobUser | None) -> JobResult:
         job = self._job
         try:
-            cwd.mkdir(mode=0o700)
+            attempt_dirs(self._settings.work_dir).make(cwd)
         except OSError as exc:
             return self._not_started(None, "error", f"cannot make the working directory {cwd}: {exc.strerror}", started)
         try:
@@ -302,7 +297,7 @@ def _result(
 
 
 def _spawn(job: LeasedJob, cwd: Path, worker: str, out: int, err: int, user: JobUser | None) -> subprocess.Popen[bytes]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(HIDDEN_ENV_PREFIX)}
+    env = _worker_env()
     if user is not None:
         env.update(user.env())
     env.update(job.spec.env)
@@ -316,15 +311,28 @@ def _spawn(job: LeasedJob, cwd: Path, worker: str, out: int, err: int, user: Job
         return host_os.spawn(job.spec.argv, cwd, env, stdin, out, err, user)
 
 
+_env_seen: dict[bytes, bytes] | None = None  # os.environ's raw contents when _env_kept was made
+_env_kept: dict[str, str] = {}
+_env_lock = threading.Lock()
+
+
+def _worker_env() -> dict[str, str]:
+    """A copy of the worker's environment without its GRIDD_* variables. Made again only when the
+    environment changed: os.environ's raw bytes compare in a fraction of a microsecond, against tens
+    of microseconds to decode and filter every variable for every job."""
+    global _env_seen, _env_kept  # noqa: PLW0603 - the process's one environment, cached
+    raw: dict[bytes, bytes] | None = getattr(os.environ, "_data", None)  # CPython's POSIX os.environ
+    with _env_lock:
+        if raw is None or raw != _env_seen:
+            _env_kept = {k: v for k, v in os.environ.items() if not k.startswith(HIDDEN_ENV_PREFIX)}
+            _env_seen = None if raw is None else dict(raw)
+        return dict(_env_kept)
+
+
+def _anonymous_file(scratch: Path) -> IO[bytes]:
+    """A file with no name (O_TMPFILE where the system has it): nothing to unlink, no other job can open it."""
+    return tempfile.TemporaryFile(dir=scratch)
+
+
 def _keep(result: JobResult) -> None:
     """No early hand-over: the result is returned at the end."""
-
-
-def _remove(cwd: Path) -> None:
-    """Remove the attempt's working directory: with one rmdir when the job left it empty."""
-    try:
-        os.rmdir(cwd)
-    except FileNotFoundError:
-        pass
-    except OSError:
-        shutil.rmtree(cwd, ignore_errors=True)

@@ -6,6 +6,7 @@ its own modules here and choose them below by `sys.platform`, touching nothing e
 Job users (posix_users)
     JobUser                      a user jobs run as (name, uid, gid, groups, home; `env()`)
     effective_uid()              who the worker runs as (0: it may start jobs as other users)
+    is_self(user)                whether a process as `user` would hold the worker's own credentials
     give_to_root(path)           make a file or directory root's (a worker run as root)
     lookup_user(name)            a JobUser, or None if there is no such user
     user_name(uid)               a uid's name, for messages
@@ -23,7 +24,8 @@ Job processes (posix_processes)
     hand_over(dir, user)         give an attempt's directory and all in it to the job's user
 
 Output and exit (posix_pipes)
-    Spool(file, limit)           a pipe for one output stream, drained into `file` up to `limit` bytes
+    Spool(make_file, limit)      a pipe for one output stream, drained into a file (made at its first
+                                 byte) up to `limit` bytes
     ExitWatch(proc)              drain spools until the process exits or time runs out (`pump`)
     drain(spools, deadline)      what is left in the pipes once the group is gone
 
@@ -52,6 +54,7 @@ from gridd.worker.host_os.posix_users import (
     JobUser,
     effective_uid,
     give_to_root,
+    is_self,
     kill_all_of,
     live_processes,
     lock_exclusive,
@@ -72,6 +75,7 @@ __all__ = [
     "exit_status",
     "give_to_root",
     "hand_over",
+    "is_self",
     "kill_all_of",
     "kill_group",
     "live_processes",

@@ -20,13 +20,16 @@ _READ_BYTES = 65536
 
 
 class Spool:
-    """One output stream of an attempt: a pipe the job writes, drained into `file` up to `limit` bytes.
-    Past the limit what arrives is read and dropped (`cut`), so the job never blocks on a full pipe."""
+    """One output stream of an attempt: a pipe the job writes, drained into a file up to `limit` bytes.
+    Past the limit what arrives is read and dropped (`cut`), so the job never blocks on a full pipe.
+    The file is made (by `make_file`: an anonymous one) when the first byte arrives: most short jobs
+    write nothing, and a file is a new inode on disk to allocate and free, per stream and per job."""
 
-    def __init__(self, file: IO[bytes], limit: int) -> None:
-        self.file = file
+    def __init__(self, make_file: Callable[[], IO[bytes]], limit: int) -> None:
+        self._make_file = make_file
+        self.file: IO[bytes] | None = None
         self.limit = limit
-        self.kept = 0
+        self.kept = 0  # bytes in the file: what a follower may read
         self.total = 0  # all it wrote, kept or not
         self.cut = False
         self.fd, self.write_end = os.pipe()
@@ -52,20 +55,32 @@ class Spool:
             self.total += len(data)
             room = self.limit - self.kept
             if room > 0:
-                # Written past the file object's buffer: the follower's fstat sees it at once.
+                if self.file is None:
+                    self.file = self._make_file()
+                # Written past the file object's buffer: a follower's pread sees it at once.
                 os.write(self.file.fileno(), data[:room])
                 self.kept += min(room, len(data))
             self.cut = self.cut or len(data) > room
 
+    def read(self, start: int, end: int) -> bytes:
+        """Kept bytes from `start` to `end` (at most `kept`)."""
+        if self.file is None or end <= start:
+            return b""
+        return os.pread(self.file.fileno(), end - start, start)
+
     def head(self) -> tuple[bytes, bool]:
         """The first `limit` bytes the job wrote, and whether it wrote more."""
-        return os.pread(self.file.fileno(), self.kept, 0), self.cut
+        return self.read(0, self.kept), self.cut
 
     def close(self) -> None:
+        """The pipe, and the file (nobody may read it any more)."""
         self.spawned()
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1
+        if self.file is not None:
+            self.file.close()
+            self.file = None
 
 
 class ExitWatch:
