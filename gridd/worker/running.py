@@ -7,6 +7,8 @@ Rules:
 - A job that ends hands its result to delivery (unless it was handed back: then its result is dropped,
   its attempt not spent) and nudges the leasing loop, whose budget has grown.
 - How long recent jobs took decides how many jobs to lease ahead (PREFETCH_BELOW_MS).
+- Each job that ends is logged (job.ended) at info if it failed or took LOG_JOBS_FROM_MS or more, else
+  at debug: thousands of short successes a minute are the broker's record to keep, not the worker's.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ log = structlog.get_logger()
 
 PREFETCH_BELOW_MS = 1000
 PREFETCH_MANY_BELOW_MS = 5
+LOG_JOBS_FROM_MS = 1000  # a job that succeeded sooner is logged at debug only
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,8 +193,9 @@ class RunningJobs:
             self._tg.start_soon(self._run_one, entry.job, entry.scope, entry.pause)
 
     async def _run_one(self, job: LeasedJob, scope: anyio.CancelScope, pause: Pause) -> None:
-        # At debug: a short job's two lines cost the worker a fifth of its time per job; job.ended (and the
-        # broker's own job.started event) say it all for the log at info.
+        # A job's lines are at info only when they say something (it failed, or it took a while): a short
+        # job's two lines cost the worker as much as the rest of its work for that job, and the broker
+        # logs every start and finish anyway (its job.started and job.finished, the grid's record).
         log.debug("job.started", job_id=job.job_id, attempt=job.attempt, lease=job.lease, argv0=job.spec.argv[0])
         result: JobResult | None = None
         with scope:
@@ -199,8 +203,10 @@ class RunningJobs:
         entry = self._forget(job.job_id)
         self._start_ready()
         if result is not None and not entry.handed_back:
-            self._recent_ms.append(result.ended_ms - result.started_ms)
-            log.info(
+            ms = result.ended_ms - result.started_ms
+            self._recent_ms.append(ms)
+            quiet = result.exit_code == 0 and ms < LOG_JOBS_FROM_MS
+            (log.debug if quiet else log.info)(
                 "job.ended",
                 job_id=job.job_id,
                 attempt=job.attempt,
@@ -208,7 +214,7 @@ class RunningJobs:
                 argv0=job.spec.argv[0],
                 exit_code=result.exit_code,
                 outcome=result.outcome,
-                ms=result.ended_ms - result.started_ms,
+                ms=ms,
             )
             self._delivery.add(result, more_soon=self._short_and_busy())
 
