@@ -24,7 +24,7 @@ from gridd.worker.runner import OUTPUT_EVERY_S
 log = structlog.get_logger()
 
 RESULTS_PER_FRAME_BYTES = 8 * 1024 * 1024
-LINGER_S = 0.002  # how long a result may wait for those of the short jobs about to end
+LINGER_S = 0.005  # how long a result may wait for those of the short jobs about to end
 LINGER_RESULTS = 64  # no wait once this many are ready
 
 

@@ -26,7 +26,6 @@ GRIDD_JOB_ID, GRIDD_ATTEMPT, GRIDD_WORKER.
 from __future__ import annotations
 
 import os
-import subprocess
 import tempfile
 import threading
 import time
@@ -43,7 +42,7 @@ from gridd.protocol.messages import JobResult, LeasedJob, OutputChunk
 from gridd.worker import host_os
 from gridd.worker.attempt_dirs import attempt_dirs
 from gridd.worker.attempt_threads import ATTEMPT_THREADS, Handoff
-from gridd.worker.host_os import ExitWatch, JobUser, Spool
+from gridd.worker.host_os import ExitWatch, JobProcess, JobUser, Spool
 from gridd.worker.job_users import JobUsers
 from gridd.worker.pause import Pause
 
@@ -120,7 +119,7 @@ class _Attempt:
         self._settings = settings
         self._clock = clock
         self._lock = threading.Lock()
-        self._proc: subprocess.Popen[bytes] | None = None
+        self._proc: JobProcess | None = None
         self._stopped = False
         self._spools: list[Spool] = []  # stdout's and stderr's, while the job runs
         self._sent = {"stdout": 0, "stderr": 0}
@@ -236,7 +235,7 @@ class _Attempt:
         host_os.drain(spools, time.monotonic() + DRAIN_S)
         ended = self._clock.now_ms()
         (stdout, stdout_cut), (stderr, stderr_cut) = spools[0].head(), spools[1].head()
-        result = _result(job, proc.returncode, timed_out, started, ended, stdout, stdout_cut, stderr, stderr_cut)
+        result = _result(job, usage.returncode, timed_out, started, ended, stdout, stdout_cut, stderr, stderr_cut)
         result = msgspec.structs.replace(
             result,
             wall_ms=wall_ms,
@@ -296,7 +295,7 @@ def _result(
     )
 
 
-def _spawn(job: LeasedJob, cwd: Path, worker: str, out: int, err: int, user: JobUser | None) -> subprocess.Popen[bytes]:
+def _spawn(job: LeasedJob, cwd: Path, worker: str, out: int, err: int, user: JobUser | None) -> JobProcess:
     env = _worker_env()
     if user is not None:
         env.update(user.env())

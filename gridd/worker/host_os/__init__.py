@@ -17,6 +17,7 @@ Job users (posix_users)
 
 Job processes (posix_processes)
     spawn(argv, cwd, env, stdin, out, err, user)   start a command in a group of its own, as `user`
+                                 (a JobProcess: posix_spawn where it does what Popen would, else Popen)
     stop_group / continue_group / terminate_group / kill_group(pgid)   act on the whole group
     reap(proc) -> Usage          wait for it and take its own CPU time and max RSS (wait4)
     exit_status(returncode)      a shell's status (128+N for signal N) and the signal's name
@@ -39,6 +40,7 @@ from __future__ import annotations
 from gridd.worker.host_os.linux_probe import LinuxProbe, run_probe_command
 from gridd.worker.host_os.posix_pipes import ExitWatch, Spool, drain
 from gridd.worker.host_os.posix_processes import (
+    JobProcess,
     Usage,
     continue_group,
     exit_status,
@@ -65,6 +67,7 @@ from gridd.worker.host_os.posix_users import (
 
 __all__ = [
     "ExitWatch",
+    "JobProcess",
     "JobUser",
     "LinuxProbe",
     "Spool",

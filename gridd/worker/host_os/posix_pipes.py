@@ -10,10 +10,11 @@ from __future__ import annotations
 import contextlib
 import os
 import select
-import subprocess
 import time
 from collections.abc import Callable
 from typing import IO
+
+from gridd.worker.host_os.posix_processes import JobProcess
 
 EXIT_POLL_S = 0.05  # how often the exit is checked where the system has no pidfd
 _READ_BYTES = 65536
@@ -86,7 +87,7 @@ class Spool:
 class ExitWatch:
     """Waits for a process while draining its output pipes (see the module docstring)."""
 
-    def __init__(self, proc: subprocess.Popen[bytes]) -> None:
+    def __init__(self, proc: JobProcess) -> None:
         self._proc = proc
         self._pidfd = -1
 
