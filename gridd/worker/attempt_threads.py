@@ -21,7 +21,7 @@ import anyio.lowlevel
 import structlog
 from anyio import RunFinishedError
 
-from gridd.protocol.messages import JobResult
+from gridd.protocol.messages import JobResult, OutputChunk
 
 __all__ = ["ATTEMPT_THREADS", "AttemptThreads", "Handoff"]
 
@@ -63,6 +63,11 @@ class Handoff:
         if not self._handed:
             self._handed, self._result = True, result
             self._wake()
+
+    def call_soon(self, call: Callable[[list[OutputChunk]], None], chunks: list[OutputChunk]) -> None:
+        """In the attempt's thread: `call(chunks)` on the event loop's thread, soon."""
+        with contextlib.suppress(RunFinishedError):
+            self._token.backend_class.run_sync_soon(call, (chunks,), self._token.native_token)
 
     def _wake(self) -> None:
         with contextlib.suppress(RunFinishedError):  # the loop is gone: nobody waits any more

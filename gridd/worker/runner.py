@@ -63,7 +63,7 @@ class RunSettings:
     worker: str
     work_dir: Path
     max_output_bytes: int
-    limiter: anyio.CapacityLimiter
+    limiter: anyio.CapacityLimiter  # unused: attempts have threads of their own (attempt_threads.py)
     users: JobUsers | None = None  # None: jobs run as the worker's own user
 
 
@@ -82,20 +82,15 @@ async def run_attempt(
     The whole attempt (spawn, wait, timeout, collect, clean up) is one blocking call in a thread of its
     own (ATTEMPT_THREADS), which wakes this task once, when it is over: no task, timer or thread hop per
     job beyond that, which matters when jobs take a millisecond. A job still running after
-    OUTPUT_EVERY_S has what it wrote handed to `on_output` every OUTPUT_EVERY_S."""
+    OUTPUT_EVERY_S has what it wrote handed to `on_output` (on this loop) every OUTPUT_EVERY_S, by the
+    attempt's thread, which reads it anyway."""
     attempt = _Attempt(job, settings, clock, pause or Pause(), setup)
     handoff = Handoff(attempt.run)
+    if on_output is not None:
+        attempt.follow(lambda chunks: handoff.call_soon(on_output, chunks))
     ATTEMPT_THREADS.start(handoff.run)
     try:
-        if on_output is None:
-            await handoff.done.wait()
-        while not handoff.done.is_set():
-            with anyio.move_on_after(OUTPUT_EVERY_S):
-                await handoff.done.wait()
-            if not handoff.done.is_set() and on_output is not None:
-                chunks = await anyio.to_thread.run_sync(attempt.new_output, limiter=settings.limiter)
-                if chunks:
-                    on_output(chunks)
+        await handoff.done.wait()
     except anyio.get_cancelled_exc_class():
         attempt.stop()  # the thread then reaps the process and cleans up on its own
         raise
@@ -124,6 +119,7 @@ class _Attempt:
         self._spools: list[Spool] = []  # stdout's and stderr's, while the job runs
         self._sent = {"stdout": 0, "stderr": 0}
         self._hand: Callable[[JobResult], None] = _keep
+        self._on_chunks: Callable[[list[OutputChunk]], None] | None = None
 
     def new_output(self) -> list[OutputChunk]:
         """What the job wrote since the last call (up to the kept size), as chunks."""
@@ -142,6 +138,15 @@ class _Attempt:
                         )
                     )
         return chunks
+
+    def follow(self, on_chunks: Callable[[list[OutputChunk]], None]) -> None:
+        """While the job runs, pass what it wrote to `on_chunks` every OUTPUT_EVERY_S (from its thread)."""
+        self._on_chunks = on_chunks
+
+    def _pass_output(self) -> None:
+        chunks = self.new_output()
+        if chunks and self._on_chunks is not None:
+            self._on_chunks(chunks)
 
     def stop(self) -> None:
         with self._lock:
@@ -221,13 +226,16 @@ class _Attempt:
                 limit = self._job.spec.timeout_s
                 # Time it spent stopped does not count toward its timeout.
                 timed_out = not exited.pump(
-                    spools, None if limit is None else lambda: limit - self._pause.running_s(spawned)
+                    spools,
+                    None if limit is None else lambda: limit - self._pause.running_s(spawned),
+                    self._pass_output,
+                    OUTPUT_EVERY_S,
                 )
                 if timed_out:
                     self._pause.resume()  # a stopped process would not see the SIGTERM
                     host_os.terminate_group(proc.pid)
                     grace = time.monotonic() + TERM_GRACE_S
-                    exited.pump(spools, lambda: grace - time.monotonic())
+                    exited.pump(spools, lambda: grace - time.monotonic(), self._pass_output, OUTPUT_EVERY_S)
             finally:
                 host_os.kill_group(proc.pid)  # stragglers the job left behind, or all of it
                 usage = host_os.reap(proc)

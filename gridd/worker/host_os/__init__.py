@@ -27,7 +27,8 @@ Job processes (posix_processes)
 Output and exit (posix_pipes)
     Spool(make_file, limit)      a pipe for one output stream, drained into a file (made at its first
                                  byte) up to `limit` bytes
-    ExitWatch(proc)              drain spools until the process exits or time runs out (`pump`)
+    ExitWatch(proc)              drain spools until the process exits or time runs out (`pump`), calling
+                                 a tick meanwhile (a running job's output passed on)
     drain(spools, deadline)      what is left in the pipes once the group is gone
 
 The host's owner (linux_probe)

@@ -100,8 +100,16 @@ class ExitWatch:
         if self._pidfd >= 0:
             os.close(self._pidfd)
 
-    def pump(self, spools: list[Spool], left: Callable[[], float] | None) -> bool:
-        """Drain `spools` until the process exits (True) or `left()` seconds run out first (False)."""
+    def pump(
+        self,
+        spools: list[Spool],
+        left: Callable[[], float] | None,
+        tick: Callable[[], None] | None = None,
+        every_s: float = 1.0,
+    ) -> bool:
+        """Drain `spools` until the process exits (True) or `left()` seconds run out first (False);
+        meanwhile `tick()` every `every_s` (the first once it has run that long)."""
+        next_tick = time.monotonic() + every_s
         while not self._exited():
             wait_s = 1.0 if self._pidfd >= 0 else EXIT_POLL_S
             if left is not None:
@@ -110,6 +118,12 @@ class ExitWatch:
                     return False
                 # Looked at again at least every second: a stopped job's clock stands still meanwhile.
                 wait_s = min(wait_s, remaining)
+            if tick is not None:
+                now = time.monotonic()
+                if now >= next_tick:
+                    tick()
+                    next_tick = now + every_s
+                wait_s = min(wait_s, max(0.0, next_tick - now))
             _poll(spools, wait_s, self._pidfd)
         return True
 
