@@ -4,7 +4,10 @@ Rules:
 - A result stays here until the broker has answered for it (recorded, or refused as stale): its lease is
   among those the worker still answers for (heartbeats, re-registration after a reconnection).
 - Results go in batches of what arrived meanwhile, as many as fit comfortably in one frame; one task per
-  connection sends them, woken by each arrival.
+  connection sends them, woken by each arrival. While more short jobs are about to end (the running
+  jobs say so with each result), a result waits up to LINGER_S for them, so that a frame (and the
+  broker's transaction, with its fsync) serves several jobs instead of one; a lone job's result goes
+  at once.
 - Output of running jobs goes every OUTPUT_EVERY_S, best effort: the result carries all of it anyway.
 """
 
@@ -21,6 +24,8 @@ from gridd.worker.runner import OUTPUT_EVERY_S
 log = structlog.get_logger()
 
 RESULTS_PER_FRAME_BYTES = 8 * 1024 * 1024
+LINGER_S = 0.005  # how long a result may wait for those of the short jobs about to end
+LINGER_RESULTS = 64  # no wait once this many are ready
 
 
 class Delivery:
@@ -28,12 +33,15 @@ class Delivery:
 
     def __init__(self) -> None:
         self._results: list[JobResult] = []
+        self._more_soon = False  # whether the last result said others will follow within LINGER_S
         self._outputs: list[OutputChunk] = []
         self._arrived = Nudge()  # waited for by the sender of the connection of the moment
         self._emptied: anyio.Event | None = None  # set once no result is left, while someone waits for it
 
-    def add(self, result: JobResult) -> None:
+    def add(self, result: JobResult, *, more_soon: bool = False) -> None:
+        """A result to deliver; `more_soon`: other short jobs are running, whose results may join it."""
         self._results.append(result)
+        self._more_soon = more_soon
         self._arrived()
 
     def add_output(self, chunks: list[OutputChunk]) -> None:
@@ -60,6 +68,10 @@ class Delivery:
             if not self._results:
                 await self._arrived.wait()
                 continue
+            if self._more_soon and len(self._results) < LINGER_RESULTS:
+                with anyio.move_on_after(LINGER_S):
+                    while self._more_soon and len(self._results) < LINGER_RESULTS:
+                        await self._arrived.wait()
             batch = _batch(self._results)
             reply = await conn.request(lambda rid: CompleteJobs(rid=rid, results=batch))  # noqa: B023 - at once
             for outcome in reply.outcomes:

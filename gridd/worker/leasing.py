@@ -7,7 +7,9 @@ Rules:
   past what that request could take (it asked for less than the whole worker), the worker asks again (the
   broker answers the older request empty, and jobs granted to it on the way are kept, as late replies).
 - While recent jobs are short, it also leases ahead (gridd.worker.running decides how many), so that a
-  slot never idles for a round trip to the broker between two short jobs.
+  slot never idles for a round trip to the broker between two short jobs. The jobs leased ahead are
+  topped up once half of them have started, in one request, not one request per job that ended: each
+  request is a frame and a transaction on the broker, which short jobs would otherwise pay one for each.
 - Jobs granted while the worker takes no work (it began draining, or its owner took the machine back)
   are handed back at once, unspent, rather than left to expire.
 - The loop is woken by its own Nudge: a job held is gone (its budget grew), or whether the worker takes
@@ -56,7 +58,7 @@ class Leasing:
             prefetch = jobs.prefetch()
             want = jobs.capacity.slots + prefetch - len(jobs)
             cpus, memory_mb = jobs.budget(prefetch)
-            if want <= 0 or cpus < 1 or not self._desk.accepting:
+            if want <= 0 or want < prefetch // 2 or cpus < 1 or not self._desk.accepting:
                 await self._wake.wait()
                 continue
             # Cancelled when draining begins or the owner takes the machine back; the broker then answers

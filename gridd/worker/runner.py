@@ -26,8 +26,6 @@ GRIDD_JOB_ID, GRIDD_ATTEMPT, GRIDD_WORKER.
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
 import tempfile
 import threading
 import time
@@ -42,7 +40,9 @@ import msgspec
 from gridd.clock import Clock
 from gridd.protocol.messages import JobResult, LeasedJob, OutputChunk
 from gridd.worker import host_os
-from gridd.worker.host_os import ExitWatch, JobUser, Spool
+from gridd.worker.attempt_dirs import attempt_dirs
+from gridd.worker.attempt_threads import ATTEMPT_THREADS, Handoff
+from gridd.worker.host_os import ExitWatch, JobProcess, JobUser, Spool
 from gridd.worker.job_users import JobUsers
 from gridd.worker.pause import Pause
 
@@ -63,7 +63,7 @@ class RunSettings:
     worker: str
     work_dir: Path
     max_output_bytes: int
-    limiter: anyio.CapacityLimiter
+    limiter: anyio.CapacityLimiter  # unused: attempts have threads of their own (attempt_threads.py)
     users: JobUsers | None = None  # None: jobs run as the worker's own user
 
 
@@ -79,30 +79,22 @@ async def run_attempt(
     """Run the job to its end (or its timeout); cancelling this kills the job's process group.
     `setup` (blocking) fills the fresh working directory before the job starts (a bundle's files).
 
-    The whole attempt (spawn, wait, timeout, collect, clean up) is one blocking call in one thread:
-    one hop per job instead of four, which matters when jobs take milliseconds. While it runs longer
-    than OUTPUT_EVERY_S, what it writes is handed to `on_output` every OUTPUT_EVERY_S."""
+    The whole attempt (spawn, wait, timeout, collect, clean up) is one blocking call in a thread of its
+    own (ATTEMPT_THREADS), which wakes this task once, when it is over: no task, timer or thread hop per
+    job beyond that, which matters when jobs take a millisecond. A job still running after
+    OUTPUT_EVERY_S has what it wrote handed to `on_output` (on this loop) every OUTPUT_EVERY_S, by the
+    attempt's thread, which reads it anyway."""
     attempt = _Attempt(job, settings, clock, pause or Pause(), setup)
-    async with anyio.create_task_group() as tg:
-        if on_output is not None:
-            tg.start_soon(_follow, attempt, on_output, settings.limiter)
-        try:
-            result = await anyio.to_thread.run_sync(attempt.run, abandon_on_cancel=True, limiter=settings.limiter)
-        except anyio.get_cancelled_exc_class():
-            attempt.stop()  # the thread then reaps the process and cleans up on its own
-            raise
-        tg.cancel_scope.cancel()
-    return result
-
-
-async def _follow(
-    attempt: _Attempt, on_output: Callable[[list[OutputChunk]], None], limiter: anyio.CapacityLimiter
-) -> None:
-    while True:
-        await anyio.sleep(OUTPUT_EVERY_S)
-        chunks = await anyio.to_thread.run_sync(attempt.new_output, limiter=limiter)
-        if chunks:
-            on_output(chunks)
+    handoff = Handoff(attempt.run)
+    if on_output is not None:
+        attempt.follow(lambda chunks: handoff.call_soon(on_output, chunks))
+    ATTEMPT_THREADS.start(handoff.run)
+    try:
+        await handoff.done.wait()
+    except anyio.get_cancelled_exc_class():
+        attempt.stop()  # the thread then reaps the process and cleans up on its own
+        raise
+    return handoff.outcome()
 
 
 class _Attempt:
@@ -122,21 +114,23 @@ class _Attempt:
         self._settings = settings
         self._clock = clock
         self._lock = threading.Lock()
-        self._proc: subprocess.Popen[bytes] | None = None
+        self._proc: JobProcess | None = None
         self._stopped = False
-        self._files: dict[str, IO[bytes]] = {}  # open while the job runs
+        self._spools: list[Spool] = []  # stdout's and stderr's, while the job runs
         self._sent = {"stdout": 0, "stderr": 0}
+        self._hand: Callable[[JobResult], None] = _keep
+        self._on_chunks: Callable[[list[OutputChunk]], None] | None = None
 
     def new_output(self) -> list[OutputChunk]:
         """What the job wrote since the last call (up to the kept size), as chunks."""
         chunks = []
         limit = self._settings.max_output_bytes
         with self._lock:
-            for stream, f in self._files.items():
+            for stream, spool in zip(("stdout", "stderr"), self._spools, strict=False):
                 start = self._sent[stream]
-                end = min(os.fstat(f.fileno()).st_size, limit)
+                end = min(spool.kept, limit)
                 if end > start:
-                    data = os.pread(f.fileno(), end - start, start)
+                    data = spool.read(start, end)
                     self._sent[stream] = start + len(data)
                     chunks.append(
                         OutputChunk(
@@ -145,6 +139,15 @@ class _Attempt:
                     )
         return chunks
 
+    def follow(self, on_chunks: Callable[[list[OutputChunk]], None]) -> None:
+        """While the job runs, pass what it wrote to `on_chunks` every OUTPUT_EVERY_S (from its thread)."""
+        self._on_chunks = on_chunks
+
+    def _pass_output(self) -> None:
+        chunks = self.new_output()
+        if chunks and self._on_chunks is not None:
+            self._on_chunks(chunks)
+
     def stop(self) -> None:
         with self._lock:
             self._stopped = True
@@ -152,7 +155,11 @@ class _Attempt:
         if proc is not None:
             host_os.kill_group(proc.pid)
 
-    def run(self) -> JobResult:
+    def run(self, hand: Callable[[JobResult], None] | None = None) -> JobResult:
+        """The attempt, start to clean-up; `hand` is given the result as soon as it is known (before the
+        clean-up), and it is returned at the end as well."""
+        if hand is not None:
+            self._hand = hand
         users = self._settings.users
         if users is None:
             return self._run_as(None)
@@ -169,30 +176,25 @@ class _Attempt:
         job, scratch = self._job, self._settings.work_dir
         cwd = scratch / f"{job.job_id}.{job.lease}"
         started = self._clock.now_ms()
-        # Output goes to anonymous files (O_TMPFILE where the system has it): nothing to name or unlink.
-        with tempfile.TemporaryFile(dir=scratch) as out, tempfile.TemporaryFile(dir=scratch) as err:
-            with self._lock:
-                self._files = {"stdout": out, "stderr": err}
-            try:
-                return self._run_in(cwd, out, err, started, user)
-            finally:
-                with self._lock:  # new_output must not read them once they close
-                    self._files = {}
-                _remove(cwd)
-
-    def _run_in(self, cwd: Path, out: IO[bytes], err: IO[bytes], started: int, user: JobUser | None) -> JobResult:
         limit = self._settings.max_output_bytes
-        spools = [Spool(out, limit), Spool(err, limit)]
+        spools: list[Spool] = []
         try:
+            for _ in ("stdout", "stderr"):
+                spools.append(Spool(lambda: _anonymous_file(scratch), limit))
+            with self._lock:
+                self._spools = spools
             return self._run_spooled(cwd, spools, started, user)
         finally:
+            with self._lock:  # new_output must not read them once they close
+                self._spools = []
             for spool in spools:
                 spool.close()
+            attempt_dirs(scratch).done(cwd, keep=user is None or host_os.is_self(user))
 
     def _run_spooled(self, cwd: Path, spools: list[Spool], started: int, user: JobUser | None) -> JobResult:
         job = self._job
         try:
-            cwd.mkdir(mode=0o700)
+            attempt_dirs(self._settings.work_dir).make(cwd)
         except OSError as exc:
             return self._not_started(None, "error", f"cannot make the working directory {cwd}: {exc.strerror}", started)
         try:
@@ -224,13 +226,16 @@ class _Attempt:
                 limit = self._job.spec.timeout_s
                 # Time it spent stopped does not count toward its timeout.
                 timed_out = not exited.pump(
-                    spools, None if limit is None else lambda: limit - self._pause.running_s(spawned)
+                    spools,
+                    None if limit is None else lambda: limit - self._pause.running_s(spawned),
+                    self._pass_output,
+                    OUTPUT_EVERY_S,
                 )
                 if timed_out:
                     self._pause.resume()  # a stopped process would not see the SIGTERM
                     host_os.terminate_group(proc.pid)
                     grace = time.monotonic() + TERM_GRACE_S
-                    exited.pump(spools, lambda: grace - time.monotonic())
+                    exited.pump(spools, lambda: grace - time.monotonic(), self._pass_output, OUTPUT_EVERY_S)
             finally:
                 host_os.kill_group(proc.pid)  # stragglers the job left behind, or all of it
                 usage = host_os.reap(proc)
@@ -238,8 +243,8 @@ class _Attempt:
         host_os.drain(spools, time.monotonic() + DRAIN_S)
         ended = self._clock.now_ms()
         (stdout, stdout_cut), (stderr, stderr_cut) = spools[0].head(), spools[1].head()
-        result = _result(job, proc.returncode, timed_out, started, ended, stdout, stdout_cut, stderr, stderr_cut)
-        return msgspec.structs.replace(
+        result = _result(job, usage.returncode, timed_out, started, ended, stdout, stdout_cut, stderr, stderr_cut)
+        result = msgspec.structs.replace(
             result,
             wall_ms=wall_ms,
             cpu_user_s=usage.cpu_user_s,
@@ -247,6 +252,8 @@ class _Attempt:
             max_rss_kb=usage.max_rss_kb,
             output_bytes=spools[0].total + spools[1].total,
         )
+        self._hand(result)  # its group is gone and its output read: the rest is the worker's tidying
+        return result
 
     def _not_started(self, code: int | None, outcome: str, why: str, started: int) -> JobResult:
         job = self._job
@@ -296,8 +303,8 @@ def _result(
     )
 
 
-def _spawn(job: LeasedJob, cwd: Path, worker: str, out: int, err: int, user: JobUser | None) -> subprocess.Popen[bytes]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(HIDDEN_ENV_PREFIX)}
+def _spawn(job: LeasedJob, cwd: Path, worker: str, out: int, err: int, user: JobUser | None) -> JobProcess:
+    env = _worker_env()
     if user is not None:
         env.update(user.env())
     env.update(job.spec.env)
@@ -311,11 +318,28 @@ def _spawn(job: LeasedJob, cwd: Path, worker: str, out: int, err: int, user: Job
         return host_os.spawn(job.spec.argv, cwd, env, stdin, out, err, user)
 
 
-def _remove(cwd: Path) -> None:
-    """Remove the attempt's working directory: with one rmdir when the job left it empty."""
-    try:
-        os.rmdir(cwd)
-    except FileNotFoundError:
-        pass
-    except OSError:
-        shutil.rmtree(cwd, ignore_errors=True)
+_env_seen: dict[bytes, bytes] | None = None  # os.environ's raw contents when _env_kept was made
+_env_kept: dict[str, str] = {}
+_env_lock = threading.Lock()
+
+
+def _worker_env() -> dict[str, str]:
+    """A copy of the worker's environment without its GRIDD_* variables. Made again only when the
+    environment changed: os.environ's raw bytes compare in a fraction of a microsecond, against tens
+    of microseconds to decode and filter every variable for every job."""
+    global _env_seen, _env_kept  # noqa: PLW0603 - the process's one environment, cached
+    raw: dict[bytes, bytes] | None = getattr(os.environ, "_data", None)  # CPython's POSIX os.environ
+    with _env_lock:
+        if raw is None or raw != _env_seen:
+            _env_kept = {k: v for k, v in os.environ.items() if not k.startswith(HIDDEN_ENV_PREFIX)}
+            _env_seen = None if raw is None else dict(raw)
+        return dict(_env_kept)
+
+
+def _anonymous_file(scratch: Path) -> IO[bytes]:
+    """A file with no name (O_TMPFILE where the system has it): nothing to unlink, no other job can open it."""
+    return tempfile.TemporaryFile(dir=scratch)
+
+
+def _keep(result: JobResult) -> None:
+    """No early hand-over: the result is returned at the end."""

@@ -7,6 +7,8 @@ Rules:
 - A job that ends hands its result to delivery (unless it was handed back: then its result is dropped,
   its attempt not spent) and nudges the leasing loop, whose budget has grown.
 - How long recent jobs took decides how many jobs to lease ahead (PREFETCH_BELOW_MS).
+- Each job that ends is logged (job.ended) at info if it failed or took LOG_JOBS_FROM_MS or more, else
+  at debug: thousands of short successes a minute are the broker's record to keep, not the worker's.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ log = structlog.get_logger()
 
 PREFETCH_BELOW_MS = 1000
 PREFETCH_MANY_BELOW_MS = 5
+LOG_JOBS_FROM_MS = 1000  # a job that succeeded sooner is logged at debug only
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +108,11 @@ class RunningJobs:
         if median < PREFETCH_MANY_BELOW_MS:
             return min(slots * 16, 1024)
         return slots if median < PREFETCH_BELOW_MS else 0
+
+    def _short_and_busy(self) -> bool:
+        """Whether other jobs are running that, like the recent ones, end within milliseconds."""
+        busy = any(h.started and not h.handed_back for h in self._held.values())
+        return busy and len(self._recent_ms) >= 3 and statistics.median(self._recent_ms) < PREFETCH_MANY_BELOW_MS
 
     def budget(self, prefetch: int) -> tuple[int, int | None]:
         """The cpus and MiB the next lease request may claim."""
@@ -185,22 +193,30 @@ class RunningJobs:
             self._tg.start_soon(self._run_one, entry.job, entry.scope, entry.pause)
 
     async def _run_one(self, job: LeasedJob, scope: anyio.CancelScope, pause: Pause) -> None:
-        log.info("job.started", job_id=job.job_id, attempt=job.attempt, lease=job.lease, argv0=job.spec.argv[0])
+        # A job's lines are at info only when they say something (it failed, or it took a while): a short
+        # job's two lines cost the worker as much as the rest of its work for that job, and the broker
+        # logs every start and finish anyway (its job.started and job.finished, the grid's record).
+        log.debug("job.started", job_id=job.job_id, attempt=job.attempt, lease=job.lease, argv0=job.spec.argv[0])
         result: JobResult | None = None
         with scope:
             result = await self._attempt(job, pause)
         entry = self._forget(job.job_id)
         self._start_ready()
         if result is not None and not entry.handed_back:
-            self._recent_ms.append(result.ended_ms - result.started_ms)
-            log.info(
+            ms = result.ended_ms - result.started_ms
+            self._recent_ms.append(ms)
+            quiet = result.exit_code == 0 and ms < LOG_JOBS_FROM_MS
+            (log.debug if quiet else log.info)(
                 "job.ended",
                 job_id=job.job_id,
+                attempt=job.attempt,
+                lease=job.lease,
+                argv0=job.spec.argv[0],
                 exit_code=result.exit_code,
                 outcome=result.outcome,
-                ms=result.ended_ms - result.started_ms,
+                ms=ms,
             )
-            self._delivery.add(result)
+            self._delivery.add(result, more_soon=self._short_and_busy())
 
     async def _attempt(self, job: LeasedJob, pause: Pause) -> JobResult:
         r = self._runners

@@ -6,6 +6,7 @@ its own modules here and choose them below by `sys.platform`, touching nothing e
 Job users (posix_users)
     JobUser                      a user jobs run as (name, uid, gid, groups, home; `env()`)
     effective_uid()              who the worker runs as (0: it may start jobs as other users)
+    is_self(user)                whether a process as `user` would hold the worker's own credentials
     give_to_root(path)           make a file or directory root's (a worker run as root)
     lookup_user(name)            a JobUser, or None if there is no such user
     user_name(uid)               a uid's name, for messages
@@ -16,6 +17,7 @@ Job users (posix_users)
 
 Job processes (posix_processes)
     spawn(argv, cwd, env, stdin, out, err, user)   start a command in a group of its own, as `user`
+                                 (a JobProcess: posix_spawn where it does what Popen would, else Popen)
     stop_group / continue_group / terminate_group / kill_group(pgid)   act on the whole group
     reap(proc) -> Usage          wait for it and take its own CPU time and max RSS (wait4)
     exit_status(returncode)      a shell's status (128+N for signal N) and the signal's name
@@ -23,8 +25,10 @@ Job processes (posix_processes)
     hand_over(dir, user)         give an attempt's directory and all in it to the job's user
 
 Output and exit (posix_pipes)
-    Spool(file, limit)           a pipe for one output stream, drained into `file` up to `limit` bytes
-    ExitWatch(proc)              drain spools until the process exits or time runs out (`pump`)
+    Spool(make_file, limit)      a pipe for one output stream, drained into a file (made at its first
+                                 byte) up to `limit` bytes
+    ExitWatch(proc)              drain spools until the process exits or time runs out (`pump`), calling
+                                 a tick meanwhile (a running job's output passed on)
     drain(spools, deadline)      what is left in the pipes once the group is gone
 
 The host's owner (linux_probe)
@@ -37,6 +41,7 @@ from __future__ import annotations
 from gridd.worker.host_os.linux_probe import LinuxProbe, run_probe_command
 from gridd.worker.host_os.posix_pipes import ExitWatch, Spool, drain
 from gridd.worker.host_os.posix_processes import (
+    JobProcess,
     Usage,
     continue_group,
     exit_status,
@@ -52,6 +57,7 @@ from gridd.worker.host_os.posix_users import (
     JobUser,
     effective_uid,
     give_to_root,
+    is_self,
     kill_all_of,
     live_processes,
     lock_exclusive,
@@ -62,6 +68,7 @@ from gridd.worker.host_os.posix_users import (
 
 __all__ = [
     "ExitWatch",
+    "JobProcess",
     "JobUser",
     "LinuxProbe",
     "Spool",
@@ -72,6 +79,7 @@ __all__ = [
     "exit_status",
     "give_to_root",
     "hand_over",
+    "is_self",
     "kill_all_of",
     "kill_group",
     "live_processes",

@@ -10,23 +10,27 @@ from __future__ import annotations
 import contextlib
 import os
 import select
-import subprocess
 import time
 from collections.abc import Callable
 from typing import IO
+
+from gridd.worker.host_os.posix_processes import JobProcess
 
 EXIT_POLL_S = 0.05  # how often the exit is checked where the system has no pidfd
 _READ_BYTES = 65536
 
 
 class Spool:
-    """One output stream of an attempt: a pipe the job writes, drained into `file` up to `limit` bytes.
-    Past the limit what arrives is read and dropped (`cut`), so the job never blocks on a full pipe."""
+    """One output stream of an attempt: a pipe the job writes, drained into a file up to `limit` bytes.
+    Past the limit what arrives is read and dropped (`cut`), so the job never blocks on a full pipe.
+    The file is made (by `make_file`: an anonymous one) when the first byte arrives: most short jobs
+    write nothing, and a file is a new inode on disk to allocate and free, per stream and per job."""
 
-    def __init__(self, file: IO[bytes], limit: int) -> None:
-        self.file = file
+    def __init__(self, make_file: Callable[[], IO[bytes]], limit: int) -> None:
+        self._make_file = make_file
+        self.file: IO[bytes] | None = None
         self.limit = limit
-        self.kept = 0
+        self.kept = 0  # bytes in the file: what a follower may read
         self.total = 0  # all it wrote, kept or not
         self.cut = False
         self.fd, self.write_end = os.pipe()
@@ -52,26 +56,38 @@ class Spool:
             self.total += len(data)
             room = self.limit - self.kept
             if room > 0:
-                # Written past the file object's buffer: the follower's fstat sees it at once.
+                if self.file is None:
+                    self.file = self._make_file()
+                # Written past the file object's buffer: a follower's pread sees it at once.
                 os.write(self.file.fileno(), data[:room])
                 self.kept += min(room, len(data))
             self.cut = self.cut or len(data) > room
 
+    def read(self, start: int, end: int) -> bytes:
+        """Kept bytes from `start` to `end` (at most `kept`)."""
+        if self.file is None or end <= start:
+            return b""
+        return os.pread(self.file.fileno(), end - start, start)
+
     def head(self) -> tuple[bytes, bool]:
         """The first `limit` bytes the job wrote, and whether it wrote more."""
-        return os.pread(self.file.fileno(), self.kept, 0), self.cut
+        return self.read(0, self.kept), self.cut
 
     def close(self) -> None:
+        """The pipe, and the file (nobody may read it any more)."""
         self.spawned()
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1
+        if self.file is not None:
+            self.file.close()
+            self.file = None
 
 
 class ExitWatch:
     """Waits for a process while draining its output pipes (see the module docstring)."""
 
-    def __init__(self, proc: subprocess.Popen[bytes]) -> None:
+    def __init__(self, proc: JobProcess) -> None:
         self._proc = proc
         self._pidfd = -1
 
@@ -84,8 +100,16 @@ class ExitWatch:
         if self._pidfd >= 0:
             os.close(self._pidfd)
 
-    def pump(self, spools: list[Spool], left: Callable[[], float] | None) -> bool:
-        """Drain `spools` until the process exits (True) or `left()` seconds run out first (False)."""
+    def pump(
+        self,
+        spools: list[Spool],
+        left: Callable[[], float] | None,
+        tick: Callable[[], None] | None = None,
+        every_s: float = 1.0,
+    ) -> bool:
+        """Drain `spools` until the process exits (True) or `left()` seconds run out first (False);
+        meanwhile `tick()` every `every_s` (the first once it has run that long)."""
+        next_tick = time.monotonic() + every_s
         while not self._exited():
             wait_s = 1.0 if self._pidfd >= 0 else EXIT_POLL_S
             if left is not None:
@@ -94,6 +118,12 @@ class ExitWatch:
                     return False
                 # Looked at again at least every second: a stopped job's clock stands still meanwhile.
                 wait_s = min(wait_s, remaining)
+            if tick is not None:
+                now = time.monotonic()
+                if now >= next_tick:
+                    tick()
+                    next_tick = now + every_s
+                wait_s = min(wait_s, max(0.0, next_tick - now))
             _poll(spools, wait_s, self._pidfd)
         return True
 

@@ -13,9 +13,17 @@ import signal
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, Protocol
 
-from gridd.worker.host_os.posix_users import JobUser
+from gridd.worker.host_os.posix_spawn import try_spawn
+from gridd.worker.host_os.posix_users import JobUser, is_self
+
+
+class JobProcess(Protocol):
+    """A started job process: its pid (and process group id), and its status once reaped."""
+
+    pid: int
+    returncode: int | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,6 +33,7 @@ class Usage:
     cpu_user_s: float
     cpu_system_s: float
     max_rss_kb: int
+    returncode: int  # as Popen's: the exit code, or -N for signal N
 
 
 def spawn(
@@ -35,10 +44,20 @@ def spawn(
     out: int,
     err: int,
     user: JobUser | None,
-) -> subprocess.Popen[bytes]:
+) -> JobProcess:
     """Start a job's command in its own session (its process group id is its pid). `stdin` None: no
     input. As another user: in the child before exec, setgroups to exactly the user's groups, then
-    setgid, then setuid."""
+    setgid, then setuid. A user who is the worker itself (same uids, gids and groups: a root worker
+    told `--run-as root`) needs none of that, and without it CPython starts the child with vfork
+    instead of copying the worker's whole address space with fork (several times the cost per job).
+    As the worker's own user, posix_spawn starts it where it does what Popen would (posix_spawn.py)."""
+    if user is not None and is_self(user):
+        user = None
+    if user is None:
+        fd = stdin if stdin is None or isinstance(stdin, int) else stdin.fileno()
+        started = try_spawn(argv, cwd, env, fd, out, err)
+        if started is not None:
+            return started
     return subprocess.Popen(
         argv,
         cwd=cwd,
@@ -79,7 +98,7 @@ def _signal_group(pgid: int, sig: signal.Signals) -> None:
         os.killpg(pgid, sig)
 
 
-def reap(proc: subprocess.Popen[bytes]) -> Usage:
+def reap(proc: JobProcess) -> Usage:
     """Reap the job's process with wait4: its own rusage, not the worker's children's in all (other jobs
     run at the same time). It counts the job's process and the descendants it waited for; a grandchild
     the job left behind (killed with its group) is reaped by init and counts nowhere. Its max RSS is
@@ -89,8 +108,8 @@ def reap(proc: subprocess.Popen[bytes]) -> Usage:
             _, status, usage = os.wait4(proc.pid, 0)
         except InterruptedError:
             continue
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        return Usage(round(usage.ru_utime, 3), round(usage.ru_stime, 3), usage.ru_maxrss)  # KiB on Linux
+        proc.returncode = code = os.waitstatus_to_exitcode(status)
+        return Usage(round(usage.ru_utime, 3), round(usage.ru_stime, 3), usage.ru_maxrss, code)  # KiB on Linux
 
 
 def exit_status(returncode: int) -> tuple[int, str | None]:

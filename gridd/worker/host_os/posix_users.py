@@ -50,6 +50,17 @@ def lookup_user(name: str) -> JobUser | None:
     return JobUser(entry.pw_name, entry.pw_uid, entry.pw_gid, groups, entry.pw_dir)
 
 
+def is_self(user: JobUser) -> bool:
+    """Whether a process started as `user` would hold the worker's own credentials: real, effective and
+    saved uid and gid, and the groups it is in (the primary one counted among them on both sides: a
+    process whose list is empty is still in its gid's group). Looked at each time (a few system calls)."""
+    return (
+        os.getresuid() == (user.uid,) * 3
+        and os.getresgid() == (user.gid,) * 3
+        and {*os.getgroups(), user.gid} == {*user.groups, user.gid}
+    )
+
+
 def give_to_root(path: Path) -> None:
     """Make `path` root's (a worker run as root keeps its directories to itself)."""
     os.chown(path, 0, os.getegid())
