@@ -168,8 +168,7 @@ def runner_only(n: int, slots: int = 2) -> float:
     from gridd.worker.runner import RunSettings, run_attempt
 
     async def go(work: Path) -> float:
-        # the same limiter as gridd/worker/app.py
-        settings = RunSettings("bench", work, 1024 * 1024, anyio.CapacityLimiter(slots * 2 + 4))
+        settings = RunSettings("bench", work, 1024 * 1024)
         clock = SystemClock()
         todo = iter(range(n))
 

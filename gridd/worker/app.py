@@ -5,8 +5,6 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import anyio
-
 from gridd.clock import Clock, SystemClock
 from gridd.config import WorkerConfig, check_worker_name, host_name
 from gridd.protocol.errors import ConfigError, WorkDirInUse
@@ -72,9 +70,8 @@ def make_agent(config: WorkerConfig, token: str, default_work_dir: Path, clock: 
         insecure=config.insecure,
     )
     # Each running job holds a thread while it waits for its process; leave room for the rest.
-    limiter = anyio.CapacityLimiter(config.slots * 2 + 4)
     run = RunSettings(
-        worker=name, work_dir=work_dir, max_output_bytes=config.max_output_bytes, limiter=limiter, users=users
+        worker=name, work_dir=work_dir, max_output_bytes=config.max_output_bytes, users=users
     )
     agent = WorkerAgent(settings, run, clock or SystemClock(), tasks=tasks, lock=lock, bundle_dir=_bundle_dir(work_dir))
     agent.watch = make_host_watch(config, agent.job_groups)

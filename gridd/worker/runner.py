@@ -63,7 +63,6 @@ class RunSettings:
     worker: str
     work_dir: Path
     max_output_bytes: int
-    limiter: anyio.CapacityLimiter  # unused: attempts have threads of their own (attempt_threads.py)
     users: JobUsers | None = None  # None: jobs run as the worker's own user
 
 

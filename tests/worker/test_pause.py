@@ -18,7 +18,7 @@ def _job(argv: list[str], timeout_s: float | None) -> LeasedJob:
 
 
 def _settings(tmp_path: Path) -> RunSettings:
-    return RunSettings(worker="w", work_dir=tmp_path, max_output_bytes=1 << 20, limiter=anyio.CapacityLimiter(4))
+    return RunSettings(worker="w", work_dir=tmp_path, max_output_bytes=1 << 20)
 
 
 def _state(pid: int) -> str:

@@ -9,7 +9,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import anyio
 import pytest
 
 from gridd.clock import SystemClock
@@ -61,7 +60,7 @@ def test_where_posix_spawn_cannot_do_what_popen_does_it_starts_nothing(tmp_path:
 
 
 async def test_every_attempt_gets_an_empty_private_directory_though_empty_ones_are_reused(tmp_path: Path) -> None:
-    settings = RunSettings("w1", tmp_path, 1024, anyio.CapacityLimiter(4))
+    settings = RunSettings("w1", tmp_path, 1024)
     looks = "stat -c %a .; ls -A; pwd"
     jobs = [
         "chmod 755 .",  # not as it was made: never reused
