@@ -131,8 +131,11 @@ class Broker:
 
     async def from_peer(self, announced: Announced) -> None:
         """What another broker on the same store committed. New jobs may be in lanes this broker has not seen
-        (a task module, a --require): those are read first, so the dispatcher the ledger wakes can lease them."""
-        if any(t.previous is None for t in announced[1]):
+        (a task module, a --require): those are read first, so the dispatcher the ledger wakes can lease them.
+        A token revoked there has its connections here closed too."""
+        for token_id, name in announced.revoked:
+            self.sessions.close_token(token_id, f"token {name!r} was revoked")
+        if any(t.previous is None for t in announced.changed):
             self.lanes.add(await self.store.known_lanes())
         self._ledger.from_peer(announced)
 

@@ -125,11 +125,10 @@ class Ledger:
     def from_peer(self, announced: Announced) -> None:
         """What another broker on the same store committed: counted, published and waking waiters here too
         (its log lines are that broker's)."""
-        kind, changed = announced
-        if kind == PURGED:
-            self.forget([(t.job_id, t.queue, t.previous or "") for t in changed])
+        if announced.kind == PURGED:
+            self.forget([(t.job_id, t.queue, t.previous or "") for t in announced.changed])
         else:
-            self.record(changed, kind, log_each=False)
+            self.record(announced.changed, announced.kind, log_each=False)
 
     def recount(self, counts: dict[str, dict[str, int]]) -> None:
         """Take the store's counts afresh (another broker's changes may have been missed meanwhile)."""

@@ -70,9 +70,7 @@ def make_agent(config: WorkerConfig, token: str, default_work_dir: Path, clock: 
         insecure=config.insecure,
     )
     # Each running job holds a thread while it waits for its process; leave room for the rest.
-    run = RunSettings(
-        worker=name, work_dir=work_dir, max_output_bytes=config.max_output_bytes, users=users
-    )
+    run = RunSettings(worker=name, work_dir=work_dir, max_output_bytes=config.max_output_bytes, users=users)
     agent = WorkerAgent(settings, run, clock or SystemClock(), tasks=tasks, lock=lock, bundle_dir=_bundle_dir(work_dir))
     agent.watch = make_host_watch(config, agent.job_groups)
     return agent

@@ -7,7 +7,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import anyio
+import pytest
 
+from gridd.client import connect
+from gridd.protocol.errors import AuthFailed
 from gridd.protocol.messages import JobSpec
 from gridd.protocol.states import JobState
 from tests.conftest import client_of, running_broker, running_worker
@@ -93,3 +96,27 @@ async def test_a_job_in_a_lane_one_broker_never_saw_is_leased_by_it_once_submitt
             [job] = await on_b.submit_many([JobSpec(argv=["true"], requires={"gpu": "1"})])
             [view] = await on_b.wait([job])
         assert (view.state, view.worker) == (JobState.SUCCEEDED, "w1")
+
+
+async def test_a_token_revoked_through_one_broker_has_its_connections_to_the_other_closed(tmp_path: Path) -> None:
+    async with (
+        running_broker(tmp_path / "a") as a,
+        running_broker(tmp_path / "b") as b,
+        client_of(a) as admin,
+    ):
+        with anyio.fail_after(DEADLINE_S):
+            credential, _ = await admin.create_token("ci", "submit")
+            async with connect(b.addr, credential) as ci:
+                job = await ci.submit(["true"], queue="nobody-serves-this")  # never finishes: the wait stays
+                closed = anyio.Event()
+
+                async def wait_on_b() -> None:
+                    with pytest.raises(AuthFailed, match="token 'ci' was revoked"):
+                        await ci.wait([job])
+                    closed.set()
+
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(wait_on_b)
+                    await ci.status()  # a round trip after the wait was sent: it is in flight at B
+                    await admin.revoke_token("ci")  # through A
+                    await closed.wait()

@@ -63,7 +63,7 @@ class PostgresStore(UseCases, Backend):
 
 def announce(tx: Tx, announced: Announced) -> None:
     """Tell the other brokers what this transaction changed: delivered if, and when, it commits."""
-    payloads = list(encode(announced)) if announced[1] else []
+    payloads = list(encode(announced)) if announced.changed or announced.revoked else []
     if payloads:
         tx.execute(f"SELECT pg_notify('{CHANNEL}', p) FROM unnest(?::text[]) AS p", (payloads,))  # noqa: S608
 

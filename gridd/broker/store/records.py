@@ -7,9 +7,16 @@ from dataclasses import dataclass, field
 from gridd.broker.transitions import Transition
 from gridd.protocol.messages import AttemptView, DependencyView, JobView, LeaseRef, TokenView
 
-# What a use case changed, as other brokers sharing the store hear of it (changes.py): the ledger's event kind
-# (None: the one its state implies) and the jobs' transitions.
-Announced = tuple[str | None, list[Transition]]
+
+@dataclass(frozen=True, slots=True)
+class Announced:
+    """What a use case changed, as other brokers sharing the store hear of it (changes.py): the jobs'
+    transitions (with the ledger's event kind; None: the one each state implies), and the role tokens it
+    revoked (id, name), whose open connections every broker closes."""
+
+    kind: str | None
+    changed: list[Transition]
+    revoked: list[tuple[int, str]] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)

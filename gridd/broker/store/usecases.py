@@ -74,7 +74,7 @@ class UseCases(Backend):
     # ---- role tokens (their use is not fsynced: a lost one costs a minute) --------------------------------------
     create_token = use_case(tokens.create_token, durable=True)
     list_tokens = use_case(tokens.list_tokens, durable=False)
-    revoke_token = use_case(tokens.revoke_token, durable=True)
+    revoke_token = use_case(tokens.revoke_token, durable=True, changes=changes.revoked)
     find_token = use_case(tokens.find_token, durable=False, read_now="always")  # one row by a unique key
     touch_tokens = use_case(tokens.touch_tokens, durable=False)
 
