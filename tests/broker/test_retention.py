@@ -5,7 +5,6 @@ waiting on a purged dependency is not broken, bundle blobs stay, and ids are nev
 from __future__ import annotations
 
 import os
-import sqlite3
 import sys
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from gridd.tui.model.counts import CountBook
 from tests.clock import FakeClock
 from tests.conftest import TOKEN, client_of, running_broker, running_worker
 from tests.polling import eventually
+from tests.store_rows import stored
 from tests.tasks.sample import echo
 
 DAY_S = 86400.0
@@ -26,13 +26,11 @@ MIB = 1024 * 1024
 
 
 def blob_ids(data_dir: Path) -> set[str]:
-    with sqlite3.connect(f"file:{data_dir / 'gridd.db'}?mode=ro", uri=True) as db:
-        return {r[0] for r in db.execute("SELECT id FROM blobs")}
+    return {str(r[0]) for r in stored(data_dir, "SELECT id FROM blobs")}
 
 
 def table_count(data_dir: Path, table: str) -> int:
-    with sqlite3.connect(f"file:{data_dir / 'gridd.db'}?mode=ro", uri=True) as db:
-        return int(db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])  # noqa: S608 - a test's own names
+    return int(stored(data_dir, f"SELECT COUNT(*) FROM {table}")[0][0])  # noqa: S608 - a test's own names
 
 
 async def test_finished_jobs_past_keep_go_with_their_output_and_blobs_and_the_rest_stays(tmp_path: Path) -> None:
@@ -51,8 +49,8 @@ async def test_finished_jobs_past_keep_go_with_their_output_and_blobs_and_the_re
             # job whose arguments blob is also a bundle's file.
             done = await client.submit(["sh", "-c", "echo old output; echo old error >&2"])
             failed = await client.submit(["false"], max_attempts=1)
-            # Scheduled a minute ahead, so that no worker leases it before the hold; released after its time.
-            [held] = await client.submit_many([JobSpec(argv=["true"], start_at_ms=clock.now_ms() + 60_000)])
+            # Scheduled an hour ahead (of the broker's clock): held before a worker may take it.
+            (held,) = await client.submit_many([JobSpec(argv=["true"], start_at_ms=clock.now_ms() + 3_600_000)])
             await client.hold(held)
             cancelled = await client.submit(["true"], queue="nobody-serves-this")
             await client.cancel(cancelled)

@@ -5,7 +5,6 @@ queues, a worker's name and leases, a read token's blind spots)."""
 from __future__ import annotations
 
 import hashlib
-import sqlite3
 from pathlib import Path
 
 import anyio
@@ -25,6 +24,7 @@ from gridd.protocol.messages import (
     RequestJobs,
 )
 from tests.conftest import client_of, running_broker
+from tests.store_rows import stored as store_rows
 
 
 async def test_a_token_is_made_listed_used_and_kept_only_as_a_hash(tmp_path: Path) -> None:
@@ -39,8 +39,7 @@ async def test_a_token_is_made_listed_used_and_kept_only_as_a_hash(tmp_path: Pat
             assert listed.name == "ci" and listed.last_used_ms is not None  # the use shows in the list
             assert listed.revoked_ms is None
         # The database holds the sha256 of the secret, never the secret (whatever the credential's form).
-        with sqlite3.connect(b.data_dir / "gridd.db") as db:
-            rows = db.execute("SELECT * FROM tokens").fetchall()
+        rows = store_rows(b.data_dir, "SELECT * FROM tokens")
         assert len(rows) == 1
         assert not any(isinstance(v, str) and len(v) > 8 and v in credential for v in rows[0])
         # The credential ends with its secret (the part after any prefix the broker puts before it).

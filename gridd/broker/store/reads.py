@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 from collections.abc import Sequence
+from decimal import Decimal
 from typing import Any
 
 import msgspec
@@ -12,7 +13,7 @@ import msgspec
 import gridd.broker.store.bundles as bundles
 import gridd.broker.store.sql as sql
 from gridd.broker.store.refs import group_name, parse_job_id, parse_ref
-from gridd.broker.store.sql import Tx
+from gridd.broker.store.sql import Fragment, Tx
 from gridd.protocol.errors import UnknownBundle, UnknownJob
 from gridd.protocol.limits import LIST_REPLY_BYTES
 from gridd.protocol.messages import AttemptView, JobView, ReportRow
@@ -43,12 +44,14 @@ class _TaskName(msgspec.Struct, frozen=True):
 _spec_decoder = msgspec.msgpack.Decoder(_SpecView)
 _size = msgspec.msgpack.Encoder()
 
+# A job's dependencies as one JSON text (NULL for none on PostgreSQL, "[]" on SQLite: both read as none).
+_DEPS = Fragment("json_group_array(dep_id)", "json_agg(dep_id ORDER BY dep_id)::text")
 _VIEW_COLUMNS = (
-    "j.id, j.state, j.queue, j.priority, j.spec, j.attempts, j.max_attempts, j.exit_code, j.worker, "
+    "j.id, j.state, j.queue, j.priority, j.spec, j.attempts, j.max_attempts, j.exit_code, j.worker, "  # noqa: S608
     "j.submitted_ms, j.started_ms, j.finished_ms, j.reason, "
     "(SELECT length(data) FROM outputs WHERE job_id = j.id AND stream = 'stdout'), "
     "(SELECT length(data) FROM outputs WHERE job_id = j.id AND stream = 'stderr'), "
-    "j.group_id, (SELECT json_group_array(dep_id) FROM deps WHERE job_id = j.id), j.owner"
+    f"j.group_id, (SELECT {_DEPS} FROM deps WHERE job_id = j.id), j.owner"
     ", j.poison"
     ", j.start_ms"
 )
@@ -113,7 +116,7 @@ def list_jobs(
     owner: str | None = None,
 ) -> tuple[list[JobView], bool]:
     """A page of jobs, newest first, and whether it was cut by LIST_REPLY_BYTES (their encoded size) before
-    `limit` rows: rows are read one at a time, so a listing holds one page, never the whole result.
+    `limit` rows: rows are read a few at a time, so a listing holds one page, never the whole result.
     `owner`: only the jobs of that owner (a submit credential lists its own)."""
     cursor = parse_job_id(before) if before else 2**62
     group_key = None
@@ -121,24 +124,37 @@ def list_jobs(
         kind, group_key = parse_ref(group)
         if kind != "group" or not sql.rows(conn, "SELECT 1 FROM groups WHERE id = ?", (group_key,)):
             raise UnknownJob(f"no group has id {group!r}")
-    rows = conn.execute(
-        f"SELECT {_VIEW_COLUMNS} FROM jobs j WHERE (?1 IS NULL OR j.state = ?1)"  # noqa: S608
-        " AND (?2 IS NULL OR j.queue = ?2) AND (?5 IS NULL OR j.group_id = ?5) AND j.id < ?4"
-        " AND (?6 IS NULL OR j.owner = ?6) ORDER BY j.id DESC LIMIT ?3",
-        (state, queue, limit if limit > 0 else -1, cursor, group_key, owner),
-    )
+    # Only the filters given are written, so that each statement's plan may use its index (jobs_state,
+    # jobs_owner, or the key read backwards) instead of testing "? IS NULL" on every row. The state is a
+    # literal (from the enum): PostgreSQL plans each state for how many jobs are in it, also once prepared.
+    if state is not None and state not in _STATE_NAMES:
+        return [], False
+    filters = {"j.queue": queue, "j.group_id": group_key, "j.owner": owner}
+    given = [(column, value) for column, value in filters.items() if value is not None]
+    where = "" if state is None else f" AND j.state = {sql.state(JobState(state))}"
+    where += "".join(f" AND {column} = ?" for column, _ in given)
+    statement = f"SELECT {_VIEW_COLUMNS} FROM jobs j WHERE j.id < ?{where} ORDER BY j.id DESC LIMIT ?"  # noqa: S608
+    values = [value for _, value in given]
     views: list[JobView] = []
-    size = 0
-    try:
+    size, page = 0, _FIRST_PAGE
+    while True:
+        want = page if limit <= 0 else min(page, limit - len(views))
+        rows = sql.rows(conn, statement, (cursor, *values, want))
         for row in rows:
             view = _view(row)
             size += len(_size.encode(view))
             if views and size > LIST_REPLY_BYTES:
                 return views, True
             views.append(view)
-    finally:
-        rows.close()
-    return views, False
+        if len(rows) < want or len(views) == limit:
+            return views, False
+        cursor, page = rows[-1][0], min(page * 2, _LAST_PAGE)
+
+
+_STATE_NAMES = frozenset(str(member) for member in JobState)
+# Rows read per statement of a listing: few at first (a spec may be megabytes: the byte cut comes early),
+# more while pages come back full.
+_FIRST_PAGE, _LAST_PAGE = 16, 1024
 
 
 def read_output(conn: Tx, job_id: str, stream: str) -> tuple[bytes, bool]:
@@ -259,15 +275,15 @@ def report(conn: Tx, by: str, since_ms: int, owner: str | None = None) -> list[R
         f" COUNT(DISTINCT CASE WHEN {last} AND j.state IN {_FINISHED} THEN j.id END),"
         f" COUNT(DISTINCT CASE WHEN {last} AND j.state = {sql.state(JobState.SUCCEEDED)} THEN j.id END),"
         " COUNT(*),"
-        " TOTAL(a.cpu_user_s + a.cpu_system_s) / 3600.0,"
-        " TOTAL(a.wall_ms) / 3600000.0,"
+        " SUM(a.cpu_user_s + a.cpu_system_s) / 3600.0,"
+        " SUM(a.wall_ms) / 3600000.0,"
         f" COUNT(CASE WHEN {lent} THEN 1 END),"
-        f" TOTAL(CASE WHEN {lent} THEN a.cpu_user_s + a.cpu_system_s END) / 3600.0,"
-        f" TOTAL(CASE WHEN {lent} THEN a.wall_ms END) / 3600000.0"
+        f" SUM(CASE WHEN {lent} THEN a.cpu_user_s + a.cpu_system_s END) / 3600.0,"
+        f" SUM(CASE WHEN {lent} THEN a.wall_ms END) / 3600000.0"
         " FROM attempts a JOIN jobs j ON j.id = a.job_id"
-        " WHERE a.ended_ms >= ? AND (? IS NULL OR j.owner = ?)"
+        f" WHERE a.ended_ms >= ?{'' if owner is None else ' AND j.owner = ?'}"
         " GROUP BY g ORDER BY g",
-        (since_ms, owner, owner),
+        (since_ms,) if owner is None else (since_ms, owner),
     )
     return [
         ReportRow(
@@ -275,11 +291,16 @@ def report(conn: Tx, by: str, since_ms: int, owner: str | None = None) -> list[R
             jobs=r[1],
             succeeded=r[2],
             attempts=r[3],
-            cpu_hours=r[4],
-            wall_hours=r[5],
+            cpu_hours=_hours(r[4]),
+            wall_hours=_hours(r[5]),
             lent_attempts=r[6],
-            lent_cpu_hours=r[7],
-            lent_wall_hours=r[8],
+            lent_cpu_hours=_hours(r[7]),
+            lent_wall_hours=_hours(r[8]),
         )
         for r in rows
     ]
+
+
+def _hours(total: float | Decimal | None) -> float:
+    """A SUM of hours as a float: NULL when nothing was measured; PostgreSQL's sum of integers is a Decimal."""
+    return 0.0 if total is None else float(total)

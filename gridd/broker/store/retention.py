@@ -13,18 +13,24 @@ kept in `meta`, so a restart after the newest jobs were purged never gives an id
 from __future__ import annotations
 
 from gridd.broker.schema import FINISHED_WHERE
-from gridd.broker.store.sql import Tx
+from gridd.broker.store.sql import FOR_UPDATE, SKIP_LOCKED, TEXTS, Fragment, Tx
 
 LAST_JOB_ID = "last_job_id"
 # Word for word the WHERE of the jobs_finished index (schema.py), so SQLite uses it.
 _FINISHED = FINISHED_WHERE
+# Whether a bundle version's manifest (bytes) holds the blob's id.
+_IN_MANIFEST = Fragment("instr(manifest, CAST(? AS BLOB)) > 0", "position(convert_to(?, 'UTF8') in manifest) > 0")
 
 
 def purge_finished(db: Tx, cutoff_ms: int, max_jobs: int) -> list[tuple[str, str, str]]:
-    """Remove up to `max_jobs` jobs that finished before `cutoff_ms`; returns (id, queue, state) of each."""
+    """Remove up to `max_jobs` jobs that finished before `cutoff_ms`; returns (id, queue, state) of each.
+
+    Brokers purging one database at once each take other jobs (those another is purging are locked, and
+    skipped), and a group or blob goes only after its row is locked and no job is seen to name it any more
+    (a job committed meanwhile by another broker is seen then)."""
     rows = db.execute(
         f"SELECT id, queue, state, group_id, args_blob FROM jobs WHERE {_FINISHED} AND finished_ms < ?"  # noqa: S608
-        " ORDER BY finished_ms LIMIT ?",
+        f" ORDER BY finished_ms LIMIT ?{SKIP_LOCKED}",
         (cutoff_ms, max_jobs),
     ).fetchall()
     if not rows:
@@ -37,11 +43,6 @@ def purge_finished(db: Tx, cutoff_ms: int, max_jobs: int) -> list[tuple[str, str
             "SELECT blob FROM results WHERE job_id IN (SELECT value FROM json_each(?)) AND blob IS NOT NULL", (ids,)
         )
     )
-    db.execute(
-        "INSERT INTO meta (key, value) VALUES (?, ?)"
-        " ON CONFLICT (key) DO UPDATE SET value = MAX(value, excluded.value)",
-        (LAST_JOB_ID, max(r[0] for r in rows)),
-    )
     for sql in (
         "DELETE FROM attempts WHERE job_id IN (SELECT value FROM json_each(?))",
         "DELETE FROM outputs WHERE job_id IN (SELECT value FROM json_each(?))",
@@ -51,23 +52,36 @@ def purge_finished(db: Tx, cutoff_ms: int, max_jobs: int) -> list[tuple[str, str
         "DELETE FROM jobs WHERE id IN (SELECT value FROM json_each(?))",
     ):
         db.execute(sql, (ids,))
+    groups = db.ids(sorted({r[3] for r in rows if r[3] is not None}))
+    lock_groups = f"SELECT id FROM groups WHERE id IN (SELECT value FROM json_each(?)) ORDER BY id{FOR_UPDATE}"  # noqa: S608
+    db.execute(lock_groups, (groups,))
     db.execute(
         "DELETE FROM groups WHERE id IN (SELECT value FROM json_each(?))"
         " AND NOT EXISTS (SELECT 1 FROM jobs WHERE group_id = groups.id)",
-        (db.ids({r[3] for r in rows if r[3] is not None}),),
+        (groups,),
     )
-    for blob in sorted(blobs):
+    lock_blobs = f"SELECT id FROM blobs WHERE id IN ({TEXTS}) ORDER BY id{FOR_UPDATE}"  # noqa: S608
+    locked = db.execute(lock_blobs, (db.texts(blobs),))
+    for (blob,) in locked.fetchall():
         if not _referenced(db, blob):
             db.execute("DELETE FROM blob_chunks WHERE blob = ?", (blob,))
             db.execute("DELETE FROM blobs WHERE id = ?", (blob,))
+    # The largest id given never goes down (on PostgreSQL submit counts ids in this row: never lower it).
+    # Last, so that the row, which every submit of every broker writes, is held locked the shortest time.
+    db.execute(
+        "INSERT INTO meta (key, value) VALUES (?, ?)"
+        " ON CONFLICT (key) DO UPDATE SET value = excluded.value WHERE meta.value < excluded.value",
+        (LAST_JOB_ID, max(r[0] for r in rows)),
+    )
     return [(str(r[0]), r[1], r[2]) for r in rows]
 
 
 def _referenced(db: Tx, blob: str) -> bool:
     """Whether a job that is left, a result or a bundle version still names `blob`."""
     found = db.execute(
-        "SELECT EXISTS (SELECT 1 FROM jobs WHERE args_blob = ?1) OR EXISTS (SELECT 1 FROM results WHERE blob = ?1)"
-        " OR EXISTS (SELECT 1 FROM bundles WHERE instr(manifest, CAST(?1 AS BLOB)) > 0)",
-        (blob,),
+        "SELECT EXISTS (SELECT 1 FROM jobs WHERE args_blob = ?)"  # noqa: S608 - constant text and a Fragment
+        " OR EXISTS (SELECT 1 FROM results WHERE blob = ?)"
+        f" OR EXISTS (SELECT 1 FROM bundles WHERE {_IN_MANIFEST})",
+        (blob, blob, blob),
     ).fetchone()
     return bool(found[0])

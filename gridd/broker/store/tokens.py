@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from gridd.broker.store.interface import TokenRow
-from gridd.broker.store.sql import Tx
+from gridd.broker.store.sql import FOR_UPDATE, Tx
 from gridd.protocol.errors import InvalidRequest
 from gridd.protocol.messages import TokenView
 
@@ -28,7 +28,7 @@ def create_token(
     now_ms: int,
     expires_ms: int | None,
 ) -> TokenView:
-    old = db.execute("SELECT revoked_ms, expires_ms FROM tokens WHERE name = ?", (name,)).fetchone()
+    old = db.execute(f"SELECT revoked_ms, expires_ms FROM tokens WHERE name = ?{FOR_UPDATE}", (name,)).fetchone()  # noqa: S608
     if old is not None:
         revoked, expires = old
         if revoked is None and (expires is None or expires > now_ms):
@@ -61,8 +61,15 @@ def find_token(db: Tx, secret_sha256: str) -> TokenRow | None:
 
 
 def touch_tokens(db: Tx, used: Sequence[tuple[int, int]]) -> None:
-    """Record when tokens were last used: (ms, token id) pairs."""
-    db.executemany("UPDATE tokens SET last_used_ms = MAX(COALESCE(last_used_ms, 0), ?) WHERE id = ?", used)
+    """Record when tokens were last used: (ms, token id) pairs. A time never goes back (another broker may
+    have recorded a later use); rows are written in id order, as every broker does, so two never deadlock."""
+    latest: dict[int, int] = {}
+    for ms, token in used:
+        latest[token] = max(ms, latest.get(token, ms))
+    db.executemany(
+        "UPDATE tokens SET last_used_ms = ? WHERE id = ? AND (last_used_ms IS NULL OR last_used_ms < ?)",
+        [(ms, token, ms) for token, ms in sorted(latest.items())],
+    )
 
 
 def _row(r: Sequence[object]) -> TokenRow:
