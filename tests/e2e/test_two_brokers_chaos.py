@@ -19,6 +19,7 @@ import sys
 import textwrap
 import time
 from pathlib import Path
+from typing import Any
 
 from tests.e2e.conftest import TOKEN, Grid
 from tests.pg_fixtures import PgDatabase
@@ -88,6 +89,15 @@ def _acknowledged(path: Path) -> list[str]:
     """The ids printed whole (a line still being written is not yet acknowledged)."""
     text = path.read_text() if path.exists() else ""
     return text.splitlines() if text.endswith("\n") else text.splitlines()[:-1]
+
+
+def _all_jobs(grid: Grid, brokers: str) -> list[dict[str, Any]]:
+    """`gridd jobs --json --limit 0` through either broker."""
+    listed = grid.cli("jobs", "--json", "--limit", "0", broker=brokers)
+    assert listed.returncode == 0, listed.stderr.decode(errors="replace")
+    jobs = json.loads(listed.stdout)
+    assert isinstance(jobs, list)
+    return jobs
 
 
 class Brokers:
@@ -193,11 +203,10 @@ def test_brokers_killed_again_and_again_lose_no_acknowledged_job_and_their_worke
 
         # Every job the grid holds: the acknowledged ones, and any submit cut off in flight that committed.
         both = f"{a},{b}"
-        listed = json.loads(grid.cli("jobs", "--json", "--limit", "0", broker=both).stdout)
-        ids = [j["id"] for j in listed]
+        ids = [j["id"] for j in _all_jobs(grid, both)]
         waited = grid.cli("wait", *ids, broker=both, timeout=40)
         assert waited.returncode == 0, (waited.stderr.decode(errors="replace"), brokers.logs())
-        states = {j["id"]: j for j in json.loads(grid.cli("jobs", "--json", "--limit", "0", broker=both).stdout)}
+        states = {j["id"]: j for j in _all_jobs(grid, both)}
         missing = [i for i in acknowledged if i not in states]
         assert not missing, f"acknowledged but lost: {missing}"
         not_ok = {i: j["state"] for i, j in states.items() if j["state"] != "succeeded"}
