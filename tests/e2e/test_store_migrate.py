@@ -31,6 +31,9 @@ FILLED = {"jobs", "groups", "deps", "attempts", "outputs", "results", "blobs", "
 FILLED |= {"schedules", "submit_keys"}
 
 
+REPO = Path(__file__).resolve().parent.parent.parent
+
+
 @dataclass
 class OldGrid:
     """A stopped SQLite broker's data dir, and what its CLI showed before it stopped."""
@@ -62,7 +65,9 @@ def _make_grid(grid: Grid) -> OldGrid:
     grid.start_broker()
     credential = (grid.data_dir / "token").read_text().strip()
     grid.env["GRIDD_TOKEN"] = credential
+    grid.env["PYTHONPATH"] = str(REPO)  # the worker imports tests.tasks.sample, from this checkout
     grid.start_worker("w1", slots=2, flags=["--tasks", "tests.tasks.sample"])
+    grid.wait_worker_connected("w1")  # a worker that cannot import its tasks exits: fail here, not in result()
     ok = grid.submit("sh", "-c", "echo out; echo err >&2")
     bad = grid.submit("sh", "-c", "echo attempt $GRIDD_ATTEMPT; echo broken >&2; exit 3", flags=["--max-attempts", "2"])
     array = grid.ok("submit", "--array", "1-3", "--max-running", "1", "--key", "k1", "--", "echo", "item").split()
