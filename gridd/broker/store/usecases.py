@@ -49,7 +49,8 @@ class UseCases(Backend):
     restore_lanes = use_case(lanes.restore_lanes, durable=True)
 
     # ---- attempts end ----------------------------------------------------------------------------------------
-    complete_jobs = use_case(completion.complete_jobs, durable=True, changes=changes.second)
+    # completion.py's, a gang member's result kept with its member first (gangs.py)
+    complete_jobs = use_case(gangs.complete_jobs, durable=True, changes=changes.second)
     expire_leases = use_case(expiry.expire_leases, durable=True, changes=changes.ended)
     attach_worker = use_case(expiry.attach_worker, durable=True, changes=changes.second)
     return_leases = use_case(expiry.return_leases, durable=True, changes=changes.returned)
