@@ -11,7 +11,6 @@ from __future__ import annotations
 import gridd.broker.store.blobs as blobs
 import gridd.broker.store.bundles as bundles
 import gridd.broker.store.changes as changes
-import gridd.broker.store.completion as completion
 import gridd.broker.store.control as control
 import gridd.broker.store.expiry as expiry
 import gridd.broker.store.gangs as gangs
