@@ -10,7 +10,7 @@ from tests.conftest import parametrize_backends
 # Run once: SQLite's group commit and fsync, the schemas' own checks (which cover both lists), pure code.
 SQLITE_ONLY = frozenset({"test_group_commit", "test_schema", "test_transitions", "test_changes"})
 # Several brokers on one store: only PostgreSQL can be shared.
-POSTGRESQL_ONLY = frozenset({"test_two_brokers", "test_pg_failover"})
+POSTGRESQL_ONLY = frozenset({"test_two_brokers", "test_pg_failover", "test_gangs_shared"})
 
 
 @pytest.fixture(autouse=True)

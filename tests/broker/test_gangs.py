@@ -118,7 +118,7 @@ async def test_a_members_failure_ends_the_attempt_its_partner_is_stopped_and_the
     ):
         (gang,) = await client.submit_many([JobSpec(argv=["mpirun"], gang=2, max_attempts=2, retry_delay_s=1)])
         with anyio.fail_after(NET_S):
-            a, b2 = await _both(take_job(w1), take_job(w2))
+            a, b2 = await both(take_job(w1), take_job(w2))
         assert await finish(w2, b2, 3, b"rank failed\n") == 0
         view, attempts = await client.show(gang)
         assert (view.state, view.attempts, len(attempts)) == (S.QUEUED, 1, 1)
@@ -131,7 +131,7 @@ async def test_a_members_failure_ends_the_attempt_its_partner_is_stopped_and_the
         clock.advance(1)  # its retry delay
         b.broker.dispatcher.wake()
         with anyio.fail_after(NET_S):
-            a2, b3 = await _both(take_job(w1), take_job(w2))
+            a2, b3 = await both(take_job(w1), take_job(w2))
         assert {a2.attempt, b3.attempt} == {2}
         assert {a2.lease, b3.lease}.isdisjoint({a.lease, b2.lease})
 
@@ -146,7 +146,7 @@ async def test_a_lapsed_members_lease_ends_the_gangs_attempt(tmp_path: Path) -> 
     ):
         (gang,) = await client.submit_many([JobSpec(argv=["mpirun"], gang=2)])
         with anyio.fail_after(NET_S):
-            m1, m2 = await _both(take_job(w1), take_job(w2))
+            m1, m2 = await both(take_job(w1), take_job(w2))
         rank0, rank1 = (m1, m2) if m1.spec.env["GRIDD_GANG_RANK"] == "0" else (m2, m1)
         holder = {m1.lease: w1, m2.lease: w2}
         silent = "w2" if holder[rank1.lease] is w2 else "w1"
@@ -226,7 +226,7 @@ async def test_a_python_task_cannot_be_a_gang(tmp_path: Path) -> None:
         assert await client.jobs() == []
 
 
-async def _both(first: Awaitable[LeasedJob], second: Awaitable[LeasedJob]) -> tuple[LeasedJob, LeasedJob]:
+async def both(first: Awaitable[LeasedJob], second: Awaitable[LeasedJob]) -> tuple[LeasedJob, LeasedJob]:
     """Two lease requests waiting at once (a gang is leased only when both are there)."""
     out: dict[int, LeasedJob] = {}
 
@@ -269,7 +269,7 @@ async def test_a_reconnecting_worker_keeps_the_member_it_names_and_one_it_does_n
         stacks = {name: AsyncExitStack() for name in ("w1", "w2")}
         conns = {name: (await stacks[name].enter_async_context(worker_conn(b, name)))[0] for name in stacks}
         with anyio.fail_after(NET_S):
-            m1, m2 = await _both(take_job(conns["w1"]), take_job(conns["w2"]))
+            m1, m2 = await both(take_job(conns["w1"]), take_job(conns["w2"]))
         held = {"w1": m1, "w2": m2}
         rank1 = next(name for name, m in held.items() if m.spec.env["GRIDD_GANG_RANK"] == "1")
         rank0 = "w2" if rank1 == "w1" else "w1"
@@ -296,7 +296,7 @@ async def test_a_member_handed_back_by_a_draining_worker_ends_its_gangs_attempt(
     ):
         (gang,) = await client.submit_many([JobSpec(argv=["mpirun"], gang=2)])
         with anyio.fail_after(NET_S):
-            m1, m2 = await _both(take_job(w1), take_job(w2))
+            m1, m2 = await both(take_job(w1), take_job(w2))
         (conn, member), (other_conn, other) = sorted(
             [(w1, m1), (w2, m2)], key=lambda c: c[1].spec.env["GRIDD_GANG_RANK"], reverse=True
         )  # rank 1 first
@@ -315,7 +315,7 @@ async def test_a_broker_restart_gives_a_running_gangs_members_one_ttl_to_reattac
     async with running_broker(tmp_path, clock, **LEASES) as b, client_of(b) as client:
         (gang,) = await client.submit_many([JobSpec(argv=["mpirun"], gang=2)])
         async with worker_conn(b, "w1") as (w1, _), worker_conn(b, "w2") as (w2, _):
-            held = dict(zip(("w1", "w2"), await _both(take_job(w1), take_job(w2)), strict=True))
+            held = dict(zip(("w1", "w2"), await both(take_job(w1), take_job(w2)), strict=True))
     clock.advance(ttl_s * 3)  # the broker was down for longer than a TTL: every stored deadline has passed
     async with running_broker(tmp_path, clock, **LEASES) as b, client_of(b) as client:
         clock.advance(ttl_s - 1)

@@ -1,6 +1,5 @@
 """Gang jobs (submit --gang N): N members leased together to N distinct workers, and the attempt they make
-as one. Part of the SQLite store; its SQL keeps to what PostgreSQL runs too (`?` placeholders, no JSON
-functions, integer flags).
+as one. Part of the store (both backends).
 
 Rules:
 - A gang is one job row. It is leased only here, whole: one conditional UPDATE of the table's QUEUED ->
@@ -17,6 +16,10 @@ Rules:
   through the ordinary completion or expiry of the job row's lease, so it is recorded, counted and
   retried like any attempt. The members still running then hold leases that are no longer current: their
   next renewal tells their workers to stop them (a cancel revokes them at once).
+- Several brokers on one PostgreSQL: every decision about a gang's members is taken with its job row
+  locked (the row completion, expiry and control lock too), so two members' results, a result and a lapse,
+  or a result and a cancel arriving through two brokers at once are decided one after the other, and the
+  attempt ends once. A broker leasing or reaping skips a gang whose row another broker holds, never waits.
 """
 
 from __future__ import annotations
@@ -33,20 +36,22 @@ from gridd.broker.observe import Observer
 from gridd.broker.store.gang_rows import GangGrant, QueuedGang, member_spec
 from gridd.broker.store.interface import Revoked
 from gridd.broker.store.refs import parse_job_id
-from gridd.broker.store.sql import Tx, rows, state
+from gridd.broker.store.sql import BY_ID_FOR_UPDATE, SKIP_LOCKED, Fragment, Tx, rows, state
 from gridd.broker.transitions import Move, Transition
 from gridd.protocol.errors import ErrorCode
 from gridd.protocol.limits import MAX_OUTPUT_BYTES
 from gridd.protocol.messages import JobResult, JobSpec, LeasedJob, LeaseRef, Outcome
 
 _spec_decoder = msgspec.msgpack.Decoder(JobSpec)
-IN_CHUNK = 500  # ids per `IN (?, ...)`: well under every backend's limit on a statement's parameters
 
 _QUEUED, _RUNNING = tr.edge(Move.LEASE)
 _QUEUED_SQL = (
     "SELECT id, queue, lane, gang, cpus, memory_mb, submitted_ms, start_ms, not_before_ms FROM jobs"  # noqa: S608
     f" WHERE state = {state(_QUEUED)} AND gang > 0 AND throttled = 0 ORDER BY priority DESC, id LIMIT ?"
 )
+# The gang's row, locked until its lease commits: one another broker is leasing, or ending an attempt of,
+# right now is skipped, never waited for (as leasing.py skips ordinary jobs).
+_FREE_SQL = f"SELECT id FROM jobs WHERE id = ?{SKIP_LOCKED}"  # noqa: S608
 _LEASE_SQL = (
     f"UPDATE jobs SET state = {state(_RUNNING)}, attempts = attempts + 1, lease = ?, worker = ?, instance = ?,"  # noqa: S608
     " deadline_ms = ?, started_ms = ?, not_before_ms = 0"
@@ -62,6 +67,19 @@ _MEMBER_SQL = (
 _CURRENT = f"g.ended = 0 AND j.state = {state(_RUNNING)} AND j.lease = g.attempt_lease"
 # The rows expiry.py's _expire takes (its _LEASES), the job's lease and the member's worker.
 _AS_LEASE = "j.id, j.lease, j.attempts, j.max_attempts, j.queue, g.worker, j.started_ms"
+# Members read to decide on them: their gangs' job rows locked, by id (jobs.id, as every use case locks).
+_JOBS_FOR_UPDATE = Fragment(" /* gangs by id, for update */", " ORDER BY j.id FOR UPDATE OF j")
+# The reaper's: gangs whose row another broker holds (ending their attempt, or reaping them) are skipped.
+_JOBS_SKIP_LOCKED = Fragment(" /* gangs, for update skip locked */", " FOR UPDATE OF j SKIP LOCKED")
+_MEMBERS_SQL = (
+    f"SELECT g.job_id, g.lease, g.rank, {_AS_LEASE} FROM gang_members g JOIN jobs j ON j.id = g.job_id"  # noqa: S608
+    f" WHERE g.worker = ? AND g.instance = ? AND {_CURRENT}"
+)
+_MEMBERS_OF_SQL = f"{_MEMBERS_SQL}{_JOBS_FOR_UPDATE}"
+_MEMBERS_AMONG_SQL = f"{_MEMBERS_SQL} AND g.job_id IN (SELECT value FROM json_each(?)){_JOBS_FOR_UPDATE}"  # noqa: S608
+# The jobs a batch of results names, locked by id before any is decided (completion.py locks the same rows
+# the same way, so a batch holds no lock another waits for while it waits for one), and which are gangs.
+_NAMED_SQL = f"SELECT id, gang FROM jobs WHERE id IN (SELECT value FROM json_each(?)){BY_ID_FOR_UPDATE}"  # noqa: S608
 
 
 def keep_gang_sizes(db: Tx, ids: Sequence[int], specs: Sequence[JobSpec]) -> None:
@@ -90,6 +108,9 @@ def lease_gangs(
     waits: list[int] = []
     for grant in grants:
         job_id, seats = parse_job_id(grant.job_id), grant.seats
+        if not rows(db, _FREE_SQL, (job_id,)):  # another broker is at it: it is that one's to lease
+            granted.append([])
+            continue
         tokens = _tokens(len(seats))
         first = seats[0]
         found = rows(
@@ -154,7 +175,7 @@ def _tokens(n: int) -> list[int]:
 
 def renew_members(db: Tx, worker: str, instance: str, leases: Sequence[LeaseRef], deadline_ms: int) -> list[LeaseRef]:
     """Extend the current member leases among `leases` that this worker instance holds; returns them."""
-    held = {(str(r[0]), r[1]) for r in _members_of(db, worker, instance)}
+    held = {(str(r[0]), r[1]) for r in _members_of(db, worker, instance, [parse_job_id(r.job_id) for r in leases])}
     renewed = [ref for ref in leases if (ref.job_id, ref.lease) in held]
     db.executemany(
         "UPDATE gang_members SET deadline_ms = ? WHERE job_id = ? AND lease = ?",
@@ -163,14 +184,12 @@ def renew_members(db: Tx, worker: str, instance: str, leases: Sequence[LeaseRef]
     return renewed
 
 
-def _members_of(db: Tx, worker: str, instance: str) -> list[Any]:
-    """(job id, member lease, rank, then _AS_LEASE) of the current members a worker instance holds."""
-    return rows(
-        db,
-        f"SELECT g.job_id, g.lease, g.rank, {_AS_LEASE} FROM gang_members g JOIN jobs j ON j.id = g.job_id"  # noqa: S608
-        f" WHERE g.worker = ? AND g.instance = ? AND {_CURRENT}",
-        (worker, instance),
-    )
+def _members_of(db: Tx, worker: str, instance: str, among: Sequence[int] | None = None) -> list[Any]:
+    """(job id, member lease, rank, then _AS_LEASE) of the current members a worker instance holds (of the
+    jobs `among`, if given), their jobs locked: one another broker is ending at once is read as it ends."""
+    if among is None:
+        return rows(db, _MEMBERS_OF_SQL, (worker, instance))
+    return rows(db, _MEMBERS_AMONG_SQL, (worker, instance, db.ids(among)))
 
 
 def lapsed(db: Tx, now_ms: int) -> list[Any]:
@@ -182,7 +201,7 @@ def lapsed(db: Tx, now_ms: int) -> list[Any]:
         # CROSS JOIN: SQLite reads the members by their deadline first, never every running job.
         f"SELECT {_AS_LEASE} FROM gang_members g CROSS JOIN jobs j"  # noqa: S608
         f" WHERE j.id = g.job_id AND g.deadline_ms < ? AND g.rank > 0 AND {_CURRENT}"
-        " AND (j.deadline_ms IS NULL OR j.deadline_ms >= ?) ORDER BY j.id, g.rank",
+        f" AND (j.deadline_ms IS NULL OR j.deadline_ms >= ?) ORDER BY j.id, g.rank{_JOBS_SKIP_LOCKED}",
         (now_ms, now_ms),
     )
     return list({r[0]: r for r in reversed(found)}.values())  # one per gang: its lowest lapsed rank
@@ -229,7 +248,7 @@ def extend_members(db: Tx, deadline_ms: int) -> None:
 
 def revoke_members(db: Tx, job_ids: Sequence[int]) -> list[Revoked]:
     """The current members of rank 1 or more of these running gangs (rank 0's is the job row's lease),
-    for their workers to stop: the gangs are being cancelled."""
+    for their workers to stop: the gangs are being cancelled (control.py, which locked their rows)."""
     revoked: list[Revoked] = []
     for job_id in job_ids:
         found = rows(
@@ -264,7 +283,7 @@ def complete_jobs(
     gang's attempt (the last success, or the first failure) completes the job row's lease in its name
     (completion.py). Results of ordinary jobs go straight there."""
     ids = [parse_job_id(r.job_id) for r in results]
-    gangs = _gangs_among(db, ids)
+    gangs = {r[0] for r in rows(db, _NAMED_SQL, (db.ids(ids),)) if r[1] > 0}
     plain = [r for r, job_id in zip(results, ids, strict=True) if job_id not in gangs]
     outcomes, changed = completion.complete_jobs(db, worker, plain, now_ms, retry_base_ms, instance, lent)
     for result in (r for r, job_id in zip(results, ids, strict=True) if job_id in gangs):
@@ -282,22 +301,12 @@ def complete_jobs(
     return outcomes, changed
 
 
-def _gangs_among(db: Tx, ids: Sequence[int]) -> set[int]:
-    """Which of these jobs are gangs (by key, IN_CHUNK at a time: a statement's parameters are bounded)."""
-    found: set[int] = set()
-    for start in range(0, len(ids), IN_CHUNK):
-        chunk = ids[start : start + IN_CHUNK]
-        marks = ", ".join("?" for _ in chunk)
-        found.update(r[0] for r in rows(db, f"SELECT id FROM jobs WHERE id IN ({marks}) AND gang > 0", chunk))  # noqa: S608
-    return found
-
-
 def _member_ended(
     db: Tx, worker: str, instance: str, result: JobResult
 ) -> tuple[Outcome, tuple[str, str, JobResult] | None]:
-    """Keep one member's result. Returns its Outcome, and, if it ends the attempt, the worker (instance) to
-    complete the job row's lease in the name of (rank 0's for a success, the failed member's for a failure)
-    and the result to complete it with."""
+    """Keep one member's result (its job row locked by complete_jobs). Returns its Outcome, and, if it ends
+    the attempt, the worker (instance) to complete the job row's lease in the name of (rank 0's for a
+    success, the failed member's for a failure) and the result to complete it with."""
     job_id = int(result.job_id)
     found = rows(
         db,
