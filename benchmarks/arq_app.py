@@ -8,6 +8,8 @@ poll_delay: arq reads its queue by polling, and starts at most max_jobs jobs per
 $GRIDD_BENCH_ARQ_POLL_S (default 0.005 s; see benchmarks/README.md's peers section for the choice).
 Results are kept (arq's default), as gridd and the other peers keep theirs; arq removes a job from its
 queue's sorted set only when it has finished, which is how the benchmark sees the drain end.
+LOG_CONFIG (`arq --custom-log-dict`) logs warnings only: arq's default logs two lines per job, where the
+other peers run quiet (`huey_consumer -q`, `rq worker -q`, Celery at WARNING).
 """
 
 from __future__ import annotations
@@ -20,6 +22,12 @@ from arq.connections import RedisSettings
 
 REDIS = RedisSettings.from_dsn(os.environ.get("GRIDD_BENCH_REDIS", "redis://127.0.0.1:6379") + "/0")
 POLL_S = float(os.environ.get("GRIDD_BENCH_ARQ_POLL_S", "0.005"))
+LOG_CONFIG: dict[str, Any] = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"stderr": {"class": "logging.StreamHandler", "level": "WARNING"}},
+    "loggers": {"arq": {"handlers": ["stderr"], "level": "WARNING"}},
+}
 
 
 async def noop(ctx: dict[str, Any], i: int) -> int:

@@ -252,7 +252,8 @@ def arq_drain(kind: str, n: int, base: str, log_dir: Path, timeout_s: float) -> 
 
     enqueue_s = anyio.run(enqueue)
     conn = Redis.from_url(f"{base}/0")
-    argvs = [[_tool("arq"), "benchmarks.arq_app.WorkerSettings"] for _ in range(WORKERS)]
+    arq = [_tool("arq"), "--custom-log-dict", "benchmarks.arq_app.LOG_CONFIG", "benchmarks.arq_app.WorkerSettings"]
+    argvs = [arq for _ in range(WORKERS)]
     drain_s = _drain("arq", n, argvs, _env(base), log_dir, lambda: n - int(conn.zcard("arq:queue")), timeout_s)
     conn.close()
     if bad := anyio.run(failures):
