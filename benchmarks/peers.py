@@ -15,9 +15,9 @@ Concurrency, two worker processes each, shaped like gridd's 2 workers x 4 slots 
 - RQ: 2 `rq worker` processes, one job at a time each (RQ has no concurrency inside a worker), each job in
   a work horse forked for it (RQ's default worker class);
 - Celery: 2 `celery worker --pool threads --concurrency 4` processes (`--without-gossip --without-mingle
-  --without-heartbeat`: the start-up exchanges between workers, which add ~1 s, are left out);
+  --without-heartbeat`: the start-up and periodic exchanges between workers are left out);
 - dramatiq: `dramatiq --processes 2 --threads 4` (its own supervisor and 2 worker processes of 4 threads);
-- arq: 2 `arq` processes, `max_jobs=4`, polling every 5 ms (benchmarks/arq_app.py says why not 0.5 s).
+- arq: 2 `arq` processes, `max_jobs=4`, polling every 5 ms (benchmarks/arq_app.py says why not 0.5 s), quiet.
 
 Redis is a throwaway `redis-server` (benchmarks/redis_server.py), flushed between peers.
 `python -m benchmarks.setup_peers` installs what is missing.
