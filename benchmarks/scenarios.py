@@ -585,9 +585,43 @@ def run_task_latency(sz: Sizes, fx: Fixtures) -> dict[str, float]:
 
 
 def redis_note() -> str:
-    if shutil.which("redis-server") is None:
-        return "RQ/Celery/dramatiq: skipped: no local redis-server"
-    return "RQ/Celery/dramatiq: redis-server is present but these peers are not wired up yet"
+    from benchmarks.peers import missing
+
+    why = missing()
+    if why:
+        return f"RQ/Celery/dramatiq/arq: skipped: {why} (python -m benchmarks.setup_peers installs them)"
+    return "RQ/Celery/dramatiq/arq: in the peers scenario (a throwaway redis-server)"
+
+
+def run_peers(sz: Sizes, fx: Fixtures) -> dict[str, float]:
+    from benchmarks import peers
+
+    return peers.run_peers(sz.huey_jobs, sz.gridd_timeout_s * 2)
+
+
+def _peers_figures() -> list[Figure]:
+    """benchmarks/peers.py's figures: per kind of job, each system's drain rate, then enqueue + drain times."""
+    kinds = {"noop": "no-op function", "shell_true": "`true` as a process"}
+    how = {
+        "huey": "-w 2 -k process",
+        "rq": "2 `rq worker`, a fork per job",
+        "celery": "2 workers, --pool threads -c 4",
+        "dramatiq": "--processes 2 --threads 4",
+        "arq": "2 workers, max_jobs 4",
+    }
+    figures = []
+    for kind, what in kinds.items():
+        gridd_what = "no-op task" if kind == "noop" else "shell job `true`"
+        figures.append(
+            Figure(
+                f"gridd_{kind}_jobs_s", "jobs/s", f"gridd drain, {gridd_what}, 2 x 4 slots", f"best_peer_{kind}_jobs_s"
+            )
+        )
+        figures += [Figure(f"{p}_{kind}_jobs_s", "jobs/s", f"{p} drain, {what} ({h})") for p, h in how.items()]
+        figures.append(Figure(f"best_peer_{kind}_jobs_s", "jobs/s", f"best peer's drain, {what}"))
+    for kind, what in kinds.items():
+        figures += [Figure(f"{p}_{kind}_total_s", "s", f"{p} enqueue + drain, {what}") for p in ("gridd", *how)]
+    return figures
 
 
 # ---- the list -------------------------------------------------------------------------------------------------
@@ -793,6 +827,13 @@ SCENARIOS: dict[str, Scenario] = {
             run_huey,
         ),
         Scenario(
+            "peers",
+            "N jobs queued, then drained by 2 worker processes: gridd, huey, RQ, Celery, dramatiq, arq (Redis peers on"
+            " a throwaway redis-server), no-op functions and `true` as a process",
+            _peers_figures(),
+            run_peers,
+        ),
+        Scenario(
             "tasks",
             "N no-op Python tasks, 2 worker processes (4 slots each), every state change committed; huey same run",
             [
@@ -929,6 +970,13 @@ def scenario_notes(scenario: Scenario) -> list[str]:
         return ["the job is shell `true` (a process spawn, ~1-2 ms, is included); task-latency is the no-op task"]
     if scenario.name == "slow-fsync":
         return slow_fsync_notes()
+    if scenario.name == "peers":
+        return [
+            "concurrency: gridd 2 workers x 4 slots; huey -w 2 -k process; rq 2 workers (1 job each, forked);"
+            " celery 2 x threads 4; dramatiq 2 processes x 4 threads; arq 2 x max_jobs 4 (poll 5 ms)",
+            "gridd's `true` is a shell job; the peers' is subprocess.run(['true']) (arq: create_subprocess_exec)",
+            redis_note(),
+        ]
     if scenario.name == "huey":
         return [
             "gridd runs a process per job (`true`); huey's no-op runs in-process: compare huey_shell_true for like",
