@@ -141,7 +141,12 @@ class Broker:
 
     async def recount(self) -> None:
         """Read the jobs' counts from the store afresh (another broker's changes may have been missed)."""
-        self._ledger.recount(await self.store.count_by_queue())
+        journal = self._ledger.start_recount()
+        counts = None
+        try:
+            counts = await self.store.count_by_queue()
+        finally:
+            self._ledger.recount(journal, counts)  # None: the read failed, the counts stay as they were
 
     # Since start, for metrics (read at scrape time, gridd/broker/metrics.py) and tests.
 

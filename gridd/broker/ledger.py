@@ -42,6 +42,10 @@ KIND_BY_STATE: dict[str, str] = {
 _ENDED_AS: dict[str, str] = {JobState.QUEUED: "requeued"}  # an attempt that ended with its job queued again
 
 
+# While a recount is under way: (queue, state left or None, state reached or "") of each change counted since.
+Journal = list[tuple[str, str | None, str]]
+
+
 class Ledger:
     """Counts, log lines, events, finish waiters and the dispatcher's (and promoter's) wake-up, for each
     committed change."""
@@ -68,6 +72,7 @@ class Ledger:
         # Since start, for metrics (read at scrape time, gridd/broker/metrics.py): attempts ended by what
         # became of their job (succeeded, failed, requeued, cancelled).
         self.attempts_ended: Counter[str] = Counter()
+        self._journals: list[Journal] = []  # of the recounts under way
 
     def record(self, changed: Sequence[Transition], kind: str | None = None, *, log_each: bool = True) -> None:
         """Count, log, publish, wake the waiters and the dispatcher for transitions that just committed."""
@@ -76,8 +81,11 @@ class Ledger:
         now = self._clock.now_ms()
         events: list[Event] = []
         ran_ms: list[int] = []
+        journals = self._journals
         for t in changed:
             by_state = self.counts.setdefault(t.queue, {})
+            for journal in journals:
+                journal.append((t.queue, t.previous, t.state))
             if t.previous is not None:
                 by_state[t.previous] = by_state.get(t.previous, 0) - 1
                 if t.previous == JobState.RUNNING:  # an attempt ended: its result, an expiry, a hand-back, a cancel
@@ -130,10 +138,28 @@ class Ledger:
         else:
             self.record(announced.changed, announced.kind, log_each=False)
 
-    def recount(self, counts: dict[str, dict[str, int]]) -> None:
-        """Take the store's counts afresh (another broker's changes may have been missed meanwhile)."""
+    def start_recount(self) -> Journal:
+        """A recount is under way: from now on keep each change counted, to add on top of its result."""
+        journal: Journal = []
+        self._journals.append(journal)
+        return journal
+
+    def recount(self, journal: Journal, counts: dict[str, dict[str, int]] | None) -> None:
+        """Take the store's counts afresh (another broker's changes may have been missed meanwhile), plus every
+        change counted since start_recount. A change the store's count already held is then counted twice, one
+        it did not hold once: the counts may run over by the changes of that moment, never under (a queue that
+        looks empty would not be offered to its workers: worker_desk)."""
+        self._journals.remove(journal)
+        if counts is None:  # the store could not be read: keep counting as before
+            return
         self.counts.clear()
-        self.counts.update(counts)
+        self.counts.update({queue: dict(by_state) for queue, by_state in counts.items()})
+        for queue, left, reached in journal:
+            by_state = self.counts.setdefault(queue, {})
+            if left is not None:
+                by_state[left] = by_state.get(left, 0) - 1
+            if reached:  # a purge reaches no state
+                by_state[reached] = by_state.get(reached, 0) + 1
 
     def leased(self, worker: str, jobs: Sequence[LeasedJob]) -> None:
         """The dispatcher's leases, once committed: each job went from queued to running on `worker`."""
@@ -151,6 +177,8 @@ class Ledger:
         for job_id, queue, state in removed:
             by_state = self.counts.get(queue, {})
             by_state[state] = by_state.get(state, 0) - 1
+            for journal in self._journals:
+                journal.append((queue, state, ""))
             if not any(by_state.values()):
                 self.counts.pop(queue, None)
             if self._hub.active:
