@@ -77,6 +77,7 @@ class Ledger:
         events: list[Event] = []
         ran_ms: list[int] = []
         lines: dict[tuple[str, str, int, str | None, int | None, str | None], list[str]] = {}
+        publishing = self._hub.active  # nobody listening: building events is wasted work
         for t in changed:
             by_state = self.counts.setdefault(t.queue, {})
             if t.previous is not None:
@@ -89,7 +90,7 @@ class Ledger:
             name = kind or KIND_BY_STATE.get(t.state, "job.changed")
             if log_each:
                 lines.setdefault((name, t.state, t.attempt, t.worker, t.exit_code, t.reason), []).append(t.job_id)
-            if self._hub.active:  # nobody listening: building events is wasted work
+            if publishing:
                 events.append(
                     Event(
                         kind=name,
@@ -104,7 +105,8 @@ class Ledger:
                         previous=t.previous,
                     )
                 )
-            events.extend(self._track_worker(t, now))
+            if t.worker is not None:
+                events.extend(self._track_worker(t, now))
         _log_lines(lines)
         self._hub.publish(events)
         if ran_ms:
