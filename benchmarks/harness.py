@@ -138,7 +138,8 @@ def start_broker(
     t0 = time.perf_counter()
     proc = subprocess.Popen(
         [
-            *(GRIDD, "broker", "--listen", "127.0.0.1:0", "--data-dir", str(data_dir), "--log-level", log_level),
+            *broker_command(),
+            *("broker", "--listen", "127.0.0.1:0", "--data-dir", str(data_dir), "--log-level", log_level),
             *(("--store", store) if store else ()),
         ],
         stdin=subprocess.DEVNULL,
@@ -161,6 +162,13 @@ def start_broker(
             stop_process(proc)
             raise BenchError(f"broker did not write {addr_file} within {timeout_s}s")
         time.sleep(0.002)
+
+
+def broker_command() -> list[str]:
+    """How brokers are started: `gridd`, or the command in $GRIDD_BENCH_BROKER (a diagnostic override, e.g.
+    `python -m benchmarks.profiled OUT.prof` to profile the broker)."""
+    override = os.environ.get("GRIDD_BENCH_BROKER")
+    return override.split() if override else [GRIDD]
 
 
 def worker_command() -> list[str]:

@@ -14,7 +14,7 @@ import structlog
 
 from gridd.broker import transitions as tr
 from gridd.broker.explain import explain
-from gridd.broker.finishes import FinishWatch
+from gridd.broker.finishes import FinishWatch, StandingWatch
 from gridd.broker.housekeeping import Housekeeping
 from gridd.broker.ledger import Ledger
 from gridd.broker.matching import LaneBook, lane_of_spec, unmatched
@@ -197,11 +197,23 @@ class ClientDesk:
                 views = await self._store.get_jobs(job_ids)
         return [v for v in views if v.state in FINISHED] if any_ else views
 
-    async def results(self, job_ids: Sequence[str], max_bytes: int, *, wait_any: bool) -> list[TaskOutcome]:
+    async def results(
+        self, job_ids: Sequence[str], max_bytes: int, *, wait_any: bool, standing: StandingWatch | None = None
+    ) -> list[TaskOutcome]:
         """Task results of the named jobs; `wait_any`: once one has finished, of the finished ones.
-        One store call when something has finished already, two when it had to wait."""
+        One store call when something has finished already, two when it had to wait. A long poll of a
+        connection that keeps a `standing` watch reads only the jobs that watch cannot vouch for."""
         if not wait_any:
             return await self._store.read_results(job_ids, max_bytes)
+        if standing is not None and not standing.busy:
+            standing.busy = True
+            try:
+                return await self._standing_results(job_ids, max_bytes, standing)
+            except Exception:
+                standing.close()  # an unknown job, say: its next poll reads everything again, and refuses it again
+                raise
+            finally:
+                standing.busy = False
         with self._watch.watch(job_ids, any_=True) as waiter:
             found = await self._store.read_results(job_ids, max_bytes, finished_only=True)
             if found:
@@ -211,6 +223,18 @@ class ClientDesk:
             # again at the next poll anyway.
             finished = [job_id for job_id in job_ids if job_id not in waiter.remaining]
         return await self._store.read_results(finished, max_bytes, finished_only=True)
+
+    async def _standing_results(
+        self, job_ids: Sequence[str], max_bytes: int, standing: StandingWatch
+    ) -> list[TaskOutcome]:
+        asked = standing.to_read(job_ids)  # watched from here on, before the read
+        while True:
+            found = await self._store.read_results(asked, max_bytes, finished_only=True) if asked else []
+            standing.read(asked, [o.job_id for o in found])
+            if found:
+                return found
+            await standing.wait()
+            asked = standing.ended(job_ids)
 
     async def put_blob(self, blob: str, size: int, offset: int, data: bytes) -> int:
         """Keep a piece of a payload; returns how many bytes of it the broker holds."""

@@ -15,6 +15,7 @@ import msgspec
 
 from gridd.broker import authorization
 from gridd.broker.core import Broker
+from gridd.broker.finishes import StandingWatch
 from gridd.broker.principals import Principal
 from gridd.broker.submit_keys import submit_key
 from gridd.protocol.errors import BadFrame, InvalidRequest
@@ -86,6 +87,11 @@ class ClientRequests:
         self._leased = leased
         # A worker token's fetchable inputs, for the set of jobs it held when they were read.
         self._inputs: tuple[frozenset[str], set[str], set[str]] | None = None
+        self._standing = StandingWatch(broker.watch)  # what this connection's result long polls ask about
+
+    def close(self) -> None:
+        """The connection ended: nothing of it is watched any more."""
+        self._standing.close()
 
     # ---- jobs -------------------------------------------------------------------------------------------------
 
@@ -143,7 +149,9 @@ class ClientRequests:
 
     async def results(self, m: ReadResults) -> ResultsRead:
         await self.check_owned(m.job_ids, "read the results of")
-        results = await self._broker.results(m.job_ids, RESULTS_PER_REPLY_BYTES, wait_any=m.wait_any)
+        results = await self._broker.results(
+            m.job_ids, RESULTS_PER_REPLY_BYTES, wait_any=m.wait_any, standing=self._standing
+        )
         return ResultsRead(rid=m.rid, results=results)
 
     async def purge(self, m: PurgeJobs) -> JobsPurged:

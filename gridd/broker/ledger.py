@@ -82,6 +82,8 @@ class Ledger:
         events: list[Event] = []
         ran_ms: list[int] = []
         journals = self._journals
+        lines: dict[tuple[str, str, int, str | None, int | None, str | None], list[str]] = {}
+        publishing = self._hub.active  # nobody listening: building events is wasted work
         for t in changed:
             by_state = self.counts.setdefault(t.queue, {})
             for journal in journals:
@@ -95,16 +97,8 @@ class Ledger:
             by_state[t.state] = by_state.get(t.state, 0) + 1
             name = kind or KIND_BY_STATE.get(t.state, "job.changed")
             if log_each:
-                log.info(
-                    name,
-                    job_id=t.job_id,
-                    state=t.state,
-                    attempt=t.attempt,
-                    worker=t.worker,
-                    exit_code=t.exit_code,
-                    reason=t.reason,
-                )
-            if self._hub.active:  # nobody listening: building events is wasted work
+                lines.setdefault((name, t.state, t.attempt, t.worker, t.exit_code, t.reason), []).append(t.job_id)
+            if publishing:
                 events.append(
                     Event(
                         kind=name,
@@ -119,7 +113,9 @@ class Ledger:
                         previous=t.previous,
                     )
                 )
-            events.extend(self._track_worker(t, now))
+            if t.worker is not None:
+                events.extend(self._track_worker(t, now))
+        _log_lines(lines)
         self._hub.publish(events)
         if ran_ms:
             self._observer.attempts_ended(ran_ms)
@@ -220,3 +216,13 @@ class Ledger:
         if was_busy == bool(link.jobs):
             return []
         return [Event(kind="worker.busy" if link.jobs else "worker.idle", ts_ms=now, worker=link.name)]
+
+
+def _log_lines(lines: dict[tuple[str, str, int, str | None, int | None, str | None], list[str]]) -> None:
+    """The audit trail: a line per job, or one per batch of like changes (the same event, state, attempt,
+    worker, exit code and reason) naming its jobs in `job_ids`. A job's line is ~10 us of broker CPU,
+    against ~200 us for all the rest a short task costs it; a line per batch keeps the log readable at
+    thousands of jobs a second too."""
+    for (name, state, attempt, worker, exit_code, reason), ids in lines.items():
+        job = {"job_id": ids[0]} if len(ids) == 1 else {"job_ids": ",".join(ids), "count": len(ids)}
+        log.info(name, **job, state=state, attempt=attempt, worker=worker, exit_code=exit_code, reason=reason)

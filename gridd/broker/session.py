@@ -112,6 +112,7 @@ class Session:
             finally:
                 if self._router is not None:
                     self._router.workers.unregister()
+                    self._router.clients.close()
                 log.debug("conn.closed")
 
     # ---- I/O ----------------------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ import structlog
 
 from gridd.client.locate import cluster_token
 from gridd.config import Config, default_data_dir
+from gridd.eventloop import backend_options
 from gridd.logs import configure_logging
 from gridd.protocol.errors import NoToken
 
@@ -30,8 +31,8 @@ def run(args: argparse.Namespace, config: Config) -> int:
         return anyio.run(run_demo, args)
     configure_logging(args.log_level, args.log_format)
     if args.command == "broker":
-        return anyio.run(_broker, config)
-    return anyio.run(_worker, config)
+        return anyio.run(_broker, config, backend_options=backend_options())
+    return anyio.run(_worker, config, backend_options=backend_options())
 
 
 async def _broker(config: Config) -> int:

@@ -12,12 +12,18 @@ the task's annotation, in `value` (in a blob past INLINE_BYTES).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import functools
 import hashlib
 import importlib
 import os
+import queue
 import sys
+import threading
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -171,7 +177,66 @@ async def _invoke(task: Task[Any, Any], payload: bytes, batch: bool, settings: T
         else:
             value = [await task.fn(record) for record in task.decode_records(payload)]
         return task.encode_value(value, batch=batch)
-    return await anyio.to_thread.run_sync(_call_blocking, task, payload, batch, abandon_on_cancel=True)
+    return await _THREADS.run(_call_blocking, task, payload, batch)
+
+
+_Call = Callable[[], bytes]
+
+
+class _Threads:
+    """The threads plain tasks run in: a thread per task running now, kept for the next ones.
+
+    anyio's `to_thread.run_sync` costs ~50-75 us of CPU a call on this kind of machine (a limiter, a
+    cancel scope, a future and a queue per call), about as much as the rest of a no-op task's path in
+    the worker; a thread fed by a `SimpleQueue` that answers with one `call_soon_threadsafe` costs ~15.
+    Slots bound how many run at once; a task abandoned at its timeout keeps its thread until it returns,
+    and the next task then gets another thread, so it never waits for an abandoned one. Threads are
+    daemons: a task that never returns does not hold the worker's exit. asyncio's, as the worker's loop is."""
+
+    def __init__(self) -> None:
+        self._calls: queue.SimpleQueue[tuple[asyncio.AbstractEventLoop, asyncio.Future[bytes], _Call]] = (
+            queue.SimpleQueue()
+        )
+        self._idle = 0  # threads waiting on the queue, or about to: each call takes one or starts one
+        self._lock = threading.Lock()
+
+    async def run(self, fn: Callable[..., bytes], *args: Any) -> bytes:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[bytes] = loop.create_future()
+        with self._lock:
+            start = self._idle == 0
+            if not start:
+                self._idle -= 1
+        self._calls.put((loop, future, functools.partial(fn, *args)))
+        if start:
+            threading.Thread(target=self._serve, name="gridd-task", daemon=True).start()
+        return await future  # cancelled (a timeout, a revoked lease): the call runs on, its value is dropped
+
+    def _serve(self) -> None:
+        while True:
+            loop, future, call = self._calls.get()
+            try:
+                outcome: tuple[bytes | None, BaseException | None] = (call(), None)
+            except BaseException as exc:  # noqa: BLE001 - handed to the awaiting task, which decides
+                outcome = (None, exc)
+            with self._lock:
+                self._idle += 1
+            with contextlib.suppress(RuntimeError):  # the loop has closed: nobody waits any more
+                loop.call_soon_threadsafe(_settle, future, outcome)
+            del loop, future, call, outcome  # nothing of a finished call is held while the thread waits
+
+
+def _settle(future: asyncio.Future[bytes], outcome: tuple[bytes | None, BaseException | None]) -> None:
+    if future.done():  # its task was cancelled meanwhile
+        return
+    value, error = outcome
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(value or b"")
+
+
+_THREADS = _Threads()
 
 
 def _call_blocking(task: Task[Any, Any], payload: bytes, batch: bool) -> bytes:

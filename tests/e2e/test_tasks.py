@@ -132,6 +132,21 @@ async def test_blocking_tasks_run_as_many_at_once_as_there_are_slots(tmp_path: P
     assert len({s[2] for s in spans}) == 8  # each in a thread of its own
 
 
+async def test_a_thread_task_past_its_timeout_frees_its_slot_for_the_next_at_once(tmp_path: Path) -> None:
+    """A plain task cannot be stopped midway: at its timeout the worker reports it timed out and runs the
+    next task in another thread, not after the abandoned one returns."""
+    async with (
+        running_broker(tmp_path) as b,
+        running_worker(tmp_path, b.addr, tasks=TASKS, slots=1),
+        client_of(b) as c,
+    ):
+        stuck = await c.submit_task(sample.overstay, 30.0)
+        with pytest.raises(gridd.JobFailed, match="timed out after 0.3s"):
+            await stuck.result()
+        with anyio.fail_after(10):  # well before the abandoned call returns
+            assert await (await c.submit_task(sample.add, 1, 1)).result() == 2
+
+
 async def test_async_and_process_tasks_and_a_process_task_timeout(tmp_path: Path) -> None:
     async with running_broker(tmp_path) as b, running_worker(tmp_path, b.addr, tasks=TASKS), client_of(b) as c:
         assert await (await c.submit_task(sample.nap, 0.01)).result() == "rested"

@@ -80,6 +80,13 @@ def hold_slot(seconds: float) -> tuple[float, float, int]:
     return start, time.monotonic(), threading.get_ident()
 
 
+@gridd.task(max_attempts=1, timeout_s=0.3)
+def overstay(seconds: float) -> str:
+    """Blocks its thread past its timeout: the worker gives up on it, the thread runs on."""
+    time.sleep(seconds)
+    return "late"
+
+
 @gridd.task(run="process")
 def where(x: int) -> tuple[int, int]:
     return x, os.getpid()
