@@ -162,9 +162,13 @@ class Dispatcher:
             if not lanes or request not in self._pending:  # abandoned: its worker went away meanwhile
                 continue
             self._serving = request
+            # The clock read as the call is queued: the store runs calls in the order they come, so every
+            # result it has recorded before this lease came at an earlier time (a job freed by a dependency
+            # that ended at T starts at T or later, never a moment before).
+            leased_at = self._clock.now_ms()
             try:
                 jobs = await self._store.lease_jobs(
-                    request.worker, lanes, request.max_jobs, now, self._ttl_ms, budget, request.instance
+                    request.worker, lanes, request.max_jobs, leased_at, self._ttl_ms, budget, request.instance
                 )
             finally:
                 self._serving = None
