@@ -23,7 +23,7 @@ from anyio.streams.memory import MemoryObjectSendStream
 from anyio.streams.tls import TLSAttribute, TLSStream
 
 from gridd.client.addresses import first_answering, went_away
-from gridd.client.trust import Pin, check_presented, client_context, pin_for
+from gridd.client.trust import Pin, check_presented, client_context, pin_for, tls_refusal
 from gridd.config import parse_address, parse_addresses
 from gridd.protocol.credentials import parse_credential
 from gridd.protocol.errors import (
@@ -32,8 +32,6 @@ from gridd.protocol.errors import (
     ConnectionLost,
     GriddError,
     NoToken,
-    TransportMismatch,
-    UntrustedBroker,
     exception_for,
 )
 from gridd.protocol.features import missing, too_old
@@ -274,18 +272,8 @@ async def _start_tls(tcp: ByteStream, address: str, host: str, pin: Pin) -> TLSS
     try:
         with anyio.fail_after(CONNECT_TIMEOUT_S):
             return await TLSStream.wrap(tcp, hostname=host, ssl_context=client_context(pin), standard_compatible=False)
-    except ssl.SSLCertVerificationError as exc:
-        raise UntrustedBroker(
-            f"the broker at {address} is not the one your credential names ({exc.verify_message}); "
-            "the credential was not sent"
-        ) from None
     except ssl.SSLError as exc:
-        if exc.reason == "WRONG_VERSION_NUMBER":  # what a plain (--insecure) broker's answer looks like to TLS
-            raise TransportMismatch(
-                f"the broker at {address} does not speak TLS (it runs with --insecure): "
-                "give --insecure here too, or restart the broker without it"
-            ) from None
-        raise ConnectionLost(f"TLS with the broker at {address} failed: {exc.reason or exc}") from exc
+        raise tls_refusal(exc, address) from None
     except TRANSPORT_ERRORS as exc:
         raise ConnectionLost(f"the broker at {address} closed the connection during the TLS handshake") from exc
     except TimeoutError as exc:

@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TypeVar
 
-from gridd.client.trust import Pin, check_presented, client_context, pin_for
+from gridd.client.trust import Pin, check_presented, client_context, pin_for, tls_refusal
 from gridd.config import parse_address, parse_addresses
 from gridd.protocol.credentials import parse_credential
 from gridd.protocol.errors import (
@@ -32,8 +32,6 @@ from gridd.protocol.errors import (
     BrokerTooOld,
     ConnectionLost,
     NoToken,
-    TransportMismatch,
-    UntrustedBroker,
     exception_for,
 )
 from gridd.protocol.features import missing, too_old
@@ -128,18 +126,8 @@ def _start_tls(tcp: socket.socket, address: str, host: str, pin: Pin, deadline: 
     try:
         tcp.settimeout(_left(deadline))
         return client_context(pin).wrap_socket(tcp, server_hostname=_wire_name(host))
-    except ssl.SSLCertVerificationError as exc:
-        raise UntrustedBroker(
-            f"the broker at {address} is not the one your credential names ({exc.verify_message}); "
-            "the credential was not sent"
-        ) from None
     except ssl.SSLError as exc:
-        if exc.reason == "WRONG_VERSION_NUMBER":  # what a plain (--insecure) broker's answer looks like to TLS
-            raise TransportMismatch(
-                f"the broker at {address} does not speak TLS (it runs with --insecure): "
-                "give --insecure here too, or restart the broker without it"
-            ) from None
-        raise ConnectionLost(f"TLS with the broker at {address} failed: {exc.reason or exc}") from exc
+        raise tls_refusal(exc, address) from None
     except TimeoutError as exc:
         raise ConnectionLost(f"the broker at {address} did not finish the TLS handshake") from exc
     except OSError as exc:

@@ -25,7 +25,7 @@ import msgspec
 
 from gridd.config import ca_store_dir, default_data_dir
 from gridd.protocol.credentials import ca_digest
-from gridd.protocol.errors import UntrustedBroker
+from gridd.protocol.errors import ConnectionLost, GriddError, TransportMismatch, UntrustedBroker
 
 USE_CREDENTIAL = (
     "use the credential string (gridd1-..., in the broker's token file or from `gridd token create`) "
@@ -152,3 +152,18 @@ def _list(directory: Path) -> list[Path]:
         return [p for p in directory.iterdir() if p.suffix == ".pem"]
     except OSError:
         return []
+
+
+def tls_refusal(exc: ssl.SSLError, address: str) -> GriddError:
+    """What a failed TLS handshake with the broker at `address` means to a person (either connection's)."""
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return UntrustedBroker(
+            f"the broker at {address} is not the one your credential names ({exc.verify_message}); "
+            "the credential was not sent"
+        )
+    if exc.reason == "WRONG_VERSION_NUMBER":  # what a plain (--insecure) broker's answer looks like to TLS
+        return TransportMismatch(
+            f"the broker at {address} does not speak TLS (it runs with --insecure): "
+            "give --insecure here too, or restart the broker without it"
+        )
+    return ConnectionLost(f"TLS with the broker at {address} failed: {exc.reason or exc}")
