@@ -1,12 +1,9 @@
 """Group commit on PostgreSQL: the store's calls, batched into one transaction on one connection, run in a
 thread (psycopg's blocking connection; the use cases are plain functions of their transaction).
 
-Rules, as SQLite's (commit.py): one batch at a time on a connection, each a whole transaction; calls made
-while the batches commit queue up for the next one; each call runs under a savepoint, so one that fails is
-undone alone. Unlike SQLite, PostgreSQL takes writers side by side: a broker commits on LINKS connections at
-once, so that one batch's round trips and WAL flush overlap the next one's (a batch is latency, not CPU:
-`python -m benchmarks postgresql`). Two batches of one broker are then as two brokers' are: ordered by their
-row locks, not by when they were queued. A call returns only after COMMIT; a batch with a durable call commits with
+Rules, as SQLite's (commit.py): one batch at a time on the connection, each a whole transaction; calls made
+while a batch commits queue up for the next one; each call runs under a savepoint, so one that fails is
+undone alone. A call returns only after COMMIT; a batch with a durable call commits with
 `synchronous_commit` on (PostgreSQL's own WAL flush, which it shares between the transactions of every
 broker that commit together), one without turns it off for that transaction (a lease lost with the
 database's power is granted again).
@@ -46,7 +43,6 @@ T = TypeVar("T")
 log = structlog.get_logger()
 
 MAX_BATCH_CALLS = 256
-LINKS = 3  # connections a broker commits on at once
 CALL_TRIES = 8  # a call that collided with another broker's transaction runs again, this many times at most
 RECONNECT_FOR_S = 30.0  # a lost connection is sought again this long before calls are refused
 CONNECT_TIMEOUT_S = 5
@@ -78,27 +74,19 @@ class _Lost(Exception):
         self.committing = committing
 
 
-@dataclass(eq=False, slots=True)
-class _Link:
-    """One connection of the store: one batch at a time on it."""
-
-    conn: psycopg.Connection[Any] | None = None
-
-
 class PgGroupCommit:
-    """Runs store calls in batches on LINKS PostgreSQL connections, opened (and opened again) from `url`."""
+    """Runs store calls in batches on one PostgreSQL connection, opened (and opened again) from `url`."""
 
     def __init__(self, url: str, observer: Observer | None = None, conn: psycopg.Connection[Any] | None = None) -> None:
         self.url = url
         self._observer = observer or Observer()
-        self._links = [_Link(conn)] + [_Link() for _ in range(LINKS - 1)]
-        self._idle = list(self._links)
+        self._conn = conn
         # The backend pids of every connection this store committed through: notifications from them are
         # its own (pg_listen.py).
         self._pids: set[int] = set() if conn is None else {conn.info.backend_pid}
+        self._limiter = anyio.CapacityLimiter(1)  # one batch's SQL at a time
         self._queued: list[_Call] = []
         self._leading = False
-        self._changed = anyio.Event()  # a call queued, or a link freed: the leader looks again
 
     async def run(self, fn: Callable[[Tx], T], *, durable: bool) -> T:
         """Run one use case in the next group commit; returns after COMMIT. Not cancellable midway, on
@@ -106,9 +94,7 @@ class PgGroupCommit:
         call = _Call(fn, durable)
         self._queued.append(call)
         with anyio.CancelScope(shield=True):
-            if self._leading:
-                self._changed.set()
-            else:
+            if not self._leading:
                 await self._lead()
             await call.committed.wait()
         if call.error is not None:
@@ -116,56 +102,46 @@ class PgGroupCommit:
         return call.result  # type: ignore[no-any-return]
 
     async def _lead(self) -> None:
-        """Hand batches to idle links until nothing is queued or committing; whoever finds no leader leads."""
         self._leading = True
         try:
             await anyio.lowlevel.checkpoint()  # calls from messages read in the same turn join this batch
-            async with anyio.create_task_group() as tg:
-                while self._queued or len(self._idle) < len(self._links):
-                    if self._queued and self._idle:
-                        batch, self._queued = self._queued[:MAX_BATCH_CALLS], self._queued[MAX_BATCH_CALLS:]
-                        tg.start_soon(self._commit, self._idle.pop(), batch)
-                        continue
-                    self._changed = anyio.Event()
-                    await self._changed.wait()
+            while self._queued:
+                batch, self._queued = self._queued[:MAX_BATCH_CALLS], self._queued[MAX_BATCH_CALLS:]
+                started = time.perf_counter()
+                try:
+                    await anyio.to_thread.run_sync(self._run_batch, batch, limiter=self._limiter)
+                except BaseException as exc:  # a bug of ours: every caller of the batch hears of it
+                    for call in batch:
+                        call.error = call.error or exc
+                    raise
+                finally:
+                    durable = any(call.durable for call in batch)
+                    self._observer.committed(len(batch), time.perf_counter() - started, durable)
+                    for call in batch:
+                        call.committed.set()
         finally:
             self._leading = False
-
-    async def _commit(self, link: _Link, batch: list[_Call]) -> None:
-        started = time.perf_counter()
-        try:
-            await anyio.to_thread.run_sync(self._run_batch, link, batch)
-        except BaseException as exc:  # a bug of ours: every caller of the batch hears of it
-            for call in batch:
-                call.error = call.error or exc
-            raise
-        finally:
-            durable = any(call.durable for call in batch)
-            self._observer.committed(len(batch), time.perf_counter() - started, durable)
-            for call in batch:
-                call.committed.set()
-            self._idle.append(link)
-            self._changed.set()
 
     def own_pids(self) -> set[int]:
         return self._pids
 
     def close(self) -> None:
-        for link in self._links:
-            _close(link)
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
 
     # ---- in the thread ---------------------------------------------------------------------------------------
 
-    def _run_batch(self, link: _Link, batch: list[_Call]) -> None:
+    def _run_batch(self, batch: list[_Call]) -> None:
         """The batch's transaction, run again on a new connection if the old one went away before COMMIT."""
         give_up = time.monotonic() + RECONNECT_FOR_S
         delay = 0.05
         while True:
             try:
-                self._transaction(self._connection(link), batch)
+                self._transaction(self._connection(), batch)
                 return
             except _Lost as lost:
-                _close(link)
+                self.close()
                 if lost.committing:
                     error = StorageFailed(
                         f"the database went away while committing ({lost}); the request may or may not have"
@@ -182,14 +158,14 @@ class PgGroupCommit:
                 time.sleep(delay)  # in the store's own thread: the event loop goes on
                 delay = min(delay * 2, 2.0)
 
-    def _connection(self, link: _Link) -> psycopg.Connection[Any]:
-        if link.conn is None or link.conn.closed:
+    def _connection(self) -> psycopg.Connection[Any]:
+        if self._conn is None or self._conn.closed:
             try:
-                link.conn = connect(self.url)
-                self._pids.add(link.conn.info.backend_pid)
+                self._conn = connect(self.url)
+                self._pids.add(self._conn.info.backend_pid)
             except psycopg.OperationalError as exc:
                 raise _Lost(exc, committing=False) from exc
-        return link.conn
+        return self._conn
 
     def _transaction(self, conn: psycopg.Connection[Any], batch: list[_Call]) -> None:
         tx = PgTx(conn)
@@ -233,12 +209,6 @@ def _run_call(conn: psycopg.Connection[Any], tx: PgTx, call: _Call) -> None:
             conn.execute("RELEASE call")
             call.error = StorageFailed(f"the broker could not commit: {exc}") if isinstance(exc, psycopg.Error) else exc
             return
-
-
-def _close(link: _Link) -> None:
-    if link.conn is not None:
-        link.conn.close()
-        link.conn = None
 
 
 def _fail(batch: list[_Call], error: StorageFailed) -> None:
