@@ -7,8 +7,19 @@ import pytest
 
 from tests.conftest import parametrize_backends
 
-# Run once: SQLite's group commit and fsync, the schemas' own checks (which cover both lists), pure code.
-SQLITE_ONLY = frozenset({"test_group_commit", "test_schema", "test_transitions", "test_changes"})
+# Run once: SQLite's group commit and fsync, the schemas' own checks (which cover both lists), pure code, and
+# the connection layer (frames, TLS, limits on peers), which asks the store nothing a store test does not.
+SQLITE_ONLY = frozenset(
+    {
+        "test_group_commit",
+        "test_schema",
+        "test_transitions",
+        "test_changes",
+        "test_wire_safety",
+        "test_connection_limits",
+        "test_tls",
+    }
+)
 # Several brokers on one store: only PostgreSQL can be shared.
 POSTGRESQL_ONLY = frozenset({"test_two_brokers", "test_pg_failover", "test_gangs_shared"})
 
