@@ -119,8 +119,13 @@ class RunningJobs:
         return self.capacity.budget((h.job.spec for h in self._held.values() if not h.handed_back), prefetch)
 
     def hold(self, jobs: list[LeasedJob]) -> None:
-        """Jobs granted: held, and started as they fit."""
+        """Jobs granted: held, and started as they fit. A grant this worker already holds (the same job under
+        the same lease, heard twice: a late reply to a lease request it had given up) is not run again."""
         for job in jobs:
+            held = self._held.get(job.job_id)
+            if held is not None and held.lease.lease == job.lease:
+                log.info("job.grant_repeated", job_id=job.job_id, lease=job.lease)
+                continue
             self._held[job.job_id] = Held(job, LeaseRef(job_id=job.job_id, lease=job.lease), anyio.CancelScope())
         self._start_ready()
 
