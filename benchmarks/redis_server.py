@@ -3,9 +3,9 @@
 `RedisServer` starts `redis-server` in the foreground on a free 127.0.0.1 port, with its working directory
 in a fresh temp dir and no persistence (no RDB snapshots, no append-only file: the peers' queues live in
 memory, as a default Redis install keeps them between snapshots), waits until it answers PING, and stops it
-by PID afterwards (SIGTERM, then SIGKILL), removing the temp dir. Use it as a context manager so the stop
-runs in a `finally`. Like tests/pgserver.py for PostgreSQL: only the standard library, so nothing here needs
-a Python Redis client.
+by PID afterwards (SIGTERM, then SIGKILL: the harness's stop_process), removing the temp dir. Use it as a
+context manager so the stop runs in a `finally`. Like tests/pgserver.py for PostgreSQL: no Python Redis
+client is needed here.
 
 `python -m benchmarks.setup_peers` installs the package when `redis-server` is not on PATH.
 """
@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import contextlib
 import shutil
-import signal
 import socket
 import subprocess
 import tempfile
 import time
 from pathlib import Path
 from types import TracebackType
+
+from benchmarks.harness import stop_process
 
 INSTALL_HINT = "run `python -m benchmarks.setup_peers` (apt-get install redis-server)"
 _PORT_TRIES = 3  # a port picked free may be taken before redis binds it: pick another, this many times
@@ -107,16 +108,8 @@ class RedisServer:
     def _kill(self, grace_s: float = 5.0) -> None:
         """SIGTERM (redis exits without saving: there is nothing to save), then SIGKILL. Only our process."""
         proc, self.proc = self.proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=grace_s)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                proc.kill()
-            proc.wait(timeout=10)
+        if proc is not None:
+            stop_process(proc, grace_s)
 
     def stop(self) -> None:
         self._kill()
