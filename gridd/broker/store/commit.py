@@ -91,7 +91,8 @@ class _Call:
 
     fn: Callable[[], Any]
     durable: bool
-    committed: anyio.Event = field(default_factory=anyio.Event)
+    woken: anyio.Event = field(default_factory=anyio.Event)  # committed, or its turn to lead (`leads`)
+    leads: bool = False
     result: Any = None
     error: BaseException | None = None
     seq: int = 0  # the batch it committed in (batches are numbered from 1 as they commit)
@@ -168,44 +169,50 @@ class GroupCommit:
         self._queued.append(call)
         with anyio.CancelScope(shield=True):
             if not self._leading:
-                await self._lead()
-            await call.committed.wait()
+                self._leading = True
+                await anyio.lowlevel.checkpoint()  # calls from messages read in the same turn join this batch
+                await self._commit_next()
+            else:
+                await call.woken.wait()
+                if call.leads:
+                    await self._commit_next()
             if call.error is None:
                 await self._settle(call)
         if call.error is not None:
             raise call.error
         return call.result  # type: ignore[no-any-return]
 
-    async def _lead(self) -> None:
-        """Commit batches until nothing is queued; whoever finds no batch running leads. The leader does not
-        wait for fsyncs: the callers do (_settle), so the next batch's SQL runs meanwhile."""
-        self._leading = True
+    async def _commit_next(self) -> None:
+        """Commit the next batch (the leader's own call is its first), then hand the lead to the first call
+        still queued: each caller goes on as soon as its own batch has committed, in commit order. The
+        leader does not wait for fsyncs: the callers do (_settle), so the next batch's SQL runs meanwhile."""
+        batch, self._queued = self._queued[:MAX_BATCH_CALLS], self._queued[MAX_BATCH_CALLS:]
         try:
-            # One turn of the loop first: calls from messages read in the same turn join this batch.
-            await anyio.lowlevel.checkpoint()
-            while self._queued:
-                batch, self._queued = self._queued[:MAX_BATCH_CALLS], self._queued[MAX_BATCH_CALLS:]
-                if self._broken is not None:
-                    batch = self._refuse_durable(batch, self._broken)
-                    if not batch:
-                        continue
-                checkpoint = self._checkpoint_due()
-                started, committed = time.perf_counter(), False
-                try:
-                    if len(batch) == 1 and self._last_sql_s < INLINE_UNDER_S and not checkpoint:
-                        committed = self._run_batch(batch)
-                    else:
-                        committed = await anyio.to_thread.run_sync(
-                            self._run_batch, batch, checkpoint, limiter=self._limiter
-                        )
-                except BaseException as exc:  # a bug of ours: every caller of the batch hears of it
-                    for call in batch:
-                        call.error = call.error or exc
-                    raise
-                finally:
-                    self._committed(batch, committed=committed, started=started)
+            if self._broken is not None:
+                batch = self._refuse_durable(batch, self._broken)
+            if batch:
+                await self._commit(batch)
         finally:
-            self._leading = False
+            if self._queued:
+                self._queued[0].leads = True
+                self._queued[0].woken.set()
+            else:
+                self._leading = False
+
+    async def _commit(self, batch: list[_Call]) -> None:
+        checkpoint = self._checkpoint_due()
+        started, committed = time.perf_counter(), False
+        try:
+            if len(batch) == 1 and self._last_sql_s < INLINE_UNDER_S and not checkpoint:
+                committed = self._run_batch(batch)
+            else:
+                committed = await anyio.to_thread.run_sync(self._run_batch, batch, checkpoint, limiter=self._limiter)
+        except BaseException as exc:  # a bug of ours: every caller of the batch hears of it
+            for call in batch:
+                call.error = call.error or exc
+            raise
+        finally:
+            self._committed(batch, committed=committed, started=started)
 
     async def _settle(self, call: _Call) -> None:
         """Return once an fsync has covered every durable batch up to this call's; run one if none is."""
@@ -282,7 +289,8 @@ class GroupCommit:
         for call in batch:
             if call.durable:
                 call.error = error
-                call.committed.set()
+                call.leads = False
+                call.woken.set()
         return [call for call in batch if not call.durable]
 
     def _committed(self, batch: list[_Call], *, committed: bool, started: float) -> None:
@@ -300,7 +308,8 @@ class GroupCommit:
             self._observer.committed(len(batch), self._last_sql_s, durable)
         for call in batch:
             call.seq, call.need = self._seq, self._dirty
-            call.committed.set()
+            call.leads = False
+            call.woken.set()
 
     def _run_batch(self, batch: list[_Call], checkpoint: bool = False) -> bool:
         """The batch's transaction (after a checkpoint if asked); False if nothing of it was committed."""

@@ -61,7 +61,8 @@ _COLLISIONS = (
 class _Call:
     fn: Callable[[Tx], Any]
     durable: bool
-    committed: anyio.Event = field(default_factory=anyio.Event)
+    woken: anyio.Event = field(default_factory=anyio.Event)  # committed, or its turn to lead (`leads`)
+    leads: bool = False
     result: Any = None
     error: BaseException | None = None
 
@@ -95,32 +96,38 @@ class PgGroupCommit:
         self._queued.append(call)
         with anyio.CancelScope(shield=True):
             if not self._leading:
-                await self._lead()
-            await call.committed.wait()
+                self._leading = True
+                await anyio.lowlevel.checkpoint()  # calls from messages read in the same turn join this batch
+                await self._commit_next()
+            else:
+                await call.woken.wait()
+                if call.leads:
+                    await self._commit_next()
         if call.error is not None:
             raise call.error
         return call.result  # type: ignore[no-any-return]
 
-    async def _lead(self) -> None:
-        self._leading = True
+    async def _commit_next(self) -> None:
+        """Commit the next batch (the leader's own call is its first), then hand the lead to the first call
+        still queued: each caller goes on as soon as its own batch has committed, in commit order."""
+        batch, self._queued = self._queued[:MAX_BATCH_CALLS], self._queued[MAX_BATCH_CALLS:]
+        started = time.perf_counter()
         try:
-            await anyio.lowlevel.checkpoint()  # calls from messages read in the same turn join this batch
-            while self._queued:
-                batch, self._queued = self._queued[:MAX_BATCH_CALLS], self._queued[MAX_BATCH_CALLS:]
-                started = time.perf_counter()
-                try:
-                    await anyio.to_thread.run_sync(self._run_batch, batch, limiter=self._limiter)
-                except BaseException as exc:  # a bug of ours: every caller of the batch hears of it
-                    for call in batch:
-                        call.error = call.error or exc
-                    raise
-                finally:
-                    durable = any(call.durable for call in batch)
-                    self._observer.committed(len(batch), time.perf_counter() - started, durable)
-                    for call in batch:
-                        call.committed.set()
+            await anyio.to_thread.run_sync(self._run_batch, batch, limiter=self._limiter)
+        except BaseException as exc:  # a bug of ours: every caller of the batch hears of it
+            for call in batch:
+                call.error = call.error or exc
+            raise
         finally:
-            self._leading = False
+            self._observer.committed(len(batch), time.perf_counter() - started, any(call.durable for call in batch))
+            for call in batch:
+                call.leads = False
+                call.woken.set()
+            if self._queued:
+                self._queued[0].leads = True
+                self._queued[0].woken.set()
+            else:
+                self._leading = False
 
     def own_pids(self) -> set[int]:
         return self._pids
