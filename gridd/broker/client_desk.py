@@ -168,9 +168,8 @@ class ClientDesk:
         if action not in tr.ACTIONS:
             raise InvalidRequest(f"unknown action {action!r}; expected one of {', '.join(tr.ACTIONS)}")
         with self._housekeeping.bringing():  # a retried job may bring back a queue whose lanes were dropped
-            outcomes, changed, revoked = await self._store.control_jobs(action, job_ids, self._clock.now_ms())
-            if action == "retry" and changed:
-                self._lanes.add(await self._store.restore_lanes([t.job_id for t in changed]))
+            outcomes, changed, revoked, restored = await self._store.control_jobs(action, job_ids, self._clock.now_ms())
+            self._lanes.add(restored)
         self._ledger.record(changed, kind=_KIND_BY_ACTION.get(action))
         by_worker: dict[str, list[LeaseRef]] = {}
         for r in revoked:

@@ -141,12 +141,7 @@ class Broker:
 
     async def recount(self) -> None:
         """Read the jobs' counts from the store afresh (another broker's changes may have been missed)."""
-        journal = self._ledger.start_recount()
-        counts = None
-        try:
-            counts = await self.store.count_by_queue()
-        finally:
-            self._ledger.recount(journal, counts)  # None: the read failed, the counts stay as they were
+        self._ledger.recount(await self.store.count_by_queue())
 
     # Since start, for metrics (read at scrape time, gridd/broker/metrics.py) and tests.
 

@@ -1,10 +1,16 @@
 """The broker's memory of what committed: jobs per queue and state, and who must hear of each change.
 
 Rule: `record` is called only with transitions whose store call has returned (committed), so a reply, an
-event or a wake-up never runs ahead of the database. The counts are read from the store once at start
-and from then on kept here alone, so a snapshot and the events after it agree exactly. With other brokers
-on the same store (PostgreSQL), their committed changes arrive through `from_peer` and count the same; the
-counts are read afresh whenever some of theirs may have been missed (`recount`).
+event or a wake-up never runs ahead of the database, and it is called before that caller awaits anything
+else. The counts are read from the store once at start and from then on kept here alone, so a snapshot and
+the events after it agree exactly. With other brokers on the same store (PostgreSQL), their committed
+changes arrive through `from_peer` and count the same; the counts are read afresh whenever some of theirs
+may have been missed (`recount`).
+
+Why a recount is exact for this broker's own changes: the read is a store call like the others, and the
+group commit runs calls in order and wakes their callers in commit order (commit.py, pg_commit.py). So when
+the read returns, every own change it saw has been recorded already, and every one it did not see is
+recorded after: taking its counts as they are is right for both.
 """
 
 from __future__ import annotations
@@ -42,10 +48,6 @@ KIND_BY_STATE: dict[str, str] = {
 _ENDED_AS: dict[str, str] = {JobState.QUEUED: "requeued"}  # an attempt that ended with its job queued again
 
 
-# While a recount is under way: (queue, state left or None, state reached or "") of each change counted since.
-Journal = list[tuple[str, str | None, str]]
-
-
 class Ledger:
     """Counts, log lines, events, finish waiters and the dispatcher's (and promoter's) wake-up, for each
     committed change."""
@@ -72,7 +74,6 @@ class Ledger:
         # Since start, for metrics (read at scrape time, gridd/broker/metrics.py): attempts ended by what
         # became of their job (succeeded, failed, requeued, cancelled).
         self.attempts_ended: Counter[str] = Counter()
-        self._journals: list[Journal] = []  # of the recounts under way
 
     def record(self, changed: Sequence[Transition], kind: str | None = None, *, log_each: bool = True) -> None:
         """Count, log, publish, wake the waiters and the dispatcher for transitions that just committed."""
@@ -81,13 +82,10 @@ class Ledger:
         now = self._clock.now_ms()
         events: list[Event] = []
         ran_ms: list[int] = []
-        journals = self._journals
         lines: dict[tuple[str, str, int, str | None, int | None, str | None], list[str]] = {}
         publishing = self._hub.active  # nobody listening: building events is wasted work
         for t in changed:
             by_state = self.counts.setdefault(t.queue, {})
-            for journal in journals:
-                journal.append((t.queue, t.previous, t.state))
             if t.previous is not None:
                 by_state[t.previous] = by_state.get(t.previous, 0) - 1
                 if t.previous == JobState.RUNNING:  # an attempt ended: its result, an expiry, a hand-back, a cancel
@@ -134,28 +132,13 @@ class Ledger:
         else:
             self.record(announced.changed, announced.kind, log_each=False)
 
-    def start_recount(self) -> Journal:
-        """A recount is under way: from now on keep each change counted, to add on top of its result."""
-        journal: Journal = []
-        self._journals.append(journal)
-        return journal
-
-    def recount(self, journal: Journal, counts: dict[str, dict[str, int]] | None) -> None:
-        """Take the store's counts afresh (another broker's changes may have been missed meanwhile), plus every
-        change counted since start_recount. A change the store's count already held is then counted twice, one
-        it did not hold once: the counts may run over by the changes of that moment, never under (a queue that
-        looks empty would not be offered to its workers: worker_desk)."""
-        self._journals.remove(journal)
-        if counts is None:  # the store could not be read: keep counting as before
-            return
+    def recount(self, counts: dict[str, dict[str, int]]) -> None:
+        """Take the store's counts, just read, as they are (the module's docstring says why that is exact
+        for this broker's own changes). Another broker's change committed after the listener's LISTEN and
+        before this read is in these counts and is then delivered too: counted twice, over, never under (a
+        queue that looks empty would not be offered to its workers: worker_desk)."""
         self.counts.clear()
         self.counts.update({queue: dict(by_state) for queue, by_state in counts.items()})
-        for queue, left, reached in journal:
-            by_state = self.counts.setdefault(queue, {})
-            if left is not None:
-                by_state[left] = by_state.get(left, 0) - 1
-            if reached:  # a purge reaches no state
-                by_state[reached] = by_state.get(reached, 0) + 1
 
     def leased(self, worker: str, jobs: Sequence[LeasedJob]) -> None:
         """The dispatcher's leases, once committed: each job went from queued to running on `worker`."""
@@ -173,8 +156,6 @@ class Ledger:
         for job_id, queue, state in removed:
             by_state = self.counts.get(queue, {})
             by_state[state] = by_state.get(state, 0) - 1
-            for journal in self._journals:
-                journal.append((queue, state, ""))
             if not any(by_state.values()):
                 self.counts.pop(queue, None)
             if self._hub.active:

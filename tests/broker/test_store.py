@@ -395,9 +395,9 @@ async def test_cancel_applies_to_queued_held_and_running_jobs_and_revokes_the_ru
         running, queued, held = await submit(store, clock, spec(), spec(), spec())
         job = await lease_one(store, clock, "w1")
         assert job.job_id == running
-        (o,), _, _ = await store.control_jobs("hold", [held], clock.now_ms())
+        (o,), _, _, _ = await store.control_jobs("hold", [held], clock.now_ms())
         assert (o.code, o.state) == (0, "held")
-        outcomes, changed, revoked = await store.control_jobs("cancel", [queued, held, running], clock.now_ms())
+        outcomes, changed, revoked, _ = await store.control_jobs("cancel", [queued, held, running], clock.now_ms())
         assert [(o.job_id, o.code, o.state) for o in outcomes] == [
             (queued, 0, "cancelled"),
             (held, 0, "cancelled"),
@@ -430,12 +430,12 @@ async def test_actions_that_make_no_sense_are_refused_with_the_state_named(tmp_p
             ("retry", done, "succeeded"),
             ("retry", queued, "queued"),
         ]:
-            (o,), changed, revoked = await store.control_jobs(action, [job_id], clock.now_ms())
+            (o,), changed, revoked, _ = await store.control_jobs(action, [job_id], clock.now_ms())
             assert o.code == ErrorCode.ILLEGAL_TRANSITION == 3001, (action, job_id)
             assert job_id in o.message, o.message
             assert state in o.message or action == "retry", o.message
             assert (changed, revoked) == ([], [])
-        (o,), _, _ = await store.control_jobs("cancel", [done], clock.now_ms())
+        (o,), _, _, _ = await store.control_jobs("cancel", [done], clock.now_ms())
         assert "state=succeeded" in o.message
         assert [(v.state, v.exit_code) for v in await store.get_jobs([done, queued])] == [
             ("succeeded", 0),
@@ -449,7 +449,7 @@ async def test_hold_and_release_take_a_job_out_of_the_queue_and_put_it_back(tmp_
         (job_id,) = await submit(store, clock, spec())
         await store.control_jobs("hold", [job_id], clock.now_ms())
         assert await lease(store, clock) == []
-        (o,), _, _ = await store.control_jobs("release", [job_id], clock.now_ms())
+        (o,), _, _, _ = await store.control_jobs("release", [job_id], clock.now_ms())
         assert (o.code, o.state) == (0, "queued")
         assert (await lease_one(store, clock)).job_id == job_id
 
@@ -460,7 +460,7 @@ async def test_retry_of_a_failed_job_queues_it_again_with_fresh_attempts_and_no_
         (job_id,) = await submit(store, clock, spec(max_attempts=1))
         await store.complete_jobs("w1", [result(await lease_one(store, clock), 7)], clock.now_ms(), RETRY_MS)
         assert (await store.get_job(job_id))[0].state == "failed"
-        (o,), (t,), _ = await store.control_jobs("retry", [job_id], clock.now_ms())
+        (o,), (t,), _, _ = await store.control_jobs("retry", [job_id], clock.now_ms())
         assert (o.code, o.state, t.previous) == (0, "queued", "failed")
         view, _ = await store.get_job(job_id)
         assert (view.state, view.attempts, view.exit_code, view.worker) == ("queued", 0, None, None)
@@ -472,7 +472,7 @@ async def test_control_of_an_unknown_job_is_refused_per_job_without_touching_the
     clock = FakeClock()
     async with store_at(tmp_path) as store:
         (job_id,) = await submit(store, clock, spec())
-        outcomes, changed, _ = await store.control_jobs("cancel", ["424242", "nope", job_id], clock.now_ms())
+        outcomes, changed, _, _ = await store.control_jobs("cancel", ["424242", "nope", job_id], clock.now_ms())
         assert [(o.job_id, o.code) for o in outcomes] == [("424242", 3000), ("nope", 3000), (job_id, 0)]
         assert [t.job_id for t in changed] == [job_id]
         with pytest.raises(UnknownJob):
@@ -488,7 +488,7 @@ async def test_naming_the_same_job_twice_in_one_action_changes_it_once(tmp_path:
     clock = FakeClock()
     async with store_at(tmp_path) as store:
         (job_id,) = await submit(store, clock, spec())
-        outcomes, changed, _ = await store.control_jobs("cancel", twice(job_id), clock.now_ms())
+        outcomes, changed, _, _ = await store.control_jobs("cancel", twice(job_id), clock.now_ms())
         assert len(changed) == 1, changed
         assert [o.code for o in outcomes].count(0) == 1, outcomes
 

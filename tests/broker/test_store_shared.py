@@ -263,7 +263,7 @@ async def test_a_cancel_through_one_broker_meeting_a_completion_through_the_othe
             (out["completed"],), _ = await a.complete_jobs("w1", [result(job)], clock.now_ms(), RETRY_MS)
 
         async def cancel() -> None:
-            (out["cancelled"],), _, _ = await b.control_jobs("cancel", [job_id], clock.now_ms())
+            (out["cancelled"],), _, _, _ = await b.control_jobs("cancel", [job_id], clock.now_ms())
 
         with admin(tmp_path) as conn, row_held(tmp_path, job_id) as holder:
             async with anyio.create_task_group() as tg:

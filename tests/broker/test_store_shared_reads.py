@@ -129,7 +129,7 @@ async def test_retention_by_two_stores_at_once_removes_each_job_once_and_keeps_n
 
 async def _cancel(store: Store, clock: FakeClock, job_ids: list[str]) -> None:
     clock.advance(1)
-    outcomes, _, _ = await store.control_jobs("cancel", job_ids, clock.now_ms())
+    outcomes, _, _, _ = await store.control_jobs("cancel", job_ids, clock.now_ms())
     assert {o.code for o in outcomes} == {0}
 
 

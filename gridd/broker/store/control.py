@@ -21,7 +21,9 @@ import gridd.broker.store.flow as flow
 import gridd.broker.store.gangs as gangs
 import gridd.broker.store.start_times as start_times
 from gridd.broker import transitions as tr
+from gridd.broker.matching import Lane
 from gridd.broker.store.interface import Revoked
+from gridd.broker.store.lanes import restore_lanes
 from gridd.broker.store.refs import expand_refs
 from gridd.broker.store.sql import BY_ID_FOR_UPDATE, Tx, rows, state
 from gridd.broker.transitions import Move, Transition
@@ -56,7 +58,7 @@ _UNMET_SQL = (
 
 def control_jobs(
     db: Tx, action: str, refs: Sequence[str], now_ms: int
-) -> tuple[list[Outcome], list[Transition], list[Revoked]]:
+) -> tuple[list[Outcome], list[Transition], list[Revoked], list[Lane]]:
     if action not in tr.ACTIONS:
         raise InvalidRequest(f"unknown action {action!r}; expected one of {', '.join(tr.ACTIONS)}")
     move = Move(action)
@@ -100,7 +102,10 @@ def control_jobs(
         if move == Move.RELEASE:  # a scheduled job released runs now: its start time is now
             start_times.started_early(db, [u[2] for u in updates if u[3] == JobState.SCHEDULED], now_ms)
         changed += flow.settle(db, changed, now_ms)
-    return outcomes, changed, revoked
+    # A retried job's queue may have had its lanes dropped since (housekeeping): known again, in the same
+    # transaction, so that the broker counts the jobs and learns their lanes at the same moment.
+    restored = restore_lanes(db, [t.job_id for t in changed]) if move == Move.RETRY and changed else []
+    return outcomes, changed, revoked, restored
 
 
 def expand(db: Tx, refs: Sequence[str]) -> list[str]:

@@ -159,10 +159,6 @@ class Store(Protocol):
         """Forget the lanes of these queues (none of their jobs can be leased)."""
         ...
 
-    async def restore_lanes(self, job_ids: Sequence[str]) -> list[Lane]:
-        """The lanes of these jobs, known again (they were retried: their queue may have been dropped)."""
-        ...
-
     # ---- attempts end: results, expiry, hand-back, re-attach -------------------------------------------
 
     async def complete_jobs(
@@ -205,9 +201,10 @@ class Store(Protocol):
 
     async def control_jobs(
         self, action: str, refs: Sequence[str], now_ms: int
-    ) -> tuple[list[Outcome], list[Transition], list[Revoked]]:
+    ) -> tuple[list[Outcome], list[Transition], list[Revoked], list[Lane]]:
         """Apply cancel/hold/release/retry to each job named (a group: all its jobs) where the table allows
-        it; refuse the rest, one Outcome each. Returns the running leases it revoked too."""
+        it; refuse the rest, one Outcome each. Returns the running leases it revoked too, and the lanes of
+        the jobs it retried (known again: their queue's may have been dropped)."""
         ...
 
     async def expand(self, refs: Sequence[str]) -> list[str]:

@@ -5,7 +5,8 @@ Rules: PostgreSQL delivers a notification only if its transaction commits, in co
 connection listening at that moment. A broker skips its own (sent by one of its store's connections, known by
 their backend pids). While the listening connection is down, notifications are lost: after each (re)connect,
 LISTEN comes first, then `resync` (the broker recounts its jobs from the store), so that nothing committed
-meanwhile is missed; a change committed between the two may be counted twice until the next resync.
+meanwhile is missed; another broker's change committed between the two is counted twice until the next
+resync (ledger.py).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import structlog
 
 from gridd.broker.store.changes import decode
 from gridd.broker.store.interface import Announced
+from gridd.protocol.errors import StorageFailed
 
 log = structlog.get_logger()
 
@@ -49,7 +51,7 @@ async def follow(
                         log.warning("store.peer_change_unreadable", error=str(exc), pid=note.pid)
                         continue
                     await deliver(announced)
-        except psycopg.Error as exc:
+        except (psycopg.Error, StorageFailed) as exc:  # StorageFailed: the resync's read, the database gone
             log.warning("store.peers_unreachable", error=str(exc).strip().splitlines()[0], retry_in_s=delay)
         await anyio.sleep(delay)
         delay = min(delay * 2, RETRY_S[1])

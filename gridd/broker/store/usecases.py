@@ -44,7 +44,6 @@ class UseCases(Backend):
     extend_running_leases = use_case(leasing.extend_running_leases, durable=False)
     known_lanes = use_case(lanes.known_lanes, durable=False)
     drop_lanes = use_case(lanes.drop_lanes, durable=False)
-    restore_lanes = use_case(lanes.restore_lanes, durable=True)
 
     # ---- attempts end ----------------------------------------------------------------------------------------
     # completion.py's, a gang member's result kept with its member first (gangs.py)
