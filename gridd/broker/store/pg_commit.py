@@ -175,17 +175,20 @@ class PgGroupCommit:
         return self._conn
 
     def _transaction(self, conn: psycopg.Connection[Any], batch: list[_Call]) -> None:
+        """BEGIN, each call under a savepoint, COMMIT: n + 1 round trips for n calls (the statements that
+        open and close savepoints ride together)."""
         tx = PgTx(conn)
         committing = False
         try:
-            conn.execute("BEGIN")
-            if not any(call.durable for call in batch):
-                conn.execute("SET LOCAL synchronous_commit = off")
-            for call in batch:
+            durable = any(call.durable for call in batch)
+            conn.execute(_BEGIN_DURABLE if durable else _BEGIN)
+            for number, call in enumerate(batch, start=1):
                 call.result, call.error = None, None
                 _run_call(conn, tx, call)
+                if number < len(batch):
+                    conn.execute(b"RELEASE call; SAVEPOINT call")  # the next call's, after this one's work
             committing = True
-            conn.execute("COMMIT")
+            conn.execute(b"COMMIT")
         except psycopg.OperationalError as exc:
             if conn.broken or conn.closed:
                 raise _Lost(exc, committing=committing) from exc
@@ -196,24 +199,25 @@ class PgGroupCommit:
             _fail(batch, StorageFailed(f"the broker could not commit: {exc}"))
 
 
+_BEGIN_DURABLE = b"BEGIN; SAVEPOINT call"
+_BEGIN = b"BEGIN; SET LOCAL synchronous_commit = off; SAVEPOINT call"
+
+
 def _run_call(conn: psycopg.Connection[Any], tx: PgTx, call: _Call) -> None:
-    """One call under its savepoint, run again while it collides with another broker's transaction."""
+    """One call under the savepoint open for it (left open: undone if the call failed), run again while it
+    collides with another broker's transaction."""
     for tries in range(1, CALL_TRIES + 1):
-        conn.execute("SAVEPOINT call")
         try:
             call.result = call.fn(tx)
-            conn.execute("RELEASE call")
             return
         except _COLLISIONS as exc:
-            conn.execute("ROLLBACK TO call")
-            conn.execute("RELEASE call")
+            conn.execute(b"ROLLBACK TO call")  # the savepoint stays, for the next try
             if tries == CALL_TRIES:
                 call.error = StorageFailed(f"the broker could not commit: {exc}")
         except psycopg.OperationalError:
             raise  # the connection: the whole batch's concern
         except Exception as exc:
-            conn.execute("ROLLBACK TO call")
-            conn.execute("RELEASE call")
+            conn.execute(b"ROLLBACK TO call")
             call.error = StorageFailed(f"the broker could not commit: {exc}") if isinstance(exc, psycopg.Error) else exc
             return
 
