@@ -154,6 +154,12 @@ class Budget:
         """Whether any job within the per-job limits still fits the total (so nothing was skipped for it)."""
         return _ge(self.cpus, self.job_cpus) and _ge(self.memory_mb, self.job_memory_mb)
 
+    def drained(self, max_jobs: int, leased: Sequence[JobSpec]) -> bool:
+        """Did the lanes a request under this budget read give all they had for it? Fewer jobs than asked
+        is "drained" only if the total budget did not stop the greedy pick, i.e. any job within the per-job
+        limits would still have fitted what was left."""
+        return len(leased) < max_jobs and self.left_after(leased).room_for_any()
+
 
 def _least(a: int | None, b: int | None) -> int | None:
     return b if a is None else a if b is None else min(a, b)

@@ -24,7 +24,7 @@ from anyio.abc import TaskStatus
 
 from gridd.broker.gangs import GangDispatch
 from gridd.broker.matching import Budget, Lane
-from gridd.broker.store import Store
+from gridd.broker.store import Ask, Store
 from gridd.clock import Clock
 from gridd.protocol.errors import GriddError
 from gridd.protocol.messages import LeasedJob
@@ -62,7 +62,7 @@ class Dispatcher:
         self._ttl_ms = lease_ttl_ms
         self._on_leased = on_leased
         self._pending: deque[_Request] = deque()
-        self._serving: _Request | None = None  # the request whose lease call is under way
+        self._serving: set[_Request] = set()  # the requests whose lease call is under way
         self._wake = anyio.Event()
         self._epoch = 0  # counts the changes that may have made a job eligible
         # lane -> budgets under which it gave all it had (see _serve), valid while _epoch is _drained_epoch
@@ -108,7 +108,7 @@ class Dispatcher:
         being served right now is left to finish: the jobs it leases are committed, and must reach the
         worker (which hands them back) rather than sit leased to it unknown."""
         for request in [r for r in self._pending if r.worker == worker]:
-            if request is self._serving:
+            if request in self._serving:
                 request.withdrawn = True  # answered when its call returns, with what it leased
             else:
                 self._pending.remove(request)
@@ -126,6 +126,33 @@ class Dispatcher:
             delay = None if next_ms is None else max(0.0, (next_ms - self._clock.now_ms()) / 1000)
             with anyio.move_on_after(delay if delay is not None else float("inf")):
                 await self._wake.wait()
+
+    async def _lease(self, asks: list[tuple[_Request, list[Lane]]], drained: dict[Lane, list[Budget]]) -> None:
+        """One store call for every request that has lanes to read: one transaction serves them all."""
+        self._serving = {request for request, _ in asks}
+        # The clock read as the call is queued: the store runs calls in the order they come, so every
+        # result it has recorded before this lease came at an earlier time (a job freed by a dependency
+        # that ended at T starts at T or later, never a moment before).
+        leased_at = self._clock.now_ms()
+        try:
+            granted = await self._store.lease_for(
+                [Ask(r.worker, lanes, r.max_jobs, r.budget, r.instance) for r, lanes in asks], leased_at, self._ttl_ms
+            )
+        finally:
+            self._serving = set()
+        for (request, lanes), jobs in zip(asks, granted, strict=True):
+            if request.budget.drained(request.max_jobs, [j.spec for j in jobs]):
+                for lane in lanes:
+                    drained.setdefault(lane, []).append(request.budget)
+            if not jobs:
+                if request.withdrawn and request in self._pending:
+                    self._pending.remove(request)
+                    request.done.set()
+                continue
+            # The leases are committed: announce them even if the worker went away during the call. Its
+            # next registration hands them back unspent, or they expire after a TTL.
+            self._on_leased(request.worker, jobs)
+            self._hand(request, jobs)
 
     def _hand(self, request: _Request, jobs: list[LeasedJob]) -> None:
         """Answer `request` with the jobs leased for it (or its successor, if it was superseded meanwhile)."""
@@ -152,40 +179,17 @@ class Dispatcher:
             if first:  # the gang's job, once: rank 0's lease is the job's
                 self._on_leased(request.worker, [member])
             self._hand(request, [member])
-        for request in list(self._pending):
+        asks: list[tuple[_Request, list[Lane]]] = []
+        for request in self._pending:
             if request in held:  # kept free for the gang that waited longest (gangs.py)
                 continue
-            budget = request.budget
             offered = request.lanes()
             self.lanes_considered += len(offered)
-            lanes = [x for x in offered if not any(b.covers(budget) for b in drained.get(x, ()))]
-            if not lanes or request not in self._pending:  # abandoned: its worker went away meanwhile
-                continue
-            self._serving = request
-            # The clock read as the call is queued: the store runs calls in the order they come, so every
-            # result it has recorded before this lease came at an earlier time (a job freed by a dependency
-            # that ended at T starts at T or later, never a moment before).
-            leased_at = self._clock.now_ms()
-            try:
-                jobs = await self._store.lease_jobs(
-                    request.worker, lanes, request.max_jobs, leased_at, self._ttl_ms, budget, request.instance
-                )
-            finally:
-                self._serving = None
-            # Fewer than asked is "drained" only if the total budget did not stop the greedy pick, i.e.
-            # any job within the per-job limits would still have fitted what was left.
-            if len(jobs) < request.max_jobs and budget.left_after([j.spec for j in jobs]).room_for_any():
-                for lane in lanes:
-                    drained.setdefault(lane, []).append(budget)
-            if not jobs:
-                if request.withdrawn and request in self._pending:
-                    self._pending.remove(request)
-                    request.done.set()
-                continue
-            # The leases are committed: announce them even if the worker went away during the call. Its
-            # next registration hands them back unspent, or they expire after a TTL.
-            self._on_leased(request.worker, jobs)
-            self._hand(request, jobs)
+            lanes = [x for x in offered if not any(b.covers(request.budget) for b in drained.get(x, ()))]
+            if lanes:
+                asks.append((request, lanes))
+        if asks:
+            await self._lease(asks, drained)
         if self._pending and drained and not self._next_known:
             self._next_ms = await self._store.next_eligible_ms(now)
             self._next_known = True

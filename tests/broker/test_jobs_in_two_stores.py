@@ -12,7 +12,7 @@ from typing import TypeVar
 
 import anyio
 
-from gridd.broker.store import Store, open_store
+from gridd.broker.store import Ask, Store, open_store
 from gridd.broker.store.interface import SubmitKey
 from gridd.broker.transitions import Transition
 from gridd.protocol.messages import JobResult, JobSpec, LeasedJob
@@ -53,7 +53,7 @@ async def submit(store: Store, now_ms: int, n: int = 1, attempts: int = 3, **kw:
 
 
 async def lease(store: Store, now_ms: int, n: int) -> list[LeasedJob]:
-    return await store.lease_jobs("w1", [("default", "")], n, now_ms, TTL_MS)
+    return (await store.lease_for([Ask("w1", [("default", "")], n)], now_ms, TTL_MS))[0]
 
 
 async def finish(store: Store, job: LeasedJob, now_ms: int, exit_code: int) -> list[Transition]:
@@ -158,7 +158,7 @@ async def test_a_lane_holding_a_job_queued_through_the_other_store_is_kept_when_
     async with two_stores(tmp_path) as (one, two):
         await two.submit_jobs([JobSpec(argv=["true"], queue="fresh")], now)
         await two.submit_jobs([JobSpec(argv=["true"], queue="done")], now)
-        (job,) = await two.lease_jobs("w1", [("done", "")], 1, now, TTL_MS)
+        ((job,),) = await two.lease_for([Ask("w1", [("done", "")], 1)], now, TTL_MS)
         await finish(two, job, now, 0)
         # `one` decides from its own counts, which never saw either job: both queues look idle to it.
         await one.drop_lanes(["fresh", "done"])

@@ -12,6 +12,7 @@ from typing import Any
 import anyio
 
 from gridd.broker.matching import Budget
+from gridd.broker.store import Ask
 from gridd.client import Client
 from gridd.client.connection import open_connection
 from gridd.protocol.messages import JobSpec, LeaseRef, RegisterWorker, RequestJobs
@@ -140,18 +141,48 @@ async def test_a_lease_takes_the_best_jobs_that_fit_the_budget_together_and_each
         # Free: 1000 MiB of a 4,000 MiB, 4-cpu worker. a fits, b no longer does, c does; d is bigger
         # than the worker and is skipped in the index.
         budget = Budget(cpus=4, memory_mb=1000, job_cpus=4, job_memory_mb=1000)
-        got = await store.lease_jobs("w1", lanes, 4, clock.now_ms(), TTL_MS, budget)
+        got = (await store.lease_for([Ask("w1", lanes, 4, budget)], clock.now_ms(), TTL_MS))[0]
         assert [j.job_id for j in got] == [ids[0], ids[2]]
         small = Budget(cpus=4, memory_mb=500, job_cpus=4, job_memory_mb=500)
-        assert await store.lease_jobs("w1", lanes, 4, clock.now_ms(), TTL_MS, small) == []
+        assert (await store.lease_for([Ask("w1", lanes, 4, small)], clock.now_ms(), TTL_MS))[0] == []
         # An 8-cpu worker: b and d together ask for 9 cpus, so b alone; with 9 free, both.
         eight = Budget(cpus=8, memory_mb=None, job_cpus=8, job_memory_mb=None)
-        got = await store.lease_jobs("w2", lanes, 4, clock.now_ms(), TTL_MS, eight)
+        got = (await store.lease_for([Ask("w2", lanes, 4, eight)], clock.now_ms(), TTL_MS))[0]
         assert [j.job_id for j in got] == [ids[1]]
         await store.return_leases("w2", [LeaseRef(job_id=got[0].job_id, lease=got[0].lease)])
         nine = Budget(cpus=9, memory_mb=None, job_cpus=8, job_memory_mb=None)
-        got = await store.lease_jobs("w2", lanes, 4, clock.now_ms(), TTL_MS, nine)
+        got = (await store.lease_for([Ask("w2", lanes, 4, nine)], clock.now_ms(), TTL_MS))[0]
         assert [j.job_id for j in got] == [ids[1], ids[3]]
+
+
+async def test_one_lease_call_serves_several_workers_in_the_order_they_asked(tmp_path: Path) -> None:
+    """The dispatcher asks for every waiting worker at once. Each takes the best jobs left after those
+    before it; a lane the small worker emptied of what fits it is still read for the big one."""
+    clock = FakeClock()
+    async with store_at(tmp_path) as store:
+        ids = await submit(
+            store,
+            clock,
+            JobSpec(argv=["a"], priority=3),
+            JobSpec(argv=["big"], cpus=4, priority=2),
+            JobSpec(argv=["b"], priority=1),
+            JobSpec(argv=["c"]),
+        )
+        lanes = [("default", "")]
+        one_cpu = Budget(cpus=1, memory_mb=None, job_cpus=1, job_memory_mb=None)
+        small = Budget(cpus=None, memory_mb=None, job_cpus=1, job_memory_mb=None)
+        large = Budget(cpus=8, memory_mb=None, job_cpus=8, job_memory_mb=None)
+        asks = [
+            Ask("w1", lanes, 2, one_cpu),  # a, and then its one cpu is spent
+            Ask("w2", lanes, 1, small),  # b
+            Ask("w3", lanes, 2, small),  # c, the last job of one cpu: the lane is drained for small ones
+            Ask("w4", lanes, 2, small),  # nothing
+            Ask("w5", lanes, 4, large),  # big, which no small one could take
+        ]
+        granted = await store.lease_for(asks, clock.now_ms(), TTL_MS)
+        assert [[j.job_id for j in jobs] for jobs in granted] == [[ids[0]], [ids[2]], [ids[3]], [], [ids[1]]]
+        view, _ = await store.get_job(ids[1])
+        assert view.worker == "w5"
 
 
 # ---- tags ---------------------------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ import anyio
 import psycopg
 import pytest
 
-from gridd.broker.store import Revoked, Store, open_store
+from gridd.broker.store import Ask, Revoked, Store, open_store
 from gridd.protocol.errors import ErrorCode, StorageFailed, UnknownJob
 from gridd.protocol.messages import JobResult, JobSpec, LeasedJob, LeaseRef
 from tests.clock import FakeClock
@@ -49,7 +49,7 @@ async def submit(store: Store, clock: FakeClock, *specs: JobSpec) -> list[str]:
 
 
 async def lease(store: Store, clock: FakeClock, worker: str = "w1", n: int = 1, queues=("default",)) -> list[LeasedJob]:
-    return await store.lease_jobs(worker, [(q, "") for q in queues], n, clock.now_ms(), TTL_MS)
+    return (await store.lease_for([Ask(worker, [(q, "") for q in queues], n)], clock.now_ms(), TTL_MS))[0]
 
 
 async def lease_one(store: Store, clock: FakeClock, worker: str = "w1") -> LeasedJob:

@@ -192,12 +192,14 @@ MIGRATIONS: list[str] = [
     );
     """,  # noqa: S608
     # 14: gang jobs, as SQLite's 14 (store/gangs.py): `gang` rides in jobs_ready for ordinary leasing's skip.
+    # jobs_gangs names the dispatcher's whole condition: before `state` has statistics, the planner guesses
+    # any partial index on queued jobs holds one row, and scanned jobs_ready (every queued job) instead.
     f"""
     ALTER TABLE jobs ADD COLUMN gang INTEGER NOT NULL DEFAULT 0;
     DROP INDEX jobs_ready;
     CREATE INDEX jobs_ready ON jobs (queue, lane, priority DESC, id) INCLUDE (cpus, memory_mb, not_before_ms, gang)
         WHERE state = {_QUEUED} AND throttled = 0;
-    CREATE INDEX jobs_gangs ON jobs (state, priority DESC, id) WHERE gang > 0;
+    CREATE INDEX jobs_gangs ON jobs (priority DESC, id) WHERE state = {_QUEUED} AND throttled = 0 AND gang > 0;
     CREATE TABLE gang_members (
         job_id           BIGINT  NOT NULL,
         rank             BIGINT  NOT NULL,

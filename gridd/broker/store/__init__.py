@@ -12,6 +12,7 @@ interface (and open_store where it starts).
 """
 
 from gridd.broker.store.database import SMALL_READ_ROWS as SMALL_READ_ROWS
+from gridd.broker.store.interface import Ask as Ask
 from gridd.broker.store.interface import JobFacts as JobFacts
 from gridd.broker.store.interface import Revoked as Revoked
 from gridd.broker.store.interface import Store as Store

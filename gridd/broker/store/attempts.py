@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from gridd.broker.store.sql import Tx
+from gridd.broker.store.sql import Tx, rows_of
 from gridd.protocol.messages import JobResult
 
 # (job_id, lease, attempt, worker, started_ms, ended_ms, exit_code, outcome, code, bundle) + Measured
@@ -20,15 +20,19 @@ _COLUMNS = (
     "attempt, worker, started_ms, ended_ms, exit_code, outcome, code, bundle,"
     " wall_ms, cpu_user_s, cpu_system_s, max_rss_kb, output_bytes, lent"
 )
+_VALUES = rows_of(
+    *("bigint", "bigint", "bigint", "text", "bigint", "bigint", "bigint", "text", "text", "text"),
+    *("bigint", "float8", "float8", "bigint", "bigint", "int"),
+)
 _INSERT = (
-    f"INSERT INTO attempts (job_id, lease, {_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"  # noqa: S608
+    f"INSERT INTO attempts (job_id, lease, {_COLUMNS}) {_VALUES}"  # noqa: S608
     " ON CONFLICT (job_id, lease) DO UPDATE SET "
     + ", ".join(f"{c} = excluded.{c}" for c in _COLUMNS.replace(" ", "").split(","))
 )
 
 
 def record(db: Tx, ended: Sequence[tuple[Attempt, Measured]]) -> None:
-    db.executemany(_INSERT, [attempt + measured for attempt, measured in ended])
+    db.insert_rows(_INSERT, [attempt + measured for attempt, measured in ended])
 
 
 def measured(result: JobResult, lent: bool | None) -> Measured:

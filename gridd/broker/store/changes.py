@@ -18,7 +18,7 @@ from typing import Any
 import msgspec
 
 from gridd.broker.store.gang_rows import GangGrant
-from gridd.broker.store.interface import Announced, KeyedSubmit, TokenRow
+from gridd.broker.store.interface import Announced, Ask, KeyedSubmit, TokenRow
 from gridd.broker.store.schedule_rows import Fired
 from gridd.broker.transitions import Transition
 from gridd.protocol.messages import LeasedJob
@@ -53,9 +53,9 @@ def promoted(result: tuple[list[Transition], Any], args: Args, kwargs: Kwargs) -
     return Announced("job.due", list(result[0]))
 
 
-def leased(result: tuple[list[LeasedJob], list[int]], args: Args, kwargs: Kwargs) -> Announced:
-    worker = args[0] if args else kwargs["worker"]
-    return Announced(None, [_started(j, worker) for j in result[0]])
+def leased(result: tuple[list[list[LeasedJob]], list[int]], args: Args, kwargs: Kwargs) -> Announced:
+    asks: Sequence[Ask] = args[0] if args else kwargs["asks"]
+    return Announced(None, [_started(j, a.worker) for a, jobs in zip(asks, result[0], strict=True) for j in jobs])
 
 
 def leased_gangs(result: tuple[list[list[LeasedJob]], list[int]], args: Args, kwargs: Kwargs) -> Announced:

@@ -25,7 +25,7 @@ import gridd.broker.store.retries as retry_store
 from gridd.broker import retry_policy as policy
 from gridd.broker import transitions as tr
 from gridd.broker.store.refs import parse_job_id
-from gridd.broker.store.sql import BY_ID_FOR_UPDATE, Tx, rows, state
+from gridd.broker.store.sql import BY_ID_FOR_UPDATE, Tx, rows, rows_of, state
 from gridd.broker.transitions import Transition
 from gridd.protocol.errors import ErrorCode
 from gridd.protocol.messages import JobResult, Outcome
@@ -51,7 +51,8 @@ _RESULT_SQL = (
     " DO UPDATE SET value = excluded.value, blob = excluded.blob, error = excluded.error"
 )
 _OUTPUT_SQL = (
-    "INSERT INTO outputs (job_id, stream, data, truncated) VALUES (?, ?, ?, ?) ON CONFLICT (job_id, stream)"
+    f"INSERT INTO outputs (job_id, stream, data, truncated) {rows_of('bigint', 'text', 'bytea', 'int')}"
+    " ON CONFLICT (job_id, stream)"
     " DO UPDATE SET data = excluded.data, truncated = excluded.truncated"
 )
 
@@ -132,7 +133,7 @@ def complete_jobs(
     if updates:
         db.executemany(_END_SQL, updates)
         attempts.record(db, ended)
-        db.executemany(_OUTPUT_SQL, outputs)
+        db.insert_rows(_OUTPUT_SQL, outputs)
         changed += flow.settle(db, changed, now_ms)
     return [o for o in outcomes if o is not None], changed
 

@@ -18,9 +18,10 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Container, Sequence
 from typing import Protocol
 
-from gridd.broker.matching import Budget, Lane
+from gridd.broker.matching import Lane
 from gridd.broker.store.gang_rows import GangGrant, QueuedGang
 from gridd.broker.store.records import Announced as Announced
+from gridd.broker.store.records import Ask as Ask
 from gridd.broker.store.records import JobFacts as JobFacts
 from gridd.broker.store.records import KeyedSubmit as KeyedSubmit
 from gridd.broker.store.records import Revoked as Revoked
@@ -104,19 +105,11 @@ class Store(Protocol):
 
     # ---- leasing --------------------------------------------------------------------------------------
 
-    async def lease_jobs(
-        self,
-        worker: str,
-        lanes: Sequence[Lane],
-        max_jobs: int,
-        now_ms: int,
-        ttl_ms: int,
-        budget: Budget | None = None,
-        instance: str = "",
-    ) -> list[LeasedJob]:
-        """Lease up to `max_jobs` of the best eligible jobs (priority, then age) of `lanes` to `worker`
-        (its `instance`), taken greedily in that order while they fit `budget` (None: no limit); each
-        lease a fresh random fencing token."""
+    async def lease_for(self, asks: Sequence[Ask], now_ms: int, ttl_ms: int) -> list[list[LeasedJob]]:
+        """For each ask, in order: up to `max_jobs` of the best eligible jobs (priority, then age) of its
+        lanes, taken greedily in that order while they fit its budget, each lease a fresh random fencing
+        token. One transaction for them all; a lane that gave all it had to one ask is not read again for
+        a later ask whose budget it covers."""
         ...
 
     async def renew_leases(
@@ -127,7 +120,7 @@ class Store(Protocol):
 
     async def queued_gangs(self, limit: int) -> list[QueuedGang]:
         """Up to `limit` queued gang jobs (submit --gang) not held back by their group, the best first
-        (priority, then age), those in a retry delay too. Ordinary leasing (lease_jobs) never takes a gang."""
+        (priority, then age), those in a retry delay too. Ordinary leasing (lease_for) never takes a gang."""
         ...
 
     async def lease_gangs(self, grants: Sequence[GangGrant], now_ms: int, ttl_ms: int) -> list[list[LeasedJob]]:

@@ -21,8 +21,9 @@ import gridd.broker.store.gangs as gangs
 from gridd.broker import transitions as tr
 from gridd.broker.matching import UNLIMITED, Budget, Lane
 from gridd.broker.observe import Observer
+from gridd.broker.store.records import Ask
 from gridd.broker.store.refs import parse_job_id
-from gridd.broker.store.sql import BY_ID_FOR_UPDATE, SKIP_LOCKED, Fragment, Tx, rows, state
+from gridd.broker.store.sql import BY_ID_FOR_UPDATE, SKIP_LOCKED, Tx, rows, state
 from gridd.broker.transitions import Move
 from gridd.protocol.messages import JobSpec, LeasedJob, LeaseRef
 
@@ -37,22 +38,15 @@ _CANDIDATES_SQL = (
     " AND queue = ? AND lane = ? AND not_before_ms <= ? AND cpus <= ? AND memory_mb <= ? AND gang = 0"
     f" ORDER BY priority DESC, id LIMIT ?{SKIP_LOCKED}"
 )
-# The (job id, new lease) pairs of one grant, as one JSON parameter.
-_PAIRS = Fragment(
-    "(SELECT json_extract(value, '$[0]') AS id, json_extract(value, '$[1]') AS lease FROM json_each(?)) t",
-    "(SELECT (value->>0)::bigint AS id, (value->>1)::bigint AS lease FROM jsonb_array_elements(?::jsonb)) t",
-)
-# `+jobs.state` keeps SQLite's planner off the jobs_state index, so it drives the join from the chosen
-# ids and finds each job by its key (with that index it scanned every queued job on each lease).
-# PostgreSQL's planner needs no hint (and has no such syntax).
-_UNINDEXED_STATE = Fragment("+jobs.state", "jobs.state")
+# One grant, a statement per job (Tx.each), each finding its row by primary key: a set-based UPDATE joined
+# to the chosen ids let PostgreSQL's planner, before it had statistics of `state` (a new database, or one
+# that just filled), guess one queued job and hash every queued job on each lease.
 _LEASE_SQL = (
-    f"UPDATE jobs SET state = {state(_RUNNING)}, attempts = attempts + 1, lease = t.lease,"  # noqa: S608
+    f"UPDATE jobs SET state = {state(_RUNNING)}, attempts = attempts + 1, lease = ?,"  # noqa: S608
     " worker = ?, instance = ?, deadline_ms = ?, started_ms = ?, not_before_ms = 0"
-    f" FROM {_PAIRS}"
-    f" WHERE jobs.id = t.id AND {_UNINDEXED_STATE} = {state(_QUEUED)} AND jobs.throttled = 0 AND jobs.lease != t.lease"
-    " AND NOT EXISTS (SELECT 1 FROM attempts a WHERE a.job_id = t.id AND a.lease = t.lease)"
-    " RETURNING jobs.id, jobs.lease, jobs.attempts, jobs.spec, jobs.submitted_ms"
+    f" WHERE id = ? AND state = {state(_QUEUED)} AND throttled = 0 AND lease != ?"
+    " AND NOT EXISTS (SELECT 1 FROM attempts a WHERE a.job_id = ? AND a.lease = ?)"
+    " RETURNING id, lease, attempts, spec, submitted_ms"
 )
 _NEXT_ELIGIBLE_SQL = f"SELECT MIN(not_before_ms) FROM jobs WHERE state = {state(_QUEUED)} AND not_before_ms > ?"  # noqa: S608
 # Locked until the renewal commits: a lease another broker is ending at once is read as it ends.
@@ -97,22 +91,42 @@ def lease_jobs(
     # Each lease's fencing token is drawn at random (a counter could be guessed), and must differ
     # from every earlier lease of its job (attempts' key is (job_id, lease)): a job whose draw does
     # not (odds 2**-62 per earlier lease) is left queued, for the next pass to draw again.
-    tokens = [[job_id, _new_lease()] for job_id in chosen]
-    granted = rows(db, _LEASE_SQL, (worker, instance, deadline, now_ms, msgspec.json.encode(tokens).decode()))
+    tokens = [(job_id, _new_lease()) for job_id in chosen]
+    granted = db.each(  # in the order chosen
+        _LEASE_SQL,
+        [(lease, worker, instance, deadline, now_ms, job_id, lease, job_id, lease) for job_id, lease in tokens],
+    )
     leased = [
         LeasedJob(job_id=str(r[0]), lease=r[1], attempt=r[2], deadline_ms=deadline, spec=_spec_decoder.decode(r[3]))
         for r in granted
     ]
-    leased.sort(key=lambda j: chosen.index(int(j.job_id)))
     return leased, [now_ms - r[4] for r in granted if r[2] == 1]  # first attempts: their wait since submit
 
 
-def observed(observer: Observer, out: tuple[list[LeasedJob], list[int]]) -> list[LeasedJob]:
+def lease_for(db: Tx, asks: Sequence[Ask], now_ms: int, ttl_ms: int) -> tuple[list[list[LeasedJob]], list[int]]:
+    """lease_jobs for each ask, in order, in one transaction: one round trip serves every worker waiting.
+    A lane that gave all it had to one ask is not read again for a later ask whose budget it covers."""
+    drained: dict[Lane, list[Budget]] = {}
+    granted: list[list[LeasedJob]] = []
+    waits_ms: list[int] = []
+    for ask in asks:
+        budget = ask.budget
+        lanes = [x for x in ask.lanes if not any(b.covers(budget) for b in drained.get(x, ()))]
+        leased, waits = lease_jobs(db, ask.worker, lanes, ask.max_jobs, now_ms, ttl_ms, budget, ask.instance)
+        if budget.drained(ask.max_jobs, [j.spec for j in leased]):
+            for lane in lanes:
+                drained.setdefault(lane, []).append(budget)
+        granted.append(leased)
+        waits_ms += waits
+    return granted, waits_ms
+
+
+def observed(observer: Observer, out: tuple[list[list[LeasedJob]], list[int]]) -> list[list[LeasedJob]]:
     """The leases, once committed, with the first attempts' waits told to the metrics."""
-    leased, waits_ms = out
+    granted, waits_ms = out
     if waits_ms:
         observer.leased(waits_ms)
-    return leased
+    return granted
 
 
 def _within_reply(db: Tx, ids: list[int]) -> list[int]:

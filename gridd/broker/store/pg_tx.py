@@ -53,6 +53,22 @@ class PgTx:
             cursor.executemany(translate(sql), batch)
         return cursor
 
+    def each(self, sql: str, params: Iterable[Sequence[Any]], /) -> list[Any]:
+        batch = list(params)
+        if not batch:
+            return []
+        cursor = self.conn.cursor()
+        cursor.executemany(translate(sql), batch, returning=True)  # pipelined: one round trip
+        found: list[Any] = []
+        while True:
+            found += cursor.fetchall()
+            if not cursor.nextset():
+                return found
+
+    def insert_rows(self, sql: str, rows: Sequence[Sequence[Any]], /) -> None:
+        if rows:
+            self.conn.execute(translate(sql), [list(column) for column in zip(*rows, strict=True)])
+
     def ids(self, ids: Iterable[int]) -> list[int]:
         return list(ids)
 

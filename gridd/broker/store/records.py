@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from gridd.broker.matching import Budget, Lane
 from gridd.broker.transitions import Transition
 from gridd.protocol.messages import AttemptView, DependencyView, JobView, LeaseRef, TokenView
 
@@ -17,6 +19,18 @@ class Announced:
     kind: str | None
     changed: list[Transition]
     revoked: list[tuple[int, str]] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class Ask:
+    """One worker's lease request, as the dispatcher hands it to the store: up to `max_jobs` jobs of
+    `lanes` that fit `budget` together, leased to `worker` (its `instance`)."""
+
+    worker: str
+    lanes: Sequence[Lane]
+    max_jobs: int
+    budget: Budget = field(default_factory=Budget)
+    instance: str = ""
 
 
 @dataclass(frozen=True, slots=True)

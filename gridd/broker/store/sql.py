@@ -46,6 +46,16 @@ class Tx(Protocol):
 
     def executemany(self, sql: str, params: Iterable[Sequence[Any]], /) -> Cursor: ...
 
+    def each(self, sql: str, params: Iterable[Sequence[Any]], /) -> list[Any]:
+        """The rows of `sql` (with RETURNING) run once per parameter set, all in order: one round trip on
+        PostgreSQL. For a write by primary key, whose plan does not depend on the table's statistics."""
+        ...
+
+    def insert_rows(self, sql: str, rows: Sequence[Sequence[Any]], /) -> None:
+        """An INSERT of many rows whose VALUES are `rows_of(...)`: on SQLite run once per row, on
+        PostgreSQL one statement that reads one array per column."""
+        ...
+
     def ids(self, ids: Iterable[int]) -> Any:
         """Integers as one parameter, read by `{IDS}`."""
         ...
@@ -64,6 +74,13 @@ class SQLiteTx:
         self.conn = conn
         self.execute = conn.execute
         self.executemany = conn.executemany
+
+    def each(self, sql: str, params: Iterable[Sequence[Any]], /) -> list[Any]:
+        execute = self.conn.execute
+        return [row for one in params for row in execute(sql, one)]
+
+    def insert_rows(self, sql: str, rows: Sequence[Sequence[Any]], /) -> None:
+        self.conn.executemany(sql, rows)
 
     def ids(self, ids: Iterable[int]) -> str:
         return json.dumps(list(ids))
@@ -95,6 +112,17 @@ class Fragment(str):
 # `id IN ({IDS})`, with `Tx.ids(...)` as its parameter; `{TEXTS}` the same for strings.
 IDS = Fragment("SELECT value FROM json_each(?)", "SELECT unnest(?::bigint[])")
 TEXTS = Fragment("SELECT value FROM json_each(?) /* texts */", "SELECT unnest(?::text[])")
+
+
+def rows_of(*types: str) -> Fragment:
+    """The VALUES of an INSERT of many rows (Tx.insert_rows), a column of each PostgreSQL type: there, one
+    array per column, unnested (a statement per row costs PostgreSQL a parse, a bind and an execute each)."""
+    return Fragment(
+        f"VALUES ({', '.join('?' * len(types))}) /* rows of {', '.join(types)} */",
+        f"SELECT * FROM unnest({', '.join(f'?::{t}[]' for t in types)})",  # noqa: S608 - types: the store's constants
+    )
+
+
 # Locks the rows a transaction reads to decide what it writes (other brokers on the same PostgreSQL wait);
 # SQLite has one writer, whose transactions never interleave.
 FOR_UPDATE = Fragment(" /* for update */", " FOR UPDATE")

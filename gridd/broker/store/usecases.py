@@ -33,7 +33,7 @@ class UseCases(Backend):
     # ---- jobs in, and leasing (a lease is not fsynced: one lost with the power is granted again) ------------
     submit_jobs = use_case(submit.submit_jobs, durable=True, changes=changes.submitted)
     submit_keyed = use_case(keys.submit_keyed, durable=True, changes=changes.keyed)
-    lease_jobs = use_case(leasing.lease_jobs, durable=False, changes=changes.leased, then=leasing.observed)
+    lease_for = use_case(leasing.lease_for, durable=False, changes=changes.leased, then=leasing.observed)
     renew_leases = use_case(leasing.renew_leases, durable=False)
     # A queued gang read on the event loop: seen early, it is only offered to lease_gangs, which checks again.
     queued_gangs = use_case(gangs.queued_gangs, durable=False, read_now="always")
