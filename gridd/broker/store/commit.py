@@ -175,35 +175,33 @@ class GroupCommit:
             else:
                 await call.woken.wait()
                 if call.leads:
-                    await self._commit_next()
+                    await self._commit_next(handed=True)
             if call.error is None:
                 await self._settle(call)
         if call.error is not None:
             raise call.error
         return call.result  # type: ignore[no-any-return]
 
-    async def _commit_next(self) -> None:
+    async def _commit_next(self, *, handed: bool = False) -> None:
         """Commit the next batch (the leader's own call is its first), then hand the lead to the first call
         still queued: each caller goes on as soon as its own batch has committed, in commit order. The
         leader does not wait for fsyncs: the callers do (_settle), so the next batch's SQL runs meanwhile."""
-        batch, self._queued = self._queued[:MAX_BATCH_CALLS], self._queued[MAX_BATCH_CALLS:]
+        taken, self._queued = self._queued[:MAX_BATCH_CALLS], self._queued[MAX_BATCH_CALLS:]
         try:
-            if self._broken is not None:
-                batch = self._refuse_durable(batch, self._broken)
+            batch = taken if self._broken is None else self._refuse_durable(taken, self._broken)
             if batch:
-                await self._commit(batch)
+                await self._commit(batch, handed)
         finally:
-            if self._queued:
-                self._queued[0].leads = True
-                self._queued[0].woken.set()
-            else:
-                self._leading = False
+            _hand_on(self._queued, taken)
+            self._leading = bool(self._queued)
 
-    async def _commit(self, batch: list[_Call]) -> None:
+    async def _commit(self, batch: list[_Call], handed: bool) -> None:
         checkpoint = self._checkpoint_due()
         started, committed = time.perf_counter(), False
         try:
             if len(batch) == 1 and self._last_sql_s < INLINE_UNDER_S and not checkpoint:
+                if handed:  # woken ahead of the last batch's callers (_hand_on): they go on first, so
+                    await anyio.lowlevel.checkpoint()  # that changes reach the ledger in commit order
                 committed = self._run_batch(batch)
             else:
                 committed = await anyio.to_thread.run_sync(self._run_batch, batch, checkpoint, limiter=self._limiter)
@@ -289,8 +287,6 @@ class GroupCommit:
         for call in batch:
             if call.durable:
                 call.error = error
-                call.leads = False
-                call.woken.set()
         return [call for call in batch if not call.durable]
 
     def _committed(self, batch: list[_Call], *, committed: bool, started: float) -> None:
@@ -308,8 +304,6 @@ class GroupCommit:
             self._observer.committed(len(batch), self._last_sql_s, durable)
         for call in batch:
             call.seq, call.need = self._seq, self._dirty
-            call.leads = False
-            call.woken.set()
 
     def _run_batch(self, batch: list[_Call], checkpoint: bool = False) -> bool:
         """The batch's transaction (after a checkpoint if asked); False if nothing of it was committed."""
@@ -377,6 +371,16 @@ class GroupCommit:
         # A reader may hold frames, so that the file cannot start over: then try again a quarter further on.
         self._checkpoint_at = size + CHECKPOINT_BYTES // 4
         return True
+
+
+def _hand_on(queued: list[_Call], done: list[_Call]) -> None:
+    """Wake the next leader first, so that the next batch's SQL runs while this batch's callers go on;
+    then this batch's callers, in commit order."""
+    if queued:
+        queued[0].leads = True
+        queued[0].woken.set()
+    for call in done:
+        call.woken.set()
 
 
 def _wal_database(conn: sqlite3.Connection) -> str:

@@ -120,14 +120,14 @@ class PgGroupCommit:
             raise
         finally:
             self._observer.committed(len(batch), time.perf_counter() - started, any(call.durable for call in batch))
-            for call in batch:
-                call.leads = False
-                call.woken.set()
+            # The next leader first, so that the next batch's SQL runs while this batch's callers go on;
+            # then this batch's callers, in commit order.
             if self._queued:
                 self._queued[0].leads = True
                 self._queued[0].woken.set()
-            else:
-                self._leading = False
+            self._leading = bool(self._queued)
+            for call in batch:
+                call.woken.set()
 
     def own_pids(self) -> set[int]:
         return self._pids
