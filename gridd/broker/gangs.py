@@ -28,6 +28,7 @@ from gridd.broker.matching import NEVER, Budget, Lane, may_lease
 from gridd.broker.store import Store
 from gridd.broker.store.gang_rows import GangGrant, GangSeat, QueuedGang
 from gridd.broker.workers import WorkerLink, WorkerRegistry
+from gridd.clock import Clock
 from gridd.protocol.messages import JobView, LeasedJob
 
 RESERVE_AFTER_MS = 60_000  # a gang ready this long keeps the workers that free up for itself
@@ -53,9 +54,10 @@ R = TypeVar("R", bound=Asking)
 class GangDispatch:
     """The gang half of a dispatch pass: which requests get a gang's members, and which are held for one."""
 
-    def __init__(self, store: Store, workers: WorkerRegistry, ttl_ms: int) -> None:
+    def __init__(self, store: Store, workers: WorkerRegistry, ttl_ms: int, clock: Clock) -> None:
         self._store = store
         self._workers = workers
+        self._clock = clock
         self._ttl_ms = ttl_ms
         self._queued: list[QueuedGang] = []
         self._epoch = -1  # the dispatcher's epoch at which _queued was read (it changes when a job may queue)
@@ -96,7 +98,9 @@ class GangDispatch:
             GangGrant(gang.job_id, [GangSeat(r.worker, r.instance, self._host(r.worker)) for r in seats])
             for gang, seats in grants
         ]
-        leased = await self._store.lease_gangs(seated, now_ms, self._ttl_ms)
+        # The clock read as the call is queued, not at the pass's start (the read of the queued gangs came
+        # between): a gang freed by a dependency that ended at T starts at T or later (scheduler.py).
+        leased = await self._store.lease_gangs(seated, self._clock.now_ms(), self._ttl_ms)
         done = {gang.job_id for gang, _ in grants}
         self._queued = [g for g in self._queued if g.job_id not in done]  # leased, or no longer queued
         out: list[tuple[R, LeasedJob, bool]] = []
