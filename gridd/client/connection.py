@@ -46,6 +46,7 @@ CONNECT_TIMEOUT_S = 10.0
 MAX_REPLY_BYTES = 256 * 1024 * 1024
 READ_BYTES = 65536
 PUSH_BUFFER = 10_000
+SEND_TIMEOUT_S = 30.0  # a frame not written in this long: the broker stopped reading, the connection is lost
 TRANSPORT_ERRORS = (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError, OSError)
 """What anyio and the OS raise when a connection breaks: on the client side they become ConnectionLost
 here, and only here (the broker's side maps the same set in gridd/broker/transport.py)."""
@@ -130,13 +131,24 @@ class Connection:
             raise BrokerTooOld(too_old(feature, self.address))
 
     async def send(self, message: Message) -> None:
+        """Write one frame, whole. Its write is not cancellable: one cut short (a lease request given up
+        as the budget grew) would leave half a frame on the wire, and a TLS stream can send nothing after a
+        record it began (anyio then marks it broken): every later request, results included, would fail
+        and the worker reconnect and send its results again. A write that takes SEND_TIMEOUT_S (a broker
+        that stopped reading) loses the connection instead."""
         if self._closed is not None:
             raise self._closed
+        frame = encode_frame(message)
         try:
             async with self._send_lock:
-                await self._stream.send(encode_frame(message))
+                with anyio.CancelScope(shield=True) as writing:
+                    writing.deadline = anyio.current_time() + SEND_TIMEOUT_S
+                    await self._stream.send(frame)
         except TRANSPORT_ERRORS as exc:
             raise self._lost() from exc
+        if writing.cancelled_caught:
+            await anyio.aclose_forcefully(self._stream)
+            raise self._lost()
         self._last_sent = anyio.current_time()
 
     async def keep_alive(self, every_s: float) -> None:
