@@ -18,6 +18,7 @@ SQLITE_ONLY = frozenset(
         "test_wire_safety",
         "test_connection_limits",
         "test_tls",
+        "test_tls_files",
     }
 )
 # Several brokers on one store: only PostgreSQL can be shared.
