@@ -24,8 +24,8 @@ from anyio.streams.tls import TLSStream
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from gridd.broker.app import run_broker
+from gridd.broker.certificates import key_pem, make_ca
 from gridd.broker.core import Broker
-from gridd.broker.tls import key_pem, make_ca
 from gridd.client import Client, connect
 from gridd.clock import Clock
 from gridd.config import BrokerConfig, WorkerConfig

@@ -1,43 +1,35 @@
-"""The broker's CA and certificate in DATA_DIR/tls/, made on first start, and its TLS 1.3 context.
-
-Files: ca.pem, ca.key (0600), broker.pem, broker.key (0600), in a 0700 directory. The CA (EC P-256, 10
-years) is kept for good: credentials pin its digest, so a new CA voids every credential handed out.
-The broker certificate (2 years) is issued again from the same CA when the names it must carry change
-(--listen, --advertise) or it is within RENEW_BEFORE_S of its end. Several brokers of one grid may share
-the CA by copying ca.pem and ca.key into each one's tls/ directory before its first start.
+"""The broker's TLS 1.3 context, from its CA and certificate in DATA_DIR/tls/ (certificates.py makes and
+renews them). A start that finds both as they should be checks them with the ssl module alone: the key
+pairs match, the certificate chains to the CA (one handshake in memory), carries exactly the names asked
+for and is not near its end. Several brokers of one grid may share the CA by copying ca.pem and ca.key
+into each one's tls/ directory before its first start.
 """
 
 from __future__ import annotations
 
 import contextlib
-import datetime
 import ipaddress
 import os
 import socket
 import ssl
+import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import structlog
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from gridd.config import ca_store_dir
 from gridd.protocol.credentials import ca_digest
-from gridd.protocol.errors import ConfigError
 from gridd.protocol.frames import encode_frame
 from gridd.protocol.messages import BrokerCA
 
 log = structlog.get_logger()
 
 TLS_DIR = "tls"
-CA_DAYS = 3650
-CERT_DAYS = 730
-RENEW_BEFORE_S = 30 * 86400
-_SKEW = datetime.timedelta(hours=1)  # a peer whose clock is a little behind still accepts a new certificate
+RENEW_BEFORE_S = 30 * 86400  # a certificate with less left than this is issued again
 _WILDCARDS = {"", "0.0.0.0", "::", "*"}
+_HANDSHAKE_LEGS = 8  # an in-memory TLS 1.3 handshake takes 2; a bound, not a wait
 
 
 @dataclass(frozen=True)
@@ -67,24 +59,70 @@ def load_or_make(data_dir: Path, names: list[str], *, keep_for_user: bool = True
     tls_dir = data_dir / TLS_DIR
     tls_dir.mkdir(mode=0o700, exist_ok=True)
     os.chmod(tls_dir, 0o700)
-    ca_cert, ca_key = _load_or_make_ca(tls_dir)
-    cert_path, key_path = tls_dir / "broker.pem", tls_dir / "broker.key"
-    why = _reissue_reason(cert_path, key_path, ca_cert, names)
-    if why:
-        key = ec.generate_private_key(ec.SECP256R1())
-        cert = _issue(ca_cert, ca_key, key, names)
-        _write_private(key_path, key_pem(key))
-        _write_public(cert_path, cert.public_bytes(serialization.Encoding.PEM))
-        log.info("tls.certificate_issued", reason=why, names=",".join(names), path=str(cert_path))
+    if _serves_as_is(tls_dir, names):
+        os.chmod(tls_dir / "ca.key", 0o600)
+    else:
+        # Imported here, for start-up memory and time: only a start that must make or renew loads it.
+        from gridd.broker.certificates import make_or_renew
+
+        make_or_renew(tls_dir, names, RENEW_BEFORE_S)
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = ssl.TLSVersion.TLSv1_3
     context.num_tickets = 0  # peers never resume a session: no tickets to make and send
-    context.load_cert_chain(cert_path, key_path)
-    ca_pem = ca_cert.public_bytes(serialization.Encoding.PEM).decode()
-    digest = ca_digest(ca_cert.public_bytes(serialization.Encoding.DER))
+    context.load_cert_chain(tls_dir / "broker.pem", tls_dir / "broker.key")
+    ca_pem = (tls_dir / "ca.pem").read_text()
+    digest = ca_digest(ssl.PEM_cert_to_DER_cert(ca_pem))
     if keep_for_user:
         _keep_for_this_user(digest, ca_pem)
     return BrokerTLS(ca_pem, digest, context, encode_frame(BrokerCA(ca_pem=ca_pem)))
+
+
+def _serves_as_is(tls_dir: Path, names: list[str]) -> bool:
+    """Whether the CA and certificate on disk need nothing done, checked with the ssl module alone: each key
+    is its certificate's, the certificate chains to the CA and is valid now, carries exactly `names`, and
+    has more than RENEW_BEFORE_S left. Anything else (a file missing or unreadable too) is certificates.py's
+    to decide, and to say why."""
+    ca, ca_key, cert, key = (tls_dir / name for name in ("ca.pem", "ca.key", "broker.pem", "broker.key"))
+    try:
+        ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(ca, ca_key)
+        server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        server.load_cert_chain(cert, key)
+        client = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        client.check_hostname = False  # the names are compared below, all of them
+        client.load_verify_locations(cafile=ca)
+        peer = _handshake_in_memory(client, server)
+    except (OSError, ssl.SSLError):
+        return False
+    if peer is None:
+        return False
+    carried = sorted(_san_string(kind, value) for kind, value in peer.get("subjectAltName", ()))
+    left_s = ssl.cert_time_to_seconds(str(peer["notAfter"])) - time.time()
+    return carried == sorted(names) and left_s > RENEW_BEFORE_S
+
+
+def _handshake_in_memory(client: ssl.SSLContext, server: ssl.SSLContext) -> dict[str, Any] | None:
+    """The certificate the client verified in a TLS handshake with the server, both in this process."""
+    client_in, client_out, server_in, server_out = (ssl.MemoryBIO() for _ in range(4))
+    ends = [client.wrap_bio(client_in, client_out), server.wrap_bio(server_in, server_out, server_side=True)]
+    done = [False, False]
+    for _ in range(_HANDSHAKE_LEGS):
+        for i, end in enumerate(ends):
+            if not done[i]:
+                with contextlib.suppress(ssl.SSLWantReadError):
+                    end.do_handshake()
+                    done[i] = True
+        server_in.write(client_out.read())
+        client_in.write(server_out.read())
+        if all(done):
+            return ends[0].getpeercert()
+    return None
+
+
+def _san_string(kind: str, value: str) -> str:
+    """A name as broker_names spells it: a DNS name in lower case, an address in its one spelling."""
+    if kind == "IP Address":
+        return str(ipaddress.ip_address(value.strip()))
+    return value.lower()
 
 
 def _keep_for_this_user(digest: str, ca_pem: str) -> None:
@@ -102,138 +140,3 @@ def _keep_for_this_user(digest: str, ca_pem: str) -> None:
         tmp.replace(path)
     except OSError as exc:
         log.info("tls.ca_not_kept_for_user", path=str(path), error=str(exc))
-
-
-def _load_or_make_ca(tls_dir: Path) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
-    ca_path, key_path = tls_dir / "ca.pem", tls_dir / "ca.key"
-    if ca_path.exists() or key_path.exists():
-        try:
-            cert = x509.load_pem_x509_certificate(ca_path.read_bytes())
-            key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
-        except (OSError, ValueError) as exc:
-            raise ConfigError(
-                f"cannot read the broker's CA in {tls_dir} ({exc}); restore ca.pem and ca.key "
-                "(a new CA voids every credential handed out: remove both to make one)"
-            ) from exc
-        if not isinstance(key, ec.EllipticCurvePrivateKey) or key.public_key() != cert.public_key():
-            raise ConfigError(f"{key_path} is not the key of {ca_path}; restore the pair")
-        os.chmod(key_path, 0o600)
-        return cert, key
-    cert, key = make_ca()
-    _write_private(key_path, key_pem(key))
-    _write_public(ca_path, cert.public_bytes(serialization.Encoding.PEM))
-    log.info("tls.ca_created", path=str(ca_path))
-    return cert, key
-
-
-def make_ca() -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
-    """A new CA certificate and its key (what a broker makes on its first start)."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"gridd CA {socket.gethostname()}"[:64])])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - _SKEW)
-        .not_valid_after(now + datetime.timedelta(days=CA_DAYS))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(_usage(cert_sign=True), critical=True)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        .sign(key, hashes.SHA256())
-    )
-    return cert, key
-
-
-def _reissue_reason(cert_path: Path, key_path: Path, ca: x509.Certificate, names: list[str]) -> str | None:
-    try:
-        cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
-        serialization.load_pem_private_key(key_path.read_bytes(), password=None)
-    except (OSError, ValueError):
-        return "none"
-    try:
-        cert.verify_directly_issued_by(ca)
-    except Exception:  # noqa: BLE001 - whatever the failure (InvalidSignature, ...): not this CA's
-        return "other_ca"
-    left = cert.not_valid_after_utc - datetime.datetime.now(datetime.UTC)
-    if left.total_seconds() < RENEW_BEFORE_S:
-        return "expiring"
-    if sorted(_san_strings(cert)) != sorted(names):
-        return "names_changed"
-    return None
-
-
-def _issue(
-    ca: x509.Certificate, ca_key: ec.EllipticCurvePrivateKey, key: ec.EllipticCurvePrivateKey, names: list[str]
-) -> x509.Certificate:
-    now = datetime.datetime.now(datetime.UTC)
-    return (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "gridd broker")]))
-        .issuer_name(ca.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - _SKEW)
-        .not_valid_after(now + datetime.timedelta(days=CERT_DAYS))
-        .add_extension(x509.SubjectAlternativeName([_general_name(n) for n in names]), critical=False)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(_usage(cert_sign=False), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
-        .sign(ca_key, hashes.SHA256())
-    )
-
-
-def _usage(*, cert_sign: bool) -> x509.KeyUsage:
-    return x509.KeyUsage(
-        digital_signature=not cert_sign,
-        content_commitment=False,
-        key_encipherment=False,
-        data_encipherment=False,
-        key_agreement=False,
-        key_cert_sign=cert_sign,
-        crl_sign=cert_sign,
-        encipher_only=False,
-        decipher_only=False,
-    )
-
-
-def _general_name(name: str) -> x509.GeneralName:
-    try:
-        return x509.IPAddress(ipaddress.ip_address(name))
-    except ValueError:
-        return x509.DNSName(name)
-
-
-def _san_strings(cert: x509.Certificate) -> list[str]:
-    try:
-        sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    except x509.ExtensionNotFound:
-        return []
-    return [str(v).lower() for v in sans.get_values_for_type(x509.DNSName)] + [
-        str(v) for v in sans.get_values_for_type(x509.IPAddress)
-    ]
-
-
-def key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
-    return key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
-
-
-def _write_private(path: Path, data: bytes) -> None:
-    """Atomically, 0600 from the first byte."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-    tmp.replace(path)
-
-
-def _write_public(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}")
-    tmp.write_bytes(data)
-    tmp.replace(path)

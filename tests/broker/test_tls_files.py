@@ -15,7 +15,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from structlog.testing import capture_logs
 
-from gridd.broker.tls import RENEW_BEFORE_S, TLS_DIR, key_pem, load_or_make, make_ca
+from gridd.broker.certificates import key_pem, make_ca
+from gridd.broker.tls import RENEW_BEFORE_S, TLS_DIR, load_or_make
 from gridd.protocol.errors import ConfigError
 
 NAMES = ["localhost", "127.0.0.1", "::1", "grid.example"]
