@@ -34,7 +34,7 @@ def _bench_ca() -> tuple[bytes, bytes, str]:
     so that TOKEN, the credential naming it, serves every broker, worker and client of the run."""
     from cryptography.hazmat.primitives.serialization import Encoding
 
-    from gridd.broker.tls import key_pem, make_ca
+    from gridd.broker.certificates import key_pem, make_ca
     from gridd.protocol.credentials import ca_digest
 
     cert, key = make_ca()
