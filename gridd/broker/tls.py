@@ -21,6 +21,7 @@ import structlog
 
 from gridd.config import ca_store_dir
 from gridd.protocol.credentials import ca_digest
+from gridd.protocol.errors import ConfigError
 from gridd.protocol.frames import encode_frame
 from gridd.protocol.messages import BrokerCA
 
@@ -70,11 +71,23 @@ def load_or_make(data_dir: Path, names: list[str], *, keep_for_user: bool = True
     context.minimum_version = ssl.TLSVersion.TLSv1_3
     context.num_tickets = 0  # peers never resume a session: no tickets to make and send
     context.load_cert_chain(tls_dir / "broker.pem", tls_dir / "broker.key")
-    ca_pem = (tls_dir / "ca.pem").read_text()
-    digest = ca_digest(ssl.PEM_cert_to_DER_cert(ca_pem))
+    ca_der = _first_certificate(tls_dir / "ca.pem")
+    ca_pem = ssl.DER_cert_to_PEM_cert(ca_der)  # as peers are sent it: the certificate alone
+    digest = ca_digest(ca_der)
     if keep_for_user:
         _keep_for_this_user(digest, ca_pem)
     return BrokerTLS(ca_pem, digest, context, encode_frame(BrokerCA(ca_pem=ca_pem)))
+
+
+def _first_certificate(path: Path) -> bytes:
+    """The first certificate of a PEM file (DER), whatever else the file holds (a CA copied from another
+    broker's tls/ with more in it)."""
+    text = path.read_text()
+    start = text.find(ssl.PEM_HEADER)
+    end = text.find(ssl.PEM_FOOTER, start)
+    if start < 0 or end < 0:
+        raise ConfigError(f"no certificate in {path}; restore the broker's ca.pem")
+    return ssl.PEM_cert_to_DER_cert(text[start : end + len(ssl.PEM_FOOTER)])
 
 
 def _serves_as_is(tls_dir: Path, names: list[str]) -> bool:

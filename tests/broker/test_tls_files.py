@@ -128,3 +128,12 @@ def test_an_unreadable_ca_stops_the_start_and_says_a_new_one_voids_every_credent
     (tmp_path / TLS_DIR / "ca.pem").write_text("not a certificate")
     with pytest.raises(ConfigError, match="a new CA voids every credential handed out"):
         load_or_make(tmp_path, NAMES, keep_for_user=False)
+
+
+def test_a_ca_file_with_more_in_it_serves_and_peers_get_the_certificate_alone(tmp_path: Path) -> None:
+    first = load_or_make(tmp_path, NAMES, keep_for_user=False)
+    ca = tmp_path / TLS_DIR / "ca.pem"
+    ca.write_text(f"copied from broker A\n{ca.read_text()}\n# and a note after it\n")
+    again = load_or_make(tmp_path, NAMES, keep_for_user=False)
+    assert again.ca_digest == first.ca_digest
+    assert again.ca_pem == first.ca_pem
