@@ -156,11 +156,28 @@ class Budget:
         """Whether any job within the per-job limits still fits the total (so nothing was skipped for it)."""
         return _ge(self.cpus, self.job_cpus) and _ge(self.memory_mb, self.job_memory_mb)
 
-    def drained(self, max_jobs: int, leased: Sequence[JobSpec]) -> bool:
-        """Did the lanes a request under this budget read give all they had for it? Fewer jobs than asked
+
+class DrainedLanes:
+    """Lanes that gave all they had to a request, with the budgets it asked under: a later request whose
+    per-job limits are no larger would find nothing there either, and need not read them."""
+
+    def __init__(self) -> None:
+        self._budgets: dict[Lane, list[Budget]] = {}
+
+    def __bool__(self) -> bool:
+        return bool(self._budgets)
+
+    def open(self, lanes: Sequence[Lane], budget: Budget) -> list[Lane]:
+        """Those of `lanes` a request under `budget` may still find a job in."""
+        return [x for x in lanes if not any(b.covers(budget) for b in self._budgets.get(x, ()))]
+
+    def note(self, lanes: Sequence[Lane], budget: Budget, max_jobs: int, leased: Sequence[JobSpec]) -> None:
+        """A request under `budget` for `max_jobs` read `lanes` and leased `leased`. Fewer jobs than asked
         is "drained" only if the total budget did not stop the greedy pick, i.e. any job within the per-job
         limits would still have fitted what was left."""
-        return len(leased) < max_jobs and self.left_after(leased).room_for_any()
+        if len(leased) < max_jobs and budget.left_after(leased).room_for_any():
+            for lane in lanes:
+                self._budgets.setdefault(lane, []).append(budget)
 
 
 def _least(a: int | None, b: int | None) -> int | None:

@@ -23,7 +23,7 @@ import structlog
 from anyio.abc import TaskStatus
 
 from gridd.broker.gangs import GangDispatch
-from gridd.broker.matching import Budget, Lane
+from gridd.broker.matching import Budget, DrainedLanes, Lane
 from gridd.broker.store import Ask, Store
 from gridd.clock import Clock
 from gridd.protocol.errors import GriddError
@@ -65,9 +65,9 @@ class Dispatcher:
         self._serving: set[_Request] = set()  # the requests whose lease call is under way
         self._wake = anyio.Event()
         self._epoch = 0  # counts the changes that may have made a job eligible
-        # lane -> budgets under which it gave all it had (see _serve), valid while _epoch is _drained_epoch
+        # The lanes that gave all they had (matching.py), valid while _epoch is _drained_epoch
         # and the clock is before _next_ms (when a delayed job becomes eligible; None: none is delayed).
-        self._drained: dict[Lane, list[Budget]] = {}
+        self._drained = DrainedLanes()
         self._drained_epoch = -1
         self._next_ms: int | None = None
         self._next_known = False
@@ -127,7 +127,7 @@ class Dispatcher:
             with anyio.move_on_after(delay if delay is not None else float("inf")):
                 await self._wake.wait()
 
-    async def _lease(self, asks: list[tuple[_Request, list[Lane]]], drained: dict[Lane, list[Budget]]) -> None:
+    async def _lease(self, asks: list[tuple[_Request, list[Lane]]], drained: DrainedLanes) -> None:
         """One store call for every request that has lanes to read: one transaction serves them all."""
         self._serving = {request for request, _ in asks}
         # The clock read as the call is queued: the store runs calls in the order they come, so every
@@ -141,9 +141,7 @@ class Dispatcher:
         finally:
             self._serving = set()
         for (request, lanes), jobs in zip(asks, granted, strict=True):
-            if request.budget.drained(request.max_jobs, [j.spec for j in jobs]):
-                for lane in lanes:
-                    drained.setdefault(lane, []).append(request.budget)
+            drained.note(lanes, request.budget, request.max_jobs, [j.spec for j in jobs])
             if not jobs:
                 if request.withdrawn and request in self._pending:
                     self._pending.remove(request)
@@ -168,10 +166,8 @@ class Dispatcher:
         now = self._clock.now_ms()
         epoch = self._epoch
         if epoch != self._drained_epoch or (self._next_ms is not None and now >= self._next_ms):
-            self._drained, self._drained_epoch, self._next_ms = {}, epoch, None
+            self._drained, self._drained_epoch, self._next_ms = DrainedLanes(), epoch, None
             self._next_known = False
-        # lane -> budgets under which it gave all it had: a later request whose per-job limits are no
-        # larger would find nothing there either.
         drained = self._drained
         self.lanes_considered = 0
         seated, held = await self.gangs.serve(self._pending, now, epoch) if self.gangs else ([], set())
@@ -185,7 +181,7 @@ class Dispatcher:
                 continue
             offered = request.lanes()
             self.lanes_considered += len(offered)
-            lanes = [x for x in offered if not any(b.covers(request.budget) for b in drained.get(x, ()))]
+            lanes = drained.open(offered, request.budget)
             if lanes:
                 asks.append((request, lanes))
         if asks:

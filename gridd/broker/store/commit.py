@@ -63,6 +63,7 @@ import anyio.lowlevel
 import structlog
 
 from gridd.broker.observe import Observer
+from gridd.broker.store.handoff import hand_on
 from gridd.protocol.errors import StorageFailed
 
 T = TypeVar("T")
@@ -192,15 +193,14 @@ class GroupCommit:
             if batch:
                 await self._commit(batch, handed)
         finally:
-            _hand_on(self._queued, taken)
-            self._leading = bool(self._queued)
+            self._leading = hand_on(self._queued, taken)
 
     async def _commit(self, batch: list[_Call], handed: bool) -> None:
         checkpoint = self._checkpoint_due()
         started, committed = time.perf_counter(), False
         try:
             if len(batch) == 1 and self._last_sql_s < INLINE_UNDER_S and not checkpoint:
-                if handed:  # woken ahead of the last batch's callers (_hand_on): they go on first, so
+                if handed:  # woken ahead of the last batch's callers (hand_on): they go on first, so
                     await anyio.lowlevel.checkpoint()  # that changes reach the ledger in commit order
                 committed = self._run_batch(batch)
             else:
@@ -371,16 +371,6 @@ class GroupCommit:
         # A reader may hold frames, so that the file cannot start over: then try again a quarter further on.
         self._checkpoint_at = size + CHECKPOINT_BYTES // 4
         return True
-
-
-def _hand_on(queued: list[_Call], done: list[_Call]) -> None:
-    """Wake the next leader first, so that the next batch's SQL runs while this batch's callers go on;
-    then this batch's callers, in commit order."""
-    if queued:
-        queued[0].leads = True
-        queued[0].woken.set()
-    for call in done:
-        call.woken.set()
 
 
 def _wal_database(conn: sqlite3.Connection) -> str:

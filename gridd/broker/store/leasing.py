@@ -19,7 +19,7 @@ import msgspec
 
 import gridd.broker.store.gangs as gangs
 from gridd.broker import transitions as tr
-from gridd.broker.matching import UNLIMITED, Budget, Lane
+from gridd.broker.matching import UNLIMITED, Budget, DrainedLanes, Lane
 from gridd.broker.observe import Observer
 from gridd.broker.store.records import Ask
 from gridd.broker.store.refs import parse_job_id
@@ -106,16 +106,13 @@ def lease_jobs(
 def lease_for(db: Tx, asks: Sequence[Ask], now_ms: int, ttl_ms: int) -> tuple[list[list[LeasedJob]], list[int]]:
     """lease_jobs for each ask, in order, in one transaction: one round trip serves every worker waiting.
     A lane that gave all it had to one ask is not read again for a later ask whose budget it covers."""
-    drained: dict[Lane, list[Budget]] = {}
+    drained = DrainedLanes()
     granted: list[list[LeasedJob]] = []
     waits_ms: list[int] = []
     for ask in asks:
-        budget = ask.budget
-        lanes = [x for x in ask.lanes if not any(b.covers(budget) for b in drained.get(x, ()))]
-        leased, waits = lease_jobs(db, ask.worker, lanes, ask.max_jobs, now_ms, ttl_ms, budget, ask.instance)
-        if budget.drained(ask.max_jobs, [j.spec for j in leased]):
-            for lane in lanes:
-                drained.setdefault(lane, []).append(budget)
+        lanes = drained.open(ask.lanes, ask.budget)
+        leased, waits = lease_jobs(db, ask.worker, lanes, ask.max_jobs, now_ms, ttl_ms, ask.budget, ask.instance)
+        drained.note(lanes, ask.budget, ask.max_jobs, [j.spec for j in leased])
         granted.append(leased)
         waits_ms += waits
     return granted, waits_ms

@@ -34,6 +34,7 @@ import psycopg.errors
 import structlog
 
 from gridd.broker.observe import Observer
+from gridd.broker.store.handoff import hand_on
 from gridd.broker.store.pg_tx import PgTx
 from gridd.broker.store.sql import Tx
 from gridd.protocol.errors import StorageFailed
@@ -120,14 +121,7 @@ class PgGroupCommit:
             raise
         finally:
             self._observer.committed(len(batch), time.perf_counter() - started, any(call.durable for call in batch))
-            # The next leader first, so that the next batch's SQL runs while this batch's callers go on;
-            # then this batch's callers, in commit order.
-            if self._queued:
-                self._queued[0].leads = True
-                self._queued[0].woken.set()
-            self._leading = bool(self._queued)
-            for call in batch:
-                call.woken.set()
+            self._leading = hand_on(self._queued, batch)
 
     def own_pids(self) -> set[int]:
         return self._pids
