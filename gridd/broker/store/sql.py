@@ -12,7 +12,10 @@ word for word.
 
 from __future__ import annotations
 
+import functools
+import itertools
 import json
+import re
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, Literal, Protocol
@@ -52,8 +55,8 @@ class Tx(Protocol):
         ...
 
     def insert_rows(self, sql: str, rows: Sequence[Sequence[Any]], /) -> None:
-        """An INSERT of many rows whose VALUES are `rows_of(...)`: on SQLite run once per row, on
-        PostgreSQL one statement that reads one array per column."""
+        """An INSERT of many rows whose VALUES are `rows_of(...)`: on SQLite statements of up to
+        ROWS_PER_INSERT rows each, on PostgreSQL one statement that reads one array per column."""
         ...
 
     def ids(self, ids: Iterable[int]) -> Any:
@@ -80,7 +83,16 @@ class SQLiteTx:
         return [row for one in params for row in execute(sql, one)]
 
     def insert_rows(self, sql: str, rows: Sequence[Sequence[Any]], /) -> None:
-        self.conn.executemany(sql, rows)
+        # Not executemany: each run of a statement opens a cursor on the table and on every index of it, which
+        # cost a job's INSERT more than writing its row and index entries (benchmarks/README.md, issue 20).
+        # Sizes are powers of two, so that a table has at most a few statements in the connection's cache.
+        execute, done = self.conn.execute, 0
+        while done < len(rows):
+            size = ROWS_PER_INSERT
+            while size > len(rows) - done:
+                size //= 2
+            execute(_rows_at_once(sql, size), list(itertools.chain.from_iterable(rows[done : done + size])))
+            done += size
 
     def ids(self, ids: Iterable[int]) -> str:
         return json.dumps(list(ids))
@@ -88,6 +100,22 @@ class SQLiteTx:
     def texts(self, texts: Iterable[str]) -> str:
         return json.dumps(list(texts))
 
+
+# Rows one INSERT writes on SQLite (Tx.insert_rows): 64 jobs take 64 * 18 parameters, far under SQLite's limit
+# of 32,766; more gain nothing measurable.
+ROWS_PER_INSERT = 64
+
+
+@functools.cache
+def _rows_at_once(sql: str, count: int) -> str:
+    """An INSERT of one row of `rows_of(...)` as one of `count` rows."""
+    found = _ONE_ROW.search(sql)
+    if found is None:
+        raise ValueError(f"not an INSERT of rows_of(...): {sql!r}")
+    return f"{sql[: found.start(1)]}{', '.join([found[1]] * count)}{sql[found.end(1) :]}"
+
+
+_ONE_ROW = re.compile(r"VALUES (\((?:\?, )*\?\)) /\* rows of ")
 
 # Every Fragment made, SQLite's text -> PostgreSQL's; pg_tx.py replaces them in each statement it prepares.
 FRAGMENTS: dict[str, str] = {}

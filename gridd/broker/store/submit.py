@@ -23,7 +23,7 @@ from gridd.broker import transitions as tr
 from gridd.broker.matching import lane_of_spec
 from gridd.broker.store.refs import group_name, parse_ref
 from gridd.broker.store.retention import LAST_JOB_ID
-from gridd.broker.store.sql import FOR_SHARE, Tx, rows
+from gridd.broker.store.sql import FOR_SHARE, Tx, rows, rows_of
 from gridd.broker.transitions import Move, Transition
 from gridd.protocol.errors import UnknownJob
 from gridd.protocol.messages import JobSpec
@@ -33,8 +33,11 @@ _spec_encoder = msgspec.msgpack.Encoder()
 
 _INSERT_JOB = (
     "INSERT INTO jobs (id, state, queue, priority, max_attempts, spec, submitted_ms, group_id,"
-    " pending_deps, reason, finished_ms, throttled, lane, records, cpus, memory_mb, args_blob, owner)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " pending_deps, reason, finished_ms, throttled, lane, records, cpus, memory_mb, args_blob, owner) "
+    + rows_of(
+        *("bigint", "text", "text", "bigint", "bigint", "bytea", "bigint", "bigint"),
+        *("bigint", "text", "bigint", "int", "text", "bigint", "bigint", "bigint", "text", "text"),
+    )
 )
 
 
@@ -87,7 +90,7 @@ def submit_jobs(
     for s in specs:
         if s.task is not None and s.task.args_blob is not None:
             blobs.blob_size(db, s.task.args_blob)  # refuses a payload that was never uploaded
-    db.executemany(_INSERT_JOB, new)
+    db.insert_rows(_INSERT_JOB, new)
     start_times.keep_start_times(db, [r[0] for r in new], specs)
     gangs.keep_gang_sizes(db, [r[0] for r in new], specs)
     lanes = dict.fromkeys((r[2], r[12]) for r in new)
