@@ -7,6 +7,7 @@ Rule: each use case commits through the store first, then has the ledger tell ev
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import msgspec
@@ -26,6 +27,7 @@ from gridd.broker.workers import WorkerRegistry
 from gridd.clock import Clock
 from gridd.protocol.bundles import manifest_problem
 from gridd.protocol.errors import InvalidRequest, KeyConflict, PayloadTooLarge
+from gridd.protocol.limits import whose_job
 from gridd.protocol.messages import (
     AttemptView,
     BundleFile,
@@ -85,7 +87,7 @@ class ClientDesk:
         for number, spec in enumerate(specs, start=1):
             if not spec.argv or not spec.argv[0]:
                 raise InvalidRequest("a job needs a command: gridd submit -- COMMAND [ARG...]")
-            whose = f"job {number} of {len(specs)}: its" if len(specs) > 1 else "the job's"
+            whose = functools.partial(whose_job, number, len(specs))  # made only for a refusal
             self._settings.check_spec(spec, whose, "nothing was submitted")
             if spec.schedule is not None:  # only a schedule's firing names it (store/schedules.py)
                 raise InvalidRequest("a job names a schedule only when that schedule submitted it (gridd schedule add)")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from gridd.protocol.errors import InvalidRequest, PayloadTooLarge
@@ -27,10 +28,10 @@ class BrokerSettings:
         """Workers renew three times per TTL, so one lost heartbeat never costs a lease."""
         return self.lease_ttl_ms / 3000
 
-    def check_spec(self, spec: JobSpec, whose: str, outcome: str) -> None:
+    def check_spec(self, spec: JobSpec, whose: str | Callable[[], str], outcome: str) -> None:
         """Refuse a spec a client sent that the broker would not keep, in one line ending in `outcome`:
         past the size limits (every listing, lease and retry would carry it), or with retry causes that
-        cannot be read (the wire checks their shape, not their numbers)."""
+        cannot be read (the wire checks their shape, not their numbers). `whose`: as spec_too_large's."""
         problem = spec_too_large(spec, self.max_command_bytes, self.max_stdin_bytes, whose)
         if problem is not None:
             raise PayloadTooLarge(f"{problem}; {outcome}")

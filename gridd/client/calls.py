@@ -7,6 +7,7 @@ Rule: nothing here knows tasks' sugar, handles or fan-out; those build on a Brok
 
 from __future__ import annotations
 
+import functools
 from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import datetime
 
@@ -15,7 +16,7 @@ from gridd.client.connection import Connection
 from gridd.client.schedule_calls import ScheduleCalls
 from gridd.client.start_time import start_at_ms
 from gridd.protocol.errors import PayloadTooLarge, exception_for
-from gridd.protocol.limits import spec_too_large
+from gridd.protocol.limits import spec_too_large, whose_job
 from gridd.protocol.messages import (
     MAX_LIST_ROWS,
     AttemptView,
@@ -177,8 +178,7 @@ class BrokerCalls(ScheduleCalls):
         max_command = welcome.max_command_bytes or 2**62
         max_stdin = welcome.max_stdin_bytes or 2**62
         for number, spec in enumerate(specs, start=1):
-            whose = f"job {number} of {len(specs)}: its" if len(specs) > 1 else "the job's"
-            problem = spec_too_large(spec, max_command, max_stdin, whose)
+            problem = spec_too_large(spec, max_command, max_stdin, functools.partial(whose_job, number, len(specs)))
             if problem is not None:
                 raise PayloadTooLarge(f"{problem}; nothing was submitted")
 

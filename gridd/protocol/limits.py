@@ -7,7 +7,7 @@ the size and the limit, so a person knows by how much to shrink what they sent.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from gridd.protocol.messages import JobSpec
 
@@ -19,7 +19,8 @@ LIST_REPLY_BYTES = 4 * 1024 * 1024  # a page of `jobs` stays this far under the 
 
 def command_bytes(argv: Sequence[str], env: Mapping[str, str]) -> int:
     """What a command takes: each argument and each KEY=VALUE, UTF-8, with its terminating NUL."""
-    return sum(len(a.encode()) + 1 for a in argv) + sum(len(k.encode()) + len(v.encode()) + 2 for k, v in env.items())
+    size = len("\0".join(argv).encode()) + 1 if argv else 0  # one join, not an encode per argument
+    return size + sum(len(k.encode()) + len(v.encode()) + 2 for k, v in env.items()) if env else size
 
 
 def too_large(what: str, size: int, limit: int, setting: str) -> str | None:
@@ -39,16 +40,26 @@ def size_text(n: int) -> str:
     return f"{n} bytes"
 
 
-def spec_too_large(spec: JobSpec, max_command_bytes: int, max_stdin_bytes: int, whose: str = "the job's") -> str | None:
-    """Why `spec` is past the limits (its argv+env, or its stdin with inline task arguments), or None."""
+def whose_job(number: int, count: int) -> str:
+    """Whose the sizes are, in a refusal of job `number` (from 1) of a submit of `count`."""
+    return f"job {number} of {count}: its" if count > 1 else "the job's"
+
+
+def spec_too_large(
+    spec: JobSpec, max_command_bytes: int, max_stdin_bytes: int, whose: str | Callable[[], str] = "the job's"
+) -> str | None:
+    """Why `spec` is past the limits (its argv+env, or its stdin with inline task arguments), or None.
+    `whose` may be a function that says it, called only for a refusal (a submit checks every job it holds)."""
+    command = command_bytes(spec.argv, spec.env)
+    stdin = len(spec.stdin or b"") + len(spec.task.args if spec.task is not None else b"")
+    if command <= max_command_bytes and stdin <= max_stdin_bytes:
+        return None
+    who = whose if isinstance(whose, str) else whose()
     return too_large(
-        f"{whose} command and environment take",
-        command_bytes(spec.argv, spec.env),
-        max_command_bytes,
-        "gridd broker --max-command-bytes",
+        f"{who} command and environment take", command, max_command_bytes, "gridd broker --max-command-bytes"
     ) or too_large(
-        f"{whose} standard input (or inline task arguments) takes",
-        len(spec.stdin or b"") + len(spec.task.args if spec.task is not None else b""),
+        f"{who} standard input (or inline task arguments) takes",
+        stdin,
         max_stdin_bytes,
         "gridd broker --max-stdin-bytes",
     )
