@@ -1,6 +1,14 @@
 """Making and renewing the broker's CA and certificate (the `cryptography` package): what a first start, a
 change of names or a certificate near its end needs. A start that finds both as they should be checks them
-with the ssl module alone (tls.py) and never loads this module (about 12 MB and 40 ms of a start).
+with the ssl module alone (tls.py) and never loads this module (about 12 MB and 40 ms of a start). One that
+must make or renew runs it in a child process, `python -m gridd.broker.certificates` (tls.py), so that the
+broker never loads `cryptography` either: a library, once imported, stays in the process for good (15 MB of
+RSS on a broker's first start, benchmarks/README.md).
+
+The child's protocol: arguments TLS_DIR RENEW_BEFORE_S NAME...; on success it prints what it did, a JSON
+list of [event, {field: value}] for the broker to log; on a refusal (ConfigError: a CA that cannot be read,
+a key that is not its CA's) or a file it cannot read or write (OSError) it prints one JSON object,
+{"error": "config" or "os", "message": ..., "errno": ..., "filename": ...}, and exits with 2.
 
 Files (in DATA_DIR/tls, a 0700 directory): ca.pem, ca.key (0600), broker.pem, broker.key (0600). The CA (EC
 P-256, 10 years) is kept for good: credentials pin its digest, so a new CA voids every credential handed
@@ -12,11 +20,12 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
+import json
 import os
 import socket
+import sys
 from pathlib import Path
 
-import structlog
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -24,18 +33,21 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from gridd.protocol.errors import ConfigError
 
-log = structlog.get_logger()
-
 CA_DAYS = 3650
 CERT_DAYS = 730
 _SKEW = datetime.timedelta(hours=1)  # a peer whose clock is a little behind still accepts a new certificate
 
 
-def make_or_renew(tls_dir: Path, names: list[str], renew_before_s: float) -> None:
+Done = list[tuple[str, dict[str, str]]]  # what was made, as the log lines that say so: (event, fields)
+REFUSED = 2  # the child's exit status for a refusal it explained on stdout
+
+
+def make_or_renew(tls_dir: Path, names: list[str], renew_before_s: float) -> Done:
     """The CA (made if there is none; ConfigError if it cannot be read or its key is not its own), and a
-    certificate for `names` from it, issued again if it needs to be (logged with why): with less than
-    `renew_before_s` left, among other reasons."""
-    ca_cert, ca_key = _load_or_make_ca(tls_dir)
+    certificate for `names` from it, issued again if it needs to be: with less than `renew_before_s` left,
+    among other reasons. Returns what it made, with why, for the broker to log."""
+    done: Done = []
+    ca_cert, ca_key = _load_or_make_ca(tls_dir, done)
     cert_path, key_path = tls_dir / "broker.pem", tls_dir / "broker.key"
     why = _reissue_reason(cert_path, key_path, ca_cert, names, renew_before_s)
     if why:
@@ -43,10 +55,30 @@ def make_or_renew(tls_dir: Path, names: list[str], renew_before_s: float) -> Non
         cert = _issue(ca_cert, ca_key, key, names)
         _write_private(key_path, key_pem(key))
         _write_public(cert_path, cert.public_bytes(serialization.Encoding.PEM))
-        log.info("tls.certificate_issued", reason=why, names=",".join(names), path=str(cert_path))
+        done.append(("tls.certificate_issued", {"reason": why, "names": ",".join(names), "path": str(cert_path)}))
+    return done
 
 
-def _load_or_make_ca(tls_dir: Path) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+def main(argv: list[str]) -> int:
+    """The child process tls.py starts: make_or_renew, and what came of it on stdout (module docstring)."""
+    tls_dir, renew_before_s, *names = argv
+    try:
+        done = make_or_renew(Path(tls_dir), names, float(renew_before_s))
+    except ConfigError as exc:
+        print(json.dumps({"error": "config", "message": str(exc)}))
+        return REFUSED
+    except OSError as exc:
+        print(
+            json.dumps(
+                {"error": "os", "message": exc.strerror or str(exc), "errno": exc.errno, "filename": exc.filename}
+            )
+        )
+        return REFUSED
+    print(json.dumps(done))
+    return 0
+
+
+def _load_or_make_ca(tls_dir: Path, done: Done) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
     ca_path, key_path = tls_dir / "ca.pem", tls_dir / "ca.key"
     if ca_path.exists() or key_path.exists():
         try:
@@ -64,7 +96,7 @@ def _load_or_make_ca(tls_dir: Path) -> tuple[x509.Certificate, ec.EllipticCurveP
     cert, key = make_ca()
     _write_private(key_path, key_pem(key))
     _write_public(ca_path, cert.public_bytes(serialization.Encoding.PEM))
-    log.info("tls.ca_created", path=str(ca_path))
+    done.append(("tls.ca_created", {"path": str(ca_path)}))
     return cert, key
 
 
@@ -181,3 +213,7 @@ def _write_public(path: Path, data: bytes) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}")
     tmp.write_bytes(data)
     tmp.replace(path)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

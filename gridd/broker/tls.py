@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
+import json
 import os
 import socket
 import ssl
+import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +34,8 @@ TLS_DIR = "tls"
 RENEW_BEFORE_S = 30 * 86400  # a certificate with less left than this is issued again
 _WILDCARDS = {"", "0.0.0.0", "::", "*"}
 _HANDSHAKE_LEGS = 8  # an in-memory TLS 1.3 handshake takes 2; a bound, not a wait
+_MAKER_TIMEOUT_S = 60  # the certificate maker takes a fraction of a second; a bound, not a wait
+_REFUSED = 2  # certificates.REFUSED (not imported: that would load `cryptography` here)
 
 
 @dataclass(frozen=True)
@@ -63,10 +68,7 @@ def load_or_make(data_dir: Path, names: list[str], *, keep_for_user: bool = True
     if _serves_as_is(tls_dir, names):
         os.chmod(tls_dir / "ca.key", 0o600)
     else:
-        # Imported here, for start-up memory and time: only a start that must make or renew loads it.
-        from gridd.broker.certificates import make_or_renew
-
-        make_or_renew(tls_dir, names, RENEW_BEFORE_S)
+        _make_or_renew(tls_dir, names)
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.minimum_version = ssl.TLSVersion.TLSv1_3
     context.num_tickets = 0  # peers never resume a session: no tickets to make and send
@@ -77,6 +79,31 @@ def load_or_make(data_dir: Path, names: list[str], *, keep_for_user: bool = True
     if keep_for_user:
         _keep_for_this_user(digest, ca_pem)
     return BrokerTLS(ca_pem, digest, context, encode_frame(BrokerCA(ca_pem=ca_pem)))
+
+
+def _make_or_renew(tls_dir: Path, names: list[str]) -> None:
+    """certificates.py's make_or_renew, run in a child process: the `cryptography` package it loads would stay
+    in the broker for its whole life (benchmarks/README.md). Its log lines are the broker's; its refusals
+    are raised here as they were raised there (ConfigError, OSError), one line each."""
+    argv = [sys.executable, "-P", "-m", "gridd.broker.certificates", str(tls_dir), str(RENEW_BEFORE_S), *names]
+    try:  # -P: the broker's working directory is not put on the child's import path
+        child = subprocess.run(argv, capture_output=True, text=True, timeout=_MAKER_TIMEOUT_S, check=False)  # noqa: S603
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise ConfigError(f"cannot make the broker's certificate in {tls_dir}: {exc}") from exc
+    try:
+        said = json.loads(child.stdout) if child.returncode in (0, _REFUSED) else None
+    except ValueError:
+        said = None
+    if isinstance(said, list):
+        for event, fields in said:
+            log.info(event, **fields)
+        return
+    if isinstance(said, dict) and said.get("error") == "config":
+        raise ConfigError(str(said["message"]))
+    if isinstance(said, dict) and said.get("error") == "os":
+        raise OSError(said.get("errno"), str(said["message"]), said.get("filename"))
+    last = (child.stderr.strip().splitlines() or [f"exit status {child.returncode}"])[-1]
+    raise ConfigError(f"cannot make the broker's certificate in {tls_dir}: {last}")
 
 
 def _first_certificate(path: Path) -> bytes:

@@ -49,6 +49,20 @@ def test_the_token_file_taken_to_another_home_submits_and_keeps_the_ca(grid: Gri
     assert grid.cli("status", env=env).returncode == 0  # now verified by ssl against the kept CA
 
 
+def test_a_first_start_makes_its_ca_and_certificate_and_never_loads_their_library(grid: Grid) -> None:
+    """The CA and certificate are made by a child process: `cryptography`, once imported, would stay in the
+    broker for its whole life (15 MB of RSS). The broker logs what the child made."""
+    own_broker(grid)
+    assert (grid.data_dir / "tls" / "ca.key").exists() and (grid.data_dir / "tls" / "broker.pem").exists()
+    log = grid.log_text()
+    assert "tls.ca_created" in log and "tls.certificate_issued" in log
+    mapped = Path(f"/proc/{grid.broker.pid}/maps").read_text()
+    assert "_ssl" in mapped  # the libraries it did load are listed there
+    assert "cryptography" not in mapped
+    token = (grid.data_dir / "token").read_text().strip()
+    assert grid.cli("status", env=elsewhere(grid, "desk", GRIDD_TOKEN=token)).returncode == 0
+
+
 def test_the_data_dir_is_private_and_a_wider_one_is_tightened_and_logged(grid: Grid) -> None:
     grid.data_dir.mkdir(mode=0o755)
     os.chmod(grid.data_dir, 0o755)
