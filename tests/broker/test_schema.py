@@ -27,10 +27,12 @@ RELEASED = [  # sha256 of each released migration's text, first 16 hex digits
     "6d31850936b8af77",
     "e1f062151efb6c50",
     "096068a7e669fc9a",  # 14: released at stop 15 (gang jobs)
+    "f39df48589a3fdae",  # 15: jobs_finished's WHERE as comparisons, not an IN list (issue 20)
 ]
 RELEASED_POSTGRESQL = [  # the same, for PostgreSQL's list (its first is SQLite's 1-13 in one)
     "04eeabf9ad694c7b",  # 13 and 14: released at stop 15
     "a301e40e81d2d238",
+    "f39df48589a3fdae",  # 15: as SQLite's 15, the same text
 ]
 
 

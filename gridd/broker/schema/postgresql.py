@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from gridd.broker.schema.sqlite import FINISHED_WHERE
+from gridd.broker.schema.sqlite import FINISHED_IN_LIST, FINISHED_WHERE
 from gridd.protocol.states import JobState
 
 if TYPE_CHECKING:
@@ -71,7 +71,7 @@ MIGRATIONS: list[str] = [
     CREATE INDEX jobs_worker ON jobs (worker) WHERE state = {_RUNNING};
     CREATE INDEX jobs_state ON jobs (state, id);
     CREATE INDEX jobs_args_blob ON jobs (args_blob) WHERE args_blob IS NOT NULL;
-    CREATE INDEX jobs_finished ON jobs (finished_ms) WHERE {FINISHED_WHERE};
+    CREATE INDEX jobs_finished ON jobs (finished_ms) WHERE {FINISHED_IN_LIST};
     CREATE INDEX jobs_owner ON jobs (owner, id);
     CREATE INDEX jobs_scheduled ON jobs (state, start_ms) WHERE state = '{JobState.SCHEDULED}';
     CREATE TABLE deps (
@@ -219,6 +219,11 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX gang_members_worker ON gang_members (worker, instance) WHERE ended = 0;
     CREATE INDEX gang_members_deadline ON gang_members (deadline_ms) WHERE ended = 0;
+    """,
+    # 15: as SQLite's 15: jobs_finished's WHERE spelled as retention's query now spells it (the same rows).
+    f"""
+    DROP INDEX jobs_finished;
+    CREATE INDEX jobs_finished ON jobs (finished_ms) WHERE {FINISHED_WHERE};
     """,
 ]
 
