@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
-from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Final
+
+import msgspec
 
 from gridd.protocol.errors import IllegalTransition
 from gridd.protocol.states import FINISHED as FINISHED
@@ -152,9 +153,10 @@ def ended_as(state: str) -> str:
     return f"was {state}" if state == S.CANCELLED else state
 
 
-@dataclass(frozen=True, slots=True)
-class Transition:
-    """A job that changed state in a store call, for counts, events and waiters."""
+class Transition(msgspec.Struct, frozen=True, gc=False):
+    """A job that changed state in a store call, for counts, events and waiters. A Struct, not a frozen
+    dataclass: one is made per job a call changes (a submit of 1,000 made 1,000), and a frozen dataclass
+    took 1.1 us to make against 0.15 us (benchmarks/README.md). gc=False: it holds strings and ints only."""
 
     job_id: str
     state: str
