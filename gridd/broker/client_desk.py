@@ -27,7 +27,7 @@ from gridd.broker.workers import WorkerRegistry
 from gridd.clock import Clock
 from gridd.protocol.bundles import manifest_problem
 from gridd.protocol.errors import InvalidRequest, KeyConflict, PayloadTooLarge
-from gridd.protocol.limits import whose_job
+from gridd.protocol.limits import all_fit, whose_job
 from gridd.protocol.messages import (
     AttemptView,
     BundleFile,
@@ -84,11 +84,12 @@ class ClientDesk:
         """Commit the jobs, owned by `owner`; returns their ids in order and their group (None if none).
         Under a `key` `owner` used before for the same request: the ids and group that made, and nothing
         new (KeyConflict if for another request)."""
+        fits = all_fit(specs, self._settings.max_command_bytes, self._settings.max_stdin_bytes)
         for number, spec in enumerate(specs, start=1):
             if not spec.argv or not spec.argv[0]:
                 raise InvalidRequest("a job needs a command: gridd submit -- COMMAND [ARG...]")
             whose = functools.partial(whose_job, number, len(specs))  # made only for a refusal
-            self._settings.check_spec(spec, whose, "nothing was submitted")
+            self._settings.check_spec(spec, whose, "nothing was submitted", fits=fits)
             if spec.schedule is not None:  # only a schedule's firing names it (store/schedules.py)
                 raise InvalidRequest("a job names a schedule only when that schedule submitted it (gridd schedule add)")
         if max_running is not None and not new_group:

@@ -28,11 +28,12 @@ class BrokerSettings:
         """Workers renew three times per TTL, so one lost heartbeat never costs a lease."""
         return self.lease_ttl_ms / 3000
 
-    def check_spec(self, spec: JobSpec, whose: str | Callable[[], str], outcome: str) -> None:
+    def check_spec(self, spec: JobSpec, whose: str | Callable[[], str], outcome: str, *, fits: bool = False) -> None:
         """Refuse a spec a client sent that the broker would not keep, in one line ending in `outcome`:
         past the size limits (every listing, lease and retry would carry it), or with retry causes that
-        cannot be read (the wire checks their shape, not their numbers). `whose`: as spec_too_large's."""
-        problem = spec_too_large(spec, self.max_command_bytes, self.max_stdin_bytes, whose)
+        cannot be read (the wire checks their shape, not their numbers). `whose`: as spec_too_large's; `fits`:
+        its sizes are known to be within the limits (limits.all_fit)."""
+        problem = None if fits else spec_too_large(spec, self.max_command_bytes, self.max_stdin_bytes, whose)
         if problem is not None:
             raise PayloadTooLarge(f"{problem}; {outcome}")
         if spec.retry_on and (problem := causes_problem(spec.retry_on)) is not None:

@@ -16,7 +16,7 @@ from gridd.client.connection import Connection
 from gridd.client.schedule_calls import ScheduleCalls
 from gridd.client.start_time import start_at_ms
 from gridd.protocol.errors import PayloadTooLarge, exception_for
-from gridd.protocol.limits import spec_too_large, whose_job
+from gridd.protocol.limits import all_fit, spec_too_large, whose_job
 from gridd.protocol.messages import (
     MAX_LIST_ROWS,
     AttemptView,
@@ -177,6 +177,8 @@ class BrokerCalls(ScheduleCalls):
         welcome = self.connection.welcome
         max_command = welcome.max_command_bytes or 2**62
         max_stdin = welcome.max_stdin_bytes or 2**62
+        if all_fit(specs, max_command, max_stdin):
+            return
         for number, spec in enumerate(specs, start=1):
             problem = spec_too_large(spec, max_command, max_stdin, functools.partial(whose_job, number, len(specs)))
             if problem is not None:

@@ -62,6 +62,8 @@ def message(
 
 def chunks(specs: Sequence[JobSpec]) -> list[list[JobSpec]]:
     """Consecutive runs of specs whose encoded size stays under CHUNK_BYTES (at least one each)."""
+    if len(_size.encode(specs)) <= CHUNK_BYTES:  # most submits: one chunk, as the loop below would cut it
+        return [list(specs)]
     out: list[list[JobSpec]] = [[]]
     size = 0
     for spec in specs:
