@@ -65,9 +65,9 @@ class PgTx:
             if not cursor.nextset():
                 return found
 
-    def insert_rows(self, sql: str, rows: Sequence[Sequence[Any]], /) -> None:
+    def insert_rows(self, sql: str, rows: Sequence[Sequence[Any]], constants: Sequence[Any] = (), /) -> None:
         if rows:
-            self.conn.execute(translate(sql), [list(column) for column in zip(*rows, strict=True)])
+            self.conn.execute(translate(sql), [*constants, *(list(column) for column in zip(*rows, strict=True))])
 
     def ids(self, ids: Iterable[int]) -> list[int]:
         return list(ids)

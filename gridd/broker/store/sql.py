@@ -54,9 +54,10 @@ class Tx(Protocol):
         PostgreSQL. For a write by primary key, whose plan does not depend on the table's statistics."""
         ...
 
-    def insert_rows(self, sql: str, rows: Sequence[Sequence[Any]], /) -> None:
+    def insert_rows(self, sql: str, rows: Sequence[Sequence[Any]], constants: Sequence[Any] = (), /) -> None:
         """An INSERT of many rows whose VALUES are `rows_of(...)`: on SQLite statements of up to
-        ROWS_PER_INSERT rows each, on PostgreSQL one statement that reads one array per column."""
+        ROWS_PER_INSERT rows each, on PostgreSQL one statement that reads one array per column.
+        `constants`: the values of the placeholders the statement has before its rows, once for all."""
         ...
 
     def ids(self, ids: Iterable[int]) -> Any:
@@ -82,7 +83,7 @@ class SQLiteTx:
         execute = self.conn.execute
         return [row for one in params for row in execute(sql, one)]
 
-    def insert_rows(self, sql: str, rows: Sequence[Sequence[Any]], /) -> None:
+    def insert_rows(self, sql: str, rows: Sequence[Sequence[Any]], constants: Sequence[Any] = (), /) -> None:
         # Not executemany: each run of a statement opens a cursor on the table and on every index of it, which
         # cost a job's INSERT more than writing its row and index entries (benchmarks/README.md, issue 20).
         # Sizes are powers of two, so that a table has at most a few statements in the connection's cache.
@@ -91,7 +92,7 @@ class SQLiteTx:
             size = ROWS_PER_INSERT
             while size > len(rows) - done:
                 size //= 2
-            execute(_rows_at_once(sql, size), list(itertools.chain.from_iterable(rows[done : done + size])))
+            execute(_rows_at_once(sql, size), [*constants, *itertools.chain.from_iterable(rows[done : done + size])])
             done += size
 
     def ids(self, ids: Iterable[int]) -> str:

@@ -31,13 +31,19 @@ from gridd.protocol.states import JobState
 
 _spec_encoder = msgspec.msgpack.Encoder()
 
+# What is the same for every job of a submit is a parameter once, not once per row: an INSERT's cost grew
+# with its placeholders (benchmarks/README.md).
 _INSERT_JOB = (
-    "INSERT INTO jobs (id, state, queue, priority, max_attempts, spec, submitted_ms, group_id,"
-    " pending_deps, reason, finished_ms, throttled, lane, records, cpus, memory_mb, args_blob, owner) "
+    "INSERT INTO jobs (submitted_ms, group_id, pending_deps, reason, finished_ms, throttled, owner,"  # noqa: S608
+    " id, state, queue, priority, max_attempts, spec, lane, records, cpus, memory_mb, args_blob)"
+    " SELECT CAST(? AS bigint), CAST(? AS bigint), CAST(? AS bigint), CAST(? AS text), CAST(? AS bigint),"
+    " CAST(? AS int), CAST(? AS text), r.*"
+    " FROM ("
     + rows_of(
-        *("bigint", "text", "text", "bigint", "bigint", "bytea", "bigint", "bigint"),
-        *("bigint", "text", "bigint", "int", "text", "bigint", "bigint", "bigint", "text", "text"),
+        *("bigint", "text", "text", "bigint", "bigint", "bytea"),
+        *("text", "bigint", "bigint", "bigint", "text"),
     )
+    + ") AS r"
 )
 
 
@@ -72,28 +78,21 @@ def submit_jobs(
             s.priority,
             s.max_attempts,
             _spec_encoder.encode(s),
-            now_ms,
-            group_id,
-            len(unmet),
-            reason,
-            finished,
-            throttled,
             lane_of_spec(s),
             s.task.records if s.task else None,
             s.cpus,
             s.memory_mb,
             s.task.args_blob if s.task else None,  # a reference retention must see (retention.py)
-            owner,
         )
         for i, s in enumerate(specs)
     ]
     for s in specs:
         if s.task is not None and s.task.args_blob is not None:
             blobs.blob_size(db, s.task.args_blob)  # refuses a payload that was never uploaded
-    db.insert_rows(_INSERT_JOB, new)
+    db.insert_rows(_INSERT_JOB, new, (now_ms, group_id, len(unmet), reason, finished, throttled, owner))
     start_times.keep_start_times(db, [r[0] for r in new], specs)
     gangs.keep_gang_sizes(db, [r[0] for r in new], specs)
-    lanes = dict.fromkeys((r[2], r[12]) for r in new)
+    lanes = dict.fromkeys((r[2], r[6]) for r in new)
     db.executemany("INSERT INTO lanes (queue, lane) VALUES (?, ?) ON CONFLICT DO NOTHING", lanes)
     if deps:
         db.executemany("INSERT INTO deps (job_id, dep_id) VALUES (?, ?)", [(r[0], key) for r in new for key, _ in deps])
