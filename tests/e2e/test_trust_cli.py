@@ -10,6 +10,8 @@ import stat
 import subprocess
 from pathlib import Path
 
+from gridd.broker.certificates import key_pem, make_ca
+from tests.conftest import CA_PEM, seed_ca
 from tests.e2e.conftest import GRIDD, Grid, clean_env
 
 
@@ -61,6 +63,18 @@ def test_a_first_start_makes_its_ca_and_certificate_and_never_loads_their_librar
     assert "cryptography" not in mapped
     token = (grid.data_dir / "token").read_text().strip()
     assert grid.cli("status", env=elsewhere(grid, "desk", GRIDD_TOKEN=token)).returncode == 0
+
+
+def test_a_ca_whose_key_is_not_its_own_stops_the_broker_in_one_line_that_says_what_to_restore(grid: Grid) -> None:
+    """The refusal comes from the child that makes the certificate; the broker says it as its own."""
+    _, other_key = make_ca()
+    seed_ca(grid.data_dir, CA_PEM, key_pem(other_key))
+    grid.own_ca = True  # this data dir's CA, not the test run's
+    result = grid.run_broker()
+    said = [line for line in result.stderr.decode().splitlines() if line.startswith("gridd:")]
+    assert result.returncode == 2
+    assert len(said) == 1 and "is not the key of" in said[0] and "restore the pair" in said[0], said
+    assert not (grid.data_dir / "tls" / "broker.pem").exists()  # nothing issued with the wrong key
 
 
 def test_the_data_dir_is_private_and_a_wider_one_is_tightened_and_logged(grid: Grid) -> None:
