@@ -40,6 +40,19 @@ async def test_a_job_past_the_command_limit_is_refused_by_the_broker_and_nothing
             assert sum((await client.status()).counts.values()) == 0
 
 
+async def test_jobs_each_under_the_limit_are_taken_whatever_they_weigh_together(tmp_path: Path) -> None:
+    """The limit is each job's: a submit whose jobs pass it only together (the quick check of the whole
+    request fails, each job's own count passes) makes them all, on the client and on the broker."""
+    async with running_broker(tmp_path) as b, client_of(b) as client:
+        specs = [JobSpec(argv=command_of(100 * KIB)), JobSpec(argv=["true"]), JobSpec(argv=command_of(200 * KIB))]
+        ids = await client.submit_many(specs)
+        assert len(ids) == 3
+        assert [len(j.argv[1]) for j in reversed(await client.jobs(limit=0)) if len(j.argv) > 1] == [
+            100 * KIB - 6,
+            200 * KIB - 6,
+        ]
+
+
 async def test_the_client_refuses_early_what_the_broker_would(tmp_path: Path) -> None:
     """Even past the frame limit: the client says the size and the limit instead of breaking its connection."""
     async with running_broker(tmp_path) as b, client_of(b) as client:

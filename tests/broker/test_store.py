@@ -78,6 +78,21 @@ async def test_submitted_jobs_survive_closing_and_reopening_the_store_with_the_s
         assert int(more[0]) > int(ids[-1])  # ids are never reused after a restart
 
 
+async def test_a_submit_written_in_several_statements_keeps_each_job_with_its_own_spec_in_order(
+    tmp_path: Path,
+) -> None:
+    """SQLite writes a submit's jobs up to 64 to a statement: 131 jobs take statements of 64, 64, 2 and 1
+    rows, and each job keeps its own command, queue and priority under consecutive ids."""
+    clock = FakeClock()
+    specs = [spec("echo", str(i), queue="q" if i % 3 else "default", priority=i % 5) for i in range(131)]
+    async with store_at(tmp_path) as store:
+        ids = await submit(store, clock, *specs)
+        views = await store.get_jobs(ids)
+    assert [int(i) for i in ids] == list(range(int(ids[0]), int(ids[0]) + 131))
+    assert [(v.argv, v.queue, v.priority) for v in views] == [(s.argv, s.queue, s.priority) for s in specs]
+    assert {v.state for v in views} == {"queued"}
+
+
 async def test_a_leased_jobs_spec_is_the_one_submitted(tmp_path: Path) -> None:
     clock = FakeClock()
     sent = spec("sh", "-c", "cat", env={"A": "1"}, stdin=b"in\0put", timeout_s=2.5, max_attempts=7)
