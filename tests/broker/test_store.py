@@ -265,6 +265,27 @@ async def test_a_job_with_one_attempt_fails_at_once_and_a_zero_exit_succeeds(tmp
         ]
 
 
+# Text a PostgreSQL array literal would misread if it were not quoted and escaped (the store sends a batch's
+# values as arrays there): quotes, backslashes, braces, commas, spaces, the word NULL, the empty string.
+AWKWARD = ['say "no", \\n {a,b} ', "NULL", "", "\\", '"', "ünï, 🙂"]
+
+
+@pytest.mark.parametrize("text", AWKWARD)
+async def test_a_workers_name_and_its_failure_message_are_kept_as_sent(tmp_path: Path, text: str) -> None:
+    clock = FakeClock()
+    worker = f"pc {text}"
+    async with store_at(tmp_path) as store:
+        (job_id,) = await submit(store, clock, spec(max_attempts=1))
+        job = await lease_one(store, clock, worker)
+        (outcome,), _ = await store.complete_jobs(
+            worker, [result(job, 3, message=text, stderr=text.encode())], clock.now_ms(), RETRY_MS
+        )
+        assert outcome.code == 0
+        view, _ = await store.get_job(job_id)
+        assert (view.state, view.worker, view.reason) == ("failed", worker, text or None)  # no message: no reason
+        assert await store.read_output(job_id, "stderr") == (text.encode(), False)
+
+
 # ---- lease expiry, re-attach, hand-back ---------------------------------------------------------------------------
 
 

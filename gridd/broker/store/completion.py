@@ -25,7 +25,7 @@ import gridd.broker.store.retries as retry_store
 from gridd.broker import retry_policy as policy
 from gridd.broker import transitions as tr
 from gridd.broker.store.refs import parse_job_id
-from gridd.broker.store.sql import BY_ID_FOR_UPDATE, Tx, rows, rows_of, state
+from gridd.broker.store.sql import BY_ID_FOR_UPDATE, RowUpdate, Tx, rows, rows_of
 from gridd.broker.transitions import Transition
 from gridd.protocol.errors import ErrorCode
 from gridd.protocol.messages import JobResult, Outcome
@@ -35,10 +35,21 @@ from gridd.protocol.states import JobState
 _encoder = msgspec.msgpack.Encoder()
 
 _ENDED = JobState.RUNNING  # the state an attempt ends from (the table's source of SUCCEED, REQUEUE, FAIL)
-_END_SQL = (
-    "UPDATE jobs SET state = ?, exit_code = ?, finished_ms = ?, not_before_ms = ?, reason = ?,"  # noqa: S608
-    " worker = ?, deadline_ms = NULL, strikes = COALESCE(?, strikes), poison = ?"
-    f" WHERE id = ? AND lease = ? AND state = {state(_ENDED)}"
+_END = RowUpdate(
+    "UPDATE jobs SET state = :state, exit_code = :exit_code, finished_ms = :finished_ms,"
+    " not_before_ms = :not_before_ms, reason = :reason, worker = :worker, deadline_ms = NULL,"
+    " strikes = COALESCE(:strikes, strikes), poison = :poison WHERE id = :id AND lease = :lease AND state = :was",
+    state="text",
+    exit_code="bigint",
+    finished_ms="bigint",
+    not_before_ms="bigint",
+    reason="text",
+    worker="text",
+    strikes="text",
+    poison="int",
+    id="bigint",
+    lease="bigint",
+    was="text",
 )
 # The jobs a batch of results names, locked until the batch commits: another broker given a result for the
 # same lease at once waits, then reads the lease ended and refuses it (one outcome per attempt).
@@ -114,6 +125,7 @@ def complete_jobs(
                 int(poison),
                 job_id,
                 result.lease,
+                _ENDED,
             )
         )
         ran = (job_id, result.lease, attempt, worker, row[6], now_ms, exit_code, outcome)
@@ -131,7 +143,7 @@ def complete_jobs(
     if task_results:
         db.executemany(_RESULT_SQL, task_results)
     if updates:
-        db.executemany(_END_SQL, updates)
+        db.update_rows(_END, updates)
         attempts.record(db, ended)
         db.insert_rows(_OUTPUT_SQL, outputs)
         changed += flow.settle(db, changed, now_ms)

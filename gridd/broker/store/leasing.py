@@ -23,7 +23,7 @@ from gridd.broker.matching import UNLIMITED, Budget, DrainedLanes, Lane
 from gridd.broker.observe import Observer
 from gridd.broker.store.records import Ask
 from gridd.broker.store.refs import parse_job_id
-from gridd.broker.store.sql import BY_ID_FOR_UPDATE, SKIP_LOCKED, Tx, rows, state
+from gridd.broker.store.sql import BY_ID_FOR_UPDATE, SKIP_LOCKED, RowUpdate, Tx, rows, state
 from gridd.broker.transitions import Move
 from gridd.protocol.messages import JobSpec, LeasedJob, LeaseRef
 
@@ -38,15 +38,20 @@ _CANDIDATES_SQL = (
     " AND queue = ? AND lane = ? AND not_before_ms <= ? AND cpus <= ? AND memory_mb <= ? AND gang = 0"
     f" ORDER BY priority DESC, id LIMIT ?{SKIP_LOCKED}"
 )
-# One grant, a statement per job (Tx.each), each finding its row by primary key: a set-based UPDATE joined
-# to the chosen ids let PostgreSQL's planner, before it had statistics of `state` (a new database, or one
-# that just filled), guess one queued job and hash every queued job on each lease.
-_LEASE_SQL = (
-    f"UPDATE jobs SET state = {state(_RUNNING)}, attempts = attempts + 1, lease = ?,"  # noqa: S608
-    " worker = ?, instance = ?, deadline_ms = ?, started_ms = ?, not_before_ms = 0"
-    f" WHERE id = ? AND state = {state(_QUEUED)} AND throttled = 0 AND lease != ?"
-    " AND NOT EXISTS (SELECT 1 FROM attempts a WHERE a.job_id = ? AND a.lease = ?)"
-    " RETURNING id, lease, attempts, spec, submitted_ms"
+# The grants, each by its job's primary key, from the state it leaves (RowUpdate says why not a constant).
+_LEASE = RowUpdate(
+    f"UPDATE jobs SET state = {state(_RUNNING)}, attempts = attempts + 1, lease = :lease,"  # noqa: S608
+    " worker = :worker, instance = :instance, deadline_ms = :deadline_ms, started_ms = :started_ms,"
+    " not_before_ms = 0 WHERE id = :id AND state = :was AND throttled = 0 AND lease != :lease"
+    " AND NOT EXISTS (SELECT 1 FROM attempts a WHERE a.job_id = :id AND a.lease = :lease)"
+    " RETURNING id, lease, attempts, spec, submitted_ms",
+    id="bigint",
+    was="text",
+    lease="bigint",
+    worker="text",
+    instance="text",
+    deadline_ms="bigint",
+    started_ms="bigint",
 )
 _NEXT_ELIGIBLE_SQL = f"SELECT MIN(not_before_ms) FROM jobs WHERE state = {state(_QUEUED)} AND not_before_ms > ?"  # noqa: S608
 # Locked until the renewal commits: a lease another broker is ending at once is read as it ends.
@@ -91,11 +96,9 @@ def lease_jobs(
     # Each lease's fencing token is drawn at random (a counter could be guessed), and must differ
     # from every earlier lease of its job (attempts' key is (job_id, lease)): a job whose draw does
     # not (odds 2**-62 per earlier lease) is left queued, for the next pass to draw again.
-    tokens = [(job_id, _new_lease()) for job_id in chosen]
-    granted = db.each(  # in the order chosen
-        _LEASE_SQL,
-        [(lease, worker, instance, deadline, now_ms, job_id, lease, job_id, lease) for job_id, lease in tokens],
-    )
+    grants = [(job_id, _QUEUED, _new_lease(), worker, instance, deadline, now_ms) for job_id in chosen]
+    by_id = {r[0]: r for r in db.update_rows(_LEASE, grants)}
+    granted = [by_id[g[0]] for g in grants if g[0] in by_id]  # in the order chosen
     leased = [
         LeasedJob(job_id=str(r[0]), lease=r[1], attempt=r[2], deadline_ms=deadline, spec=_spec_decoder.decode(r[3]))
         for r in granted
