@@ -550,6 +550,26 @@ async def test_output_is_kept_byte_for_byte_with_its_truncated_flag(tmp_path: Pa
     assert (view.stdout_bytes, view.stderr_bytes) == (len(out), 4)
 
 
+async def test_an_attempt_that_prints_nothing_leaves_no_output_of_the_attempt_before(tmp_path: Path) -> None:
+    clock = FakeClock()
+    async with store_at(tmp_path) as store:
+        quiet, loud = await submit(store, clock, spec(max_attempts=2), spec(max_attempts=2))
+        first = await lease(store, clock, n=2)
+        failed = [result(job, 1, stdout=b"try 1\n", stderr=b"oops\n") for job in first]
+        await store.complete_jobs("w1", failed, clock.now_ms(), RETRY_MS)
+        clock.advance(60)  # past the retry delay
+        by_id = {job.job_id: job for job in await lease(store, clock, n=2)}
+        await store.complete_jobs(
+            "w1", [result(by_id[quiet], 0), result(by_id[loud], 0, stderr=b"try 2\n")], clock.now_ms(), RETRY_MS
+        )
+        assert await store.read_output(quiet, "stdout") == (b"", False)
+        assert await store.read_output(quiet, "stderr") == (b"", False)
+        assert await store.read_output(loud, "stdout") == (b"", False)
+        assert await store.read_output(loud, "stderr") == (b"try 2\n", False)
+        views = await store.get_jobs([quiet, loud])
+    assert [(v.state, v.stdout_bytes, v.stderr_bytes) for v in views] == [("succeeded", 0, 0), ("succeeded", 0, 6)]
+
+
 # ---- storage failures ------------------------------------------------------------------------------------------------
 
 
