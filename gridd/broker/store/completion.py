@@ -9,8 +9,8 @@ and a task's result or error commit together with what the change sets off (flow
 group tokens). An attempt's output replaces the last one's; an attempt that wrote nothing (both streams
 empty, neither cut) leaves no rows, since a job without them reads as empty (most jobs of a busy grid print
 nothing: two rows each would be most of a completion's writes). A batch task that returned another number
-of results than it had records fails its attempt (BAD_RESULT). The jobs named are locked as they are read (by id),
-so a second broker given a result for the same lease at once waits, then refuses it.
+of results than it had records fails its attempt (BAD_RESULT). The jobs named are locked as they are read
+(by id), so a second broker given a result for the same lease at once waits, then refuses it.
 """
 
 from __future__ import annotations
