@@ -29,6 +29,7 @@ from benchmarks.harness import (
     BenchError,
     StallWatch,
     bench_env,
+    cpu_s,
     grid,
     rss_mb,
     run_async,
@@ -444,12 +445,6 @@ def run_restart(sz: Sizes, fx: Fixtures) -> dict[str, float]:
 # ---- 8b. heartbeats ---------------------------------------------------------------------------------------------
 
 
-def cpu_s(pid: int) -> float:
-    """User + system CPU seconds the process has used (from /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 HANDSHAKES_AT_ONCE = 16
 
 
@@ -682,6 +677,16 @@ SCENARIOS: dict[str, Scenario] = {
                 ),
                 Figure("pg2_drain_jobs_s", "jobs/s", "PostgreSQL, 2 brokers: drain", "sqlite_drain_jobs_s"),
                 Figure("sqlite_drain_jobs_s", "jobs/s", "SQLite: drain"),
+                Figure(
+                    "pg1_drain_broker_cpu_us",
+                    "us/job",
+                    "PostgreSQL, 1 broker: drain, broker CPU",
+                    "sqlite_drain_broker_cpu_us",
+                ),
+                Figure("pg1_drain_db_cpu_us", "us/job", "PostgreSQL, 1 broker: drain, PostgreSQL's CPU"),
+                Figure("pg2_drain_broker_cpu_us", "us/job", "PostgreSQL, 2 brokers: drain, both brokers' CPU"),
+                Figure("pg2_drain_db_cpu_us", "us/job", "PostgreSQL, 2 brokers: drain, PostgreSQL's CPU"),
+                Figure("sqlite_drain_broker_cpu_us", "us/job", "SQLite: drain, broker CPU"),
                 Figure("pg1_submit_jobs_s", "jobs/s", "PostgreSQL, 1 broker: submit_many", "sqlite_submit_jobs_s"),
                 Figure("pg2_submit_jobs_s", "jobs/s", "PostgreSQL, 2 brokers: submit_many", "sqlite_submit_jobs_s"),
                 Figure("sqlite_submit_jobs_s", "jobs/s", "SQLite: submit_many"),
