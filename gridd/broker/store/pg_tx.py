@@ -57,7 +57,7 @@ class PgTx:
     def update_rows(self, update: RowUpdate, rows: Sequence[Sequence[Any]], /) -> list[Any]:
         if not rows:
             return []
-        columns = [array(kind, column) for kind, column in zip(update.kinds, zip(*rows, strict=True), strict=True)]
+        columns = [_column(kind, column) for kind, column in zip(update.kinds, zip(*rows, strict=True), strict=True)]
         cursor = self.conn.execute(translate(update.postgresql), columns, prepare=False)  # planned for today's table
         return cursor.fetchall() if update.returns else []
 
@@ -72,7 +72,7 @@ class PgTx:
         return array("text", texts)
 
 
-def _arrays(sql: str, rows: Sequence[Sequence[Any]]) -> list[str]:
+def _arrays(sql: str, rows: Sequence[Sequence[Any]]) -> list[str | list[Any]]:
     """The columns of `rows` as arrays, each of the type `rows_of` names in `sql`."""
     kinds = _kinds.get(sql)
     if kinds is None:
@@ -80,7 +80,13 @@ def _arrays(sql: str, rows: Sequence[Sequence[Any]]) -> list[str]:
         if found is None:
             raise ValueError(f"not an insert of rows_of(...): {sql}")
         kinds = _kinds[sql] = found[1].split(", ")
-    return [array(kind, column) for kind, column in zip(kinds, zip(*rows, strict=True), strict=True)]
+    return [_column(kind, column) for kind, column in zip(kinds, zip(*rows, strict=True), strict=True)]
+
+
+def _column(kind: str, values: Sequence[Any]) -> str | list[Any]:
+    """One column of many rows as one parameter: its array's text, or for bytes (outputs of up to a MiB
+    each) the list itself, which psycopg sends in binary, not doubled as hex."""
+    return list(values) if kind == "bytea" else array(kind, values)
 
 
 _kinds: dict[str, list[str]] = {}
@@ -102,8 +108,4 @@ def _text(value: str | None) -> str:
     return "NULL" if value is None else '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def _bytes(value: bytes | None) -> str:
-    return "NULL" if value is None else '"\\\\x' + value.hex() + '"'
-
-
-_ELEMENT = {"bigint": _number, "int": _number, "float8": _number, "text": _text, "bytea": _bytes}
+_ELEMENT = {"bigint": _number, "int": _number, "float8": _number, "text": _text}
