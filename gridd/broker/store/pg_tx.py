@@ -4,7 +4,8 @@ PostgreSQL's as each statement is first prepared.
 Rules: each statement's text is translated once and kept: every Fragment's SQLite text is replaced by its
 PostgreSQL text, `%` doubled (psycopg reads `%s`), and `?` becomes `%s`. A statement has no `?` other than its
 placeholders (no `?` in a string literal or a comment). Lists of ids and strings, and the columns of many
-rows (`insert_rows`, `update_rows`), are arrays, sent as their text (`array`) and cast by the statement.
+rows (`insert_rows`, `update_rows`), are arrays, sent as their text (`array`; bytes as psycopg's binary
+array) and cast by the statement.
 """
 
 from __future__ import annotations
