@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Annotated, Final
 
 import msgspec
@@ -37,8 +36,7 @@ RetryDelay = Annotated[float, msgspec.Meta(ge=0, le=MAX_RETRY_DELAY_S)]
 _SHAPE = re.compile(r"^(exit|signal):(\d+)(?:-(\d+))?$")
 
 
-@dataclass(frozen=True, slots=True)
-class Cause:
+class Cause(msgspec.Struct, frozen=True):  # not a dataclass: see gridd/protocol/handshake.py
     """One cause of a --retry-on list: `kind` is exit, signal or a named one; low..high its numbers."""
 
     kind: str
