@@ -39,7 +39,8 @@ def main() -> int:
     address = broker_address(config)
     credential = cluster_token(config.client.token)
     STAMPS["config"] = time.perf_counter()
-    with open_oneshot(address, credential, insecure=config.client.insecure) as connection:
+    expected = quick.ANSWERS[args.command]
+    with open_oneshot(address, credential, insecure=config.client.insecure, expected=expected) as connection:
         STAMPS["connect"] = time.perf_counter()
         code = quick._COMMANDS[args.command](connection, args)
         STAMPS["request"] = time.perf_counter()

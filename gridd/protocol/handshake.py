@@ -99,9 +99,11 @@ class Welcomed(msgspec.Struct, frozen=True):
 class _Handshake(Generic[T]):
     """What both sides share: a frame decoder with the handshake's size limit, and the state."""
 
-    def __init__(self, union: object, state: State, limit: int, established_limit: int) -> None:
+    def __init__(
+        self, union: object, state: State, limit: int, established_limit: int, expected: object = None
+    ) -> None:
         self.state = state
-        self.decoder: FrameDecoder[T] = FrameDecoder(union, limit)
+        self.decoder: FrameDecoder[T] = FrameDecoder(union, limit, expected=expected)
         self._established_limit = established_limit
         self._pending: list[T] = []
         self._broken: ProtocolError | None = None
@@ -181,12 +183,16 @@ class ClientHandshake(_Handshake[BrokerMessage]):
     UnsupportedVersion, TooManyConnections, ...), or BadFrame when the broker breaks the order.
     """
 
-    def __init__(self, hello: Hello, *, tls: bool, established_limit: int = MAX_FRAME_BYTES) -> None:
+    def __init__(
+        self, hello: Hello, *, tls: bool, established_limit: int = MAX_FRAME_BYTES, expected: object = None
+    ) -> None:
+        """`expected`: the replies the driver will wait for once established (a type or a union), if it
+        knows them: the decoder then decodes those and the handshake's own frames first (FrameDecoder)."""
         # The broker's handshake frames are read under the ordinary frame limit; what it may send once
         # it has welcomed us (established_limit) is larger (gridd/client/connection.py says why).
-        super().__init__(
-            BrokerMessage, State.AWAIT_CA if tls else State.AWAIT_WELCOME, MAX_FRAME_BYTES, established_limit
-        )
+        state = State.AWAIT_CA if tls else State.AWAIT_WELCOME
+        own = None if expected is None else BrokerCA | Welcome | Error | expected
+        super().__init__(BrokerMessage, state, MAX_FRAME_BYTES, established_limit, own)
         self._hello = encode_frame(hello)
 
     def data_to_send(self) -> bytes:
