@@ -92,6 +92,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ending_now = asked_once and argv is None
     if ending_now:
         gc.disable()  # a short process: its imports make many objects, and no garbage worth a collection
+    elif argv is None:
+        gc.enable()  # a command that runs on: the program's entry (gridd/cli/program.py) imported with it off
     try:
         code = _run(args, asked_once)
     except (KeyboardInterrupt, BrokenPipeError, Exception, BaseExceptionGroup) as exc:
