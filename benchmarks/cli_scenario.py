@@ -83,7 +83,11 @@ def modules_loaded_by(python: str, argv: list[str], env: dict[str, str], cwd: Pa
 
 
 REPO = Path(__file__).resolve().parent.parent
-_GC_OFF = "import gc, importlib, os\ngc.disable()\n"
+# As a submit does (gridd/cli/main.py): the GC off, msgspec imported without typing_extensions, no teardown.
+_AS_SUBMIT = (
+    "import gc, importlib, os, sys\ngc.disable()\n"
+    "sys.modules['typing_extensions'] = None\nimport msgspec\ndel sys.modules['typing_extensions']\n"
+)
 _EXIT = "os._exit(0)"
 
 
@@ -137,8 +141,7 @@ def run_cli(runs: int) -> dict[str, float]:
         commands = {
             "python_pass": [python, "-c", "pass"],
             **{name: [gridd, *argv] for name, argv in argvs.items()},
-            # As a submit does: the GC off, and no interpreter teardown (gridd/cli/main.py).
-            "submit_imports": [python, "-c", f"{_GC_OFF}for m in {imports!r}: importlib.import_module(m)\n{_EXIT}"],
+            "submit_imports": [python, "-c", f"{_AS_SUBMIT}for m in {imports!r}: importlib.import_module(m)\n{_EXIT}"],
         }
         if base_bin:
             commands |= {f"base_{name}": [str(base_bin / "gridd"), *argv] for name, argv in argvs.items()}
