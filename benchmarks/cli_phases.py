@@ -20,9 +20,12 @@ import json  # noqa: E402 - after the first stamp, on purpose
 import os  # noqa: E402
 import sys  # noqa: E402
 
+from gridd.cli import main as cli_main  # noqa: E402
+
+cli_main._import_msgspec_alone()  # as main() does for a one-shot command, before its other imports
+
 from gridd.cli import quick, specs  # noqa: E402, F401 - what the command imports, as main() would
 from gridd.cli.flags import config_layer  # noqa: E402
-from gridd.cli.main import build_parser, named_command  # noqa: E402
 from gridd.client import submits  # noqa: E402, F401
 from gridd.client.locate import broker_address, cluster_token  # noqa: E402
 from gridd.client.oneshot import open_oneshot  # noqa: E402
@@ -33,13 +36,14 @@ STAMPS["import"] = time.perf_counter()
 
 def main() -> int:
     argv = sys.argv[1:]
-    args = build_parser(named_command(argv)).parse_args(argv)
+    args = cli_main.build_parser(cli_main.named_command(argv)).parse_args(argv)
     STAMPS["parse"] = time.perf_counter()
     config = load_config(args.config, os.environ, config_layer(args))
     address = broker_address(config)
     credential = cluster_token(config.client.token)
     STAMPS["config"] = time.perf_counter()
-    with open_oneshot(address, credential, insecure=config.client.insecure) as connection:
+    expected = quick.ANSWERS[args.command]
+    with open_oneshot(address, credential, insecure=config.client.insecure, expected=expected) as connection:
         STAMPS["connect"] = time.perf_counter()
         code = quick._COMMANDS[args.command](connection, args)
         STAMPS["request"] = time.perf_counter()

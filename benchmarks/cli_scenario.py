@@ -15,23 +15,27 @@ With $GRIDD_BENCH_BASELINE naming another gridd tree (e.g. /work/main, or an exp
 its `gridd --version`, `submit`, `show` and `status` are timed in the same rounds (`base_*`), against the
 same broker.
 
-gridd's modules are compiled to bytecode first (`compileall`), as an installed copy is: without that, a
-process started with PYTHONDONTWRITEBYTECODE=1 compiles every module it imports on every run.
+The gridd timed is the one a user has: the tree under test (and the baseline tree) is copied and installed
+with `pip install` (not editable: README's way) into a throwaway venv of its own, which compiles it to
+bytecode as any install does, and every command of the scenario, `python -c pass` included, runs that venv's
+`gridd` or `python`. An editable install (`pip install -e .`, the project's own venv) puts an import hook in
+every process, `python -c pass` included, that costs several milliseconds (pathlib and the like) a user's
+install does not have. PYTHONPATH is left out of the commands' environment, so that nothing shadows it.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import resource
+import shutil
 import statistics
 import subprocess
 import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.harness import GRIDD, PYTHON, BenchError, bench_env, grid, run_timed
+from benchmarks.harness import PYTHON, BenchError, bench_env, grid, run_timed, temp_root
 from benchmarks.slow_fsync import baseline_tree
 
 _PROBE = """
@@ -45,28 +49,29 @@ raise SystemExit(code)
 """
 
 
-def compile_gridd(*trees: Path) -> None:
-    """Bytecode for the gridd the commands import (and the trees named), as `pip install` leaves it."""
-    spec = importlib.util.find_spec("gridd")
-    if spec is None or not spec.submodule_search_locations:
-        raise BenchError("gridd is not importable")
-    env = dict(os.environ)
-    env.pop("PYTHONDONTWRITEBYTECODE", None)
-    done = subprocess.run(
-        [PYTHON, "-m", "compileall", "-q", *spec.submodule_search_locations, *(str(t / "gridd") for t in trees)],
-        env=env,
-        capture_output=True,
-        timeout=120,
-    )
-    if done.returncode != 0:
-        raise BenchError(f"compileall failed: {done.stdout.decode(errors='replace')[-200:]}")
+def install(tree: Path, root: Path) -> Path:
+    """`pip install TREE` (a copy of its gridd/, pyproject.toml and README.md) into a new venv under `root`,
+    as README tells users to install it; its bin/ directory. pip compiles what it installs to bytecode."""
+    src, venv = root / "src", root / "venv"
+    for name in ("gridd", "pyproject.toml", "README.md"):
+        if (tree / name).is_dir():
+            shutil.copytree(tree / name, src / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            shutil.copy2(tree / name, src / name)
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONDONTWRITEBYTECODE")}
+    for cmd in ([PYTHON, "-m", "venv", str(venv)], [str(venv / "bin" / "pip"), "install", "-q", str(src)]):
+        done = subprocess.run(cmd, env=env, capture_output=True, timeout=600)
+        if done.returncode != 0:
+            tail = (done.stderr or done.stdout).decode(errors="replace").strip()[-300:]
+            raise BenchError(f"installing {tree} failed ({' '.join(cmd[:3])}): {tail}")
+    return venv / "bin"
 
 
-def modules_loaded_by(argv: list[str], env: dict[str, str], cwd: Path) -> list[str]:
+def modules_loaded_by(python: str, argv: list[str], env: dict[str, str], cwd: Path) -> list[str]:
     """The modules a `gridd ARGV` process imports beyond what `python -c pass` has (a probe run)."""
     with tempfile.NamedTemporaryFile("r", suffix=".txt") as out:
         done = subprocess.run(
-            [PYTHON, "-c", _PROBE.replace("sys.argv[0]", repr(out.name)), *argv],
+            [python, "-c", _PROBE.replace("sys.argv[0]", repr(out.name)), *argv],
             env=env,
             cwd=cwd,
             capture_output=True,
@@ -78,17 +83,22 @@ def modules_loaded_by(argv: list[str], env: dict[str, str], cwd: Path) -> list[s
 
 
 REPO = Path(__file__).resolve().parent.parent
-_GC_OFF = "import gc, importlib, os\ngc.disable()\n"
+# As a submit does (gridd/cli/main.py): the GC off, msgspec imported without typing_extensions, no teardown.
+_AS_SUBMIT = (
+    "import gc, importlib, os, sys\ngc.disable()\n"
+    "sys.modules['typing_extensions'] = None\nimport msgspec\ndel sys.modules['typing_extensions']\n"
+)
 _EXIT = "os._exit(0)"
 
 
-def submit_phases(env: dict[str, str], runs: int) -> dict[str, float]:
-    """Median milliseconds of each phase of `gridd submit -- true` (benchmarks/cli_phases.py)."""
+def submit_phases(python: str, env: dict[str, str], runs: int) -> dict[str, float]:
+    """Median milliseconds of each phase of `gridd submit -- true` (benchmarks/cli_phases.py), run by `python`
+    (the installed gridd's: the script's own directory, benchmarks/, holds no gridd)."""
     phases: dict[str, list[float]] = {}
     for _ in range(runs):
         t0 = time.perf_counter()
         done = subprocess.run(
-            [PYTHON, str(REPO / "benchmarks" / "cli_phases.py"), "submit", "--", "true"],
+            [python, str(REPO / "benchmarks" / "cli_phases.py"), "submit", "--", "true"],
             env=env,
             cwd=REPO,
             capture_output=True,
@@ -110,40 +120,44 @@ def _ms(values: list[float]) -> float:
 
 def run_cli(runs: int) -> dict[str, float]:
     base = baseline_tree()
-    compile_gridd(*([base] if base else []))
-    with grid() as g:
+    with temp_root("gridd-bench-cli-") as root, grid() as g:
+        bin_dir = install(REPO, root / "tree")
+        base_bin = install(base, root / "base") if base else None
+        gridd, python = str(bin_dir / "gridd"), str(bin_dir / "python")
         env = bench_env(GRIDD_BROKER=g.addr)
-        env.pop("PYTHONDONTWRITEBYTECODE", None)
-        first = subprocess.run([GRIDD, "submit", "--", "true"], env=env, capture_output=True, timeout=60, cwd=g.root)
+        for name in ("PYTHONPATH", "PYTHONDONTWRITEBYTECODE"):
+            env.pop(name, None)
+        first = subprocess.run([gridd, "submit", "--", "true"], env=env, capture_output=True, timeout=60, cwd=g.root)
         if first.returncode != 0:  # also the warm-up: the first contact keeps the broker's CA
             raise BenchError(f"gridd submit exited {first.returncode}: {first.stderr.decode(errors='replace')[-200:]}")
         job_id = first.stdout.decode().strip()
-        imports = modules_loaded_by(["submit", "--", "true"], env, g.root)
-        commands = {
-            "python_pass": [PYTHON, "-c", "pass"],
-            "version": [GRIDD, "--version"],
-            "submit": [GRIDD, "submit", "--", "true"],
-            "show": [GRIDD, "show", job_id],
-            "status": [GRIDD, "status"],
-            # As a submit does: the GC off, and no interpreter teardown (gridd/cli/main.py).
-            "submit_imports": [PYTHON, "-c", f"{_GC_OFF}for m in {imports!r}: importlib.import_module(m)\n{_EXIT}"],
+        imports = modules_loaded_by(python, ["submit", "--", "true"], env, g.root)
+        argvs = {
+            "version": ["--version"],
+            "submit": ["submit", "--", "true"],
+            "show": ["show", job_id],
+            "status": ["status"],
         }
-        if base:
-            commands |= {f"base_{name}": commands[name] for name in ("version", "submit", "show", "status")}
-        envs = {name: {**env, "PYTHONPATH": str(base)} if name.startswith("base_") else env for name in commands}
+        commands = {
+            "python_pass": [python, "-c", "pass"],
+            **{name: [gridd, *argv] for name, argv in argvs.items()},
+            "submit_imports": [python, "-c", f"{_AS_SUBMIT}for m in {imports!r}: importlib.import_module(m)\n{_EXIT}"],
+        }
+        if base_bin:
+            commands |= {f"base_{name}": [str(base_bin / "gridd"), *argv] for name, argv in argvs.items()}
         times: dict[str, list[float]] = {name: [] for name in commands}
         cpu: dict[str, list[float]] = {name: [] for name in commands}
         for _ in range(runs):
             for name, cmd in commands.items():
                 before = resource.getrusage(resource.RUSAGE_CHILDREN)
-                t, done = run_timed(cmd, env=envs[name], timeout_s=30, cwd=g.root)
+                t, done = run_timed(cmd, env=env, timeout_s=30, cwd=g.root)
                 after = resource.getrusage(resource.RUSAGE_CHILDREN)
                 if done.returncode != 0:
                     tail = done.stderr.decode(errors="replace").strip()[-200:]
                     raise BenchError(f"{name} exited {done.returncode}: {tail}")
                 times[name].append(t)
                 cpu[name].append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
-        phases = submit_phases(env, runs)
+        phases = submit_phases(python, env, runs)
     out = {f"{name}_ms": _ms(values) for name, values in times.items()}
     out |= {f"{name}_cpu_ms": _ms(values) for name, values in cpu.items() if name != "submit_imports"}
     out["submit_import_share_ms"] = out["submit_imports_ms"] - out["python_pass_ms"]

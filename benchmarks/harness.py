@@ -90,6 +90,12 @@ def bench_env(**extra: str) -> dict[str, str]:
     return env
 
 
+def cpu_s(pid: int) -> float:
+    """User + system CPU seconds the process has used (from /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def rss_mb(pid: int) -> float:
     """Resident set size of a process, from /proc/PID/status (VmRSS), in MB (10^6 bytes)."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():

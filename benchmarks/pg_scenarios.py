@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import statistics
 import time
 from collections.abc import Iterator
@@ -24,6 +25,7 @@ from benchmarks.harness import (
     TOKEN,
     BenchError,
     Broker,
+    cpu_s,
     run_async,
     start_broker,
     start_worker,
@@ -112,13 +114,20 @@ def _percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered)) - 1))]
 
 
-def measure(root: Path, label: str, count: int, store: str | None, jobs: int, iters: int) -> dict[str, float]:
+def measure(
+    root: Path, label: str, count: int, store: str | None, jobs: int, iters: int, server: int | None = None
+) -> dict[str, float]:
+    """`server`: the PostgreSQL postmaster's pid, whose processes' CPU over the drain is the database's."""
     out: dict[str, float] = {}
     with brokers(root / label, count, store) as started:
         addrs = [b.addr for b in started]
         t_submit = submit_true_jobs(addrs[0], jobs, batch=1000)
         out[f"{label}_submit_jobs_s"] = jobs / t_submit
+        brokers_cpu, db_cpu = sum(cpu_s(b.pid) for b in started), _server_cpu(server)
         out[f"{label}_drain_jobs_s"] = jobs / fake_drain(addrs, jobs)
+        out[f"{label}_drain_broker_cpu_us"] = (sum(cpu_s(b.pid) for b in started) - brokers_cpu) / jobs * 1e6
+        if server is not None:
+            out[f"{label}_drain_db_cpu_us"] = (_server_cpu(server) - db_cpu) / jobs * 1e6
         worker = start_worker(addrs[-1], root / label / "work", slots=2, name=f"{label}-w", log_level="warning")
         try:
             wait_for_workers(addrs[-1], 1, timeout_s=30)
@@ -128,6 +137,25 @@ def measure(root: Path, label: str, count: int, store: str | None, jobs: int, it
         out[f"{label}_rt_p50_ms"] = _percentile(lat, 50)
         out[f"{label}_rt_p99_ms"] = _percentile(lat, 99)
     return out
+
+
+def _server_cpu(postmaster: int | None) -> float:
+    """CPU seconds of a PostgreSQL server: its postmaster and every process it started (backends, WAL writer,
+    checkpointer, autovacuum), those that ended included (a parent's cutime/cstime count its waited children)."""
+    if postmaster is None:
+        return 0.0
+    total = cpu_s(postmaster) + _children_cpu(postmaster)
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError):
+            fields = stat.read_text().rpartition(")")[2].split()
+            if int(fields[1]) == postmaster:
+                total += cpu_s(int(stat.parent.name))
+    return total
+
+
+def _children_cpu(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[13]) + int(fields[14])) / os.sysconf("SC_CLK_TCK")
 
 
 def prefill(url: str, n: int) -> None:
@@ -166,7 +194,7 @@ def run_postgresql(sizes: Any, fx: Any) -> dict[str, float]:
         out.update(measure(root, "sqlite", 1, None, jobs, iters))
         for label, count in (("pg1", 1), ("pg2", 2)):
             pg.create_database(label)
-            out.update(measure(root, label, count, pg.url(label), jobs, iters))
+            out.update(measure(root, label, count, pg.url(label), jobs, iters, pg.pid))
         for n in sizes.lease_sizes:
             name = f"lease{n}"
             pg.create_database(name)

@@ -29,6 +29,7 @@ from benchmarks.harness import (
     BenchError,
     StallWatch,
     bench_env,
+    cpu_s,
     grid,
     rss_mb,
     run_async,
@@ -444,12 +445,6 @@ def run_restart(sz: Sizes, fx: Fixtures) -> dict[str, float]:
 # ---- 8b. heartbeats ---------------------------------------------------------------------------------------------
 
 
-def cpu_s(pid: int) -> float:
-    """User + system CPU seconds the process has used (from /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 HANDSHAKES_AT_ONCE = 16
 
 
@@ -481,7 +476,28 @@ def run_heartbeats(sz: Sizes, fx: Fixtures) -> dict[str, float]:
                     await anyio.sleep(conn.welcome.heartbeat_s)
                     await conn.request(lambda rid: RenewLeases(rid=rid, leases=[]))
 
-        async def go() -> float:
+        async def stream(seconds: float = STREAM_S) -> int:
+            """STREAM_JOBS_S jobs a second of `true` on the queue only the real worker serves, for `seconds`;
+            returns how many ran."""
+            from gridd.client import connect
+
+            async with connect(g.addr, TOKEN) as client:
+                ids = []
+                t_end = time.perf_counter() + seconds
+                while time.perf_counter() < t_end:  # bounded by `seconds`
+                    ids.append(await client.submit(["true"], queue=STREAM_QUEUE))
+                    await anyio.sleep(1 / STREAM_JOBS_S)  # the stream's pace, not a wait for something
+                with anyio.fail_after(60):
+                    views = await client.wait(ids)
+            if any(v.state != "succeeded" for v in views):
+                raise BenchError("a streamed job did not succeed")
+            return len(ids)
+
+        async def go() -> dict[str, float]:
+            g.add_worker(slots=2, name="stream-w", wait=False, extra=["--queue", STREAM_QUEUE])
+            await stream(2.0)  # the worker's start, and a first run of the stream (warm-up)
+            cpu_a, jobs_a = cpu_s(g.broker.pid), await stream()  # alone: the stream's own cost
+            cpu_b = cpu_s(g.broker.pid)
             ready, counted = anyio.Event(), [0]
             async with anyio.create_task_group() as tg:
                 for i in range(n):
@@ -492,11 +508,26 @@ def run_heartbeats(sz: Sizes, fx: Fixtures) -> dict[str, float]:
                 cpu0, t0 = cpu_s(g.broker.pid), time.perf_counter()
                 await anyio.sleep(window_s)
                 cpu1, t1 = cpu_s(g.broker.pid), time.perf_counter()
+                jobs = await stream()
+                cpu2, t2 = cpu_s(g.broker.pid), time.perf_counter()
                 tg.cancel_scope.cancel()
-            return 100 * (cpu1 - cpu0) / (t1 - t0)
+            idle_rate = (cpu1 - cpu0) / (t1 - t0)
+            return {
+                "cpu_pct": 100 * idle_rate,
+                "alone_cpu_ms_per_job": (cpu_b - cpu_a) / jobs_a * 1000,
+                "stream_cpu_pct": 100 * (cpu2 - cpu1) / (t2 - t1),
+                # What the stream added to the idle workers' own cost (their heartbeats), per job.
+                "stream_cpu_ms_per_job": ((cpu2 - cpu1) - idle_rate * (t2 - t1)) / jobs * 1000,
+            }
 
-        pct = run_async(go)
-    return {"cpu_pct": pct, "workers": float(n)}
+        out: dict[str, float] = run_async(go)
+    return {**out, "workers": float(n), "stream_jobs_s": STREAM_JOBS_S}
+
+
+# The heartbeats scenario's second window: jobs run by one more worker, on a queue the idle ones do not serve.
+STREAM_QUEUE = "stream"
+STREAM_JOBS_S = 20.0
+STREAM_S = 10.0
 
 
 # ---- 9. huey (and Redis peers) ---------------------------------------------------------------------------------
@@ -682,6 +713,16 @@ SCENARIOS: dict[str, Scenario] = {
                 ),
                 Figure("pg2_drain_jobs_s", "jobs/s", "PostgreSQL, 2 brokers: drain", "sqlite_drain_jobs_s"),
                 Figure("sqlite_drain_jobs_s", "jobs/s", "SQLite: drain"),
+                Figure(
+                    "pg1_drain_broker_cpu_us",
+                    "us/job",
+                    "PostgreSQL, 1 broker: drain, broker CPU",
+                    "sqlite_drain_broker_cpu_us",
+                ),
+                Figure("pg1_drain_db_cpu_us", "us/job", "PostgreSQL, 1 broker: drain, PostgreSQL's CPU"),
+                Figure("pg2_drain_broker_cpu_us", "us/job", "PostgreSQL, 2 brokers: drain, both brokers' CPU"),
+                Figure("pg2_drain_db_cpu_us", "us/job", "PostgreSQL, 2 brokers: drain, PostgreSQL's CPU"),
+                Figure("sqlite_drain_broker_cpu_us", "us/job", "SQLite: drain, broker CPU"),
                 Figure("pg1_submit_jobs_s", "jobs/s", "PostgreSQL, 1 broker: submit_many", "sqlite_submit_jobs_s"),
                 Figure("pg2_submit_jobs_s", "jobs/s", "PostgreSQL, 2 brokers: submit_many", "sqlite_submit_jobs_s"),
                 Figure("sqlite_submit_jobs_s", "jobs/s", "SQLite: submit_many"),
@@ -809,10 +850,20 @@ SCENARIOS: dict[str, Scenario] = {
         ),
         Scenario(
             "heartbeats",
-            "N simulated idle workers (registered, a lease request pending) heart-beating at the default interval",
+            "N simulated idle workers (registered, a lease request pending) heart-beating at the default interval;"
+            " then a stream of jobs run by one more worker, on a queue they do not serve",
             [
                 Figure("cpu_pct", "%", "broker CPU, % of one core", None, "< 10 % of one core", _le(10)),
                 Figure("workers", "", "simulated workers"),
+                Figure("stream_cpu_pct", "%", "broker CPU with a stream of jobs run by another worker"),
+                Figure(
+                    "stream_cpu_ms_per_job",
+                    "ms/job",
+                    "broker CPU per streamed job, the idle workers waiting (beyond their heartbeats)",
+                    "alone_cpu_ms_per_job",
+                ),
+                Figure("alone_cpu_ms_per_job", "ms/job", "broker CPU per streamed job, before the idle workers came"),
+                Figure("stream_jobs_s", "jobs/s", "the stream (`true` on a queue the idle workers do not serve)"),
             ],
             run_heartbeats,
         ),

@@ -9,8 +9,8 @@ from typing import Any
 
 import anyio
 
-from benchmarks.harness import TOKEN, BenchError, grid, run_async, temp_root, transport
-from benchmarks.scenarios import _huey_drain, _percentile, cpu_s
+from benchmarks.harness import TOKEN, BenchError, cpu_s, grid, run_async, temp_root, transport
+from benchmarks.scenarios import _huey_drain, _percentile
 
 TASKS = ["--tasks", "benchmarks.task_app"]
 WORKERS = 2

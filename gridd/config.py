@@ -21,7 +21,7 @@ from gridd.protocol.errors import ConfigError
 DEFAULT_PORT = 7420
 # A worker's name names its work directory (DATA_DIR/worker/NAME): one path component, never `.` or `..`.
 WORKER_NAME_MAX = 64
-_WORKER_NAME = re.compile(r"[A-Za-z0-9._-]+")
+_WORKER_NAME = r"[A-Za-z0-9._-]+"  # compiled on first use (re keeps it): start-up of client commands
 KEEP_S = 30 * 86400.0  # finished jobs are kept 30 days
 _DURATION_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -193,7 +193,7 @@ def check_worker_name(name: str, given: str = "--name") -> str:
     """`name` if it is a valid worker name, else ConfigError saying why (a usage error: exit 2)."""
     if len(name) > WORKER_NAME_MAX:
         why = f"is longer than {WORKER_NAME_MAX} characters"
-    elif not _WORKER_NAME.fullmatch(name):
+    elif not re.fullmatch(_WORKER_NAME, name):
         why = "may hold only letters, digits, '.', '-' and '_'"
     elif name in (".", ".."):
         why = "may not be '.' or '..'"

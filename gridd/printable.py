@@ -14,7 +14,8 @@ import re
 
 _BIDI = "\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069"
 _UNSAFE = re.compile(f"[\x00-\x1f\x7f-\x9f{_BIDI}]")
-_UNSAFE_KEEP_LINES = re.compile(f"[\x00-\x08\x0b-\x1f\x7f-\x9f{_BIDI}]")
+# Compiled on first use (re keeps it): `gridd status` and `show` print no output of a job's (start-up).
+_UNSAFE_KEEP_LINES = f"[\x00-\x08\x0b-\x1f\x7f-\x9f{_BIDI}]"
 
 
 def _escape(match: re.Match[str]) -> str:
@@ -29,4 +30,4 @@ def printable(text: str) -> str:
 
 def printable_lines(text: str) -> str:
     """Output for a terminal: lines and tabs kept, every other control character escaped."""
-    return _UNSAFE_KEEP_LINES.sub(_escape, text)
+    return re.sub(_UNSAFE_KEEP_LINES, _escape, text)

@@ -17,13 +17,14 @@ from gridd.protocol.errors import ConfigError
 MAX_JOB_CPUS = 4096
 MAX_MEMORY_MB = 2**40
 
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([mgt]?)(?:i?b)?\s*$", re.IGNORECASE)
+# Compiled on first use (re keeps it): only the flags that take a size read it (start-up of other commands).
+_SIZE = r"^\s*(\d+(?:\.\d+)?)\s*([mgt]?)(?:i?b)?\s*$"
 _UNIT_MB = {"": 1, "m": 1, "g": 1024, "t": 1024 * 1024}
 
 
 def parse_size_mb(text: str, flag: str = "--memory") -> int:
     """'512M' -> 512, '2G' -> 2048, '1.5G' -> 1536, '2048' -> 2048 (a plain number is MiB), rounded up."""
-    found = _SIZE.match(text)
+    found = re.match(_SIZE, text, re.IGNORECASE)
     if found is None:
         raise ConfigError(f"{flag} wants a size such as 512M, 2G or 1.5G (a plain number is MiB), got {text!r}")
     mb = math.ceil(float(found.group(1)) * _UNIT_MB[found.group(2).lower()])

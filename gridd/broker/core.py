@@ -81,6 +81,7 @@ class Broker:
             settings.lease_ttl_ms,
             on_leased=lambda worker, jobs: self._ledger.leased(worker, jobs),
             gangs=GangDispatch(store, self.workers, settings.lease_ttl_ms, clock),
+            queued=lambda queue: self._ledger.queued(queue),
         )
         # Scheduled jobs queued at their time (started by app.py); it reaches the ledger as the dispatcher does.
         self.promoter = Promoter(

@@ -43,6 +43,7 @@ class _Request:
     successor: _Request | None = None  # the request of the same worker that superseded this one
     withdrawn: bool = False  # its worker asked for nothing more while its lease call was under way
     instance: str = ""  # the worker's instance id, which the leases are bound to (store.lease_jobs)
+    queues: tuple[str, ...] = ()  # the worker's queues: a pass looks at `lanes` only if one has jobs queued
 
 
 class Dispatcher:
@@ -55,9 +56,11 @@ class Dispatcher:
         lease_ttl_ms: int,
         on_leased: Callable[[str, list[LeasedJob]], None],
         gangs: GangDispatch | None = None,
+        queued: Callable[[str], int] | None = None,
     ) -> None:
         self._store = store
         self.gangs = gangs  # gang jobs (gangs.py): leased whole, before the ordinary jobs of each pass
+        self._queued = queued  # jobs queued in a queue now (the ledger's count); None: not known here
         self._clock = clock
         self._ttl_ms = lease_ttl_ms
         self._on_leased = on_leased
@@ -72,6 +75,12 @@ class Dispatcher:
         self._next_ms: int | None = None
         self._next_known = False
         self.lanes_considered = 0  # lanes the requests of the last pass offered (tests assert on it)
+        self.requests_read = 0  # requests whose lanes passes have read, since the start (tests assert on it)
+
+    @property
+    def waiting(self) -> int:
+        """Lease requests waiting for jobs now."""
+        return len(self._pending)
 
     def wake(self, *, eligible: bool = True) -> None:
         """Look again: a request came, or (`eligible`) a job may have become eligible."""
@@ -86,10 +95,12 @@ class Dispatcher:
         max_jobs: int,
         budget: Budget | None = None,
         instance: str = "",
+        queues: Sequence[str] = (),
     ) -> list[LeasedJob]:
         """Wait until at least one job of `lanes()` is leased to `worker`, then return up to `max_jobs`
-        that fit `budget` together."""
-        request = _Request(worker, lanes, max_jobs, budget or Budget(), instance=instance)
+        that fit `budget` together. `queues`: those `lanes()` are of (a pass skips the request while none
+        of them has a job queued)."""
+        request = _Request(worker, lanes, max_jobs, budget or Budget(), instance=instance, queues=tuple(queues))
         for old in [r for r in self._pending if r.worker == worker]:
             self._pending.remove(old)
             old.successor = request
@@ -152,6 +163,16 @@ class Dispatcher:
             self._on_leased(request.worker, jobs)
             self._hand(request, jobs)
 
+    def _has_queued(self, queues: tuple[str, ...], busy: dict[tuple[str, ...], bool]) -> bool:
+        """Has one of `queues` a job queued now? (True when not known: its lanes are read.)"""
+        if self._queued is None or not queues:
+            return True
+        found = busy.get(queues)
+        if found is None:
+            queued = self._queued
+            found = busy[queues] = any(queued(queue) > 0 for queue in queues)
+        return found
+
     def _hand(self, request: _Request, jobs: list[LeasedJob]) -> None:
         """Answer `request` with the jobs leased for it (or its successor, if it was superseded meanwhile)."""
         while request not in self._pending and request.successor is not None:
@@ -176,9 +197,15 @@ class Dispatcher:
                 self._on_leased(request.worker, [member])
             self._hand(request, [member])
         asks: list[tuple[_Request, list[Lane]]] = []
+        # Whether any of a set of queues has a job queued, once per set a pass meets: a grid of many idle
+        # workers looks at each of them in every pass that a change in another queue sets off.
+        busy: dict[tuple[str, ...], bool] = {}
         for request in self._pending:
             if request in held:  # kept free for the gang that waited longest (gangs.py)
                 continue
+            if not self._has_queued(request.queues, busy):
+                continue
+            self.requests_read += 1
             offered = request.lanes()
             self.lanes_considered += len(offered)
             lanes = drained.open(offered, request.budget)

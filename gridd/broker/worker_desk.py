@@ -105,7 +105,9 @@ class WorkerDesk:
         """Jobs for `link`, from the lanes it may lease at the time of leasing, that fit its free budget
         (`cpus`, `memory_mb`: None, no limit) and each its size."""
         budget = Budget.of(link, cpus, memory_mb)
-        return await self._dispatcher.lease(link.name, lambda: self._leasable(link), max_jobs, budget, link.instance)
+        return await self._dispatcher.lease(
+            link.name, lambda: self._leasable(link), max_jobs, budget, link.instance, link.queues
+        )
 
     def _leasable(self, link: WorkerLink) -> list[Lane]:
         """`link`'s lanes in the queues that have queued jobs now."""

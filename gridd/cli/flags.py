@@ -7,13 +7,11 @@ given badly is a ConfigError (exit 2) naming it.
 from __future__ import annotations
 
 import argparse
-import shlex
 from pathlib import Path
 from typing import Any
 
 from gridd.config import parse_duration, read_secret_file
 from gridd.protocol.errors import ConfigError
-from gridd.resources import parse_size_mb
 
 
 def config_layer(args: argparse.Namespace) -> dict[str, Any]:
@@ -58,7 +56,7 @@ def config_layer(args: argparse.Namespace) -> dict[str, Any]:
             "resume_after_s": get("resume_after"),
             "probe_every_s": get("probe_every"),
             "cpus": get("cpus") if args.command == "worker" else None,
-            "memory_mb": parse_size_mb(memory) if args.command == "worker" and memory is not None else None,
+            "memory_mb": _size_mb(memory) if args.command == "worker" else None,
             "run_as": get("run_as"),
             "run_as_pool": _user_list(get("run_as_pool"), "--run-as-pool"),
         },
@@ -76,6 +74,14 @@ def _token_file(path: Path | None) -> str | None:
         raise ConfigError(f"token file {path} does not exist") from None
     except OSError as exc:
         raise ConfigError(f"cannot read token file {path}: {exc.strerror or exc}") from None
+
+
+def _size_mb(text: str | None) -> int | None:
+    if text is None:
+        return None
+    from gridd.resources import parse_size_mb  # start-up: a worker's flag (resources imports platform, re)
+
+    return parse_size_mb(text)
 
 
 def _keep(text: str | None) -> float | None:
@@ -107,6 +113,8 @@ def _command(text: str | None, flag: str) -> list[str] | None:
     """A command line given as one argument, split the way a shell would (without running one)."""
     if text is None:
         return None
+    import shlex  # start-up: a worker's flag
+
     try:
         argv = shlex.split(text)
     except ValueError as exc:

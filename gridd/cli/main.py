@@ -92,6 +92,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ending_now = asked_once and argv is None
     if ending_now:
         gc.disable()  # a short process: its imports make many objects, and no garbage worth a collection
+    elif argv is None:
+        gc.enable()  # a command that runs on: the program's entry (gridd/cli/program.py) imported with it off
     try:
         code = _run(args, asked_once)
     except (KeyboardInterrupt, BrokenPipeError, Exception, BaseExceptionGroup) as exc:
@@ -123,10 +125,28 @@ def _end_now(code: int) -> NoReturn:
     os._exit(code)
 
 
+def _import_msgspec_alone() -> None:
+    """Import msgspec without typing_extensions, which it imports only if present, for the helpers of
+    TypedDicts and dataclasses (gridd's messages and settings are Structs: without it, msgspec uses
+    typing's own, the same on Python 3.11). typing_extensions imports `inspect` (with ast, dis, tokenize):
+    about 5 ms of a one-shot command's start-up. Anything imported later gets typing_extensions as usual."""
+    if "msgspec" in sys.modules or "typing_extensions" in sys.modules:
+        return
+    sys.modules["typing_extensions"] = None  # type: ignore[assignment]  # `import` raises ImportError
+    try:
+        import msgspec  # noqa: F401
+    except ImportError:
+        pass  # a msgspec that needs it after all: imported as usual, below
+    finally:
+        del sys.modules["typing_extensions"]
+
+
 def _run(args: argparse.Namespace, asked_once: bool) -> int:
     # Imported here, for start-up speed: each command loads only what it needs (`gridd submit`, `show` and
     # `status` no event loop, structlog, SQLite or Textual; `gridd --version` and `--help` not even the
     # configuration or the client).
+    if asked_once:
+        _import_msgspec_alone()
     from gridd.cli.flags import config_layer
     from gridd.config import load_config
 

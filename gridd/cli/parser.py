@@ -8,9 +8,10 @@ parser, and must cost little more than Python's own start-up.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from gridd.cli.exits import EXIT_USAGE
 
@@ -20,12 +21,44 @@ class Parser(argparse.ArgumentParser):
 
     commands: frozenset[str] = frozenset()  # the top parser's command names (see Commands)
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", Formatter)
+        super().__init__(*args, **kwargs)
+
     def error(self, message: str) -> NoReturn:
         command = self.prog
         if command == "gridd":  # e.g. an unknown flag after a command is reported by the top parser
             named = [a for a in sys.argv[1:] if a in self.commands]
             command = f"gridd {named[0]}" if named else "gridd"
         self.exit(EXIT_USAGE, f"gridd: {message} (see {command} --help)\n")
+
+
+class Formatter(argparse.HelpFormatter):
+    """argparse's own help layout, the terminal's width read without shutil.
+
+    Why: argparse makes a formatter for every flag it is given (to check the flag's metavar), and its own
+    imports shutil (with zlib, bz2 and lzma) to ask the width: a millisecond and more of the start-up of a
+    command that prints no help at all."""
+
+    def __init__(
+        self, prog: str, indent_increment: int = 2, max_help_position: int = 24, width: int | None = None
+    ) -> None:
+        # As argparse does: the width of the terminal, less 2.
+        super().__init__(prog, indent_increment, max_help_position, _columns() - 2 if width is None else width)
+
+
+def _columns() -> int:
+    """shutil.get_terminal_size().columns: $COLUMNS, else the width of the terminal on stdout, else 80."""
+    try:
+        columns = int(os.environ["COLUMNS"])
+    except (KeyError, ValueError):
+        columns = 0
+    if columns <= 0 and sys.__stdout__ is not None:
+        try:
+            columns = os.get_terminal_size(sys.__stdout__.fileno()).columns
+        except (ValueError, OSError):
+            columns = 0
+    return columns if columns > 0 else 80
 
 
 class Commands:

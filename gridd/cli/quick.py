@@ -18,7 +18,7 @@ from collections.abc import Callable
 from gridd.client.locate import broker_address, cluster_token
 from gridd.client.oneshot import OneShot, open_oneshot
 from gridd.config import Config
-from gridd.protocol.messages import AttemptView, GetStatus, JobView, ShowJob, StatusReported
+from gridd.protocol.messages import AttemptView, GetStatus, JobView, ShowJob, StatusReported, SubmitJobs
 
 
 def run(args: argparse.Namespace, config: Config) -> int:
@@ -30,7 +30,8 @@ def run(args: argparse.Namespace, config: Config) -> int:
         return commands.run(args, config)
     handler = _COMMANDS[args.command]
     credential = cluster_token(config.client.token)
-    with open_oneshot(address, credential, insecure=config.client.insecure) as connection:
+    expected = ANSWERS[args.command]
+    with open_oneshot(address, credential, insecure=config.client.insecure, expected=expected) as connection:
         return handler(connection, args)
 
 
@@ -89,4 +90,12 @@ _COMMANDS: dict[str, Callable[[OneShot, argparse.Namespace], int]] = {
     "submit": _submit,
     "show": _show,
     "status": _status,
+}
+
+# What answers each command's one request: the connection decodes it without building the decoder of every
+# message the broker may send (FrameDecoder's `expected`).
+ANSWERS: dict[str, type] = {
+    "submit": SubmitJobs.reply_type(),
+    "show": ShowJob.reply_type(),
+    "status": GetStatus.reply_type(),
 }

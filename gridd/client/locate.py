@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
+
+import msgspec
 
 from gridd.config import (
     DEFAULT_PORT,
@@ -26,8 +27,7 @@ from gridd.protocol.errors import ConfigError, NoToken
 LOGIN_FILE = "credential"
 
 
-@dataclass(frozen=True)
-class Login:
+class Login(msgspec.Struct, frozen=True):  # not a dataclass: see gridd/protocol/handshake.py
     broker: str
     credential: str
 

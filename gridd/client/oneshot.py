@@ -97,9 +97,12 @@ class OneShot:
 
 
 @contextmanager
-def open_oneshot(address: str, token: str | None, *, insecure: bool = False) -> Iterator[OneShot]:
+def open_oneshot(
+    address: str, token: str | None, *, insecure: bool = False, expected: object = None
+) -> Iterator[OneShot]:
     """Connect as a client (TLS 1.3; plain TCP if `insecure`), check the broker against the credential
-    `token` names, authenticate with its secret; the socket closes when the block ends."""
+    `token` names, authenticate with its secret; the socket closes when the block ends. `expected`: the
+    reply types the requests will have (decoded first: FrameDecoder), if known."""
     host, port = _split(address)
     if not token:
         raise NoToken("no cluster token: set GRIDD_TOKEN (the broker's data dir holds it in the file 'token')")
@@ -117,7 +120,7 @@ def open_oneshot(address: str, token: str | None, *, insecure: bool = False) -> 
         sock = tcp if pin is None else _start_tls(tcp, address, host, pin, deadline)
         with sock:
             hello = Hello(version=PROTOCOL_VERSION, role="client", name=f"client-{os.getpid()}", secret=secret)
-            welcome, handshake = _handshake(sock, address, hello, pin, host, deadline)
+            welcome, handshake = _handshake(sock, address, hello, pin, host, deadline, expected)
             sock.settimeout(None)  # a request may wait long for its reply (a submit, for its commit)
             yield OneShot(sock, address, welcome, handshake)
 
@@ -135,10 +138,10 @@ def _start_tls(tcp: socket.socket, address: str, host: str, pin: Pin, deadline: 
 
 
 def _handshake(
-    sock: socket.socket, address: str, hello: Hello, pin: Pin | None, host: str, deadline: float
+    sock: socket.socket, address: str, hello: Hello, pin: Pin | None, host: str, deadline: float, expected: object
 ) -> tuple[Welcome, ClientHandshake]:
     """Drive the protocol's ClientHandshake over `sock`, as client/connection.py does over its stream."""
-    handshake = ClientHandshake(hello, tls=pin is not None, established_limit=MAX_REPLY_BYTES)
+    handshake = ClientHandshake(hello, tls=pin is not None, established_limit=MAX_REPLY_BYTES, expected=expected)
     try:
         if data := handshake.data_to_send():
             sock.settimeout(_left(deadline))

@@ -14,8 +14,6 @@ Rules: a secret is sent only inside TLS, to a broker whose certificate was check
 
 from __future__ import annotations
 
-import datetime
-import ipaddress
 import os
 import ssl
 from collections.abc import Mapping
@@ -72,6 +70,8 @@ def check_presented(pin: Pin, host: str, ca_pem: str, leaf_der: bytes | None, en
     which is valid now and names `host`; then keep the CA. UntrustedBroker, in one line, otherwise."""
     # Lazy for start-up speed: cryptography is heavy, and only a first contact needs it (every other
     # connection lets ssl verify against the kept CA).
+    import datetime
+
     from cryptography import x509
     from cryptography.hazmat.primitives.serialization import Encoding
 
@@ -118,6 +118,8 @@ def keep_ca(digest: str, ca_pem: str, environ: Mapping[str, str]) -> None:
 
 
 def _names(leaf: object, host: str) -> bool:
+    import ipaddress
+
     from cryptography import x509  # lazy for start-up speed, as in check_presented (first contacts only)
 
     assert isinstance(leaf, x509.Certificate)

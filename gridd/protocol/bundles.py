@@ -8,7 +8,6 @@ accepts and the worker checks again before it writes anything. Pure: no I/O.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 
 import msgspec
@@ -54,6 +53,8 @@ def manifest_problem(files: Sequence[BundleFile]) -> str | None:
 
 def manifest_digest(files: Sequence[BundleFile]) -> str:
     """The sha256 (hex) of the manifest's canonical form: what makes two versions equal."""
+    import hashlib  # start-up: `gridd submit` reads ref_problem alone
+
     canonical = [(f.path, f.blob, f.size, f.executable) for f in files]
     return hashlib.sha256(_encoder.encode(canonical)).hexdigest()
 

@@ -9,9 +9,7 @@ cluster token of gridd before credentials, which names no CA.
 
 from __future__ import annotations
 
-import hashlib
 import re
-import secrets
 
 from gridd.protocol.errors import ConfigError
 
@@ -26,11 +24,15 @@ _DIGEST = re.compile(r"[0-9a-f]{64}")
 
 def new_secret() -> str:
     """A fresh secret: 192 random bits."""
+    import secrets  # start-up: a client command only reads a secret (secrets imports random)
+
     return secrets.token_urlsafe(24)
 
 
 def ca_digest(ca_der: bytes) -> str:
     """The digest a credential pins: sha256 over the CA certificate's DER, 64 lowercase hex."""
+    import hashlib  # start-up: a client that kept the broker's CA computes no digest
+
     return hashlib.sha256(ca_der).hexdigest()
 
 

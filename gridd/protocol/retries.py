@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Annotated, Final
 
 import msgspec
@@ -34,11 +33,10 @@ RetryCause = Annotated[str, msgspec.Meta(pattern=r"^(timeout|lost|error|any|exit
 RetryCauses = Annotated[list[RetryCause], msgspec.Meta(max_length=64)]
 RetryDelay = Annotated[float, msgspec.Meta(ge=0, le=MAX_RETRY_DELAY_S)]
 
-_SHAPE = re.compile(r"^(exit|signal):(\d+)(?:-(\d+))?$")
+_SHAPE = r"^(exit|signal):(\d+)(?:-(\d+))?$"  # compiled on first use (re keeps it): start-up of client commands
 
 
-@dataclass(frozen=True, slots=True)
-class Cause:
+class Cause(msgspec.Struct, frozen=True):  # not a dataclass: see gridd/protocol/handshake.py
     """One cause of a --retry-on list: `kind` is exit, signal or a named one; low..high its numbers."""
 
     kind: str
@@ -58,7 +56,7 @@ def parse_cause(text: str) -> Cause:
     word = text.strip().lower()
     if word in NAMED:
         return Cause(word)
-    shape = _SHAPE.match(word)
+    shape = re.match(_SHAPE, word)
     if shape is None:
         raise ValueError(f"{text!r} is not a cause: expected exit:N, exit:A-B, signal:N, timeout, lost, error or any")
     kind, low = shape[1], int(shape[2])

@@ -1,6 +1,7 @@
 """Matching cost does not grow with the number of queues ever seen: a worker's lease request looks only at
 the lanes of the queues it serves that have queued jobs, and the lanes of queues with no job left to lease
-are dropped from memory and from the lanes table (a retried job brings its lane back)."""
+are dropped from memory and from the lanes table (a retried job brings its lane back). Nor with the number
+of idle workers: a dispatch pass passes over the waiting requests whose queues have nothing queued."""
 
 from __future__ import annotations
 
@@ -59,3 +60,33 @@ async def test_a_lease_on_default_looks_at_its_own_lanes_only_and_idle_lanes_are
                 )
                 leased = await conn.request(lambda rid: RequestJobs(rid=rid, max_jobs=1))
                 assert [j.job_id for j in leased.jobs] == [ids[7]]
+
+
+IDLE_WORKERS = 50
+
+
+async def test_workers_waiting_on_an_empty_queue_are_passed_over_while_another_queue_runs(tmp_path: Path) -> None:
+    async with running_broker(tmp_path) as b, client_of(b) as client, anyio.create_task_group() as tg:
+        dispatcher = b.broker.dispatcher
+
+        async def idle(n: int) -> None:
+            async with open_connection(b.addr, TOKEN, role="worker", name=f"idle-{n}") as conn:
+                await conn.request(lambda rid: RegisterWorker(rid=rid, host="h", slots=1, queues=["empty"]))
+                await conn.send(RequestJobs(rid=2**31, max_jobs=1))  # a long poll, never answered
+                await anyio.sleep_forever()
+
+        for n in range(IDLE_WORKERS):
+            tg.start_soon(idle, n)
+        with anyio.fail_after(30):
+            while dispatcher.waiting < IDLE_WORKERS:
+                await anyio.sleep(0.01)
+            async with open_connection(b.addr, TOKEN, role="worker", name="busy") as conn:
+                await conn.request(lambda rid: RegisterWorker(rid=rid, host="h", slots=1, queues=["busy"]))
+                before = dispatcher.requests_read
+                for _ in range(5):
+                    job_id = await client.submit(["true"], queue="busy")
+                    leased = await conn.request(lambda rid: RequestJobs(rid=rid, max_jobs=1))
+                    assert [j.job_id for j in leased.jobs] == [job_id]
+                # The busy worker's request, in each pass that had its job to lease: not the 50 idle ones too.
+                assert dispatcher.requests_read - before < IDLE_WORKERS
+        tg.cancel_scope.cancel()

@@ -280,6 +280,27 @@ async def test_a_job_with_one_attempt_fails_at_once_and_a_zero_exit_succeeds(tmp
         ]
 
 
+# Text a PostgreSQL array literal would misread if it were not quoted and escaped (the store sends a batch's
+# values as arrays there): quotes, backslashes, braces, commas, spaces, the word NULL, the empty string.
+AWKWARD = ['say "no", \\n {a,b} ', "NULL", "", "\\", '"', "ünï, 🙂"]
+
+
+@pytest.mark.parametrize("text", AWKWARD)
+async def test_a_workers_name_and_its_failure_message_are_kept_as_sent(tmp_path: Path, text: str) -> None:
+    clock = FakeClock()
+    worker = f"pc {text}"
+    async with store_at(tmp_path) as store:
+        (job_id,) = await submit(store, clock, spec(max_attempts=1))
+        job = await lease_one(store, clock, worker)
+        (outcome,), _ = await store.complete_jobs(
+            worker, [result(job, 3, message=text, stderr=text.encode())], clock.now_ms(), RETRY_MS
+        )
+        assert outcome.code == 0
+        view, _ = await store.get_job(job_id)
+        assert (view.state, view.worker, view.reason) == ("failed", worker, text or None)  # no message: no reason
+        assert await store.read_output(job_id, "stderr") == (text.encode(), False)
+
+
 # ---- lease expiry, re-attach, hand-back ---------------------------------------------------------------------------
 
 
@@ -542,6 +563,26 @@ async def test_output_is_kept_byte_for_byte_with_its_truncated_flag(tmp_path: Pa
         assert await store.read_output(job_id, "stderr") == (b"err\n", False)
         view, _ = await store.get_job(job_id)
     assert (view.stdout_bytes, view.stderr_bytes) == (len(out), 4)
+
+
+async def test_an_attempt_that_prints_nothing_leaves_no_output_of_the_attempt_before(tmp_path: Path) -> None:
+    clock = FakeClock()
+    async with store_at(tmp_path) as store:
+        quiet, loud = await submit(store, clock, spec(max_attempts=2), spec(max_attempts=2))
+        first = await lease(store, clock, n=2)
+        failed = [result(job, 1, stdout=b"try 1\n", stderr=b"oops\n") for job in first]
+        await store.complete_jobs("w1", failed, clock.now_ms(), RETRY_MS)
+        clock.advance(60)  # past the retry delay
+        by_id = {job.job_id: job for job in await lease(store, clock, n=2)}
+        await store.complete_jobs(
+            "w1", [result(by_id[quiet], 0), result(by_id[loud], 0, stderr=b"try 2\n")], clock.now_ms(), RETRY_MS
+        )
+        assert await store.read_output(quiet, "stdout") == (b"", False)
+        assert await store.read_output(quiet, "stderr") == (b"", False)
+        assert await store.read_output(loud, "stdout") == (b"", False)
+        assert await store.read_output(loud, "stderr") == (b"try 2\n", False)
+        views = await store.get_jobs([quiet, loud])
+    assert [(v.state, v.stdout_bytes, v.stderr_bytes) for v in views] == [("succeeded", 0, 0), ("succeeded", 0, 6)]
 
 
 # ---- storage failures ------------------------------------------------------------------------------------------------

@@ -119,6 +119,32 @@ def test_arbitrary_bytes_are_refused_only_as_protocol_errors(chunks: list[bytes]
         pass  # BadFrame or FrameTooLarge: the connection is closed; anything else would be a bug
 
 
+def _outcome(decoder: FrameDecoder[Any], frames: list[bytes]) -> list[Any]:
+    """What a decoder makes of each frame: the messages, or the error's type and words."""
+    out: list[Any] = []
+    for frame in frames:
+        try:
+            out.append(decoder.feed(frame))
+        except ProtocolError as exc:
+            out.append((type(exc), str(exc)))
+    return out
+
+
+@settings(deadline=None)
+@given(
+    st.lists(s.broker_messages.map(encode_frame) | _garbage, min_size=1, max_size=4),
+    st.sampled_from([m.StatusReported, m.JobShown | m.JobsAccepted, m.Event]),
+)
+def test_a_decoder_told_what_to_expect_decodes_and_refuses_every_frame_as_the_whole_unions(
+    frames: list[bytes], expected: Any
+) -> None:
+    # One-shot commands (client/oneshot.py) build only the decoder of the replies they wait for.
+    whole = _outcome(FrameDecoder(m.BrokerMessage), frames)
+    assert (
+        _outcome(FrameDecoder(m.BrokerMessage, expected=m.BrokerCA | m.Welcome | m.Error | expected), frames) == whole
+    )
+
+
 @settings(deadline=None)
 @given(st.integers(MAX_FRAME_BYTES + 1, 2**32 - 1))
 def test_an_oversized_length_prefix_is_refused_before_any_body_arrives(size: int) -> None:

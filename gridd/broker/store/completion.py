@@ -6,9 +6,11 @@ policy (retry_policy.py) says whether a failed attempt runs again and when, or f
 not retried, the job poison, its last attempt); the transition table says whether that move is legal
 (succeeded, queued again for a retry after its delay, failed). The job's row, its attempt, its output
 and a task's result or error commit together with what the change sets off (flow.settle: dependents,
-group tokens). A batch task that returned another number of results
-than it had records fails its attempt (BAD_RESULT). The jobs named are locked as they are read (by id),
-so a second broker given a result for the same lease at once waits, then refuses it.
+group tokens). An attempt's output replaces the last one's; an attempt that wrote nothing (both streams
+empty, neither cut) leaves no rows, since a job without them reads as empty (most jobs of a busy grid print
+nothing: two rows each would be most of a completion's writes). A batch task that returned another number
+of results than it had records fails its attempt (BAD_RESULT). The jobs named are locked as they are read
+(by id), so a second broker given a result for the same lease at once waits, then refuses it.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import gridd.broker.store.retries as retry_store
 from gridd.broker import retry_policy as policy
 from gridd.broker import transitions as tr
 from gridd.broker.store.refs import parse_job_id
-from gridd.broker.store.sql import BY_ID_FOR_UPDATE, Tx, rows, rows_of, state
+from gridd.broker.store.sql import BY_ID_FOR_UPDATE, RowUpdate, Tx, rows, rows_of
 from gridd.broker.transitions import Transition
 from gridd.protocol.errors import ErrorCode
 from gridd.protocol.messages import JobResult, Outcome
@@ -35,17 +37,29 @@ from gridd.protocol.states import JobState
 _encoder = msgspec.msgpack.Encoder()
 
 _ENDED = JobState.RUNNING  # the state an attempt ends from (the table's source of SUCCEED, REQUEUE, FAIL)
-_END_SQL = (
-    "UPDATE jobs SET state = ?, exit_code = ?, finished_ms = ?, not_before_ms = ?, reason = ?,"  # noqa: S608
-    " worker = ?, deadline_ms = NULL, strikes = COALESCE(?, strikes), poison = ?"
-    f" WHERE id = ? AND lease = ? AND state = {state(_ENDED)}"
+_END = RowUpdate(
+    "UPDATE jobs SET state = :state, exit_code = :exit_code, finished_ms = :finished_ms,"
+    " not_before_ms = :not_before_ms, reason = :reason, worker = :worker, deadline_ms = NULL,"
+    " strikes = COALESCE(:strikes, strikes), poison = :poison WHERE id = :id AND lease = :lease AND state = :was",
+    state="text",
+    exit_code="bigint",
+    finished_ms="bigint",
+    not_before_ms="bigint",
+    reason="text",
+    worker="text",
+    strikes="text",
+    poison="int",
+    id="bigint",
+    lease="bigint",
+    was="text",
 )
 # The jobs a batch of results names, locked until the batch commits: another broker given a result for the
 # same lease at once waits, then reads the lease ended and refuses it (one outcome per attempt).
 _CURRENT_SQL = (
-    "SELECT id, state, lease, attempts, max_attempts, queue, started_ms, records, lane, worker, instance"  # noqa: S608
+    "SELECT id, state, lease, attempts, max_attempts, queue, started_ms, records, lane, worker, instance, gang"  # noqa: S608
     f" FROM jobs WHERE id IN (SELECT value FROM json_each(?)){BY_ID_FOR_UPDATE}"
 )
+GANG = 11  # the column of a current row that says whether the job is a gang (> 0)
 _RESULT_SQL = (
     "INSERT INTO results (job_id, value, blob, error) VALUES (?, ?, ?, ?) ON CONFLICT (job_id)"
     " DO UPDATE SET value = excluded.value, blob = excluded.blob, error = excluded.error"
@@ -55,6 +69,7 @@ _OUTPUT_SQL = (
     " ON CONFLICT (job_id, stream)"
     " DO UPDATE SET data = excluded.data, truncated = excluded.truncated"
 )
+_NO_OUTPUT_SQL = "DELETE FROM outputs WHERE job_id IN (SELECT value FROM json_each(?))"
 
 
 def complete_jobs(
@@ -65,10 +80,11 @@ def complete_jobs(
     retry_base_ms: int,
     instance: str = "",
     lent: bool | None = None,
+    current: dict[int, Any] | None = None,
 ) -> tuple[list[Outcome], list[Transition]]:
+    """`current`: the jobs' rows as current_rows read them, if the caller did (they are taken from it)."""
     ids = [parse_job_id(r.job_id) for r in results]
-    found = rows(db, _CURRENT_SQL, (db.ids(ids),))
-    current = {r[0]: r for r in found}
+    current = current_rows(db, ids) if current is None else current
     outcomes: list[Outcome | None] = []  # in the order of `results`; None: to be decided below
     accepted: list[tuple[int, int, Any, JobResult, int | None, str, str | None, str | None]] = []
     for job_id, result in zip(ids, results, strict=True):
@@ -88,6 +104,7 @@ def complete_jobs(
     updates: list[tuple[Any, ...]] = []
     ended: list[tuple[attempts.Attempt, attempts.Measured]] = []
     outputs: list[tuple[Any, ...]] = []
+    silent: list[int] = []  # attempts that wrote nothing: no rows (none reads as empty)
     task_results: list[tuple[Any, ...]] = []
     for index, job_id, row, result, exit_code, outcome, reason, miscount in accepted:
         attempt, max_attempts, queue = row[3], row[4], row[5]
@@ -114,12 +131,16 @@ def complete_jobs(
                 int(poison),
                 job_id,
                 result.lease,
+                _ENDED,
             )
         )
         ran = (job_id, result.lease, attempt, worker, row[6], now_ms, exit_code, outcome)
         ended.append((ran + (result.code or None, result.bundle or None), attempts.measured(result, lent)))
-        outputs.append((job_id, "stdout", result.stdout, int(result.stdout_truncated)))
-        outputs.append((job_id, "stderr", result.stderr, int(result.stderr_truncated)))
+        if result.stdout or result.stderr or result.stdout_truncated or result.stderr_truncated:
+            outputs.append((job_id, "stdout", result.stdout, int(result.stdout_truncated)))
+            outputs.append((job_id, "stderr", result.stderr, int(result.stderr_truncated)))
+        else:
+            silent.append(job_id)
         if row[8]:  # a task job: its value, or what it raised
             task_results.append(_task_result(job_id, result, miscount is None))
         if miscount is not None:
@@ -131,11 +152,18 @@ def complete_jobs(
     if task_results:
         db.executemany(_RESULT_SQL, task_results)
     if updates:
-        db.executemany(_END_SQL, updates)
+        db.update_rows(_END, updates)
         attempts.record(db, ended)
         db.insert_rows(_OUTPUT_SQL, outputs)
+        if silent:  # an earlier attempt's output is not this one's
+            db.execute(_NO_OUTPUT_SQL, (db.ids(silent),))
         changed += flow.settle(db, changed, now_ms)
     return [o for o in outcomes if o is not None], changed
+
+
+def current_rows(db: Tx, ids: Sequence[int]) -> dict[int, Any]:
+    """The rows of the jobs named, locked by id until the transaction ends."""
+    return {r[0]: r for r in rows(db, _CURRENT_SQL, (db.ids(ids),))}
 
 
 def _refusal(row: Any, result: JobResult, worker: str, instance: str) -> Outcome | None:

@@ -36,7 +36,7 @@ from gridd.broker.observe import Observer
 from gridd.broker.store.gang_rows import GangGrant, QueuedGang, member_spec
 from gridd.broker.store.interface import Revoked
 from gridd.broker.store.refs import parse_job_id
-from gridd.broker.store.sql import BY_ID_FOR_UPDATE, SKIP_LOCKED, Fragment, Tx, rows, state
+from gridd.broker.store.sql import SKIP_LOCKED, Fragment, Tx, rows, state
 from gridd.broker.transitions import Move, Transition
 from gridd.protocol.errors import ErrorCode
 from gridd.protocol.limits import MAX_OUTPUT_BYTES
@@ -77,9 +77,6 @@ _MEMBERS_SQL = (
 )
 _MEMBERS_OF_SQL = f"{_MEMBERS_SQL}{_JOBS_FOR_UPDATE}"
 _MEMBERS_AMONG_SQL = f"{_MEMBERS_SQL} AND g.job_id IN (SELECT value FROM json_each(?)){_JOBS_FOR_UPDATE}"  # noqa: S608
-# The jobs a batch of results names, locked by id before any is decided (completion.py locks the same rows
-# the same way, so a batch holds no lock another waits for while it waits for one), and which are gangs.
-_NAMED_SQL = f"SELECT id, gang FROM jobs WHERE id IN (SELECT value FROM json_each(?)){BY_ID_FOR_UPDATE}"  # noqa: S608
 
 
 def keep_gang_sizes(db: Tx, ids: Sequence[int], specs: Sequence[JobSpec]) -> None:
@@ -283,9 +280,10 @@ def complete_jobs(
     gang's attempt (the last success, or the first failure) completes the job row's lease in its name
     (completion.py). Results of ordinary jobs go straight there."""
     ids = [parse_job_id(r.job_id) for r in results]
-    gangs = {r[0] for r in rows(db, _NAMED_SQL, (db.ids(ids),)) if r[1] > 0}
+    current = completion.current_rows(db, ids)
+    gangs = {job_id for job_id, row in current.items() if row[completion.GANG] > 0}
     plain = [r for r, job_id in zip(results, ids, strict=True) if job_id not in gangs]
-    outcomes, changed = completion.complete_jobs(db, worker, plain, now_ms, retry_base_ms, instance, lent)
+    outcomes, changed = completion.complete_jobs(db, worker, plain, now_ms, retry_base_ms, instance, lent, current)
     for result in (r for r, job_id in zip(results, ids, strict=True) if job_id in gangs):
         outcome, ending = _member_ended(db, worker, instance, result)
         if ending is None:

@@ -23,7 +23,7 @@ from gridd.broker.matching import UNLIMITED, Budget, DrainedLanes, Lane
 from gridd.broker.observe import Observer
 from gridd.broker.store.records import Ask
 from gridd.broker.store.refs import parse_job_id
-from gridd.broker.store.sql import BY_ID_FOR_UPDATE, SKIP_LOCKED, Tx, rows, state
+from gridd.broker.store.sql import BY_ID_FOR_UPDATE, SKIP_LOCKED, RowUpdate, Tx, rows, state
 from gridd.broker.transitions import Move
 from gridd.protocol.messages import JobSpec, LeasedJob, LeaseRef
 
@@ -34,19 +34,24 @@ LEASE_REPLY_BYTES = 8 * 1024 * 1024
 
 _QUEUED, _RUNNING = tr.edge(Move.LEASE)
 _CANDIDATES_SQL = (
-    f"SELECT id, priority, cpus, memory_mb FROM jobs WHERE state = {state(_QUEUED)} AND throttled = 0"  # noqa: S608
+    f"SELECT id, priority, cpus, memory_mb, length(spec) FROM jobs WHERE state = {state(_QUEUED)} AND throttled = 0"  # noqa: S608
     " AND queue = ? AND lane = ? AND not_before_ms <= ? AND cpus <= ? AND memory_mb <= ? AND gang = 0"
     f" ORDER BY priority DESC, id LIMIT ?{SKIP_LOCKED}"
 )
-# One grant, a statement per job (Tx.each), each finding its row by primary key: a set-based UPDATE joined
-# to the chosen ids let PostgreSQL's planner, before it had statistics of `state` (a new database, or one
-# that just filled), guess one queued job and hash every queued job on each lease.
-_LEASE_SQL = (
-    f"UPDATE jobs SET state = {state(_RUNNING)}, attempts = attempts + 1, lease = ?,"  # noqa: S608
-    " worker = ?, instance = ?, deadline_ms = ?, started_ms = ?, not_before_ms = 0"
-    f" WHERE id = ? AND state = {state(_QUEUED)} AND throttled = 0 AND lease != ?"
-    " AND NOT EXISTS (SELECT 1 FROM attempts a WHERE a.job_id = ? AND a.lease = ?)"
-    " RETURNING id, lease, attempts, spec, submitted_ms"
+# The grants, each by its job's primary key, from the state it leaves (RowUpdate says why not a constant).
+_LEASE = RowUpdate(
+    f"UPDATE jobs SET state = {state(_RUNNING)}, attempts = attempts + 1, lease = :lease,"  # noqa: S608
+    " worker = :worker, instance = :instance, deadline_ms = :deadline_ms, started_ms = :started_ms,"
+    " not_before_ms = 0 WHERE id = :id AND state = :was AND throttled = 0 AND lease != :lease"
+    " AND NOT EXISTS (SELECT 1 FROM attempts a WHERE a.job_id = :id AND a.lease = :lease)"
+    " RETURNING id, lease, attempts, spec, submitted_ms",
+    id="bigint",
+    was="text",
+    lease="bigint",
+    worker="text",
+    instance="text",
+    deadline_ms="bigint",
+    started_ms="bigint",
 )
 _NEXT_ELIGIBLE_SQL = f"SELECT MIN(not_before_ms) FROM jobs WHERE state = {state(_QUEUED)} AND not_before_ms > ?"  # noqa: S608
 # Locked until the renewal commits: a lease another broker is ending at once is read as it ends.
@@ -71,7 +76,7 @@ def lease_jobs(
     budget = budget or Budget()
     job_cpus = UNLIMITED if budget.job_cpus is None else budget.job_cpus
     job_memory = UNLIMITED if budget.job_memory_mb is None else budget.job_memory_mb
-    candidates: list[tuple[int, int, int, int]] = []
+    candidates: list[tuple[int, int, int, int, int]] = []
     for queue, lane in dict.fromkeys(lanes):
         # Jobs too big for this request are skipped inside jobs_ready, which covers cpus and
         # memory_mb: a skipped job costs an index entry, never a table row. Head-of-line cost: the
@@ -81,21 +86,19 @@ def lease_jobs(
         # the next worker with room, and only jobs bigger than every connected worker stay at the
         # head, which `gridd show` reports (they are the user's to resize or to give a worker).
         found = rows(db, _CANDIDATES_SQL, (queue, lane, now_ms, job_cpus, job_memory, max_jobs))
-        candidates.extend((r[0], r[1], r[2], r[3]) for r in found)
+        candidates.extend((r[0], r[1], r[2], r[3], r[4]) for r in found)
     if not candidates:
         return [], []
     candidates.sort(key=lambda c: (-c[1], c[0]))
     fits = budget.take((c[2], c[3]) for c in candidates)
-    chosen = _within_reply(db, [c[0] for c, fit in zip(candidates, fits, strict=True) if fit][:max_jobs])
+    chosen = _within_reply([c for c, fit in zip(candidates, fits, strict=True) if fit][:max_jobs])
     deadline = now_ms + ttl_ms
     # Each lease's fencing token is drawn at random (a counter could be guessed), and must differ
     # from every earlier lease of its job (attempts' key is (job_id, lease)): a job whose draw does
     # not (odds 2**-62 per earlier lease) is left queued, for the next pass to draw again.
-    tokens = [(job_id, _new_lease()) for job_id in chosen]
-    granted = db.each(  # in the order chosen
-        _LEASE_SQL,
-        [(lease, worker, instance, deadline, now_ms, job_id, lease, job_id, lease) for job_id, lease in tokens],
-    )
+    grants = [(job_id, _QUEUED, _new_lease(), worker, instance, deadline, now_ms) for job_id in chosen]
+    by_id = {r[0]: r for r in db.update_rows(_LEASE, grants)}
+    granted = [by_id[g[0]] for g in grants if g[0] in by_id]  # in the order chosen
     leased = [
         LeasedJob(job_id=str(r[0]), lease=r[1], attempt=r[2], deadline_ms=deadline, spec=_spec_decoder.decode(r[3]))
         for r in granted
@@ -126,19 +129,14 @@ def observed(observer: Observer, out: tuple[list[list[LeasedJob]], list[int]]) -
     return granted
 
 
-def _within_reply(db: Tx, ids: list[int]) -> list[int]:
-    """The first of `ids` whose specs fit one lease reply (LEASE_REPLY_BYTES; always at least one):
-    jobs of up to 4 MiB each (stdin) must not make a reply too large for the worker to take, which
+def _within_reply(candidates: list[tuple[int, int, int, int, int]]) -> list[int]:
+    """The ids of the first candidates whose specs fit one lease reply (LEASE_REPLY_BYTES; always at least
+    one): jobs of up to 4 MiB each (stdin) must not make a reply too large for the worker to take, which
     would lose the grants with the connection and lease them again, for ever."""
-    if len(ids) <= 1:
-        return ids
-    sizes = dict(
-        rows(db, "SELECT id, length(spec) FROM jobs WHERE id IN (SELECT value FROM json_each(?))", (db.ids(ids),))
-    )
     kept: list[int] = []
     total = 0
-    for job_id in ids:
-        total += sizes.get(job_id, 0)
+    for job_id, *_, size in candidates:
+        total += size
         if kept and total > LEASE_REPLY_BYTES:
             break
         kept.append(job_id)

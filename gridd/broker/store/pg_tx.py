@@ -3,7 +3,9 @@ PostgreSQL's as each statement is first prepared.
 
 Rules: each statement's text is translated once and kept: every Fragment's SQLite text is replaced by its
 PostgreSQL text, `%` doubled (psycopg reads `%s`), and `?` becomes `%s`. A statement has no `?` other than its
-placeholders (no `?` in a string literal or a comment). Lists of ids and strings are arrays (`Tx.ids`).
+placeholders (no `?` in a string literal or a comment). Lists of ids and strings, and the columns of many
+rows (`insert_rows`, `update_rows`), are arrays, sent as their text (`array`; bytes as psycopg's binary
+array) and cast by the statement.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from typing import Any
 
 import psycopg
 
-from gridd.broker.store.sql import FRAGMENTS, Cursor, Dialect
+from gridd.broker.store.sql import FRAGMENTS, Cursor, Dialect, RowUpdate
 
 _translated: dict[str, bytes] = {}
 
@@ -53,24 +55,58 @@ class PgTx:
             cursor.executemany(translate(sql), batch)
         return cursor
 
-    def each(self, sql: str, params: Iterable[Sequence[Any]], /) -> list[Any]:
-        batch = list(params)
-        if not batch:
+    def update_rows(self, update: RowUpdate, rows: Sequence[Sequence[Any]], /) -> list[Any]:
+        if not rows:
             return []
-        cursor = self.conn.cursor()
-        cursor.executemany(translate(sql), batch, returning=True)  # pipelined: one round trip
-        found: list[Any] = []
-        while True:
-            found += cursor.fetchall()
-            if not cursor.nextset():
-                return found
+        columns = [_column(kind, column) for kind, column in zip(update.kinds, zip(*rows, strict=True), strict=True)]
+        cursor = self.conn.execute(translate(update.postgresql), columns, prepare=False)  # planned for today's table
+        return cursor.fetchall() if update.returns else []
 
     def insert_rows(self, sql: str, rows: Sequence[Sequence[Any]], constants: Sequence[Any] = (), /) -> None:
         if rows:
-            self.conn.execute(translate(sql), [*constants, *(list(column) for column in zip(*rows, strict=True))])
+            self.conn.execute(translate(sql), [*constants, *_arrays(sql, rows)])
 
-    def ids(self, ids: Iterable[int]) -> list[int]:
-        return list(ids)
+    def ids(self, ids: Iterable[int]) -> str:
+        return array("bigint", ids)
 
-    def texts(self, texts: Iterable[str]) -> list[str]:
-        return list(texts)
+    def texts(self, texts: Iterable[str]) -> str:
+        return array("text", texts)
+
+
+def _arrays(sql: str, rows: Sequence[Sequence[Any]]) -> list[str | list[Any]]:
+    """The columns of `rows` as arrays, each of the type `rows_of` names in `sql`."""
+    kinds = _kinds.get(sql)
+    if kinds is None:
+        found = _ROWS_OF.search(sql)
+        if found is None:
+            raise ValueError(f"not an insert of rows_of(...): {sql}")
+        kinds = _kinds[sql] = found[1].split(", ")
+    return [_column(kind, column) for kind, column in zip(kinds, zip(*rows, strict=True), strict=True)]
+
+
+def _column(kind: str, values: Sequence[Any]) -> str | list[Any]:
+    """One column of many rows as one parameter: its array's text, or for bytes (outputs of up to a MiB
+    each) the list itself, which psycopg sends in binary, not doubled as hex."""
+    return list(values) if kind == "bytea" else array(kind, values)
+
+
+_kinds: dict[str, list[str]] = {}
+_ROWS_OF = re.compile(r"/\* rows of ([\w, ]+) \*/")
+
+
+def array(kind: str, values: Iterable[Any]) -> str:
+    """The text of an array of `kind`, for a parameter the statement casts to `kind[]`: made by str.join,
+    4-6 times cheaper than psycopg's own list dumper, which dumps element by element in Python (~36 µs for
+    64 ids)."""
+    return "{" + ",".join(map(_ELEMENT[kind], values)) + "}"
+
+
+def _number(value: Any) -> str:
+    return "NULL" if value is None else str(value)
+
+
+def _text(value: str | None) -> str:
+    return "NULL" if value is None else '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+_ELEMENT = {"bigint": _number, "int": _number, "float8": _number, "text": _text}

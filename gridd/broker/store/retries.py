@@ -30,7 +30,10 @@ _strikes_encoder = msgspec.json.Encoder()
 
 
 def policies(db: Tx, job_ids: Iterable[int]) -> dict[int, tuple[Retries, Strikes]]:
-    """The retry policy and the strikes of each of these jobs, in one read."""
+    """The retry policy and the strikes of each of these jobs, in one read (none for none)."""
+    job_ids = list(job_ids)
+    if not job_ids:
+        return {}
     found = rows(
         db, "SELECT id, spec, strikes FROM jobs WHERE id IN (SELECT value FROM json_each(?))", (db.ids(job_ids),)
     )

@@ -49,9 +49,9 @@ class Tx(Protocol):
 
     def executemany(self, sql: str, params: Iterable[Sequence[Any]], /) -> Cursor: ...
 
-    def each(self, sql: str, params: Iterable[Sequence[Any]], /) -> list[Any]:
-        """The rows of `sql` (with RETURNING) run once per parameter set, all in order: one round trip on
-        PostgreSQL. For a write by primary key, whose plan does not depend on the table's statistics."""
+    def update_rows(self, update: RowUpdate, rows: Sequence[Sequence[Any]], /) -> list[Any]:
+        """`update` for each of `rows` (each row's values in the order of its columns): one statement on
+        PostgreSQL. Returns what its RETURNING gives, in no particular order."""
         ...
 
     def insert_rows(self, sql: str, rows: Sequence[Sequence[Any]], constants: Sequence[Any] = (), /) -> None:
@@ -79,9 +79,13 @@ class SQLiteTx:
         self.execute = conn.execute
         self.executemany = conn.executemany
 
-    def each(self, sql: str, params: Iterable[Sequence[Any]], /) -> list[Any]:
+    def update_rows(self, update: RowUpdate, rows: Sequence[Sequence[Any]], /) -> list[Any]:
+        order = update.order
+        if not update.returns:
+            self.conn.executemany(update.sqlite, ([row[i] for i in order] for row in rows))
+            return []
         execute = self.conn.execute
-        return [row for one in params for row in execute(sql, one)]
+        return [found for row in rows for found in execute(update.sqlite, [row[i] for i in order])]
 
     def insert_rows(self, sql: str, rows: Sequence[Sequence[Any]], constants: Sequence[Any] = (), /) -> None:
         # Not executemany: each run of a statement opens a cursor on the table and on every index of it, which
@@ -102,7 +106,7 @@ class SQLiteTx:
         return json.dumps(list(texts))
 
 
-# Rows one INSERT writes on SQLite (Tx.insert_rows): 64 jobs take 64 * 18 parameters, far under SQLite's limit
+# Rows one INSERT writes on SQLite (Tx.insert_rows): 64 jobs take 64 * 11 parameters, far under SQLite's limit
 # of 32,766; more gain nothing measurable.
 ROWS_PER_INSERT = 64
 
@@ -150,6 +154,39 @@ def rows_of(*types: str) -> Fragment:
         f"VALUES ({', '.join('?' * len(types))}) /* rows of {', '.join(types)} */",
         f"SELECT * FROM unnest({', '.join(f'?::{t}[]' for t in types)})",  # noqa: S608 - types: the store's constants
     )
+
+
+class RowUpdate:
+    """An UPDATE of many rows, each with values of its own (Tx.update_rows), written once: `:name` in the text
+    is the row's value of that column; `columns` name them, in the order of each row's values, with their
+    PostgreSQL types. SQLite runs it once per row (`?` for each `:name`); PostgreSQL runs one statement,
+    `FROM unnest(one array per column) AS u` joined on the text's WHERE (each `:name` becomes `u._name`).
+
+    Write the state a row leaves as a value too (`state = :was`), not as a constant: a constant state would
+    let PostgreSQL's planner scan the partial index of that state, which, before it has statistics of the
+    table (a new database, or one that just filled), it guesses holds one row, and hash every job in that
+    state on each call. Joined on the primary key alone, its plan follows the table's size, statistics or
+    not; PostgreSQL plans it at each run (psycopg's prepare=False), so a table that grew since is never
+    read with a small table's plan."""
+
+    def __init__(self, text: str, /, **columns: str) -> None:
+        names = list(columns)
+        used = _NAMED.findall(text)
+        if unknown := set(used) - set(names):
+            raise ValueError(f"{sorted(unknown)} are not among the columns {names}")
+        head, where, tail = text.partition(" WHERE ")
+        if not where or "?" in text:
+            raise ValueError("an update of rows joins on its WHERE and takes every value from its rows")
+        self.sqlite = _NAMED.sub("?", text)
+        self.order = [names.index(name) for name in used]
+        arrays = ", ".join(f"?::{kind}[]" for kind in columns.values())
+        joined = f"{head} FROM unnest({arrays}) AS u({', '.join('_' + name for name in names)}) WHERE {tail}"
+        self.postgresql = _NAMED.sub(r"u._\1", joined)
+        self.returns = " RETURNING " in text
+        self.kinds = list(columns.values())
+
+
+_NAMED = re.compile(r"(?<![:\w]):([a-z_]+)")
 
 
 # Locks the rows a transaction reads to decide what it writes (other brokers on the same PostgreSQL wait);
