@@ -35,6 +35,7 @@ import structlog
 
 from gridd.broker.observe import Observer
 from gridd.broker.store.handoff import hand_on
+from gridd.broker.store.pg_listen import CHANNEL
 from gridd.broker.store.pg_tx import PgTx
 from gridd.broker.store.sql import Tx
 from gridd.protocol.errors import StorageFailed
@@ -182,7 +183,7 @@ class PgGroupCommit:
                 if number < len(batch):
                     conn.execute(b"RELEASE call; SAVEPOINT call")  # the next call's, after this one's work
             committing = True
-            conn.execute(b"COMMIT")
+            conn.execute(_notify_and_commit(tx.notices))
         except psycopg.OperationalError as exc:
             if conn.broken or conn.closed:
                 raise _Lost(exc, committing=committing) from exc
@@ -199,21 +200,30 @@ _BEGIN = b"BEGIN; SET LOCAL synchronous_commit = off; SAVEPOINT call"
 
 def _run_call(conn: psycopg.Connection[Any], tx: PgTx, call: _Call) -> None:
     """One call under the savepoint open for it (left open: undone if the call failed), run again while it
-    collides with another broker's transaction."""
+    collides with another broker's transaction. A call undone takes back what it had to announce."""
+    announced = len(tx.notices)
     for tries in range(1, CALL_TRIES + 1):
         try:
             call.result = call.fn(tx)
             return
         except _COLLISIONS as exc:
             conn.execute(b"ROLLBACK TO call")  # the savepoint stays, for the next try
+            del tx.notices[announced:]
             if tries == CALL_TRIES:
                 call.error = StorageFailed(f"the broker could not commit: {exc}")
         except psycopg.OperationalError:
             raise  # the connection: the whole batch's concern
         except Exception as exc:
             conn.execute(b"ROLLBACK TO call")
+            del tx.notices[announced:]
             call.error = StorageFailed(f"the broker could not commit: {exc}") if isinstance(exc, psycopg.Error) else exc
             return
+
+
+def _notify_and_commit(payloads: list[str]) -> bytes:
+    """COMMIT, after a NOTIFY of each payload: in the one round trip of the COMMIT (a statement of their own
+    cost each batch one more). The payloads are base64, checked so as announced (pg_store.py): literals."""
+    return "".join(f"NOTIFY {CHANNEL}, '{p}'; " for p in payloads).encode() + b"COMMIT"
 
 
 def _fail(batch: list[_Call], error: StorageFailed) -> None:

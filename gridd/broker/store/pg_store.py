@@ -6,6 +6,7 @@ Installed with `pip install 'gridd[postgresql]'` (psycopg 3: benchmarks/pg_drive
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
@@ -18,7 +19,8 @@ from gridd.broker.schema.postgresql import migrate
 from gridd.broker.store.changes import Changes, encode
 from gridd.broker.store.interface import Announced, Store
 from gridd.broker.store.pg_commit import PgGroupCommit, connect
-from gridd.broker.store.pg_listen import CHANNEL, follow
+from gridd.broker.store.pg_listen import follow
+from gridd.broker.store.pg_tx import PgTx
 from gridd.broker.store.sql import Tx
 from gridd.broker.store.usecase import Backend, ReadNow
 from gridd.broker.store.usecases import UseCases
@@ -62,10 +64,17 @@ class PostgresStore(UseCases, Backend):
 
 
 def announce(tx: Tx, announced: Announced) -> None:
-    """Tell the other brokers what this transaction changed: delivered if, and when, it commits."""
-    payloads = list(encode(announced)) if announced.changed or announced.revoked else []
-    if payloads:
-        tx.execute(f"SELECT pg_notify('{CHANNEL}', p) FROM unnest(?::text[]) AS p", (payloads,))  # noqa: S608
+    """Tell the other brokers what this transaction changed: delivered if, and when, it commits (the NOTIFYs
+    go with the batch's COMMIT, pg_commit.py)."""
+    if announced.changed or announced.revoked:
+        assert isinstance(tx, PgTx)  # noqa: S101 - this store's transactions are
+        payloads = list(encode(announced))
+        if not all(map(_BASE64.fullmatch, payloads)):  # they go into SQL text as literals
+            raise ValueError("a change's payload is not base64")
+        tx.notices += payloads
+
+
+_BASE64 = re.compile(r"[A-Za-z0-9+/]*={0,2}")
 
 
 if TYPE_CHECKING:

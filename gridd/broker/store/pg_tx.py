@@ -44,6 +44,7 @@ class PgTx:
 
     def __init__(self, conn: psycopg.Connection[Any]) -> None:
         self.conn = conn
+        self.notices: list[str] = []  # payloads to NOTIFY the other brokers of, with the COMMIT (pg_commit.py)
 
     def execute(self, sql: str, params: Sequence[Any] = (), /) -> Cursor:
         return self.conn.execute(translate(sql), params or None)
