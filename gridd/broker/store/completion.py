@@ -56,10 +56,11 @@ _END = RowUpdate(
 # The jobs a batch of results names, locked until the batch commits: another broker given a result for the
 # same lease at once waits, then reads the lease ended and refuses it (one outcome per attempt).
 _CURRENT_SQL = (
-    "SELECT id, state, lease, attempts, max_attempts, queue, started_ms, records, lane, worker, instance, gang"  # noqa: S608
-    f" FROM jobs WHERE id IN (SELECT value FROM json_each(?)){BY_ID_FOR_UPDATE}"
+    "SELECT id, state, lease, attempts, max_attempts, queue, started_ms, records, lane, worker, instance, gang,"  # noqa: S608
+    f" {flow.THROTTLED} FROM jobs WHERE id IN (SELECT value FROM json_each(?)){BY_ID_FOR_UPDATE}"
 )
 GANG = 11  # the column of a current row that says whether the job is a gang (> 0)
+_CAPPED = 12  # the column that says whether the job's group is capped (--max-running: 1, else 0)
 _RESULT_SQL = (
     "INSERT INTO results (job_id, value, blob, error) VALUES (?, ?, ?, ?) ON CONFLICT (job_id)"
     " DO UPDATE SET value = excluded.value, blob = excluded.blob, error = excluded.error"
@@ -157,7 +158,8 @@ def complete_jobs(
         db.insert_rows(_OUTPUT_SQL, outputs)
         if silent:  # an earlier attempt's output is not this one's
             db.execute(_NO_OUTPUT_SQL, (db.ids(silent),))
-        changed += flow.settle(db, changed, now_ms)
+        uncapped = {a[1] for a in accepted if not a[2][_CAPPED]}
+        changed += flow.settle(db, changed, now_ms, uncapped)
     return [o for o in outcomes if o is not None], changed
 
 

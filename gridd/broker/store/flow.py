@@ -18,7 +18,7 @@ unpassed because each counted the other's job as still running.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 from gridd.broker import transitions as tr
 from gridd.broker.store.refs import expand_refs
@@ -82,11 +82,15 @@ def doom_reason(dep_id: int, dep_state: str) -> str:
     return f"dependency {dep_id} {tr.ended_as(dep_state)}"
 
 
-def settle(db: Tx, changed: Sequence[Transition], now_ms: int) -> list[Transition]:
-    """What `changed` sets off: dependents queued or cancelled, group tokens passed on."""
+def settle(
+    db: Tx, changed: Sequence[Transition], now_ms: int, uncapped: Collection[int] = frozenset()
+) -> list[Transition]:
+    """What `changed` sets off: dependents queued or cancelled, group tokens passed on. `uncapped`: jobs of
+    `changed` known to be in no capped group (their group's cap is set when it is made, for good), which
+    free no token."""
     extra = _unblock(db, [int(t.job_id) for t in changed if t.state == JobState.SUCCEEDED])
     extra += _doom(db, [(int(t.job_id), t.state) for t in [*changed, *extra] if t.state in DOOMING], now_ms)
-    rebalance(db, [int(t.job_id) for t in [*changed, *extra]])
+    rebalance(db, [job_id for t in [*changed, *extra] if (job_id := int(t.job_id)) not in uncapped])
     return extra
 
 
