@@ -6,7 +6,8 @@ while a batch commits queue up for the next one; each call runs under a savepoin
 undone alone. A call returns only after COMMIT; a batch with a durable call commits with
 `synchronous_commit` on (PostgreSQL's own WAL flush, which it shares between the transactions of every
 broker that commit together), one without turns it off for that transaction (a lease lost with the
-database's power is granted again).
+database's power is granted again). What the calls announce to the other brokers (pg_store.announce, the
+last thing a call does, so a call undone announced nothing) is NOTIFYed in the COMMIT's round trip.
 
 Several brokers share the database: their transactions run side by side, at READ COMMITTED. A use case that
 reads rows to decide what it writes locks them (sql.FOR_UPDATE), leasing skips rows another broker is
@@ -200,22 +201,19 @@ _BEGIN = b"BEGIN; SET LOCAL synchronous_commit = off; SAVEPOINT call"
 
 def _run_call(conn: psycopg.Connection[Any], tx: PgTx, call: _Call) -> None:
     """One call under the savepoint open for it (left open: undone if the call failed), run again while it
-    collides with another broker's transaction. A call undone takes back what it had to announce."""
-    announced = len(tx.notices)
+    collides with another broker's transaction."""
     for tries in range(1, CALL_TRIES + 1):
         try:
             call.result = call.fn(tx)
             return
         except _COLLISIONS as exc:
             conn.execute(b"ROLLBACK TO call")  # the savepoint stays, for the next try
-            del tx.notices[announced:]
             if tries == CALL_TRIES:
                 call.error = StorageFailed(f"the broker could not commit: {exc}")
         except psycopg.OperationalError:
             raise  # the connection: the whole batch's concern
         except Exception as exc:
             conn.execute(b"ROLLBACK TO call")
-            del tx.notices[announced:]
             call.error = StorageFailed(f"the broker could not commit: {exc}") if isinstance(exc, psycopg.Error) else exc
             return
 
