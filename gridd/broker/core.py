@@ -80,8 +80,8 @@ class Broker:
             clock,
             settings.lease_ttl_ms,
             on_leased=lambda worker, jobs: self._ledger.leased(worker, jobs),
-            gangs=GangDispatch(store, self.workers, settings.lease_ttl_ms, clock),
             queued=lambda queue: self._ledger.queued(queue),
+            gangs=GangDispatch(store, self.workers, settings.lease_ttl_ms, clock),
         )
         # Scheduled jobs queued at their time (started by app.py); it reaches the ledger as the dispatcher does.
         self.promoter = Promoter(

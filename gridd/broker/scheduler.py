@@ -38,12 +38,12 @@ class _Request:
     lanes: Callable[[], Sequence[Lane]]
     max_jobs: int
     budget: Budget
+    queues: tuple[str, ...]  # the worker's queues: a pass looks at `lanes` only if one has jobs queued
     done: anyio.Event = field(default_factory=anyio.Event)
     jobs: list[LeasedJob] = field(default_factory=list)
     successor: _Request | None = None  # the request of the same worker that superseded this one
     withdrawn: bool = False  # its worker asked for nothing more while its lease call was under way
     instance: str = ""  # the worker's instance id, which the leases are bound to (store.lease_jobs)
-    queues: tuple[str, ...] = ()  # the worker's queues: a pass looks at `lanes` only if one has jobs queued
 
 
 class Dispatcher:
@@ -55,12 +55,12 @@ class Dispatcher:
         clock: Clock,
         lease_ttl_ms: int,
         on_leased: Callable[[str, list[LeasedJob]], None],
+        queued: Callable[[str], int],
         gangs: GangDispatch | None = None,
-        queued: Callable[[str], int] | None = None,
     ) -> None:
         self._store = store
         self.gangs = gangs  # gang jobs (gangs.py): leased whole, before the ordinary jobs of each pass
-        self._queued = queued  # jobs queued in a queue now (the ledger's count); None: not known here
+        self._queued = queued  # jobs queued in a queue now (the ledger's count)
         self._clock = clock
         self._ttl_ms = lease_ttl_ms
         self._on_leased = on_leased
@@ -92,15 +92,15 @@ class Dispatcher:
         self,
         worker: str,
         lanes: Callable[[], Sequence[Lane]],
+        queues: Sequence[str],
         max_jobs: int,
         budget: Budget | None = None,
         instance: str = "",
-        queues: Sequence[str] = (),
     ) -> list[LeasedJob]:
         """Wait until at least one job of `lanes()` is leased to `worker`, then return up to `max_jobs`
         that fit `budget` together. `queues`: those `lanes()` are of (a pass skips the request while none
         of them has a job queued)."""
-        request = _Request(worker, lanes, max_jobs, budget or Budget(), instance=instance, queues=tuple(queues))
+        request = _Request(worker, lanes, max_jobs, budget or Budget(), tuple(queues), instance=instance)
         for old in [r for r in self._pending if r.worker == worker]:
             self._pending.remove(old)
             old.successor = request
@@ -164,9 +164,7 @@ class Dispatcher:
             self._hand(request, jobs)
 
     def _has_queued(self, queues: tuple[str, ...], busy: dict[tuple[str, ...], bool]) -> bool:
-        """Has one of `queues` a job queued now? (True when not known: its lanes are read.)"""
-        if self._queued is None or not queues:
-            return True
+        """Has one of `queues` a job queued now?"""
         found = busy.get(queues)
         if found is None:
             queued = self._queued

@@ -106,7 +106,7 @@ class WorkerDesk:
         (`cpus`, `memory_mb`: None, no limit) and each its size."""
         budget = Budget.of(link, cpus, memory_mb)
         return await self._dispatcher.lease(
-            link.name, lambda: self._leasable(link), max_jobs, budget, link.instance, link.queues
+            link.name, lambda: self._leasable(link), link.queues, max_jobs, budget, link.instance
         )
 
     def _leasable(self, link: WorkerLink) -> list[Lane]:

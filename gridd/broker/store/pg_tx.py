@@ -16,7 +16,7 @@ from typing import Any
 
 import psycopg
 
-from gridd.broker.store.sql import FRAGMENTS, Cursor, Dialect, RowUpdate
+from gridd.broker.store.sql import FRAGMENTS, Cursor, Dialect, RowUpdate, row_types
 
 _translated: dict[str, bytes] = {}
 
@@ -59,13 +59,13 @@ class PgTx:
     def update_rows(self, update: RowUpdate, rows: Sequence[Sequence[Any]], /) -> list[Any]:
         if not rows:
             return []
-        columns = [_column(kind, column) for kind, column in zip(update.kinds, zip(*rows, strict=True), strict=True)]
+        columns = _columns(update.kinds, rows)
         cursor = self.conn.execute(translate(update.postgresql), columns, prepare=False)  # planned for today's table
         return cursor.fetchall() if update.returns else []
 
     def insert_rows(self, sql: str, rows: Sequence[Sequence[Any]], constants: Sequence[Any] = (), /) -> None:
         if rows:
-            self.conn.execute(translate(sql), [*constants, *_arrays(sql, rows)])
+            self.conn.execute(translate(sql), [*constants, *_columns(row_types(sql), rows)])
 
     def ids(self, ids: Iterable[int]) -> str:
         return array("bigint", ids)
@@ -74,25 +74,11 @@ class PgTx:
         return array("text", texts)
 
 
-def _arrays(sql: str, rows: Sequence[Sequence[Any]]) -> list[str | list[Any]]:
-    """The columns of `rows` as arrays, each of the type `rows_of` names in `sql`."""
-    kinds = _kinds.get(sql)
-    if kinds is None:
-        found = _ROWS_OF.search(sql)
-        if found is None:
-            raise ValueError(f"not an insert of rows_of(...): {sql}")
-        kinds = _kinds[sql] = found[1].split(", ")
-    return [_column(kind, column) for kind, column in zip(kinds, zip(*rows, strict=True), strict=True)]
-
-
-def _column(kind: str, values: Sequence[Any]) -> str | list[Any]:
-    """One column of many rows as one parameter: its array's text, or for bytes (outputs of up to a MiB
-    each) the list itself, which psycopg sends in binary, not doubled as hex."""
-    return list(values) if kind == "bytea" else array(kind, values)
-
-
-_kinds: dict[str, list[str]] = {}
-_ROWS_OF = re.compile(r"/\* rows of ([\w, ]+) \*/")
+def _columns(kinds: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str | list[Any]]:
+    """The columns of `rows`, one parameter each, of these PostgreSQL types: an array's text, or for bytes
+    (outputs of up to a MiB each) the list itself, which psycopg sends in binary, not doubled as hex."""
+    columns = zip(kinds, zip(*rows, strict=True), strict=True)
+    return [list(values) if kind == "bytea" else array(kind, values) for kind, values in columns]
 
 
 def array(kind: str, values: Iterable[Any]) -> str:

@@ -114,13 +114,25 @@ ROWS_PER_INSERT = 64
 @functools.cache
 def _rows_at_once(sql: str, count: int) -> str:
     """An INSERT of one row of `rows_of(...)` as one of `count` rows."""
-    found = _ONE_ROW.search(sql)
-    if found is None:
-        raise ValueError(f"not an INSERT of rows_of(...): {sql!r}")
+    found = _rows_of(sql)
     return f"{sql[: found.start(1)]}{', '.join([found[1]] * count)}{sql[found.end(1) :]}"
 
 
-_ONE_ROW = re.compile(r"VALUES (\((?:\?, )*\?\)) /\* rows of ")
+@functools.cache
+def row_types(sql: str) -> tuple[str, ...]:
+    """The PostgreSQL types of the columns of an INSERT of `rows_of(...)`, as given to it."""
+    return tuple(_rows_of(sql)[2].split(", "))
+
+
+def _rows_of(sql: str) -> re.Match[str]:
+    found = _ROWS_OF.search(sql)
+    if found is None:
+        raise ValueError(f"not an INSERT of rows_of(...): {sql!r}")
+    return found
+
+
+# rows_of's SQLite text: group 1 is one row's placeholders, group 2 the columns' types.
+_ROWS_OF = re.compile(r"VALUES (\((?:\?, )*\?\)) /\* rows of ([\w, ]+) \*/")
 
 # Every Fragment made, SQLite's text -> PostgreSQL's; pg_tx.py replaces them in each statement it prepares.
 FRAGMENTS: dict[str, str] = {}
