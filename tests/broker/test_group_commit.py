@@ -127,6 +127,39 @@ async def test_acknowledgements_keep_commit_order_and_one_fsync_covers_what_comm
     assert disk.wal_syncs == 2  # the submit's, then one for the three results
 
 
+class Refused(Exception):
+    """A use case's own refusal, raised after it wrote."""
+
+
+async def test_a_call_that_fails_after_writing_is_undone_alone_whether_alone_in_its_batch_or_not(
+    tmp_path: Path,
+) -> None:
+    conn, reader = wal_db(tmp_path)
+    commits = GroupCommit(conn)
+
+    def write_then_refuse(body: str) -> None:
+        note(conn, body)
+        raise Refused(body)
+
+    with pytest.raises(Refused):  # a batch of one: its transaction is rolled back
+        await commits.run(lambda: write_then_refuse("lone"), durable=True)
+    assert await commits.run(lambda: note(conn, "after"), durable=True) == 1
+    refused: list[str] = []
+
+    async def call(body: str, fails: bool) -> None:
+        try:
+            await commits.run(lambda: write_then_refuse(body) if fails else note(conn, body), durable=True)
+        except Refused as exc:
+            refused.append(str(exc))
+
+    async with anyio.create_task_group() as tg:  # started in one turn: one batch
+        for i, fails in enumerate([False, True, False]):
+            tg.start_soon(call, f"batched {i}", fails)
+    assert refused == ["batched 1"]
+    assert bodies(reader) == ["after", "batched 0", "batched 2"]
+    assert not conn.in_transaction
+
+
 async def test_a_failed_fsync_fails_what_it_covered_and_durable_work_is_refused_after(tmp_path: Path) -> None:
     conn, reader = wal_db(tmp_path)
     broken = True

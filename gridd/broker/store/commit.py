@@ -2,11 +2,12 @@
 whenever it could stall anyone.
 
 Rules: one batch at a time on the connection, each a whole transaction. Calls made while a batch commits
-queue up for the next one. Each call runs under a savepoint, so one that fails is undone alone; if SQLite
-rolls the whole transaction back (a full disk), every call of the batch fails. A batch of one call (no
-other call came within one turn of the event loop) runs its SQL on the loop's own thread while
-transactions are quick: the hop to a thread and back costs as much as the transaction itself
-(benchmarks/README.md). Larger batches run on the database thread.
+queue up for the next one. Each call of several runs under a savepoint, so one that fails is undone alone
+(a lone call needs none: its transaction is rolled back); if SQLite rolls the whole transaction back (a full
+disk), every call of the batch fails. A batch of one call (no other call came within one turn of the event
+loop) runs its SQL on the loop's own thread while transactions are quick: the hop to a thread and back costs
+as much as the transaction itself (benchmarks/README.md). Larger batches run on the database thread, a
+thread of the store's own (call_thread.py), as the fsyncs run on another.
 
 The connection commits with `synchronous=NORMAL` (no sync at COMMIT) and a batch holding a durable call (a
 submit, a result: something a person is told) returns only once an fsync of the -wal file has covered it.
@@ -48,6 +49,7 @@ copy and the next transaction. The batch behind a checkpoint waits for it, as it
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import sqlite3
 import threading
@@ -63,6 +65,7 @@ import anyio.lowlevel
 import structlog
 
 from gridd.broker.observe import Observer
+from gridd.broker.store.call_thread import CallThread
 from gridd.broker.store.handoff import hand_on
 from gridd.protocol.errors import StorageFailed
 
@@ -128,8 +131,8 @@ class GroupCommit:
         conn.execute("PRAGMA synchronous = NORMAL")  # the commit's WAL sync is ours (module docstring)
         conn.execute("PRAGMA wal_autocheckpoint = 0")  # ours run on the database thread (_checkpoint_due)
         conn.execute(f"PRAGMA journal_size_limit = {CHECKPOINT_BYTES}")
-        self._limiter = anyio.CapacityLimiter(1)  # one batch's SQL at a time
-        self._sync_limiter = anyio.CapacityLimiter(1)  # one fsync at a time
+        self._database_thread = CallThread("gridd-commit")  # one batch's SQL at a time
+        self._sync_thread = CallThread("gridd-fsync")  # one fsync at a time
         self._queued: list[_Call] = []
         self._leading = False
         self._last_sql_s = 0.0
@@ -204,7 +207,7 @@ class GroupCommit:
                     await anyio.lowlevel.checkpoint()  # that changes reach the ledger in commit order
                 committed = self._run_batch(batch)
             else:
-                committed = await anyio.to_thread.run_sync(self._run_batch, batch, checkpoint, limiter=self._limiter)
+                committed = await self._database_thread.run(functools.partial(self._run_batch, batch, checkpoint))
         except BaseException as exc:  # a bug of ours: every caller of the batch hears of it
             for call in batch:
                 call.error = call.error or exc
@@ -233,7 +236,7 @@ class GroupCommit:
             if self._inline_fsync(started):
                 self._sync_wal()
             else:
-                await anyio.to_thread.run_sync(self._sync_wal, limiter=self._sync_limiter)
+                await self._sync_thread.run(self._sync_wal)
         except Exception as exc:  # noqa: BLE001 - whatever failed, nothing it covered may be acknowledged
             self._broken = StorageFailed(
                 f"the broker could not make its commits durable (fsync: {exc}); restart it once the disk is fixed"
@@ -319,16 +322,19 @@ class GroupCommit:
             for call in batch:
                 call.error = StorageFailed(f"the broker could not start a transaction: {exc}")
             return False
+        lone = len(batch) == 1  # undone by its transaction's ROLLBACK: no savepoint of its own
         for call in batch:
-            conn.execute("SAVEPOINT call")
+            if not lone:
+                conn.execute("SAVEPOINT call")
             try:
                 call.result = call.fn()
-                conn.execute("RELEASE call")
+                if not lone:
+                    conn.execute("RELEASE call")
             except Exception as exc:
                 call.error = (
                     StorageFailed(f"the broker could not commit: {exc}") if isinstance(exc, sqlite3.Error) else exc
                 )
-                if not conn.in_transaction:  # SQLite rolled the whole transaction back (disk full)
+                if lone or not conn.in_transaction:  # or SQLite rolled the whole transaction back (disk full)
                     self._fail(batch, call.error)
                     return False
                 conn.execute("ROLLBACK TO call")

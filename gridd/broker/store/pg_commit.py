@@ -23,6 +23,7 @@ have committed: its calls are refused (StorageFailed, saying so), never run twic
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -35,6 +36,7 @@ import psycopg.errors
 import structlog
 
 from gridd.broker.observe import Observer
+from gridd.broker.store.call_thread import CallThread
 from gridd.broker.store.handoff import hand_on
 from gridd.broker.store.pg_listen import CHANNEL
 from gridd.broker.store.pg_tx import PgTx
@@ -88,7 +90,7 @@ class PgGroupCommit:
         # The backend pids of every connection this store committed through: notifications from them are
         # its own (pg_listen.py).
         self._pids: set[int] = set() if conn is None else {conn.info.backend_pid}
-        self._limiter = anyio.CapacityLimiter(1)  # one batch's SQL at a time
+        self._database_thread = CallThread("gridd-commit")  # one batch's SQL at a time
         self._queued: list[_Call] = []
         self._leading = False
 
@@ -116,7 +118,7 @@ class PgGroupCommit:
         batch, self._queued = self._queued[:MAX_BATCH_CALLS], self._queued[MAX_BATCH_CALLS:]
         started = time.perf_counter()
         try:
-            await anyio.to_thread.run_sync(self._run_batch, batch, limiter=self._limiter)
+            await self._database_thread.run(functools.partial(self._run_batch, batch))
         except BaseException as exc:  # a bug of ours: every caller of the batch hears of it
             for call in batch:
                 call.error = call.error or exc
