@@ -23,7 +23,7 @@ from gridd.broker.matching import UNLIMITED, Budget, DrainedLanes, Lane
 from gridd.broker.observe import Observer
 from gridd.broker.store.records import Ask
 from gridd.broker.store.refs import parse_job_id
-from gridd.broker.store.sql import BY_ID_FOR_UPDATE, SKIP_LOCKED, RowUpdate, Tx, rows, state
+from gridd.broker.store.sql import BY_ID_FOR_UPDATE, SKIP_LOCKED, RowUpdate, Tx, indexed_by, rows, state
 from gridd.broker.transitions import Move
 from gridd.protocol.messages import JobSpec, LeasedJob, LeaseRef
 
@@ -53,7 +53,12 @@ _LEASE = RowUpdate(
     deadline_ms="bigint",
     started_ms="bigint",
 )
-_NEXT_ELIGIBLE_SQL = f"SELECT MIN(not_before_ms) FROM jobs WHERE state = {state(_QUEUED)} AND not_before_ms > ?"  # noqa: S608
+# From jobs_delayed, whose WHERE the literal `not_before_ms > 0` matches: every queued job read instead took
+# 9.4 ms a call with 100,000 of them queued (3 µs through the index), at each dispatch pass that drained a lane.
+_NEXT_ELIGIBLE_SQL = (
+    f"SELECT MIN(not_before_ms) FROM jobs{indexed_by('jobs_delayed')}"  # noqa: S608
+    f" WHERE state = {state(_QUEUED)} AND not_before_ms > 0 AND not_before_ms > ?"
+)
 # Locked until the renewal commits: a lease another broker is ending at once is read as it ends.
 _CURRENT_SQL = (
     "SELECT id, state, lease, worker, instance FROM jobs"  # noqa: S608

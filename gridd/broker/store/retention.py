@@ -13,11 +13,17 @@ kept in `meta`, so a restart after the newest jobs were purged never gives an id
 from __future__ import annotations
 
 from gridd.broker.schema import FINISHED_WHERE
-from gridd.broker.store.sql import FOR_UPDATE, SKIP_LOCKED, TEXTS, Fragment, Tx
+from gridd.broker.store.sql import FOR_UPDATE, SKIP_LOCKED, TEXTS, Fragment, Tx, indexed_by
 
 LAST_JOB_ID = "last_job_id"
-# Word for word the WHERE of the jobs_finished index (schema.py), so SQLite uses it.
+# Word for word the WHERE of the jobs_finished index (schema.py), so that it may be used; and used it is: read
+# through the index on the state, every finished job was read and sorted at each batch (20-26 ms a batch with
+# 200,000 finished, 0.01-0.3 ms through jobs_finished).
 _FINISHED = FINISHED_WHERE
+_OLDEST_FINISHED_SQL = (
+    f"SELECT id, queue, state, group_id, args_blob FROM jobs{indexed_by('jobs_finished')}"  # noqa: S608
+    f" WHERE {_FINISHED} AND finished_ms < ? ORDER BY finished_ms LIMIT ?{SKIP_LOCKED}"
+)
 # Whether a bundle version's manifest (bytes) holds the blob's id.
 _IN_MANIFEST = Fragment("instr(manifest, CAST(? AS BLOB)) > 0", "position(convert_to(?, 'UTF8') in manifest) > 0")
 
@@ -28,11 +34,7 @@ def purge_finished(db: Tx, cutoff_ms: int, max_jobs: int) -> list[tuple[str, str
     Brokers purging one database at once each take other jobs (those another is purging are locked, and
     skipped), and a group or blob goes only after its row is locked and no job is seen to name it any more
     (a job committed meanwhile by another broker is seen then)."""
-    rows = db.execute(
-        f"SELECT id, queue, state, group_id, args_blob FROM jobs WHERE {_FINISHED} AND finished_ms < ?"  # noqa: S608
-        f" ORDER BY finished_ms LIMIT ?{SKIP_LOCKED}",
-        (cutoff_ms, max_jobs),
-    ).fetchall()
+    rows = db.execute(_OLDEST_FINISHED_SQL, (cutoff_ms, max_jobs)).fetchall()
     if not rows:
         return []
     ids = db.ids(r[0] for r in rows)

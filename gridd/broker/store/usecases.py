@@ -38,7 +38,9 @@ class UseCases(Backend):
     # A queued gang read on the event loop: seen early, it is only offered to lease_gangs, which checks again.
     queued_gangs = use_case(gangs.queued_gangs, durable=False, read_now="always")
     lease_gangs = use_case(gangs.lease_gangs, durable=False, changes=changes.leased_gangs, then=gangs.observed)
-    next_eligible_ms = use_case(leasing.next_eligible_ms, durable=False)
+    # A hint for the dispatcher's timer, read on the event loop (one row, from jobs_delayed): a job seen
+    # early is only looked for when that time comes, and one committed after is announced by its commit.
+    next_eligible_ms = use_case(leasing.next_eligible_ms, durable=False, read_now="always")
     # A promotion lost with the power is redone at start.
     promote_due = use_case(start_times.promote_due, durable=False, changes=changes.promoted)
     extend_running_leases = use_case(leasing.extend_running_leases, durable=False)
