@@ -1,8 +1,9 @@
-"""The store's reads of a few jobs among many go through their partial index on SQLite, never through every
-job in a state: the dispatcher's next delayed job (read at each pass that drained a lane: with 100,000 jobs
-queued for a queue no worker serves, every queued job at each pass) and retention's oldest finished jobs (at
-each batch of a purge: every finished job, read and sorted). SQLite's planner, without statistics, chose
-the index on the state for both. (The promoter's reads: test_delayed.py.)"""
+"""The store's reads of a few jobs among many go through the index that finds just those on SQLite, never
+through every job in a state: the dispatcher's next delayed job (read at each pass that drained a lane:
+with 100,000 jobs queued for a queue no worker serves, every queued job at each pass), retention's oldest
+finished jobs (at each batch of a purge: every finished job, read and sorted) and the dependents of jobs
+that failed (at each step down a chain being cancelled: every waiting job). SQLite's planner, without
+statistics, chose the index on the state for all three. (The promoter's reads: test_delayed.py.)"""
 
 from __future__ import annotations
 
@@ -12,24 +13,25 @@ from pathlib import Path
 import pytest
 
 from gridd.broker.schema import migrate
-from gridd.broker.store import leasing, retention
+from gridd.broker.store import flow, leasing, retention
 
 pytestmark = pytest.mark.backends("sqlite")  # SQLite's planner; PostgreSQL's plans with its statistics
 
 
 @pytest.mark.parametrize(
-    ("text", "params", "index"),
+    ("text", "params", "read"),
     [
-        (leasing._NEXT_ELIGIBLE_SQL, (0,), "jobs_delayed"),
-        (retention._OLDEST_FINISHED_SQL, (0, 500), "jobs_finished"),
+        (leasing._NEXT_ELIGIBLE_SQL, (0,), "SEARCH jobs USING INDEX jobs_delayed "),
+        (retention._OLDEST_FINISHED_SQL, (0, 500), "SEARCH jobs USING INDEX jobs_finished "),
+        (flow._DOOMED_SQL, ("[1]",), "SEARCH d USING PRIMARY KEY (dep_id=?)"),  # then each dependent by its id
     ],
-    ids=["next-delayed-job", "oldest-finished-jobs"],
+    ids=["next-delayed-job", "oldest-finished-jobs", "dependents-of-ended-jobs"],
 )
-def test_a_read_of_a_few_jobs_among_many_reads_its_partial_index(
-    tmp_path: Path, text: str, params: tuple[int, ...], index: str
+def test_a_read_of_a_few_jobs_among_many_goes_through_the_index_that_finds_them(
+    tmp_path: Path, text: str, params: tuple[object, ...], read: str
 ) -> None:
     db = sqlite3.connect(tmp_path / "plan.db")
     migrate(db)
-    plan = " ".join(row[3] for row in db.execute(f"EXPLAIN QUERY PLAN {text}", params))
+    plan = " | ".join(row[3] for row in db.execute(f"EXPLAIN QUERY PLAN {text}", params))
     db.close()
-    assert f"USING INDEX {index} " in plan and "TEMP B-TREE" not in plan, plan
+    assert plan.startswith(read) and "jobs_state" not in plan and "TEMP B-TREE" not in plan, plan

@@ -39,9 +39,13 @@ _UNBLOCK_SQL = (
 # The dependents locked in the order of their ids (not the deps rows), so that two brokers dooming one job at
 # once cancel it once (SQLite's rows stay unsorted: its transactions never interleave).
 _BY_ID_FOR_UPDATE_OF_JOBS = Fragment(" /* by id, for update of j */", " ORDER BY j.id FOR UPDATE OF j")
+# From the deps rows of the ended jobs to their dependents (CROSS JOIN keeps SQLite to that order): SQLite's
+# planner, without statistics, read every waiting, held and scheduled job instead, and probed its deps: 23 ms
+# a step with 100,000 jobs waiting (12 µs this way), at each step down a chain of dependents being cancelled.
 _DOOMED_SQL = (
-    "SELECT d.dep_id, j.id, j.state, j.queue, j.attempts FROM deps d JOIN jobs j ON j.id = d.job_id"  # noqa: S608
-    f" WHERE d.dep_id IN (SELECT value FROM json_each(?)) AND j.state IN {states(sorted(tr.sources(Move.DEP_LOST)))}"
+    "SELECT d.dep_id, j.id, j.state, j.queue, j.attempts FROM deps d CROSS JOIN jobs j"  # noqa: S608
+    " WHERE j.id = d.job_id AND d.dep_id IN (SELECT value FROM json_each(?))"
+    f" AND j.state IN {states(sorted(tr.sources(Move.DEP_LOST)))}"
     f"{_BY_ID_FOR_UPDATE_OF_JOBS}"
 )
 # A group's tokens are held by its running jobs and its queued jobs that are not throttled.
