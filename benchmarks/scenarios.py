@@ -378,6 +378,49 @@ def fake_worker_leases(addr: str, count: int, *, time_limit_s: float = 60) -> tu
     return run_async(go)  # type: ignore[no-any-return]
 
 
+def fake_worker_elsewhere(addr: str, count: int, *, time_limit_s: float = 60) -> list[float]:
+    """A worker of queue `elsewhere` (2 slots) in-process, a client, and a worker of queue `idle` waiting for work that
+    never comes (as idle desktops do): `count` times, one job submitted to `elsewhere`, leased and
+    completed, while the jobs already queued wait for a queue no connected worker serves. Each lease drains
+    its lane with a worker still waiting, so the dispatcher looks for the next delayed job. Round trips, ms."""
+    from gridd.client.connection import open_connection
+    from gridd.protocol.messages import CompleteJobs, JobResult, JobSpec, RegisterWorker, RequestJobs, SubmitJobs
+
+    async def go() -> list[float]:
+        times: list[float] = []
+        async with (
+            open_connection(addr, TOKEN, role="worker", name="bench-elsewhere") as worker,
+            open_connection(addr, TOKEN, role="worker", name="bench-idle") as idle,
+            open_connection(addr, TOKEN) as client,
+            anyio.create_task_group() as tg,
+        ):
+            await worker.request(lambda rid: RegisterWorker(rid=rid, host="bench", slots=2, queues=["elsewhere"]))
+            await idle.request(lambda rid: RegisterWorker(rid=rid, host="bench", slots=1, queues=["idle"]))
+            tg.start_soon(idle.request, lambda rid: RequestJobs(rid=rid, max_jobs=1))  # answered never
+            deadline = time.perf_counter() + time_limit_s
+            job = [JobSpec(argv=["true"], queue="elsewhere")]
+            for _ in range(count):
+                t0 = time.perf_counter()
+                with anyio.fail_after(10):
+                    await client.request(lambda rid: SubmitJobs(rid=rid, jobs=job))
+                    reply = await worker.request(lambda rid: RequestJobs(rid=rid, max_jobs=2))  # gets the one
+                now = int(time.time() * 1000)
+                results = [
+                    JobResult(
+                        job_id=j.job_id, lease=j.lease, exit_code=0, outcome="exited", started_ms=now, ended_ms=now
+                    )
+                    for j in reply.jobs
+                ]
+                await worker.request(lambda rid, r=results: CompleteJobs(rid=rid, results=r))
+                times.append((time.perf_counter() - t0) * 1000)
+                if time.perf_counter() > deadline:
+                    break
+            tg.cancel_scope.cancel()
+        return times
+
+    return run_async(go)  # type: ignore[no-any-return]
+
+
 def run_lease_scale(sz: Sizes, fx: Fixtures) -> dict[str, float]:
     out: dict[str, float] = {}
     for n in sz.lease_sizes:
@@ -386,6 +429,8 @@ def run_lease_scale(sz: Sizes, fx: Fixtures) -> dict[str, float]:
             leases, completes = fake_worker_leases(g.addr, sz.leases)
         out[f"lease_ms@{n}"] = statistics.median(leases)
         out[f"complete_ms@{n}"] = statistics.median(completes)
+        with grid(data_from=db) as g:  # a copy of the database as built: the queued jobs stay queued
+            out[f"elsewhere_ms@{n}"] = statistics.median(fake_worker_elsewhere(g.addr, sz.leases))
     return out
 
 
@@ -998,6 +1043,15 @@ def figures_for(scenario: Scenario, sz: Sizes) -> list[Figure]:
                 )
             )
         figs += [Figure(f"complete_ms@{n}", "ms", f"complete 1 job, {n:,} queued") for n in sz.lease_sizes]
+        figs += [
+            Figure(
+                f"elsewhere_ms@{n}",
+                "ms",
+                f"submit, lease, complete 1 job of another queue, {n:,} queued",
+                None if n == small else f"elsewhere_ms@{small}",
+            )
+            for n in sz.lease_sizes
+        ]
         return figs
     if scenario.name == "postgresql":
         small = sz.lease_sizes[0]
