@@ -15,6 +15,7 @@ from pathlib import Path
 
 import anyio
 import pytest
+from structlog.testing import capture_logs
 
 from gridd.broker.store.commit import CHECKPOINT_BYTES, FAST_FSYNCS_BEFORE_INLINE, SLOW_FSYNC_S, GroupCommit
 from gridd.broker.store.sqlite import SQLiteStore, _connect, _connect_reader
@@ -227,23 +228,24 @@ async def test_a_small_read_on_the_loop_never_sees_a_job_whose_submit_is_not_yet
         conn.close()
 
 
+class Sometimes(Disk):
+    """A disk whose speed the test sets: quick (no real fsync, whose time a loaded machine's disk would
+    decide: the tests are about where fsyncs run and what is said of them), or slow."""
+
+    slow = False
+
+    def __call__(self, fd: int) -> None:
+        self.threads.append(threading.get_ident())
+        if self.slow and not stat.S_ISDIR(os.fstat(fd).st_mode):
+            time.sleep(SLOW_FSYNC_S * 3)  # the disk is slow (simulated), not a wait for something
+
+
 async def test_a_lone_fsync_runs_on_the_loop_only_while_the_disk_is_quick_and_a_slow_one_sends_them_off(
     tmp_path: Path,
 ) -> None:
     """On a quick disk a thread hop costs more than the fsync, so a lone call's fsync runs on the loop; one
     slow fsync sends every later one to the thread (for a minute), so a slow disk stalls the loop once."""
     conn, _ = wal_db(tmp_path)
-    slow = [False]
-
-    class Sometimes(Disk):
-        """A disk whose speed the test sets: quick (no real fsync, whose time a loaded machine's disk would
-        decide: the test is about where fsyncs run), or slow."""
-
-        def __call__(self, fd: int) -> None:
-            self.threads.append(threading.get_ident())
-            if slow[0] and not stat.S_ISDIR(os.fstat(fd).st_mode):
-                time.sleep(SLOW_FSYNC_S * 3)  # the disk is slow (simulated), not a wait for something
-
     disk = Sometimes()
     commits = GroupCommit(conn, fsync=disk)
     loop = threading.get_ident()
@@ -259,7 +261,20 @@ async def test_a_lone_fsync_runs_on_the_loop_only_while_the_disk_is_quick_and_a_
     first = await lone_calls(FAST_FSYNCS_BEFORE_INLINE + 3)
     assert first[:FAST_FSYNCS_BEFORE_INLINE] == [False] * FAST_FSYNCS_BEFORE_INLINE  # a new disk is not trusted
     assert first[FAST_FSYNCS_BEFORE_INLINE:] == [True] * 3  # quick ones in a row: lone fsyncs on the loop
-    slow[0] = True
+    disk.slow = True
     assert await lone_calls(1) == [True]  # the disk turned slow: this one stalled the loop, once
-    slow[0] = False
+    disk.slow = False
     assert await lone_calls(FAST_FSYNCS_BEFORE_INLINE + 3) == [False] * (FAST_FSYNCS_BEFORE_INLINE + 3)
+
+
+async def test_a_disk_slow_now_and_then_is_logged_once_a_spell_not_at_each_slow_fsync(tmp_path: Path) -> None:
+    """A busy machine's disk takes over SLOW_FSYNC_S for one fsync in thirty or so: the log says so when the
+    fsyncs go to the thread, and not again while they stay there."""
+    conn, _ = wal_db(tmp_path)
+    disk = Sometimes()
+    commits = GroupCommit(conn, fsync=disk)
+    with capture_logs() as logs:
+        for i in range(12):
+            disk.slow = i % 3 == 0  # slow, quick, quick, slow, ...: every slow one extends the spell
+            await commits.run(lambda i=i: note(conn, str(i)), durable=True)
+    assert [e["event"] for e in logs if e["event"] == "store.fsync_slow"] == ["store.fsync_slow"]

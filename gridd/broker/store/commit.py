@@ -17,7 +17,8 @@ queued or committing, so nothing to pipeline) on a disk whose last FAST_FSYNCS_B
 took under SLOW_FSYNC_S. There the two thread wake-ups of a hop cost four times the fsync itself
 (`python -m benchmarks thread-hop`: 82 µs on the loop, 348 µs through a hop). A disk that turns slow stalls
 the loop for that one fsync; every fsync then runs in the thread for SLOW_FOR_S at least (`store.fsync_slow`
-in the log), so a slow disk stalls the loop at most once in that long, never at each commit
+in the log as such a spell starts; each slow fsync extends it), so a slow disk stalls the loop at most once
+in that long, never at each commit
 (`python -m benchmarks slow-fsync`). Acknowledgements keep commit
 order: a batch returns only when every durable batch committed before it has been synced. An fsync that
 fails fails every call it covered (StorageFailed) and the store then refuses durable work until it is
@@ -266,7 +267,7 @@ class GroupCommit:
         if seconds < SLOW_FSYNC_S:
             self._fast_fsyncs += 1
             return
-        if self._fast_fsyncs or now >= self._threaded_until:  # once per slow spell, not at every fsync
+        if now >= self._threaded_until:  # as a spell starts: a disk slow now and then extends it, unsaid
             log.info("store.fsync_slow", seconds=round(seconds, 4), threaded_for_s=SLOW_FOR_S)  # handled: no fault
         self._fast_fsyncs = 0
         self._threaded_until = now + SLOW_FOR_S
