@@ -225,6 +225,11 @@ MIGRATIONS: list[str] = [
     DROP INDEX jobs_finished;
     CREATE INDEX jobs_finished ON jobs (finished_ms) WHERE {FINISHED_WHERE};
     """,
+    # 16: as SQLite's 16: jobs_group ordered as a capped group's throttled jobs are given its free tokens.
+    """
+    DROP INDEX jobs_group;
+    CREATE INDEX jobs_group ON jobs (group_id, state, throttled, priority DESC, id) WHERE group_id IS NOT NULL;
+    """,
 ]
 
 LATEST = FIRST + len(MIGRATIONS) - 1

@@ -48,10 +48,12 @@ _DOOMED_SQL = (
     f" AND j.state IN {states(sorted(tr.sources(Move.DEP_LOST)))}"
     f"{_BY_ID_FOR_UPDATE_OF_JOBS}"
 )
-# A group's tokens are held by its running jobs and its queued jobs that are not throttled.
+# A group's tokens are held by its running jobs and its queued jobs that are not throttled: two ranges of
+# jobs_group, each counted apart (with OR, SQLite read every entry of the group: 11.7 ms a completion with
+# 100,000 jobs in it, against microseconds).
 _TOKENS_HELD_SQL = (
-    f"SELECT COUNT(*) FROM jobs WHERE group_id = ? AND (state = {state(JobState.RUNNING)}"  # noqa: S608
-    f" OR (state = {state(JobState.QUEUED)} AND throttled = 0))"
+    f"SELECT (SELECT COUNT(*) FROM jobs WHERE group_id = ? AND state = {state(JobState.RUNNING)})"  # noqa: S608
+    f" + (SELECT COUNT(*) FROM jobs WHERE group_id = ? AND state = {state(JobState.QUEUED)} AND throttled = 0)"
 )
 _DEPENDENCIES_SQL = f"SELECT id, state FROM jobs WHERE id IN (SELECT value FROM json_each(?)) ORDER BY id{FOR_UPDATE}"  # noqa: S608
 # The capped groups of some jobs, locked while their free tokens are counted and passed on: two brokers
@@ -148,7 +150,7 @@ def rebalance(db: Tx, job_ids: Sequence[int]) -> None:
         return
     groups = rows(db, _CAPPED_GROUPS_SQL, (db.ids(job_ids),))
     for group_id, max_running in groups:
-        held = rows(db, _TOKENS_HELD_SQL, (group_id,))
+        held = rows(db, _TOKENS_HELD_SQL, (group_id, group_id))
         free = int(max_running) - int(held[0][0])
         if free > 0:
             db.execute(_PASS_TOKENS_SQL, (group_id, free))
