@@ -19,7 +19,6 @@ import gc
 import os
 import sys
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import NoReturn
 
 from gridd import __version__
@@ -55,7 +54,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     a parser of some 250 flags in about as long as a short command takes to run: one command needs its own)."""
     parser = Parser(prog="gridd", description="A batch grid for the machines you already have.")
     parser.add_argument("--version", action="version", version=f"gridd {__version__}")
-    parser.add_argument("--config", type=Path, help="config file (default: $XDG_CONFIG_HOME/gridd/gridd.toml)")
+    parser.add_argument("--config", help="config file (default: $XDG_CONFIG_HOME/gridd/gridd.toml)")
     parser.add_argument("--broker", metavar="HOST:PORT", help="broker address, before or after the command")
     commands = Commands(parser)
     for add, names in GROUPS:
