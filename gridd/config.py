@@ -152,7 +152,7 @@ def spelled(path: str) -> str:
     return root + "/".join(part for part in path.split("/") if part and part != ".") or "."
 
 
-def load_config(path: str | None, environ: Mapping[str, str], flags: dict[str, Any]) -> Config:
+def load_config(path: str | os.PathLike[str] | None, environ: Mapping[str, str], flags: dict[str, Any]) -> Config:
     """Merge the layers and validate; a bad value raises ConfigError naming where it is."""
     layers = [_read_toml(path, environ), _env_layer(environ), flags]
     merged: dict[str, Any] = functools.reduce(_deep_merge, layers, {})
@@ -239,9 +239,9 @@ def host_name() -> str:
     return socket.gethostname() or "worker"
 
 
-def _read_toml(given: str | None, environ: Mapping[str, str]) -> dict[str, Any]:
+def _read_toml(given: str | os.PathLike[str] | None, environ: Mapping[str, str]) -> dict[str, Any]:
     explicit = given is not None
-    path = default_config_path(environ) if given is None else spelled(given)
+    path = default_config_path(environ) if given is None else spelled(os.fspath(given))
     try:
         exists = _exists(path)
     except OSError as exc:  # a directory on the way that this user may not enter

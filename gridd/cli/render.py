@@ -5,16 +5,21 @@ from __future__ import annotations
 import shlex
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
 from gridd.printable import printable
-from gridd.protocol.messages import AttemptView, Event, JobExplained, JobView, ReportRow, StatusReported, WorkerView
+from gridd.protocol.records import AttemptView, JobView, ReportRow, WorkerView
 from gridd.protocol.retries import BACKOFF_CAP_S, POISON_WORKERS
 from gridd.protocol.states import FINISHED, JobState
 from gridd.resources import format_mb
 from gridd.tui import formatting
+
+if TYPE_CHECKING:  # annotations only: `gridd status` and `show` import no other command's messages
+    from gridd.protocol.grid_messages import StatusReported
+    from gridd.protocol.job_messages import JobExplained
+    from gridd.protocol.stream_messages import Event
 
 _json = msgspec.json.Encoder()
 
