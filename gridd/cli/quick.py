@@ -110,11 +110,6 @@ def print_shown(job: JobView, attempts: list[AttemptView], args: argparse.Namesp
 
 def print_status(report: StatusReported, args: argparse.Namespace) -> None:
     """`gridd status`'s output (also commands.py's)."""
-    from gridd.cli import render  # start-up: submit renders nothing
+    from gridd.cli import render_status  # start-up: submit renders nothing, status no job
 
-    if args.json:
-        fields: dict[str, object] = {"counts": report.counts, "workers": report.workers, "slots": report.slots}
-        fields["running"] = report.running  # the number of running jobs: not a job state
-        print(render.to_json(fields))
-    else:
-        print(render.status(report))
+    print(render_status.to_json(render_status.status_record(report)) if args.json else render_status.status(report))

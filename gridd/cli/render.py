@@ -1,4 +1,4 @@
-"""How jobs, workers, status and events look to a person (tables) and to a script (--json)."""
+"""How jobs, workers and events look to a person (tables) and to a script (--json); status's: render_status.py."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
+from gridd.cli.render_status import to_json as to_json  # every command's JSON: render.to_json
 from gridd.printable import printable
 from gridd.protocol.records import AttemptView, JobView, ReportRow, WorkerView
 from gridd.protocol.retries import BACKOFF_CAP_S, POISON_WORKERS
@@ -17,15 +18,8 @@ from gridd.resources import format_mb
 from gridd.tui import formatting
 
 if TYPE_CHECKING:  # annotations only: `gridd status` and `show` import no other command's messages
-    from gridd.protocol.grid_messages import StatusReported
     from gridd.protocol.job_messages import JobExplained
     from gridd.protocol.stream_messages import Event
-
-_json = msgspec.json.Encoder()
-
-
-def to_json(value: Any) -> str:
-    return _json.encode(value).decode()
 
 
 def job_record(job: JobView) -> dict[str, Any]:
@@ -248,11 +242,6 @@ def workers(views: Sequence[WorkerView]) -> str:
             ]
         )
     return _table(rows)
-
-
-def status(report: StatusReported) -> str:
-    counts = printable("  ".join(f"{state} {n}" for state, n in report.counts.items()))
-    return f"jobs     {counts}\nworkers  {report.workers} connected, {report.slots} slots, {report.running} running"
 
 
 def event_line(e: Event) -> str:
