@@ -7,12 +7,14 @@ that (shlex, gridd.tui.formatting, gridd.resources, job states: ~0.7 ms of its s
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
 from gridd.printable import printable
-from gridd.protocol.grid_messages import StatusReported
+
+if TYPE_CHECKING:  # an annotation only: `gridd show` (render.py's to_json) imports no grid message
+    from gridd.protocol.grid_messages import StatusReported
 
 _json = msgspec.json.Encoder()
 
