@@ -4,9 +4,12 @@ Rule: only load_config reads the environment for settings; components get their 
 Paths are strings here, spelled as pathlib spells them (`spelled`), and made Paths by the code that uses
 them (the broker's and the worker's): pathlib, with urllib.parse and ipaddress, is ~2.5 ms of the start-up
 of a command that reads the settings and never a directory's (`gridd status`).
-"""
 
-from __future__ import annotations
+Unlike the rest of gridd, this module does without `from __future__ import annotations`: every command
+converts the whole Config, and msgspec resolves string annotations by compiling each one (some 50 here) at
+the first conversion, ~0.9 ms of every command's start-up; evaluated where the classes are made (and
+kept compiled in the module's bytecode), they cost ~0.2 ms (benchmarks/README.md, *One CLI command*).
+"""
 
 import errno
 import functools
