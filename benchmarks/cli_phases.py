@@ -30,6 +30,7 @@ from gridd.client import submits  # noqa: E402, F401
 from gridd.client.locate import broker_address, cluster_token  # noqa: E402
 from gridd.client.oneshot import open_oneshot  # noqa: E402
 from gridd.config import load_config  # noqa: E402
+from gridd.protocol.frames import Later  # noqa: E402
 
 STAMPS["import"] = time.perf_counter()
 
@@ -42,10 +43,11 @@ def main() -> int:
     address = broker_address(config)
     credential = cluster_token(config.client.token)
     STAMPS["config"] = time.perf_counter()
-    expected = quick.ANSWERS[args.command]
-    with open_oneshot(address, credential, insecure=config.client.insecure, expected=expected) as connection:
+    handler, expected = quick.asked(args.command)
+    union = Later(quick.broker_messages)
+    with open_oneshot(address, credential, union, insecure=config.client.insecure, expected=expected) as connection:
         STAMPS["connect"] = time.perf_counter()
-        code = quick._COMMANDS[args.command](connection, args)
+        code = handler(connection, args)
         STAMPS["request"] = time.perf_counter()
     STAMPS["close"] = time.perf_counter()
     print(json.dumps(STAMPS), file=sys.stderr)

@@ -1,17 +1,23 @@
 """Settings: one Struct tree, four layers (defaults < TOML file < environment < flags).
 
 Rule: only load_config reads the environment for settings; components get their section as an argument.
+Paths are strings here, spelled as pathlib spells them (`spelled`), and made Paths by the code that uses
+them (the broker's and the worker's): pathlib, with urllib.parse and ipaddress, is ~2.5 ms of the start-up
+of a command that reads the settings and never a directory's (`gridd status`).
+
+Unlike the rest of gridd, this module does without `from __future__ import annotations`: every command
+converts the whole Config, and msgspec resolves string annotations by compiling each one (some 50 here) at
+the first conversion, ~0.9 ms of every command's start-up; evaluated where the classes are made (and
+kept compiled in the module's bytecode), they cost ~0.2 ms (benchmarks/README.md, *One CLI command*).
 """
 
-from __future__ import annotations
-
+import errno
 import functools
 import os
 import re
 import socket
 import stat
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import msgspec
@@ -36,7 +42,7 @@ class BrokerConfig(Section, frozen=True):
     insecure: bool = False  # plain TCP: credentials and data in the clear (a trusted network, or tests)
     # The CA goes to the running user's CA store too, so their plain-secret commands trust it (tls.py).
     keep_ca_for_user: bool = True
-    data_dir: Path | None = None  # None: the default data dir
+    data_dir: str | None = None  # None: the default data dir
     lease_ttl_s: Annotated[float, msgspec.Meta(gt=0)] = 30.0
     retry_delay_s: Annotated[float, msgspec.Meta(ge=0)] = 1.0
     reap_every_s: Annotated[float, msgspec.Meta(gt=0)] = 1.0
@@ -70,7 +76,7 @@ class WorkerConfig(Section, frozen=True):
     slots: Annotated[int, msgspec.Meta(ge=1, le=4096)] = 1
     queues: list[str] = msgspec.field(default_factory=lambda: ["default"])
     tags: dict[str, str] = msgspec.field(default_factory=dict)
-    work_dir: Path | None = None  # None: a directory under the default data dir
+    work_dir: str | None = None  # None: a directory under the default data dir
     grace_s: Annotated[float, msgspec.Meta(ge=0)] = 10.0
     max_output_bytes: Annotated[int, msgspec.Meta(ge=0)] = 1024 * 1024
     token: str | None = None
@@ -120,39 +126,53 @@ ENV: dict[str, list[tuple[str, str]]] = {
 }
 
 
-def default_data_dir(environ: Mapping[str, str]) -> Path:
+def default_data_dir(environ: Mapping[str, str]) -> str:
     """$XDG_DATA_HOME/gridd, else ~/.local/share/gridd."""
-    base = environ.get("XDG_DATA_HOME") or os.path.join(environ.get("HOME") or str(Path.home()), ".local/share")
-    return Path(base) / "gridd"
+    base = environ.get("XDG_DATA_HOME") or os.path.join(environ.get("HOME") or os.path.expanduser("~"), ".local/share")
+    return spelled(os.path.join(base, "gridd"))
 
 
-def default_config_path(environ: Mapping[str, str]) -> Path:
-    base = environ.get("XDG_CONFIG_HOME") or os.path.join(environ.get("HOME") or str(Path.home()), ".config")
-    return Path(base) / "gridd" / "gridd.toml"
+def broker_data_dir(config: BrokerConfig, environ: Mapping[str, str]) -> str:
+    """The broker's data dir: its `data_dir` setting, else the default one."""
+    return default_data_dir(environ) if config.data_dir is None else spelled(config.data_dir)
 
 
-def ca_store_dir(environ: Mapping[str, str]) -> Path:
+def default_config_path(environ: Mapping[str, str]) -> str:
+    base = environ.get("XDG_CONFIG_HOME") or os.path.join(environ.get("HOME") or os.path.expanduser("~"), ".config")
+    return spelled(os.path.join(base, "gridd", "gridd.toml"))
+
+
+def ca_store_dir(environ: Mapping[str, str]) -> str:
     """Where a user's gridd keeps the CAs of the brokers it trusts: $XDG_CONFIG_HOME/gridd/ca/<digest>.pem."""
-    return default_config_path(environ).parent / "ca"
+    return os.path.join(os.path.dirname(default_config_path(environ)), "ca")
 
 
-def load_config(path: Path | None, environ: Mapping[str, str], flags: dict[str, Any]) -> Config:
+def spelled(path: str) -> str:
+    """`path` as str(pathlib.PurePosixPath(path)) spells it, without importing pathlib: no empty or `.`
+    components, no trailing slash, `//` kept only as a root of exactly two slashes, "" as ".". Messages
+    show paths so, as when these were Paths (tests/test_config.py compares the two)."""
+    root = "//" if path.startswith("//") and not path.startswith("///") else "/" if path.startswith("/") else ""
+    return root + "/".join(part for part in path.split("/") if part and part != ".") or "."
+
+
+def load_config(path: str | os.PathLike[str] | None, environ: Mapping[str, str], flags: dict[str, Any]) -> Config:
     """Merge the layers and validate; a bad value raises ConfigError naming where it is."""
     layers = [_read_toml(path, environ), _env_layer(environ), flags]
     merged: dict[str, Any] = functools.reduce(_deep_merge, layers, {})
     try:
-        return msgspec.convert(merged, type=Config, strict=False, dec_hook=_to_path)
+        return msgspec.convert(merged, type=Config, strict=False)
     except msgspec.ValidationError as exc:
         raise ConfigError(f"bad setting: {exc}") from exc
 
 
-def read_secret_file(path: Path, what: str) -> str:
+def read_secret_file(path: str, what: str) -> str:
     """The stripped text of a file that holds a secret (a token file, a credential file). ConfigError if
     anyone but its owner may read or write it, or it is empty; FileNotFoundError if there is none."""
     mode = stat.S_IMODE(os.stat(path).st_mode)
     check_private(path, mode)
     try:
-        text = path.read_text(encoding="utf-8", errors="surrogateescape").strip()
+        with open(path, encoding="utf-8", errors="surrogateescape") as f:
+            text = f.read().strip()
     except IsADirectoryError:
         raise ConfigError(f"{what} {path} is a directory") from None
     if not text:
@@ -160,7 +180,7 @@ def read_secret_file(path: Path, what: str) -> str:
     return text
 
 
-def check_private(path: Path, mode: int) -> None:
+def check_private(path: str, mode: int) -> None:
     """ConfigError, with the fix, if `mode` lets group or others at a file that holds a secret."""
     if mode & 0o077:
         how = "readable" if mode & 0o044 else "writable"
@@ -222,11 +242,11 @@ def host_name() -> str:
     return socket.gethostname() or "worker"
 
 
-def _read_toml(path: Path | None, environ: Mapping[str, str]) -> dict[str, Any]:
-    explicit = path is not None
-    path = path or default_config_path(environ)
+def _read_toml(given: str | os.PathLike[str] | None, environ: Mapping[str, str]) -> dict[str, Any]:
+    explicit = given is not None
+    path = default_config_path(environ) if given is None else spelled(os.fspath(given))
     try:
-        exists = path.exists()
+        exists = _exists(path)
     except OSError as exc:  # a directory on the way that this user may not enter
         raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
     if not exists:
@@ -236,7 +256,7 @@ def _read_toml(path: Path | None, environ: Mapping[str, str]) -> dict[str, Any]:
     import tomllib  # only when there is a file: the CLI's start-up stays cheap
 
     try:
-        with path.open("rb") as f:
+        with open(path, "rb") as f:
             layer = tomllib.load(f)
             mode = stat.S_IMODE(os.fstat(f.fileno()).st_mode)
     except (OSError, tomllib.TOMLDecodeError) as exc:
@@ -271,7 +291,15 @@ def _deep_merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _to_path(type_: type, obj: Any) -> Any:
-    if type_ is Path and isinstance(obj, str | Path):
-        return Path(obj)
-    raise NotImplementedError
+def _exists(path: str) -> bool:
+    """pathlib's Path.exists: False for a path that is not there (or cannot be, a NUL in it), OSError for
+    one this user may not look at (a directory on the way it may not enter)."""
+    try:
+        os.stat(path)
+    except OSError as exc:
+        if exc.errno in (errno.ENOENT, errno.ENOTDIR, errno.EBADF, errno.ELOOP):
+            return False
+        raise
+    except ValueError:
+        return False
+    return True

@@ -40,7 +40,7 @@ def broker_token(configured: str | None, data_dir: Path, ca_digest: str, *, loop
         return secret
     path = data_dir / TOKEN_FILE
     try:
-        text = read_secret_file(path, "token file")
+        text = read_secret_file(str(path), "token file")
     except FileNotFoundError:
         text = None
     if text is None:

@@ -149,7 +149,7 @@ class Session:
     async def _handshake(self) -> Hello | None:
         """The Hello of a peer that is in, or None (logged) when it was refused, went away or took too
         long to say who it is."""
-        handshake = BrokerHandshake()
+        handshake: BrokerHandshake[PeerMessage] = BrokerHandshake(PeerMessage)
         try:
             with anyio.fail_after(self._limits.handshake_timeout_s):
                 outcome = await self._admit(handshake)
@@ -169,7 +169,7 @@ class Session:
         self._decoder, self._pending = handshake.decoder, handshake.trailing
         return outcome
 
-    async def _admit(self, handshake: BrokerHandshake) -> Hello | Refuse:
+    async def _admit(self, handshake: BrokerHandshake[PeerMessage]) -> Hello | Refuse:
         """Drive the protocol's handshake: read until it decides, check the credential of a Hello, and
         send the Welcome of a peer that is in."""
         event = handshake.next_event()

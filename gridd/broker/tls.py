@@ -169,7 +169,7 @@ def _keep_for_this_user(digest: str, ca_pem: str) -> None:
     """Put the CA (public) in the CA store of the user running the broker, as `gridd login` would: so
     that this user's commands on this machine trust this broker whatever its --data-dir, even with the
     plain secret (`gridd broker --data-dir D & GRIDD_TOKEN=secret gridd submit`). Best effort."""
-    directory = ca_store_dir(os.environ)
+    directory = Path(ca_store_dir(os.environ))
     path = directory / f"{digest}.pem"
     try:
         if path.exists():

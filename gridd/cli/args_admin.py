@@ -7,7 +7,6 @@ does not, so that `gridd --help` stays cheap.
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from gridd.cli.parser import Commands, broker_flag
 
@@ -23,7 +22,7 @@ def add_bundle(commands: Commands) -> None:
         description="Store DIR as the next version of bundle NAME (only files the broker lacks travel).",
     )
     p.add_argument("name", metavar="NAME")
-    p.add_argument("dir", type=Path, metavar="DIR")
+    p.add_argument("dir", metavar="DIR")
     p.add_argument(
         "--follow-links",
         action="store_true",

@@ -6,13 +6,17 @@ from __future__ import annotations
 from gridd.cli.parser import Commands
 
 
-def add_overview(commands: Commands) -> None:
+def add_workers(commands: Commands) -> None:
     p = commands.client("workers", "list connected workers")
     p.add_argument("--json", action="store_true")
 
+
+def add_status(commands: Commands) -> None:
     p = commands.client("status", "jobs by state and connected workers")
     p.add_argument("--json", action="store_true")
 
+
+def add_report(commands: Commands) -> None:
     p = commands.client("report", "accounting: jobs, CPU-hours and wall-hours, and what lent desktops gave")
     p.add_argument(
         "--since", metavar="DURATION", help="attempts that ended in the last DURATION, e.g. 7d (default: all)"
@@ -20,6 +24,8 @@ def add_overview(commands: Commands) -> None:
     p.add_argument("--by", choices=("owner", "queue", "worker"), default="owner", help="one row per (default owner)")
     p.add_argument("--json", action="store_true")
 
+
+def add_purge(commands: Commands) -> None:
     p = commands.client("purge", "remove finished jobs older than the broker's --keep (or --older-than)")
     p.add_argument("--older-than", metavar="DURATION", help="e.g. 7d, 12h, 90m, 0 (all finished jobs)")
     p.add_argument("--json", action="store_true")

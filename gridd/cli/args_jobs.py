@@ -65,15 +65,19 @@ def add_job_flags(p: argparse.ArgumentParser) -> None:
     )
 
 
-def add_show_why_jobs(commands: Commands) -> None:
+def add_show(commands: Commands) -> None:
     p = commands.client("show", "show one job")
     p.add_argument("job")
     p.add_argument("--json", action="store_true")
 
+
+def add_why(commands: Commands) -> None:
     p = commands.client("why", "why a job is not running: its own causes and each worker's")
     p.add_argument("job")
     p.add_argument("--json", action="store_true")
 
+
+def add_jobs(commands: Commands) -> None:
     p = commands.client("jobs", "list jobs, most recent first")
     p.add_argument("--state", metavar="STATE")
     p.add_argument("--queue", metavar="NAME")

@@ -17,7 +17,8 @@ from gridd.cli.args_jobs import add_job_flags
 from gridd.cli.parser import Commands, Parser, broker_flag
 
 CATCH_UP = ("none", "last", "all")  # gridd/cron.py's, repeated here so that --help does not load cronsim
-_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,99}$")  # protocol/schedule_messages.py's ScheduleName
+# protocol/schedule_messages.py's ScheduleName; compiled on first use (re keeps it): start-up of every command
+_NAME = r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,99}$"
 
 
 def add_schedule(commands: Commands) -> None:
@@ -93,7 +94,7 @@ class _CommandAfterDashes(Parser):
 
 
 def _name(text: str) -> str:
-    if not _NAME.match(text):
+    if not re.match(_NAME, text):
         raise argparse.ArgumentTypeError(
             f"a schedule's name is letters, digits, '.', '_' and '-' (at most 100), not {text!r}"
         )

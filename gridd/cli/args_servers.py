@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from gridd.cli.parser import Commands, logging_flags
 
 
 def add_broker(commands: Commands) -> None:
     p = commands.add("broker", "run the broker: the jobs, their leases, the event stream")
     p.add_argument("--listen", metavar="HOST:PORT", help="address to listen on (default 127.0.0.1:7420)")
-    p.add_argument("--data-dir", type=Path, metavar="DIR", help="where the database and token live")
+    p.add_argument("--data-dir", metavar="DIR", help="where the database and token live")
     p.add_argument(
         "--store",
         metavar="URL",
@@ -53,7 +51,7 @@ def add_worker(commands: Commands) -> None:
     )
     p.add_argument("--cpus", type=int, metavar="N", help="cpus its jobs may ask for in all (default: max(slots, cpus))")
     p.add_argument("--memory", metavar="SIZE", help="memory its jobs may ask for in all, e.g. 16G (default: the RAM)")
-    p.add_argument("--work-dir", type=Path, metavar="DIR", help="where jobs' working directories are made")
+    p.add_argument("--work-dir", metavar="DIR", help="where jobs' working directories are made")
     p.add_argument("--grace", type=float, metavar="SECONDS", help="on SIGTERM, time running jobs get (default 10)")
     p.add_argument(
         "--tasks", action="append", metavar="MODULE", help="also run the @gridd.task functions of MODULE (repeatable)"

@@ -7,7 +7,6 @@ Handler: gridd/cli/store_command.py (which loads the store and psycopg; this mod
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from gridd.cli.parser import Commands
 
@@ -28,7 +27,6 @@ def add_store(commands: Commands) -> None:
     p.add_argument(
         "--from",
         dest="data_dir",  # the broker's own setting: --from defaults to where `gridd broker` keeps its grid
-        type=Path,
         metavar="DATA_DIR",
         help="the broker's data dir (default: the broker's, $XDG_DATA_HOME/gridd, or data_dir in the config file)",
     )

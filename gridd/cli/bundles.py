@@ -18,7 +18,7 @@ from gridd.protocol.errors import ConfigError
 async def run(client: Client, args: argparse.Namespace) -> int:
     """Run `gridd bundle ACTION`."""
     if args.bundle_action == "push":
-        return await _push(client, args.name, args.dir, args.follow_links)
+        return await _push(client, args.name, Path(args.dir), args.follow_links)
     return await _list(client, args.name, args.json)
 
 

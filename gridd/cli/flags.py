@@ -7,10 +7,9 @@ given badly is a ConfigError (exit 2) naming it.
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 from typing import Any
 
-from gridd.config import parse_duration, read_secret_file
+from gridd.config import parse_duration, read_secret_file, spelled
 from gridd.protocol.errors import ConfigError
 
 
@@ -64,10 +63,11 @@ def config_layer(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def _token_file(path: Path | None) -> str | None:
+def _token_file(given: str | None) -> str | None:
     """--token-file: the credential it holds (refused if others may read it)."""
-    if path is None:
+    if given is None:
         return None
+    path = spelled(given)
     try:
         return read_secret_file(path, "token file")
     except FileNotFoundError:

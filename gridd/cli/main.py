@@ -16,36 +16,41 @@ from __future__ import annotations
 import argparse
 import contextlib
 import gc
+import importlib
 import os
 import sys
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import NoReturn
 
 from gridd import __version__
-from gridd.cli import args_admin, args_autoscale, args_grid, args_jobs, args_schedule, args_servers, args_store
 from gridd.cli.exits import EXIT_USAGE, report
 from gridd.cli.exits import root_cause as root_cause  # re-exported: tests and older imports read it here
 from gridd.cli.parser import Commands, Parser
 
-# In the order `gridd --help` lists them, each with the commands it adds (tests/test_cli_imports.py checks
-# that these names are the ones each adds).
-GROUPS: tuple[tuple[Callable[[Commands], None], tuple[str, ...]], ...] = (
-    (args_servers.add_broker, ("broker",)),
-    (args_servers.add_worker, ("worker",)),
-    (args_store.add_store, ("store",)),
-    (args_jobs.add_submit, ("submit",)),
-    (args_admin.add_bundle, ("bundle",)),
-    (args_admin.add_token, ("token",)),
-    (args_jobs.add_show_why_jobs, ("show", "why", "jobs")),
-    (args_grid.add_overview, ("workers", "status", "report", "purge")),
-    (args_jobs.add_logs, ("logs",)),
-    (args_jobs.add_wait_and_control, ("wait", "cancel", "retry", "hold", "release")),
-    (args_schedule.add_schedule, ("schedule",)),
-    (args_grid.add_watching, ("events", "tui", "web")),
-    (args_autoscale.add_autoscale, ("autoscale",)),
-    (args_grid.add_login, ("login",)),
-    (args_servers.add_demo, ("demo",)),
+# In the order `gridd --help` lists them: the module of gridd/cli and the function in it that adds each
+# group of commands, and the commands it adds (tests/test_cli_imports.py checks that these names are the
+# ones each adds). A command named imports its own group's module only (adder).
+GROUPS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
+    ("args_servers", "add_broker", ("broker",)),
+    ("args_servers", "add_worker", ("worker",)),
+    ("args_store", "add_store", ("store",)),
+    ("args_jobs", "add_submit", ("submit",)),
+    ("args_admin", "add_bundle", ("bundle",)),
+    ("args_admin", "add_token", ("token",)),
+    ("args_jobs", "add_show", ("show",)),
+    ("args_jobs", "add_why", ("why",)),
+    ("args_jobs", "add_jobs", ("jobs",)),
+    ("args_grid", "add_workers", ("workers",)),
+    ("args_grid", "add_status", ("status",)),
+    ("args_grid", "add_report", ("report",)),
+    ("args_grid", "add_purge", ("purge",)),
+    ("args_jobs", "add_logs", ("logs",)),
+    ("args_jobs", "add_wait_and_control", ("wait", "cancel", "retry", "hold", "release")),
+    ("args_schedule", "add_schedule", ("schedule",)),
+    ("args_grid", "add_watching", ("events", "tui", "web")),
+    ("args_autoscale", "add_autoscale", ("autoscale",)),
+    ("args_grid", "add_login", ("login",)),
+    ("args_servers", "add_demo", ("demo",)),
 )
 _TOP_FLAGS_WITH_VALUE = ("--config", "--broker")
 
@@ -55,13 +60,20 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     a parser of some 250 flags in about as long as a short command takes to run: one command needs its own)."""
     parser = Parser(prog="gridd", description="A batch grid for the machines you already have.")
     parser.add_argument("--version", action="version", version=f"gridd {__version__}")
-    parser.add_argument("--config", type=Path, help="config file (default: $XDG_CONFIG_HOME/gridd/gridd.toml)")
+    parser.add_argument("--config", help="config file (default: $XDG_CONFIG_HOME/gridd/gridd.toml)")
     parser.add_argument("--broker", metavar="HOST:PORT", help="broker address, before or after the command")
     commands = Commands(parser)
-    for add, names in GROUPS:
+    for module, function, names in GROUPS:
         if command is None or command in names:
-            add(commands)
+            adder(module, function)(commands)
     return parser
+
+
+def adder(module: str, function: str) -> Callable[[Commands], None]:
+    """The function of gridd/cli/MODULE.py that adds a group of commands to the parser."""
+    # Imported here, for start-up speed: a command named builds (and imports) its own group's flags only.
+    add: Callable[[Commands], None] = getattr(importlib.import_module(f"gridd.cli.{module}"), function)
+    return add
 
 
 def named_command(argv: Sequence[str]) -> str | None:
@@ -73,7 +85,7 @@ def named_command(argv: Sequence[str]) -> str | None:
         if word in _TOP_FLAGS_WITH_VALUE:
             next(words, None)
         elif not word.startswith(tuple(f"{flag}=" for flag in _TOP_FLAGS_WITH_VALUE)):
-            known = any(word in names for _, names in GROUPS)
+            known = any(word in names for _, _, names in GROUPS)
             return word if known else None
     return None
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from pathlib import Path
 from typing import Any, NoReturn
 
 from gridd.cli.exits import EXIT_USAGE
@@ -77,7 +76,7 @@ class Commands:
         """A command that connects to a broker: it takes the broker and credential flags."""
         p = self.add(name, help)
         broker_flag(p)
-        p.add_argument("--token-file", type=Path, metavar="FILE", help="read the credential from FILE (mode 0600)")
+        p.add_argument("--token-file", metavar="FILE", help="read the credential from FILE (mode 0600)")
         p.add_argument("--insecure", action="store_true", help="plain TCP, for a broker run with --insecure")
         return p
 

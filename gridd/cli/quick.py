@@ -14,11 +14,18 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from gridd.client.locate import broker_address, cluster_token
 from gridd.client.oneshot import OneShot, open_oneshot
 from gridd.config import Config
-from gridd.protocol.messages import AttemptView, GetStatus, JobView, ShowJob, StatusReported, SubmitJobs
+from gridd.protocol.frames import Later
+from gridd.protocol.records import AttemptView, JobView
+
+if TYPE_CHECKING:  # an annotation only: `show` and `submit` import no grid message (see asked)
+    from gridd.protocol.grid_messages import StatusReported
+
+Handler = Callable[[OneShot, argparse.Namespace], int]
 
 
 def run(args: argparse.Namespace, config: Config) -> int:
@@ -28,11 +35,34 @@ def run(args: argparse.Namespace, config: Config) -> int:
         from gridd.cli import commands
 
         return commands.run(args, config)
-    handler = _COMMANDS[args.command]
+    handler, expected = asked(args.command)
     credential = cluster_token(config.client.token)
-    expected = ANSWERS[args.command]
-    with open_oneshot(address, credential, insecure=config.client.insecure, expected=expected) as connection:
+    union = Later(broker_messages)
+    with open_oneshot(address, credential, union, insecure=config.client.insecure, expected=expected) as connection:
         return handler(connection, args)
+
+
+def asked(command: str) -> tuple[Handler, type]:
+    """What runs `command` on the connection, and the reply its one request expects (the connection decodes
+    it without building the decoder of every message the broker may send: FrameDecoder's `expected`)."""
+    # Imported here, for start-up speed: each command imports the messages it speaks, and no other.
+    if command == "status":
+        from gridd.protocol.grid_messages import GetStatus
+
+        return _status, GetStatus.reply_type()
+    from gridd.protocol.job_messages import ShowJob, SubmitJobs
+
+    return (_submit, SubmitJobs.reply_type()) if command == "submit" else (_show, ShowJob.reply_type())
+
+
+def broker_messages() -> object:
+    """Every message the broker may send (protocol/messages.py's union), for a frame that is none of those
+    a command expects: a message the broker sent unasked, which the connection drops."""
+    # Imported here, for start-up speed: it imports every message module (~2 ms), where a command's own
+    # request and reply need one or two; a broker that answers as asked sends none other.
+    from gridd.protocol.messages import BrokerMessage
+
+    return BrokerMessage
 
 
 def _submit(connection: OneShot, args: argparse.Namespace) -> int:
@@ -57,12 +87,16 @@ def _submit(connection: OneShot, args: argparse.Namespace) -> int:
 
 
 def _show(connection: OneShot, args: argparse.Namespace) -> int:
+    from gridd.protocol.job_messages import ShowJob  # start-up: imported by asked already, for show only
+
     reply = connection.request(lambda rid: ShowJob(rid=rid, job_id=args.job))
     print_shown(reply.job, reply.attempts, args)
     return 0
 
 
 def _status(connection: OneShot, args: argparse.Namespace) -> int:
+    from gridd.protocol.grid_messages import GetStatus  # start-up: imported by asked already, for status only
+
     print_status(connection.request(lambda rid: GetStatus(rid=rid)), args)
     return 0
 
@@ -76,26 +110,6 @@ def print_shown(job: JobView, attempts: list[AttemptView], args: argparse.Namesp
 
 def print_status(report: StatusReported, args: argparse.Namespace) -> None:
     """`gridd status`'s output (also commands.py's)."""
-    from gridd.cli import render  # start-up: submit renders nothing
+    from gridd.cli import render_status  # start-up: submit renders nothing, status no job
 
-    if args.json:
-        fields: dict[str, object] = {"counts": report.counts, "workers": report.workers, "slots": report.slots}
-        fields["running"] = report.running  # the number of running jobs: not a job state
-        print(render.to_json(fields))
-    else:
-        print(render.status(report))
-
-
-_COMMANDS: dict[str, Callable[[OneShot, argparse.Namespace], int]] = {
-    "submit": _submit,
-    "show": _show,
-    "status": _status,
-}
-
-# What answers each command's one request: the connection decodes it without building the decoder of every
-# message the broker may send (FrameDecoder's `expected`).
-ANSWERS: dict[str, type] = {
-    "submit": SubmitJobs.reply_type(),
-    "show": ShowJob.reply_type(),
-    "status": GetStatus.reply_type(),
-}
+    print(render_status.to_json(render_status.status_record(report)) if args.json else render_status.status(report))

@@ -1,26 +1,25 @@
-"""How jobs, workers, status and events look to a person (tables) and to a script (--json)."""
+"""How jobs, workers and events look to a person (tables) and to a script (--json); status's: render_status.py."""
 
 from __future__ import annotations
 
 import shlex
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
+from gridd.cli.render_status import to_json as to_json  # every command's JSON: render.to_json
 from gridd.printable import printable
-from gridd.protocol.messages import AttemptView, Event, JobExplained, JobView, ReportRow, StatusReported, WorkerView
+from gridd.protocol.records import AttemptView, JobView, ReportRow, WorkerView
 from gridd.protocol.retries import BACKOFF_CAP_S, POISON_WORKERS
 from gridd.protocol.states import FINISHED, JobState
 from gridd.resources import format_mb
 from gridd.tui import formatting
 
-_json = msgspec.json.Encoder()
-
-
-def to_json(value: Any) -> str:
-    return _json.encode(value).decode()
+if TYPE_CHECKING:  # annotations only: `gridd status` and `show` import no other command's messages
+    from gridd.protocol.job_messages import JobExplained
+    from gridd.protocol.stream_messages import Event
 
 
 def job_record(job: JobView) -> dict[str, Any]:
@@ -243,11 +242,6 @@ def workers(views: Sequence[WorkerView]) -> str:
             ]
         )
     return _table(rows)
-
-
-def status(report: StatusReported) -> str:
-    counts = printable("  ".join(f"{state} {n}" for state, n in report.counts.items()))
-    return f"jobs     {counts}\nworkers  {report.workers} connected, {report.slots} slots, {report.running} running"
 
 
 def event_line(e: Event) -> str:

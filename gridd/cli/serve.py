@@ -6,12 +6,13 @@ import argparse
 import itertools
 import os
 import signal
+from pathlib import Path
 
 import anyio
 import structlog
 
 from gridd.client.locate import cluster_token
-from gridd.config import Config, default_data_dir
+from gridd.config import Config, broker_data_dir, default_data_dir
 from gridd.eventloop import backend_options
 from gridd.logs import configure_logging
 from gridd.protocol.errors import NoToken
@@ -38,7 +39,7 @@ def run(args: argparse.Namespace, config: Config) -> int:
 async def _broker(config: Config) -> int:
     from gridd.broker.app import run_broker
 
-    data_dir = config.broker.data_dir or default_data_dir(os.environ)
+    data_dir = Path(broker_data_dir(config.broker, os.environ))
     async with anyio.create_task_group() as tg:
         await tg.start(run_broker, config.broker, data_dir)
         with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
@@ -71,7 +72,7 @@ async def _worker(config: Config) -> int:
     worker = with_default(config.worker, os.geteuid())  # root: jobs run as nobody unless told
     job_users(worker, os.geteuid())  # a usage error is said before anything else is looked for
     token = await _token_when_ready(worker.token)
-    agent = make_agent(worker, token, default_data_dir(os.environ))
+    agent = make_agent(worker, token, Path(default_data_dir(os.environ)))
     announce(agent.job_users, tasks=bool(worker.tasks))
     async with anyio.create_task_group() as tg:
 

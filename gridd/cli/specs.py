@@ -19,8 +19,7 @@ from gridd.config import parse_duration
 from gridd.protocol.bundles import ref_problem
 from gridd.protocol.errors import ConfigError
 from gridd.protocol.idempotency import key_problem, key_ttl_problem
-from gridd.protocol.messages import JobSpec
-from gridd.protocol.records import MAX_GANG
+from gridd.protocol.records import MAX_GANG, JobSpec
 from gridd.resources import MAX_JOB_CPUS, parse_requirement, parse_size_mb
 
 

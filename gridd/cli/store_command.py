@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from gridd.broker.auth import TOKEN_FILE
 from gridd.broker.tls import TLS_DIR
-from gridd.config import Config, default_data_dir
+from gridd.config import Config, broker_data_dir
 from gridd.protocol.errors import StorageFailed
 
 if TYPE_CHECKING:
@@ -36,7 +36,7 @@ def run_store(args: argparse.Namespace, config: Config) -> int:
         from gridd.broker.store.pg_store import redact
     except ImportError as exc:
         raise StorageFailed(f"gridd store migrate needs psycopg ({exc}): pip install 'gridd[postgresql]'") from exc
-    data_dir = config.broker.data_dir or default_data_dir(os.environ)
+    data_dir = Path(broker_data_dir(config.broker, os.environ))
     url: str = args.target
     print(f"gridd: copying {data_dir} into {redact(url)}", file=sys.stderr, flush=True)
     last = time.monotonic()

@@ -294,10 +294,12 @@ async def _start_tls(tcp: ByteStream, address: str, host: str, pin: Pin) -> TLSS
 
 async def _handshake(
     stream: ByteStream, address: str, hello: Hello, pin: Pin | None, host: str
-) -> tuple[Welcome, ClientHandshake]:
+) -> tuple[Welcome, ClientHandshake[BrokerMessage]]:
     """Drive the protocol's ClientHandshake over `stream`: the checks of the broker's CA happen here
     (they read files and the TLS session), every decision about the order of frames there."""
-    handshake = ClientHandshake(hello, tls=pin is not None, established_limit=MAX_REPLY_BYTES)
+    handshake: ClientHandshake[BrokerMessage] = ClientHandshake(
+        hello, BrokerMessage, tls=pin is not None, established_limit=MAX_REPLY_BYTES
+    )
     try:
         with anyio.fail_after(CONNECT_TIMEOUT_S):
             if data := handshake.data_to_send():

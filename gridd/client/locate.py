@@ -7,9 +7,9 @@ secret that others may read is refused (config.read_secret_file).
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Mapping
-from pathlib import Path
 
 import msgspec
 
@@ -32,8 +32,8 @@ class Login(msgspec.Struct, frozen=True):  # not a dataclass: see gridd/protocol
     credential: str
 
 
-def login_path(environ: Mapping[str, str]) -> Path:
-    return default_config_path(environ).parent / LOGIN_FILE
+def login_path(environ: Mapping[str, str]) -> str:
+    return os.path.join(os.path.dirname(default_config_path(environ)), LOGIN_FILE)
 
 
 def read_login(environ: Mapping[str, str]) -> Login | None:
@@ -52,18 +52,20 @@ def read_login(environ: Mapping[str, str]) -> Login | None:
         raise ConfigError(f"credential file {path} is damaged: run `gridd login` again") from None
 
 
-def write_login(environ: Mapping[str, str], login: Login) -> Path:
+def write_login(environ: Mapping[str, str], login: Login) -> str:
     """Keep the credential and its broker (0600, in a 0700 directory), atomically."""
     path = login_path(environ)
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    tmp = path.with_name(f".{LOGIN_FILE}.{os.getpid()}")
-    tmp.unlink(missing_ok=True)
+    directory = os.path.dirname(path)
+    os.makedirs(directory, mode=0o700, exist_ok=True)
+    tmp = os.path.join(directory, f".{LOGIN_FILE}.{os.getpid()}")
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(tmp)
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     import json  # lazy for start-up speed (see read_login)
 
     with os.fdopen(fd, "w") as f:
         f.write(json.dumps({"broker": login.broker, "credential": login.credential}) + "\n")
-    tmp.replace(path)
+    os.replace(tmp, path)
     return path
 
 
@@ -82,9 +84,10 @@ def _broker_address(config: Config) -> str:
     login = read_login(os.environ)
     if login is not None:
         return login.broker
-    addr = default_data_dir(os.environ) / "broker.addr"
+    addr = os.path.join(default_data_dir(os.environ), "broker.addr")
     try:
-        return addr.read_text().strip() or f"127.0.0.1:{DEFAULT_PORT}"
+        with open(addr) as f:
+            return f.read().strip() or f"127.0.0.1:{DEFAULT_PORT}"
     except OSError:
         return f"127.0.0.1:{DEFAULT_PORT}"
 
@@ -97,7 +100,7 @@ def cluster_token(token: str | None) -> str:
     login = read_login(os.environ)
     if login is not None:
         return login.credential
-    path = default_data_dir(os.environ) / "token"
+    path = os.path.join(default_data_dir(os.environ), "token")
     try:
         return read_secret_file(path, "token file")
     except FileNotFoundError:

@@ -26,6 +26,8 @@ from typing import TypeVar
 
 from gridd.client.trust import Pin, check_presented, client_context, pin_for, tls_refusal
 from gridd.config import parse_address, parse_addresses
+from gridd.protocol.base import Message, Reply, Request
+from gridd.protocol.connection_messages import Error, Hello, Welcome
 from gridd.protocol.credentials import parse_credential
 from gridd.protocol.errors import (
     BadFrame,
@@ -37,7 +39,6 @@ from gridd.protocol.errors import (
 from gridd.protocol.features import missing, too_old
 from gridd.protocol.frames import encode_frame
 from gridd.protocol.handshake import NEED_DATA, CAPresented, ClientHandshake, Welcomed
-from gridd.protocol.messages import BrokerMessage, Error, Hello, Reply, Request, Welcome
 from gridd.protocol.version import PROTOCOL_VERSION
 
 # As client/connection.py's.
@@ -51,13 +52,15 @@ R = TypeVar("R", bound=Reply)
 class OneShot:
     """An established connection: `request` sends one request and returns its reply."""
 
-    def __init__(self, sock: socket.socket, address: str, welcome: Welcome, handshake: ClientHandshake) -> None:
+    def __init__(
+        self, sock: socket.socket, address: str, welcome: Welcome, handshake: ClientHandshake[Message]
+    ) -> None:
         self._sock = sock
         self.address = address
         self.welcome = welcome
         # The handshake's decoder goes on, with what it read past the Welcome: no byte is dropped.
         self._decoder = handshake.decoder
-        self._pending: deque[BrokerMessage] = deque(handshake.trailing)
+        self._pending: deque[Message] = deque(handshake.trailing)
         self._next_rid = 1
 
     def request(self, build: Callable[[int], Request[R]]) -> R:
@@ -98,10 +101,11 @@ class OneShot:
 
 @contextmanager
 def open_oneshot(
-    address: str, token: str | None, *, insecure: bool = False, expected: object = None
+    address: str, token: str | None, union: object, *, insecure: bool = False, expected: object = None
 ) -> Iterator[OneShot]:
     """Connect as a client (TLS 1.3; plain TCP if `insecure`), check the broker against the credential
-    `token` names, authenticate with its secret; the socket closes when the block ends. `expected`: the
+    `token` names, authenticate with its secret; the socket closes when the block ends. `union`: what the
+    broker may send (protocol/messages.py's BrokerMessage, or frames.Later returning it); `expected`: the
     reply types the requests will have (decoded first: FrameDecoder), if known."""
     host, port = _split(address)
     if not token:
@@ -120,7 +124,10 @@ def open_oneshot(
         sock = tcp if pin is None else _start_tls(tcp, address, host, pin, deadline)
         with sock:
             hello = Hello(version=PROTOCOL_VERSION, role="client", name=f"client-{os.getpid()}", secret=secret)
-            welcome, handshake = _handshake(sock, address, hello, pin, host, deadline, expected)
+            handshake: ClientHandshake[Message] = ClientHandshake(
+                hello, union, tls=pin is not None, established_limit=MAX_REPLY_BYTES, expected=expected
+            )
+            welcome = _handshake(sock, address, handshake, pin, host, deadline)
             sock.settimeout(None)  # a request may wait long for its reply (a submit, for its commit)
             yield OneShot(sock, address, welcome, handshake)
 
@@ -138,10 +145,9 @@ def _start_tls(tcp: socket.socket, address: str, host: str, pin: Pin, deadline: 
 
 
 def _handshake(
-    sock: socket.socket, address: str, hello: Hello, pin: Pin | None, host: str, deadline: float, expected: object
-) -> tuple[Welcome, ClientHandshake]:
+    sock: socket.socket, address: str, handshake: ClientHandshake[Message], pin: Pin | None, host: str, deadline: float
+) -> Welcome:
     """Drive the protocol's ClientHandshake over `sock`, as client/connection.py does over its stream."""
-    handshake = ClientHandshake(hello, tls=pin is not None, established_limit=MAX_REPLY_BYTES, expected=expected)
     try:
         if data := handshake.data_to_send():
             sock.settimeout(_left(deadline))
@@ -162,7 +168,7 @@ def _handshake(
                 sock.settimeout(_left(deadline))
                 sock.sendall(handshake.send_hello())
             elif isinstance(event, Welcomed):
-                return event.welcome, handshake
+                return event.welcome
     except TimeoutError as exc:
         raise ConnectionLost(f"the broker at {address} did not answer the handshake") from exc
     except OSError as exc:

@@ -15,7 +15,8 @@ import msgspec
 from gridd.protocol.bundles import ref_problem
 from gridd.protocol.errors import InvalidRequest
 from gridd.protocol.idempotency import key_problem, key_ttl_problem
-from gridd.protocol.messages import JobSpec, SubmitJobs
+from gridd.protocol.job_messages import SubmitJobs
+from gridd.protocol.records import JobSpec
 
 # Many jobs travel in chunks so that no submit frame nears the frame limit (16 MiB).
 CHUNK_BYTES = 4 * 1024 * 1024

@@ -17,7 +17,6 @@ from __future__ import annotations
 import os
 import ssl
 from collections.abc import Mapping
-from pathlib import Path
 
 import msgspec
 
@@ -39,9 +38,9 @@ class Pin(msgspec.Struct, frozen=True):  # a Struct, not a dataclass: a dataclas
 def pin_for(digest: str | None, environ: Mapping[str, str]) -> Pin:
     """How to check the broker for a credential naming `digest` (None: a plain secret).
     UntrustedBroker, before anything is dialled, for a plain secret with no CA to check against."""
-    local = _read(default_data_dir(environ) / "tls" / "ca.pem")
+    local = _read(os.path.join(default_data_dir(environ), "tls", "ca.pem"))
     if digest is not None:
-        stored = _read(ca_store_dir(environ) / f"{digest}.pem")
+        stored = _read(os.path.join(ca_store_dir(environ), f"{digest}.pem"))
         if stored is None and local is not None and _digest_of(local) == digest:
             stored = local
         return Pin(digest, stored)
@@ -109,10 +108,11 @@ def keep_ca(digest: str, ca_pem: str, environ: Mapping[str, str]) -> None:
     """Store the CA under the config dir (best effort: without it the next contact bootstraps again)."""
     directory = ca_store_dir(environ)
     try:
-        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-        tmp = directory / f".{digest}.{os.getpid()}"
-        tmp.write_text(ca_pem)
-        tmp.replace(directory / f"{digest}.pem")
+        os.makedirs(directory, mode=0o700, exist_ok=True)
+        tmp = os.path.join(directory, f".{digest}.{os.getpid()}")
+        with open(tmp, "w") as f:
+            f.write(ca_pem)
+        os.replace(tmp, os.path.join(directory, f"{digest}.pem"))
     except OSError:
         pass
 
@@ -142,16 +142,20 @@ def _digest_of(pem: str) -> str | None:
         return None
 
 
-def _read(path: Path) -> str | None:
+def _read(path: str) -> str | None:
     try:
-        return path.read_text()
+        with open(path) as f:
+            return f.read()
     except (OSError, UnicodeDecodeError):
         return None
 
 
-def _list(directory: Path) -> list[Path]:
+def _list(directory: str) -> list[str]:
+    """The CA files in `directory`: NAME.pem (pathlib's suffix: a bare `.pem` has none)."""
     try:
-        return [p for p in directory.iterdir() if p.suffix == ".pem"]
+        return [
+            os.path.join(directory, name) for name in os.listdir(directory) if name.endswith(".pem") and name != ".pem"
+        ]
     except OSError:
         return []
 

@@ -11,6 +11,7 @@ only: it changes nothing on the wire, where `rid` stays the first field after th
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, ClassVar, Generic, TypeVar, cast, get_args, get_origin
 
 import msgspec
@@ -20,6 +21,11 @@ from gridd.protocol.fields import RequestId
 
 class Message(msgspec.Struct, frozen=True, kw_only=True, tag_field="op"):
     """Base of every frame body; each subclass sets a stable tag."""
+
+    def features_used(self) -> Sequence[str]:
+        """The features (protocol/features.py) a broker must have announced to be sent this: none, unless a
+        message that adds some says so."""
+        return ()
 
 
 class Record(msgspec.Struct, frozen=True, kw_only=True):

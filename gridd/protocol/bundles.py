@@ -12,7 +12,8 @@ from collections.abc import Sequence
 
 import msgspec
 
-from gridd.protocol.messages import BundleFile, BundleName, BundleRef
+from gridd.protocol.fields import BundleName, BundleRef
+from gridd.protocol.records import BundleFile
 
 _encoder = msgspec.msgpack.Encoder()
 

@@ -6,16 +6,16 @@ and run the job at once, or make a second job for a retried keyed submit, withou
 therefore refuses, before sending, a request that uses a feature the broker did not announce (an older
 broker announces none). The wire stays compatible both ways; a new field that an older broker may ignore
 safely needs no name here.
+
+Rule: each message (or record) says which features it relies on, in its own `features_used` (the base
+Message's: none); this module knows the names and imports no message, so that a command that speaks one
+request (`gridd status`) does not import every message module to check it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection
-
-from gridd.protocol.base import Message
-from gridd.protocol.job_messages import SubmitJobs
-from gridd.protocol.records import JobSpec
-from gridd.protocol.schedule_messages import AddSchedule
+from collections.abc import Collection, Sequence
+from typing import Protocol
 
 START_AT = "start-at"  # JobSpec.start_at_ms (submit --at / --in)
 RETRY_ON = "retry-on"  # JobSpec.retry_on, retry_delay_s (submit --retry-on / --retry-delay)
@@ -36,29 +36,21 @@ ASKED_AS: dict[str, str] = {
 }
 
 
-def used(request: Message | JobSpec) -> list[str]:
-    """The features `request` (a message, or one job's spec) relies on, in a fixed order: the request's
-    own first, then its specs'. A message that carries no spec and is no new request relies on none."""
-    if isinstance(request, SubmitJobs):
-        found = [SUBMIT_KEY] if request.key is not None else []
-        specs: list[JobSpec] = list(request.jobs)
-    elif isinstance(request, AddSchedule):
-        found, specs = [SCHEDULES], [request.spec]
-    elif isinstance(request, JobSpec):
-        found, specs = [], [request]
-    else:
-        found, specs = [], []
-    for spec in specs:
-        if spec.start_at_ms is not None:
-            found.append(START_AT)
-        if spec.retry_on or spec.retry_delay_s is not None:
-            found.append(RETRY_ON)
-        if spec.gang:
-            found.append(GANG)
-    return list(dict.fromkeys(found))
+class UsesFeatures(Protocol):
+    """A message, or a record inside one (a job's spec), that may rely on features."""
+
+    def features_used(self) -> Sequence[str]:
+        """The features it relies on, in a fixed order (a request's own first, then its specs')."""
+        ...
 
 
-def missing(request: Message | JobSpec, announced: Collection[str]) -> str | None:
+def used(request: UsesFeatures) -> list[str]:
+    """The features `request` (a message, or one job's spec) relies on, each once, in a fixed order: the
+    request's own first, then its specs'. A message that carries no spec and is no new request relies on none."""
+    return list(dict.fromkeys(request.features_used()))
+
+
+def missing(request: UsesFeatures, announced: Collection[str]) -> str | None:
     """The first feature `request` uses that a broker which announced `announced` lacks (None: none)."""
     return next((feature for feature in used(request) if feature not in announced), None)
 

@@ -7,7 +7,7 @@ so a peer cannot make the other side buffer more than one frame limit.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Generic, TypeVar
 
 import msgspec
@@ -41,6 +41,15 @@ def encode_frames(messages: Sequence[msgspec.Struct]) -> bytes:
     return bytes(buf)
 
 
+class Later:
+    """A frame type (a union) that a function returns, called the first time a frame needs it: so that
+    the driver of a connection that expects a few types imports the whole union (every message module)
+    only if a frame is none of them (FrameDecoder's `expected`)."""
+
+    def __init__(self, resolve: Callable[[], object]) -> None:
+        self.resolve = resolve
+
+
 class FrameDecoder(Generic[T]):
     """Feed it bytes as they arrive; it returns the messages of every frame completed so far.
 
@@ -55,12 +64,13 @@ class FrameDecoder(Generic[T]):
     def __init__(
         self, message_type: object, max_frame_bytes: int = MAX_FRAME_BYTES, *, expected: object = None
     ) -> None:
-        """`message_type`: what a frame decodes to, a Struct or a union of them (T, spelled for msgspec)."""
+        """`message_type`: what a frame decodes to, a Struct or a union of them (T, spelled for msgspec), or
+        Later: resolved when a frame is none of `expected` (at once without `expected`)."""
         self._type = message_type
         self._expected: msgspec.msgpack.Decoder[T] | None = None
         self._decoder: msgspec.msgpack.Decoder[T] | None = None
         if expected is None:
-            self._decoder = msgspec.msgpack.Decoder(message_type)
+            self._decoder = self._whole()
         else:
             self._expected = msgspec.msgpack.Decoder(expected)
         self.max_frame_bytes = max_frame_bytes  # may change between frames (e.g. once a peer is authenticated)
@@ -103,5 +113,8 @@ class FrameDecoder(Generic[T]):
             except msgspec.DecodeError:
                 pass  # none of the expected types, or malformed: the whole union's decoder says which
         if self._decoder is None:
-            self._decoder = msgspec.msgpack.Decoder(self._type)
+            self._decoder = self._whole()
         return self._decoder.decode(body)
+
+    def _whole(self) -> msgspec.msgpack.Decoder[T]:
+        return msgspec.msgpack.Decoder(self._type.resolve() if isinstance(self._type, Later) else self._type)

@@ -17,6 +17,9 @@ Rules:
    so the driver does it when asked (HelloReceived, CAPresented) and hands back the outcome.
 3. Once established, the frame decoder goes on with the established size limit, together with any
    message the peer pipelined behind the handshake (`decoder`, `trailing`): nothing read is dropped.
+4. The driver names what the other side may send (the broker: PeerMessage, a peer: BrokerMessage, of
+   protocol/messages.py), which the decoder decodes: this module imports no message but the handshake's
+   own, so that a command that speaks one request imports only its messages (client/oneshot.py).
 Calling a method out of turn is a bug of this side, raised as HandshakeMisuse (h11's LocalProtocolError).
 """
 
@@ -30,7 +33,6 @@ import msgspec
 from gridd.protocol.connection_messages import BrokerCA, Error, Hello, Welcome
 from gridd.protocol.errors import AuthFailed, BadFrame, GriddError, ProtocolError, UnsupportedVersion, exception_for
 from gridd.protocol.frames import MAX_FRAME_BYTES, FrameDecoder, encode_frame
-from gridd.protocol.messages import BrokerMessage, PeerMessage
 from gridd.protocol.version import PROTOCOL_VERSION
 
 HANDSHAKE_FRAME_BYTES = 64 * 1024  # what the broker reads from a peer that has not authenticated yet
@@ -140,11 +142,12 @@ class _Handshake(Generic[T]):
             raise HandshakeMisuse(f"handshake is {self.state.value}, not {' or '.join(s.value for s in states)}")
 
 
-class BrokerHandshake(_Handshake[PeerMessage]):
+class BrokerHandshake(_Handshake[T]):
     """The broker's side: read Hello, have the driver check its secret, answer Welcome or an Error."""
 
-    def __init__(self, *, established_limit: int = MAX_FRAME_BYTES) -> None:
-        super().__init__(PeerMessage, State.AWAIT_HELLO, HANDSHAKE_FRAME_BYTES, established_limit)
+    def __init__(self, union: object, *, established_limit: int = MAX_FRAME_BYTES) -> None:
+        """`union`: what a peer may send (PeerMessage, spelled for msgspec: T)."""
+        super().__init__(union, State.AWAIT_HELLO, HANDSHAKE_FRAME_BYTES, established_limit)
 
     def next_event(self) -> NeedData | HelloReceived | Refuse:
         """What the bytes so far call for: more bytes, a Hello to authenticate, or a refusal."""
@@ -176,7 +179,7 @@ class BrokerHandshake(_Handshake[PeerMessage]):
         return Refuse(error, encode_frame(Error(rid=None, code=error.code, message=str(error))))
 
 
-class ClientHandshake(_Handshake[BrokerMessage]):
+class ClientHandshake(_Handshake[T]):
     """A peer's side: (TLS: take the broker's CA, let the driver check it,) send Hello, await Welcome.
 
     next_event raises what ends the handshake: the broker's Error as its typed exception (AuthFailed,
@@ -184,15 +187,23 @@ class ClientHandshake(_Handshake[BrokerMessage]):
     """
 
     def __init__(
-        self, hello: Hello, *, tls: bool, established_limit: int = MAX_FRAME_BYTES, expected: object = None
+        self,
+        hello: Hello,
+        union: object,
+        *,
+        tls: bool,
+        established_limit: int = MAX_FRAME_BYTES,
+        expected: object = None,
     ) -> None:
-        """`expected`: the replies the driver will wait for once established (a type or a union), if it
-        knows them: the decoder then decodes those and the handshake's own frames first (FrameDecoder)."""
+        """`union`: what the broker may send (BrokerMessage, spelled for msgspec: T; with `expected`, it
+        may be known Later). `expected`: the replies the driver will wait for once established (a type or
+        a union), if it knows them: the decoder then decodes those and the handshake's own frames first
+        (FrameDecoder)."""
         # The broker's handshake frames are read under the ordinary frame limit; what it may send once
         # it has welcomed us (established_limit) is larger (gridd/client/connection.py says why).
         state = State.AWAIT_CA if tls else State.AWAIT_WELCOME
         own = None if expected is None else BrokerCA | Welcome | Error | expected
-        super().__init__(BrokerMessage, state, MAX_FRAME_BYTES, established_limit, own)
+        super().__init__(union, state, MAX_FRAME_BYTES, established_limit, own)
         self._hello = encode_frame(hello)
 
     def data_to_send(self) -> bytes:

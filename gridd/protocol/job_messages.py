@@ -9,6 +9,7 @@ from typing import Annotated
 import msgspec
 
 from gridd.protocol.base import Reply, Request
+from gridd.protocol.features import SUBMIT_KEY
 from gridd.protocol.fields import Count, EpochMs, JobId
 from gridd.protocol.idempotency import KeyPart, KeyTtl, SubmitKeyName
 from gridd.protocol.records import (
@@ -48,6 +49,12 @@ class SubmitJobs(Request[JobsAccepted], frozen=True, tag="job.submit"):
     key: SubmitKeyName | None = None
     key_ttl_s: KeyTtl | None = None
     key_part: KeyPart = 0
+
+    def features_used(self) -> list[str]:
+        found = [SUBMIT_KEY] if self.key is not None else []
+        for spec in self.jobs:
+            found.extend(spec.features_used())
+        return found
 
 
 class JobShown(Reply, frozen=True, tag="job.shown"):

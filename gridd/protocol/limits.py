@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping, Sequence
 
 import msgspec
 
-from gridd.protocol.messages import JobSpec
+from gridd.protocol.records import JobSpec
 
 MAX_COMMAND_BYTES = 256 * 1024  # a job's argv and env together (as execve would count them)
 MAX_STDIN_BYTES = 4 * 1024 * 1024  # a job's --stdin, which travels inside its spec

@@ -10,6 +10,7 @@ from typing import Annotated
 import msgspec
 
 from gridd.protocol.base import Record
+from gridd.protocol.features import GANG, RETRY_ON, START_AT
 from gridd.protocol.fields import (
     BlobId,
     BundleRef,
@@ -78,6 +79,15 @@ class JobSpec(Record, frozen=True, omit_defaults=True):
     # A gang (submit --gang N): N members started together on N distinct workers (gridd/broker/gangs.py).
     # 0: an ordinary job. Commands only; a Python task cannot be one.
     gang: Annotated[int, msgspec.Meta(ge=0, le=MAX_GANG)] = 0
+
+    def features_used(self) -> list[str]:
+        """The features (protocol/features.py) a broker must have announced to run this spec as asked."""
+        found = [START_AT] if self.start_at_ms is not None else []
+        if self.retry_on or self.retry_delay_s is not None:
+            found.append(RETRY_ON)
+        if self.gang:
+            found.append(GANG)
+        return found
 
 
 class LeaseRef(Record, frozen=True):

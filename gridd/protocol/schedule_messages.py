@@ -12,6 +12,7 @@ from typing import Annotated
 import msgspec
 
 from gridd.protocol.base import Record, Reply, Request
+from gridd.protocol.features import SCHEDULES
 from gridd.protocol.fields import EpochMs, Name
 from gridd.protocol.records import JobSpec
 
@@ -60,6 +61,9 @@ class AddSchedule(Request[ScheduleAdded], frozen=True, tag="schedule.add"):
     spec: JobSpec
     tz: ZoneName = "UTC"
     catch_up: CatchUp = "last"
+
+    def features_used(self) -> list[str]:
+        return [SCHEDULES, *self.spec.features_used()]
 
 
 class SchedulesListed(Reply, frozen=True, tag="schedule.listed"):

@@ -8,7 +8,7 @@ import time
 from collections.abc import Sequence
 
 from gridd.printable import printable, printable_lines
-from gridd.protocol.messages import AttemptView
+from gridd.protocol.records import AttemptView
 
 TAIL_LINES = 40
 TAIL_BYTES = 16_384

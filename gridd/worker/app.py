@@ -33,6 +33,7 @@ def make_agent(config: WorkerConfig, token: str, default_work_dir: Path, clock: 
     if users is not None:
         check_dedicated(users)
     tasks = load_tasks(config.tasks, config.slots) if config.tasks else None
+    given: str | Path
     if config.work_dir is not None:
         given = config.work_dir
     elif users is not None:  # job users cannot pass through root's home (0700): where daemons keep state

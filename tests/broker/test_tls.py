@@ -76,7 +76,7 @@ async def test_a_client_pinned_to_one_ca_refuses_a_broker_of_another_and_sends_i
             assert "\n" not in str(refused.value)
             events = [e["event"] for e in logs]
             assert "auth.failed" not in events and "conn.opened" not in events, events
-        assert [p.name for p in ca_store_dir(os.environ).iterdir()] == [f"{CA_DIGEST}.pem"]
+        assert os.listdir(ca_store_dir(os.environ)) == [f"{CA_DIGEST}.pem"]
 
 
 async def test_a_credential_of_another_ca_is_refused_at_first_contact_without_sending_the_secret(

@@ -23,7 +23,7 @@ from gridd.protocol import features
 from gridd.protocol.errors import BrokerTooOld
 from gridd.protocol.frames import FrameDecoder, encode_frame
 from gridd.protocol.handshake import NEED_DATA, Accept, BrokerHandshake, HelloReceived
-from gridd.protocol.messages import JobsAccepted, JobSpec, Ping, Pong, SubmitJobs, Welcome
+from gridd.protocol.messages import JobsAccepted, JobSpec, PeerMessage, Ping, Pong, SubmitJobs, Welcome
 from gridd.protocol.states import JobState
 from tests.conftest import TOKEN, client_of, running_broker
 
@@ -32,7 +32,7 @@ OLD_WELCOME = Welcome(broker_version="0.old", lease_ttl_s=30.0, heartbeat_s=5.0)
 
 async def _older_broker(stream: SocketStream, received: list[object]) -> None:
     """Welcome anyone without features; record each request; accept a submit, answer anything else Pong."""
-    handshake = BrokerHandshake()
+    handshake = BrokerHandshake(PeerMessage)
     async with stream:
         while (event := handshake.next_event()) is NEED_DATA:
             handshake.receive_data(await stream.receive())

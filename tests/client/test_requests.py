@@ -29,7 +29,7 @@ WELCOME = Welcome(broker_version="test", lease_ttl_s=30.0, heartbeat_s=5.0)
 
 async def _scripted_broker(stream: SocketStream, answer: Callable[[GetStatus | Ping], Reply]) -> None:
     """Welcome anyone, then answer each request with `answer(request)`."""
-    handshake = BrokerHandshake()
+    handshake = BrokerHandshake(PeerMessage)
     async with stream:
         while (event := handshake.next_event()) is NEED_DATA:
             handshake.receive_data(await stream.receive())

@@ -20,7 +20,7 @@ from gridd.protocol.errors import (
     ProtocolError,
     exception_for,
 )
-from gridd.protocol.frames import MAX_FRAME_BYTES, FrameDecoder, encode_frame, encode_frames
+from gridd.protocol.frames import MAX_FRAME_BYTES, FrameDecoder, Later, encode_frame, encode_frames
 from tests import strategies as s
 
 settings.register_profile("gridd", deadline=None, max_examples=100)
@@ -143,6 +143,20 @@ def test_a_decoder_told_what_to_expect_decodes_and_refuses_every_frame_as_the_wh
     assert (
         _outcome(FrameDecoder(m.BrokerMessage, expected=m.BrokerCA | m.Welcome | m.Error | expected), frames) == whole
     )
+    # The whole union may come Later (the one-shot CLI imports every message module only if it must).
+    resolved: list[object] = []
+    later = Later(lambda: resolved.append(m.BrokerMessage) or m.BrokerMessage)
+    assert _outcome(FrameDecoder(later, expected=m.BrokerCA | m.Welcome | m.Error | expected), frames) == whole
+
+
+def test_a_union_known_later_is_resolved_only_for_a_frame_not_expected() -> None:
+    resolved: list[object] = []
+    decoder: FrameDecoder[Any] = FrameDecoder(
+        Later(lambda: resolved.append(m.BrokerMessage) or m.BrokerMessage), expected=m.Welcome | m.StatusReported
+    )
+    status = m.StatusReported(rid=1, counts={}, workers=0, slots=0, running=0)
+    assert decoder.feed(encode_frame(status)) == [status] and resolved == []
+    assert decoder.feed(encode_frame(m.Pong(rid=2))) == [m.Pong(rid=2)] and resolved == [m.BrokerMessage]
 
 
 @settings(deadline=None)
