@@ -22,6 +22,7 @@ from typing import Any
 import anyio
 
 from benchmarks.cli_scenario import run_cli
+from benchmarks.compress import SIZES_KIB, files_for, run_compress
 from benchmarks.harness import (
     GRIDD,
     TOKEN,
@@ -796,6 +797,21 @@ SCENARIOS: dict[str, Scenario] = {
                 Figure("runner_only_s", "s", "worker's runner alone, no broker", "xargs_s"),
             ],
             run_shell_each,
+        ),
+        Scenario(
+            "compress",
+            "gzip -kf of N files of text: xargs -P2 against gridd submit --each | wait, one 2-slot worker already"
+            " connected (issue 20's short compressions); and gridd's CPU per job (broker, worker, both CLIs)",
+            [
+                fig
+                for kib in SIZES_KIB
+                for fig in (
+                    Figure(f"gridd_s@{kib}k", "s", f"gridd, files of {kib} KiB", f"xargs_s@{kib}k"),
+                    Figure(f"xargs_s@{kib}k", "s", f"xargs -P2 -n1 gzip -kf, files of {kib} KiB"),
+                    Figure(f"gridd_cpu_ms@{kib}k", "ms/job", f"gridd's own CPU per job, files of {kib} KiB"),
+                )
+            ],
+            lambda sz, fx: run_compress(files_for(sz.shell_jobs), sz.gridd_timeout_s),
         ),
         Scenario(
             "drain-shell",
