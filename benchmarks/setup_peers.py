@@ -4,8 +4,9 @@ The `peers` scenario runs RQ, Celery, dramatiq and arq beside gridd and huey, ea
 `redis-server` (benchmarks/redis_server.py). None of them is a dependency of gridd or of its test extra:
 this is the one place that installs them, and only what is missing:
 
-- Debian's `redis-server` (`apt-get update`, then `apt-get install -y redis-server`) when no `redis-server`
-  is on PATH. apt needs root; run this as root (or install the package yourself).
+- Debian's `redis-server` and `parallel` (GNU parallel, which `shell-each` and `huey` time beside xargs),
+  each when its command is not on PATH (`apt-get update`, then `apt-get install -y`). apt needs root; run
+  this as root (or install the packages yourself).
 - The Python packages, with `python -m pip install` into the venv of the interpreter running this module
   (the benchmark's own), pinned so that all four resolve together: arq 0.28 needs `redis<6`, while kombu
   5.7 (Celery 5.7's transport) needs `redis>=6.4`; Celery 5.6 with kombu 5.6 accepts redis 5, so the set
@@ -51,18 +52,31 @@ def _run(argv: list[str], timeout_s: float) -> bool:
         return False
 
 
-def install_redis_server() -> bool:
-    if shutil.which("redis-server") is not None:
-        print(f"redis-server: present ({shutil.which('redis-server')})")
+# Debian packages, by the command each provides: the Redis peers' server, and GNU parallel (shell-each and
+# the huey scenario time `parallel -j2` beside xargs and gridd).
+DEBIAN_PACKAGES = {"redis-server": "redis-server", "parallel": "parallel"}
+
+
+def install_debian_packages() -> bool:
+    """Those of DEBIAN_PACKAGES whose command is not on PATH, with one apt-get update and one install."""
+    for command in DEBIAN_PACKAGES:
+        if shutil.which(command) is not None:
+            print(f"{command}: present ({shutil.which(command)})")
+    missing = [package for command, package in DEBIAN_PACKAGES.items() if shutil.which(command) is None]
+    if not missing:
         return True
     if os.geteuid() != 0:
-        print("redis-server: missing, and apt-get needs root: `apt-get install redis-server` as root", file=sys.stderr)
+        print(
+            f"{', '.join(missing)}: missing, and apt-get needs root: `apt-get install {' '.join(missing)}` as root",
+            file=sys.stderr,
+        )
         return False
     ok = _run(["apt-get", "update", "-q"], APT_TIMEOUT_S) and _run(
-        ["apt-get", "install", "-y", "-q", "redis-server"], APT_TIMEOUT_S
+        ["apt-get", "install", "-y", "-q", *missing], APT_TIMEOUT_S
     )
-    if not ok or shutil.which("redis-server") is None:
-        print("redis-server: apt-get could not install Debian's redis-server package", file=sys.stderr)
+    still = [command for command in DEBIAN_PACKAGES if shutil.which(command) is None]
+    if not ok or still:
+        print(f"{', '.join(still) or 'the packages'}: apt-get could not install them", file=sys.stderr)
         return False
     return True
 
@@ -82,7 +96,7 @@ def install_python_packages() -> bool:
 
 
 def main() -> int:
-    ok = install_redis_server()
+    ok = install_debian_packages()
     ok = install_python_packages() and ok
     return 0 if ok else 1
 
