@@ -348,7 +348,7 @@ def fake_worker_leases(addr: str, count: int, *, time_limit_s: float = 60) -> tu
     """A worker in-process: RegisterWorker, then `count` times RequestJobs(max_jobs=1) and CompleteJobs
     (exit 0) for the job it got. Returns the lease and the completion round trips, in ms."""
     from gridd.client.connection import open_connection
-    from gridd.protocol.messages import CompleteJobs, JobResult, RegisterWorker, RequestJobs
+    from gridd.protocol.messages import CompleteJobs, RegisterWorker, RequestJobs
 
     async def go() -> tuple[list[float], list[float]]:
         leases: list[float] = []
@@ -361,13 +361,7 @@ def fake_worker_leases(addr: str, count: int, *, time_limit_s: float = 60) -> tu
                 with anyio.fail_after(10):
                     reply = await conn.request(lambda rid: RequestJobs(rid=rid, max_jobs=1))
                 t1 = time.perf_counter()
-                now = int(time.time() * 1000)
-                results = [
-                    JobResult(
-                        job_id=j.job_id, lease=j.lease, exit_code=0, outcome="exited", started_ms=now, ended_ms=now
-                    )
-                    for j in reply.jobs
-                ]
+                results = _exited_0(reply.jobs)
                 await conn.request(lambda rid, r=results: CompleteJobs(rid=rid, results=r))
                 t2 = time.perf_counter()
                 leases.append((t1 - t0) * 1000)
@@ -385,7 +379,7 @@ def fake_worker_elsewhere(addr: str, count: int, *, time_limit_s: float = 60) ->
     completed, while the jobs already queued wait for a queue no connected worker serves. Each lease drains
     its lane with a worker still waiting, so the dispatcher looks for the next delayed job. Round trips, ms."""
     from gridd.client.connection import open_connection
-    from gridd.protocol.messages import CompleteJobs, JobResult, JobSpec, RegisterWorker, RequestJobs, SubmitJobs
+    from gridd.protocol.messages import CompleteJobs, JobSpec, RegisterWorker, RequestJobs, SubmitJobs
 
     async def go() -> list[float]:
         times: list[float] = []
@@ -405,13 +399,7 @@ def fake_worker_elsewhere(addr: str, count: int, *, time_limit_s: float = 60) ->
                 with anyio.fail_after(10):
                     await client.request(lambda rid: SubmitJobs(rid=rid, jobs=job))
                     reply = await worker.request(lambda rid: RequestJobs(rid=rid, max_jobs=2))  # gets the one
-                now = int(time.time() * 1000)
-                results = [
-                    JobResult(
-                        job_id=j.job_id, lease=j.lease, exit_code=0, outcome="exited", started_ms=now, ended_ms=now
-                    )
-                    for j in reply.jobs
-                ]
+                results = _exited_0(reply.jobs)
                 await worker.request(lambda rid, r=results: CompleteJobs(rid=rid, results=r))
                 times.append((time.perf_counter() - t0) * 1000)
                 if time.perf_counter() > deadline:
@@ -420,6 +408,17 @@ def fake_worker_elsewhere(addr: str, count: int, *, time_limit_s: float = 60) ->
         return times
 
     return run_async(go)  # type: ignore[no-any-return]
+
+
+def _exited_0(jobs: list[Any]) -> list[Any]:
+    """A fake worker's results for the jobs it was granted: each exited 0, just now."""
+    from gridd.protocol.messages import JobResult
+
+    now = int(time.time() * 1000)
+    return [
+        JobResult(job_id=j.job_id, lease=j.lease, exit_code=0, outcome="exited", started_ms=now, ended_ms=now)
+        for j in jobs
+    ]
 
 
 def run_lease_scale(sz: Sizes, fx: Fixtures) -> dict[str, float]:
