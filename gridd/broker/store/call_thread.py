@@ -3,8 +3,9 @@ they were given, each awaited by the task that gave it.
 
 Why not anyio.to_thread.run_sync with a limiter of one: its limiter, cancel scope, future and pool queue cost
 about twice the CPU of this hop, 40-50 µs a call against ~20 (5,000 calls of nothing, one after another;
-`python -m benchmarks thread-hop` times anyio's), and the store makes one or two hops per batch. The thread ends once it has had nothing to do for IDLE_S, and starts again
-at the next call, so a store that is closed (or a test's) leaves no thread behind for long.
+`python -m benchmarks thread-hop` times anyio's), and the store makes one or two hops per batch. The thread
+ends once it has had nothing to do for IDLE_S, and starts again at the next call, so a store that is closed
+(or a test's) leaves no thread behind for long.
 """
 
 from __future__ import annotations
