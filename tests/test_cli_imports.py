@@ -92,7 +92,14 @@ def test_submit_show_and_status_start_no_event_loop_and_load_only_what_they_need
     grid.start_broker()
     job = grid.submit("true")  # also the first contact, which keeps the broker's CA
     env = {**grid.env, "GRIDD_BROKER": str(grid.addr)}
-    for argv in (["submit", "--", "true"], ["show", job], ["show", job, "--json"], ["status"], ["status", "--json"]):
+    for argv in (
+        ["submit", "--", "true"],
+        ["submit", "--array", "1-3", "--max-running", "2", "--", "true"],  # a group, in as few requests as fit
+        ["show", job],
+        ["show", job, "--json"],
+        ["status"],
+        ["status", "--json"],
+    ):
         unwanted = [*HEAVY, *EVENT_LOOP, *START_UP, *PATHS, *OTHER_MESSAGES, *NOT_NEEDED[argv[0]]]
         code = (
             "import gridd.cli.main\n"

@@ -116,9 +116,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _asked_once(args: argparse.Namespace) -> bool:
-    """A command that asks the broker one thing (quick.py): one job's submit, show, status."""
+    """A command that asks the broker one thing (quick.py): a submit not waiting (one job, or --each's and
+    --array's), show, status. --max-running without --each or --array is refused by commands.py."""
     if args.command == "submit":
-        return not (args.wait or args.each or args.array) and args.max_running is None
+        return not args.wait and (args.max_running is None or bool(args.each or args.array))
     return args.command in ("show", "status")
 
 

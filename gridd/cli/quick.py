@@ -1,10 +1,12 @@
-"""The commands that ask the broker one thing and exit: `gridd submit` of one job (not waiting), `gridd show`
-and `gridd status`, on a blocking connection (client/oneshot.py), with no event loop.
+"""The commands that ask the broker one thing and exit: `gridd submit` not waiting (one job, or the jobs of
+--each or --array, in as many requests as their size needs), `gridd show` and `gridd status`, on a blocking
+connection (client/oneshot.py), with no event loop.
 
-Why: at a shell prompt, or in a loop of single submits, start-up is most of such a command's time: importing
-and starting an event loop cost more than its whole conversation with the broker. Their output, errors
-and exit codes are those of the async client's commands (commands.py), which serve every other form
-(--wait, --each, --array) and a list of several brokers (the async client tries them in turn).
+Why: at a shell prompt, in a loop of single submits, or at the head of `gridd submit --each - ... | gridd
+wait -`, start-up is most of such a command's time: importing and starting an event loop cost more than its
+whole conversation with the broker. Their output, errors and exit codes are those of the async client's
+commands (commands.py), which serve every other form (--wait) and a list of several brokers (the async
+client tries them in turn).
 
 Which commands come here is main.py's `_asked_once`. Rule: each imports only what it needs (`show` and
 `status` no submit flags, `submit` no renderer).
@@ -13,6 +15,7 @@ Which commands come here is main.py's `_asked_once`. Rule: each imports only wha
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -69,20 +72,36 @@ def _submit(connection: OneShot, args: argparse.Namespace) -> int:
     # Imported here, for start-up speed: show and status read no submit flags.
     from gridd.cli import specs
     from gridd.client import submits
-    from gridd.protocol.errors import PayloadTooLarge
-    from gridd.protocol.limits import spec_too_large
+    from gridd.protocol.errors import BrokerTooOld, ConfigError
+    from gridd.protocol.features import missing, too_old
+    from gridd.protocol.job_messages import SubmitJobs
 
+    group = bool(args.each or args.array)
+    if group and args.max_running is not None and args.max_running < 1:
+        raise ConfigError("--max-running must be at least 1")
     key, ttl_s = specs.key_of(args)
-    spec = specs.spec_of(args)
-    submits.check_request([spec], key, ttl_s)
-    # The broker's limits, as BrokerCalls checks them before a submit (0: not said); the broker checks again.
+    many = specs.many_specs(args) if group else [specs.spec_of(args)]
+    if not many:
+        print(f"gridd: nothing to submit: {args.each} has no non-empty line", file=sys.stderr)
+        return 0
+    submits.check_request(many, key, ttl_s)
     welcome = connection.welcome
-    problem = spec_too_large(spec, welcome.max_command_bytes or 2**62, welcome.max_stdin_bytes or 2**62)
-    if problem is not None:
-        raise PayloadTooLarge(f"{problem}; nothing was submitted")
-    reply = connection.request(submits.message([spec], args.after, False, None, None, (key, ttl_s, 0)))
-    (job_id,) = reply.job_ids
-    print(job_id, flush=True)
+    submits.check_sizes(many, welcome.max_command_bytes, welcome.max_stdin_bytes)
+    # Every chunk's features at once, before the first is sent: a submit the broker is too old for sends nothing.
+    feature = missing(SubmitJobs(rid=0, jobs=many, key=key), welcome.features)
+    if feature is not None:
+        raise BrokerTooOld(too_old(feature, connection.address))
+    sending = submits.requests(
+        many, after=args.after, new_group=group, max_running=args.max_running, key=key, key_ttl_s=ttl_s
+    )
+    try:
+        request = next(sending)
+        while True:
+            request = sending.send(connection.request(request))
+    except StopIteration as done:
+        ids, _ = done.value
+    sys.stdout.write("".join(f"{job_id}\n" for job_id in ids))
+    sys.stdout.flush()
     return 0
 
 

@@ -7,7 +7,6 @@ Rule: nothing here knows tasks' sugar, handles or fan-out; those build on a Brok
 
 from __future__ import annotations
 
-import functools
 from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import datetime
 
@@ -15,8 +14,7 @@ from gridd.client import blobs, submits
 from gridd.client.connection import Connection
 from gridd.client.schedule_calls import ScheduleCalls
 from gridd.client.start_time import start_at_ms
-from gridd.protocol.errors import PayloadTooLarge, exception_for
-from gridd.protocol.limits import all_fit, spec_too_large, whose_job
+from gridd.protocol.errors import exception_for
 from gridd.protocol.messages import (
     MAX_LIST_ROWS,
     AttemptView,
@@ -149,40 +147,19 @@ class BrokerCalls(ScheduleCalls):
         key_ttl_s: float | None,
     ) -> tuple[list[str], str | None]:
         submits.check_request(specs, key, key_ttl_s)
-        self._check_sizes(specs)
+        welcome = self.connection.welcome
+        submits.check_sizes(specs, welcome.max_command_bytes, welcome.max_stdin_bytes)
         # Every chunk's features at once, before the first is sent: a submit the broker is too old for sends nothing.
         self.connection.refuse_unknown_features(SubmitJobs(rid=0, jobs=list(specs), key=key))
-        ids: list[str] = []
-        group: str | None = None
-        # Under a key each chunk is kept as its part: a retry sends the same chunks (their cut depends on
-        # the specs alone), is answered for those that were made, and makes the rest.
-        for part, chunk in enumerate(submits.chunks(specs)):
-            first = part == 0
-            chunk_ids, group = await self.submit_chunk(
-                chunk,
-                after=after,
-                new_group=new_group and first,
-                group=None if first else group,
-                max_running=max_running if first else None,
-                key=key,
-                key_ttl_s=key_ttl_s,
-                key_part=part,
-            )
-            ids.extend(chunk_ids)
-        return ids, group
-
-    def _check_sizes(self, specs: Sequence[JobSpec]) -> None:
-        """Refuse early what the broker would refuse (its limits came with its welcome; 0: not said), so a
-        spec too large for a frame is never sent. The broker checks again."""
-        welcome = self.connection.welcome
-        max_command = welcome.max_command_bytes or 2**62
-        max_stdin = welcome.max_stdin_bytes or 2**62
-        if all_fit(specs, max_command, max_stdin):
-            return
-        for number, spec in enumerate(specs, start=1):
-            problem = spec_too_large(spec, max_command, max_stdin, functools.partial(whose_job, number, len(specs)))
-            if problem is not None:
-                raise PayloadTooLarge(f"{problem}; nothing was submitted")
+        sending = submits.requests(
+            specs, after=after, new_group=new_group, max_running=max_running, key=key, key_ttl_s=key_ttl_s
+        )
+        try:
+            request = next(sending)
+            while True:
+                request = sending.send(await self.connection.request(request))
+        except StopIteration as done:
+            return done.value  # type: ignore[no-any-return]
 
     async def submit_chunk(
         self,

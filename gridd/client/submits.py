@@ -8,14 +8,16 @@ the broker answers each part it made with the same ids.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import functools
+from collections.abc import Callable, Generator, Sequence
 
 import msgspec
 
 from gridd.protocol.bundles import ref_problem
-from gridd.protocol.errors import InvalidRequest
+from gridd.protocol.errors import InvalidRequest, PayloadTooLarge
 from gridd.protocol.idempotency import key_problem, key_ttl_problem
-from gridd.protocol.job_messages import SubmitJobs
+from gridd.protocol.job_messages import JobsAccepted, SubmitJobs
+from gridd.protocol.limits import all_fit, spec_too_large, whose_job
 from gridd.protocol.records import JobSpec
 
 # Many jobs travel in chunks so that no submit frame nears the frame limit (16 MiB).
@@ -32,6 +34,53 @@ def check_request(specs: Sequence[JobSpec], key: str | None, key_ttl_s: float | 
         problem = key_ttl_problem(key_ttl_s) if key is not None else "a key's TTL applies to a submit with a key"
     if problem is not None:
         raise InvalidRequest(problem)
+
+
+def check_sizes(specs: Sequence[JobSpec], max_command_bytes: int, max_stdin_bytes: int) -> None:
+    """PayloadTooLarge for a spec over the broker's limits, as its welcome said them (0: not said), so that
+    one too large for a frame is never sent, and nothing of the submit is. The broker checks again."""
+    max_command = max_command_bytes or 2**62
+    max_stdin = max_stdin_bytes or 2**62
+    if all_fit(specs, max_command, max_stdin):
+        return
+    for number, spec in enumerate(specs, start=1):
+        problem = spec_too_large(spec, max_command, max_stdin, functools.partial(whose_job, number, len(specs)))
+        if problem is not None:
+            raise PayloadTooLarge(f"{problem}; nothing was submitted")
+
+
+Submitting = Generator[Callable[[int], SubmitJobs], JobsAccepted, tuple[list[str], str | None]]
+
+
+def requests(
+    specs: Sequence[JobSpec],
+    *,
+    after: Sequence[str],
+    new_group: bool,
+    max_running: int | None,
+    key: str | None,
+    key_ttl_s: float | None,
+) -> Submitting:
+    """The chunks' requests, one at a time, each sent with its reply given back (`send`), whatever the
+    connection (the async client's, the one-shot CLI's); returns the jobs' ids in order and their group.
+    The chunks after the first join the group the first made. Under a key each chunk is kept as its part: a
+    retry sends the same chunks (their cut depends on the specs alone), is answered for those that were made,
+    and makes the rest."""
+    ids: list[str] = []
+    group: str | None = None
+    for part, chunk in enumerate(chunks(specs)):
+        first = part == 0
+        reply = yield message(
+            chunk,
+            after,
+            new_group and first,
+            None if first else group,
+            max_running if first else None,
+            (key, key_ttl_s, part),
+        )
+        ids.extend(reply.job_ids)
+        group = reply.group
+    return ids, group
 
 
 def message(

@@ -164,6 +164,28 @@ async def test_many_jobs_larger_than_one_submit_frame_join_one_group_in_input_or
     assert {tuple(v.after) for v in listed} == {(first,)}
 
 
+async def test_submit_each_larger_than_one_submit_frame_prints_one_group_in_input_order(tmp_path: Path) -> None:
+    # The CLI's own submit (no event loop: cli/quick.py): ~12 MiB of specs (each item in argv and in
+    # GRIDD_ITEM), sent in several chunks, the later ones joining the group the first made.
+    items = tmp_path / "items.txt"
+    items.write_text("".join(f"{i:05d}{'y' * 1000}\n" for i in range(6000)))
+    async with running_broker(tmp_path) as b, client_of(b) as client:
+        (first,) = ids_of(await gridd_ok(b, tmp_path, "submit", "--", "true"))  # no worker: stays queued
+        ids = ids_of(
+            await gridd_ok(
+                b, tmp_path, "submit", "--each", str(items), "--after", first, "--max-running", "2", "--", "true"
+            )
+        )
+        job, _ = await client.show(ids[0])
+        listed = await client.jobs(group=job.group, limit=0)
+    assert len(ids) == 6000 and [int(i) for i in ids] == sorted(int(i) for i in ids)
+    by_id = {v.id: v for v in listed}
+    assert sorted(by_id) == sorted(ids)
+    assert [by_id[i].argv[-1][:5] for i in ids] == [f"{i:05d}" for i in range(6000)]
+    assert {v.state for v in listed} == {"waiting"}  # --after applies to every chunk
+    assert {tuple(v.after) for v in listed} == {(first,)}
+
+
 async def test_each_from_standard_input_skips_empty_lines_and_strips_crlf(tmp_path: Path) -> None:
     log = tmp_path / "stdin.log"
     async with running_broker(tmp_path) as b, running_worker(tmp_path, b.addr, slots=2), client_of(b) as client:
