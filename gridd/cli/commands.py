@@ -50,18 +50,14 @@ def run(args: argparse.Namespace, config: Config) -> int:
 
 
 async def _submit(client: Client, args: argparse.Namespace) -> int:
-    if args.max_running is not None and not (args.each or args.array):
-        raise ConfigError("--max-running applies to --each or --array submissions")
-    if args.max_running is not None and args.max_running < 1:
-        raise ConfigError("--max-running must be at least 1")
+    many = specs.submitted(args)
     key, ttl_s = specs.key_of(args)
     if not (args.each or args.array):
-        (job_id,) = await client.submit_many([specs.spec_of(args)], after=args.after, key=key, key_ttl_s=ttl_s)
+        (job_id,) = await client.submit_many(many, after=args.after, key=key, key_ttl_s=ttl_s)
         print(job_id, flush=True)
         return 0
-    many = specs.many_specs(args)
     if not many:
-        print(f"gridd: nothing to submit: {args.each} has no non-empty line", file=sys.stderr)
+        specs.nothing_to_submit(args)
         return 0
     ids, group = await client.submit_group(
         many, after=args.after, max_running=args.max_running, key=key, key_ttl_s=ttl_s

@@ -72,25 +72,19 @@ def _submit(connection: OneShot, args: argparse.Namespace) -> int:
     # Imported here, for start-up speed: show and status read no submit flags.
     from gridd.cli import specs
     from gridd.client import submits
-    from gridd.protocol.errors import BrokerTooOld, ConfigError
-    from gridd.protocol.features import missing, too_old
     from gridd.protocol.job_messages import SubmitJobs
 
-    group = bool(args.each or args.array)
-    if group and args.max_running is not None and args.max_running < 1:
-        raise ConfigError("--max-running must be at least 1")
+    many = specs.submitted(args)
     key, ttl_s = specs.key_of(args)
-    many = specs.many_specs(args) if group else [specs.spec_of(args)]
     if not many:
-        print(f"gridd: nothing to submit: {args.each} has no non-empty line", file=sys.stderr)
+        specs.nothing_to_submit(args)
         return 0
     submits.check_request(many, key, ttl_s)
     welcome = connection.welcome
     submits.check_sizes(many, welcome.max_command_bytes, welcome.max_stdin_bytes)
     # Every chunk's features at once, before the first is sent: a submit the broker is too old for sends nothing.
-    feature = missing(SubmitJobs(rid=0, jobs=many, key=key), welcome.features)
-    if feature is not None:
-        raise BrokerTooOld(too_old(feature, connection.address))
+    connection.refuse_unknown_features(SubmitJobs(rid=0, jobs=many, key=key))
+    group = bool(args.each or args.array)
     sending = submits.requests(
         many, after=args.after, new_group=group, max_running=args.max_running, key=key, key_ttl_s=ttl_s
     )

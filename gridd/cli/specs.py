@@ -95,6 +95,22 @@ def key_of(args: argparse.Namespace) -> tuple[str | None, float | None]:
     return args.key, ttl_s
 
 
+def submitted(args: argparse.Namespace) -> list[JobSpec]:
+    """The specs a submit makes: one job's, or those of --each or --array (none for an --each of no
+    non-empty line: `nothing_to_submit`). --max-running is for the latter, and at least 1."""
+    group = bool(args.each or args.array)
+    if args.max_running is not None and not group:
+        raise ConfigError("--max-running applies to --each or --array submissions")
+    if args.max_running is not None and args.max_running < 1:
+        raise ConfigError("--max-running must be at least 1")
+    return many_specs(args) if group else [spec_of(args)]
+
+
+def nothing_to_submit(args: argparse.Namespace) -> None:
+    """Say that an --each had nothing in it (a submit of no job makes no request; it is not an error)."""
+    print(f"gridd: nothing to submit: {args.each} has no non-empty line", file=sys.stderr)
+
+
 def many_specs(args: argparse.Namespace) -> list[JobSpec]:
     template = spec_of(args)
     if args.each:

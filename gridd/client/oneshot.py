@@ -68,9 +68,7 @@ class OneShot:
         rid = self._next_rid
         self._next_rid += 1
         request = build(rid)
-        feature = missing(request, self.welcome.features)
-        if feature is not None:
-            raise BrokerTooOld(too_old(feature, self.address))
+        self.refuse_unknown_features(request)
         try:
             self._sock.sendall(encode_frame(request))
             reply = self._reply_to(rid)
@@ -81,6 +79,13 @@ class OneShot:
         if not isinstance(reply, type(request).reply_type()):
             raise BadFrame(f"the broker answered {type(request).__name__} with {type(reply).__name__}")
         return reply
+
+    def refuse_unknown_features(self, request: Message) -> None:
+        """BrokerTooOld, before anything is sent, for a request using a feature the broker did not announce
+        (as Connection.refuse_unknown_features)."""
+        feature = missing(request, self.welcome.features)
+        if feature is not None:
+            raise BrokerTooOld(too_old(feature, self.address))
 
     def _reply_to(self, rid: int) -> Reply | Error:
         while True:
